@@ -1,0 +1,144 @@
+//! The shared state behind every request, and how it is assembled at start-up:
+//! CA material, the store, demo data, trust anchors and TLS configs.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rustls::ServerConfig;
+
+use crate::auth::{ClientTrust, TrustError};
+use crate::ca::bootstrap::{self, files};
+use crate::ca::{Ca, CaError};
+use crate::config::Config;
+use crate::est::codec;
+use crate::metrics::Metrics;
+use crate::seed::{self, DemoIdentity};
+use crate::store::model::{now_unix, CertKind, CertRecord, CertStatus};
+use crate::store::{Store, StoreError};
+use crate::tls;
+
+/// Everything a request handler may use. Cheap to share behind an `Arc`.
+pub struct App {
+    /// The configuration in force.
+    pub config: Config,
+    /// The issuing CA.
+    pub ca: Ca,
+    /// The store.
+    pub store: Store,
+    /// Client-certificate trust.
+    pub trust: ClientTrust,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// `/cacerts` body, encoded once: base64 of the certs-only PKCS#7 of the whole chain.
+    pub cacerts_body: Bytes,
+}
+
+/// Errors at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// CA material.
+    #[error(transparent)]
+    Ca(#[from] CaError),
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// TLS configuration.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    /// Trust anchors.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// Metrics registration.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// Encoding.
+    #[error("encoding: {0}")]
+    Der(#[from] der::Error),
+}
+
+/// The result of initialisation.
+pub struct Initialised {
+    /// The shared state.
+    pub app: Arc<App>,
+    /// TLS config for both listeners.
+    pub tls: Arc<ServerConfig>,
+    /// Whether the CA was created now.
+    pub created_ca: bool,
+    /// The demo identity, if demo data is enabled.
+    pub demo: Option<DemoIdentity>,
+}
+
+impl App {
+    /// Loads or creates CA material and the store, seeds the demo data, and
+    /// prepares everything that does not change per request.
+    pub fn init(config: Config) -> Result<Initialised, InitError> {
+        let certs_dir: PathBuf = config.paths.certs_dir.clone();
+        let material = bootstrap::load_or_create_ca(&certs_dir, &config.ca)?;
+        let ca = material.ca;
+        std::fs::create_dir_all(&config.paths.data_dir)
+            .map_err(|e| CaError::Io(format!("{}: {e}", config.paths.data_dir.display())))?;
+        let store = Store::open(&config.paths.data_dir)?;
+
+        let tls_material = bootstrap::load_or_create_tls(&certs_dir, &ca)?;
+        if let Some(issued) = &tls_material.issued {
+            // estd's own TLS certificate is a certificate of this CA like any other.
+            store.insert_new_cert(&CertRecord {
+                serial: issued.serial,
+                der: issued.der.clone(),
+                subject: "CN=localhost".into(),
+                profile_id: "estd-tls-server".into(),
+                cvr: String::new(),
+                kind: CertKind::System,
+                rights: vec![],
+                issued_at: now_unix(),
+                not_after: issued.not_after,
+                status: CertStatus::Issued,
+                renews: None,
+                renewed_by: None,
+            })?;
+        }
+        let demo = if config.demo.enabled {
+            Some(seed::ensure_demo(&config, &ca, &store)?)
+        } else {
+            None
+        };
+        store.flush()?;
+
+        let trust = ClientTrust::new(ca.root_der(), ca.issuing_der(), &config.tls.client_anchors)?;
+        let tls = tls::server_config(
+            tls_material.chain,
+            tls_material.key,
+            trust.hints().to_vec(),
+            config.tls.min_version,
+        )?;
+        let pkcs7 = codec::certs_only(&[ca.issuing_der(), ca.root_der()])?;
+        let cacerts_body = Bytes::from(codec::encode_base64_wrapped(&pkcs7));
+        let metrics = Metrics::new()?;
+        metrics.stored.set(store.cert_count() as i64);
+        let app = Arc::new(App {
+            config,
+            ca,
+            store,
+            trust,
+            metrics,
+            cacerts_body,
+        });
+        Ok(Initialised {
+            app,
+            tls,
+            created_ca: material.created,
+            demo,
+        })
+    }
+
+    /// Path of a file under `certs/`.
+    pub fn certs_path(&self, file: &str) -> PathBuf {
+        self.config.paths.certs_dir.join(file)
+    }
+}
+
+/// The trust anchor file clients should pin.
+pub fn trust_anchor_file(config: &Config) -> PathBuf {
+    config.paths.certs_dir.join(files::ROOT_CERT)
+}

@@ -1,0 +1,367 @@
+//! Who is calling: a TLS client certificate (checked here, not at the
+//! handshake, so that a bad certificate gets an HTTP answer that says why) or
+//! HTTP Basic credentials.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use der::Decode;
+use rustls::pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use x509_cert::certificate::Certificate;
+
+use crate::ca::bootstrap::read_certs;
+use crate::config::ClientAnchorConfig;
+use crate::store::model::{CertRecord, Serial, SystemRight, UnixSeconds};
+use crate::store::{Store, StoreError};
+
+/// Why a client certificate is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CertRejection {
+    /// It does not chain to this CA or a configured anchor.
+    #[error("client certificate is not issued by a trusted CA")]
+    Untrusted,
+    /// Its validity has ended.
+    #[error("client certificate has expired")]
+    Expired,
+    /// Its validity has not begun.
+    #[error("client certificate is not yet valid")]
+    NotYetValid,
+    /// It lacks the clientAuth extended key usage.
+    #[error("client certificate lacks the clientAuth extended key usage")]
+    NotForClientAuth,
+    /// It is revoked or blocked.
+    #[error("client certificate is revoked")]
+    Revoked,
+    /// Issued by this CA but not in the store.
+    #[error("client certificate is not known to this server")]
+    Unknown,
+    /// Unparseable.
+    #[error("client certificate is malformed")]
+    Malformed,
+}
+
+/// A client certificate that chained to a trust anchor.
+#[derive(Debug, Clone)]
+pub enum ClientCert {
+    /// Issued by this CA; the record holds its organisation, profile and rights.
+    Issued {
+        /// Its serial.
+        serial: Serial,
+        /// The parsed certificate (re-enrolment compares against it).
+        cert: Box<Certificate>,
+        /// Its DER, as presented.
+        der: Vec<u8>,
+        /// notAfter.
+        not_after: UnixSeconds,
+    },
+    /// Issued by a configured foreign CA, bound to one organisation.
+    External {
+        /// The organisation it acts for.
+        cvr: String,
+        /// Rights from configuration.
+        rights: Vec<SystemRight>,
+        /// Subject, for logs.
+        subject: String,
+        /// notAfter.
+        not_after: UnixSeconds,
+    },
+}
+
+/// An authenticated caller, resolved against the store for this request.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// A certificate issued here, valid and not revoked.
+    Holder {
+        /// The certificate's current record.
+        record: CertRecord,
+        /// The parsed certificate.
+        cert: Box<Certificate>,
+    },
+    /// A certificate from a configured foreign anchor.
+    External {
+        /// Organisation.
+        cvr: String,
+        /// Rights.
+        rights: Vec<SystemRight>,
+        /// Subject.
+        subject: String,
+    },
+}
+
+impl Principal {
+    /// The organisation it acts for.
+    pub fn cvr(&self) -> &str {
+        match self {
+            Principal::Holder { record, .. } => &record.cvr,
+            Principal::External { cvr, .. } => cvr,
+        }
+    }
+
+    /// Whether it carries `right`.
+    pub fn has_right(&self, right: SystemRight) -> bool {
+        match self {
+            Principal::Holder { record, .. } => record.has_right(right),
+            Principal::External { rights, .. } => rights.contains(&right),
+        }
+    }
+
+    /// A short description for logs and the audit log.
+    pub fn describe(&self) -> String {
+        match self {
+            Principal::Holder { record, .. } => format!("cert:{}", record.serial),
+            Principal::External { subject, .. } => format!("external:{subject}"),
+        }
+    }
+}
+
+struct ExternalAnchor {
+    subject: Vec<u8>,
+    cvr: String,
+    rights: Vec<SystemRight>,
+}
+
+/// The trust configuration for client certificates, built once.
+pub struct ClientTrust {
+    anchors: Vec<TrustAnchor<'static>>,
+    own_root_subject: Vec<u8>,
+    intermediates: Vec<CertificateDer<'static>>,
+    issuing_der: Vec<u8>,
+    external: Vec<ExternalAnchor>,
+    hints: Vec<rustls::DistinguishedName>,
+}
+
+/// Errors building the trust configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("client trust anchors: {0}")]
+pub struct TrustError(String);
+
+fn unix(t: SystemTime) -> UnixSeconds {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl ClientTrust {
+    /// This CA's root and issuing CA, plus foreign anchors from configuration.
+    pub fn new(
+        root_der: &[u8],
+        issuing_der: &[u8],
+        extra: &[ClientAnchorConfig],
+    ) -> Result<ClientTrust, TrustError> {
+        let anchor = |der: &[u8]| -> Result<TrustAnchor<'static>, TrustError> {
+            let c = CertificateDer::from(der.to_vec());
+            webpki::anchor_from_trusted_cert(&c)
+                .map(|a| a.to_owned())
+                .map_err(|e| TrustError(format!("{e:?}")))
+        };
+        let root = anchor(root_der)?;
+        let own_root_subject = root.subject.as_ref().to_vec();
+        let mut hints = vec![
+            rustls::DistinguishedName::in_sequence(&own_root_subject),
+            rustls::DistinguishedName::in_sequence(anchor(issuing_der)?.subject.as_ref()),
+        ];
+        let mut anchors = vec![root];
+        let mut external = Vec::new();
+        for a in extra {
+            let mut rights = Vec::new();
+            for r in &a.rights {
+                rights.push(
+                    SystemRight::parse(r)
+                        .ok_or_else(|| TrustError(format!("unknown right {r:?}")))?,
+                );
+            }
+            for der in read_certs(&a.certificate).map_err(|e| TrustError(e.to_string()))? {
+                let ta = anchor(&der)?;
+                hints.push(rustls::DistinguishedName::in_sequence(ta.subject.as_ref()));
+                external.push(ExternalAnchor {
+                    subject: ta.subject.as_ref().to_vec(),
+                    cvr: a.cvr.clone(),
+                    rights: rights.clone(),
+                });
+                anchors.push(ta);
+            }
+        }
+        Ok(ClientTrust {
+            anchors,
+            own_root_subject,
+            intermediates: vec![CertificateDer::from(issuing_der.to_vec())],
+            issuing_der: issuing_der.to_vec(),
+            external,
+            hints,
+        })
+    }
+
+    /// Subjects to hint in the TLS CertificateRequest.
+    pub fn hints(&self) -> &[rustls::DistinguishedName] {
+        &self.hints
+    }
+
+    /// Verifies a client chain (end entity first) against the anchors, now.
+    pub fn verify(&self, chain: &[CertificateDer<'static>]) -> Result<ClientCert, CertRejection> {
+        let Some((ee_der, rest)) = chain.split_first() else {
+            return Err(CertRejection::Untrusted);
+        };
+        let ee = webpki::EndEntityCert::try_from(ee_der).map_err(|_| CertRejection::Malformed)?;
+        let mut intermediates: Vec<CertificateDer<'static>> = rest.to_vec();
+        intermediates.extend(self.intermediates.iter().cloned());
+        let algs = rustls::crypto::aws_lc_rs::default_provider()
+            .signature_verification_algorithms
+            .all;
+        let path = ee
+            .verify_for_usage(
+                algs,
+                &self.anchors,
+                &intermediates,
+                UnixTime::now(),
+                webpki::KeyUsage::client_auth(),
+                None,
+                None,
+            )
+            .map_err(|e| match e {
+                webpki::Error::CertExpired { .. } => CertRejection::Expired,
+                webpki::Error::CertNotValidYet { .. } => CertRejection::NotYetValid,
+                webpki::Error::RequiredEkuNotFoundContext(_) => CertRejection::NotForClientAuth,
+                _ => CertRejection::Untrusted,
+            })?;
+        let anchor_subject = path.anchor().subject.as_ref();
+        let cert = Certificate::from_der(ee_der).map_err(|_| CertRejection::Malformed)?;
+        let not_after = unix(cert.tbs_certificate.validity.not_after.to_system_time());
+        if anchor_subject == self.own_root_subject.as_slice() {
+            let via_issuing = path
+                .intermediate_certificates()
+                .next()
+                .is_some_and(|i| i.der().as_ref() == self.issuing_der.as_slice());
+            if !via_issuing {
+                return Err(CertRejection::Untrusted);
+            }
+            let serial = Serial::from_der_bytes(cert.tbs_certificate.serial_number.as_bytes())
+                .ok_or(CertRejection::Unknown)?;
+            return Ok(ClientCert::Issued {
+                serial,
+                cert: Box::new(cert),
+                der: ee_der.to_vec(),
+                not_after,
+            });
+        }
+        let ext = self
+            .external
+            .iter()
+            .find(|a| a.subject.as_slice() == anchor_subject)
+            .ok_or(CertRejection::Untrusted)?;
+        Ok(ClientCert::External {
+            cvr: ext.cvr.clone(),
+            rights: ext.rights.clone(),
+            subject: cert.tbs_certificate.subject.to_string(),
+            not_after,
+        })
+    }
+}
+
+/// Resolves a verified client certificate to a principal for this request:
+/// still valid now, in the store, and not revoked.
+pub fn principal(
+    cert: &ClientCert,
+    store: &Store,
+    now: UnixSeconds,
+) -> Result<Result<Principal, CertRejection>, StoreError> {
+    match cert {
+        ClientCert::Issued {
+            serial,
+            cert,
+            der,
+            not_after,
+        } => {
+            if now > *not_after {
+                return Ok(Err(CertRejection::Expired));
+            }
+            let Some(record) = store.cert(serial)? else {
+                return Ok(Err(CertRejection::Unknown));
+            };
+            // Same serial is not enough: it must be the very certificate we issued.
+            if record.der != *der {
+                return Ok(Err(CertRejection::Unknown));
+            }
+            if record.state_name(now) != "issued" {
+                return Ok(Err(CertRejection::Revoked));
+            }
+            Ok(Ok(Principal::Holder {
+                record,
+                cert: cert.clone(),
+            }))
+        }
+        ClientCert::External {
+            cvr,
+            rights,
+            subject,
+            not_after,
+        } => {
+            if now > *not_after {
+                return Ok(Err(CertRejection::Expired));
+            }
+            Ok(Ok(Principal::External {
+                cvr: cvr.clone(),
+                rights: rights.clone(),
+                subject: subject.clone(),
+            }))
+        }
+    }
+}
+
+/// HTTP Basic credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BasicCredentials {
+    /// User name (for one-time codes: the reference number).
+    pub user: String,
+    /// Password (for one-time codes: the code). Never logged.
+    pub password: String,
+}
+
+impl std::fmt::Debug for BasicCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicCredentials")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Parses an `Authorization` header value. Returns `None` for anything that
+/// is not Basic, and for empty Basic credentials (`Basic Og==`), which some
+/// clients send beside a client certificate and which mean "no credentials".
+pub fn parse_basic(header: &[u8]) -> Option<BasicCredentials> {
+    let text = std::str::from_utf8(header).ok()?.trim();
+    let (scheme, rest) = text.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    if user.is_empty() && password.is_empty() {
+        return None;
+    }
+    Some(BasicCredentials {
+        user: user.to_owned(),
+        password: password.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_parsing() {
+        let c = parse_basic(b"Basic dXNlcjpwYXNz").expect("creds");
+        assert_eq!(c.user, "user");
+        assert_eq!(c.password, "pass");
+        assert_eq!(parse_basic(b"Basic Og=="), None);
+        assert_eq!(parse_basic(b"Bearer abc"), None);
+        assert_eq!(parse_basic(b"Basic !!!"), None);
+        assert_eq!(parse_basic(b"Basic"), None);
+        assert_eq!(parse_basic(&[0xff, 0xfe]), None);
+        assert!(!format!("{c:?}").contains("pass\""));
+    }
+}

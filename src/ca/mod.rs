@@ -1,0 +1,319 @@
+//! The certificate authority: loads the issuing CA once and signs certificates
+//! whose every extension comes from the certificate's kind and profile.
+//!
+//! The EST layer reaches the CA only through [`Ca::issue`] with a
+//! [`CertTemplate`]; it never hands over CSR extensions.
+
+pub mod bootstrap;
+pub mod csr;
+pub mod signer;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::digest;
+use const_oid::db::rfc5280;
+use const_oid::AssociatedOid;
+use der::asn1::{BitString, Ia5String, OctetString};
+use der::{Decode, Encode};
+use spki::SubjectPublicKeyInfoOwned;
+use x509_cert::certificate::{Certificate, TbsCertificate, Version};
+use x509_cert::ext::pkix::crl::dp::DistributionPoint;
+use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
+use x509_cert::ext::pkix::{
+    AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints,
+    CrlDistributionPoints, ExtendedKeyUsage, KeyUsage, KeyUsages, SubjectAltName,
+    SubjectKeyIdentifier,
+};
+use x509_cert::ext::Extension;
+use x509_cert::name::Name;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::time::{Time, Validity};
+
+use crate::store::model::{CertKind, Serial, UnixSeconds};
+use csr::SubjectKey;
+pub use signer::Signer;
+
+/// Errors from the CA.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    /// CA material could not be read or written.
+    #[error("CA material: {0}")]
+    Io(String),
+    /// A key is unusable.
+    #[error("CA key: {0}")]
+    Key(String),
+    /// Encoding failed.
+    #[error("certificate encoding: {0}")]
+    Encoding(#[from] der::Error),
+    /// The signing operation failed.
+    #[error("signing failed")]
+    Sign,
+    /// Generating material failed.
+    #[error("generating CA material: {0}")]
+    Generate(String),
+}
+
+/// What a certificate will be used for; decides key usage and extended key usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertUsage {
+    /// A certificate of a profile of this kind.
+    Leaf(CertKind),
+    /// estd's own TLS server certificate.
+    TlsServer,
+}
+
+/// Everything the CA needs to issue one certificate. Built by policy from a
+/// verified CSR and a profile.
+#[derive(Debug, Clone)]
+pub struct CertTemplate {
+    /// Subject name, already checked against the profile.
+    pub subject: Name,
+    /// Subject public key, from the verified CSR.
+    pub spki: SubjectPublicKeyInfoOwned,
+    /// Its type (decides keyEncipherment for RSA).
+    pub key: SubjectKey,
+    /// Usage.
+    pub usage: CertUsage,
+    /// Subject alternative names, already checked against the profile.
+    pub sans: Vec<GeneralName>,
+    /// Lifetime.
+    pub validity_days: u32,
+}
+
+/// A freshly signed certificate.
+#[derive(Debug, Clone)]
+pub struct IssuedCert {
+    /// Its serial.
+    pub serial: Serial,
+    /// DER.
+    pub der: Vec<u8>,
+    /// notBefore.
+    pub not_before: UnixSeconds,
+    /// notAfter.
+    pub not_after: UnixSeconds,
+}
+
+/// The issuing CA, ready to sign. Built once at start-up.
+pub struct Ca {
+    signer: Signer,
+    issuer: Name,
+    issuer_not_after: SystemTime,
+    issuing_der: Vec<u8>,
+    root_der: Vec<u8>,
+    /// AKI, CRL DP and AIA: the same in every certificate, encoded once.
+    common_extensions: Vec<Extension>,
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca")
+            .field("signer", &self.signer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How far notBefore is set back, for clients whose clocks run slow.
+const BACKDATE: Duration = Duration::from_secs(300);
+
+fn extension<T: AssociatedOid + Encode>(value: &T, critical: bool) -> Result<Extension, CaError> {
+    Ok(Extension {
+        extn_id: T::OID,
+        critical,
+        extn_value: OctetString::new(value.to_der()?)?,
+    })
+}
+
+/// RFC 5280 method 1 key identifier: SHA-1 of the subjectPublicKey bits.
+pub fn key_identifier(subject_public_key: &[u8]) -> Vec<u8> {
+    digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, subject_public_key)
+        .as_ref()
+        .to_vec()
+}
+
+fn unix(t: SystemTime) -> UnixSeconds {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Ca {
+    /// Builds the CA from the issuing CA's certificate and key, and the root.
+    pub fn new(
+        issuing_der: Vec<u8>,
+        issuing_key_pkcs8: &[u8],
+        root_der: Vec<u8>,
+        crl_url: &str,
+        ocsp_url: &str,
+    ) -> Result<Ca, CaError> {
+        let signer = Signer::from_pkcs8(issuing_key_pkcs8)?;
+        let issuing = Certificate::from_der(&issuing_der)?;
+        if issuing
+            .tbs_certificate
+            .subject_public_key_info
+            .subject_public_key
+            .raw_bytes()
+            != signer.public_key()
+        {
+            return Err(CaError::Key(
+                "issuing CA key does not match the issuing CA certificate".into(),
+            ));
+        }
+        let issuer = issuing.tbs_certificate.subject.clone();
+        let issuer_not_after = issuing.tbs_certificate.validity.not_after.to_system_time();
+        // The AKI must equal the issuing CA's SKI, whatever method made it.
+        let issuer_ski = issuing
+            .tbs_certificate
+            .extensions
+            .iter()
+            .flatten()
+            .find(|e| e.extn_id == SubjectKeyIdentifier::OID)
+            .map(|e| SubjectKeyIdentifier::from_der(e.extn_value.as_bytes()))
+            .transpose()?
+            .map(|ski| ski.0.as_bytes().to_vec())
+            .unwrap_or_else(|| key_identifier(signer.public_key()));
+        let aki = AuthorityKeyIdentifier {
+            key_identifier: Some(OctetString::new(issuer_ski)?),
+            authority_cert_issuer: None,
+            authority_cert_serial_number: None,
+        };
+        let uri = |u: &str| -> Result<GeneralName, CaError> {
+            Ok(GeneralName::UniformResourceIdentifier(Ia5String::new(u)?))
+        };
+        let crl_dp = CrlDistributionPoints(vec![DistributionPoint {
+            distribution_point: Some(DistributionPointName::FullName(vec![uri(crl_url)?])),
+            reasons: None,
+            crl_issuer: None,
+        }]);
+        let aia = AuthorityInfoAccessSyntax(vec![AccessDescription {
+            access_method: rfc5280::ID_AD_OCSP,
+            access_location: uri(ocsp_url)?,
+        }]);
+        let common_extensions = vec![
+            extension(&aki, false)?,
+            extension(&crl_dp, false)?,
+            extension(&aia, false)?,
+        ];
+        Ok(Ca {
+            signer,
+            issuer,
+            issuer_not_after,
+            issuing_der,
+            root_der,
+            common_extensions,
+        })
+    }
+
+    /// The issuing CA certificate, DER.
+    pub fn issuing_der(&self) -> &[u8] {
+        &self.issuing_der
+    }
+
+    /// The root CA certificate, DER.
+    pub fn root_der(&self) -> &[u8] {
+        &self.root_der
+    }
+
+    /// The issuing CA's subject name.
+    pub fn issuer_name(&self) -> &Name {
+        &self.issuer
+    }
+
+    /// Signs a certificate for `template` with a fresh random serial.
+    ///
+    /// The serial is random (126 bits of entropy); the caller stores the
+    /// certificate with an insert-if-absent and asks again on the
+    /// (astronomically unlikely) collision, so serials stay unique forever.
+    pub fn issue(&self, template: &CertTemplate) -> Result<IssuedCert, CaError> {
+        let serial = random_serial()?;
+        let now = SystemTime::now();
+        let not_before = now - BACKDATE;
+        let wanted = now + Duration::from_secs(u64::from(template.validity_days) * 86_400);
+        // Never outlive the issuing CA.
+        let not_after = wanted.min(self.issuer_not_after);
+
+        let mut extensions = Vec::with_capacity(8);
+        extensions.push(extension(
+            &BasicConstraints {
+                ca: false,
+                path_len_constraint: None,
+            },
+            true,
+        )?);
+        extensions.push(extension(&key_usage(template.usage, template.key), true)?);
+        extensions.push(extension(&extended_key_usage(template.usage), false)?);
+        let ski = SubjectKeyIdentifier(OctetString::new(key_identifier(
+            template.spki.subject_public_key.raw_bytes(),
+        ))?);
+        extensions.push(extension(&ski, false)?);
+        if !template.sans.is_empty() {
+            // Critical when the subject is empty, as RFC 5280 4.2.1.6 requires.
+            let critical = template.subject.0.is_empty();
+            extensions.push(extension(&SubjectAltName(template.sans.clone()), critical)?);
+        }
+        extensions.extend(self.common_extensions.iter().cloned());
+
+        let tbs = TbsCertificate {
+            version: Version::V3,
+            serial_number: SerialNumber::new(&serial.0)?,
+            signature: self.signer.algorithm().clone(),
+            issuer: self.issuer.clone(),
+            validity: Validity {
+                not_before: Time::try_from(not_before)?,
+                not_after: Time::try_from(not_after)?,
+            },
+            subject: template.subject.clone(),
+            subject_public_key_info: template.spki.clone(),
+            issuer_unique_id: None,
+            subject_unique_id: None,
+            extensions: Some(extensions),
+        };
+        let tbs_der = tbs.to_der()?;
+        let signature = self.signer.sign(&tbs_der)?;
+        let cert = Certificate {
+            tbs_certificate: tbs,
+            signature_algorithm: self.signer.algorithm().clone(),
+            signature: BitString::from_bytes(&signature)?,
+        };
+        Ok(IssuedCert {
+            serial,
+            der: cert.to_der()?,
+            not_before: unix(not_before),
+            not_after: unix(not_after),
+        })
+    }
+}
+
+/// A random positive 16-byte serial whose first byte is never zero, so that
+/// its DER INTEGER is always exactly 16 bytes.
+pub fn random_serial() -> Result<Serial, CaError> {
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| CaError::Generate("no randomness".into()))?;
+    b[0] = (b[0] & 0x7f) | 0x40;
+    Ok(Serial(b))
+}
+
+/// The key usage a certificate of `usage` with `key` gets.
+pub fn key_usage(usage: CertUsage, key: SubjectKey) -> KeyUsage {
+    let mut ku = KeyUsages::DigitalSignature.into();
+    if matches!(key, SubjectKey::Rsa { .. }) {
+        ku |= KeyUsages::KeyEncipherment;
+    }
+    if usage == CertUsage::Leaf(CertKind::Organisation) {
+        ku |= KeyUsages::NonRepudiation;
+    }
+    KeyUsage(ku)
+}
+
+/// The extended key usage a certificate of `usage` gets.
+pub fn extended_key_usage(usage: CertUsage) -> ExtendedKeyUsage {
+    // clientAuth on every leaf: without it a certificate cannot re-enrol over mTLS.
+    ExtendedKeyUsage(match usage {
+        CertUsage::Leaf(CertKind::System) => {
+            vec![rfc5280::ID_KP_CLIENT_AUTH, rfc5280::ID_KP_SERVER_AUTH]
+        }
+        CertUsage::Leaf(CertKind::Organisation) | CertUsage::Leaf(CertKind::User) => {
+            vec![rfc5280::ID_KP_CLIENT_AUTH, rfc5280::ID_KP_EMAIL_PROTECTION]
+        }
+        CertUsage::TlsServer => vec![rfc5280::ID_KP_SERVER_AUTH],
+    })
+}

@@ -1,0 +1,281 @@
+//! Configuration: the embedded `config/estd.toml`, with an optional file merged over it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The embedded default configuration (the commented `config/estd.toml`).
+pub const DEFAULT_TOML: &str = include_str!("../config/estd.toml");
+
+/// Errors while loading configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The override file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A file is not valid TOML or has a wrong setting.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners and connection limits.
+    pub server: ServerConfig,
+    /// Where material and data live.
+    pub paths: PathsConfig,
+    /// The certificate authority.
+    pub ca: CaConfig,
+    /// TLS settings.
+    pub tls: TlsConfig,
+    /// The demo organisation created on first start.
+    pub demo: DemoConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// EST listener address.
+    pub est_listen: SocketAddr,
+    /// Admin listener address.
+    pub admin_listen: SocketAddr,
+    /// Host name shown in the printed EST URL.
+    pub public_host: String,
+    /// Connections served at once per listener.
+    pub max_connections: usize,
+    /// TLS handshake timeout, seconds.
+    pub handshake_timeout_secs: u64,
+    /// Request head timeout, seconds.
+    pub header_read_timeout_secs: u64,
+    /// Request body timeout, seconds.
+    pub body_read_timeout_secs: u64,
+    /// Grace period on shutdown, seconds.
+    pub shutdown_grace_secs: u64,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// Largest request head, bytes.
+    pub max_header_bytes: usize,
+}
+
+impl ServerConfig {
+    /// TLS handshake timeout.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+    /// Request head timeout.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs)
+    }
+    /// Request body timeout.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_read_timeout_secs)
+    }
+    /// Shutdown grace period.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+/// `[paths]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathsConfig {
+    /// Generated material.
+    pub certs_dir: PathBuf,
+    /// The sled store.
+    pub data_dir: PathBuf,
+}
+
+/// Key algorithm of a CA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaKeyAlgorithm {
+    /// ECDSA P-256 with SHA-256.
+    P256,
+    /// ECDSA P-384 with SHA-384.
+    P384,
+    /// RSA 2048 with SHA-256 (PKCS#1 v1.5).
+    Rsa2048,
+}
+
+/// `[ca]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaConfig {
+    /// Key algorithm of a newly created CA.
+    pub key_algorithm: CaKeyAlgorithm,
+    /// Root CA common name.
+    pub root_common_name: String,
+    /// Issuing CA common name.
+    pub issuing_common_name: String,
+    /// CRL distribution point URL put into certificates.
+    pub crl_url: String,
+    /// OCSP URL put into certificates.
+    pub ocsp_url: String,
+}
+
+/// Oldest TLS version offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum TlsMinVersion {
+    /// TLS 1.2 and 1.3.
+    #[serde(rename = "1.2")]
+    Tls12,
+    /// TLS 1.3 only.
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Oldest TLS version.
+    pub min_version: TlsMinVersion,
+    /// Foreign CAs whose client certificates are accepted, each bound to an organisation.
+    #[serde(default)]
+    pub client_anchors: Vec<ClientAnchorConfig>,
+}
+
+/// One foreign client-certificate trust anchor.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAnchorConfig {
+    /// PEM file with the anchor certificate.
+    pub certificate: PathBuf,
+    /// The organisation its certificates act for.
+    pub cvr: String,
+    /// System rights granted, e.g. `["est-enroll"]`.
+    pub rights: Vec<String>,
+}
+
+/// `[demo]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoConfig {
+    /// Create the demo data on first start.
+    pub enabled: bool,
+    /// Demo organisation CVR.
+    pub cvr: String,
+    /// Demo organisation name.
+    pub organisation_name: String,
+    /// Demo profile name.
+    pub profile_name: String,
+    /// Demo profile EST label.
+    pub est_label: String,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// tracing filter.
+    pub filter: String,
+}
+
+impl Config {
+    /// The embedded default.
+    pub fn embedded() -> Result<Config, ConfigError> {
+        Self::from_toml_layers(&[DEFAULT_TOML])
+    }
+
+    /// The embedded default with `path` merged over it.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            None => Self::embedded(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                Self::from_toml_layers(&[DEFAULT_TOML, &text])
+            }
+        }
+    }
+
+    /// Merges TOML documents, later over earlier, and deserialises the result.
+    pub fn from_toml_layers(layers: &[&str]) -> Result<Config, ConfigError> {
+        let mut merged = toml::Table::new();
+        for layer in layers {
+            let table: toml::Table =
+                toml::from_str(layer).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            merge(&mut merged, table);
+        }
+        let config: Config = toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if s.max_connections == 0 || s.max_body_bytes == 0 || s.max_header_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "server.max_connections and server.max_body_bytes must be > 0, server.max_header_bytes >= 1024".into(),
+            ));
+        }
+        if self.demo.enabled && !crate::store::model::is_valid_cvr(&self.demo.cvr) {
+            return Err(ConfigError::Invalid(
+                "demo.cvr must be exactly 8 digits".into(),
+            ));
+        }
+        for a in &self.tls.client_anchors {
+            if !crate::store::model::is_valid_cvr(&a.cvr) {
+                return Err(ConfigError::Invalid(format!(
+                    "tls.client_anchors: cvr {:?} must be exactly 8 digits",
+                    a.cvr
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses() {
+        let c = Config::embedded().expect("embedded config");
+        assert_eq!(c.server.max_body_bytes, 65536);
+        assert_eq!(c.ca.key_algorithm, CaKeyAlgorithm::P256);
+    }
+
+    #[test]
+    fn override_merges_one_setting() {
+        let c = Config::from_toml_layers(&[DEFAULT_TOML, "[server]\nmax_body_bytes = 10\n"])
+            .expect("merged");
+        assert_eq!(c.server.max_body_bytes, 10);
+        assert_eq!(c.server.max_connections, 1024);
+    }
+
+    #[test]
+    fn unknown_setting_is_refused() {
+        let e = Config::from_toml_layers(&[DEFAULT_TOML, "[server]\nmax_bodyy = 10\n"]);
+        assert!(e.is_err());
+    }
+}

@@ -1,0 +1,150 @@
+//! Wire encoding for EST (RFC 7030 with RFC 8951): base64 bodies in and out,
+//! PKCS#7 certs-only responses, and CSR attributes. No protocol logic here.
+
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine;
+use cms::cert::CertificateChoices;
+use cms::content_info::{CmsVersion, ContentInfo};
+use cms::signed_data::{CertificateSet, EncapsulatedContentInfo, SignedData, SignerInfos};
+use const_oid::db::rfc5911::{ID_DATA, ID_SIGNED_DATA};
+use const_oid::ObjectIdentifier;
+use der::asn1::SetOfVec;
+use der::{Any, Decode, Encode};
+use x509_cert::certificate::Certificate;
+
+/// Why a body could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    /// Not valid base64 (after removing white space and any PEM armour).
+    #[error("body is not valid base64")]
+    Base64,
+    /// Empty body.
+    #[error("empty body")]
+    Empty,
+}
+
+/// Accepts padded and unpadded input.
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Decodes an EST request body to DER.
+///
+/// `binary` is true when the client said `Content-Transfer-Encoding: binary`;
+/// otherwise the body is base64, with or without line breaks (LF or CRLF) and
+/// with or without PEM armour, whether or not the header is present (RFC 8951).
+pub fn decode_body(body: &[u8], binary: bool) -> Result<Vec<u8>, CodecError> {
+    if binary {
+        if body.is_empty() {
+            return Err(CodecError::Empty);
+        }
+        return Ok(body.to_vec());
+    }
+    let mut clean = Vec::with_capacity(body.len());
+    for line in body.split(|&b| b == b'\n') {
+        let line = line.trim_ascii();
+        if line.starts_with(b"-----") {
+            continue; // PEM armour: BEGIN/END lines
+        }
+        clean.extend(line.iter().filter(|b| !b.is_ascii_whitespace()));
+    }
+    if clean.is_empty() {
+        return Err(CodecError::Empty);
+    }
+    LENIENT.decode(&clean).map_err(|_| CodecError::Base64)
+}
+
+/// Base64 with a line break every 64 characters, as EST clients expect.
+pub fn encode_base64_wrapped(der: &[u8]) -> Vec<u8> {
+    let flat = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = Vec::with_capacity(flat.len() + flat.len() / 64 + 2);
+    for chunk in flat.as_bytes().chunks(64) {
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// A CMS SignedData with no signers that carries `certs` (the "certs-only"
+/// PKCS#7 of RFC 7030 4.1.3 and 4.2.3), DER.
+pub fn certs_only(certs: &[&[u8]]) -> Result<Vec<u8>, der::Error> {
+    let mut choices = Vec::with_capacity(certs.len());
+    for der in certs {
+        choices.push(CertificateChoices::Certificate(Certificate::from_der(der)?));
+    }
+    let signed = SignedData {
+        version: CmsVersion::V1,
+        digest_algorithms: SetOfVec::new(),
+        encap_content_info: EncapsulatedContentInfo {
+            econtent_type: ID_DATA,
+            econtent: None,
+        },
+        certificates: Some(CertificateSet(SetOfVec::try_from(choices)?)),
+        crls: None,
+        signer_infos: SignerInfos(SetOfVec::new()),
+    };
+    ContentInfo {
+        content_type: ID_SIGNED_DATA,
+        content: Any::encode_from(&signed)?,
+    }
+    .to_der()
+}
+
+/// One entry of a CSR attributes response (RFC 7030 4.5.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttrOrOid {
+    /// A bare OID: "please include this".
+    Oid(ObjectIdentifier),
+    /// An attribute type with values, e.g. id-ecPublicKey with a curve.
+    Attribute(ObjectIdentifier, Vec<Any>),
+}
+
+/// `CsrAttrs ::= SEQUENCE SIZE (0..MAX) OF AttrOrOID`, DER.
+pub fn csr_attrs(entries: &[AttrOrOid]) -> Result<Vec<u8>, der::Error> {
+    let mut seq: Vec<Any> = Vec::with_capacity(entries.len());
+    for e in entries {
+        seq.push(match e {
+            AttrOrOid::Oid(oid) => Any::encode_from(oid)?,
+            AttrOrOid::Attribute(oid, values) => {
+                let attr = x509_cert::attr::Attribute {
+                    oid: *oid,
+                    values: SetOfVec::try_from(values.clone())?,
+                };
+                Any::encode_from(&attr)?
+            }
+        });
+    }
+    seq.to_der()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_forms_all_decode() {
+        let want = b"\x30\x03\x02\x01\x05".to_vec();
+        for body in [
+            &b"MAMCAQU="[..],
+            b"MAMCAQU",
+            b"MAMC\r\nAQU=\r\n",
+            b"MAMC\nAQU=\n",
+            b"-----BEGIN CERTIFICATE REQUEST-----\nMAMCAQU=\n-----END CERTIFICATE REQUEST-----\n",
+        ] {
+            assert_eq!(decode_body(body, false), Ok(want.clone()), "{body:?}");
+        }
+        assert_eq!(decode_body(&want, true), Ok(want.clone()));
+        assert_eq!(decode_body(b"%%%", false), Err(CodecError::Base64));
+        assert_eq!(decode_body(b"\r\n", false), Err(CodecError::Empty));
+    }
+
+    #[test]
+    fn output_is_wrapped_at_64() {
+        let out = encode_base64_wrapped(&[7u8; 200]);
+        let text = std::str::from_utf8(&out).expect("ascii");
+        assert!(text.split("\r\n").all(|l| l.len() <= 64));
+        assert_eq!(decode_body(&out, false), Ok(vec![7u8; 200]));
+    }
+}

@@ -1,0 +1,88 @@
+//! `GET [/<label>]/csrattrs` (RFC 7030 4.5): what the profile expects in a
+//! CSR, namely the key algorithms it accepts and the subject attributes it
+//! requires. 204 where there is nothing to say.
+
+use bytes::Bytes;
+use const_oid::db::{rfc4519, rfc5912, rfc8410};
+use der::asn1::ObjectIdentifier;
+use der::Any;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+
+use super::codec::{self, AttrOrOid};
+use super::{base64_response, certificate_principal, require_method, EstError};
+use crate::app::App;
+use crate::policy::ORGANIZATION_IDENTIFIER;
+use crate::server::Connection;
+use crate::store::model::{KeyAlgorithm, Profile};
+
+/// Content type of `/csrattrs`.
+pub const CONTENT_TYPE: &str = "application/csrattrs";
+
+const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+
+/// Answers for the label's profile, or the caller's organisation's default.
+pub fn handle<B>(
+    app: &App,
+    conn: &Connection,
+    req: &Request<B>,
+    label: Option<&str>,
+) -> Result<Response<Full<Bytes>>, EstError> {
+    require_method(req, http::Method::GET, "GET")?;
+    let profile = match label {
+        Some(l) => app.store.profile_by_label(l)?,
+        // Without a label the profile depends on who asks; anonymous callers get 204.
+        None => match certificate_principal(app, conn) {
+            Ok(p) => app.store.default_profile(p.cvr())?,
+            Err(_) => None,
+        },
+    };
+    let Some(profile) = profile else {
+        return Ok(no_content());
+    };
+    let der = attributes(&profile).map_err(|e| EstError::Internal(e.to_string()))?;
+    Ok(base64_response(
+        CONTENT_TYPE,
+        Bytes::from(codec::encode_base64_wrapped(&der)),
+    ))
+}
+
+fn no_content() -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
+/// The CsrAttrs DER for a profile.
+pub fn attributes(profile: &Profile) -> Result<Vec<u8>, der::Error> {
+    let allowed = &profile.key_policy.allowed;
+    let mut entries = Vec::new();
+    let curves: Vec<Any> = [
+        (KeyAlgorithm::P256, SECP256R1),
+        (KeyAlgorithm::P384, SECP384R1),
+    ]
+    .iter()
+    .filter(|(a, _)| allowed.contains(a))
+    .map(|(_, oid)| Any::encode_from(oid))
+    .collect::<Result<_, _>>()?;
+    if !curves.is_empty() {
+        entries.push(AttrOrOid::Attribute(rfc5912::ID_EC_PUBLIC_KEY, curves));
+        entries.push(AttrOrOid::Oid(rfc5912::ECDSA_WITH_SHA_256));
+    }
+    if allowed.contains(&KeyAlgorithm::Rsa) {
+        let min_bits = profile.key_policy.min_rsa_bits.max(2048);
+        entries.push(AttrOrOid::Attribute(
+            rfc5912::RSA_ENCRYPTION,
+            vec![Any::encode_from(&min_bits)?],
+        ));
+        entries.push(AttrOrOid::Oid(rfc5912::SHA_256_WITH_RSA_ENCRYPTION));
+    }
+    if allowed.contains(&KeyAlgorithm::Ed25519) {
+        entries.push(AttrOrOid::Oid(rfc8410::ID_ED_25519));
+    }
+    for oid in [rfc4519::CN, rfc4519::O, ORGANIZATION_IDENTIFIER] {
+        entries.push(AttrOrOid::Oid(oid));
+    }
+    codec::csr_attrs(&entries)
+}

@@ -1,0 +1,239 @@
+//! The RFC 7030 endpoints under `/.well-known/est/` and `/.well-known/est/<label>/`.
+//!
+//! Each operation lives in its own file; this module routes, reads bodies
+//! within limits, and identifies the caller.
+
+pub mod cacerts;
+pub mod codec;
+pub mod csrattrs;
+pub mod enroll;
+pub mod error;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+
+use crate::app::App;
+use crate::auth::{self, Principal};
+use crate::server::{Connection, RequestLog};
+use crate::store::model::now_unix;
+pub use error::EstError;
+
+/// Path prefix of every EST endpoint.
+pub const PREFIX: &str = "/.well-known/est/";
+
+/// An EST operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `GET cacerts`.
+    CaCerts,
+    /// `POST simpleenroll`.
+    SimpleEnroll,
+    /// `POST simplereenroll`.
+    SimpleReenroll,
+    /// `GET csrattrs`.
+    CsrAttrs,
+    /// `POST serverkeygen`.
+    ServerKeygen,
+    /// `POST fullcmc`.
+    FullCmc,
+}
+
+impl Operation {
+    fn parse(s: &str) -> Option<Operation> {
+        Some(match s {
+            "cacerts" => Operation::CaCerts,
+            "simpleenroll" => Operation::SimpleEnroll,
+            "simplereenroll" => Operation::SimpleReenroll,
+            "csrattrs" => Operation::CsrAttrs,
+            "serverkeygen" => Operation::ServerKeygen,
+            "fullcmc" => Operation::FullCmc,
+            _ => return None,
+        })
+    }
+
+    /// The name used in logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::CaCerts => "cacerts",
+            Operation::SimpleEnroll => "simpleenroll",
+            Operation::SimpleReenroll => "simplereenroll",
+            Operation::CsrAttrs => "csrattrs",
+            Operation::ServerKeygen => "serverkeygen",
+            Operation::FullCmc => "fullcmc",
+        }
+    }
+}
+
+/// Whether `s` is a well-formed EST label (URL-safe, 1 to 64 characters).
+pub fn is_valid_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && s != "."
+        && s != ".."
+}
+
+/// Splits an EST path into an optional label and an operation.
+pub fn parse_path(path: &str) -> Option<(Option<&str>, Operation)> {
+    let rest = path.strip_prefix(PREFIX)?;
+    match rest.split_once('/') {
+        None => Some((None, Operation::parse(rest)?)),
+        Some((label, op)) if is_valid_label(label) => Some((Some(label), Operation::parse(op)?)),
+        Some(_) => None,
+    }
+}
+
+/// Routes one EST request.
+pub async fn handle(
+    app: &Arc<App>,
+    conn: &Arc<Connection>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let Some((label, op)) = parse_path(req.uri().path()) else {
+        let mut r = EstError::NotFound.into_response();
+        r.extensions_mut().insert(RequestLog {
+            endpoint: "unknown",
+            ..Default::default()
+        });
+        return r;
+    };
+    let label = label.map(str::to_owned);
+    let mut log = RequestLog {
+        endpoint: op.name(),
+        label: label.clone(),
+        ..Default::default()
+    };
+    let label = label.as_deref();
+    let result = match op {
+        Operation::CaCerts => cacerts::handle(app, &req),
+        Operation::CsrAttrs => csrattrs::handle(app, conn, &req, label),
+        Operation::SimpleEnroll => enroll::simple_enroll(app, conn, req, label, &mut log).await,
+        Operation::SimpleReenroll => enroll::simple_reenroll(app, conn, req, label, &mut log).await,
+        Operation::ServerKeygen => Err(EstError::NotImplemented("serverkeygen")),
+        Operation::FullCmc => Err(EstError::NotImplemented("fullcmc")),
+    };
+    let mut resp = result.unwrap_or_else(EstError::into_response);
+    resp.extensions_mut().insert(log);
+    resp
+}
+
+/// Refuses a method other than `allowed`.
+pub fn require_method<B>(
+    req: &Request<B>,
+    allowed: http::Method,
+    allow: &'static str,
+) -> Result<(), EstError> {
+    if req.method() == allowed
+        || (allowed == http::Method::GET && req.method() == http::Method::HEAD)
+    {
+        Ok(())
+    } else {
+        Err(EstError::MethodNotAllowed(allow))
+    }
+}
+
+/// Refuses a body whose media type is not `expected` (parameters ignored).
+pub fn require_content_type(headers: &HeaderMap, expected: &str) -> Result<(), EstError> {
+    let got = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim());
+    match got {
+        Some(t) if t.eq_ignore_ascii_case(expected) => Ok(()),
+        Some(t) => Err(EstError::UnsupportedMediaType(format!(
+            "Content-Type must be {expected}, not {t}"
+        ))),
+        None => Err(EstError::UnsupportedMediaType(format!(
+            "Content-Type must be {expected}"
+        ))),
+    }
+}
+
+/// Whether the client declared a binary (not base64) body.
+pub fn is_binary_transfer(headers: &HeaderMap) -> bool {
+    headers
+        .get("content-transfer-encoding")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("binary"))
+}
+
+/// Reads a request body (plain or chunked) within the size and time limits.
+pub async fn read_body(
+    req: Request<Incoming>,
+    limit: usize,
+    timeout: Duration,
+) -> Result<(Parts, Bytes), EstError> {
+    let (parts, body) = req.into_parts();
+    if let Some(len) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > limit as u64 {
+            return Err(EstError::TooLarge(limit));
+        }
+    }
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(EstError::Timeout),
+        Ok(Ok(collected)) => Ok((parts, collected.to_bytes())),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(EstError::TooLarge(limit)),
+        Ok(Err(e)) => Err(EstError::BadRequest(format!("reading body: {e}"))),
+    }
+}
+
+/// Identifies the caller by client certificate. Basic credentials are not a
+/// certificate holder's identity; the one-time-code path handles them.
+pub fn certificate_principal(app: &App, conn: &Connection) -> Result<Principal, EstError> {
+    match conn.client_cert(&app.trust) {
+        Some(Ok(cert)) => match auth::principal(cert, &app.store, now_unix())? {
+            Ok(p) => Ok(p),
+            Err(rejection) => Err(rejection.into()),
+        },
+        Some(Err(rejection)) => Err(rejection.clone().into()),
+        None => Err(EstError::Unauthorized(
+            "a client certificate or credentials are required".into(),
+        )),
+    }
+}
+
+/// A 200 response with a base64 body.
+pub fn base64_response(content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = StatusCode::OK;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        "content-transfer-encoding",
+        HeaderValue::from_static("base64"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(
+            parse_path("/.well-known/est/cacerts"),
+            Some((None, Operation::CaCerts))
+        );
+        assert_eq!(
+            parse_path("/.well-known/est/demo/simpleenroll"),
+            Some((Some("demo"), Operation::SimpleEnroll))
+        );
+        assert_eq!(parse_path("/.well-known/est/a/b/cacerts"), None);
+        assert_eq!(parse_path("/.well-known/est/../cacerts"), None);
+        assert_eq!(parse_path("/.well-known/est/nope"), None);
+        assert_eq!(parse_path("/cacerts"), None);
+    }
+}

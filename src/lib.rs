@@ -1,0 +1,55 @@
+//! # estd
+//!
+//! An EST server (RFC 7030, with the RFC 8951 clarifications) with its own
+//! certificate authority, for automated, system-based certificate issuance in
+//! the model of the Danish MitID Erhverv certificate service: organisations
+//! (known by CVR number) hold certificate profiles, and their IdM systems and
+//! devices enrol and renew certificates over mutual TLS.
+//!
+//! ## Architecture
+//!
+//! Data flows one way:
+//!
+//! ```text
+//! listener → TLS → EST or admin handler → policy → CA → store → response
+//! ```
+//!
+//! - [`server`] owns the listeners: TLS accept with a handshake timeout, a cap
+//!   on concurrent connections, HTTP/1.1 with canonical header names, a log
+//!   line and metrics per request, graceful shutdown.
+//! - [`tls`] builds the rustls config. Client certificates are requested but
+//!   judged per request by [`auth`], so a bad one gets an HTTP status and a
+//!   reason rather than a TLS alert.
+//! - [`est`] holds the RFC 7030 endpoints, one file per operation, with the
+//!   wire codec (base64, PKCS#7 certs-only, CSR attributes) in [`est::codec`].
+//! - [`policy`] decides what a profile allows a CSR to ask for and turns a
+//!   verified CSR into a [`ca::CertTemplate`]. CSR extensions are never copied.
+//! - [`ca`] verifies CSRs (proof of possession) and signs certificates; the
+//!   EST layer reaches it only through [`ca::Ca::issue`].
+//! - [`store`] keeps certificates, organisations, profiles and the audit log
+//!   in sled, and makes writes durable with group commit before any answer.
+//! - [`app`] assembles the shared state at start-up; [`seed`] creates the demo
+//!   organisation; [`config`] merges a file over the embedded default;
+//!   [`metrics`] exports Prometheus metrics; [`admin`] serves the admin listener.
+//!
+//! One crypto provider, aws-lc-rs, serves rustls and the CA.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod ca;
+pub mod config;
+pub mod est;
+pub mod metrics;
+pub mod policy;
+pub mod seed;
+pub mod server;
+pub mod store;
+pub mod tls;
+
+pub use app::{App, InitError, Initialised};
+pub use config::Config;
+pub use server::RunningServer;

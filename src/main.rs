@@ -1,0 +1,172 @@
+//! The `estd` command line.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use estd::{App, Config, RunningServer};
+
+/// estd: an EST (RFC 7030) server with its own certificate authority.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// A TOML file merged over the embedded default configuration (config/estd.toml).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the EST and admin listeners. Creates CA material, the store and demo data on first start.
+    Serve,
+    /// Create CA material, the TLS certificate, the store and demo data, then exit.
+    Init,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("estd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("estd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve => runtime.block_on(serve(config)),
+        Command::Init => init(config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("estd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn init(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let init = App::init(config)?;
+    let cfg = &init.app.config;
+    println!(
+        "estd: CA material in {} ({}), store in {}",
+        cfg.paths.certs_dir.display(),
+        if init.created_ca {
+            "created"
+        } else {
+            "already present"
+        },
+        cfg.paths.data_dir.display()
+    );
+    Ok(())
+}
+
+async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let init = App::init(config)?;
+    let created = init.created_ca;
+    let demo = init.demo.clone();
+    let server = RunningServer::start(init).await?;
+    print_banner(&server, created, demo.as_ref());
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    server.shutdown().await;
+    tracing::info!("store flushed; bye");
+    Ok(())
+}
+
+fn print_banner(server: &RunningServer, created: bool, demo: Option<&estd::seed::DemoIdentity>) {
+    let cfg = &server.app.config;
+    let host = &cfg.server.public_host;
+    let port = server.est_addr.port();
+    let base = format!("https://{host}:{port}/.well-known/est");
+    let anchor = estd::app::trust_anchor_file(cfg);
+    println!(
+        "estd: listening est={} admin={}",
+        server.est_addr, server.admin_addr
+    );
+    println!();
+    println!("  EST URL:        {base}");
+    println!(
+        "  Metrics:        https://{host}:{}/metrics",
+        server.admin_addr.port()
+    );
+    println!(
+        "  Trust anchor:   {}{}",
+        anchor.display(),
+        if created {
+            "  (development CA created now)"
+        } else {
+            ""
+        }
+    );
+    if let Some(d) = demo {
+        println!("  Demo IdM cert:  {}", d.cert.display());
+        println!("  Demo IdM key:   {}", d.key.display());
+        println!();
+        println!("  Enrol a device certificate as the demo IdM system:");
+        println!();
+        println!(
+            "    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout device.key \\\n      -subj \"/C=DK/O={}/organizationIdentifier=NTRDK-{}/CN=device-1\" -out device.csr",
+            d.organisation, d.cvr
+        );
+        println!(
+            "    curl --cacert {} --cert {} --key {} \\\n      -H 'Content-Type: application/pkcs10' --data-binary @device.csr \\\n      -o device.p7 {base}/{}/simpleenroll",
+            anchor.display(),
+            d.cert.display(),
+            d.key.display(),
+            d.label
+        );
+        println!("    openssl base64 -d -in device.p7 | openssl pkcs7 -inform DER -print_certs -out device.pem");
+        println!("    curl --cacert {} {base}/cacerts | openssl base64 -d | openssl pkcs7 -inform DER -print_certs -out chain.pem", anchor.display());
+        println!("    openssl verify -CAfile chain.pem device.pem");
+    }
+    println!();
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

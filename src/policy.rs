@@ -1,0 +1,334 @@
+//! Policy: what a profile allows a CSR to ask for, and the certificate template
+//! that results. The CSR proposes; the profile decides.
+
+use const_oid::db::rfc4519;
+use const_oid::{AssociatedOid, ObjectIdentifier};
+use der::asn1::Ia5String;
+use der::Decode;
+use x509_cert::certificate::Certificate;
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAltName};
+use x509_cert::name::Name;
+
+use crate::ca::csr::{directory_string, SubjectKey, VerifiedCsr};
+use crate::ca::{self, CertTemplate, CertUsage};
+use crate::store::model::{organization_identifier, KeyAlgorithm, Organisation, Profile};
+
+/// OID of organizationIdentifier (X.520, 2.5.4.97).
+pub const ORGANIZATION_IDENTIFIER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.97");
+/// OID of the PKCS#9 emailAddress attribute.
+pub const EMAIL_ADDRESS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.1");
+
+/// Why the profile refuses a CSR. Shown to the client, so it names the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// The key type or size is not allowed by this profile.
+    #[error("key not allowed by the profile: {0}")]
+    Key(String),
+    /// The subject breaks the profile's rules.
+    #[error("subject not allowed: {0}")]
+    Subject(String),
+    /// The CSR names an organisation other than the caller's.
+    #[error("the CSR names another organisation")]
+    ForeignOrganisation,
+    /// A subject alternative name is not allowed.
+    #[error("subject alternative name not allowed: {0}")]
+    San(String),
+    /// A requested extension asks for more than the profile gives.
+    #[error("requested extension not allowed: {0}")]
+    Extension(String),
+    /// Re-enrolment must keep Subject and SubjectAltName (RFC 7030 4.2.2).
+    #[error("re-enrolment must keep the certificate's {0} unchanged")]
+    ReenrollMismatch(&'static str),
+}
+
+/// The attribute types a subject may carry, with display names for errors.
+fn attr_name(oid: &ObjectIdentifier) -> Option<&'static str> {
+    Some(match *oid {
+        rfc4519::CN => "CN",
+        rfc4519::O => "O",
+        rfc4519::C => "C",
+        rfc4519::SERIAL_NUMBER => "serialNumber",
+        ORGANIZATION_IDENTIFIER => "organizationIdentifier",
+        EMAIL_ADDRESS => "emailAddress",
+        _ => return None,
+    })
+}
+
+/// A name as (attribute type, text value) pairs, one per single-valued RDN.
+pub fn name_values(name: &Name) -> Result<Vec<(ObjectIdentifier, String)>, PolicyError> {
+    let mut out = Vec::with_capacity(name.0.len());
+    for rdn in name.0.iter() {
+        if rdn.0.len() != 1 {
+            return Err(PolicyError::Subject(
+                "multi-valued RDNs are not allowed".into(),
+            ));
+        }
+        for atv in rdn.0.iter() {
+            let v =
+                directory_string(&atv.value).map_err(|e| PolicyError::Subject(e.to_string()))?;
+            out.push((atv.oid, v));
+        }
+    }
+    Ok(out)
+}
+
+fn check_key(profile: &Profile, key: SubjectKey) -> Result<(), PolicyError> {
+    let alg = key.algorithm();
+    if !profile.key_policy.allowed.contains(&alg) {
+        return Err(PolicyError::Key(format!(
+            "{alg:?} (the profile accepts {:?})",
+            profile.key_policy.allowed
+        )));
+    }
+    if let SubjectKey::Rsa { bits } = key {
+        let min = profile.key_policy.min_rsa_bits.max(2048);
+        if bits < min {
+            return Err(PolicyError::Key(format!(
+                "RSA-{bits} is below the profile's {min} bits"
+            )));
+        }
+    }
+    debug_assert!(alg != KeyAlgorithm::Rsa || matches!(key, SubjectKey::Rsa { .. }));
+    Ok(())
+}
+
+/// Checks the subject of a CSR for an organisation's profile.
+fn check_subject(subject: &Name, org: &Organisation, profile: &Profile) -> Result<(), PolicyError> {
+    let values = name_values(subject)?;
+    let mut seen: Vec<ObjectIdentifier> = Vec::with_capacity(values.len());
+    let (mut cn, mut o, mut oi) = (false, false, false);
+    for (oid, v) in &values {
+        let Some(attr) = attr_name(oid) else {
+            return Err(PolicyError::Subject(format!(
+                "attribute {oid} is not allowed by the profile"
+            )));
+        };
+        if seen.contains(oid) {
+            return Err(PolicyError::Subject(format!("{attr} appears twice")));
+        }
+        seen.push(*oid);
+        match *oid {
+            rfc4519::CN => {
+                if v.trim().is_empty() || v.len() > 64 {
+                    return Err(PolicyError::Subject("CN must be 1 to 64 characters".into()));
+                }
+                cn = true;
+            }
+            rfc4519::O => {
+                if v != &org.name {
+                    return Err(PolicyError::ForeignOrganisation);
+                }
+                o = true;
+            }
+            ORGANIZATION_IDENTIFIER => {
+                if v != &organization_identifier(&org.cvr) {
+                    return Err(PolicyError::ForeignOrganisation);
+                }
+                oi = true;
+            }
+            rfc4519::C => {
+                if v != "DK" {
+                    return Err(PolicyError::Subject("C must be DK".into()));
+                }
+            }
+            rfc4519::SERIAL_NUMBER => {
+                if v.is_empty() || v.len() > 64 {
+                    return Err(PolicyError::Subject(
+                        "serialNumber must be 1 to 64 characters".into(),
+                    ));
+                }
+            }
+            EMAIL_ADDRESS => match &profile.email {
+                Some(e) if e.eq_ignore_ascii_case(v) => {}
+                _ => {
+                    return Err(PolicyError::Subject(
+                        "emailAddress is not the profile's e-mail".into(),
+                    ))
+                }
+            },
+            _ => {}
+        }
+    }
+    if !cn {
+        return Err(PolicyError::Subject("CN is required".into()));
+    }
+    if !o || !oi {
+        return Err(PolicyError::Subject(format!(
+            "O={:?} and organizationIdentifier={:?} are required",
+            org.name,
+            organization_identifier(&org.cvr)
+        )));
+    }
+    Ok(())
+}
+
+fn dns_allowed(profile: &Profile, name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    profile.dns_names.iter().any(|rule| {
+        let rule = rule.to_ascii_lowercase();
+        if let Some(suffix) = rule.strip_prefix('.') {
+            name.len() > suffix.len() + 1
+                && name.ends_with(&rule)
+                && !name[..name.len() - rule.len()].is_empty()
+        } else {
+            name == rule
+        }
+    })
+}
+
+/// The SANs the certificate will carry: the CSR's, each checked, plus the profile's e-mail.
+fn decide_sans(
+    requested: &[GeneralName],
+    profile: &Profile,
+) -> Result<Vec<GeneralName>, PolicyError> {
+    let mut out: Vec<GeneralName> = Vec::with_capacity(requested.len() + 1);
+    for gn in requested {
+        match gn {
+            GeneralName::DnsName(n) => {
+                if !dns_allowed(profile, n.as_str()) {
+                    return Err(PolicyError::San(format!("DNS name {}", n.as_str())));
+                }
+            }
+            GeneralName::IpAddress(ip) => {
+                if !profile.allow_ip_sans || !matches!(ip.as_bytes().len(), 4 | 16) {
+                    return Err(PolicyError::San("IP address".into()));
+                }
+            }
+            GeneralName::Rfc822Name(m) => match &profile.email {
+                Some(e) if e.eq_ignore_ascii_case(m.as_str()) => continue, // added below
+                _ => return Err(PolicyError::San(format!("e-mail {}", m.as_str()))),
+            },
+            _ => {
+                return Err(PolicyError::San(
+                    "only DNS, IP and e-mail names are allowed".into(),
+                ))
+            }
+        }
+        if !out.contains(gn) {
+            out.push(gn.clone());
+        }
+    }
+    if let Some(e) = &profile.email {
+        let email = Ia5String::new(e.as_str())
+            .map_err(|_| PolicyError::San("profile e-mail is not ASCII".into()))?;
+        out.push(GeneralName::Rfc822Name(email));
+    }
+    Ok(out)
+}
+
+/// Refuses requested extensions that ask for more than the profile gives; the
+/// rest are ignored, never copied.
+fn check_requested_extensions(
+    csr: &VerifiedCsr,
+    usage: CertUsage,
+) -> Result<Vec<GeneralName>, PolicyError> {
+    let mut sans = Vec::new();
+    let bad = |what: &str| PolicyError::Extension(format!("malformed {what}"));
+    for ext in &csr.requested_extensions {
+        let value = ext.extn_value.as_bytes();
+        match ext.extn_id {
+            BasicConstraints::OID => {
+                let bc = BasicConstraints::from_der(value).map_err(|_| bad("basicConstraints"))?;
+                if bc.ca {
+                    return Err(PolicyError::Extension("CA:true".into()));
+                }
+            }
+            KeyUsage::OID => {
+                let asked = KeyUsage::from_der(value).map_err(|_| bad("keyUsage"))?;
+                let given = ca::key_usage(usage, csr.key);
+                if (asked.0 | given.0) != given.0 {
+                    return Err(PolicyError::Extension(
+                        "keyUsage beyond the profile's".into(),
+                    ));
+                }
+            }
+            ExtendedKeyUsage::OID => {
+                let asked =
+                    ExtendedKeyUsage::from_der(value).map_err(|_| bad("extendedKeyUsage"))?;
+                let given = ca::extended_key_usage(usage);
+                if let Some(o) = asked.0.iter().find(|o| !given.0.contains(o)) {
+                    return Err(PolicyError::Extension(format!("extendedKeyUsage {o}")));
+                }
+            }
+            SubjectAltName::OID => {
+                let san = SubjectAltName::from_der(value).map_err(|_| bad("subjectAltName"))?;
+                sans.extend(san.0);
+            }
+            _ => {}
+        }
+    }
+    Ok(sans)
+}
+
+/// The template for a first enrolment of `csr` under `profile` of `org`.
+pub fn enroll_template(
+    csr: &VerifiedCsr,
+    org: &Organisation,
+    profile: &Profile,
+) -> Result<CertTemplate, PolicyError> {
+    let usage = CertUsage::Leaf(profile.kind);
+    check_key(profile, csr.key)?;
+    check_subject(&csr.subject, org, profile)?;
+    let requested_sans = check_requested_extensions(csr, usage)?;
+    let sans = decide_sans(&requested_sans, profile)?;
+    Ok(CertTemplate {
+        subject: csr.subject.clone(),
+        spki: csr.spki.clone(),
+        key: csr.key,
+        usage,
+        sans,
+        validity_days: profile.validity_days,
+    })
+}
+
+/// The SANs of a certificate, empty if it has none.
+pub fn cert_sans(cert: &Certificate) -> Vec<GeneralName> {
+    cert.tbs_certificate
+        .extensions
+        .iter()
+        .flatten()
+        .find(|e| e.extn_id == SubjectAltName::OID)
+        .and_then(|e| SubjectAltName::from_der(e.extn_value.as_bytes()).ok())
+        .map(|s| s.0)
+        .unwrap_or_default()
+}
+
+fn same_names(a: &[GeneralName], b: &[GeneralName]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x))
+}
+
+/// The template for renewing `old` (issued under `profile`) with `csr`: same
+/// subject and SANs, possibly a new key, the profile's current extensions.
+pub fn reenroll_template(
+    csr: &VerifiedCsr,
+    old: &Certificate,
+    profile: &Profile,
+) -> Result<CertTemplate, PolicyError> {
+    let usage = CertUsage::Leaf(profile.kind);
+    check_key(profile, csr.key)?;
+    if name_values(&csr.subject)? != name_values(&old.tbs_certificate.subject)? {
+        return Err(PolicyError::ReenrollMismatch("Subject"));
+    }
+    let requested_sans = check_requested_extensions(csr, usage)?;
+    let old_sans = cert_sans(old);
+    if !same_names(&requested_sans, &old_sans) {
+        // A CSR that leaves out only the profile's e-mail still asks for the same names.
+        let without_email: Vec<GeneralName> = old_sans
+            .iter()
+            .filter(|g| !matches!(g, GeneralName::Rfc822Name(_)))
+            .cloned()
+            .collect();
+        if !same_names(&requested_sans, &without_email) {
+            return Err(PolicyError::ReenrollMismatch("SubjectAltName"));
+        }
+    }
+    Ok(CertTemplate {
+        subject: old.tbs_certificate.subject.clone(),
+        spki: csr.spki.clone(),
+        key: csr.key,
+        usage,
+        sans: old_sans,
+        validity_days: profile.validity_days,
+    })
+}

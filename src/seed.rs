@@ -1,0 +1,169 @@
+//! Demo data for a first start: an organisation, two profiles and an IdM
+//! system certificate, so that a newcomer can enrol at once. Idempotent.
+
+use std::path::PathBuf;
+
+use const_oid::db::rfc4519;
+use x509_cert::name::Name;
+
+use crate::ca::bootstrap::{self, append_rdn, files, write_file};
+use crate::ca::csr::classify_key;
+use crate::ca::{Ca, CaError, CertTemplate, CertUsage};
+use crate::config::Config;
+use crate::policy::ORGANIZATION_IDENTIFIER;
+use crate::store::model::{
+    now_unix, organization_identifier, AuditAction, AuditEvent, AuditOutcome, CertKind, CertRecord,
+    CertStatus, Identification, Issuance, KeyPolicy, Organisation, Profile, SystemRight,
+};
+use crate::store::Store;
+
+/// EST label of the demo IdM system's own profile.
+pub const DEMO_IDM_LABEL: &str = "demo-idm";
+
+/// Where the demo credentials are.
+#[derive(Debug, Clone)]
+pub struct DemoIdentity {
+    /// Demo IdM certificate (PEM).
+    pub cert: PathBuf,
+    /// Its key (PEM, mode 0600).
+    pub key: PathBuf,
+    /// The profile label to enrol under.
+    pub label: String,
+    /// Organisation name (the O attribute).
+    pub organisation: String,
+    /// CVR.
+    pub cvr: String,
+}
+
+/// The subject of a system certificate of `org` named `cn`.
+pub fn system_subject(org: &Organisation, cn: &str) -> Result<Name, CaError> {
+    let mut name = Name::default();
+    name = append_rdn(name, rfc4519::C, "DK")?;
+    name = append_rdn(name, rfc4519::O, &org.name)?;
+    name = append_rdn(
+        name,
+        ORGANIZATION_IDENTIFIER,
+        &organization_identifier(&org.cvr),
+    )?;
+    append_rdn(name, rfc4519::CN, cn)
+}
+
+/// Creates whatever part of the demo data is missing.
+pub fn ensure_demo(
+    config: &Config,
+    ca: &Ca,
+    store: &Store,
+) -> Result<DemoIdentity, crate::app::InitError> {
+    let d = &config.demo;
+    let org = match store.org(&d.cvr)? {
+        Some(o) => o,
+        None => {
+            let o = Organisation {
+                cvr: d.cvr.clone(),
+                name: d.organisation_name.clone(),
+                allow_user_certs: true,
+                allow_seal: false,
+            };
+            store.put_org(&o)?;
+            o
+        }
+    };
+    if store.profile_by_label(&d.est_label)?.is_none() {
+        store.put_profile(&Profile {
+            id: uuid::Uuid::new_v4().to_string(),
+            cvr: org.cvr.clone(),
+            name: d.profile_name.clone(),
+            kind: CertKind::System,
+            est_label: d.est_label.clone(),
+            org_default: true,
+            rights: vec![],
+            key_policy: KeyPolicy::default(),
+            validity_days: 3 * 365,
+            identification: Identification::Api,
+            issuance: Issuance::Est,
+            email: None,
+            dns_names: vec![".devices.demo.example".into()],
+            allow_ip_sans: false,
+        })?;
+    }
+    let idm_profile = match store.profile_by_label(DEMO_IDM_LABEL)? {
+        Some(p) => p,
+        None => {
+            let p = Profile {
+                id: uuid::Uuid::new_v4().to_string(),
+                cvr: org.cvr.clone(),
+                name: "Demo IdM system".into(),
+                kind: CertKind::System,
+                est_label: DEMO_IDM_LABEL.into(),
+                org_default: false,
+                rights: vec![SystemRight::EstEnroll, SystemRight::AdminApi],
+                key_policy: KeyPolicy::default(),
+                validity_days: 3 * 365,
+                // Not enrollable by API: the IdM certificate is handed out, not self-served.
+                identification: Identification::OneTimeCode,
+                issuance: Issuance::Est,
+                email: None,
+                dns_names: vec![],
+                allow_ip_sans: false,
+            };
+            store.put_profile(&p)?;
+            p
+        }
+    };
+
+    let dir = &config.paths.certs_dir;
+    let cert_path = dir.join(files::DEMO_CERT);
+    let key_path = dir.join(files::DEMO_KEY);
+    if !cert_path.exists() || !key_path.exists() {
+        let (pkcs8, spki) = bootstrap::generate_p256_key()?;
+        let key = classify_key(&spki).map_err(|e| CaError::Generate(e.to_string()))?;
+        let subject = system_subject(&org, "Demo IdM system")?;
+        let template = CertTemplate {
+            subject: subject.clone(),
+            spki,
+            key,
+            usage: CertUsage::Leaf(CertKind::System),
+            sans: vec![],
+            validity_days: idm_profile.validity_days,
+        };
+        let issued = ca.issue(&template)?;
+        store.insert_new_cert(&CertRecord {
+            serial: issued.serial,
+            der: issued.der.clone(),
+            subject: subject.to_string(),
+            profile_id: idm_profile.id.clone(),
+            cvr: org.cvr.clone(),
+            kind: CertKind::System,
+            rights: idm_profile.rights.clone(),
+            issued_at: now_unix(),
+            not_after: issued.not_after,
+            status: CertStatus::Issued,
+            renews: None,
+            renewed_by: None,
+        })?;
+        store.audit(&AuditEvent {
+            at_ms: now_unix() * 1000,
+            actor: "estd-init".into(),
+            action: AuditAction::Enroll,
+            outcome: AuditOutcome::Done,
+            cvr: Some(org.cvr.clone()),
+            profile_id: Some(idm_profile.id.clone()),
+            serial: Some(issued.serial),
+            detail: "demo IdM system certificate".into(),
+        })?;
+        write_file(&key_path, bootstrap::key_pem(&pkcs8).as_bytes(), true)?;
+        let pem = format!(
+            "{}{}",
+            bootstrap::cert_pem(&issued.der),
+            bootstrap::cert_pem(ca.issuing_der())
+        );
+        write_file(&cert_path, pem.as_bytes(), false)?;
+    }
+    Ok(DemoIdentity {
+        cert: cert_path,
+        key: key_path,
+        label: d.est_label.clone(),
+        organisation: org.name,
+        cvr: org.cvr,
+    })
+}

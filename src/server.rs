@@ -1,0 +1,259 @@
+//! Listeners: TLS accept with a handshake timeout, a cap on concurrent
+//! connections, HTTP/1.1 with canonical header names, one log line and one
+//! metric per request, and graceful shutdown.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use rustls::pki_types::CertificateDer;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::app::{App, Initialised};
+use crate::auth::{CertRejection, ClientCert, ClientTrust};
+use crate::store::model::Serial;
+use crate::{admin, est};
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// RFC 7030 EST.
+    Est,
+    /// Admin API and metrics.
+    Admin,
+}
+
+impl ListenerKind {
+    fn name(self) -> &'static str {
+        match self {
+            ListenerKind::Est => "est",
+            ListenerKind::Admin => "admin",
+        }
+    }
+}
+
+/// One TLS connection, shared by the requests made over it.
+pub struct Connection {
+    /// The peer's address.
+    pub remote: SocketAddr,
+    /// Negotiated TLS version.
+    pub tls_version: Option<rustls::ProtocolVersion>,
+    peer_chain: Option<Vec<CertificateDer<'static>>>,
+    verified: OnceLock<Result<ClientCert, CertRejection>>,
+}
+
+impl Connection {
+    /// The client certificate's verdict, computed once per connection; `None`
+    /// if the client sent no certificate.
+    pub fn client_cert(&self, trust: &ClientTrust) -> Option<&Result<ClientCert, CertRejection>> {
+        let chain = self.peer_chain.as_ref()?;
+        Some(self.verified.get_or_init(|| trust.verify(chain)))
+    }
+}
+
+/// What a handler reports about a request for the log line and metrics.
+#[derive(Debug, Default, Clone)]
+pub struct RequestLog {
+    /// Endpoint name (bounded set, used as a metric label).
+    pub endpoint: &'static str,
+    /// EST label.
+    pub label: Option<String>,
+    /// Who called.
+    pub principal: Option<String>,
+    /// Serial of an issued certificate.
+    pub serial: Option<Serial>,
+}
+
+/// A running estd.
+pub struct RunningServer {
+    /// Where the EST listener is bound.
+    pub est_addr: SocketAddr,
+    /// Where the admin listener is bound.
+    pub admin_addr: SocketAddr,
+    /// The shared state.
+    pub app: Arc<App>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Binds both listeners and starts serving.
+    pub async fn start(init: Initialised) -> std::io::Result<RunningServer> {
+        let app = init.app;
+        let est = TcpListener::bind(app.config.server.est_listen).await?;
+        let admin = TcpListener::bind(app.config.server.admin_listen).await?;
+        let (tx, rx) = watch::channel(false);
+        let acceptor = TlsAcceptor::from(init.tls);
+        let est_addr = est.local_addr()?;
+        let admin_addr = admin.local_addr()?;
+        let tasks = vec![
+            tokio::spawn(accept_loop(
+                est,
+                ListenerKind::Est,
+                app.clone(),
+                acceptor.clone(),
+                rx.clone(),
+            )),
+            tokio::spawn(accept_loop(
+                admin,
+                ListenerKind::Admin,
+                app.clone(),
+                acceptor,
+                rx,
+            )),
+        ];
+        Ok(RunningServer {
+            est_addr,
+            admin_addr,
+            app,
+            shutdown: tx,
+            tasks,
+        })
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the grace
+    /// period) and flushes the store.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        if let Err(e) = self.app.store.flush() {
+            tracing::error!(error = %e, "flushing the store at shutdown");
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    kind: ListenerKind,
+    app: Arc<App>,
+    acceptor: TlsAcceptor,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let cfg = app.config.server.clone();
+    let slots = Arc::new(Semaphore::new(cfg.max_connections));
+    let graceful = GracefulShutdown::new();
+    loop {
+        // Past the cap, new connections wait in the kernel's queue; established ones go on.
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = shutdown.changed() => break,
+        };
+        let (tcp, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let cfg = cfg.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let tls =
+                match tokio::time::timeout(cfg.handshake_timeout(), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%remote, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let (_, session) = tls.get_ref();
+            let conn = Arc::new(Connection {
+                remote,
+                tls_version: session.protocol_version(),
+                peer_chain: session
+                    .peer_certificates()
+                    .map(|c| c.iter().map(|c| c.clone().into_owned()).collect()),
+                verified: OnceLock::new(),
+            });
+            let service = service_fn(move |req| {
+                let app = app.clone();
+                let conn = conn.clone();
+                async move { Ok::<_, Infallible>(handle(kind, app, conn, req).await) }
+            });
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .title_case_headers(true)
+                .keep_alive(true)
+                .header_read_timeout(cfg.header_read_timeout())
+                .max_buf_size(cfg.max_header_bytes.max(8192));
+            let connection = builder.serve_connection(TokioIo::new(tls), service);
+            if let Err(e) = watcher.watch(connection).await {
+                tracing::debug!(%remote, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(cfg.shutdown_grace(), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            listener = kind.name(),
+            "grace period over; closing remaining connections"
+        );
+    }
+}
+
+async fn handle(
+    kind: ListenerKind,
+    app: Arc<App>,
+    conn: Arc<Connection>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let mut resp = match kind {
+        ListenerKind::Est => est::handle(&app, &conn, req).await,
+        ListenerKind::Admin => admin::handle(&app, &conn, req).await,
+    };
+    let log = resp
+        .extensions_mut()
+        .remove::<RequestLog>()
+        .unwrap_or_default();
+    let status = resp.status();
+    app.metrics
+        .requests
+        .with_label_values(&[kind.name(), log.endpoint, status.as_str()])
+        .inc();
+    tracing::info!(
+        listener = kind.name(),
+        remote = %conn.remote,
+        method = %method,
+        path = %path,
+        label = log.label.as_deref().unwrap_or("-"),
+        status = status.as_u16(),
+        latency_us = started.elapsed().as_micros() as u64,
+        principal = log.principal.as_deref().unwrap_or("-"),
+        serial = %log.serial.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+        "request"
+    );
+    resp
+}

@@ -1,0 +1,321 @@
+//! The sled store: certificates, organisations, profiles and the audit log.
+//!
+//! Trees:
+//! - `certs`: serial (16 bytes) → [`CertRecord`]
+//! - `orgs`: CVR → [`Organisation`]
+//! - `profiles`: UUID → [`Profile`]; `labels`: EST label → UUID
+//! - `audit`: monotonic id (u64, big-endian) → [`AuditEvent`]
+//! - `meta`: schema version and other singletons
+//!
+//! Writes land in sled's memory first; [`Store::commit`] makes them durable.
+//! Concurrent commits share one flush (group commit), so a burst of enrolments
+//! pays for one fsync, not one each.
+
+pub mod model;
+
+use std::path::Path;
+use std::sync::{mpsc, Arc};
+
+use model::{AuditEvent, CertRecord, Organisation, Profile, Serial};
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::sync::oneshot;
+
+const SCHEMA_VERSION: &[u8] = b"1";
+
+/// Errors from the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed.
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    /// A record could not be encoded or decoded.
+    #[error("record codec error: {0}")]
+    Codec(#[from] postcard::Error),
+    /// The serial is already in the store.
+    #[error("serial already taken")]
+    SerialTaken,
+    /// A uniqueness rule was broken (e.g. an EST label in use).
+    #[error("{0}")]
+    Conflict(String),
+    /// The store on disk has another schema.
+    #[error("store schema {found:?} is not the supported {SCHEMA_VERSION:?}")]
+    Schema {
+        /// The version found.
+        found: String,
+    },
+    /// The group-commit thread is gone.
+    #[error("store committer stopped")]
+    CommitterGone,
+    /// A transaction was aborted.
+    #[error("transaction aborted")]
+    Aborted,
+}
+
+/// A handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    certs: sled::Tree,
+    orgs: sled::Tree,
+    profiles: sled::Tree,
+    labels: sled::Tree,
+    audit: sled::Tree,
+    commits: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    Ok(postcard::to_stdvec(v)?)
+}
+
+fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
+    Ok(postcard::from_bytes(b)?)
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(64 * 1024 * 1024)
+            // Durability comes from explicit group commits, not a timer.
+            .flush_every_ms(None)
+            .open()?;
+        let meta = db.open_tree("meta")?;
+        match meta.get("schema")? {
+            None => {
+                meta.insert("schema", SCHEMA_VERSION)?;
+            }
+            Some(v) if v.as_ref() == SCHEMA_VERSION => {}
+            Some(v) => {
+                return Err(StoreError::Schema {
+                    found: String::from_utf8_lossy(&v).into_owned(),
+                })
+            }
+        }
+        let (tx, rx) = mpsc::channel::<oneshot::Sender<Result<(), String>>>();
+        let flusher = db.clone();
+        std::thread::Builder::new()
+            .name("estd-commit".into())
+            .spawn(move || group_commit_loop(flusher, rx))
+            .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
+        let inner = Inner {
+            certs: db.open_tree("certs")?,
+            orgs: db.open_tree("orgs")?,
+            profiles: db.open_tree("profiles")?,
+            labels: db.open_tree("labels")?,
+            audit: db.open_tree("audit")?,
+            db,
+            commits: tx,
+        };
+        Ok(Store {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Makes every write made before this call durable. Concurrent callers share a flush.
+    pub async fn commit(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .commits
+            .send(tx)
+            .map_err(|_| StoreError::CommitterGone)?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Sled(sled::Error::ReportableBug(e))),
+            Err(_) => Err(StoreError::CommitterGone),
+        }
+    }
+
+    /// Flushes synchronously (for start-up and shutdown).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    /// Inserts a new certificate; fails with [`StoreError::SerialTaken`] if the serial exists.
+    pub fn insert_new_cert(&self, rec: &CertRecord) -> Result<(), StoreError> {
+        let value = encode(rec)?;
+        match self
+            .inner
+            .certs
+            .compare_and_swap(rec.serial.0, None as Option<&[u8]>, Some(value))?
+        {
+            Ok(()) => Ok(()),
+            Err(_) => Err(StoreError::SerialTaken),
+        }
+    }
+
+    /// Looks a certificate up by serial.
+    pub fn cert(&self, serial: &Serial) -> Result<Option<CertRecord>, StoreError> {
+        match self.inner.certs.get(serial.0)? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether a serial is in the store.
+    pub fn contains_serial(&self, serial: &Serial) -> Result<bool, StoreError> {
+        Ok(self.inner.certs.contains_key(serial.0)?)
+    }
+
+    /// Applies `change` to a stored certificate atomically (retrying on concurrent change).
+    /// `change` returns an error to leave the record untouched.
+    pub fn update_cert<E, F>(
+        &self,
+        serial: &Serial,
+        mut change: F,
+    ) -> Result<Result<CertRecord, E>, StoreError>
+    where
+        F: FnMut(&mut CertRecord) -> Result<(), E>,
+    {
+        loop {
+            let Some(old) = self.inner.certs.get(serial.0)? else {
+                return Err(StoreError::Conflict(format!(
+                    "no certificate with serial {serial}"
+                )));
+            };
+            let mut rec: CertRecord = decode(&old)?;
+            if let Err(e) = change(&mut rec) {
+                return Ok(Err(e));
+            }
+            let new = encode(&rec)?;
+            if self
+                .inner
+                .certs
+                .compare_and_swap(serial.0, Some(old), Some(new))?
+                .is_ok()
+            {
+                return Ok(Ok(rec));
+            }
+        }
+    }
+
+    /// Number of stored certificates.
+    pub fn cert_count(&self) -> usize {
+        self.inner.certs.len()
+    }
+
+    /// Iterates over all certificates (admin and export use).
+    pub fn certs(&self) -> impl Iterator<Item = Result<CertRecord, StoreError>> + '_ {
+        self.inner
+            .certs
+            .iter()
+            .map(|r| r.map_err(StoreError::from).and_then(|(_, v)| decode(&v)))
+    }
+
+    /// Creates or replaces an organisation.
+    pub fn put_org(&self, org: &Organisation) -> Result<(), StoreError> {
+        self.inner.orgs.insert(org.cvr.as_bytes(), encode(org)?)?;
+        Ok(())
+    }
+
+    /// Looks an organisation up by CVR.
+    pub fn org(&self, cvr: &str) -> Result<Option<Organisation>, StoreError> {
+        match self.inner.orgs.get(cvr.as_bytes())? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Creates or replaces a profile, keeping EST labels unique.
+    pub fn put_profile(&self, p: &Profile) -> Result<(), StoreError> {
+        use sled::Transactional;
+        let value = encode(p)?;
+        let res = (&self.inner.profiles, &self.inner.labels).transaction(|(profiles, labels)| {
+            if let Some(owner) = labels.get(p.est_label.as_bytes())? {
+                if owner.as_ref() != p.id.as_bytes() {
+                    return sled::transaction::abort(StoreError::Conflict(format!(
+                        "EST label {:?} is already in use",
+                        p.est_label
+                    )));
+                }
+            }
+            if let Some(old) = profiles.get(p.id.as_bytes())? {
+                let old: Profile =
+                    decode(&old).map_err(sled::transaction::ConflictableTransactionError::Abort)?;
+                if old.est_label != p.est_label {
+                    labels.remove(old.est_label.as_bytes())?;
+                }
+            }
+            labels.insert(p.est_label.as_bytes(), p.id.as_bytes())?;
+            profiles.insert(p.id.as_bytes(), value.clone())?;
+            Ok(())
+        });
+        match res {
+            Ok(()) => Ok(()),
+            Err(sled::transaction::TransactionError::Abort(e)) => Err(e),
+            Err(sled::transaction::TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    /// Looks a profile up by UUID.
+    pub fn profile(&self, id: &str) -> Result<Option<Profile>, StoreError> {
+        match self.inner.profiles.get(id.as_bytes())? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Looks a profile up by EST label.
+    pub fn profile_by_label(&self, label: &str) -> Result<Option<Profile>, StoreError> {
+        match self.inner.labels.get(label.as_bytes())? {
+            Some(id) => match self.inner.profiles.get(id)? {
+                Some(v) => Ok(Some(decode(&v)?)),
+                None => Ok(None),
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// The organisation's profile for EST requests without a label.
+    pub fn default_profile(&self, cvr: &str) -> Result<Option<Profile>, StoreError> {
+        for item in self.inner.profiles.iter() {
+            let (_, v) = item?;
+            let p: Profile = decode(&v)?;
+            if p.cvr == cvr && p.org_default {
+                return Ok(Some(p));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Appends an event to the audit log. It becomes durable with the next commit.
+    pub fn audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let id = self.inner.db.generate_id()?;
+        self.inner.audit.insert(id.to_be_bytes(), encode(event)?)?;
+        Ok(())
+    }
+
+    /// Reads the audit log in order.
+    pub fn audit_events(&self) -> impl Iterator<Item = Result<AuditEvent, StoreError>> + '_ {
+        self.inner
+            .audit
+            .iter()
+            .map(|r| r.map_err(StoreError::from).and_then(|(_, v)| decode(&v)))
+    }
+
+    /// Bytes the store occupies on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.inner.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+/// Waits for commit requests and answers each batch with one flush.
+fn group_commit_loop(db: sled::Db, rx: mpsc::Receiver<oneshot::Sender<Result<(), String>>>) {
+    let mut batch = Vec::with_capacity(64);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        // Everyone who asked while the previous flush ran rides on this one.
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+        for waiter in batch.drain(..) {
+            let _ = waiter.send(result.clone());
+        }
+    }
+}

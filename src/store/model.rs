@@ -1,0 +1,458 @@
+//! The records estd keeps: organisations, profiles, certificates and audit events.
+//!
+//! Records are plain data; the rules that move them between states live here as
+//! methods, so that no other module can put a record in an illegal state.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Seconds since the Unix epoch.
+pub type UnixSeconds = u64;
+
+/// The current time in seconds since the Unix epoch.
+pub fn now_unix() -> UnixSeconds {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A CVR number is exactly 8 ASCII digits.
+pub fn is_valid_cvr(s: &str) -> bool {
+    s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The subject attribute value that names an organisation by CVR
+/// (ETSI EN 319 412-1 semantics identifier, as in Danish OCES certificates).
+pub fn organization_identifier(cvr: &str) -> String {
+    format!("NTRDK-{cvr}")
+}
+
+/// A certificate serial number: 16 bytes, positive, never starting with a zero byte.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Serial(pub [u8; 16]);
+
+impl Serial {
+    /// Parses the hex form (as printed by `openssl x509 -serial`), case-insensitive.
+    pub fn from_hex(s: &str) -> Option<Serial> {
+        let s = s.trim();
+        if s.len() != 32 {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+            let hex = std::str::from_utf8(chunk).ok()?;
+            out[i] = u8::from_str_radix(hex, 16).ok()?;
+        }
+        Some(Serial(out))
+    }
+
+    /// From the big-endian content bytes of a DER INTEGER, if it has our shape.
+    pub fn from_der_bytes(bytes: &[u8]) -> Option<Serial> {
+        <[u8; 16]>::try_from(bytes).ok().map(Serial)
+    }
+}
+
+impl fmt::Display for Serial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02X}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Serial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Serial({self})")
+    }
+}
+
+/// An organisation, known by its CVR number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Organisation {
+    /// 8-digit CVR number.
+    pub cvr: String,
+    /// Legal name; it is the O attribute of every certificate.
+    pub name: String,
+    /// Whether user certificates may be ordered.
+    pub allow_user_certs: bool,
+    /// Whether profiles may enable seal generation.
+    pub allow_seal: bool,
+}
+
+/// What a certificate is for; decides key usage and extended key usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CertKind {
+    /// Organisation certificate (signing on behalf of the organisation).
+    Organisation,
+    /// System certificate (an IdM system, device or service).
+    System,
+    /// User certificate (a person employed by the organisation).
+    User,
+}
+
+/// A right that a system certificate carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SystemRight {
+    /// May enrol certificates over EST on behalf of its organisation.
+    #[serde(rename = "est-enroll")]
+    EstEnroll,
+    /// May use the admin API.
+    #[serde(rename = "admin-api")]
+    AdminApi,
+}
+
+impl SystemRight {
+    /// Parses the configuration/API name.
+    pub fn parse(s: &str) -> Option<SystemRight> {
+        match s {
+            "est-enroll" => Some(SystemRight::EstEnroll),
+            "admin-api" => Some(SystemRight::AdminApi),
+            _ => None,
+        }
+    }
+}
+
+/// A subject key algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyAlgorithm {
+    /// ECDSA on P-256.
+    P256,
+    /// ECDSA on P-384.
+    P384,
+    /// RSA, size bounded by the key policy.
+    Rsa,
+    /// Ed25519.
+    Ed25519,
+}
+
+/// Which subject keys a profile accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyPolicy {
+    /// Accepted algorithms.
+    pub allowed: Vec<KeyAlgorithm>,
+    /// Smallest RSA modulus, bits (never below 2048).
+    pub min_rsa_bits: u32,
+}
+
+impl Default for KeyPolicy {
+    fn default() -> Self {
+        KeyPolicy {
+            allowed: vec![
+                KeyAlgorithm::P256,
+                KeyAlgorithm::P384,
+                KeyAlgorithm::Rsa,
+                KeyAlgorithm::Ed25519,
+            ],
+            min_rsa_bits: 2048,
+        }
+    }
+}
+
+/// How the holder is identified before issuance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Identification {
+    /// A person logs in to a portal outside estd.
+    UserLogin,
+    /// A program presents a reference number and one-time code.
+    OneTimeCode,
+    /// An IdM system with `est-enroll` enrols without a prior order.
+    Api,
+}
+
+/// How the certificate is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Issuance {
+    /// Key and certificate generated for the holder (EST `/serverkeygen`).
+    Browser,
+    /// On a hardware token, outside estd.
+    Hardware,
+    /// The holder's program enrols over EST.
+    Est,
+}
+
+/// Whether an identification/issuance pair is one the service offers.
+pub fn is_allowed_method_pair(id: Identification, iss: Issuance) -> bool {
+    matches!(
+        (id, iss),
+        (Identification::UserLogin, Issuance::Browser)
+            | (Identification::UserLogin, Issuance::Hardware)
+            | (Identification::OneTimeCode, Issuance::Browser)
+            | (Identification::OneTimeCode, Issuance::Est)
+            | (Identification::Api, Issuance::Est)
+    )
+}
+
+/// A certificate profile of an organisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// UUID, hyphenated lower case.
+    pub id: String,
+    /// Owning organisation's CVR.
+    pub cvr: String,
+    /// Name, unique within the organisation.
+    pub name: String,
+    /// Certificate kind.
+    pub kind: CertKind,
+    /// EST label, unique across the server (`/.well-known/est/<label>/`).
+    pub est_label: String,
+    /// Whether this is the organisation's profile for EST requests without a label.
+    pub org_default: bool,
+    /// System rights that certificates of this profile carry.
+    pub rights: Vec<SystemRight>,
+    /// Accepted subject keys.
+    pub key_policy: KeyPolicy,
+    /// Certificate lifetime in days.
+    pub validity_days: u32,
+    /// Identification method.
+    pub identification: Identification,
+    /// Issuance method.
+    pub issuance: Issuance,
+    /// E-mail address that may appear in the certificate (SAN rfc822Name).
+    pub email: Option<String>,
+    /// DNS names allowed in the SAN: an entry `example.com` allows exactly that
+    /// name, `.example.com` any name below it.
+    pub dns_names: Vec<String>,
+    /// Whether IP addresses may appear in the SAN.
+    pub allow_ip_sans: bool,
+}
+
+impl Profile {
+    /// Whether certificates of this profile carry `right`.
+    pub fn has_right(&self, right: SystemRight) -> bool {
+        self.rights.contains(&right)
+    }
+}
+
+/// Why a certificate was revoked (RFC 5280 CRLReason values in brackets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RevocationReason {
+    /// The organisation no longer exists (cessationOfOperation).
+    OrganisationCeased,
+    /// Suspected misuse (keyCompromise).
+    SuspectedMisuse,
+    /// Information no longer correct (affiliationChanged).
+    InformationChanged,
+    /// Superseded (superseded).
+    Superseded,
+    /// Other (unspecified).
+    Other,
+    /// Blocked by its holder (certificateHold is not used: a block is final).
+    Blocked,
+}
+
+impl RevocationReason {
+    /// The RFC 5280 CRLReason code.
+    pub fn crl_reason_code(self) -> u8 {
+        match self {
+            RevocationReason::Other => 0,
+            RevocationReason::SuspectedMisuse => 1,
+            RevocationReason::InformationChanged => 3,
+            RevocationReason::Superseded => 4,
+            RevocationReason::OrganisationCeased => 5,
+            RevocationReason::Blocked => 0,
+        }
+    }
+}
+
+/// A certificate's stored status. Expiry is derived from `not_after`, not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CertStatus {
+    /// Valid (unless expired).
+    Issued,
+    /// Revoked or blocked, for good.
+    Revoked {
+        /// When.
+        at: UnixSeconds,
+        /// Why.
+        reason: RevocationReason,
+    },
+}
+
+/// An illegal state change, naming the current state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("certificate is {current}; {attempted} is not possible")]
+pub struct IllegalTransition {
+    /// The state it is in.
+    pub current: &'static str,
+    /// What was attempted.
+    pub attempted: &'static str,
+}
+
+/// A certificate issued by this CA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertRecord {
+    /// Serial number (the key).
+    pub serial: Serial,
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+    /// Subject, RFC 4514 string, for display and search.
+    pub subject: String,
+    /// Profile it was issued under.
+    pub profile_id: String,
+    /// Organisation.
+    pub cvr: String,
+    /// Kind, fixed at issuance.
+    pub kind: CertKind,
+    /// System rights, fixed at issuance: a profile change affects only later certificates.
+    pub rights: Vec<SystemRight>,
+    /// Issued at.
+    pub issued_at: UnixSeconds,
+    /// notAfter.
+    pub not_after: UnixSeconds,
+    /// Stored status.
+    pub status: CertStatus,
+    /// The certificate this one renews.
+    pub renews: Option<Serial>,
+    /// The certificate that renewed this one.
+    pub renewed_by: Option<Serial>,
+}
+
+impl CertRecord {
+    /// Whether `notAfter` has passed at `now`.
+    pub fn is_expired(&self, now: UnixSeconds) -> bool {
+        now > self.not_after
+    }
+
+    /// Whether it carries `right`.
+    pub fn has_right(&self, right: SystemRight) -> bool {
+        self.rights.contains(&right)
+    }
+
+    /// Display name of the current state.
+    pub fn state_name(&self, now: UnixSeconds) -> &'static str {
+        match self.status {
+            CertStatus::Revoked {
+                reason: RevocationReason::Blocked,
+                ..
+            } => "blocked",
+            CertStatus::Revoked { .. } => "revoked",
+            CertStatus::Issued if self.is_expired(now) => "expired",
+            CertStatus::Issued => "issued",
+        }
+    }
+
+    /// Issued → Revoked (or Blocked). A revoked certificate stays revoked.
+    pub fn revoke(
+        &mut self,
+        reason: RevocationReason,
+        at: UnixSeconds,
+    ) -> Result<(), IllegalTransition> {
+        match self.status {
+            CertStatus::Issued => {
+                self.status = CertStatus::Revoked { at, reason };
+                Ok(())
+            }
+            CertStatus::Revoked { .. } => Err(IllegalTransition {
+                current: self.state_name(at),
+                attempted: "revocation",
+            }),
+        }
+    }
+}
+
+/// What an audit event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditAction {
+    /// A certificate was issued by `simpleenroll`.
+    Enroll,
+    /// A certificate was renewed by `simplereenroll`.
+    Reenroll,
+    /// A certificate was revoked.
+    Revoke,
+    /// An organisation or profile was created or changed.
+    Configure,
+}
+
+/// Whether the action happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditOutcome {
+    /// Done.
+    Done,
+    /// Refused.
+    Refused,
+}
+
+/// One entry of the append-only audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// When, milliseconds since the epoch.
+    pub at_ms: u64,
+    /// Who: a principal description such as `cert:<serial>` or `anonymous@<ip>`.
+    pub actor: String,
+    /// What.
+    pub action: AuditAction,
+    /// Done or refused.
+    pub outcome: AuditOutcome,
+    /// Organisation concerned, if known.
+    pub cvr: Option<String>,
+    /// Profile concerned, if known.
+    pub profile_id: Option<String>,
+    /// Certificate concerned, if any.
+    pub serial: Option<Serial>,
+    /// Why, or further detail. Never a secret.
+    pub detail: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cvr_validation() {
+        assert!(is_valid_cvr("12345678"));
+        assert!(!is_valid_cvr("1234567"));
+        assert!(!is_valid_cvr("1234567a"));
+        assert!(!is_valid_cvr("123456789"));
+    }
+
+    #[test]
+    fn serial_hex_round_trip() {
+        let s = Serial([0x4a; 16]);
+        assert_eq!(Serial::from_hex(&s.to_string()), Some(s));
+        assert_eq!(Serial::from_hex("zz"), None);
+    }
+
+    #[test]
+    fn method_pairs() {
+        assert!(is_allowed_method_pair(Identification::Api, Issuance::Est));
+        assert!(!is_allowed_method_pair(
+            Identification::Api,
+            Issuance::Browser
+        ));
+        assert!(!is_allowed_method_pair(
+            Identification::UserLogin,
+            Issuance::Est
+        ));
+    }
+
+    #[test]
+    fn revoked_is_final() {
+        let mut r = CertRecord {
+            serial: Serial([0x40; 16]),
+            der: vec![],
+            subject: String::new(),
+            profile_id: String::new(),
+            cvr: "12345678".into(),
+            kind: CertKind::System,
+            rights: vec![],
+            issued_at: 0,
+            not_after: 100,
+            status: CertStatus::Issued,
+            renews: None,
+            renewed_by: None,
+        };
+        assert!(r.revoke(RevocationReason::Superseded, 1).is_ok());
+        let e = r.revoke(RevocationReason::Other, 2).unwrap_err();
+        assert_eq!(e.current, "revoked");
+    }
+}
