@@ -251,7 +251,7 @@ impl ClientTrust {
         Ok(ClientCert::External {
             cvr: ext.cvr.clone(),
             rights: ext.rights.clone(),
-            subject: cert.tbs_certificate.subject.to_string(),
+            subject: crate::policy::display_name(&cert.tbs_certificate.subject),
             not_after,
         })
     }

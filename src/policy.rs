@@ -73,6 +73,29 @@ pub fn name_values(name: &Name) -> Result<Vec<(ObjectIdentifier, String)>, Polic
     Ok(out)
 }
 
+/// A name for people: `C=DK, O=..., organizationIdentifier=..., CN=...`, in
+/// certificate order, with attribute names spelled out.
+pub fn display_name(name: &Name) -> String {
+    let mut out = String::new();
+    for rdn in name.0.iter() {
+        for atv in rdn.0.iter() {
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            match attr_name(&atv.oid) {
+                Some(n) => out.push_str(n),
+                None => out.push_str(&atv.oid.to_string()),
+            }
+            out.push('=');
+            match directory_string(&atv.value) {
+                Ok(v) => out.push_str(&v),
+                Err(_) => out.push_str("<binary>"),
+            }
+        }
+    }
+    out
+}
+
 fn check_key(profile: &Profile, key: SubjectKey) -> Result<(), PolicyError> {
     let alg = key.algorithm();
     if !profile.key_policy.allowed.contains(&alg) {

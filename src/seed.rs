@@ -130,7 +130,7 @@ pub fn ensure_demo(
         store.insert_new_cert(&CertRecord {
             serial: issued.serial,
             der: issued.der.clone(),
-            subject: subject.to_string(),
+            subject: crate::policy::display_name(&subject),
             profile_id: idm_profile.id.clone(),
             cvr: org.cvr.clone(),
             kind: CertKind::System,

@@ -168,6 +168,7 @@ fn create_ca(dir: &Path, cfg: &CaConfig) -> Result<(), CaError> {
 
     let root_key = KeyPair::generate_for(alg).map_err(gen_err)?;
     let mut root = CertificateParams::default();
+    root.distinguished_name = rcgen::DistinguishedName::new();
     root.distinguished_name.push(DnType::CountryName, "DK");
     root.distinguished_name
         .push(DnType::OrganizationName, "estd");
@@ -183,6 +184,7 @@ fn create_ca(dir: &Path, cfg: &CaConfig) -> Result<(), CaError> {
 
     let issuing_key = KeyPair::generate_for(alg).map_err(gen_err)?;
     let mut issuing = CertificateParams::default();
+    issuing.distinguished_name = rcgen::DistinguishedName::new();
     issuing.distinguished_name.push(DnType::CountryName, "DK");
     issuing
         .distinguished_name

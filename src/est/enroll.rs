@@ -150,7 +150,7 @@ async fn enroll_inner(
             cvr: Some(org.cvr.clone()),
             profile_id: Some(profile.id.clone()),
             serial: Some(issued.serial),
-            detail: format!("issued to {}", template.subject),
+            detail: format!("issued to {}", policy::display_name(&template.subject)),
         })?;
         Ok((issued, profile.est_label))
     })
@@ -254,7 +254,7 @@ fn store_new(
         let record = CertRecord {
             serial: issued.serial,
             der: issued.der.clone(),
-            subject: template.subject.to_string(),
+            subject: policy::display_name(&template.subject),
             profile_id: profile.id.clone(),
             cvr: profile.cvr.clone(),
             kind: profile.kind,

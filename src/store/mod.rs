@@ -64,7 +64,21 @@ struct Inner {
     profiles: sled::Tree,
     labels: sled::Tree,
     audit: sled::Tree,
-    commits: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
+    /// `None` only while dropping.
+    commits: Option<mpsc::Sender<oneshot::Sender<Result<(), String>>>>,
+    committer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel ends the committer, which drops its handle on the
+        // database; joining it means the store is really closed (lock released)
+        // when the last Store handle goes.
+        self.commits.take();
+        if let Some(h) = self.committer.take() {
+            let _ = h.join();
+        }
+    }
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
@@ -98,7 +112,7 @@ impl Store {
         }
         let (tx, rx) = mpsc::channel::<oneshot::Sender<Result<(), String>>>();
         let flusher = db.clone();
-        std::thread::Builder::new()
+        let committer = std::thread::Builder::new()
             .name("estd-commit".into())
             .spawn(move || group_commit_loop(flusher, rx))
             .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
@@ -109,7 +123,8 @@ impl Store {
             labels: db.open_tree("labels")?,
             audit: db.open_tree("audit")?,
             db,
-            commits: tx,
+            commits: Some(tx),
+            committer: Some(committer),
         };
         Ok(Store {
             inner: Arc::new(inner),
@@ -121,6 +136,8 @@ impl Store {
         let (tx, rx) = oneshot::channel();
         self.inner
             .commits
+            .as_ref()
+            .ok_or(StoreError::CommitterGone)?
             .send(tx)
             .map_err(|_| StoreError::CommitterGone)?;
         match rx.await {

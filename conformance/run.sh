@@ -1,0 +1,521 @@
+#!/usr/bin/env bash
+# estd conformance run: drives the real server binary with curl and openssl.
+#
+#   conformance/run.sh                 # uses <repo>/target/release/estd
+#   ESTD_BIN=/path/to/estd conformance/run.sh
+#   KEEP_TMP=1 conformance/run.sh      # keep the temp dir (printed) for debugging
+#
+# Builds nothing. Talks only to 127.0.0.1. Prints `ok - name` / `FAIL - name`
+# per check and ends with `N passed, M failed`; exits non-zero if M > 0.
+
+set -u
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ESTD_BIN=${ESTD_BIN:-$REPO/target/release/estd}
+
+for tool in curl openssl python3 timeout; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "run.sh: $tool is required" >&2
+        exit 2
+    fi
+done
+if [ ! -x "$ESTD_BIN" ]; then
+    echo "run.sh: no estd binary at $ESTD_BIN (build it with: cargo build --release, or set ESTD_BIN)" >&2
+    exit 2
+fi
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/estd-conformance.XXXXXX") || exit 2
+CERTS=$TMP/certs
+W=$TMP/work
+mkdir -p "$W"
+SERVER_PID=
+RUN=0 # how many times the server has been started
+
+cleanup() {
+    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null
+        for _ in $(seq 1 50); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$SERVER_PID" 2>/dev/null
+        wait "$SERVER_PID" 2>/dev/null
+    fi
+    if [ "${KEEP_TMP:-0}" = 1 ]; then
+        echo "# kept $TMP" >&2
+    else
+        rm -rf "$TMP"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- reporting
+
+PASSED=0
+FAILED=0
+
+ok() {
+    PASSED=$((PASSED + 1))
+    echo "ok - $1"
+}
+
+fail() {
+    FAILED=$((FAILED + 1))
+    echo "FAIL - $1"
+    shift
+    local line
+    for line in "$@"; do
+        printf '%s\n' "$line" | sed 's/^/    # /'
+    done
+}
+
+# check NAME CONDITION-STATUS DETAIL...: pass if the status is 0.
+check() {
+    local name=$1 status=$2
+    shift 2
+    if [ "$status" -eq 0 ]; then ok "$name"; else fail "$name" "$@"; fi
+}
+
+summary() {
+    echo "$PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ]
+}
+
+# -------------------------------------------------------------- the server
+
+cat >"$TMP/estd.toml" <<EOF
+[server]
+est_listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+
+[paths]
+certs_dir = "$CERTS"
+data_dir = "$TMP/data"
+EOF
+
+EST_PORT=
+ADMIN_PORT=
+
+# start_server: starts estd in the background and waits (30 s at most) for its
+# banner; sets SERVER_PID, EST_PORT, ADMIN_PORT. Returns non-zero on failure.
+start_server() {
+    RUN=$((RUN + 1))
+    SERVER_OUT=$TMP/server.$RUN.out
+    SERVER_ERR=$TMP/server.$RUN.err
+    "$ESTD_BIN" --config "$TMP/estd.toml" serve >"$SERVER_OUT" 2>"$SERVER_ERR" &
+    SERVER_PID=$!
+    local line=
+    for _ in $(seq 1 300); do
+        line=$(grep -m1 '^estd: listening ' "$SERVER_OUT" 2>/dev/null)
+        [ -n "$line" ] && break
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    local ports
+    ports=$(printf '%s\n' "$line" |
+        sed -n 's/^estd: listening est=127\.0\.0\.1:\([0-9][0-9]*\) admin=127\.0\.0\.1:\([0-9][0-9]*\)$/\1 \2/p')
+    if [ -z "$ports" ]; then
+        echo "# server did not print its banner; stdout:" >&2
+        sed 's/^/#   /' "$SERVER_OUT" >&2
+        echo "# stderr:" >&2
+        tail -n 20 "$SERVER_ERR" | sed 's/^/#   /' >&2
+        return 1
+    fi
+    EST_PORT=${ports% *}
+    ADMIN_PORT=${ports#* }
+    return 0
+}
+
+# stop_server: SIGTERM, then wait (15 s at most). Sets STOP_STATUS to the exit
+# status, or to "timeout" if it had to be killed.
+stop_server() {
+    STOP_STATUS=none
+    [ -n "$SERVER_PID" ] || return 0
+    kill -TERM "$SERVER_PID" 2>/dev/null
+    local gone=0
+    for _ in $(seq 1 150); do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then gone=1; break; fi
+        sleep 0.1
+    done
+    if [ "$gone" = 1 ]; then
+        wait "$SERVER_PID" 2>/dev/null
+        STOP_STATUS=$?
+    else
+        kill -KILL "$SERVER_PID" 2>/dev/null
+        wait "$SERVER_PID" 2>/dev/null
+        STOP_STATUS=timeout
+    fi
+    SERVER_PID=
+}
+
+# ------------------------------------------------------------ HTTP helpers
+
+ROOT=$CERTS/root-ca.pem
+IDM_CERT=$CERTS/demo-idm.pem
+IDM_KEY=$CERTS/demo-idm.key
+CR=$(printf '\r')
+
+est_url() { echo "https://localhost:$EST_PORT/.well-known/est/$1"; }
+
+# req TAG [curl args...]: one request; sets CODE, HDR (raw headers), BODY, CERR.
+req() {
+    local tag=$1
+    shift
+    HDR=$W/$tag.hdr
+    BODY=$W/$tag.body
+    CERR=$W/$tag.curlerr
+    : >"$HDR"
+    : >"$BODY"
+    CODE=$(curl -sS --max-time 10 --cacert "$ROOT" \
+        --resolve "localhost:$EST_PORT:127.0.0.1" \
+        -D "$HDR" -o "$BODY" -w '%{http_code}' "$@" 2>"$CERR")
+    [ -n "$CODE" ] || CODE=000
+}
+
+# Detail lines about the last request, for failure messages.
+last() {
+    echo "status: $CODE"
+    if [ -s "$CERR" ]; then echo "curl: $(head -c 300 "$CERR")"; fi
+    if [ -s "$HDR" ]; then echo "headers:"; tr -d '\r' <"$HDR" | sed 's/^/  /'; fi
+    if [ -s "$BODY" ]; then echo "body: $(head -c 400 "$BODY" | tr -d '\r')"; fi
+}
+
+# has_header FILE "Name: value": the exact header line (case-sensitive) is there.
+has_header() { grep -qxF -- "$2$CR" "$1"; }
+
+# enroll TAG URL-PATH BODY-FILE [extra curl args]: POST as the demo IdM system.
+enroll_as_idm() {
+    local tag=$1 path=$2 body=$3
+    shift 3
+    req "$tag" --cert "$IDM_CERT" --key "$IDM_KEY" \
+        -H 'Content-Type: application/pkcs10' --data-binary "@$body" "$@" "$(est_url "$path")"
+}
+
+# ---------------------------------------------------------- crypto helpers
+
+ORG_SUBJ='/C=DK/O=Demo Organisation ApS/organizationIdentifier=NTRDK-12345678'
+
+# mkcsr NAME SUBJECT: new P-256 key NAME.key, DER CSR NAME.der, base64 NAME.b64.
+mkcsr() {
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$W/$1.key" -subj "$2" -outform DER -out "$W/$1.der" 2>"$W/$1.csrerr" &&
+        openssl base64 -e -in "$W/$1.der" -out "$W/$1.b64"
+}
+
+# p7_to_pem IN OUT: base64 certs-only PKCS#7 → PEM certificates.
+p7_to_pem() {
+    openssl base64 -d -in "$1" 2>/dev/null | openssl pkcs7 -inform DER -print_certs -out "$2" 2>/dev/null
+}
+
+ncerts() { grep -c -- '-----BEGIN CERTIFICATE-----' "$1" 2>/dev/null || true; }
+
+# split_pem IN PREFIX: PREFIX1.pem, PREFIX2.pem, ...
+split_pem() {
+    awk -v p="$2" '
+        /-----BEGIN CERTIFICATE-----/ { n++; on = 1 }
+        on { print > (p n ".pem") }
+        /-----END CERTIFICATE-----/ { on = 0 }' "$1"
+}
+
+fp() { openssl x509 -noout -fingerprint -sha256 -in "$1" 2>/dev/null | sed 's/.*=//'; }
+serial_of() { openssl x509 -noout -serial -in "$1" 2>/dev/null | sed 's/.*=//'; }
+subject_of() { openssl x509 -noout -subject -nameopt RFC2253 -in "$1" 2>/dev/null | sed 's/^subject=//'; }
+csr_subject_of() { openssl req -inform DER -noout -subject -nameopt RFC2253 -in "$1" 2>/dev/null | sed 's/^subject=//'; }
+
+# ================================================================== checks
+
+echo "# estd: $ESTD_BIN"
+echo "# temp: $TMP"
+
+if start_server; then
+    ok "server starts and prints its listening line (est=$EST_PORT admin=$ADMIN_PORT)"
+else
+    fail "server starts and prints its listening line"
+    summary
+    exit 1
+fi
+
+# --------------------------------------------------------- 1. /cacerts
+req cacerts "$(est_url cacerts)"
+if [ "$CODE" = 200 ] && has_header "$HDR" 'Content-Type: application/pkcs7-mime' &&
+    has_header "$HDR" 'Content-Transfer-Encoding: base64'; then
+    ok "cacerts: 200 application/pkcs7-mime, base64"
+else
+    fail "cacerts: 200 application/pkcs7-mime, base64" "$(last)"
+fi
+p7_to_pem "$BODY" "$W/chain.pem"
+n=$(ncerts "$W/chain.pem")
+check "cacerts: certs-only PKCS#7 with 2 certificates" "$([ "$n" = 2 ]; echo $?)" \
+    "certificates found: ${n:-0}" "$(last)"
+split_pem "$W/chain.pem" "$W/cacert"
+ROOT_FP=$(fp "$ROOT")
+CACERTS_ROOT=
+CACERTS_ISSUING=
+for f in "$W"/cacert*.pem; do
+    [ -e "$f" ] || continue
+    if [ "$(fp "$f")" = "$ROOT_FP" ]; then CACERTS_ROOT=$f; else CACERTS_ISSUING=$f; fi
+done
+check "cacerts: the root in it equals certs/root-ca.pem" "$([ -n "$CACERTS_ROOT" ]; echo $?)" \
+    "root-ca.pem sha256: $ROOT_FP" \
+    "cacerts holds: $(for f in "$W"/cacert*.pem; do [ -e "$f" ] && echo "$(subject_of "$f") $(fp "$f")"; done)"
+if [ -n "$CACERTS_ROOT" ] && [ -n "$CACERTS_ISSUING" ]; then
+    out=$(openssl verify -CAfile "$CACERTS_ROOT" "$CACERTS_ISSUING" 2>&1)
+    check "cacerts: issuing CA verifies against the root" $? "$out"
+else
+    fail "cacerts: issuing CA verifies against the root" "no root/issuing pair in /cacerts"
+fi
+
+# ------------------------------------------- 2. enrol under label demo
+DEV_SUBJ="$ORG_SUBJ/CN=conformance-device-1"
+mkcsr dev1 "$DEV_SUBJ"
+enroll_as_idm enroll-demo demo/simpleenroll "$W/dev1.b64"
+if [ "$CODE" = 200 ] &&
+    has_header "$HDR" 'Content-Type: application/pkcs7-mime; smime-type=certs-only' &&
+    has_header "$HDR" 'Content-Transfer-Encoding: base64'; then
+    ok "simpleenroll (label demo): 200 pkcs7-mime certs-only, base64"
+else
+    fail "simpleenroll (label demo): 200 pkcs7-mime certs-only, base64" "$(last)"
+fi
+p7_to_pem "$BODY" "$W/dev1.pem"
+n=$(ncerts "$W/dev1.pem")
+check "simpleenroll: answer holds the issued certificate" "$([ "$n" -ge 1 ] 2>/dev/null; echo $?)" \
+    "certificates found: ${n:-0}" "$(last)"
+out=$(openssl verify -CAfile "$W/chain.pem" "$W/dev1.pem" 2>&1)
+check "simpleenroll: issued certificate verifies against the /cacerts chain" $? "$out"
+want=$(csr_subject_of "$W/dev1.der")
+got=$(subject_of "$W/dev1.pem")
+check "simpleenroll: issued subject is the requested subject" \
+    "$([ -n "$want" ] && [ "$want" = "$got" ]; echo $?)" "requested: $want" "issued:    $got"
+openssl x509 -noout -text -in "$W/dev1.pem" >"$W/dev1.txt" 2>&1
+grep -q 'TLS Web Client Authentication' "$W/dev1.txt"
+check "simpleenroll: EKU TLS Web Client Authentication" $? "$(grep -A1 'Extended Key Usage' "$W/dev1.txt")"
+grep -q 'X509v3 CRL Distribution Points' "$W/dev1.txt" && grep -q 'URI:http' "$W/dev1.txt"
+check "simpleenroll: CRL Distribution Points present" $? "$(sed -n '/X509v3 extensions/,$p' "$W/dev1.txt" | head -40)"
+grep -q 'OCSP - URI:' "$W/dev1.txt"
+check "simpleenroll: Authority Information Access has OCSP" $? "$(sed -n '/X509v3 extensions/,$p' "$W/dev1.txt" | head -40)"
+DEV1_SERIAL=$(serial_of "$W/dev1.pem")
+
+# ------------------------------------------------- 3. enrol, no label
+mkcsr nolabel "$ORG_SUBJ/CN=conformance-nolabel"
+enroll_as_idm enroll-nolabel simpleenroll "$W/nolabel.b64"
+p7_to_pem "$BODY" "$W/nolabel.pem"
+check "simpleenroll without a label (organisation default profile): 200" \
+    "$([ "$CODE" = 200 ] && [ "$(ncerts "$W/nolabel.pem")" -ge 1 ]; echo $?)" "$(last)"
+
+# ---------------------------------------------------------- 4. reenrol
+mkcsr dev1new "$DEV_SUBJ" # same subject, new key
+req reenroll --cert "$W/dev1.pem" --key "$W/dev1.key" \
+    -H 'Content-Type: application/pkcs10' --data-binary "@$W/dev1new.b64" "$(est_url demo/simplereenroll)"
+if [ "$CODE" = 200 ] &&
+    has_header "$HDR" 'Content-Type: application/pkcs7-mime; smime-type=certs-only'; then
+    ok "simplereenroll with the device cert and a new key: 200"
+else
+    fail "simplereenroll with the device cert and a new key: 200" "$(last)"
+fi
+p7_to_pem "$BODY" "$W/dev2.pem"
+cp "$W/dev1new.key" "$W/dev2.key"
+DEV2_SERIAL=$(serial_of "$W/dev2.pem")
+check "simplereenroll: new serial differs from the old" \
+    "$([ -n "$DEV2_SERIAL" ] && [ "$DEV2_SERIAL" != "$DEV1_SERIAL" ]; echo $?)" \
+    "old serial: $DEV1_SERIAL" "new serial: $DEV2_SERIAL"
+check "simplereenroll: same subject" \
+    "$([ -n "$got" ] && [ "$(subject_of "$W/dev2.pem")" = "$got" ]; echo $?)" \
+    "old: $got" "new: $(subject_of "$W/dev2.pem")"
+newpub=$(openssl x509 -noout -pubkey -in "$W/dev2.pem" 2>/dev/null)
+keypub=$(openssl pkey -pubout -in "$W/dev2.key" 2>/dev/null)
+check "simplereenroll: certificate carries the new key" \
+    "$([ -n "$newpub" ] && [ "$newpub" = "$keypub" ]; echo $?)"
+out=$(openssl verify -CAfile "$W/chain.pem" "$W/dev2.pem" 2>&1)
+check "simplereenroll: renewed certificate verifies against the chain" $? "$out"
+
+mkcsr other "$ORG_SUBJ/CN=conformance-someone-else"
+req reenroll-other --cert "$W/dev1.pem" --key "$W/dev1.key" \
+    -H 'Content-Type: application/pkcs10' --data-binary "@$W/other.b64" "$(est_url demo/simplereenroll)"
+check "simplereenroll with a different subject: 403" "$([ "$CODE" = 403 ]; echo $?)" "$(last)"
+
+# -------------------------------------------------------- 5. csrattrs
+req csrattrs "$(est_url demo/csrattrs)"
+if [ "$CODE" = 200 ] && has_header "$HDR" 'Content-Type: application/csrattrs' &&
+    has_header "$HDR" 'Content-Transfer-Encoding: base64'; then
+    ok "csrattrs (label demo): 200 application/csrattrs, base64"
+else
+    fail "csrattrs (label demo): 200 application/csrattrs, base64" "$(last)"
+fi
+openssl base64 -d -in "$BODY" -out "$W/csrattrs.der" 2>/dev/null
+asn=$(openssl asn1parse -inform DER -in "$W/csrattrs.der" 2>&1)
+st=$?
+missing=
+for want in id-ecPublicKey commonName organizationName; do
+    printf '%s\n' "$asn" | grep -q ":$want\$" || missing="$missing $want"
+done
+printf '%s\n' "$asn" | grep -Eq ':(2\.5\.4\.97|organizationIdentifier)$' || missing="$missing 2.5.4.97"
+check "csrattrs: DER parses and names id-ecPublicKey, CN, O, organizationIdentifier" \
+    "$([ "$st" = 0 ] && [ -z "$missing" ]; echo $?)" "missing:$missing" "$asn"
+req csrattrs-anon "$(est_url csrattrs)"
+check "csrattrs without a label, anonymous: 204" "$([ "$CODE" = 204 ]; echo $?)" "$(last)"
+
+# ----------------------------------------------------- 6. error cases
+mkcsr err "$ORG_SUBJ/CN=conformance-errors"
+
+req noauth -H 'Content-Type: application/pkcs10' --data-binary "@$W/err.b64" "$(est_url demo/simpleenroll)"
+if [ "$CODE" = 401 ] && grep -qix -- "WWW-Authenticate: Basic realm=\"estd\"$CR" "$HDR"; then
+    ok "simpleenroll without a client certificate: 401 with a Basic realm=\"estd\" challenge"
+else
+    fail "simpleenroll without a client certificate: 401 with a Basic realm=\"estd\" challenge" "$(last)"
+fi
+# Header names are compared case-sensitively: RFC 7235 spells it WWW-Authenticate.
+has_header "$HDR" 'WWW-Authenticate: Basic realm="estd"'
+check "401: challenge header spelled exactly 'WWW-Authenticate'" $? \
+    "got: $(grep -i '^www-authenticate:' "$HDR" | tr -d '\r')"
+
+req wrongtype --cert "$IDM_CERT" --key "$IDM_KEY" \
+    -H 'Content-Type: text/plain' --data-binary "@$W/err.b64" "$(est_url demo/simpleenroll)"
+check "simpleenroll with Content-Type text/plain: 415" "$([ "$CODE" = 415 ]; echo $?)" "$(last)"
+
+printf '%%%% this is not base64 !!! %%%%\n' >"$W/notb64.txt"
+enroll_as_idm notb64 demo/simpleenroll "$W/notb64.txt"
+check "simpleenroll with a body that is not base64: 400" "$([ "$CODE" = 400 ]; echo $?)" "$(last)"
+
+mkcsr tamper "$ORG_SUBJ/CN=sigbreak-A"
+python3 - "$W/tamper.der" "$W/tampered.der" <<'EOF'
+import sys
+d = open(sys.argv[1], 'rb').read()
+i = d.find(b'sigbreak-A')
+assert i >= 0, 'marker not found in CSR'
+d = d[:i + 9] + b'B' + d[i + 10:]
+open(sys.argv[2], 'wb').write(d)
+EOF
+tamper_st=$?
+openssl base64 -e -in "$W/tampered.der" -out "$W/tampered.b64" 2>/dev/null
+# (openssl req -verify exits 0 either way in OpenSSL 3.0, so read what it says.)
+if [ "$tamper_st" = 0 ] &&
+    ! openssl req -inform DER -in "$W/tampered.der" -noout -verify 2>&1 | grep -q 'verify OK'; then
+    enroll_as_idm tampered demo/simpleenroll "$W/tampered.b64"
+    check "simpleenroll with a CSR whose signature is broken (subject byte changed): 400" \
+        "$([ "$CODE" = 400 ]; echo $?)" "$(last)"
+else
+    fail "simpleenroll with a CSR whose signature is broken (subject byte changed): 400" \
+        "could not produce a CSR with a broken signature"
+fi
+
+head -c 70000 /dev/zero | tr '\0' 'A' >"$W/big.txt"
+enroll_as_idm toolarge demo/simpleenroll "$W/big.txt"
+check "simpleenroll with a 70000-byte body: 413" "$([ "$CODE" = 413 ]; echo $?)" "$(last)"
+
+mkcsr foreign-o "/C=DK/O=Another Company A/S/organizationIdentifier=NTRDK-12345678/CN=conformance-foreign"
+enroll_as_idm foreign-o demo/simpleenroll "$W/foreign-o.b64"
+check "simpleenroll with a CSR naming another organisation (O): 403" "$([ "$CODE" = 403 ]; echo $?)" "$(last)"
+
+mkcsr foreign-oi "/C=DK/O=Demo Organisation ApS/organizationIdentifier=NTRDK-87654321/CN=conformance-foreign"
+enroll_as_idm foreign-oi demo/simpleenroll "$W/foreign-oi.b64"
+check "simpleenroll with a CSR naming another organisation (organizationIdentifier): 403" \
+    "$([ "$CODE" = 403 ]; echo $?)" "$(last)"
+
+req get-enroll --cert "$IDM_CERT" --key "$IDM_KEY" "$(est_url demo/simpleenroll)"
+check "GET simpleenroll: 405" "$([ "$CODE" = 405 ]; echo $?)" "$(last)"
+
+req unknown "$(est_url no-such-operation)"
+check "unknown path under /.well-known/est/: 404" "$([ "$CODE" = 404 ]; echo $?)" "$(last)"
+
+# ------------------------------------------------ 7. CRLF base64 body
+mkcsr crlf "$ORG_SUBJ/CN=conformance-crlf"
+sed 's/$/\r/' "$W/crlf.b64" >"$W/crlf.crlf.b64"
+if grep -q "$CR\$" "$W/crlf.crlf.b64" && [ "$(wc -l <"$W/crlf.crlf.b64")" -ge 2 ]; then
+    enroll_as_idm crlf demo/simpleenroll "$W/crlf.crlf.b64"
+    check "simpleenroll with base64 in CRLF-terminated lines: 200" "$([ "$CODE" = 200 ]; echo $?)" "$(last)"
+else
+    fail "simpleenroll with base64 in CRLF-terminated lines: 200" "could not build a multi-line CRLF body"
+fi
+
+# ---------------------------------------------------- 8. chunked upload
+mkcsr chunked "$ORG_SUBJ/CN=conformance-chunked"
+enroll_as_idm chunked demo/simpleenroll "$W/chunked.b64" -H 'Transfer-Encoding: chunked' -v
+sent_chunked=1
+grep -qi '^> Transfer-Encoding: chunked' "$CERR" && sent_chunked=0
+check "simpleenroll with a chunked body: 200" \
+    "$([ "$CODE" = 200 ] && [ "$sent_chunked" = 0 ]; echo $?)" \
+    "curl sent Transfer-Encoding: chunked: $([ "$sent_chunked" = 0 ] && echo yes || echo no)" "$(last)"
+
+# ------------------------------------------------------ 9. TLS versions
+mkcsr tls12 "$ORG_SUBJ/CN=conformance-tls12"
+enroll_as_idm tls12 demo/simpleenroll "$W/tls12.b64" --tls-max 1.2 -v
+proto=$(grep -o 'SSL connection using TLSv1\.[0-9]' "$CERR" | head -n1)
+check "TLS 1.2-only client (curl --tls-max 1.2) enrols: 200" \
+    "$([ "$CODE" = 200 ] && [ "$proto" = 'SSL connection using TLSv1.2' ]; echo $?)" \
+    "negotiated: ${proto:-unknown}" "status: $CODE" "$(grep -v '^[<>{}*] *$' "$CERR" | grep -E '^\* (SSL|TLS)|curl:' | head -n 8)"
+
+# openssl s_client, with the client's own floor lowered (security level 0 and
+# no system MinProtocol) so that a refusal is the server's doing. A TLS 1.2
+# handshake with the same settings is the control.
+s_client() {
+    OPENSSL_CONF=/dev/null timeout 10 openssl s_client -connect "127.0.0.1:$EST_PORT" \
+        -servername localhost -cipher 'DEFAULT:@SECLEVEL=0' "$@" </dev/null 2>&1
+}
+ctl=$(s_client -tls1_2)
+if printf '%s\n' "$ctl" | grep -Eq 'Protocol *: TLSv1\.2'; then
+    old_ok=1
+    for v in tls1_1 tls1; do
+        out=$(s_client "-$v")
+        if ! printf '%s\n' "$out" | grep -Eq 'written [1-9][0-9]* bytes'; then
+            # The client never sent a ClientHello: says nothing about the server.
+            old_ok=0
+            fail "openssl s_client -$v: handshake refused" "inconclusive: the client sent nothing" "$out"
+        elif printf '%s\n' "$out" | grep -Eq 'Cipher is [A-Z0-9]' ||
+            ! printf '%s\n' "$out" | grep -Eq 'Cipher is \(NONE\)|alert|errno|error'; then
+            old_ok=0
+            fail "openssl s_client -$v: handshake refused" "the server completed a -$v handshake:" "$out"
+        fi
+    done
+    [ "$old_ok" = 1 ] && ok "openssl s_client -tls1_1 and -tls1: handshake refused"
+else
+    fail "openssl s_client -tls1_1 and -tls1: handshake refused" \
+        "control handshake with -tls1_2 did not succeed, so the test proves nothing:" "$ctl"
+fi
+
+# ----------------------------------------- 10. empty Basic credentials
+mkcsr basic "$ORG_SUBJ/CN=conformance-basic"
+enroll_as_idm basic demo/simpleenroll "$W/basic.b64" -H 'Authorization: Basic Og=='
+check "simpleenroll with Authorization: Basic Og== and a client cert: 200" \
+    "$([ "$CODE" = 200 ]; echo $?)" "$(last)"
+
+# --------------------------------------------------------- 11. restart
+stop_server
+check "server exits 0 on SIGTERM" "$([ "$STOP_STATUS" = 0 ]; echo $?)" \
+    "exit status: $STOP_STATUS" "$(tail -n 10 "$SERVER_ERR")"
+if start_server; then
+    ok "server restarts on the same certs and data dirs (est=$EST_PORT admin=$ADMIN_PORT)"
+    mkcsr dev3 "$DEV_SUBJ"
+    req reenroll-after-restart --cert "$W/dev2.pem" --key "$W/dev2.key" \
+        -H 'Content-Type: application/pkcs10' --data-binary "@$W/dev3.b64" "$(est_url demo/simplereenroll)"
+    p7_to_pem "$BODY" "$W/dev3.pem"
+    check "after restart: the renewed device certificate reenrols (it was persisted): 200" \
+        "$([ "$CODE" = 200 ] && [ "$(ncerts "$W/dev3.pem")" -ge 1 ]; echo $?)" "$(last)"
+    req cacerts-after-restart "$(est_url cacerts)"
+    p7_to_pem "$BODY" "$W/chain2.pem"
+    rm -f "$W"/cacert2-*.pem
+    split_pem "$W/chain2.pem" "$W/cacert2-"
+    same=1
+    for f in "$W"/cacert2-*.pem; do
+        [ -e "$f" ] && [ "$(fp "$f")" = "$ROOT_FP" ] && same=0
+    done
+    check "after restart: /cacerts holds the same root" \
+        "$([ "$CODE" = 200 ] && [ "$same" = 0 ] && [ "$(fp "$ROOT")" = "$ROOT_FP" ]; echo $?)" "$(last)"
+
+    # ----------------------------------------------------- 12. metrics
+    MCODE=$(curl -sS --max-time 10 --cacert "$ROOT" -o "$W/metrics.txt" -w '%{http_code}' \
+        "https://127.0.0.1:$ADMIN_PORT/metrics" 2>"$W/metrics.err")
+    missing=
+    for m in estd_certificates_issued_total estd_http_requests_total; do
+        grep -q "^$m" "$W/metrics.txt" 2>/dev/null || missing="$missing $m"
+    done
+    check "admin /metrics: 200 with estd_certificates_issued_total and estd_http_requests_total" \
+        "$([ "$MCODE" = 200 ] && [ -z "$missing" ]; echo $?)" \
+        "status: $MCODE" "missing:$missing" "$(cat "$W/metrics.err")" "$(head -n 30 "$W/metrics.txt")"
+else
+    fail "server restarts on the same certs and data dirs"
+fi
+
+stop_server
+summary

@@ -1,0 +1,400 @@
+//! Test harness: a real estd on loopback ports with real TLS and a sled store
+//! in a temp dir, a small HTTPS client, and real CSRs.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::Bytes;
+use der::{Decode, Encode};
+use estd::store::model::{
+    now_unix, CertKind, CertRecord, CertStatus, Identification, Issuance, KeyPolicy, Organisation,
+    Profile, Serial, SystemRight,
+};
+use estd::{App, Config, RunningServer};
+use http_body_util::{BodyExt, Full};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use x509_cert::Certificate;
+
+/// A running test server and its folder.
+pub struct TestServer {
+    pub server: RunningServer,
+    pub dir: PathBuf,
+}
+
+pub fn test_config(dir: &Path, extra: &str) -> Config {
+    let layer = format!(
+        "[server]\nest_listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+         [paths]\ncerts_dir = \"{}\"\ndata_dir = \"{}\"\n[log]\nfilter = \"warn\"\n",
+        dir.join("certs").display(),
+        dir.join("data").display()
+    );
+    Config::from_toml_layers(&[estd::config::DEFAULT_TOML, &layer, extra]).expect("test config")
+}
+
+impl TestServer {
+    pub async fn start(dir: &Path) -> TestServer {
+        Self::start_with(dir, "").await
+    }
+
+    pub async fn start_with(dir: &Path, extra: &str) -> TestServer {
+        let init = App::init(test_config(dir, extra)).expect("init");
+        let server = RunningServer::start(init).await.expect("start");
+        TestServer {
+            server,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn app(&self) -> &Arc<App> {
+        &self.server.app
+    }
+
+    pub fn root_der(&self) -> Vec<u8> {
+        self.app().ca.root_der().to_vec()
+    }
+
+    pub fn demo_identity(&self) -> Identity {
+        let certs = self.dir.join("certs");
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(certs.join("demo-idm.pem"))
+                .expect("demo cert")
+                .map(|c| c.expect("pem"))
+                .collect();
+        let key = PrivateKeyDer::from_pem_file(certs.join("demo-idm.key")).expect("demo key");
+        Identity { chain, key }
+    }
+
+    pub async fn client(&self, identity: Option<&Identity>) -> Client {
+        Client::connect(self.server.est_addr, &self.root_der(), identity, false).await
+    }
+
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
+    }
+
+    /// Creates another organisation with an API profile and an IdM certificate
+    /// carrying `rights`, through the store and CA APIs.
+    pub fn add_org(
+        &self,
+        cvr: &str,
+        name: &str,
+        label: &str,
+        rights: Vec<SystemRight>,
+    ) -> Identity {
+        let app = self.app();
+        let org = Organisation {
+            cvr: cvr.into(),
+            name: name.into(),
+            allow_user_certs: true,
+            allow_seal: false,
+        };
+        app.store.put_org(&org).expect("org");
+        let profile = Profile {
+            id: uuid::Uuid::new_v4().to_string(),
+            cvr: cvr.into(),
+            name: format!("{name} devices"),
+            kind: CertKind::System,
+            est_label: label.into(),
+            org_default: true,
+            rights: vec![],
+            key_policy: KeyPolicy::default(),
+            validity_days: 365,
+            identification: Identification::Api,
+            issuance: Issuance::Est,
+            email: None,
+            dns_names: vec![],
+            allow_ip_sans: false,
+        };
+        app.store.put_profile(&profile).expect("profile");
+        let mut idm = profile.clone();
+        idm.rights = rights;
+        self.issue_direct(&org, &idm, "IdM", 365).1
+    }
+
+    /// Issues a certificate directly through the CA and stores it (for
+    /// set-ups the EST API cannot make, such as an already-expired certificate).
+    pub fn issue_direct(
+        &self,
+        org: &Organisation,
+        profile: &Profile,
+        cn: &str,
+        validity_days: u32,
+    ) -> (Serial, Identity) {
+        let app = self.app();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let spki = spki::SubjectPublicKeyInfoOwned::from_der(
+            &rcgen::PublicKeyData::subject_public_key_info(&key),
+        )
+        .expect("spki");
+        let template = estd::ca::CertTemplate {
+            subject: estd::seed::system_subject(org, cn).expect("subject"),
+            key: estd::ca::csr::classify_key(&spki).expect("key type"),
+            spki,
+            usage: estd::ca::CertUsage::Leaf(profile.kind),
+            sans: vec![],
+            validity_days,
+        };
+        let issued = app.ca.issue(&template).expect("issue");
+        app.store
+            .insert_new_cert(&CertRecord {
+                serial: issued.serial,
+                der: issued.der.clone(),
+                subject: template.subject.to_string(),
+                profile_id: profile.id.clone(),
+                cvr: org.cvr.clone(),
+                kind: profile.kind,
+                rights: profile.rights.clone(),
+                issued_at: now_unix(),
+                not_after: issued.not_after,
+                status: CertStatus::Issued,
+                renews: None,
+                renewed_by: None,
+            })
+            .expect("store");
+        (issued.serial, Identity::new(issued.der, &key))
+    }
+}
+
+/// A client certificate with its key.
+pub struct Identity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl Identity {
+    pub fn new(cert_der: Vec<u8>, key: &rcgen::KeyPair) -> Identity {
+        Identity {
+            chain: vec![CertificateDer::from(cert_der)],
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        }
+    }
+
+    pub fn clone_identity(&self) -> Identity {
+        Identity {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+pub fn tls_config(
+    root_der: &[u8],
+    identity: Option<&Identity>,
+    tls12_only: bool,
+) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(root_der.to_vec()))
+        .expect("root");
+    let versions: &[&'static rustls::SupportedProtocolVersion] = if tls12_only {
+        &[&rustls::version::TLS12]
+    } else {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(estd::tls::provider())
+        .with_protocol_versions(versions)
+        .expect("versions")
+        .with_root_certificates(roots);
+    let config = match identity {
+        Some(id) => builder
+            .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
+            .expect("client cert"),
+        None => builder.with_no_client_auth(),
+    };
+    Arc::new(config)
+}
+
+pub async fn tls_connect(
+    addr: SocketAddr,
+    root_der: &[u8],
+    identity: Option<&Identity>,
+    tls12_only: bool,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let connector = tokio_rustls::TlsConnector::from(tls_config(root_der, identity, tls12_only));
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    connector
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("TLS handshake")
+}
+
+/// An HTTP/1.1 keep-alive client over one TLS connection.
+pub struct Client {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+/// A response.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl Client {
+    pub async fn connect(
+        addr: SocketAddr,
+        root_der: &[u8],
+        identity: Option<&Identity>,
+        tls12_only: bool,
+    ) -> Client {
+        let tls = tls_connect(addr, root_der, identity, tls12_only).await;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .expect("http handshake");
+        tokio::spawn(conn);
+        Client { sender }
+    }
+
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Resp {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(Bytes::from(body))).expect("request");
+        let resp = self.sender.send_request(req).await.expect("send");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Resp {
+        self.send("GET", path, &[], vec![]).await
+    }
+
+    /// POSTs a DER CSR as base64 with the pkcs10 content type.
+    pub async fn enroll(&mut self, path: &str, csr_der: &[u8]) -> Resp {
+        self.send(
+            "POST",
+            path,
+            &[("content-type", "application/pkcs10")],
+            b64(csr_der).into_bytes(),
+        )
+        .await
+    }
+}
+
+/// Sends raw bytes over TLS and returns the raw response (for header-case and chunked checks).
+pub async fn raw_exchange(
+    addr: SocketAddr,
+    root_der: &[u8],
+    identity: Option<&Identity>,
+    request: &[u8],
+) -> Vec<u8> {
+    let mut tls = tls_connect(addr, root_der, identity, false).await;
+    tls.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tls.read_to_end(&mut out),
+    )
+    .await;
+    out
+}
+
+pub fn b64(der: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(der)
+}
+
+pub const DEMO_ORG: &str = "Demo Organisation ApS";
+pub const DEMO_CVR: &str = "12345678";
+
+/// A real CSR: a fresh key of `alg` and the subject C, O, organizationIdentifier, CN.
+pub fn csr_for(
+    org: &str,
+    cvr: &str,
+    cn: &str,
+    alg: &'static rcgen::SignatureAlgorithm,
+) -> (rcgen::KeyPair, Vec<u8>) {
+    let key = rcgen::KeyPair::generate_for(alg).expect("key");
+    let der = csr_with_key(&key, org, cvr, cn);
+    (key, der)
+}
+
+pub fn csr_with_key(key: &rcgen::KeyPair, org: &str, cvr: &str, cn: &str) -> Vec<u8> {
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CountryName, "DK");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, org);
+    params.distinguished_name.push(
+        rcgen::DnType::CustomDnType(vec![2, 5, 4, 97]),
+        format!("NTRDK-{cvr}"),
+    );
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params.serialize_request(key).expect("csr").der().to_vec()
+}
+
+pub fn demo_csr(cn: &str) -> (rcgen::KeyPair, Vec<u8>) {
+    csr_for(DEMO_ORG, DEMO_CVR, cn, &rcgen::PKCS_ECDSA_P256_SHA256)
+}
+
+/// The certificates in a base64 certs-only PKCS#7 body.
+pub fn pkcs7_certs(body: &[u8]) -> Vec<Certificate> {
+    let der = estd::est::codec::decode_body(body, false).expect("base64 body");
+    let ci = cms::content_info::ContentInfo::from_der(&der).expect("ContentInfo");
+    assert_eq!(ci.content_type, const_oid::db::rfc5911::ID_SIGNED_DATA);
+    let sd: cms::signed_data::SignedData = ci.content.decode_as().expect("SignedData");
+    assert!(sd.signer_infos.0.is_empty(), "certs-only has no signers");
+    sd.certificates
+        .expect("certificates")
+        .0
+        .iter()
+        .map(|c| match c {
+            cms::cert::CertificateChoices::Certificate(c) => c.clone(),
+            _ => panic!("unexpected certificate choice"),
+        })
+        .collect()
+}
+
+/// The single certificate of an enrolment answer.
+pub fn issued_cert(resp: &Resp) -> Certificate {
+    assert_eq!(resp.status, 200, "enrolment failed: {}", resp.text());
+    let mut certs = pkcs7_certs(&resp.body);
+    assert_eq!(certs.len(), 1);
+    certs.remove(0)
+}
+
+pub fn serial_of(cert: &Certificate) -> Serial {
+    Serial::from_der_bytes(cert.tbs_certificate.serial_number.as_bytes()).expect("16-byte serial")
+}
+
+pub fn der_of(cert: &Certificate) -> Vec<u8> {
+    cert.to_der().expect("der")
+}
