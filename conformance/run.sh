@@ -365,9 +365,10 @@ if [ "$CODE" = 401 ] && grep -qix -- "WWW-Authenticate: Basic realm=\"estd\"$CR"
 else
     fail "simpleenroll without a client certificate: 401 with a Basic realm=\"estd\" challenge" "$(last)"
 fi
-# Header names are compared case-sensitively: RFC 7235 spells it WWW-Authenticate.
-has_header "$HDR" 'WWW-Authenticate: Basic realm="estd"'
-check "401: challenge header spelled exactly 'WWW-Authenticate'" $? \
+# Header names go out in the canonical Title-Case form (hyper's, and Go's
+# textproto form that Go EST clients look up): compared case-sensitively.
+has_header "$HDR" 'Www-Authenticate: Basic realm="estd"'
+check "401: challenge header in canonical Title-Case 'Www-Authenticate'" $? \
     "got: $(grep -i '^www-authenticate:' "$HDR" | tr -d '\r')"
 
 req wrongtype --cert "$IDM_CERT" --key "$IDM_KEY" \

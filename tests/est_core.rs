@@ -165,6 +165,16 @@ async fn enrolment_refusals_change_nothing() {
     assert_eq!(r.status, 415);
     let r = c.send("POST", ENROLL, &[], b64(&csr).into_bytes()).await;
     assert_eq!(r.status, 415);
+    let two_types = [
+        ("content-type", "application/pkcs10"),
+        ("content-type", "text/plain"),
+    ];
+    assert_eq!(
+        c.send("POST", ENROLL, &two_types, b64(&csr).into_bytes())
+            .await
+            .status,
+        400
+    );
     // Oversized body.
     let r = c
         .send(

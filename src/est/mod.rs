@@ -141,6 +141,16 @@ pub fn require_method<B>(
 
 /// Refuses a body whose media type is not `expected` (parameters ignored).
 pub fn require_content_type(headers: &HeaderMap, expected: &str) -> Result<(), EstError> {
+    if headers
+        .get_all(header::CONTENT_TYPE)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Err(EstError::BadRequest(
+            "more than one Content-Type header".into(),
+        ));
+    }
     let got = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
