@@ -67,6 +67,8 @@ pub struct Initialised {
     pub created_ca: bool,
     /// The demo identity, if demo data is enabled.
     pub demo: Option<DemoIdentity>,
+    /// Where the operator's admin token was written on first start.
+    pub admin_token: PathBuf,
 }
 
 impl App {
@@ -96,8 +98,12 @@ impl App {
                 status: CertStatus::Issued,
                 renews: None,
                 renewed_by: None,
+                order_id: None,
+                published: false,
+                email: None,
             })?;
         }
+        let admin_token = seed::ensure_operator_token(&config, &store)?;
         let demo = if config.demo.enabled {
             Some(seed::ensure_demo(&config, &ca, &store)?)
         } else {
@@ -129,6 +135,7 @@ impl App {
             tls,
             created_ca: material.created,
             demo,
+            admin_token,
         })
     }
 

@@ -39,8 +39,40 @@ pub struct Config {
     pub tls: TlsConfig,
     /// The demo organisation created on first start.
     pub demo: DemoConfig,
+    /// Orders and one-time codes.
+    pub orders: OrdersConfig,
+    /// Notification delivery.
+    pub smtp: SmtpConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// `[orders]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrdersConfig {
+    /// Days a one-time code stays valid.
+    pub code_ttl_days: u32,
+    /// Retry-After for held enrolments, seconds.
+    pub approval_retry_after_secs: u32,
+    /// Days before expiry that a notice is written.
+    pub expiry_notice_days: u32,
+}
+
+/// `[smtp]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Deliver by SMTP.
+    pub enabled: bool,
+    /// Relay host.
+    pub host: String,
+    /// Relay port.
+    pub port: u16,
+    /// Sender.
+    pub from: String,
+    /// Seconds between delivery rounds.
+    pub interval_secs: u64,
 }
 
 /// `[server]`.

@@ -91,8 +91,9 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let init = App::init(config)?;
     let created = init.created_ca;
     let demo = init.demo.clone();
+    let token = init.admin_token.clone();
     let server = RunningServer::start(init).await?;
-    print_banner(&server, created, demo.as_ref());
+    print_banner(&server, created, demo.as_ref(), &token);
     wait_for_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     server.shutdown().await;
@@ -100,7 +101,12 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn print_banner(server: &RunningServer, created: bool, demo: Option<&estd::seed::DemoIdentity>) {
+fn print_banner(
+    server: &RunningServer,
+    created: bool,
+    demo: Option<&estd::seed::DemoIdentity>,
+    token: &std::path::Path,
+) {
     let cfg = &server.app.config;
     let host = &cfg.server.public_host;
     let port = server.est_addr.port();

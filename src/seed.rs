@@ -48,6 +48,24 @@ pub fn system_subject(org: &Organisation, cn: &str) -> Result<Name, CaError> {
     append_rdn(name, rfc4519::CN, cn)
 }
 
+/// File under `certs/` that holds the operator's admin token (mode 0600).
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// Creates the server operator's admin API token on first start, writing it
+/// (once) to `certs/admin-token` with mode 0600; only its hash is stored.
+pub fn ensure_operator_token(
+    config: &Config,
+    store: &Store,
+) -> Result<PathBuf, crate::app::InitError> {
+    let path = config.paths.certs_dir.join(ADMIN_TOKEN_FILE);
+    if !store.has_operator_token()? {
+        let token = crate::orders::create_token(store, None, "operator")
+            .map_err(|e| CaError::Generate(e.to_string()))?;
+        write_file(&path, format!("{token}\n").as_bytes(), true)?;
+    }
+    Ok(path)
+}
+
 /// Creates whatever part of the demo data is missing.
 pub fn ensure_demo(
     config: &Config,
@@ -63,6 +81,8 @@ pub fn ensure_demo(
                 name: d.organisation_name.clone(),
                 allow_user_certs: true,
                 allow_seal: false,
+                p_numbers: vec![],
+                se_numbers: vec![],
             };
             store.put_org(&o)?;
             o
@@ -84,6 +104,12 @@ pub fn ensure_demo(
             email: None,
             dns_names: vec![".devices.demo.example".into()],
             allow_ip_sans: false,
+            contact: None,
+            p_number: None,
+            se_number: None,
+            seal: false,
+            publish: false,
+            approval_required: false,
         })?;
     }
     let idm_profile = match store.profile_by_label(DEMO_IDM_LABEL)? {
@@ -105,6 +131,12 @@ pub fn ensure_demo(
                 email: None,
                 dns_names: vec![],
                 allow_ip_sans: false,
+                contact: None,
+                p_number: None,
+                se_number: None,
+                seal: false,
+                publish: false,
+                approval_required: false,
             };
             store.put_profile(&p)?;
             p
@@ -140,6 +172,9 @@ pub fn ensure_demo(
             status: CertStatus::Issued,
             renews: None,
             renewed_by: None,
+            order_id: None,
+            published: false,
+            email: None,
         })?;
         store.audit(&AuditEvent {
             at_ms: now_unix() * 1000,
@@ -149,6 +184,7 @@ pub fn ensure_demo(
             cvr: Some(org.cvr.clone()),
             profile_id: Some(idm_profile.id.clone()),
             serial: Some(issued.serial),
+            order_id: None,
             detail: "demo IdM system certificate".into(),
         })?;
         write_file(&key_path, bootstrap::key_pem(&pkcs8).as_bytes(), true)?;

@@ -87,6 +87,7 @@ fn finish(
                     cvr: None,
                     profile_id: None,
                     serial: None,
+                    order_id: None,
                     detail: format!("{} {}", e.status().as_u16(), e),
                 };
                 if let Err(store_err) = app.store.audit(&event) {
@@ -150,6 +151,7 @@ async fn enroll_inner(
             cvr: Some(org.cvr.clone()),
             profile_id: Some(profile.id.clone()),
             serial: Some(issued.serial),
+            order_id: None,
             detail: format!("issued to {}", policy::display_name(&template.subject)),
         })?;
         Ok((issued, profile.est_label))
@@ -205,6 +207,7 @@ async fn reenroll_inner(
             cvr: Some(record.cvr.clone()),
             profile_id: Some(profile.id.clone()),
             serial: Some(issued.serial),
+            order_id: None,
             detail: format!("renews {}", record.serial),
         })?;
         Ok((issued, profile.est_label))
@@ -264,6 +267,9 @@ fn store_new(
             status: CertStatus::Issued,
             renews,
             renewed_by: None,
+            order_id: None,
+            published: profile.publish,
+            email: profile.email.clone(),
         };
         match app.store.insert_new_cert(&record) {
             Ok(()) => return Ok(issued),

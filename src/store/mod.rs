@@ -5,6 +5,9 @@
 //! - `orgs`: CVR → [`Organisation`]
 //! - `profiles`: UUID → [`Profile`]; `labels`: EST label → UUID
 //! - `audit`: monotonic id (u64, big-endian) → [`AuditEvent`]
+//! - `orders`: reference number → [`model::Order`]; `held`: SHA-256 of a held CSR → reference number
+//! - `tokens`: SHA-256 of an admin token → [`model::TokenRecord`]
+//! - `outbox`: monotonic id → [`model::Notification`]
 //! - `meta`: schema version and other singletons
 //!
 //! Writes land in sled's memory first; [`Store::commit`] makes them durable.
@@ -12,6 +15,9 @@
 //! pays for one fsync, not one each.
 
 pub mod model;
+mod orders;
+
+pub use orders::IssueOutcome;
 
 use std::path::Path;
 use std::sync::{mpsc, Arc};
@@ -20,7 +26,7 @@ use model::{AuditEvent, CertRecord, Organisation, Profile, Serial};
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::oneshot;
 
-const SCHEMA_VERSION: &[u8] = b"1";
+const SCHEMA_VERSION: &[u8] = b"2";
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +44,7 @@ pub enum StoreError {
     #[error("{0}")]
     Conflict(String),
     /// The store on disk has another schema.
-    #[error("store schema {found:?} is not the supported {SCHEMA_VERSION:?}")]
+    #[error("store schema {found:?} is not the supported one; a development store can be deleted and recreated")]
     Schema {
         /// The version found.
         found: String,
@@ -64,6 +70,10 @@ struct Inner {
     profiles: sled::Tree,
     labels: sled::Tree,
     audit: sled::Tree,
+    orders: sled::Tree,
+    held: sled::Tree,
+    tokens: sled::Tree,
+    outbox: sled::Tree,
     /// `None` only while dropping.
     commits: Option<mpsc::Sender<oneshot::Sender<Result<(), String>>>>,
     committer: Option<std::thread::JoinHandle<()>>,
@@ -122,6 +132,10 @@ impl Store {
             profiles: db.open_tree("profiles")?,
             labels: db.open_tree("labels")?,
             audit: db.open_tree("audit")?,
+            orders: db.open_tree("orders")?,
+            held: db.open_tree("held")?,
+            tokens: db.open_tree("tokens")?,
+            outbox: db.open_tree("outbox")?,
             db,
             commits: Some(tx),
             committer: Some(committer),
@@ -220,6 +234,22 @@ impl Store {
     pub fn certs(&self) -> impl Iterator<Item = Result<CertRecord, StoreError>> + '_ {
         self.inner
             .certs
+            .iter()
+            .map(|r| r.map_err(StoreError::from).and_then(|(_, v)| decode(&v)))
+    }
+
+    /// All organisations.
+    pub fn orgs(&self) -> impl Iterator<Item = Result<Organisation, StoreError>> + '_ {
+        self.inner
+            .orgs
+            .iter()
+            .map(|r| r.map_err(StoreError::from).and_then(|(_, v)| decode(&v)))
+    }
+
+    /// All profiles.
+    pub fn profiles(&self) -> impl Iterator<Item = Result<Profile, StoreError>> + '_ {
+        self.inner
+            .profiles
             .iter()
             .map(|r| r.map_err(StoreError::from).and_then(|(_, v)| decode(&v)))
     }

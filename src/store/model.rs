@@ -80,6 +80,50 @@ pub struct Organisation {
     pub allow_user_certs: bool,
     /// Whether profiles may enable seal generation.
     pub allow_seal: bool,
+    /// Production unit numbers (P numbers).
+    pub p_numbers: Vec<String>,
+    /// SE numbers.
+    pub se_numbers: Vec<String>,
+}
+
+/// A contact person, who receives notices about a profile's certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    /// Name.
+    pub name: String,
+    /// E-mail address.
+    pub email: String,
+}
+
+/// Why an e-mail address is refused, or `None` if it is acceptable.
+///
+/// Addresses with Æ, Ø or Å (either case) are refused for any certificate:
+/// they must be changed first.
+pub fn email_problem(email: &str) -> Option<&'static str> {
+    if email
+        .chars()
+        .any(|c| matches!(c, 'æ' | 'ø' | 'å' | 'Æ' | 'Ø' | 'Å'))
+    {
+        return Some("contains Æ, Ø or Å; the e-mail address must be changed first");
+    }
+    let Some((local, domain)) = email.split_once('@') else {
+        return Some("is not an e-mail address");
+    };
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c);
+    if local.is_empty()
+        || local.len() > 64
+        || !local.chars().all(ok_char)
+        || domain.len() < 3
+        || !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+        || !domain
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
+        return Some("is not a valid e-mail address");
+    }
+    None
 }
 
 /// What a certificate is for; decides key usage and extended key usage.
@@ -221,6 +265,18 @@ pub struct Profile {
     pub dns_names: Vec<String>,
     /// Whether IP addresses may appear in the SAN.
     pub allow_ip_sans: bool,
+    /// Who receives notices about this profile's certificates.
+    pub contact: Option<Contact>,
+    /// P number, when the organisation has several.
+    pub p_number: Option<String>,
+    /// SE number, when the organisation has several.
+    pub se_number: Option<String>,
+    /// Seal generation (only if the organisation allows it).
+    pub seal: bool,
+    /// Publish certificates to the public certificate database.
+    pub publish: bool,
+    /// Hold API enrolments until an administrator approves them.
+    pub approval_required: bool,
 }
 
 impl Profile {
@@ -313,6 +369,12 @@ pub struct CertRecord {
     pub renews: Option<Serial>,
     /// The certificate that renewed this one.
     pub renewed_by: Option<Serial>,
+    /// The order it was issued for.
+    pub order_id: Option<String>,
+    /// Whether it is in the public certificate database (fixed at issuance).
+    pub published: bool,
+    /// E-mail address in the certificate, if any.
+    pub email: Option<String>,
 }
 
 impl CertRecord {
@@ -358,6 +420,221 @@ impl CertRecord {
     }
 }
 
+/// Who an order is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrderHolder {
+    /// A certificate of a profile (organisation or system certificate).
+    Profile,
+    /// A user certificate for a person.
+    User {
+        /// Name.
+        name: String,
+        /// E-mail address.
+        email: String,
+    },
+}
+
+/// A one-time code's stored state: only its hash is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeState {
+    /// SHA-256 of the reference number and the code.
+    pub hash: [u8; 32],
+    /// When it stops working.
+    pub expires_at: UnixSeconds,
+    /// Wrong codes presented since it was issued.
+    pub failures: u32,
+}
+
+/// Wrong codes allowed before an order is locked.
+pub const MAX_CODE_FAILURES: u32 = 5;
+
+/// The state of an order. Only the transitions below exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrderStatus {
+    /// Waiting to be collected (or, with approval, to be decided).
+    Pending,
+    /// Approved by an administrator; the held request can collect it.
+    Approved,
+    /// Rejected by an administrator.
+    Rejected,
+    /// Collected: a certificate was issued.
+    Issued {
+        /// The certificate.
+        serial: Serial,
+    },
+    /// Deleted before issue. Kept for history, hidden from lists.
+    Deleted,
+}
+
+impl OrderStatus {
+    /// Display name.
+    pub fn name(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Approved => "approved",
+            OrderStatus::Rejected => "rejected",
+            OrderStatus::Issued { .. } => "issued",
+            OrderStatus::Deleted => "deleted",
+        }
+    }
+}
+
+/// A certificate order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    /// Reference number (the EST user name for one-time codes).
+    pub id: String,
+    /// Organisation.
+    pub cvr: String,
+    /// Profile.
+    pub profile_id: String,
+    /// Profile or user.
+    pub holder: OrderHolder,
+    /// Identification method.
+    pub identification: Identification,
+    /// Issuance method.
+    pub issuance: Issuance,
+    /// State.
+    pub status: OrderStatus,
+    /// Created at.
+    pub created_at: UnixSeconds,
+    /// Who created it.
+    pub created_by: String,
+    /// The one-time code, while one is outstanding.
+    pub code: Option<CodeState>,
+    /// The certificate this order renews.
+    pub renews: Option<Serial>,
+    /// SHA-256 of a held CSR (approval-required API enrolments).
+    pub held_csr: Option<[u8; 32]>,
+}
+
+impl Order {
+    fn illegal(&self, attempted: &'static str) -> IllegalTransition {
+        IllegalTransition {
+            current: self.status.name(),
+            attempted,
+        }
+    }
+
+    /// Pending or Approved → Issued.
+    pub fn mark_issued(&mut self, serial: Serial) -> Result<(), IllegalTransition> {
+        match self.status {
+            OrderStatus::Pending | OrderStatus::Approved => {
+                self.status = OrderStatus::Issued { serial };
+                self.code = None;
+                Ok(())
+            }
+            _ => Err(self.illegal("issuing")),
+        }
+    }
+
+    /// Pending → Deleted ("Delete certificate order"), only before issue.
+    pub fn delete(&mut self) -> Result<(), IllegalTransition> {
+        match self.status {
+            OrderStatus::Pending | OrderStatus::Approved | OrderStatus::Rejected => {
+                self.status = OrderStatus::Deleted;
+                self.code = None;
+                Ok(())
+            }
+            _ => Err(self.illegal("deletion")),
+        }
+    }
+
+    /// Pending → Approved.
+    pub fn approve(&mut self) -> Result<(), IllegalTransition> {
+        match self.status {
+            OrderStatus::Pending if self.held_csr.is_some() => {
+                self.status = OrderStatus::Approved;
+                Ok(())
+            }
+            _ => Err(self.illegal("approval")),
+        }
+    }
+
+    /// Pending → Rejected.
+    pub fn reject(&mut self) -> Result<(), IllegalTransition> {
+        match self.status {
+            OrderStatus::Pending if self.held_csr.is_some() => {
+                self.status = OrderStatus::Rejected;
+                Ok(())
+            }
+            _ => Err(self.illegal("rejection")),
+        }
+    }
+
+    /// Replaces the one-time code of a pending order (also unlocks it).
+    pub fn set_code(&mut self, code: CodeState) -> Result<(), IllegalTransition> {
+        match self.status {
+            OrderStatus::Pending if self.identification == Identification::OneTimeCode => {
+                self.code = Some(code);
+                Ok(())
+            }
+            _ => Err(self.illegal("a new one-time code")),
+        }
+    }
+
+    /// Whether the order is locked after too many wrong codes.
+    pub fn is_locked(&self) -> bool {
+        self.code
+            .as_ref()
+            .is_some_and(|c| c.failures >= MAX_CODE_FAILURES)
+    }
+}
+
+/// What a notification is about (the events MitID Erhverv e-mails about).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotificationKind {
+    /// A certificate was ordered and is ready to collect.
+    Ordered,
+    /// A certificate was renewed.
+    Renewed,
+    /// A certificate was revoked.
+    Revoked,
+    /// A certificate was blocked.
+    Blocked,
+    /// A certificate expires within 30 days.
+    Expiring,
+}
+
+/// A notice in the durable outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Outbox id.
+    pub id: u64,
+    /// When it was written.
+    pub at: UnixSeconds,
+    /// What it is about.
+    pub kind: NotificationKind,
+    /// Organisation.
+    pub cvr: String,
+    /// Recipient e-mail address.
+    pub to: String,
+    /// Subject line.
+    pub subject: String,
+    /// Body text. Never contains a one-time code.
+    pub body: String,
+    /// Certificate concerned.
+    pub serial: Option<Serial>,
+    /// Order concerned.
+    pub order_id: Option<String>,
+    /// When it was delivered by SMTP, if it was.
+    pub delivered_at: Option<UnixSeconds>,
+    /// Failed delivery attempts.
+    pub attempts: u32,
+}
+
+/// An admin API token's stored form (the token itself is never stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Organisation it acts for; `None` for a server operator.
+    pub cvr: Option<String>,
+    /// A name for people.
+    pub name: String,
+    /// Created at.
+    pub created_at: UnixSeconds,
+}
+
 /// What an audit event records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -370,6 +647,22 @@ pub enum AuditAction {
     Revoke,
     /// An organisation or profile was created or changed.
     Configure,
+    /// A certificate was ordered.
+    Order,
+    /// An order was deleted.
+    DeleteOrder,
+    /// A certificate was blocked.
+    Block,
+    /// A held enrolment was approved.
+    Approve,
+    /// A held enrolment was rejected.
+    Reject,
+    /// A new one-time code was issued.
+    NewCode,
+    /// A one-time code was presented.
+    Collect,
+    /// A key and certificate were generated by the server.
+    ServerKeygen,
 }
 
 /// Whether the action happened.
@@ -399,6 +692,8 @@ pub struct AuditEvent {
     pub profile_id: Option<String>,
     /// Certificate concerned, if any.
     pub serial: Option<Serial>,
+    /// Order concerned, if any.
+    pub order_id: Option<String>,
     /// Why, or further detail. Never a secret.
     pub detail: String,
 }
@@ -420,6 +715,39 @@ mod tests {
         let s = Serial([0x4a; 16]);
         assert_eq!(Serial::from_hex(&s.to_string()), Some(s));
         assert_eq!(Serial::from_hex("zz"), None);
+    }
+
+    #[test]
+    fn email_rules() {
+        assert_eq!(email_problem("a@b.dk"), None);
+        assert!(email_problem("søren@b.dk").is_some_and(|m| m.contains("changed first")));
+        assert!(email_problem("x@ÆBLE.dk").is_some_and(|m| m.contains("changed first")));
+        assert!(email_problem("åse@b.dk").is_some());
+        assert!(email_problem("nope").is_some());
+        assert!(email_problem("a@b").is_some());
+    }
+
+    #[test]
+    fn order_transitions() {
+        let mut o = Order {
+            id: "R1".into(),
+            cvr: "12345678".into(),
+            profile_id: "p".into(),
+            holder: OrderHolder::Profile,
+            identification: Identification::OneTimeCode,
+            issuance: Issuance::Est,
+            status: OrderStatus::Pending,
+            created_at: 0,
+            created_by: "t".into(),
+            code: None,
+            renews: None,
+            held_csr: None,
+        };
+        assert!(o.approve().is_err(), "nothing held to approve");
+        o.mark_issued(Serial([0x40; 16])).expect("issue");
+        let e = o.delete().unwrap_err();
+        assert_eq!(e.current, "issued");
+        assert!(o.mark_issued(Serial([0x41; 16])).is_err());
     }
 
     #[test]
@@ -450,6 +778,9 @@ mod tests {
             status: CertStatus::Issued,
             renews: None,
             renewed_by: None,
+            order_id: None,
+            published: false,
+            email: None,
         };
         assert!(r.revoke(RevocationReason::Superseded, 1).is_ok());
         let e = r.revoke(RevocationReason::Other, 2).unwrap_err();

@@ -94,6 +94,8 @@ impl TestServer {
             name: name.into(),
             allow_user_certs: true,
             allow_seal: false,
+            p_numbers: vec![],
+            se_numbers: vec![],
         };
         app.store.put_org(&org).expect("org");
         let profile = Profile {
@@ -111,6 +113,12 @@ impl TestServer {
             email: None,
             dns_names: vec![],
             allow_ip_sans: false,
+            contact: None,
+            p_number: None,
+            se_number: None,
+            seal: false,
+            publish: false,
+            approval_required: false,
         };
         app.store.put_profile(&profile).expect("profile");
         let mut idm = profile.clone();
@@ -156,6 +164,9 @@ impl TestServer {
                 status: CertStatus::Issued,
                 renews: None,
                 renewed_by: None,
+                order_id: None,
+                published: false,
+                email: None,
             })
             .expect("store");
         (issued.serial, Identity::new(issued.der, &key))

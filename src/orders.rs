@@ -1,0 +1,641 @@
+//! The certificate lifecycle as the MitID Erhverv model has it: orders,
+//! one-time codes, approval, renewal, revocation and blocking. Shared by the
+//! admin API and EST, so that both enforce the same rules and write the same
+//! history and notices.
+
+use aws_lc_rs::constant_time::verify_slices_are_equal;
+use aws_lc_rs::digest;
+use http::StatusCode;
+
+use crate::app::App;
+use crate::store::model::{
+    email_problem, is_allowed_method_pair, now_unix, AuditAction, AuditEvent, AuditOutcome,
+    CertKind, CertRecord, CodeState, Identification, Issuance, Notification, NotificationKind,
+    Order, OrderHolder, OrderStatus, Profile, RevocationReason, Serial, UnixSeconds,
+    MAX_CODE_FAILURES,
+};
+use crate::store::StoreError;
+
+/// A refused or failed lifecycle operation, with its HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpError {
+    /// 400: a field is invalid; names the field.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// 403: not permitted.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no such thing (or not visible to the caller).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// 409: an illegal state transition; names the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// 500.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl OpError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            OpError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            OpError::Forbidden(_) => StatusCode::FORBIDDEN,
+            OpError::NotFound(_) => StatusCode::NOT_FOUND,
+            OpError::Conflict(_) => StatusCode::CONFLICT,
+            OpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A 400 naming `field`.
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> OpError {
+        OpError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for OpError {
+    fn from(e: StoreError) -> Self {
+        OpError::Internal(e.to_string())
+    }
+}
+
+/// Who performs an operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// For the audit log, e.g. `token:ops` or `cert:<serial>`.
+    pub name: String,
+    /// The organisation it may act for; `None` for a server operator.
+    pub cvr: Option<String>,
+}
+
+impl Actor {
+    /// Whether it may see and change `cvr`'s data.
+    pub fn may_access(&self, cvr: &str) -> bool {
+        self.cvr.as_deref().is_none_or(|own| own == cvr)
+    }
+
+    /// Whether it is a server operator.
+    pub fn is_operator(&self) -> bool {
+        self.cvr.is_none()
+    }
+}
+
+const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+
+/// SHA-256 of the reference number and code: what is stored instead of the code.
+pub fn code_hash(order_id: &str, code: &str) -> [u8; 32] {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(order_id.as_bytes());
+    ctx.update(b":");
+    ctx.update(code.trim().to_ascii_uppercase().as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], OpError> {
+    let mut b = [0u8; N];
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| OpError::Internal("no randomness".into()))?;
+    Ok(b)
+}
+
+/// A fresh one-time code (16 characters, 80 bits) and its stored state.
+pub fn new_code(
+    order_id: &str,
+    ttl_days: u32,
+    now: UnixSeconds,
+) -> Result<(String, CodeState), OpError> {
+    let code: String = random_bytes::<16>()?
+        .iter()
+        .map(|b| CODE_ALPHABET[usize::from(*b) % CODE_ALPHABET.len()] as char)
+        .collect();
+    let state = CodeState {
+        hash: code_hash(order_id, &code),
+        expires_at: now + u64::from(ttl_days) * 86_400,
+        failures: 0,
+    };
+    Ok((code, state))
+}
+
+/// A fresh 12-digit reference number.
+pub fn new_reference() -> Result<String, OpError> {
+    let n = u64::from_be_bytes(random_bytes::<8>()?) % 1_000_000_000_000;
+    Ok(format!("{n:012}"))
+}
+
+/// SHA-256 of an admin token: what is stored instead of the token.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, token.trim().as_bytes()).as_ref());
+    out
+}
+
+/// A fresh admin API token (`estd_` and 43 base64url characters, 256 bits).
+pub fn new_token() -> Result<String, OpError> {
+    use base64::Engine;
+    let b = random_bytes::<32>()?;
+    Ok(format!(
+        "estd_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    ))
+}
+
+/// Creates an admin token for `cvr` (or an operator token for `None`); returns it once.
+pub fn create_token(
+    app_store: &crate::store::Store,
+    cvr: Option<&str>,
+    name: &str,
+) -> Result<String, OpError> {
+    let token = new_token()?;
+    app_store.put_token(
+        &token_hash(&token),
+        &crate::store::model::TokenRecord {
+            cvr: cvr.map(str::to_owned),
+            name: name.to_owned(),
+            created_at: now_unix(),
+        },
+    )?;
+    Ok(token)
+}
+
+/// The actor a bearer token stands for. The lookup is by hash, so no stored
+/// token is ever compared with what the caller sent.
+pub fn token_actor(store: &crate::store::Store, token: &str) -> Result<Option<Actor>, OpError> {
+    Ok(store.token(&token_hash(token))?.map(|rec| Actor {
+        name: format!("token:{}", rec.name),
+        cvr: rec.cvr,
+    }))
+}
+
+/// The verdict on a presented one-time code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeCheck {
+    /// Right code, usable.
+    Valid,
+    /// Wrong code (counted).
+    Wrong,
+    /// Past its expiry.
+    Expired,
+    /// Locked after too many wrong codes.
+    Locked,
+    /// The order has no outstanding code (already used, or another method).
+    Unusable,
+}
+
+/// Checks `code` against `order` in constant time.
+pub fn check_code(order: &Order, code: &str, now: UnixSeconds) -> CodeCheck {
+    let Some(state) = &order.code else {
+        return CodeCheck::Unusable;
+    };
+    if order.status != OrderStatus::Pending {
+        return CodeCheck::Unusable;
+    }
+    if state.failures >= MAX_CODE_FAILURES {
+        return CodeCheck::Locked;
+    }
+    let presented = code_hash(&order.id, code);
+    if verify_slices_are_equal(&presented, &state.hash).is_err() {
+        return CodeCheck::Wrong;
+    }
+    if now > state.expires_at {
+        return CodeCheck::Expired;
+    }
+    CodeCheck::Valid
+}
+
+/// Counts a wrong code against an order (durable with the next commit).
+pub fn count_wrong_code(app: &App, order_id: &str) -> Result<(), OpError> {
+    app.store.update_order(order_id, |o| {
+        if let Some(c) = o.code.as_mut() {
+            c.failures = c.failures.saturating_add(1);
+        }
+        Ok::<(), ()>(())
+    })?;
+    Ok(())
+}
+
+/// Writes an audit event.
+pub fn audit(
+    app: &App,
+    actor: &str,
+    action: AuditAction,
+    outcome: AuditOutcome,
+    cvr: Option<&str>,
+    profile_id: Option<&str>,
+    serial: Option<Serial>,
+    order_id: Option<&str>,
+    detail: impl Into<String>,
+) -> Result<(), OpError> {
+    app.store.audit(&AuditEvent {
+        at_ms: now_unix() * 1000,
+        actor: actor.to_owned(),
+        action,
+        outcome,
+        cvr: cvr.map(str::to_owned),
+        profile_id: profile_id.map(str::to_owned),
+        serial,
+        order_id: order_id.map(str::to_owned),
+        detail: detail.into(),
+    })?;
+    Ok(())
+}
+
+/// Who receives notices for an order: the user, or the profile's contact person.
+pub fn recipient(profile: &Profile, holder: &OrderHolder) -> Option<String> {
+    match holder {
+        OrderHolder::User { email, .. } => Some(email.clone()),
+        OrderHolder::Profile => profile.contact.as_ref().map(|c| c.email.clone()),
+    }
+}
+
+/// Writes a notice to the durable outbox (if there is anyone to tell).
+#[allow(clippy::too_many_arguments)]
+pub fn notify(
+    app: &App,
+    kind: NotificationKind,
+    cvr: &str,
+    to: Option<String>,
+    subject: String,
+    body: String,
+    serial: Option<Serial>,
+    order_id: Option<&str>,
+) -> Result<(), OpError> {
+    let Some(to) = to else {
+        return Ok(());
+    };
+    app.store.push_notification(Notification {
+        id: 0,
+        at: now_unix(),
+        kind,
+        cvr: cvr.to_owned(),
+        to,
+        subject,
+        body,
+        serial,
+        order_id: order_id.map(str::to_owned),
+        delivered_at: None,
+        attempts: 0,
+    })?;
+    Ok(())
+}
+
+/// What to order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRequest {
+    /// The profile.
+    pub profile_id: String,
+    /// For a user certificate: the user's name and e-mail address.
+    pub user: Option<(String, String)>,
+    /// Identification method (default: the profile's).
+    pub identification: Option<Identification>,
+    /// Issuance method (default: the profile's).
+    pub issuance: Option<Issuance>,
+}
+
+/// A created order and, for one-time-code orders, the code (shown once).
+#[derive(Debug, Clone)]
+pub struct CreatedOrder {
+    /// The order.
+    pub order: Order,
+    /// The one-time code, if any. Never stored or logged.
+    pub code: Option<String>,
+}
+
+/// Loads a profile the actor may use.
+pub fn visible_profile(app: &App, actor: &Actor, profile_id: &str) -> Result<Profile, OpError> {
+    match app.store.profile(profile_id)? {
+        Some(p) if actor.may_access(&p.cvr) => Ok(p),
+        _ => Err(OpError::NotFound("profile")),
+    }
+}
+
+/// Orders a certificate for a profile or a user.
+pub fn create_order(
+    app: &App,
+    actor: &Actor,
+    req: &OrderRequest,
+    renews: Option<Serial>,
+) -> Result<CreatedOrder, OpError> {
+    let profile = visible_profile(app, actor, &req.profile_id)?;
+    let org = app
+        .store
+        .org(&profile.cvr)?
+        .ok_or(OpError::NotFound("organisation"))?;
+    let holder = match &req.user {
+        None => OrderHolder::Profile,
+        Some((name, email)) => {
+            if !org.allow_user_certs {
+                return Err(OpError::Forbidden(format!(
+                    "organisation {} does not allow user certificates",
+                    org.cvr
+                )));
+            }
+            if name.trim().is_empty() {
+                return Err(OpError::invalid("user.name", "is required"));
+            }
+            if let Some(problem) = email_problem(email) {
+                return Err(OpError::invalid("user.email", problem));
+            }
+            OrderHolder::User {
+                name: name.trim().to_owned(),
+                email: email.clone(),
+            }
+        }
+    };
+    let identification = req.identification.unwrap_or(profile.identification);
+    let issuance = req.issuance.unwrap_or(profile.issuance);
+    if !is_allowed_method_pair(identification, issuance) {
+        return Err(OpError::invalid(
+            "issuance",
+            format!("{issuance:?} is not allowed with identification {identification:?}"),
+        ));
+    }
+    let now = now_unix();
+    for _ in 0..8 {
+        let id = new_reference()?;
+        let (code, code_state) = if identification == Identification::OneTimeCode {
+            let (c, s) = new_code(&id, app.config.orders.code_ttl_days, now)?;
+            (Some(c), Some(s))
+        } else {
+            (None, None)
+        };
+        let order = Order {
+            id: id.clone(),
+            cvr: profile.cvr.clone(),
+            profile_id: profile.id.clone(),
+            holder: holder.clone(),
+            identification,
+            issuance,
+            status: OrderStatus::Pending,
+            created_at: now,
+            created_by: actor.name.clone(),
+            code: code_state,
+            renews,
+            held_csr: None,
+        };
+        if !app.store.insert_new_order(&order)? {
+            continue; // reference number taken; draw another
+        }
+        let action = if renews.is_some() {
+            "renewal"
+        } else {
+            "certificate"
+        };
+        audit(
+            app,
+            &actor.name,
+            AuditAction::Order,
+            AuditOutcome::Done,
+            Some(&order.cvr),
+            Some(&profile.id),
+            renews,
+            Some(&id),
+            format!("{action} ordered ({identification:?}/{issuance:?})"),
+        )?;
+        notify(
+            app,
+            if renews.is_some() { NotificationKind::Renewed } else { NotificationKind::Ordered },
+            &order.cvr,
+            recipient(&profile, &holder),
+            format!("Certificate ready to collect: {}", profile.name),
+            format!(
+                "A certificate for profile \"{}\" was ordered with reference number {id}. \
+                 It can be collected with the reference number and the one-time code handed to you separately.",
+                profile.name
+            ),
+            renews,
+            Some(&id),
+        )?;
+        return Ok(CreatedOrder { order, code });
+    }
+    Err(OpError::Internal("no free reference number".into()))
+}
+
+/// Loads an order the actor may see (deleted ones included, for history).
+pub fn visible_order(app: &App, actor: &Actor, id: &str) -> Result<Order, OpError> {
+    match app.store.order(id)? {
+        Some(o) if actor.may_access(&o.cvr) => Ok(o),
+        _ => Err(OpError::NotFound("order")),
+    }
+}
+
+fn change_order<F>(
+    app: &App,
+    actor: &Actor,
+    id: &str,
+    action: AuditAction,
+    f: F,
+) -> Result<Order, OpError>
+where
+    F: FnMut(&mut Order) -> Result<(), crate::store::model::IllegalTransition>,
+{
+    let before = visible_order(app, actor, id)?;
+    match app.store.update_order(id, f)? {
+        None => Err(OpError::NotFound("order")),
+        Some(Err(e)) => Err(OpError::Conflict(format!(
+            "order is {}; {} is not possible",
+            e.current, e.attempted
+        ))),
+        Some(Ok(order)) => {
+            audit(
+                app,
+                &actor.name,
+                action,
+                AuditOutcome::Done,
+                Some(&before.cvr),
+                Some(&before.profile_id),
+                None,
+                Some(id),
+                format!("{} → {}", before.status.name(), order.status.name()),
+            )?;
+            Ok(order)
+        }
+    }
+}
+
+/// "Delete certificate order": only before issue.
+pub fn delete_order(app: &App, actor: &Actor, id: &str) -> Result<Order, OpError> {
+    change_order(app, actor, id, AuditAction::DeleteOrder, Order::delete)
+}
+
+/// Approves a held API enrolment.
+pub fn approve(app: &App, actor: &Actor, id: &str) -> Result<Order, OpError> {
+    change_order(app, actor, id, AuditAction::Approve, Order::approve)
+}
+
+/// Rejects a held API enrolment.
+pub fn reject(app: &App, actor: &Actor, id: &str) -> Result<Order, OpError> {
+    change_order(app, actor, id, AuditAction::Reject, Order::reject)
+}
+
+/// Issues a new one-time code for a pending order (unlocking it).
+pub fn renew_code(app: &App, actor: &Actor, id: &str) -> Result<(Order, String), OpError> {
+    let (code, state) = new_code(id, app.config.orders.code_ttl_days, now_unix())?;
+    let order = change_order(app, actor, id, AuditAction::NewCode, |o| {
+        o.set_code(state.clone())
+    })?;
+    Ok((order, code))
+}
+
+/// Loads a certificate the actor may see.
+pub fn visible_cert(app: &App, actor: &Actor, serial: &Serial) -> Result<CertRecord, OpError> {
+    match app.store.cert(serial)? {
+        Some(c) if actor.may_access(&c.cvr) => Ok(c),
+        _ => Err(OpError::NotFound("certificate")),
+    }
+}
+
+/// Revokes a certificate, for good.
+pub fn revoke(
+    app: &App,
+    actor: &Actor,
+    serial: &Serial,
+    reason: RevocationReason,
+) -> Result<CertRecord, OpError> {
+    let before = visible_cert(app, actor, serial)?;
+    if reason == RevocationReason::Blocked && before.kind != CertKind::User {
+        return Err(OpError::invalid(
+            "reason",
+            "only user certificates can be blocked",
+        ));
+    }
+    let now = now_unix();
+    let rec = match app.store.update_cert(serial, |r| r.revoke(reason, now))? {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(OpError::Conflict(format!(
+                "certificate is {}; {} is not possible",
+                e.current, e.attempted
+            )))
+        }
+    };
+    let (action, kind, verb) = if reason == RevocationReason::Blocked {
+        (AuditAction::Block, NotificationKind::Blocked, "blocked")
+    } else {
+        (AuditAction::Revoke, NotificationKind::Revoked, "revoked")
+    };
+    audit(
+        app,
+        &actor.name,
+        action,
+        AuditOutcome::Done,
+        Some(&rec.cvr),
+        Some(&rec.profile_id),
+        Some(*serial),
+        rec.order_id.as_deref(),
+        format!("{verb}: {reason:?}"),
+    )?;
+    let to = app.store.profile(&rec.profile_id)?.and_then(|p| {
+        let holder = rec
+            .order_id
+            .as_deref()
+            .and_then(|id| app.store.order(id).ok().flatten())
+            .map(|o| o.holder)
+            .unwrap_or(OrderHolder::Profile);
+        recipient(&p, &holder)
+    });
+    notify(
+        app,
+        kind,
+        &rec.cvr,
+        to,
+        format!("Certificate {verb}: {}", rec.subject),
+        format!(
+            "Certificate {serial} ({}) was {verb} ({reason:?}).",
+            rec.subject
+        ),
+        Some(*serial),
+        rec.order_id.as_deref(),
+    )?;
+    Ok(rec)
+}
+
+/// Renews a certificate by ordering a new one for the same profile (and user).
+/// Possible only before expiry; the old certificate stays valid until then.
+pub fn renew(app: &App, actor: &Actor, serial: &Serial) -> Result<CreatedOrder, OpError> {
+    let rec = visible_cert(app, actor, serial)?;
+    let now = now_unix();
+    let state = rec.state_name(now);
+    if state != "issued" {
+        return Err(OpError::Conflict(format!(
+            "certificate is {state}; renewal is possible only before expiry and revocation (order a new certificate)"
+        )));
+    }
+    let old_order = rec
+        .order_id
+        .as_deref()
+        .and_then(|id| app.store.order(id).ok().flatten());
+    let user = match old_order.as_ref().map(|o| &o.holder) {
+        Some(OrderHolder::User { name, email }) => Some((name.clone(), email.clone())),
+        _ => None,
+    };
+    let req = OrderRequest {
+        profile_id: rec.profile_id.clone(),
+        user,
+        identification: old_order.as_ref().map(|o| o.identification),
+        issuance: old_order.as_ref().map(|o| o.issuance),
+    };
+    create_order(app, actor, &req, Some(*serial))
+}
+
+/// Display status of an order, as the service shows it.
+pub fn display_status(app: &App, order: &Order, now: UnixSeconds) -> String {
+    match order.status {
+        OrderStatus::Pending if order.renews.is_some() => "in-progress".into(),
+        OrderStatus::Issued { serial } => match app.store.cert(&serial) {
+            Ok(Some(c)) => c.state_name(now).into(),
+            _ => "issued".into(),
+        },
+        s => s.name().into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_checked_by_hash() {
+        let (code, state) = new_code("123", 14, 1000).expect("code");
+        assert_eq!(code.len(), 16);
+        let mut order = Order {
+            id: "123".into(),
+            cvr: "12345678".into(),
+            profile_id: "p".into(),
+            holder: OrderHolder::Profile,
+            identification: Identification::OneTimeCode,
+            issuance: Issuance::Est,
+            status: OrderStatus::Pending,
+            created_at: 0,
+            created_by: "t".into(),
+            code: Some(state),
+            renews: None,
+            held_csr: None,
+        };
+        assert_eq!(check_code(&order, &code, 1000), CodeCheck::Valid);
+        assert_eq!(
+            check_code(&order, &code.to_lowercase(), 1000),
+            CodeCheck::Valid
+        );
+        assert_eq!(check_code(&order, "WRONG", 1000), CodeCheck::Wrong);
+        assert_eq!(
+            check_code(&order, &code, 1000 + 15 * 86_400),
+            CodeCheck::Expired
+        );
+        if let Some(c) = order.code.as_mut() {
+            c.failures = MAX_CODE_FAILURES;
+        }
+        assert_eq!(check_code(&order, &code, 1000), CodeCheck::Locked);
+        order.code = None;
+        assert_eq!(check_code(&order, &code, 1000), CodeCheck::Unusable);
+    }
+}

@@ -1,0 +1,186 @@
+//! Orders, one-time codes, held enrolments, admin tokens and the notification
+//! outbox. Issuance writes the certificate and its order in one transaction,
+//! so that neither exists without the other, and a one-time code is spent in
+//! the same write that stores its certificate.
+
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use super::model::{CertRecord, Notification, Order, TokenRecord};
+use super::{decode, encode, Store, StoreError};
+
+/// What [`Store::record_issuance`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssueOutcome {
+    /// Certificate and order are stored.
+    Stored,
+    /// The serial was taken; sign again with a fresh one.
+    SerialTaken,
+    /// The order changed meanwhile and refused the issuance (e.g. a code already spent).
+    OrderRefused(String),
+}
+
+impl Store {
+    /// Stores a new certificate together with its order, atomically.
+    ///
+    /// `order_change` is applied to the current stored order (or, when the
+    /// order does not exist yet, `new_order` is inserted as is). If it
+    /// returns an error, nothing is written.
+    pub fn record_issuance<F>(
+        &self,
+        cert: &CertRecord,
+        order_id: &str,
+        new_order: Option<&Order>,
+        order_change: F,
+    ) -> Result<IssueOutcome, StoreError>
+    where
+        F: Fn(&mut Order) -> Result<(), String>,
+    {
+        let cert_value = encode(cert)?;
+        let new_value = new_order.map(encode).transpose()?;
+        let res = (&self.inner.certs, &self.inner.orders).transaction(|(certs, orders)| {
+            if certs.get(cert.serial.0)?.is_some() {
+                return Ok(IssueOutcome::SerialTaken);
+            }
+            let value = match orders.get(order_id.as_bytes())? {
+                Some(old) => {
+                    let mut order: Order =
+                        decode(&old).map_err(ConflictableTransactionError::Abort)?;
+                    if let Err(why) = order_change(&mut order) {
+                        return Ok(IssueOutcome::OrderRefused(why));
+                    }
+                    encode(&order).map_err(ConflictableTransactionError::Abort)?
+                }
+                None => match &new_value {
+                    Some(v) => v.clone(),
+                    None => return Ok(IssueOutcome::OrderRefused("no such order".into())),
+                },
+            };
+            orders.insert(order_id.as_bytes(), value)?;
+            certs.insert(&cert.serial.0, cert_value.clone())?;
+            Ok(IssueOutcome::Stored)
+        });
+        match res {
+            Ok(o) => Ok(o),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    /// Inserts a new order; `Ok(false)` if the reference number is taken.
+    pub fn insert_new_order(&self, order: &Order) -> Result<bool, StoreError> {
+        let v = encode(order)?;
+        Ok(self
+            .inner
+            .orders
+            .compare_and_swap(order.id.as_bytes(), None as Option<&[u8]>, Some(v))?
+            .is_ok())
+    }
+
+    /// Looks an order up by reference number.
+    pub fn order(&self, id: &str) -> Result<Option<Order>, StoreError> {
+        match self.inner.orders.get(id.as_bytes())? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Applies `change` to an order atomically; `Ok(None)` if there is no such order.
+    pub fn update_order<E, F>(
+        &self,
+        id: &str,
+        mut change: F,
+    ) -> Result<Option<Result<Order, E>>, StoreError>
+    where
+        F: FnMut(&mut Order) -> Result<(), E>,
+    {
+        loop {
+            let Some(old) = self.inner.orders.get(id.as_bytes())? else {
+                return Ok(None);
+            };
+            let mut order: Order = decode(&old)?;
+            if let Err(e) = change(&mut order) {
+                return Ok(Some(Err(e)));
+            }
+            let new = encode(&order)?;
+            if self
+                .inner
+                .orders
+                .compare_and_swap(id.as_bytes(), Some(old), Some(new))?
+                .is_ok()
+            {
+                return Ok(Some(Ok(order)));
+            }
+        }
+    }
+
+    /// All orders, deleted ones included (callers filter).
+    pub fn orders(&self) -> impl Iterator<Item = Result<Order, StoreError>> + '_ {
+        self.inner
+            .orders
+            .iter()
+            .map(|r| r.map_err(StoreError::from).and_then(|(_, v)| decode(&v)))
+    }
+
+    /// Remembers the order that holds a CSR (approval-required enrolment).
+    pub fn put_held(&self, csr_hash: &[u8; 32], order_id: &str) -> Result<(), StoreError> {
+        self.inner.held.insert(csr_hash, order_id.as_bytes())?;
+        Ok(())
+    }
+
+    /// The order holding a CSR, if any.
+    pub fn held_order(&self, csr_hash: &[u8; 32]) -> Result<Option<Order>, StoreError> {
+        match self.inner.held.get(csr_hash)? {
+            Some(id) => self.order(&String::from_utf8_lossy(&id)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores an admin token's record under the token's hash.
+    pub fn put_token(&self, hash: &[u8; 32], rec: &TokenRecord) -> Result<(), StoreError> {
+        self.inner.tokens.insert(hash, encode(rec)?)?;
+        Ok(())
+    }
+
+    /// The record of the token with this hash.
+    pub fn token(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
+        match self.inner.tokens.get(hash)? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether any operator token exists.
+    pub fn has_operator_token(&self) -> Result<bool, StoreError> {
+        for item in self.inner.tokens.iter() {
+            let (_, v) = item?;
+            let rec: TokenRecord = decode(&v)?;
+            if rec.cvr.is_none() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Appends a notification to the outbox; its `id` is assigned here.
+    pub fn push_notification(&self, mut n: Notification) -> Result<u64, StoreError> {
+        let id = self.inner.db.generate_id()?;
+        n.id = id;
+        self.inner.outbox.insert(id.to_be_bytes(), encode(&n)?)?;
+        Ok(id)
+    }
+
+    /// Replaces a notification (delivery bookkeeping).
+    pub fn put_notification(&self, n: &Notification) -> Result<(), StoreError> {
+        self.inner.outbox.insert(n.id.to_be_bytes(), encode(n)?)?;
+        Ok(())
+    }
+
+    /// The outbox, oldest first.
+    pub fn notifications(&self) -> impl Iterator<Item = Result<Notification, StoreError>> + '_ {
+        self.inner
+            .outbox
+            .iter()
+            .map(|r| r.map_err(StoreError::from).and_then(|(_, v)| decode(&v)))
+    }
+}
