@@ -123,6 +123,11 @@ fn print_banner(
         server.admin_addr.port()
     );
     println!(
+        "  Admin API:      https://{host}:{}/api/v1  (operator token in {})",
+        server.admin_addr.port(),
+        token.display()
+    );
+    println!(
         "  Trust anchor:   {}{}",
         anchor.display(),
         if created {
