@@ -12,7 +12,9 @@ use x509_cert::name::Name;
 
 use crate::ca::csr::{directory_string, SubjectKey, VerifiedCsr};
 use crate::ca::{self, CertTemplate, CertUsage};
-use crate::store::model::{organization_identifier, KeyAlgorithm, Organisation, Profile};
+use crate::store::model::{
+    organization_identifier, CertKind, KeyAlgorithm, OrderHolder, Organisation, Profile,
+};
 
 /// OID of organizationIdentifier (X.520, 2.5.4.97).
 pub const ORGANIZATION_IDENTIFIER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.97");
@@ -303,6 +305,47 @@ pub fn enroll_template(
         sans,
         validity_days: profile.validity_days,
     })
+}
+
+/// The profile as it applies to an order: a user order becomes a user
+/// certificate carrying the user's e-mail address and no system rights.
+pub fn effective_profile(profile: &Profile, holder: &OrderHolder) -> Profile {
+    match holder {
+        OrderHolder::Profile => profile.clone(),
+        OrderHolder::User { email, .. } => {
+            let mut p = profile.clone();
+            p.kind = CertKind::User;
+            p.email = Some(email.clone());
+            p.rights = Vec::new();
+            p
+        }
+    }
+}
+
+/// The template for collecting an order: the CSR must match what was ordered,
+/// i.e. CN is the profile's name (or the user's name) and the organisation is
+/// the order's. `profile` is the [`effective_profile`].
+pub fn collect_template(
+    csr: &VerifiedCsr,
+    org: &Organisation,
+    profile: &Profile,
+    holder: &OrderHolder,
+) -> Result<CertTemplate, PolicyError> {
+    let template = enroll_template(csr, org, profile)?;
+    let expected_cn = match holder {
+        OrderHolder::Profile => profile.name.as_str(),
+        OrderHolder::User { name, .. } => name.as_str(),
+    };
+    let cn = name_values(&csr.subject)?
+        .into_iter()
+        .find(|(oid, _)| *oid == rfc4519::CN)
+        .map(|(_, v)| v);
+    if cn.as_deref() != Some(expected_cn) {
+        return Err(PolicyError::Subject(format!(
+            "CN must be {expected_cn:?}, as ordered"
+        )));
+    }
+    Ok(template)
 }
 
 /// The SANs of a certificate, empty if it has none.

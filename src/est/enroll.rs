@@ -2,14 +2,18 @@
 //!
 //! Flow: method and content type → body within limits → who is calling →
 //! may they use this profile → CSR proof of possession and policy → sign →
-//! store and audit → group commit → answer. Nothing is answered with a
-//! certificate before it is durable in the store.
+//! certificate and order stored in one transaction, audited → group commit →
+//! answer. Nothing is answered with a certificate before it is durable.
+//!
+//! Callers are an IdM system certificate (API identification), the holder of
+//! a certificate (re-enrolment), or a reference number and one-time code in
+//! HTTP Basic (collection of a one-time-code order).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
@@ -18,15 +22,16 @@ use super::{
     require_content_type, require_method, EstError,
 };
 use crate::app::App;
-use crate::auth::Principal;
+use crate::auth::{self, Principal};
 use crate::ca::{csr, CertTemplate, IssuedCert};
+use crate::orders::{self, CodeCheck};
 use crate::policy;
 use crate::server::{Connection, RequestLog};
 use crate::store::model::{
-    now_unix, AuditAction, AuditEvent, AuditOutcome, CertRecord, CertStatus, Identification,
-    Issuance, Organisation, Profile, Serial, SystemRight,
+    now_unix, AuditAction, AuditOutcome, CertRecord, CertStatus, Identification, Issuance, Order,
+    OrderHolder, OrderStatus, Organisation, Profile, Serial, SystemRight,
 };
-use crate::store::StoreError;
+use crate::store::IssueOutcome;
 
 /// Content type of an enrolment answer.
 pub const PKCS7_CERTS_ONLY: &str = "application/pkcs7-mime; smime-type=certs-only";
@@ -35,8 +40,27 @@ pub const PKCS7_CERTS_ONLY: &str = "application/pkcs7-mime; smime-type=certs-onl
 /// exist, so that a refusal reveals nothing.
 const NOT_PERMITTED: &str = "not permitted to enrol under this profile";
 
+/// The same message for an unknown reference number and a wrong code.
+const BAD_CODE: &str = "unknown reference number or wrong one-time code";
+
 /// How many fresh serials to try before giving up (a collision is ~2^-126).
 const SERIAL_ATTEMPTS: usize = 4;
+
+/// What an enrolment request ends in.
+pub enum Answer {
+    /// The certificate, as the base64 certs-only body.
+    Issued(Bytes),
+    /// Held for approval: retry after this many seconds.
+    Held(u32),
+}
+
+/// Who is calling an enrolment endpoint.
+pub enum Caller {
+    /// A valid certificate of this CA or a configured anchor.
+    Certificate(Principal),
+    /// A one-time-code order whose code was right.
+    Code(Order),
+}
 
 /// `POST [/<label>]/simpleenroll`.
 pub async fn simple_enroll(
@@ -48,7 +72,7 @@ pub async fn simple_enroll(
 ) -> Result<Response<Full<Bytes>>, EstError> {
     let started = Instant::now();
     let result = enroll_inner(app, conn, req, label, log).await;
-    finish(app, log, AuditAction::Enroll, started, result)
+    finish(app, log, AuditAction::Enroll, started, result).await
 }
 
 /// `POST [/<label>]/simplereenroll`.
@@ -60,38 +84,42 @@ pub async fn simple_reenroll(
     log: &mut RequestLog,
 ) -> Result<Response<Full<Bytes>>, EstError> {
     let started = Instant::now();
-    let result = reenroll_inner(app, conn, req, label, log).await;
-    finish(app, log, AuditAction::Reenroll, started, result)
+    let result = reenroll_inner(app, conn, req, label, log)
+        .await
+        .map(Answer::Issued);
+    finish(app, log, AuditAction::Reenroll, started, result).await
 }
 
 /// Records a refusal in the audit log and the latency in metrics.
-fn finish(
+async fn finish(
     app: &App,
     log: &RequestLog,
     action: AuditAction,
     started: Instant,
-    result: Result<Bytes, EstError>,
+    result: Result<Answer, EstError>,
 ) -> Result<Response<Full<Bytes>>, EstError> {
     app.metrics
         .enroll_latency
         .observe(started.elapsed().as_secs_f64());
     match result {
-        Ok(body) => Ok(base64_response(PKCS7_CERTS_ONLY, body)),
+        Ok(Answer::Issued(body)) => Ok(base64_response(PKCS7_CERTS_ONLY, body)),
+        Ok(Answer::Held(secs)) => Ok(held_response(secs)),
         Err(e) => {
             if !matches!(e, EstError::Internal(_)) {
-                let event = AuditEvent {
-                    at_ms: now_ms(),
-                    actor: log.principal.clone().unwrap_or_else(|| "anonymous".into()),
+                let actor = log.principal.clone().unwrap_or_else(|| "anonymous".into());
+                let detail = format!("{} {}", e.status().as_u16(), e);
+                if let Err(err) = orders::audit(
+                    app,
+                    &actor,
                     action,
-                    outcome: AuditOutcome::Refused,
-                    cvr: None,
-                    profile_id: None,
-                    serial: None,
-                    order_id: None,
-                    detail: format!("{} {}", e.status().as_u16(), e),
-                };
-                if let Err(store_err) = app.store.audit(&event) {
-                    tracing::error!(error = %store_err, "writing a refusal to the audit log");
+                    AuditOutcome::Refused,
+                    None,
+                    None,
+                    None,
+                    None,
+                    detail,
+                ) {
+                    tracing::error!(error = %err, "writing a refusal to the audit log");
                 }
             }
             Err(e)
@@ -99,15 +127,21 @@ fn finish(
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+fn held_response(retry_after: u32) -> Response<Full<Bytes>> {
+    let body = format!("held for approval by an administrator; retry after {retry_after} seconds with the same CSR\n");
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::ACCEPTED;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    r
 }
 
 /// Reads and checks what every enrolment request must carry.
-async fn read_csr_body(
+pub async fn read_csr_body(
     app: &App,
     req: Request<Incoming>,
 ) -> Result<(http::request::Parts, Vec<u8>), EstError> {
@@ -120,44 +154,290 @@ async fn read_csr_body(
     Ok((parts, der))
 }
 
+/// Identifies the caller: a client certificate wins; without one (or with one
+/// that is not trusted), non-empty Basic credentials are a reference number
+/// and one-time code.
+pub async fn identify(
+    app: &App,
+    conn: &Connection,
+    headers: &HeaderMap,
+    log: &mut RequestLog,
+) -> Result<Caller, EstError> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| auth::parse_basic(h.as_bytes()));
+    let has_trusted_cert = matches!(conn.client_cert(&app.trust), Some(Ok(_)));
+    match basic {
+        Some(creds) if !has_trusted_cert => {
+            log.principal = Some(format!("order:{}", creds.user));
+            code_order(app, &creds).await.map(Caller::Code)
+        }
+        _ => {
+            let p = certificate_principal(app, conn)?;
+            log.principal = Some(p.describe());
+            Ok(Caller::Certificate(p))
+        }
+    }
+}
+
+/// Checks a reference number and one-time code. Wrong codes are counted and
+/// lock the order after five.
+async fn code_order(app: &App, creds: &auth::BasicCredentials) -> Result<Order, EstError> {
+    let Some(order) = app.store.order(&creds.user)? else {
+        return Err(EstError::Unauthorized(BAD_CODE.into()));
+    };
+    match orders::check_code(&order, &creds.password, now_unix()) {
+        CodeCheck::Valid => Ok(order),
+        CodeCheck::Wrong => {
+            orders::count_wrong_code(app, &order.id)
+                .map_err(|e| EstError::Internal(e.to_string()))?;
+            let detail = "wrong one-time code";
+            orders::audit(
+                app,
+                &format!("order:{}", order.id),
+                AuditAction::Collect,
+                AuditOutcome::Refused,
+                Some(&order.cvr),
+                Some(&order.profile_id),
+                None,
+                Some(&order.id),
+                detail,
+            )
+            .map_err(|e| EstError::Internal(e.to_string()))?;
+            // Counted durably, so that a restart does not reset the lockout.
+            app.store.commit().await?;
+            Err(EstError::Unauthorized(BAD_CODE.into()))
+        }
+        CodeCheck::Expired => Err(EstError::Unauthorized(
+            "the one-time code has expired; ask an administrator for a new code".into(),
+        )),
+        CodeCheck::Locked => Err(EstError::Forbidden(
+            "the order is locked after 5 wrong codes; ask an administrator for a new code".into(),
+        )),
+        CodeCheck::Unusable => Err(EstError::Unauthorized(BAD_CODE.into())),
+    }
+}
+
 async fn enroll_inner(
     app: &Arc<App>,
     conn: &Arc<Connection>,
     req: Request<Incoming>,
     label: Option<&str>,
     log: &mut RequestLog,
-) -> Result<Bytes, EstError> {
-    let (_parts, der) = read_csr_body(app, req).await?;
-    let principal = certificate_principal(app, conn)?;
-    log.principal = Some(principal.describe());
+) -> Result<Answer, EstError> {
+    let (parts, der) = read_csr_body(app, req).await?;
+    match identify(app, conn, &parts.headers, log).await? {
+        Caller::Certificate(principal) => api_enroll(app, principal, label, der, log).await,
+        Caller::Code(order) => {
+            if order.issuance != Issuance::Est {
+                return Err(EstError::Forbidden(
+                    "this order is collected with serverkeygen, not simpleenroll".into(),
+                ));
+            }
+            let (org, profile) = order_profile(app, &order, label)?;
+            let actor = format!("order:{}", order.id);
+            let issued = run_blocking({
+                let app = app.clone();
+                move || {
+                    let csr = csr::parse_and_verify(&der)?;
+                    let effective = policy::effective_profile(&profile, &order.holder);
+                    let template = policy::collect_template(&csr, &org, &effective, &order.holder)?;
+                    let issued = issue_for_order(&app, &template, &effective, &order)?;
+                    orders::audit(
+                        &app,
+                        &actor,
+                        AuditAction::Collect,
+                        AuditOutcome::Done,
+                        Some(&order.cvr),
+                        Some(&profile.id),
+                        Some(issued.serial),
+                        Some(&order.id),
+                        "collected with one-time code",
+                    )
+                    .map_err(|e| EstError::Internal(e.to_string()))?;
+                    Ok((issued, profile.est_label))
+                }
+            })
+            .await?;
+            respond(app, log, issued, "collect")
+                .await
+                .map(Answer::Issued)
+        }
+    }
+}
+
+/// The profile and organisation of an order, checked against the label.
+pub fn order_profile(
+    app: &App,
+    order: &Order,
+    label: Option<&str>,
+) -> Result<(Organisation, Profile), EstError> {
+    let profile = app
+        .store
+        .profile(&order.profile_id)?
+        .ok_or_else(|| EstError::Forbidden("the order's profile no longer exists".into()))?;
+    if label.is_some_and(|l| l != profile.est_label) {
+        return Err(EstError::Forbidden(NOT_PERMITTED.into()));
+    }
+    let org = app
+        .store
+        .org(&order.cvr)?
+        .ok_or_else(|| EstError::Forbidden(NOT_PERMITTED.into()))?;
+    Ok((org, profile))
+}
+
+/// "Identification via API": an IdM system enrols under its organisation's
+/// API profiles; each issuance creates an order that is already Issued.
+async fn api_enroll(
+    app: &Arc<App>,
+    principal: Principal,
+    label: Option<&str>,
+    der: Vec<u8>,
+    log: &mut RequestLog,
+) -> Result<Answer, EstError> {
     if !principal.has_right(SystemRight::EstEnroll) {
         return Err(EstError::Forbidden(
             "the client certificate does not carry the est-enroll right".into(),
         ));
     }
     let (org, profile) = api_profile(app, &principal, label)?;
-
-    let worker = app.clone();
     let actor = principal.describe();
-    let issued = run_blocking(move || {
+    let worker = app.clone();
+    let retry_after = app.config.orders.approval_retry_after_secs;
+    let outcome = run_blocking(move || {
         let csr = csr::parse_and_verify(&der)?;
         let template = policy::enroll_template(&csr, &org, &profile)?;
-        let issued = store_new(&worker, &template, &profile, None)?;
-        worker.store.audit(&AuditEvent {
-            at_ms: now_ms(),
-            actor,
-            action: AuditAction::Enroll,
-            outcome: AuditOutcome::Done,
-            cvr: Some(org.cvr.clone()),
-            profile_id: Some(profile.id.clone()),
-            serial: Some(issued.serial),
-            order_id: None,
-            detail: format!("issued to {}", policy::display_name(&template.subject)),
-        })?;
-        Ok((issued, profile.est_label))
+        if profile.approval_required {
+            return held_enrolment(&worker, &actor, &der, &template, &profile, retry_after);
+        }
+        let issued = issue_with_new_order(&worker, &template, &profile, &actor, None)?;
+        let detail = format!("issued to {}", policy::display_name(&template.subject));
+        orders::audit(
+            &worker,
+            &actor,
+            AuditAction::Enroll,
+            AuditOutcome::Done,
+            Some(&profile.cvr),
+            Some(&profile.id),
+            Some(issued.serial),
+            None,
+            detail,
+        )
+        .map_err(|e| EstError::Internal(e.to_string()))?;
+        Ok(Held::Done(issued, profile.est_label))
     })
     .await?;
-    respond(app, log, issued, "enroll").await
+    match outcome {
+        Held::Done(issued, label) => respond(app, log, (issued, label), "enroll")
+            .await
+            .map(Answer::Issued),
+        Held::Wait(secs) => {
+            app.store.commit().await?;
+            Ok(Answer::Held(secs))
+        }
+        Held::Again(der) => {
+            log.serial = der.1;
+            let pkcs7 =
+                codec::certs_only(&[&der.0]).map_err(|e| EstError::Internal(e.to_string()))?;
+            Ok(Answer::Issued(Bytes::from(codec::encode_base64_wrapped(
+                &pkcs7,
+            ))))
+        }
+    }
+}
+
+enum Held {
+    Done(IssuedCert, String),
+    Wait(u32),
+    /// Already issued for this CSR: the stored certificate again.
+    Again((Vec<u8>, Option<Serial>)),
+}
+
+/// Approval-required profiles: the first request creates a pending order
+/// holding the CSR (by hash); retries with the same CSR wait, get the
+/// certificate once approved, or 403 once rejected.
+fn held_enrolment(
+    app: &App,
+    actor: &str,
+    der: &[u8],
+    template: &CertTemplate,
+    profile: &Profile,
+    retry_after: u32,
+) -> Result<Held, EstError> {
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der).as_ref());
+    let internal = |e: orders::OpError| EstError::Internal(e.to_string());
+    match app.store.held_order(&hash)? {
+        None => {
+            for _ in 0..8 {
+                let order = Order {
+                    id: orders::new_reference().map_err(internal)?,
+                    cvr: profile.cvr.clone(),
+                    profile_id: profile.id.clone(),
+                    holder: OrderHolder::Profile,
+                    identification: Identification::Api,
+                    issuance: Issuance::Est,
+                    status: OrderStatus::Pending,
+                    created_at: now_unix(),
+                    created_by: actor.to_owned(),
+                    code: None,
+                    renews: None,
+                    held_csr: Some(hash),
+                };
+                if app.store.insert_new_order(&order)? {
+                    app.store.put_held(&hash, &order.id)?;
+                    orders::audit(
+                        app,
+                        actor,
+                        AuditAction::Order,
+                        AuditOutcome::Done,
+                        Some(&order.cvr),
+                        Some(&profile.id),
+                        None,
+                        Some(&order.id),
+                        "API enrolment held for approval",
+                    )
+                    .map_err(internal)?;
+                    return Ok(Held::Wait(retry_after));
+                }
+            }
+            Err(EstError::Internal("no free reference number".into()))
+        }
+        Some(order) if order.cvr != profile.cvr || order.profile_id != profile.id => {
+            Err(EstError::Forbidden(NOT_PERMITTED.into()))
+        }
+        Some(order) => match order.status {
+            OrderStatus::Pending => Ok(Held::Wait(retry_after)),
+            OrderStatus::Rejected => Err(EstError::Forbidden(
+                "the enrolment was rejected by an administrator".into(),
+            )),
+            OrderStatus::Deleted => {
+                Err(EstError::Forbidden("the held enrolment was deleted".into()))
+            }
+            OrderStatus::Approved => {
+                let issued = issue_for_order(app, template, profile, &order)?;
+                orders::audit(
+                    app,
+                    actor,
+                    AuditAction::Enroll,
+                    AuditOutcome::Done,
+                    Some(&order.cvr),
+                    Some(&profile.id),
+                    Some(issued.serial),
+                    Some(&order.id),
+                    "approved enrolment collected",
+                )
+                .map_err(|e| EstError::Internal(e.to_string()))?;
+                Ok(Held::Done(issued, profile.est_label.clone()))
+            }
+            OrderStatus::Issued { serial } => {
+                let rec = app.store.cert(&serial)?.ok_or_else(|| {
+                    EstError::Internal("issued order without its certificate".into())
+                })?;
+                Ok(Held::Again((rec.der, Some(serial))))
+            }
+        },
+    }
 }
 
 async fn reenroll_inner(
@@ -184,12 +464,27 @@ async fn reenroll_inner(
             "re-enrol under the label of the certificate's own profile".into(),
         ));
     }
+    let old_order = record
+        .order_id
+        .as_deref()
+        .map(|id| app.store.order(id))
+        .transpose()?
+        .flatten();
+    let holder = old_order.map(|o| o.holder).unwrap_or(OrderHolder::Profile);
 
     let worker = app.clone();
     let issued = run_blocking(move || {
         let csr = csr::parse_and_verify(&der)?;
-        let template = policy::reenroll_template(&csr, &cert, &profile)?;
-        let issued = store_new(&worker, &template, &profile, Some(record.serial))?;
+        let effective = policy::effective_profile(&profile, &holder);
+        let template = policy::reenroll_template(&csr, &cert, &effective)?;
+        let actor = format!("cert:{}", record.serial);
+        let issued = issue_with_new_order(
+            &worker,
+            &template,
+            &effective,
+            &actor,
+            Some((record.serial, holder)),
+        )?;
         // Link the old certificate to its renewal; it stays valid until it expires.
         let new_serial = issued.serial;
         worker
@@ -199,25 +494,26 @@ async fn reenroll_inner(
                 Ok::<(), ()>(())
             })?
             .map_err(|()| EstError::Internal("linking renewal".into()))?;
-        worker.store.audit(&AuditEvent {
-            at_ms: now_ms(),
-            actor: format!("cert:{}", record.serial),
-            action: AuditAction::Reenroll,
-            outcome: AuditOutcome::Done,
-            cvr: Some(record.cvr.clone()),
-            profile_id: Some(profile.id.clone()),
-            serial: Some(issued.serial),
-            order_id: None,
-            detail: format!("renews {}", record.serial),
-        })?;
-        Ok((issued, profile.est_label))
+        orders::audit(
+            &worker,
+            &actor,
+            AuditAction::Reenroll,
+            AuditOutcome::Done,
+            Some(&record.cvr),
+            Some(&effective.id),
+            Some(issued.serial),
+            None,
+            format!("renews {}", record.serial),
+        )
+        .map_err(|e| EstError::Internal(e.to_string()))?;
+        Ok((issued, effective.est_label))
     })
     .await?;
     respond(app, log, issued, "reenroll").await
 }
 
 /// Runs CPU-bound work (CSR verification, signing) off the async workers.
-async fn run_blocking<T, F>(f: F) -> Result<T, EstError>
+pub async fn run_blocking<T, F>(f: F) -> Result<T, EstError>
 where
     F: FnOnce() -> Result<T, EstError> + Send + 'static,
     T: Send + 'static,
@@ -228,7 +524,7 @@ where
 }
 
 /// Makes the certificate durable, then builds the answer.
-async fn respond(
+pub async fn respond(
     app: &App,
     log: &mut RequestLog,
     (issued, label): (IssuedCert, String),
@@ -245,36 +541,112 @@ async fn respond(
     Ok(Bytes::from(codec::encode_base64_wrapped(&pkcs7)))
 }
 
-/// Signs `template` and inserts the record, with a fresh serial on the rare collision.
-fn store_new(
+fn record_for(
+    issued: &IssuedCert,
+    template: &CertTemplate,
+    profile: &Profile,
+    order_id: &str,
+    renews: Option<Serial>,
+) -> CertRecord {
+    CertRecord {
+        serial: issued.serial,
+        der: issued.der.clone(),
+        subject: policy::display_name(&template.subject),
+        profile_id: profile.id.clone(),
+        cvr: profile.cvr.clone(),
+        kind: profile.kind,
+        rights: profile.rights.clone(),
+        issued_at: now_unix(),
+        not_after: issued.not_after,
+        status: CertStatus::Issued,
+        renews,
+        renewed_by: None,
+        order_id: Some(order_id.to_owned()),
+        published: profile.publish,
+        email: profile.email.clone(),
+    }
+}
+
+/// Signs and stores a certificate with a new order that is already Issued
+/// (API enrolment and re-enrolment), retrying on serial or reference clashes.
+fn issue_with_new_order(
     app: &App,
     template: &CertTemplate,
     profile: &Profile,
-    renews: Option<Serial>,
+    actor: &str,
+    renewal: Option<(Serial, OrderHolder)>,
 ) -> Result<IssuedCert, EstError> {
+    let internal = |e: orders::OpError| EstError::Internal(e.to_string());
+    let (renews, holder) = match renewal {
+        Some((s, h)) => (Some(s), h),
+        None => (None, OrderHolder::Profile),
+    };
     for _ in 0..SERIAL_ATTEMPTS {
         let issued = app.ca.issue(template)?;
-        let record = CertRecord {
-            serial: issued.serial,
-            der: issued.der.clone(),
-            subject: policy::display_name(&template.subject),
-            profile_id: profile.id.clone(),
+        let order = Order {
+            id: orders::new_reference().map_err(internal)?,
             cvr: profile.cvr.clone(),
-            kind: profile.kind,
-            rights: profile.rights.clone(),
-            issued_at: now_unix(),
-            not_after: issued.not_after,
-            status: CertStatus::Issued,
+            profile_id: profile.id.clone(),
+            holder: holder.clone(),
+            identification: Identification::Api,
+            issuance: Issuance::Est,
+            status: OrderStatus::Issued {
+                serial: issued.serial,
+            },
+            created_at: now_unix(),
+            created_by: actor.to_owned(),
+            code: None,
             renews,
-            renewed_by: None,
-            order_id: None,
-            published: profile.publish,
-            email: profile.email.clone(),
+            held_csr: None,
         };
-        match app.store.insert_new_cert(&record) {
-            Ok(()) => return Ok(issued),
-            Err(StoreError::SerialTaken) => continue,
-            Err(e) => return Err(e.into()),
+        let record = record_for(&issued, template, profile, &order.id, renews);
+        match app
+            .store
+            .record_issuance(&record, &order.id, Some(&order), |_| {
+                Err("reference number taken".into())
+            })? {
+            IssueOutcome::Stored => return Ok(issued),
+            IssueOutcome::SerialTaken | IssueOutcome::OrderRefused(_) => continue,
+        }
+    }
+    Err(EstError::Internal(
+        "no free serial or reference number after several attempts".into(),
+    ))
+}
+
+/// Signs and stores a certificate for an existing order, moving it to Issued
+/// in the same write; refused if the order changed meanwhile (a code spent).
+pub fn issue_for_order(
+    app: &App,
+    template: &CertTemplate,
+    profile: &Profile,
+    order: &Order,
+) -> Result<IssuedCert, EstError> {
+    let expected = order.clone();
+    for _ in 0..SERIAL_ATTEMPTS {
+        let issued = app.ca.issue(template)?;
+        let record = record_for(&issued, template, profile, &order.id, order.renews);
+        let serial = issued.serial;
+        let outcome = app
+            .store
+            .record_issuance(&record, &order.id, None, |current| {
+                // Only the very state we checked may move to Issued: a code used
+                // twice, or a new code issued meanwhile, finds it changed.
+                if current.status != expected.status || current.code != expected.code {
+                    return Err(format!("the order is now {}", current.status.name()));
+                }
+                current.mark_issued(serial).map_err(|e| e.to_string())
+            })?;
+        match outcome {
+            IssueOutcome::Stored => return Ok(issued),
+            IssueOutcome::SerialTaken => continue,
+            IssueOutcome::OrderRefused(why) => {
+                return Err(if order.identification == Identification::OneTimeCode {
+                    EstError::Unauthorized(BAD_CODE.into())
+                } else {
+                    EstError::Forbidden(why)
+                })
+            }
         }
     }
     Err(EstError::Internal(
