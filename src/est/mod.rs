@@ -8,6 +8,7 @@ pub mod codec;
 pub mod csrattrs;
 pub mod enroll;
 pub mod error;
+pub mod serverkeygen;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,7 +117,7 @@ pub async fn handle(
         Operation::CsrAttrs => csrattrs::handle(app, conn, &req, label),
         Operation::SimpleEnroll => enroll::simple_enroll(app, conn, req, label, &mut log).await,
         Operation::SimpleReenroll => enroll::simple_reenroll(app, conn, req, label, &mut log).await,
-        Operation::ServerKeygen => Err(EstError::NotImplemented("serverkeygen")),
+        Operation::ServerKeygen => serverkeygen::handle(app, conn, req, label, &mut log).await,
         Operation::FullCmc => Err(EstError::NotImplemented("fullcmc")),
     };
     let mut resp = result.unwrap_or_else(EstError::into_response);
