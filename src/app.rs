@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::seed::{self, DemoIdentity};
 use crate::store::model::{now_unix, CertKind, CertRecord, CertStatus};
 use crate::store::{Store, StoreError};
+use crate::revocation::Revocation;
 use crate::tls;
 
 /// Everything a request handler may use. Cheap to share behind an `Arc`.
@@ -32,6 +33,8 @@ pub struct App {
     pub metrics: Metrics,
     /// `/cacerts` body, encoded once: base64 of the certs-only PKCS#7 of the whole chain.
     pub cacerts_body: Bytes,
+    /// CRL and OCSP.
+    pub revocation: Revocation,
 }
 
 /// Errors at start-up.
@@ -55,6 +58,9 @@ pub enum InitError {
     /// Encoding.
     #[error("encoding: {0}")]
     Der(#[from] der::Error),
+    /// CRL or OCSP material.
+    #[error(transparent)]
+    Revocation(#[from] crate::revocation::RevocationError),
 }
 
 /// The result of initialisation.
@@ -85,23 +91,11 @@ impl App {
         let tls_material = bootstrap::load_or_create_tls(&certs_dir, &ca)?;
         if let Some(issued) = &tls_material.issued {
             // estd's own TLS certificate is a certificate of this CA like any other.
-            store.insert_new_cert(&CertRecord {
-                serial: issued.serial,
-                der: issued.der.clone(),
-                subject: "CN=localhost".into(),
-                profile_id: "estd-tls-server".into(),
-                cvr: String::new(),
-                kind: CertKind::System,
-                rights: vec![],
-                issued_at: now_unix(),
-                not_after: issued.not_after,
-                status: CertStatus::Issued,
-                renews: None,
-                renewed_by: None,
-                order_id: None,
-                published: false,
-                email: None,
-            })?;
+            record_infrastructure(&store, issued, "CN=localhost", "estd-tls-server")?;
+        }
+        let (revocation, ocsp_issued) = Revocation::init(&config.revocation, &certs_dir, &ca, &store)?;
+        if let Some(issued) = &ocsp_issued {
+            record_infrastructure(&store, issued, "O=estd, CN=estd OCSP Responder", "estd-ocsp-signer")?;
         }
         let admin_token = seed::ensure_operator_token(&config, &store)?;
         let demo = if config.demo.enabled {
@@ -122,6 +116,11 @@ impl App {
         let cacerts_body = Bytes::from(codec::encode_base64_wrapped(&pkcs7));
         let metrics = Metrics::new()?;
         metrics.stored.set(store.cert_count() as i64);
+        if revocation.crl_due(now_unix()) {
+            revocation.regenerate_crl(&ca, &store, &metrics)?;
+            store.flush()?;
+        }
+        metrics.crl_size_bytes.set(revocation.current_crl().der.len() as i64);
         let app = Arc::new(App {
             config,
             ca,
@@ -129,6 +128,7 @@ impl App {
             trust,
             metrics,
             cacerts_body,
+            revocation,
         });
         Ok(Initialised {
             app,
@@ -143,6 +143,28 @@ impl App {
     pub fn certs_path(&self, file: &str) -> PathBuf {
         self.config.paths.certs_dir.join(file)
     }
+}
+
+/// Records one of estd's own certificates (TLS server, OCSP responder) in the
+/// store, so that OCSP and serial uniqueness cover it like any other.
+pub fn record_infrastructure(store: &Store, issued: &crate::ca::IssuedCert, subject: &str, role: &str) -> Result<(), StoreError> {
+    store.insert_new_cert(&CertRecord {
+        serial: issued.serial,
+        der: issued.der.clone(),
+        subject: subject.into(),
+        profile_id: role.into(),
+        cvr: String::new(),
+        kind: CertKind::System,
+        rights: vec![],
+        issued_at: now_unix(),
+        not_after: issued.not_after,
+        status: CertStatus::Issued,
+        renews: None,
+        renewed_by: None,
+        order_id: None,
+        published: false,
+        email: None,
+    })
 }
 
 /// The trust anchor file clients should pin.

@@ -39,12 +39,30 @@ pub struct Config {
     pub tls: TlsConfig,
     /// The demo organisation created on first start.
     pub demo: DemoConfig,
+    /// CRL and OCSP.
+    pub revocation: RevocationConfig,
     /// Orders and one-time codes.
     pub orders: OrdersConfig,
     /// Notification delivery.
     pub smtp: SmtpConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// `[revocation]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationConfig {
+    /// Plain-HTTP listener for the CRL and OCSP (relying parties fetch them without TLS).
+    pub http_listen: SocketAddr,
+    /// Hours from a CRL's thisUpdate to its nextUpdate.
+    pub crl_next_update_hours: u64,
+    /// Minutes after which the CRL is signed again even if nothing changed.
+    pub crl_refresh_minutes: u64,
+    /// Seconds from an OCSP response's thisUpdate to its nextUpdate.
+    pub ocsp_validity_secs: u64,
+    /// Most pre-signed OCSP responses kept in memory.
+    pub ocsp_cache_entries: usize,
 }
 
 /// `[orders]`.

@@ -46,6 +46,8 @@ pub mod est;
 pub mod metrics;
 pub mod orders;
 pub mod policy;
+pub mod public;
+pub mod revocation;
 pub mod seed;
 pub mod server;
 pub mod store;

@@ -15,6 +15,12 @@ pub struct Metrics {
     pub issued: IntCounterVec,
     /// `estd_store_certificates`: certificates in the store.
     pub stored: IntGauge,
+    /// `estd_ocsp_responses_total{status}`.
+    pub ocsp_responses: IntCounterVec,
+    /// `estd_crl_generations_total`.
+    pub crl_generations: prometheus::IntCounter,
+    /// `estd_crl_size_bytes`: size of the current CRL.
+    pub crl_size_bytes: IntGauge,
 }
 
 impl Metrics {
@@ -49,12 +55,24 @@ impl Metrics {
         registry.register(Box::new(enroll_latency.clone()))?;
         registry.register(Box::new(issued.clone()))?;
         registry.register(Box::new(stored.clone()))?;
+        let ocsp_responses = IntCounterVec::new(
+            Opts::new("estd_ocsp_responses_total", "OCSP responses, by status (good, revoked, unknown, malformed, error)."),
+            &["status"],
+        )?;
+        let crl_generations = prometheus::IntCounter::new("estd_crl_generations_total", "CRLs signed.")?;
+        let crl_size_bytes = IntGauge::new("estd_crl_size_bytes", "Size of the current CRL in bytes.")?;
+        registry.register(Box::new(ocsp_responses.clone()))?;
+        registry.register(Box::new(crl_generations.clone()))?;
+        registry.register(Box::new(crl_size_bytes.clone()))?;
         Ok(Metrics {
             registry,
             requests,
             enroll_latency,
             issued,
             stored,
+            ocsp_responses,
+            crl_generations,
+            crl_size_bytes,
         })
     }
 

@@ -33,6 +33,8 @@ pub enum ListenerKind {
     Est,
     /// Admin API and metrics.
     Admin,
+    /// Plain HTTP for relying parties: CRL and OCSP.
+    Public,
 }
 
 impl ListenerKind {
@@ -40,6 +42,7 @@ impl ListenerKind {
         match self {
             ListenerKind::Est => "est",
             ListenerKind::Admin => "admin",
+            ListenerKind::Public => "public",
         }
     }
 }
@@ -82,6 +85,8 @@ pub struct RunningServer {
     pub est_addr: SocketAddr,
     /// Where the admin listener is bound.
     pub admin_addr: SocketAddr,
+    /// Where the plain-HTTP CRL/OCSP listener is bound.
+    pub public_addr: SocketAddr,
     /// The shared state.
     pub app: Arc<App>,
     shutdown: watch::Sender<bool>,
@@ -98,25 +103,19 @@ impl RunningServer {
         let acceptor = TlsAcceptor::from(init.tls);
         let est_addr = est.local_addr()?;
         let admin_addr = admin.local_addr()?;
+        let public = TcpListener::bind(app.config.revocation.http_listen).await?;
+        let public_addr = public.local_addr()?;
         let tasks = vec![
-            tokio::spawn(accept_loop(
-                est,
-                ListenerKind::Est,
-                app.clone(),
-                acceptor.clone(),
-                rx.clone(),
-            )),
-            tokio::spawn(accept_loop(
-                admin,
-                ListenerKind::Admin,
-                app.clone(),
-                acceptor,
-                rx,
-            )),
+            tokio::spawn(accept_loop(est, ListenerKind::Est, app.clone(), Some(acceptor.clone()), rx.clone())),
+            tokio::spawn(accept_loop(admin, ListenerKind::Admin, app.clone(), Some(acceptor), rx.clone())),
+            tokio::spawn(accept_loop(public, ListenerKind::Public, app.clone(), None, rx.clone())),
+            tokio::spawn(crate::notify::run(app.clone(), rx.clone())),
+            tokio::spawn(revocation_upkeep(app.clone(), rx)),
         ];
         Ok(RunningServer {
             est_addr,
             admin_addr,
+            public_addr,
             app,
             shutdown: tx,
             tasks,
@@ -140,7 +139,7 @@ async fn accept_loop(
     listener: TcpListener,
     kind: ListenerKind,
     app: Arc<App>,
-    acceptor: TlsAcceptor,
+    acceptor: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let cfg = app.config.server.clone();
@@ -170,18 +169,27 @@ async fn accept_loop(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
-            let tls =
-                match tokio::time::timeout(cfg.handshake_timeout(), acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%remote, "TLS handshake timed out");
-                        return;
-                    }
-                };
+            let Some(acceptor) = acceptor else {
+                let conn = Arc::new(Connection {
+                    remote,
+                    tls_version: None,
+                    peer_chain: None,
+                    verified: OnceLock::new(),
+                });
+                serve_http(TokioIo::new(tcp), kind, app, conn, &cfg, watcher).await;
+                return;
+            };
+            let tls = match tokio::time::timeout(cfg.handshake_timeout(), acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%remote, "TLS handshake timed out");
+                    return;
+                }
+            };
             let (_, session) = tls.get_ref();
             let conn = Arc::new(Connection {
                 remote,
@@ -191,33 +199,80 @@ async fn accept_loop(
                     .map(|c| c.iter().map(|c| c.clone().into_owned()).collect()),
                 verified: OnceLock::new(),
             });
-            let service = service_fn(move |req| {
-                let app = app.clone();
-                let conn = conn.clone();
-                async move { Ok::<_, Infallible>(handle(kind, app, conn, req).await) }
-            });
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .title_case_headers(true)
-                .keep_alive(true)
-                .header_read_timeout(cfg.header_read_timeout())
-                .max_buf_size(cfg.max_header_bytes.max(8192));
-            let connection = builder.serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!(%remote, error = %e, "connection ended with an error");
-            }
+            serve_http(TokioIo::new(tls), kind, app, conn, &cfg, watcher).await;
         });
     }
     drop(listener);
-    if tokio::time::timeout(cfg.shutdown_grace(), graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            listener = kind.name(),
-            "grace period over; closing remaining connections"
-        );
+    let grace = cfg.shutdown_grace();
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(listener = kind.name(), "grace period over; closing remaining connections");
+    }
+    // Every connection task holds a slot until it has dropped everything it
+    // holds, so having them all back means no request is still running.
+    let all = u32::try_from(cfg.max_connections).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(grace, slots.acquire_many(all)).await;
+}
+
+/// Serves HTTP/1.1 on one connection, plain or TLS.
+async fn serve_http<I>(
+    io: TokioIo<I>,
+    kind: ListenerKind,
+    app: Arc<App>,
+    conn: Arc<Connection>,
+    cfg: &crate::config::ServerConfig,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let remote = conn.remote;
+    let service = service_fn(move |req| {
+        let app = app.clone();
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(handle(kind, app, conn, req).await) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .title_case_headers(true)
+        .keep_alive(true)
+        .header_read_timeout(cfg.header_read_timeout())
+        .max_buf_size(cfg.max_header_bytes.max(8192));
+    let connection = builder.serve_connection(io, service);
+    if let Err(e) = watcher.watch(connection).await {
+        tracing::debug!(%remote, error = %e, "connection ended with an error");
+    }
+}
+
+/// Signs the CRL again before it goes stale, and renews the OCSP responder
+/// certificate before it expires.
+async fn revocation_upkeep(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
+            _ = shutdown.changed() => return,
+        }
+        let worker = app.clone();
+        let result = tokio::task::spawn_blocking(move || -> Result<(), crate::revocation::RevocationError> {
+            let now = crate::store::model::now_unix();
+            if worker.revocation.crl_due(now) {
+                worker.revocation.regenerate_crl(&worker.ca, &worker.store, &worker.metrics)?;
+            }
+            let certs_dir = worker.config.paths.certs_dir.clone();
+            if let Some(issued) = worker.revocation.renew_responder_if_due(&certs_dir, &worker.ca)? {
+                crate::app::record_infrastructure(&worker.store, &issued, "O=estd, CN=estd OCSP Responder", "estd-ocsp-signer")?;
+            }
+            Ok(())
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {
+                if let Err(e) = app.store.commit().await {
+                    tracing::error!(error = %e, "committing revocation upkeep");
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "revocation upkeep"),
+            Err(e) => tracing::error!(error = %e, "revocation upkeep task"),
+        }
     }
 }
 
@@ -233,6 +288,7 @@ async fn handle(
     let mut resp = match kind {
         ListenerKind::Est => est::handle(&app, &conn, req).await,
         ListenerKind::Admin => admin::handle(&app, &conn, req).await,
+        ListenerKind::Public => crate::public::handle(&app, req).await,
     };
     let log = resp
         .extensions_mut()

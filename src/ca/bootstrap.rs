@@ -35,6 +35,48 @@ pub mod files {
     pub const DEMO_CERT: &str = "demo-idm.pem";
     /// Demo IdM system key.
     pub const DEMO_KEY: &str = "demo-idm.key";
+    /// Delegated OCSP responder certificate.
+    pub const OCSP_CERT: &str = "ocsp-signer.pem";
+    /// Delegated OCSP responder key.
+    pub const OCSP_KEY: &str = "ocsp-signer.key";
+}
+
+/// Lifetime of the delegated OCSP responder certificate.
+pub const OCSP_VALIDITY_DAYS: u32 = 90;
+/// It is replaced when fewer days than this remain.
+pub const OCSP_RENEW_DAYS: u64 = 30;
+
+/// Issues a new delegated OCSP responder certificate and key and writes them.
+pub fn create_ocsp_signer(dir: &Path, ca: &Ca) -> Result<IssuedCert, CaError> {
+    let (pkcs8, spki) = generate_p256_key()?;
+    let key = classify_key(&spki).map_err(|e| CaError::Generate(e.to_string()))?;
+    let mut subject = x509_cert::name::Name::default();
+    subject = append_rdn(subject, const_oid::db::rfc4519::O, "estd")?;
+    subject = append_rdn(subject, const_oid::db::rfc4519::CN, "estd OCSP Responder")?;
+    let template = CertTemplate {
+        subject,
+        spki,
+        key,
+        usage: CertUsage::OcspSigning,
+        sans: vec![],
+        validity_days: OCSP_VALIDITY_DAYS,
+    };
+    let cert = ca.issue(&template)?;
+    write_file(&dir.join(files::OCSP_KEY), key_pem(&pkcs8).as_bytes(), true)?;
+    write_file(&dir.join(files::OCSP_CERT), cert_pem(&cert.der).as_bytes(), false)?;
+    Ok(cert)
+}
+
+/// Reads the delegated OCSP responder's certificate (DER) and key (PKCS#8), if present.
+pub fn read_ocsp_signer(dir: &Path) -> Result<Option<(Vec<u8>, Vec<u8>)>, CaError> {
+    let cert_path = dir.join(files::OCSP_CERT);
+    let key_path = dir.join(files::OCSP_KEY);
+    if !cert_path.exists() || !key_path.exists() {
+        return Ok(None);
+    }
+    let cert = read_certs(&cert_path)?.remove(0).to_vec();
+    let key = read_private_key(&key_path)?;
+    Ok(Some((cert, key)))
 }
 
 /// What [`load_or_create_ca`] found.

@@ -5,7 +5,9 @@
 //! [`CertTemplate`]; it never hands over CSR extensions.
 
 pub mod bootstrap;
+pub mod crl;
 pub mod csr;
+pub mod ocsp;
 pub mod signer;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -60,6 +62,8 @@ pub enum CertUsage {
     Leaf(CertKind),
     /// estd's own TLS server certificate.
     TlsServer,
+    /// estd's delegated OCSP responder (id-kp-OCSPSigning, with ocsp-nocheck).
+    OcspSigning,
 }
 
 /// Everything the CA needs to issue one certificate. Built by policy from a
@@ -102,6 +106,8 @@ pub struct Ca {
     root_der: Vec<u8>,
     /// AKI, CRL DP and AIA: the same in every certificate, encoded once.
     common_extensions: Vec<Extension>,
+    /// The AKI alone, for CRLs.
+    aki: Extension,
 }
 
 impl std::fmt::Debug for Ca {
@@ -111,6 +117,9 @@ impl std::fmt::Debug for Ca {
             .finish_non_exhaustive()
     }
 }
+
+/// id-pkix-ocsp-nocheck (RFC 6960 4.2.2.2.1).
+pub const OCSP_NOCHECK: const_oid::ObjectIdentifier = const_oid::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.5");
 
 /// How far notBefore is set back, for clients whose clocks run slow.
 const BACKDATE: Duration = Duration::from_secs(300);
@@ -188,11 +197,8 @@ impl Ca {
             access_method: rfc5280::ID_AD_OCSP,
             access_location: uri(ocsp_url)?,
         }]);
-        let common_extensions = vec![
-            extension(&aki, false)?,
-            extension(&crl_dp, false)?,
-            extension(&aia, false)?,
-        ];
+        let aki = extension(&aki, false)?;
+        let common_extensions = vec![aki.clone(), extension(&crl_dp, false)?, extension(&aia, false)?];
         Ok(Ca {
             signer,
             issuer,
@@ -200,6 +206,7 @@ impl Ca {
             issuing_der,
             root_der,
             common_extensions,
+            aki,
         })
     }
 
@@ -249,6 +256,14 @@ impl Ca {
             // Critical when the subject is empty, as RFC 5280 4.2.1.6 requires.
             let critical = template.subject.0.is_empty();
             extensions.push(extension(&SubjectAltName(template.sans.clone()), critical)?);
+        }
+        if template.usage == CertUsage::OcspSigning {
+            // id-pkix-ocsp-nocheck: relying parties need not check the responder's own status.
+            extensions.push(Extension {
+                extn_id: OCSP_NOCHECK,
+                critical: false,
+                extn_value: OctetString::new(der::asn1::Null.to_der()?)?,
+            });
         }
         extensions.extend(self.common_extensions.iter().cloned());
 
@@ -315,5 +330,6 @@ pub fn extended_key_usage(usage: CertUsage) -> ExtendedKeyUsage {
             vec![rfc5280::ID_KP_CLIENT_AUTH, rfc5280::ID_KP_EMAIL_PROTECTION]
         }
         CertUsage::TlsServer => vec![rfc5280::ID_KP_SERVER_AUTH],
+        CertUsage::OcspSigning => vec![rfc5280::ID_KP_OCSP_SIGNING],
     })
 }

@@ -8,7 +8,8 @@
 //! - `orders`: reference number → [`model::Order`]; `held`: SHA-256 of a held CSR → reference number
 //! - `tokens`: SHA-256 of an admin token → [`model::TokenRecord`]
 //! - `outbox`: monotonic id → [`model::Notification`]
-//! - `meta`: schema version and other singletons
+//! - `revoked`: serial → revocation time and reason (the CRL's source, kept small)
+//! - `meta`: schema version, the current CRL and its number
 //!
 //! Writes land in sled's memory first; [`Store::commit`] makes them durable.
 //! Concurrent commits share one flush (group commit), so a burst of enrolments
@@ -16,6 +17,7 @@
 
 pub mod model;
 mod orders;
+mod revocation;
 
 pub use orders::IssueOutcome;
 
@@ -74,6 +76,8 @@ struct Inner {
     held: sled::Tree,
     tokens: sled::Tree,
     outbox: sled::Tree,
+    revoked: sled::Tree,
+    meta: sled::Tree,
     /// `None` only while dropping.
     commits: Option<mpsc::Sender<oneshot::Sender<Result<(), String>>>>,
     committer: Option<std::thread::JoinHandle<()>>,
@@ -136,6 +140,8 @@ impl Store {
             held: db.open_tree("held")?,
             tokens: db.open_tree("tokens")?,
             outbox: db.open_tree("outbox")?,
+            revoked: db.open_tree("revoked")?,
+            meta,
             db,
             commits: Some(tx),
             committer: Some(committer),

@@ -300,7 +300,8 @@ pub enum RevocationReason {
     Superseded,
     /// Other (unspecified).
     Other,
-    /// Blocked by its holder (certificateHold is not used: a block is final).
+    /// Blocked by its holder (certificateHold is not used: a block is final;
+    /// it is listed as privilegeWithdrawn).
     Blocked,
 }
 
@@ -313,8 +314,21 @@ impl RevocationReason {
             RevocationReason::InformationChanged => 3,
             RevocationReason::Superseded => 4,
             RevocationReason::OrganisationCeased => 5,
-            RevocationReason::Blocked => 0,
+            RevocationReason::Blocked => 9,
         }
+    }
+
+    /// The CRL reason, or `None` for "unspecified" (which RFC 5280 says to omit).
+    pub fn crl_reason(self) -> Option<x509_cert::ext::pkix::CrlReason> {
+        use x509_cert::ext::pkix::CrlReason;
+        Some(match self {
+            RevocationReason::Other => return None,
+            RevocationReason::SuspectedMisuse => CrlReason::KeyCompromise,
+            RevocationReason::InformationChanged => CrlReason::AffiliationChanged,
+            RevocationReason::Superseded => CrlReason::Superseded,
+            RevocationReason::OrganisationCeased => CrlReason::CessationOfOperation,
+            RevocationReason::Blocked => CrlReason::PrivilegeWithdrawn,
+        })
     }
 }
 

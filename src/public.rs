@@ -1,0 +1,193 @@
+//! The plain-HTTP listener for relying parties: the CRL (RFC 5280) at the
+//! path of `ca.crl_url`, and the OCSP responder (RFC 6960, GET and POST) at
+//! the path of `ca.ocsp_url`. No TLS, no authentication: both are signed.
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine;
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+
+use crate::app::App;
+use crate::revocation::OcspAnswer;
+use crate::server::RequestLog;
+use crate::store::model::now_unix;
+
+/// Largest OCSP request body accepted.
+const MAX_OCSP_REQUEST: usize = 16 * 1024;
+
+/// The path part of a URL such as `http://host:port/path`.
+pub fn url_path(url: &str) -> &str {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    rest.find('/').map(|i| &rest[i..]).unwrap_or("/")
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+/// Routes one request on the plain-HTTP listener.
+pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let crl_path = url_path(&app.config.ca.crl_url);
+    let ocsp_path = url_path(&app.config.ca.ocsp_url).trim_end_matches('/');
+    let path = req.uri().path().to_owned();
+    let (endpoint, resp) = if path == crl_path {
+        ("crl", crl(app, &req))
+    } else if path == ocsp_path || path.starts_with(&format!("{ocsp_path}/")) {
+        ("ocsp", ocsp(app, req, ocsp_path).await)
+    } else {
+        ("unknown", plain(StatusCode::NOT_FOUND, "not found\n"))
+    };
+    let mut resp = resp;
+    resp.extensions_mut().insert(RequestLog {
+        endpoint,
+        ..Default::default()
+    });
+    resp
+}
+
+fn crl(app: &App, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed; use GET\n");
+    }
+    let crl = app.revocation.current_crl();
+    if crl.der.is_empty() {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "no CRL has been signed yet\n");
+    }
+    let mut r = Response::new(Full::new(Bytes::from(crl.der.clone())));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/pkix-crl"));
+    // Revocations reach the CRL within seconds, so caches may keep it only briefly.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60, no-transform"));
+    r
+}
+
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Decodes the GET form: the DER request, base64 (RFC 6960 A.1), URL-encoded.
+fn decode_get(encoded: &str) -> Option<Vec<u8>> {
+    let mut unescaped = String::with_capacity(encoded.len());
+    let mut bytes = encoded.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hi = bytes.next()?;
+            let lo = bytes.next()?;
+            let hex = [hi, lo];
+            let v = u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?;
+            unescaped.push(v as char);
+        } else {
+            unescaped.push(b as char);
+        }
+    }
+    let normal: String = unescaped
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    LENIENT.decode(normal.as_bytes()).ok()
+}
+
+async fn ocsp(app: &Arc<App>, req: Request<Incoming>, ocsp_path: &str) -> Response<Full<Bytes>> {
+    let (answer, cacheable) = match *req.method() {
+        Method::GET => {
+            let encoded = req.uri().path().strip_prefix(ocsp_path).unwrap_or("").trim_start_matches('/');
+            match decode_get(encoded) {
+                Some(der) => (app.revocation.ocsp(&app.store, &der), true),
+                None => (app.revocation.ocsp(&app.store, b""), false),
+            }
+        }
+        Method::POST => {
+            let limit = MAX_OCSP_REQUEST;
+            let timeout = app.config.server.body_read_timeout();
+            match crate::est::read_body(req, limit, timeout).await {
+                Ok((_, body)) => (app.revocation.ocsp(&app.store, &body), false),
+                Err(e) => {
+                    let mut r = plain(e.status(), "OCSP request body refused\n");
+                    *r.status_mut() = e.status();
+                    return r;
+                }
+            }
+        }
+        _ => return plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed; use GET or POST\n"),
+    };
+    app.metrics.ocsp_responses.with_label_values(&[answer.status]).inc();
+    ocsp_response(answer, cacheable)
+}
+
+fn ocsp_response(answer: OcspAnswer, cacheable: bool) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(answer.body));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/ocsp-response"));
+    match answer.max_age {
+        Some(age) if cacheable => {
+            if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={age}, no-transform, must-revalidate")) {
+                h.insert(header::CACHE_CONTROL, v);
+            }
+            let expires = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now_unix() + age);
+            if let Ok(v) = HeaderValue::from_str(&httpdate(expires)) {
+                h.insert(header::EXPIRES, v);
+            }
+        }
+        _ => {
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+    }
+    r
+}
+
+/// An HTTP date (RFC 9110 IMF-fixdate).
+fn httpdate(t: std::time::SystemTime) -> String {
+    let dt = time::OffsetDateTime::from(t);
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[dt.weekday().number_days_from_monday() as usize],
+        dt.day(),
+        MONTHS[(u8::from(dt.month()) - 1) as usize],
+        dt.year(),
+        dt.hour(),
+        dt.minute(),
+        dt.second()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_paths() {
+        assert_eq!(url_path("http://127.0.0.1:8080/crl/issuing-ca.crl"), "/crl/issuing-ca.crl");
+        assert_eq!(url_path("http://h/ocsp"), "/ocsp");
+        assert_eq!(url_path("http://h"), "/");
+    }
+
+    #[test]
+    fn get_form_decodes() {
+        assert_eq!(decode_get("MAMCAQU%3D"), Some(vec![0x30, 0x03, 0x02, 0x01, 0x05]));
+        assert_eq!(decode_get("MAMCAQU"), Some(vec![0x30, 0x03, 0x02, 0x01, 0x05]));
+        assert_eq!(decode_get("%zz"), None);
+    }
+
+    #[test]
+    fn http_dates() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(784_111_777);
+        assert_eq!(httpdate(t), "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+}

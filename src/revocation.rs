@@ -1,0 +1,309 @@
+//! Revocation that relying parties can see: the current CRL, and OCSP answers
+//! that are pre-signed for unchanged certificates.
+//!
+//! Ordering rule: a revocation is written to the store first, then
+//! [`Revocation::after_revocation`] drops any cached answer for the serial and
+//! signs a new CRL, and only then does the caller answer. A cached `good`
+//! made from a store read that raced a revocation is never kept: answers are
+//! cached only if no revocation happened since their read began.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use der::Decode;
+use x509_cert::certificate::Certificate;
+
+use crate::ca::bootstrap::{self, OCSP_RENEW_DAYS};
+use crate::ca::ocsp::{self, Lookup, OcspSigner};
+use crate::ca::{Ca, CaError, IssuedCert, Signer};
+use crate::config::RevocationConfig;
+use crate::metrics::Metrics;
+use crate::store::model::{now_unix, CertStatus, Serial, UnixSeconds};
+use crate::store::revocation::StoredCrl;
+use crate::store::{Store, StoreError};
+
+/// Errors while producing revocation information.
+#[derive(Debug, thiserror::Error)]
+pub enum RevocationError {
+    /// Signing or encoding.
+    #[error(transparent)]
+    Ca(#[from] CaError),
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An OCSP answer ready to send.
+#[derive(Debug, Clone)]
+pub struct OcspAnswer {
+    /// DER OCSPResponse.
+    pub body: Bytes,
+    /// `good`, `revoked`, `unknown`, `malformed` or `error` (for metrics).
+    pub status: &'static str,
+    /// Seconds an HTTP cache may keep it (GET), if cacheable.
+    pub max_age: Option<u64>,
+}
+
+struct Cached {
+    body: Bytes,
+    status: &'static str,
+    refresh_at: UnixSeconds,
+    next_update: UnixSeconds,
+}
+
+/// CRL and OCSP state, shared by the plain-HTTP listener and the admin API.
+pub struct Revocation {
+    config: RevocationConfig,
+    crl: RwLock<Arc<StoredCrl>>,
+    crl_lock: Mutex<()>,
+    responder: RwLock<Arc<OcspSigner>>,
+    cache: RwLock<HashMap<(Serial, u8), Cached>>,
+    /// Bumped after every revocation; answers read before a bump are not cached.
+    epoch: AtomicU64,
+}
+
+fn load_signer(dir: &Path, ca: &Ca) -> Result<(OcspSigner, Option<IssuedCert>), CaError> {
+    let issuing = Certificate::from_der(ca.issuing_der())?;
+    if let Some((cert, key)) = bootstrap::read_ocsp_signer(dir)? {
+        let signer = OcspSigner::new(Signer::from_pkcs8(&key)?, &cert, &issuing)?;
+        if signer.not_after > now_unix() + OCSP_RENEW_DAYS * 86_400 {
+            return Ok((signer, None));
+        }
+    }
+    let issued = bootstrap::create_ocsp_signer(dir, ca)?;
+    let (cert, key) = bootstrap::read_ocsp_signer(dir)?
+        .ok_or_else(|| CaError::Io("OCSP signer was not written".into()))?;
+    Ok((OcspSigner::new(Signer::from_pkcs8(&key)?, &cert, &issuing)?, Some(issued)))
+}
+
+impl Revocation {
+    /// Loads the stored CRL (or signs the first), and the OCSP responder
+    /// (created or renewed if needed). Returns a newly issued responder
+    /// certificate, which the caller records in the store.
+    pub fn init(config: &RevocationConfig, certs_dir: &Path, ca: &Ca, store: &Store) -> Result<(Revocation, Option<IssuedCert>), RevocationError> {
+        let (signer, issued) = load_signer(certs_dir, ca)?;
+        let crl = match store.crl()? {
+            Some(c) => c,
+            None => StoredCrl {
+                number: 0,
+                this_update: 0,
+                next_update: 0,
+                der: Vec::new(),
+            },
+        };
+        let r = Revocation {
+            config: config.clone(),
+            crl: RwLock::new(Arc::new(crl)),
+            crl_lock: Mutex::new(()),
+            responder: RwLock::new(Arc::new(signer)),
+            cache: RwLock::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
+        };
+        Ok((r, issued))
+    }
+
+    /// The current CRL.
+    pub fn current_crl(&self) -> Arc<StoredCrl> {
+        match self.crl.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Whether the CRL is due to be signed again (never signed, or older than the refresh interval).
+    pub fn crl_due(&self, now: UnixSeconds) -> bool {
+        let crl = self.current_crl();
+        crl.der.is_empty() || now >= crl.this_update + self.config.crl_refresh_minutes * 60
+    }
+
+    /// Signs a new CRL from the revoked index, with the next CRL number, and
+    /// stores it (durable with the caller's next commit).
+    pub fn regenerate_crl(&self, ca: &Ca, store: &Store, metrics: &Metrics) -> Result<Arc<StoredCrl>, RevocationError> {
+        let _one_at_a_time = match self.crl_lock.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let entries = store
+            .revoked_entries()
+            .map(|e| e.map(|e| (e.serial, e.at, e.reason)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let previous = store.crl()?.map(|c| c.number).unwrap_or(0);
+        let number = previous.max(self.current_crl().number) + 1;
+        let now = now_unix();
+        let next = now + self.config.crl_next_update_hours * 3600;
+        let der = ca.sign_crl(
+            number,
+            UNIX_EPOCH + Duration::from_secs(now),
+            UNIX_EPOCH + Duration::from_secs(next),
+            &entries,
+        )?;
+        let crl = StoredCrl {
+            number,
+            this_update: now,
+            next_update: next,
+            der,
+        };
+        store.put_crl(&crl)?;
+        metrics.crl_generations.inc();
+        metrics.crl_size_bytes.set(crl.der.len() as i64);
+        let crl = Arc::new(crl);
+        match self.crl.write() {
+            Ok(mut g) => *g = crl.clone(),
+            Err(p) => *p.into_inner() = crl.clone(),
+        }
+        Ok(crl)
+    }
+
+    /// Call after a revocation is in the store and before answering: drops
+    /// cached answers for the serial and signs a new CRL.
+    pub fn after_revocation(&self, serial: &Serial, ca: &Ca, store: &Store, metrics: &Metrics) -> Result<(), RevocationError> {
+        {
+            let mut cache = match self.cache.write() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+            cache.retain(|(s, _), _| s != serial);
+        }
+        self.regenerate_crl(ca, store, metrics)?;
+        Ok(())
+    }
+
+    /// Replaces the OCSP responder certificate when it nears expiry.
+    /// Returns the new certificate, which the caller records in the store.
+    pub fn renew_responder_if_due(&self, certs_dir: &Path, ca: &Ca) -> Result<Option<IssuedCert>, RevocationError> {
+        let due = self.responder().not_after <= now_unix() + OCSP_RENEW_DAYS * 86_400;
+        if !due {
+            return Ok(None);
+        }
+        let issued = bootstrap::create_ocsp_signer(certs_dir, ca)?;
+        let (signer, _) = load_signer(certs_dir, ca)?;
+        match self.responder.write() {
+            Ok(mut g) => *g = Arc::new(signer),
+            Err(p) => *p.into_inner() = Arc::new(signer),
+        }
+        match self.cache.write() {
+            Ok(mut g) => g.clear(),
+            Err(p) => p.into_inner().clear(),
+        }
+        Ok(Some(issued))
+    }
+
+    fn responder(&self) -> Arc<OcspSigner> {
+        match self.responder.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Answers a DER OCSPRequest. Never fails: bad input gets `malformedRequest`.
+    pub fn ocsp(&self, store: &Store, request: &[u8]) -> OcspAnswer {
+        let responder = self.responder();
+        let Some(parsed) = responder.parse(request) else {
+            return OcspAnswer {
+                body: Bytes::from(ocsp::malformed()),
+                status: "malformed",
+                max_age: None,
+            };
+        };
+        let now = now_unix();
+        let single = parsed.items.len() == 1 && parsed.nonce.is_none();
+        if single {
+            let item = &parsed.items[0];
+            if let Some(serial) = item.serial {
+                let cache = match self.cache.read() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                if let Some(c) = cache.get(&(serial, item.hash_index)) {
+                    if now < c.refresh_at {
+                        return OcspAnswer {
+                            body: c.body.clone(),
+                            status: c.status,
+                            max_age: Some(c.next_update.saturating_sub(now).min(c.refresh_at - now)),
+                        };
+                    }
+                }
+            }
+        }
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let mut answers = Vec::with_capacity(parsed.items.len());
+        let mut status = "good";
+        for item in &parsed.items {
+            let lookup = match item.serial {
+                None => Lookup::Unknown,
+                Some(serial) => match store.cert(&serial) {
+                    Err(e) => {
+                        tracing::error!(error = %e, "OCSP store lookup");
+                        return OcspAnswer {
+                            body: Bytes::from(ocsp::internal_error()),
+                            status: "error",
+                            max_age: None,
+                        };
+                    }
+                    Ok(None) => Lookup::Unknown,
+                    Ok(Some(rec)) => match rec.status {
+                        CertStatus::Issued => Lookup::Good,
+                        CertStatus::Revoked { at, reason } => Lookup::Revoked {
+                            at,
+                            reason: reason.crl_reason(),
+                        },
+                    },
+                },
+            };
+            status = match lookup {
+                Lookup::Good => status,
+                Lookup::Revoked { .. } => "revoked",
+                Lookup::Unknown if status == "good" => "unknown",
+                Lookup::Unknown => status,
+            };
+            answers.push((item.cert_id.clone(), lookup));
+        }
+        let validity = self.config.ocsp_validity_secs.max(60);
+        let next_update = now + validity;
+        let body = match responder.sign(&answers, parsed.nonce.as_ref(), now, next_update) {
+            Ok(b) => Bytes::from(b),
+            Err(e) => {
+                tracing::error!(error = %e, "signing an OCSP response");
+                return OcspAnswer {
+                    body: Bytes::from(ocsp::internal_error()),
+                    status: "error",
+                    max_age: None,
+                };
+            }
+        };
+        let refresh_at = now + validity / 2;
+        if single {
+            if let Some(serial) = parsed.items[0].serial {
+                let mut cache = match self.cache.write() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                if cache.len() >= self.config.ocsp_cache_entries {
+                    cache.retain(|_, c| now < c.refresh_at);
+                }
+                // Only if no revocation happened since this answer's read began.
+                if self.epoch.load(Ordering::SeqCst) == epoch && cache.len() < self.config.ocsp_cache_entries {
+                    cache.insert(
+                        (serial, parsed.items[0].hash_index),
+                        Cached {
+                            body: body.clone(),
+                            status,
+                            refresh_at,
+                            next_update,
+                        },
+                    );
+                }
+            }
+        }
+        OcspAnswer {
+            body,
+            status,
+            max_age: if parsed.nonce.is_none() { Some(validity / 2) } else { None },
+        }
+    }
+}
