@@ -44,6 +44,7 @@ pub mod ca;
 pub mod config;
 pub mod est;
 pub mod metrics;
+pub mod notify;
 pub mod orders;
 pub mod policy;
 pub mod public;
