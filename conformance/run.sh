@@ -90,6 +90,9 @@ cat >"$TMP/estd.toml" <<EOF
 est_listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 
+[revocation]
+http_listen = "127.0.0.1:0"
+
 [paths]
 certs_dir = "$CERTS"
 data_dir = "$TMP/data"
@@ -97,6 +100,7 @@ EOF
 
 EST_PORT=
 ADMIN_PORT=
+PUBLIC_PORT=
 
 # start_server: starts estd in the background and waits (30 s at most) for its
 # banner; sets SERVER_PID, EST_PORT, ADMIN_PORT. Returns non-zero on failure.
@@ -115,7 +119,7 @@ start_server() {
     done
     local ports
     ports=$(printf '%s\n' "$line" |
-        sed -n 's/^estd: listening est=127\.0\.0\.1:\([0-9][0-9]*\) admin=127\.0\.0\.1:\([0-9][0-9]*\)$/\1 \2/p')
+        sed -n 's/^estd: listening est=127\.0\.0\.1:\([0-9][0-9]*\) admin=127\.0\.0\.1:\([0-9][0-9]*\) public=127\.0\.0\.1:\([0-9][0-9]*\)$/\1 \2 \3/p')
     if [ -z "$ports" ]; then
         echo "# server did not print its banner; stdout:" >&2
         sed 's/^/#   /' "$SERVER_OUT" >&2
@@ -123,8 +127,7 @@ start_server() {
         tail -n 20 "$SERVER_ERR" | sed 's/^/#   /' >&2
         return 1
     fi
-    EST_PORT=${ports% *}
-    ADMIN_PORT=${ports#* }
+    read -r EST_PORT ADMIN_PORT PUBLIC_PORT <<<"$ports"
     return 0
 }
 

@@ -13,10 +13,10 @@ use crate::ca::{Ca, CaError};
 use crate::config::Config;
 use crate::est::codec;
 use crate::metrics::Metrics;
+use crate::revocation::Revocation;
 use crate::seed::{self, DemoIdentity};
 use crate::store::model::{now_unix, CertKind, CertRecord, CertStatus};
 use crate::store::{Store, StoreError};
-use crate::revocation::Revocation;
 use crate::tls;
 
 /// Everything a request handler may use. Cheap to share behind an `Arc`.
@@ -93,9 +93,15 @@ impl App {
             // estd's own TLS certificate is a certificate of this CA like any other.
             record_infrastructure(&store, issued, "CN=localhost", "estd-tls-server")?;
         }
-        let (revocation, ocsp_issued) = Revocation::init(&config.revocation, &certs_dir, &ca, &store)?;
+        let (revocation, ocsp_issued) =
+            Revocation::init(&config.revocation, &certs_dir, &ca, &store)?;
         if let Some(issued) = &ocsp_issued {
-            record_infrastructure(&store, issued, "O=estd, CN=estd OCSP Responder", "estd-ocsp-signer")?;
+            record_infrastructure(
+                &store,
+                issued,
+                "O=estd, CN=estd OCSP Responder",
+                "estd-ocsp-signer",
+            )?;
         }
         let admin_token = seed::ensure_operator_token(&config, &store)?;
         let demo = if config.demo.enabled {
@@ -120,7 +126,9 @@ impl App {
             revocation.regenerate_crl(&ca, &store, &metrics)?;
             store.flush()?;
         }
-        metrics.crl_size_bytes.set(revocation.current_crl().der.len() as i64);
+        metrics
+            .crl_size_bytes
+            .set(revocation.current_crl().der.len() as i64);
         let app = Arc::new(App {
             config,
             ca,
@@ -147,7 +155,12 @@ impl App {
 
 /// Records one of estd's own certificates (TLS server, OCSP responder) in the
 /// store, so that OCSP and serial uniqueness cover it like any other.
-pub fn record_infrastructure(store: &Store, issued: &crate::ca::IssuedCert, subject: &str, role: &str) -> Result<(), StoreError> {
+pub fn record_infrastructure(
+    store: &Store,
+    issued: &crate::ca::IssuedCert,
+    subject: &str,
+    role: &str,
+) -> Result<(), StoreError> {
     store.insert_new_cert(&CertRecord {
         serial: issued.serial,
         der: issued.der.clone(),

@@ -113,11 +113,15 @@ fn print_banner(
     let base = format!("https://{host}:{port}/.well-known/est");
     let anchor = estd::app::trust_anchor_file(cfg);
     println!(
-        "estd: listening est={} admin={}",
-        server.est_addr, server.admin_addr
+        "estd: listening est={} admin={} public={}",
+        server.est_addr, server.admin_addr, server.public_addr
     );
     println!();
     println!("  EST URL:        {base}");
+    println!(
+        "  CRL, OCSP:      {} , {}  (plain HTTP on {})",
+        cfg.ca.crl_url, cfg.ca.ocsp_url, server.public_addr
+    );
     println!(
         "  Metrics:        https://{host}:{}/metrics",
         server.admin_addr.port()

@@ -56,11 +56,16 @@ impl Metrics {
         registry.register(Box::new(issued.clone()))?;
         registry.register(Box::new(stored.clone()))?;
         let ocsp_responses = IntCounterVec::new(
-            Opts::new("estd_ocsp_responses_total", "OCSP responses, by status (good, revoked, unknown, malformed, error)."),
+            Opts::new(
+                "estd_ocsp_responses_total",
+                "OCSP responses, by status (good, revoked, unknown, malformed, error).",
+            ),
             &["status"],
         )?;
-        let crl_generations = prometheus::IntCounter::new("estd_crl_generations_total", "CRLs signed.")?;
-        let crl_size_bytes = IntGauge::new("estd_crl_size_bytes", "Size of the current CRL in bytes.")?;
+        let crl_generations =
+            prometheus::IntCounter::new("estd_crl_generations_total", "CRLs signed.")?;
+        let crl_size_bytes =
+            IntGauge::new("estd_crl_size_bytes", "Size of the current CRL in bytes.")?;
         registry.register(Box::new(ocsp_responses.clone()))?;
         registry.register(Box::new(crl_generations.clone()))?;
         registry.register(Box::new(crl_size_bytes.clone()))?;

@@ -509,7 +509,7 @@ pub fn revoke(
         ));
     }
     let now = now_unix();
-    let rec = match app.store.update_cert(serial, |r| r.revoke(reason, now))? {
+    let rec = match app.store.revoke_cert(serial, reason, now)? {
         Ok(r) => r,
         Err(e) => {
             return Err(OpError::Conflict(format!(
@@ -518,6 +518,10 @@ pub fn revoke(
             )))
         }
     };
+    // Visible in the CRL and OCSP before the caller answers.
+    app.revocation
+        .after_revocation(serial, &app.ca, &app.store, &app.metrics)
+        .map_err(|e| OpError::Internal(e.to_string()))?;
     let (action, kind, verb) = if reason == RevocationReason::Blocked {
         (AuditAction::Block, NotificationKind::Blocked, "blocked")
     } else {

@@ -29,8 +29,10 @@ pub fn url_path(url: &str) -> &str {
 fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -56,17 +58,29 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Byt
 
 fn crl(app: &App, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed; use GET\n");
+        return plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed; use GET\n",
+        );
     }
     let crl = app.revocation.current_crl();
     if crl.der.is_empty() {
-        return plain(StatusCode::SERVICE_UNAVAILABLE, "no CRL has been signed yet\n");
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no CRL has been signed yet\n",
+        );
     }
     let mut r = Response::new(Full::new(Bytes::from(crl.der.clone())));
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/pkix-crl"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/pkix-crl"),
+    );
     // Revocations reach the CRL within seconds, so caches may keep it only briefly.
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60, no-transform"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60, no-transform"),
+    );
     r
 }
 
@@ -105,7 +119,12 @@ fn decode_get(encoded: &str) -> Option<Vec<u8>> {
 async fn ocsp(app: &Arc<App>, req: Request<Incoming>, ocsp_path: &str) -> Response<Full<Bytes>> {
     let (answer, cacheable) = match *req.method() {
         Method::GET => {
-            let encoded = req.uri().path().strip_prefix(ocsp_path).unwrap_or("").trim_start_matches('/');
+            let encoded = req
+                .uri()
+                .path()
+                .strip_prefix(ocsp_path)
+                .unwrap_or("")
+                .trim_start_matches('/');
             match decode_get(encoded) {
                 Some(der) => (app.revocation.ocsp(&app.store, &der), true),
                 None => (app.revocation.ocsp(&app.store, b""), false),
@@ -123,19 +142,32 @@ async fn ocsp(app: &Arc<App>, req: Request<Incoming>, ocsp_path: &str) -> Respon
                 }
             }
         }
-        _ => return plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed; use GET or POST\n"),
+        _ => {
+            return plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed; use GET or POST\n",
+            )
+        }
     };
-    app.metrics.ocsp_responses.with_label_values(&[answer.status]).inc();
+    app.metrics
+        .ocsp_responses
+        .with_label_values(&[answer.status])
+        .inc();
     ocsp_response(answer, cacheable)
 }
 
 fn ocsp_response(answer: OcspAnswer, cacheable: bool) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(answer.body));
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/ocsp-response"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/ocsp-response"),
+    );
     match answer.max_age {
         Some(age) if cacheable => {
-            if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={age}, no-transform, must-revalidate")) {
+            if let Ok(v) = HeaderValue::from_str(&format!(
+                "public, max-age={age}, no-transform, must-revalidate"
+            )) {
                 h.insert(header::CACHE_CONTROL, v);
             }
             let expires = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now_unix() + age);
@@ -154,7 +186,9 @@ fn ocsp_response(answer: OcspAnswer, cacheable: bool) -> Response<Full<Bytes>> {
 fn httpdate(t: std::time::SystemTime) -> String {
     let dt = time::OffsetDateTime::from(t);
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     format!(
         "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
         DAYS[dt.weekday().number_days_from_monday() as usize],
@@ -173,15 +207,24 @@ mod tests {
 
     #[test]
     fn url_paths() {
-        assert_eq!(url_path("http://127.0.0.1:8080/crl/issuing-ca.crl"), "/crl/issuing-ca.crl");
+        assert_eq!(
+            url_path("http://127.0.0.1:8080/crl/issuing-ca.crl"),
+            "/crl/issuing-ca.crl"
+        );
         assert_eq!(url_path("http://h/ocsp"), "/ocsp");
         assert_eq!(url_path("http://h"), "/");
     }
 
     #[test]
     fn get_form_decodes() {
-        assert_eq!(decode_get("MAMCAQU%3D"), Some(vec![0x30, 0x03, 0x02, 0x01, 0x05]));
-        assert_eq!(decode_get("MAMCAQU"), Some(vec![0x30, 0x03, 0x02, 0x01, 0x05]));
+        assert_eq!(
+            decode_get("MAMCAQU%3D"),
+            Some(vec![0x30, 0x03, 0x02, 0x01, 0x05])
+        );
+        assert_eq!(
+            decode_get("MAMCAQU"),
+            Some(vec![0x30, 0x03, 0x02, 0x01, 0x05])
+        );
         assert_eq!(decode_get("%zz"), None);
     }
 

@@ -77,14 +77,22 @@ fn load_signer(dir: &Path, ca: &Ca) -> Result<(OcspSigner, Option<IssuedCert>), 
     let issued = bootstrap::create_ocsp_signer(dir, ca)?;
     let (cert, key) = bootstrap::read_ocsp_signer(dir)?
         .ok_or_else(|| CaError::Io("OCSP signer was not written".into()))?;
-    Ok((OcspSigner::new(Signer::from_pkcs8(&key)?, &cert, &issuing)?, Some(issued)))
+    Ok((
+        OcspSigner::new(Signer::from_pkcs8(&key)?, &cert, &issuing)?,
+        Some(issued),
+    ))
 }
 
 impl Revocation {
     /// Loads the stored CRL (or signs the first), and the OCSP responder
     /// (created or renewed if needed). Returns a newly issued responder
     /// certificate, which the caller records in the store.
-    pub fn init(config: &RevocationConfig, certs_dir: &Path, ca: &Ca, store: &Store) -> Result<(Revocation, Option<IssuedCert>), RevocationError> {
+    pub fn init(
+        config: &RevocationConfig,
+        certs_dir: &Path,
+        ca: &Ca,
+        store: &Store,
+    ) -> Result<(Revocation, Option<IssuedCert>), RevocationError> {
         let (signer, issued) = load_signer(certs_dir, ca)?;
         let crl = match store.crl()? {
             Some(c) => c,
@@ -122,7 +130,12 @@ impl Revocation {
 
     /// Signs a new CRL from the revoked index, with the next CRL number, and
     /// stores it (durable with the caller's next commit).
-    pub fn regenerate_crl(&self, ca: &Ca, store: &Store, metrics: &Metrics) -> Result<Arc<StoredCrl>, RevocationError> {
+    pub fn regenerate_crl(
+        &self,
+        ca: &Ca,
+        store: &Store,
+        metrics: &Metrics,
+    ) -> Result<Arc<StoredCrl>, RevocationError> {
         let _one_at_a_time = match self.crl_lock.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -160,7 +173,13 @@ impl Revocation {
 
     /// Call after a revocation is in the store and before answering: drops
     /// cached answers for the serial and signs a new CRL.
-    pub fn after_revocation(&self, serial: &Serial, ca: &Ca, store: &Store, metrics: &Metrics) -> Result<(), RevocationError> {
+    pub fn after_revocation(
+        &self,
+        serial: &Serial,
+        ca: &Ca,
+        store: &Store,
+        metrics: &Metrics,
+    ) -> Result<(), RevocationError> {
         {
             let mut cache = match self.cache.write() {
                 Ok(g) => g,
@@ -175,7 +194,11 @@ impl Revocation {
 
     /// Replaces the OCSP responder certificate when it nears expiry.
     /// Returns the new certificate, which the caller records in the store.
-    pub fn renew_responder_if_due(&self, certs_dir: &Path, ca: &Ca) -> Result<Option<IssuedCert>, RevocationError> {
+    pub fn renew_responder_if_due(
+        &self,
+        certs_dir: &Path,
+        ca: &Ca,
+    ) -> Result<Option<IssuedCert>, RevocationError> {
         let due = self.responder().not_after <= now_unix() + OCSP_RENEW_DAYS * 86_400;
         if !due {
             return Ok(None);
@@ -224,7 +247,9 @@ impl Revocation {
                         return OcspAnswer {
                             body: c.body.clone(),
                             status: c.status,
-                            max_age: Some(c.next_update.saturating_sub(now).min(c.refresh_at - now)),
+                            max_age: Some(
+                                c.next_update.saturating_sub(now).min(c.refresh_at - now),
+                            ),
                         };
                     }
                 }
@@ -287,7 +312,9 @@ impl Revocation {
                     cache.retain(|_, c| now < c.refresh_at);
                 }
                 // Only if no revocation happened since this answer's read began.
-                if self.epoch.load(Ordering::SeqCst) == epoch && cache.len() < self.config.ocsp_cache_entries {
+                if self.epoch.load(Ordering::SeqCst) == epoch
+                    && cache.len() < self.config.ocsp_cache_entries
+                {
                     cache.insert(
                         (serial, parsed.items[0].hash_index),
                         Cached {
@@ -303,7 +330,11 @@ impl Revocation {
         OcspAnswer {
             body,
             status,
-            max_age: if parsed.nonce.is_none() { Some(validity / 2) } else { None },
+            max_age: if parsed.nonce.is_none() {
+                Some(validity / 2)
+            } else {
+                None
+            },
         }
     }
 }

@@ -106,9 +106,27 @@ impl RunningServer {
         let public = TcpListener::bind(app.config.revocation.http_listen).await?;
         let public_addr = public.local_addr()?;
         let tasks = vec![
-            tokio::spawn(accept_loop(est, ListenerKind::Est, app.clone(), Some(acceptor.clone()), rx.clone())),
-            tokio::spawn(accept_loop(admin, ListenerKind::Admin, app.clone(), Some(acceptor), rx.clone())),
-            tokio::spawn(accept_loop(public, ListenerKind::Public, app.clone(), None, rx.clone())),
+            tokio::spawn(accept_loop(
+                est,
+                ListenerKind::Est,
+                app.clone(),
+                Some(acceptor.clone()),
+                rx.clone(),
+            )),
+            tokio::spawn(accept_loop(
+                admin,
+                ListenerKind::Admin,
+                app.clone(),
+                Some(acceptor),
+                rx.clone(),
+            )),
+            tokio::spawn(accept_loop(
+                public,
+                ListenerKind::Public,
+                app.clone(),
+                None,
+                rx.clone(),
+            )),
             tokio::spawn(crate::notify::run(app.clone(), rx.clone())),
             tokio::spawn(revocation_upkeep(app.clone(), rx)),
         ];
@@ -179,17 +197,18 @@ async fn accept_loop(
                 serve_http(TokioIo::new(tcp), kind, app, conn, &cfg, watcher).await;
                 return;
             };
-            let tls = match tokio::time::timeout(cfg.handshake_timeout(), acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%remote, "TLS handshake timed out");
-                    return;
-                }
-            };
+            let tls =
+                match tokio::time::timeout(cfg.handshake_timeout(), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%remote, "TLS handshake timed out");
+                        return;
+                    }
+                };
             let (_, session) = tls.get_ref();
             let conn = Arc::new(Connection {
                 remote,
@@ -204,8 +223,14 @@ async fn accept_loop(
     }
     drop(listener);
     let grace = cfg.shutdown_grace();
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(listener = kind.name(), "grace period over; closing remaining connections");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            listener = kind.name(),
+            "grace period over; closing remaining connections"
+        );
     }
     // Every connection task holds a slot until it has dropped everything it
     // holds, so having them all back means no request is still running.
@@ -252,17 +277,29 @@ async fn revocation_upkeep(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => return,
         }
         let worker = app.clone();
-        let result = tokio::task::spawn_blocking(move || -> Result<(), crate::revocation::RevocationError> {
-            let now = crate::store::model::now_unix();
-            if worker.revocation.crl_due(now) {
-                worker.revocation.regenerate_crl(&worker.ca, &worker.store, &worker.metrics)?;
-            }
-            let certs_dir = worker.config.paths.certs_dir.clone();
-            if let Some(issued) = worker.revocation.renew_responder_if_due(&certs_dir, &worker.ca)? {
-                crate::app::record_infrastructure(&worker.store, &issued, "O=estd, CN=estd OCSP Responder", "estd-ocsp-signer")?;
-            }
-            Ok(())
-        })
+        let result = tokio::task::spawn_blocking(
+            move || -> Result<(), crate::revocation::RevocationError> {
+                let now = crate::store::model::now_unix();
+                if worker.revocation.crl_due(now) {
+                    worker
+                        .revocation
+                        .regenerate_crl(&worker.ca, &worker.store, &worker.metrics)?;
+                }
+                let certs_dir = worker.config.paths.certs_dir.clone();
+                if let Some(issued) = worker
+                    .revocation
+                    .renew_responder_if_due(&certs_dir, &worker.ca)?
+                {
+                    crate::app::record_infrastructure(
+                        &worker.store,
+                        &issued,
+                        "O=estd, CN=estd OCSP Responder",
+                        "estd-ocsp-signer",
+                    )?;
+                }
+                Ok(())
+            },
+        )
         .await;
         match result {
             Ok(Ok(())) => {

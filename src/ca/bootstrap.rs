@@ -63,7 +63,11 @@ pub fn create_ocsp_signer(dir: &Path, ca: &Ca) -> Result<IssuedCert, CaError> {
     };
     let cert = ca.issue(&template)?;
     write_file(&dir.join(files::OCSP_KEY), key_pem(&pkcs8).as_bytes(), true)?;
-    write_file(&dir.join(files::OCSP_CERT), cert_pem(&cert.der).as_bytes(), false)?;
+    write_file(
+        &dir.join(files::OCSP_CERT),
+        cert_pem(&cert.der).as_bytes(),
+        false,
+    )?;
     Ok(cert)
 }
 

@@ -21,7 +21,13 @@ fn time(secs: UnixSeconds) -> Result<Time, CaError> {
 
 impl Ca {
     /// Signs a CRL listing `entries` (serial, revocation time, reason).
-    pub fn sign_crl(&self, number: u64, this_update: SystemTime, next_update: SystemTime, entries: &[(Serial, UnixSeconds, RevocationReason)]) -> Result<Vec<u8>, CaError> {
+    pub fn sign_crl(
+        &self,
+        number: u64,
+        this_update: SystemTime,
+        next_update: SystemTime,
+        entries: &[(Serial, UnixSeconds, RevocationReason)],
+    ) -> Result<Vec<u8>, CaError> {
         let mut revoked = Vec::with_capacity(entries.len());
         for (serial, at, reason) in entries {
             let crl_entry_extensions = match reason.crl_reason() {
@@ -34,14 +40,19 @@ impl Ca {
                 crl_entry_extensions,
             });
         }
-        let number_ext: Extension = extension(&CrlNumber(Uint::new(&number.to_be_bytes())?), false)?;
+        let number_ext: Extension =
+            extension(&CrlNumber(Uint::new(&number.to_be_bytes())?), false)?;
         let tbs = TbsCertList {
             version: Version::V2,
             signature: self.signer.algorithm().clone(),
             issuer: self.issuer.clone(),
             this_update: Time::try_from(this_update)?,
             next_update: Some(Time::try_from(next_update)?),
-            revoked_certificates: if revoked.is_empty() { None } else { Some(revoked) },
+            revoked_certificates: if revoked.is_empty() {
+                None
+            } else {
+                Some(revoked)
+            },
             crl_extensions: Some(vec![self.aki.clone(), number_ext]),
         };
         let signature = self.signer.sign(&tbs.to_der()?)?;

@@ -119,7 +119,8 @@ impl std::fmt::Debug for Ca {
 }
 
 /// id-pkix-ocsp-nocheck (RFC 6960 4.2.2.2.1).
-pub const OCSP_NOCHECK: const_oid::ObjectIdentifier = const_oid::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.5");
+pub const OCSP_NOCHECK: const_oid::ObjectIdentifier =
+    const_oid::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.5");
 
 /// How far notBefore is set back, for clients whose clocks run slow.
 const BACKDATE: Duration = Duration::from_secs(300);
@@ -198,7 +199,11 @@ impl Ca {
             access_location: uri(ocsp_url)?,
         }]);
         let aki = extension(&aki, false)?;
-        let common_extensions = vec![aki.clone(), extension(&crl_dp, false)?, extension(&aia, false)?];
+        let common_extensions = vec![
+            aki.clone(),
+            extension(&crl_dp, false)?,
+            extension(&aia, false)?,
+        ];
         Ok(Ca {
             signer,
             issuer,

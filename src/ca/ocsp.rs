@@ -11,8 +11,8 @@ use der::{Decode, Encode};
 use x509_cert::certificate::Certificate;
 use x509_cert::ext::pkix::CrlReason;
 use x509_ocsp::{
-    BasicOcspResponse, CertId, CertStatus, OcspGeneralizedTime, OcspRequest, OcspResponse, ResponderId, ResponseData,
-    RevokedInfo, SingleResponse, Version,
+    BasicOcspResponse, CertId, CertStatus, OcspGeneralizedTime, OcspRequest, OcspResponse,
+    ResponderId, ResponseData, RevokedInfo, SingleResponse, Version,
 };
 
 use super::{extension, CaError, Signer};
@@ -82,20 +82,39 @@ fn hash(alg: &'static digest::Algorithm, data: &[u8]) -> Vec<u8> {
 }
 
 fn gtime(secs: UnixSeconds) -> Result<OcspGeneralizedTime, CaError> {
-    Ok(OcspGeneralizedTime(GeneralizedTime::from_unix_duration(Duration::from_secs(secs))?))
+    Ok(OcspGeneralizedTime(GeneralizedTime::from_unix_duration(
+        Duration::from_secs(secs),
+    )?))
 }
 
 impl OcspSigner {
     /// Prepares the responder from its key and certificate and the issuing CA.
-    pub fn new(signer: Signer, cert_der: &[u8], issuing: &Certificate) -> Result<OcspSigner, CaError> {
+    pub fn new(
+        signer: Signer,
+        cert_der: &[u8],
+        issuing: &Certificate,
+    ) -> Result<OcspSigner, CaError> {
         let cert = Certificate::from_der(cert_der)?;
-        let responder_key = cert.tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes();
+        let responder_key = cert
+            .tbs_certificate
+            .subject_public_key_info
+            .subject_public_key
+            .raw_bytes();
         if responder_key != signer.public_key() {
-            return Err(CaError::Key("OCSP key does not match the OCSP certificate".into()));
+            return Err(CaError::Key(
+                "OCSP key does not match the OCSP certificate".into(),
+            ));
         }
-        let responder_id = ResponderId::ByKey(OctetString::new(hash(&digest::SHA1_FOR_LEGACY_USE_ONLY, responder_key))?);
+        let responder_id = ResponderId::ByKey(OctetString::new(hash(
+            &digest::SHA1_FOR_LEGACY_USE_ONLY,
+            responder_key,
+        ))?);
         let name_der = issuing.tbs_certificate.subject.to_der()?;
-        let key = issuing.tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes();
+        let key = issuing
+            .tbs_certificate
+            .subject_public_key_info
+            .subject_public_key
+            .raw_bytes();
         let issuers = vec![
             IssuerHashes {
                 alg: SHA1,
@@ -143,7 +162,8 @@ impl OcspSigner {
                 });
                 Item {
                     cert_id: id.clone(),
-                    serial: matched.and_then(|_| Serial::from_der_bytes(id.serial_number.as_bytes())),
+                    serial: matched
+                        .and_then(|_| Serial::from_der_bytes(id.serial_number.as_bytes())),
                     hash_index: matched.map(|i| i as u8).unwrap_or(u8::MAX),
                 }
             })
@@ -155,7 +175,13 @@ impl OcspSigner {
     }
 
     /// A signed successful response for `answers`, echoing `nonce`.
-    pub fn sign(&self, answers: &[(CertId, Lookup)], nonce: Option<&x509_ocsp::ext::Nonce>, now: UnixSeconds, next_update: UnixSeconds) -> Result<Vec<u8>, CaError> {
+    pub fn sign(
+        &self,
+        answers: &[(CertId, Lookup)],
+        nonce: Option<&x509_ocsp::ext::Nonce>,
+        now: UnixSeconds,
+        next_update: UnixSeconds,
+    ) -> Result<Vec<u8>, CaError> {
         let mut responses = Vec::with_capacity(answers.len());
         for (cert_id, lookup) in answers {
             let cert_status = match lookup {
@@ -198,7 +224,9 @@ impl OcspSigner {
 
 /// The `malformedRequest` response.
 pub fn malformed() -> Vec<u8> {
-    OcspResponse::malformed_request().to_der().unwrap_or_default()
+    OcspResponse::malformed_request()
+        .to_der()
+        .unwrap_or_default()
 }
 
 /// The `internalError` response.

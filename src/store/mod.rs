@@ -17,7 +17,7 @@
 
 pub mod model;
 mod orders;
-mod revocation;
+pub mod revocation;
 
 pub use orders::IssueOutcome;
 

@@ -37,18 +37,35 @@ pub struct StoredCrl {
 
 impl Store {
     /// Issued → Revoked for good, recording the CRL entry in the same write.
-    pub fn revoke_cert(&self, serial: &Serial, reason: RevocationReason, at: UnixSeconds) -> Result<Result<CertRecord, IllegalTransition>, StoreError> {
+    pub fn revoke_cert(
+        &self,
+        serial: &Serial,
+        reason: RevocationReason,
+        at: UnixSeconds,
+    ) -> Result<Result<CertRecord, IllegalTransition>, StoreError> {
         let res = (&self.inner.certs, &self.inner.revoked).transaction(|(certs, revoked)| {
             let Some(old) = certs.get(serial.0)? else {
-                return Err(ConflictableTransactionError::Abort(StoreError::Conflict(format!("no certificate with serial {serial}"))));
+                return Err(ConflictableTransactionError::Abort(StoreError::Conflict(
+                    format!("no certificate with serial {serial}"),
+                )));
             };
             let mut rec: CertRecord = decode(&old).map_err(ConflictableTransactionError::Abort)?;
             if let Err(e) = rec.revoke(reason, at) {
                 return Ok(Err(e));
             }
-            let entry = RevokedEntry { serial: *serial, at, reason };
-            certs.insert(&serial.0, encode(&rec).map_err(ConflictableTransactionError::Abort)?)?;
-            revoked.insert(&serial.0, encode(&entry).map_err(ConflictableTransactionError::Abort)?)?;
+            let entry = RevokedEntry {
+                serial: *serial,
+                at,
+                reason,
+            };
+            certs.insert(
+                &serial.0,
+                encode(&rec).map_err(ConflictableTransactionError::Abort)?,
+            )?;
+            revoked.insert(
+                &serial.0,
+                encode(&entry).map_err(ConflictableTransactionError::Abort)?,
+            )?;
             Ok(Ok(rec))
         });
         match res {

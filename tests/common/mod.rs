@@ -30,7 +30,7 @@ pub struct TestServer {
 
 pub fn test_config(dir: &Path, extra: &str) -> Config {
     let layer = format!(
-        "[server]\nest_listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+        "[server]\nest_listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[revocation]\nhttp_listen = \"127.0.0.1:0\"\n\
          [paths]\ncerts_dir = \"{}\"\ndata_dir = \"{}\"\n[log]\nfilter = \"warn\"\n",
         dir.join("certs").display(),
         dir.join("data").display()
