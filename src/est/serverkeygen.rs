@@ -21,7 +21,7 @@ use crate::ca::csr::{self, classify_key};
 use crate::orders;
 use crate::policy;
 use crate::server::{Connection, RequestLog};
-use crate::store::model::{AuditAction, AuditOutcome, Issuance};
+use crate::store::model::{AuditAction, AuditOutcome, Issuance, KeyAlgorithm};
 
 /// Answers a server-side key generation request.
 pub async fn handle(
@@ -75,6 +75,11 @@ async fn inner(
         }
     };
     let (org, profile) = order_profile(app, &order, label)?;
+    if !profile.key_policy.allowed.contains(&KeyAlgorithm::P256) {
+        return Err(EstError::Forbidden(
+            "the profile does not allow P-256 keys, which serverkeygen generates".into(),
+        ));
+    }
     let worker = app.clone();
     let (issued, pkcs8) = run_blocking(move || {
         // The CSR carries the subject; its key is only the client's proof of
