@@ -25,6 +25,8 @@ enum Command {
     Serve,
     /// Create CA material, the TLS certificate, the store and demo data, then exit.
     Init,
+    /// Call the admin API of a running estd over HTTPS: create profiles, order, list, revoke, export.
+    Admin(Box<estd::admin::cli::AdminArgs>),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +52,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve => runtime.block_on(serve(config)),
         Command::Init => init(config),
+        Command::Admin(args) => runtime
+            .block_on(estd::admin::cli::run(*args, &mut std::io::stdout().lock()))
+            .map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,28 +1,84 @@
-//! The admin listener: `/metrics` for Prometheus, and `/healthz`.
-//! The admin API proper (organisations, profiles, orders) builds on this.
+//! The admin listener: `/metrics` for Prometheus, `/healthz`, and the admin
+//! API under `/api/v1` (JSON; errors are RFC 9457 problem documents).
+//!
+//! A call flows: [`routes::find`] on the route table → `auth` (bearer
+//! token or a client certificate with the `admin-api` right) → the body,
+//! read within limits → one handler per resource, which reuses
+//! [`crate::orders`] for every lifecycle rule and commits the store before
+//! it answers a change. An actor that acts for an organisation sees only
+//! that organisation's data; anything else answers 404.
+//!
+//! [`client`] and [`cli`] are the other side: `estd admin ...`.
 
-use std::sync::Arc;
+mod auth;
+mod certificates;
+pub mod cli;
+pub mod client;
+mod export;
+mod history;
+mod orders;
+mod organisations;
+pub mod problem;
+mod profiles;
+mod public;
+mod request;
+mod response;
+pub mod routes;
+mod views;
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
 use crate::app::App;
+use crate::orders::Actor;
 use crate::server::{Connection, RequestLog};
+use orders::OrderChange;
+use problem::ApiError;
+use request::{read_body, ApiRequest, Query};
+use response::{with_body, ApiResult};
+use routes::{Access, Endpoint, RouteMatch, API_PREFIX};
+
+/// The OpenAPI 3.0 document of the admin API, served at `/api/v1/openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+/// Serialises changes to organisations and profiles made through the API, so
+/// that a uniqueness or consistency check and the write after it are one step.
+static CATALOGUE_WRITES: Mutex<()> = Mutex::new(());
+
+fn catalogue_lock() -> MutexGuard<'static, ()> {
+    CATALOGUE_WRITES
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Makes every write so far durable before a change is answered.
+async fn commit(app: &App) -> Result<(), ApiError> {
+    app.store
+        .commit()
+        .await
+        .map_err(|e| ApiError::Internal(format!("commit: {e}")))
+}
 
 /// Routes one admin request.
 pub async fn handle(
     app: &Arc<App>,
-    _conn: &Arc<Connection>,
+    conn: &Arc<Connection>,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
-    let (endpoint, resp) = match (req.method(), req.uri().path()) {
+    let path = req.uri().path();
+    if path == API_PREFIX || path.starts_with(&format!("{API_PREFIX}/")) {
+        return api(app, conn, req).await;
+    }
+    let (endpoint, resp) = match (req.method(), path) {
         (&Method::GET, "/metrics") => {
             app.metrics.stored.set(app.store.cert_count() as i64);
             (
                 "metrics",
-                text(
+                with_body(
                     StatusCode::OK,
                     "text/plain; version=0.0.4",
                     app.metrics.render(),
@@ -31,19 +87,19 @@ pub async fn handle(
         }
         (&Method::GET, "/healthz") => (
             "healthz",
-            text(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+            with_body(StatusCode::OK, "text/plain", &b"ok\n"[..]),
         ),
         (_, "/metrics") | (_, "/healthz") => (
             "unknown",
-            text(
+            with_body(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "text/plain",
-                b"method not allowed; use GET\n".to_vec(),
+                &b"method not allowed; use GET\n"[..],
             ),
         ),
         _ => (
             "unknown",
-            text(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
+            with_body(StatusCode::NOT_FOUND, "text/plain", &b"not found\n"[..]),
         ),
     };
     let mut resp = resp;
@@ -54,10 +110,113 @@ pub async fn handle(
     resp
 }
 
-fn text(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    r
+/// Serves one `/api/v1` request; every error becomes a problem document.
+async fn api(
+    app: &Arc<App>,
+    conn: &Arc<Connection>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let mut log = RequestLog {
+        endpoint: "api-unknown",
+        ..Default::default()
+    };
+    let mut resp = serve(app, conn, req, &mut log)
+        .await
+        .unwrap_or_else(ApiError::into_response);
+    resp.extensions_mut().insert(log);
+    resp
+}
+
+async fn serve(
+    app: &App,
+    conn: &Connection,
+    req: Request<Incoming>,
+    log: &mut RequestLog,
+) -> ApiResult {
+    let path = req.uri().path().strip_prefix(API_PREFIX).unwrap_or("");
+    let (route, params) = match routes::find(req.method().as_str(), path) {
+        RouteMatch::Found(route, params) => (route, params),
+        RouteMatch::WrongMethod(allowed) => {
+            return Err(ApiError::MethodNotAllowed {
+                allow: allowed.join(", "),
+            })
+        }
+        RouteMatch::NoSuchPath => {
+            return Err(ApiError::NotFound(format!(
+                "no admin API path {:?}",
+                req.uri().path()
+            )))
+        }
+    };
+    log.endpoint = route.endpoint.log_name();
+    let query = Query::parse(req.uri().query())?;
+    let actor = match route.access {
+        Access::Public => None,
+        Access::Authenticated => {
+            let actor = auth::authenticate(app, conn, req.headers())?;
+            log.principal = Some(actor.name.clone());
+            Some(actor)
+        }
+    };
+    let (parts, body) = req.into_parts();
+    let body = if parts.method == Method::GET {
+        Bytes::new()
+    } else {
+        read_body(&parts.headers, body, app.config.server.body_read_timeout()).await?
+    };
+    let request = ApiRequest {
+        params,
+        query,
+        headers: parts.headers,
+        body,
+    };
+    match actor {
+        None => public_endpoint(app, route.endpoint, &request),
+        Some(actor) => endpoint(app, &actor, route.endpoint, &request).await,
+    }
+}
+
+/// The routes that need no credentials.
+fn public_endpoint(app: &App, endpoint: Endpoint, req: &ApiRequest) -> ApiResult {
+    match endpoint {
+        Endpoint::OpenApi => {
+            req.query.only(&[])?;
+            Ok(with_body(StatusCode::OK, "application/json", OPENAPI_JSON))
+        }
+        Endpoint::PublicCertificates => public::search(app, req),
+        other => Err(ApiError::Internal(format!(
+            "{other:?} is not a public endpoint"
+        ))),
+    }
+}
+
+async fn endpoint(app: &App, actor: &Actor, endpoint: Endpoint, req: &ApiRequest) -> ApiResult {
+    use Endpoint as E;
+    match endpoint {
+        E::OpenApi | E::PublicCertificates => public_endpoint(app, endpoint, req),
+        E::ListOrganisations => organisations::list(app, actor, req),
+        E::CreateOrganisation => organisations::create(app, actor, req).await,
+        E::GetOrganisation => organisations::get(app, actor, req),
+        E::UpdateOrganisation => organisations::update(app, actor, req).await,
+        E::CreateToken => organisations::create_org_token(app, actor, req).await,
+        E::SearchProfiles => profiles::search(app, actor, req),
+        E::CreateProfile => profiles::create(app, actor, req).await,
+        E::GetProfile => profiles::get(app, actor, req),
+        E::UpdateProfile => profiles::update(app, actor, req).await,
+        E::ProfileCertificatesCsv => export::profile_certificates(app, actor, req),
+        E::ExportCsv => export::export(app, actor, req),
+        E::ListOrders => orders::list(app, actor, req),
+        E::CreateOrder => orders::create(app, actor, req).await,
+        E::GetOrder => orders::get(app, actor, req),
+        E::DeleteOrder => orders::change(app, actor, req, OrderChange::Delete).await,
+        E::ApproveOrder => orders::change(app, actor, req, OrderChange::Approve).await,
+        E::RejectOrder => orders::change(app, actor, req, OrderChange::Reject).await,
+        E::NewCode => orders::new_code(app, actor, req).await,
+        E::GetCertificate => certificates::get(app, actor, req),
+        E::RenewCertificate => certificates::renew(app, actor, req).await,
+        E::RevokeCertificate => certificates::revoke(app, actor, req).await,
+        E::BlockCertificate => certificates::block(app, actor, req).await,
+        E::AuditLog => history::audit_log(app, actor, req),
+        E::Notifications => history::notifications(app, actor, req),
+    }
 }

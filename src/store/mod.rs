@@ -15,6 +15,7 @@
 //! Concurrent commits share one flush (group commit), so a burst of enrolments
 //! pays for one fsync, not one each.
 
+mod admin_queries;
 pub mod model;
 mod orders;
 pub mod revocation;

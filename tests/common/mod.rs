@@ -409,3 +409,20 @@ pub fn serial_of(cert: &Certificate) -> Serial {
 pub fn der_of(cert: &Certificate) -> Vec<u8> {
     cert.to_der().expect("der")
 }
+
+// ---- Admin API helpers ----
+
+impl TestServer {
+    /// The server operator's admin API token, as written to `certs/admin-token` at first start.
+    pub fn operator_token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("certs").join("admin-token"))
+            .expect("operator token file")
+            .trim()
+            .to_owned()
+    }
+
+    /// An HTTPS keep-alive client on the admin listener.
+    pub async fn admin_client(&self, identity: Option<&Identity>) -> Client {
+        Client::connect(self.server.admin_addr, &self.root_der(), identity, false).await
+    }
+}

@@ -1,0 +1,89 @@
+//! Certificates: read, renew, revoke and block. The rules live in
+//! [`crate::orders`].
+
+use http::StatusCode;
+use serde::Deserialize;
+
+use super::commit;
+use super::orders::NoFields;
+use super::problem::ApiError;
+use super::request::ApiRequest;
+use super::response::{created, json, ApiResult};
+use super::views::{CertView, CreatedOrderView};
+use crate::app::App;
+use crate::orders::{self as lifecycle, Actor};
+use crate::store::model::{now_unix, RevocationReason, Serial};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Revocation {
+    reason: String,
+}
+
+/// The serial in the path: 32 hex digits, as `openssl x509 -serial` prints it.
+fn path_serial(req: &ApiRequest) -> Result<Serial, ApiError> {
+    Serial::from_hex(req.param(0))
+        .ok_or_else(|| ApiError::invalid("serial", "must be 32 hexadecimal digits"))
+}
+
+fn parse_reason(value: &str) -> Result<RevocationReason, ApiError> {
+    match value {
+        "organisation-ceased" => Ok(RevocationReason::OrganisationCeased),
+        "suspected-misuse" => Ok(RevocationReason::SuspectedMisuse),
+        "information-changed" => Ok(RevocationReason::InformationChanged),
+        "superseded" => Ok(RevocationReason::Superseded),
+        "other" => Ok(RevocationReason::Other),
+        "blocked" => Err(ApiError::invalid(
+            "reason",
+            "a user certificate is blocked with POST /certificates/{serial}/block",
+        )),
+        other => Err(ApiError::invalid(
+            "reason",
+            format!(
+                "{other:?} is not one of organisation-ceased, suspected-misuse, \
+                 information-changed, superseded, other"
+            ),
+        )),
+    }
+}
+
+/// `GET /certificates/{serial}`.
+pub fn get(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    req.query.only(&[])?;
+    let serial = path_serial(req)?;
+    let rec = lifecycle::visible_cert(app, actor, &serial)?;
+    json(StatusCode::OK, &CertView::new(&rec, now_unix()))
+}
+
+/// `POST /certificates/{serial}/renew`: orders a renewal (before expiry and
+/// revocation only).
+pub async fn renew(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    req.query.only(&[])?;
+    let _: NoFields = req.json_or_default()?;
+    let serial = path_serial(req)?;
+    let created_order = lifecycle::renew(app, actor, &serial)?;
+    commit(app).await?;
+    let view = CreatedOrderView::new(app, created_order, now_unix());
+    created(&format!("/api/v1/orders/{}", view.order.reference), &view)
+}
+
+/// `POST /certificates/{serial}/revoke` with `{reason}`.
+pub async fn revoke(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    req.query.only(&[])?;
+    let serial = path_serial(req)?;
+    let input: Revocation = req.json()?;
+    let reason = parse_reason(&input.reason)?;
+    let rec = lifecycle::revoke(app, actor, &serial, reason)?;
+    commit(app).await?;
+    json(StatusCode::OK, &CertView::new(&rec, now_unix()))
+}
+
+/// `POST /certificates/{serial}/block`: blocks a user certificate, for good.
+pub async fn block(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    req.query.only(&[])?;
+    let _: NoFields = req.json_or_default()?;
+    let serial = path_serial(req)?;
+    let rec = lifecycle::revoke(app, actor, &serial, RevocationReason::Blocked)?;
+    commit(app).await?;
+    json(StatusCode::OK, &CertView::new(&rec, now_unix()))
+}

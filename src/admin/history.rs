@@ -1,0 +1,78 @@
+//! History: the audit log and the notification outbox, each filtered to what
+//! the actor may see.
+
+use http::StatusCode;
+
+use super::problem::ApiError;
+use super::request::ApiRequest;
+use super::response::{json, ApiResult};
+use super::views::{AuditView, Items, NotificationView};
+use crate::app::App;
+use crate::orders::Actor;
+use crate::store::model::{is_valid_cvr, Serial};
+
+/// Default and largest number of audit events in one answer (the latest).
+const DEFAULT_AUDIT_LIMIT: u64 = 1000;
+const MAX_AUDIT_LIMIT: u64 = 10_000;
+
+fn cvr_filter(req: &ApiRequest) -> Result<Option<&str>, ApiError> {
+    match req.query.get("cvr") {
+        Some(c) if !is_valid_cvr(c) => Err(ApiError::invalid("cvr", "must be exactly 8 digits")),
+        other => Ok(other),
+    }
+}
+
+/// Whether the actor may see a record of organisation `cvr` (operators see
+/// records without one, too).
+fn visible(actor: &Actor, cvr: Option<&str>) -> bool {
+    match cvr {
+        Some(c) => actor.may_access(c),
+        None => actor.is_operator(),
+    }
+}
+
+/// `GET /audit?cvr=&profile_id=&serial=&order=&limit=`: the latest events, oldest first.
+pub fn audit_log(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    let q = &req.query;
+    q.only(&["cvr", "profile_id", "serial", "order", "limit"])?;
+    let cvr = cvr_filter(req)?;
+    let profile_id = q.get("profile_id");
+    let serial = q
+        .get("serial")
+        .map(|s| {
+            Serial::from_hex(s)
+                .ok_or_else(|| ApiError::invalid("serial", "must be 32 hexadecimal digits"))
+        })
+        .transpose()?;
+    let order = q.get("order");
+    let limit = q.number("limit", DEFAULT_AUDIT_LIMIT, 1, MAX_AUDIT_LIMIT)? as usize;
+    let mut events = Vec::new();
+    for e in app.store.audit_events() {
+        let e = e?;
+        if visible(actor, e.cvr.as_deref())
+            && cvr.map_or(true, |c| e.cvr.as_deref() == Some(c))
+            && profile_id.map_or(true, |p| e.profile_id.as_deref() == Some(p))
+            && serial.map_or(true, |s| e.serial == Some(s))
+            && order.map_or(true, |o| e.order_id.as_deref() == Some(o))
+        {
+            events.push(AuditView::from(&e));
+        }
+    }
+    let total = events.len();
+    let items = events.split_off(total.saturating_sub(limit));
+    json(StatusCode::OK, &Items { items, total })
+}
+
+/// `GET /notifications?cvr=`: the outbox, oldest first.
+pub fn notifications(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    req.query.only(&["cvr"])?;
+    let cvr = cvr_filter(req)?;
+    let mut items = Vec::new();
+    for n in app.store.notifications() {
+        let n = n?;
+        if actor.may_access(&n.cvr) && cvr.map_or(true, |c| c == n.cvr) {
+            items.push(NotificationView::from(&n));
+        }
+    }
+    json(StatusCode::OK, &Items::all(items))
+}

@@ -1,0 +1,149 @@
+//! Certificate orders: order, list, read (deleted ones too), delete, approve,
+//! reject, and a new one-time code. The rules live in [`crate::orders`].
+
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::commit;
+use super::problem::ApiError;
+use super::profiles::{parse_identification, parse_issuance};
+use super::request::ApiRequest;
+use super::response::{created, json, ApiResult};
+use super::views::{rfc3339, CreatedOrderView, Items, OrderView};
+use crate::app::App;
+use crate::orders::{self as lifecycle, Actor, OrderRequest};
+use crate::store::model::{is_valid_cvr, now_unix, OrderHolder, OrderStatus};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserInput {
+    name: String,
+    email: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewOrder {
+    profile_id: String,
+    #[serde(default)]
+    user: Option<UserInput>,
+    #[serde(default)]
+    identification: Option<String>,
+    #[serde(default)]
+    issuance: Option<String>,
+}
+
+/// Calls without a body take none, or an empty JSON object.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoFields {}
+
+#[derive(Debug, Serialize)]
+struct NewCode {
+    reference: String,
+    code: String,
+    code_expires_at: Option<String>,
+}
+
+/// `POST /orders`.
+pub async fn create(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    let input: NewOrder = req.json()?;
+    let request = OrderRequest {
+        profile_id: input.profile_id.trim().to_owned(),
+        user: input.user.map(|u| (u.name, u.email.trim().to_owned())),
+        identification: input
+            .identification
+            .as_deref()
+            .map(|v| parse_identification("identification", v))
+            .transpose()?,
+        issuance: input
+            .issuance
+            .as_deref()
+            .map(|v| parse_issuance("issuance", v))
+            .transpose()?,
+    };
+    let created_order = lifecycle::create_order(app, actor, &request, None)?;
+    commit(app).await?;
+    let view = CreatedOrderView::new(app, created_order, now_unix());
+    created(&format!("/api/v1/orders/{}", view.order.reference), &view)
+}
+
+/// `GET /orders?profile_id=&cvr=&user_email=`: orders that are not deleted.
+pub fn list(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    let q = &req.query;
+    q.only(&["profile_id", "cvr", "user_email"])?;
+    let profile_id = q.get("profile_id");
+    let cvr = q.get("cvr");
+    if cvr.is_some_and(|c| !is_valid_cvr(c)) {
+        return Err(ApiError::invalid("cvr", "must be exactly 8 digits"));
+    }
+    let user_email = q.get("user_email").map(str::trim);
+    let now = now_unix();
+    let mut orders = Vec::new();
+    for order in app.store.orders() {
+        let order = order?;
+        let user_matches = user_email.map_or(true, |wanted| match &order.holder {
+            OrderHolder::User { email, .. } => email.eq_ignore_ascii_case(wanted),
+            OrderHolder::Profile => false,
+        });
+        if order.status != OrderStatus::Deleted
+            && actor.may_access(&order.cvr)
+            && profile_id.map_or(true, |p| p == order.profile_id)
+            && cvr.map_or(true, |c| c == order.cvr)
+            && user_matches
+        {
+            orders.push(order);
+        }
+    }
+    orders.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    let items: Vec<OrderView> = orders.iter().map(|o| OrderView::new(app, o, now)).collect();
+    json(StatusCode::OK, &Items::all(items))
+}
+
+/// `GET /orders/{reference}`, deleted ones included (history).
+pub fn get(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    req.query.only(&[])?;
+    let order = lifecycle::visible_order(app, actor, req.param(0))?;
+    json(StatusCode::OK, &OrderView::new(app, &order, now_unix()))
+}
+
+/// Which state change an order call makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderChange {
+    /// "Delete certificate order" (before issue only).
+    Delete,
+    /// Approve a held API enrolment.
+    Approve,
+    /// Reject a held API enrolment.
+    Reject,
+}
+
+/// `DELETE /orders/{reference}`, `POST .../approve`, `POST .../reject`.
+pub async fn change(app: &App, actor: &Actor, req: &ApiRequest, change: OrderChange) -> ApiResult {
+    req.query.only(&[])?;
+    let _: NoFields = req.json_or_default()?;
+    let id = req.param(0);
+    let order = match change {
+        OrderChange::Delete => lifecycle::delete_order(app, actor, id)?,
+        OrderChange::Approve => lifecycle::approve(app, actor, id)?,
+        OrderChange::Reject => lifecycle::reject(app, actor, id)?,
+    };
+    commit(app).await?;
+    json(StatusCode::OK, &OrderView::new(app, &order, now_unix()))
+}
+
+/// `POST /orders/{reference}/code`: a new one-time code (also unlocks).
+pub async fn new_code(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    req.query.only(&[])?;
+    let _: NoFields = req.json_or_default()?;
+    let (order, code) = lifecycle::renew_code(app, actor, req.param(0))?;
+    commit(app).await?;
+    json(
+        StatusCode::OK,
+        &NewCode {
+            reference: order.id.clone(),
+            code,
+            code_expires_at: order.code.as_ref().map(|c| rfc3339(c.expires_at)),
+        },
+    )
+}

@@ -1,0 +1,277 @@
+//! Organisations: create (operators), read, change, list, and admin tokens
+//! for an organisation.
+
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::problem::ApiError;
+use super::request::ApiRequest;
+use super::response::{created, json, ApiResult};
+use super::views::Items;
+use super::{catalogue_lock, commit};
+use crate::app::App;
+use crate::orders::{audit, create_token, Actor};
+use crate::store::model::{is_valid_cvr, AuditAction, AuditOutcome, Organisation};
+
+/// Longest organisation name: X.520's upper bound for the O attribute.
+const MAX_ORG_NAME: usize = 64;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewOrganisation {
+    cvr: String,
+    name: String,
+    #[serde(default)]
+    allow_user_certs: bool,
+    #[serde(default)]
+    allow_seal: bool,
+    #[serde(default)]
+    p_numbers: Vec<String>,
+    #[serde(default)]
+    se_numbers: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrganisationChanges {
+    name: Option<String>,
+    allow_user_certs: Option<bool>,
+    allow_seal: Option<bool>,
+    p_numbers: Option<Vec<String>>,
+    se_numbers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    name: String,
+}
+
+#[derive(Debug, Serialize)]
+struct CreatedToken<'a> {
+    /// Shown once; only its hash is stored.
+    token: String,
+    name: &'a str,
+    cvr: &'a str,
+}
+
+fn check_numbers(field: &str, numbers: &[String], digits: usize) -> Result<(), ApiError> {
+    for (i, n) in numbers.iter().enumerate() {
+        if n.len() != digits || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApiError::invalid(
+                field,
+                format!("{n:?} is not {digits} digits"),
+            ));
+        }
+        if numbers[..i].contains(n) {
+            return Err(ApiError::invalid(field, format!("{n} is listed twice")));
+        }
+    }
+    Ok(())
+}
+
+/// Checks an organisation's own fields (P numbers are 10 digits, SE numbers 8).
+fn validate(org: &Organisation) -> Result<(), ApiError> {
+    if !is_valid_cvr(&org.cvr) {
+        return Err(ApiError::invalid("cvr", "must be exactly 8 digits"));
+    }
+    if org.name.is_empty() {
+        return Err(ApiError::invalid("name", "is required"));
+    }
+    if org.name.chars().count() > MAX_ORG_NAME || org.name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "name",
+            format!("must be at most {MAX_ORG_NAME} printable characters"),
+        ));
+    }
+    check_numbers("p_numbers", &org.p_numbers, 10)?;
+    check_numbers("se_numbers", &org.se_numbers, 8)
+}
+
+/// The organisation `cvr` if the actor may see it; 404 otherwise.
+pub fn visible_org(app: &App, actor: &Actor, cvr: &str) -> Result<Organisation, ApiError> {
+    match app.store.org(cvr)? {
+        Some(o) if actor.may_access(&o.cvr) => Ok(o),
+        _ => Err(ApiError::NotFound("organisation not found".into())),
+    }
+}
+
+/// `GET /organisations`: those the actor may see.
+pub fn list(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    req.query.only(&[])?;
+    let mut orgs = Vec::new();
+    for org in app.store.orgs() {
+        let org = org?;
+        if actor.may_access(&org.cvr) {
+            orgs.push(org);
+        }
+    }
+    orgs.sort_by(|a, b| a.cvr.cmp(&b.cvr));
+    json(StatusCode::OK, &Items::all(orgs))
+}
+
+/// `POST /organisations` (operators only).
+pub async fn create(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    if !actor.is_operator() {
+        return Err(ApiError::Forbidden(
+            "only a server operator can create organisations".into(),
+        ));
+    }
+    let input: NewOrganisation = req.json()?;
+    let org = Organisation {
+        cvr: input.cvr.trim().to_owned(),
+        name: input.name.trim().to_owned(),
+        allow_user_certs: input.allow_user_certs,
+        allow_seal: input.allow_seal,
+        p_numbers: input.p_numbers,
+        se_numbers: input.se_numbers,
+    };
+    validate(&org)?;
+    if !app.store.insert_new_org(&org)? {
+        return Err(ApiError::Conflict(format!(
+            "an organisation with CVR {} already exists",
+            org.cvr
+        )));
+    }
+    audit(
+        app,
+        &actor.name,
+        AuditAction::Configure,
+        AuditOutcome::Done,
+        Some(&org.cvr),
+        None,
+        None,
+        None,
+        format!("organisation created: {}", org.name),
+    )?;
+    commit(app).await?;
+    created(&format!("/api/v1/organisations/{}", org.cvr), &org)
+}
+
+/// `GET /organisations/{cvr}`.
+pub fn get(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    req.query.only(&[])?;
+    json(StatusCode::OK, &visible_org(app, actor, req.param(0))?)
+}
+
+/// Refuses a change that would leave a profile with a seal, P number or SE
+/// number the organisation no longer has.
+fn check_profiles_still_fit(app: &App, org: &Organisation) -> Result<(), ApiError> {
+    for p in app.store.profiles() {
+        let p = p?;
+        if p.cvr != org.cvr {
+            continue;
+        }
+        if p.seal && !org.allow_seal {
+            return Err(ApiError::Conflict(format!(
+                "profile {:?} ({}) has seal generation on; turn it off there first",
+                p.name, p.id
+            )));
+        }
+        if let Some(n) = p.p_number.as_ref().filter(|n| !org.p_numbers.contains(n)) {
+            return Err(ApiError::Conflict(format!(
+                "P number {n} is used by profile {:?} ({}); change the profile first",
+                p.name, p.id
+            )));
+        }
+        if let Some(n) = p.se_number.as_ref().filter(|n| !org.se_numbers.contains(n)) {
+            return Err(ApiError::Conflict(format!(
+                "SE number {n} is used by profile {:?} ({}); change the profile first",
+                p.name, p.id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `PATCH /organisations/{cvr}`.
+pub async fn update(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    let changes: OrganisationChanges = req.json()?;
+    let org = {
+        let _guard = catalogue_lock();
+        let mut org = visible_org(app, actor, req.param(0))?;
+        let before = org.clone();
+        if let Some(name) = changes.name {
+            org.name = name.trim().to_owned();
+        }
+        if let Some(v) = changes.allow_user_certs {
+            org.allow_user_certs = v;
+        }
+        if let Some(v) = changes.allow_seal {
+            org.allow_seal = v;
+        }
+        if let Some(v) = changes.p_numbers {
+            org.p_numbers = v;
+        }
+        if let Some(v) = changes.se_numbers {
+            org.se_numbers = v;
+        }
+        validate(&org)?;
+        check_profiles_still_fit(app, &org)?;
+        if org != before {
+            app.store.put_org(&org)?;
+            let changed: Vec<&str> = [
+                ("name", org.name != before.name),
+                (
+                    "allow_user_certs",
+                    org.allow_user_certs != before.allow_user_certs,
+                ),
+                ("allow_seal", org.allow_seal != before.allow_seal),
+                ("p_numbers", org.p_numbers != before.p_numbers),
+                ("se_numbers", org.se_numbers != before.se_numbers),
+            ]
+            .into_iter()
+            .filter_map(|(name, differs)| differs.then_some(name))
+            .collect();
+            audit(
+                app,
+                &actor.name,
+                AuditAction::Configure,
+                AuditOutcome::Done,
+                Some(&org.cvr),
+                None,
+                None,
+                None,
+                format!("organisation changed: {}", changed.join(", ")),
+            )?;
+        }
+        org
+    };
+    commit(app).await?;
+    json(StatusCode::OK, &org)
+}
+
+/// `POST /organisations/{cvr}/tokens`: an admin token for the organisation,
+/// shown once (operators, or the organisation's own actors).
+pub async fn create_org_token(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    let org = visible_org(app, actor, req.param(0))?;
+    let input: NewToken = req.json()?;
+    let name = input.name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "name",
+            "is required: 1 to 64 printable characters",
+        ));
+    }
+    let token = create_token(&app.store, Some(&org.cvr), name)?;
+    audit(
+        app,
+        &actor.name,
+        AuditAction::Configure,
+        AuditOutcome::Done,
+        Some(&org.cvr),
+        None,
+        None,
+        None,
+        format!("admin token {name:?} created"),
+    )?;
+    commit(app).await?;
+    created(
+        &format!("/api/v1/organisations/{}", org.cvr),
+        &CreatedToken {
+            token,
+            name,
+            cvr: &org.cvr,
+        },
+    )
+}

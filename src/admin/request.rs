@@ -1,0 +1,262 @@
+//! What an admin API handler gets: path parameters, the query string and a
+//! JSON body read within limits.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderMap};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::de::DeserializeOwned;
+
+use super::problem::ApiError;
+
+/// Largest request body the admin API accepts.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A matched, authenticated (where required) admin API request.
+#[derive(Debug)]
+pub struct ApiRequest {
+    /// Path parameters in template order.
+    pub params: Vec<String>,
+    /// The decoded query string.
+    pub query: Query,
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// The body (empty for none).
+    pub body: Bytes,
+}
+
+impl ApiRequest {
+    /// The `i`-th path parameter (empty if the template has none there).
+    pub fn param(&self, i: usize) -> &str {
+        self.params.get(i).map(String::as_str).unwrap_or("")
+    }
+
+    /// The body as `T`: it must be `application/json` and present.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if self.body.is_empty() {
+            return Err(ApiError::MalformedBody(
+                "a JSON request body is required".into(),
+            ));
+        }
+        require_json(&self.headers)?;
+        parse_json(&self.body)
+    }
+
+    /// The body as `T`, or `T::default()` when there is no body.
+    pub fn json_or_default<T: DeserializeOwned + Default>(&self) -> Result<T, ApiError> {
+        if self.body.is_empty() {
+            Ok(T::default())
+        } else {
+            self.json()
+        }
+    }
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let mut values = headers.get_all(header::CONTENT_TYPE).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::UnsupportedMediaType(
+            "more than one Content-Type header".into(),
+        ));
+    }
+    let media_type = first
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim());
+    match media_type {
+        Some(t) if t.eq_ignore_ascii_case("application/json") => Ok(()),
+        Some(t) => Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type must be application/json, not {t}"
+        ))),
+        None => Err(ApiError::UnsupportedMediaType(
+            "Content-Type must be application/json".into(),
+        )),
+    }
+}
+
+/// The name between backticks after `marker` in a serde message.
+fn quoted_after<'a>(message: &'a str, marker: &str) -> Option<&'a str> {
+    let rest = &message[message.find(marker)? + marker.len()..];
+    rest.split('`').next()
+}
+
+/// Parses JSON, naming the field where serde's message does.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let message = e.to_string();
+        if let Some(field) = quoted_after(&message, "unknown field `") {
+            return ApiError::invalid(field, format!("is not a field of this request ({message})"));
+        }
+        if let Some(field) = quoted_after(&message, "missing field `") {
+            return ApiError::invalid(field, "is required");
+        }
+        if let Some(field) = quoted_after(&message, "duplicate field `") {
+            return ApiError::invalid(field, "appears more than once");
+        }
+        ApiError::MalformedBody(format!(
+            "the body is not valid JSON for this call: {message}"
+        ))
+    })
+}
+
+/// Reads a body within [`MAX_BODY_BYTES`] and `timeout`.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Incoming,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > MAX_BODY_BYTES as u64 {
+            return Err(ApiError::TooLarge(MAX_BODY_BYTES));
+        }
+    }
+    match tokio::time::timeout(timeout, Limited::new(body, MAX_BODY_BYTES).collect()).await {
+        Err(_) => Err(ApiError::Timeout),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::TooLarge(MAX_BODY_BYTES))
+        }
+        Ok(Err(e)) => Err(ApiError::MalformedBody(format!("reading the body: {e}"))),
+    }
+}
+
+/// A decoded query string.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes one `application/x-www-form-urlencoded` component.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hi = hex_value(*bytes.get(i + 1)?)?;
+                let lo = hex_value(*bytes.get(i + 2)?)?;
+                out.push(hi << 4 | lo);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+impl Query {
+    /// Parses a raw query string.
+    pub fn parse(raw: Option<&str>) -> Result<Query, ApiError> {
+        let mut pairs = Vec::new();
+        for part in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            let key = percent_decode(k)
+                .ok_or_else(|| ApiError::invalid("query", "bad percent-encoding"))?;
+            let value = percent_decode(v)
+                .ok_or_else(|| ApiError::invalid(key.clone(), "bad percent-encoding"))?;
+            pairs.push((key, value));
+        }
+        Ok(Query { pairs })
+    }
+
+    /// Refuses parameters other than `allowed`, and repeated ones.
+    pub fn only(&self, allowed: &[&str]) -> Result<(), ApiError> {
+        for (i, (k, _)) in self.pairs.iter().enumerate() {
+            if !allowed.contains(&k.as_str()) {
+                return Err(ApiError::invalid(
+                    k.clone(),
+                    format!(
+                        "is not a query parameter of this call (known: {})",
+                        allowed.join(", ")
+                    ),
+                ));
+            }
+            if self.pairs[..i].iter().any(|(earlier, _)| earlier == k) {
+                return Err(ApiError::invalid(k.clone(), "is given more than once"));
+            }
+        }
+        Ok(())
+    }
+
+    /// A parameter's value; an empty value counts as absent.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A numeric parameter within `min..=max`, or `default` when absent.
+    pub fn number(&self, name: &str, default: u64, min: u64, max: u64) -> Result<u64, ApiError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(n),
+                _ => Err(ApiError::invalid(
+                    name,
+                    format!("must be a whole number from {min} to {max}"),
+                )),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        let q = Query::parse(Some("q=a%40b.dk&cvr=12345678&x=&page=2+3")).expect("query");
+        assert_eq!(q.get("q"), Some("a@b.dk"));
+        assert_eq!(q.get("x"), None);
+        assert_eq!(q.get("page"), Some("2 3"));
+        assert!(q.only(&["q", "cvr", "x", "page"]).is_ok());
+        assert!(q.only(&["q"]).is_err());
+        assert!(Query::parse(Some("q=%zz")).is_err());
+        assert!(Query::parse(Some("q=%ff")).is_err(), "not UTF-8");
+        let twice = Query::parse(Some("q=a&q=b")).expect("query");
+        assert!(twice.only(&["q"]).is_err());
+    }
+
+    #[test]
+    fn serde_messages_name_fields() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct T {
+            name: String,
+        }
+        match parse_json::<T>(br#"{"name":"a","nmae":"b"}"#) {
+            Err(ApiError::InvalidField { field, .. }) => assert_eq!(field, "nmae"),
+            other => panic!("{other:?}"),
+        }
+        match parse_json::<T>(b"{}") {
+            Err(ApiError::InvalidField { field, .. }) => assert_eq!(field, "name"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse_json::<T>(b"{"),
+            Err(ApiError::MalformedBody(_))
+        ));
+    }
+}

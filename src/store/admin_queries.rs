@@ -1,0 +1,42 @@
+//! Store operations the admin API needs beyond the core ones: creating an
+//! organisation without overwriting one, and undoing a profile creation.
+
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use super::model::{Organisation, Profile};
+use super::{decode, encode, Store, StoreError};
+
+impl Store {
+    /// Inserts a new organisation; `Ok(false)` if its CVR number is taken.
+    pub fn insert_new_org(&self, org: &Organisation) -> Result<bool, StoreError> {
+        let value = encode(org)?;
+        Ok(self
+            .inner
+            .orgs
+            .compare_and_swap(org.cvr.as_bytes(), None as Option<&[u8]>, Some(value))?
+            .is_ok())
+    }
+
+    /// Removes a profile and its EST label, atomically (to undo a creation
+    /// whose follow-up failed). Removing a missing profile does nothing.
+    pub fn remove_profile(&self, id: &str) -> Result<(), StoreError> {
+        let res = (&self.inner.profiles, &self.inner.labels).transaction(|(profiles, labels)| {
+            if let Some(old) = profiles.remove(id.as_bytes())? {
+                let old: Profile = decode(&old).map_err(ConflictableTransactionError::Abort)?;
+                if labels
+                    .get(old.est_label.as_bytes())?
+                    .is_some_and(|owner| owner.as_ref() == id.as_bytes())
+                {
+                    labels.remove(old.est_label.as_bytes())?;
+                }
+            }
+            Ok(())
+        });
+        match res {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+}
