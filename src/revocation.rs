@@ -49,6 +49,7 @@ pub struct OcspAnswer {
 }
 
 struct Cached {
+    serial: Serial,
     body: Bytes,
     status: &'static str,
     refresh_at: UnixSeconds,
@@ -61,7 +62,8 @@ pub struct Revocation {
     crl: RwLock<Arc<StoredCrl>>,
     crl_lock: Mutex<()>,
     responder: RwLock<Arc<OcspSigner>>,
-    cache: RwLock<HashMap<(Serial, u8), Cached>>,
+    /// Keyed by the request's CertID DER, so an answer always echoes the asker's CertID.
+    cache: RwLock<HashMap<Vec<u8>, Cached>>,
     /// Bumped after every revocation; answers read before a bump are not cached.
     epoch: AtomicU64,
 }
@@ -186,7 +188,7 @@ impl Revocation {
                 Err(p) => p.into_inner(),
             };
             self.epoch.fetch_add(1, Ordering::SeqCst);
-            cache.retain(|(s, _), _| s != serial);
+            cache.retain(|_, c| c.serial != *serial);
         }
         self.regenerate_crl(ca, store, metrics)?;
         Ok(())
@@ -235,14 +237,18 @@ impl Revocation {
         };
         let now = now_unix();
         let single = parsed.items.len() == 1 && parsed.nonce.is_none();
-        if single {
-            let item = &parsed.items[0];
-            if let Some(serial) = item.serial {
+        let cache_key = if single && parsed.items[0].serial.is_some() {
+            der::Encode::to_der(&parsed.items[0].cert_id).ok()
+        } else {
+            None
+        };
+        if let Some(key) = &cache_key {
+            {
                 let cache = match self.cache.read() {
                     Ok(g) => g,
                     Err(p) => p.into_inner(),
                 };
-                if let Some(c) = cache.get(&(serial, item.hash_index)) {
+                if let Some(c) = cache.get(key) {
                     if now < c.refresh_at {
                         return OcspAnswer {
                             body: c.body.clone(),
@@ -302,29 +308,28 @@ impl Revocation {
             }
         };
         let refresh_at = now + validity / 2;
-        if single {
-            if let Some(serial) = parsed.items[0].serial {
-                let mut cache = match self.cache.write() {
-                    Ok(g) => g,
-                    Err(p) => p.into_inner(),
-                };
-                if cache.len() >= self.config.ocsp_cache_entries {
-                    cache.retain(|_, c| now < c.refresh_at);
-                }
-                // Only if no revocation happened since this answer's read began.
-                if self.epoch.load(Ordering::SeqCst) == epoch
-                    && cache.len() < self.config.ocsp_cache_entries
-                {
-                    cache.insert(
-                        (serial, parsed.items[0].hash_index),
-                        Cached {
-                            body: body.clone(),
-                            status,
-                            refresh_at,
-                            next_update,
-                        },
-                    );
-                }
+        if let (Some(key), Some(serial)) = (cache_key, parsed.items[0].serial) {
+            let mut cache = match self.cache.write() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            // Full: start over rather than scan on every miss (entries are
+            // cheap to sign again, and the hot ones come back at once).
+            if cache.len() >= self.config.ocsp_cache_entries {
+                cache.clear();
+            }
+            // Only if no revocation happened since this answer's read began.
+            if self.epoch.load(Ordering::SeqCst) == epoch {
+                cache.insert(
+                    key,
+                    Cached {
+                        serial,
+                        body: body.clone(),
+                        status,
+                        refresh_at,
+                        next_update,
+                    },
+                );
             }
         }
         OcspAnswer {

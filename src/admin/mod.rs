@@ -14,6 +14,7 @@ mod auth;
 mod certificates;
 pub mod cli;
 pub mod client;
+mod crl;
 mod export;
 mod history;
 mod orders;
@@ -74,17 +75,14 @@ pub async fn handle(
         return api(app, conn, req).await;
     }
     let (endpoint, resp) = match (req.method(), path) {
-        (&Method::GET, "/metrics") => {
-            app.metrics.stored.set(app.store.cert_count() as i64);
-            (
-                "metrics",
-                with_body(
-                    StatusCode::OK,
-                    "text/plain; version=0.0.4",
-                    app.metrics.render(),
-                ),
-            )
-        }
+        (&Method::GET, "/metrics") => (
+            "metrics",
+            with_body(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                app.metrics.render(),
+            ),
+        ),
         (&Method::GET, "/healthz") => (
             "healthz",
             with_body(StatusCode::OK, "text/plain", &b"ok\n"[..]),
@@ -218,5 +216,7 @@ async fn endpoint(app: &App, actor: &Actor, endpoint: Endpoint, req: &ApiRequest
         E::BlockCertificate => certificates::block(app, actor, req).await,
         E::AuditLog => history::audit_log(app, actor, req),
         E::Notifications => history::notifications(app, actor, req),
+        E::GetCrl => crl::get(app, actor, req),
+        E::RegenerateCrl => crl::regenerate(app, actor, req).await,
     }
 }

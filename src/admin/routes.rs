@@ -68,6 +68,10 @@ pub enum Endpoint {
     Notifications,
     /// `GET /public/certificates`.
     PublicCertificates,
+    /// `GET /crl`.
+    GetCrl,
+    /// `POST /crl`.
+    RegenerateCrl,
 }
 
 impl Endpoint {
@@ -90,6 +94,7 @@ impl Endpoint {
             AuditLog => "api-audit",
             Notifications => "api-notifications",
             PublicCertificates => "api-public",
+            GetCrl | RegenerateCrl => "api-crl",
         }
     }
 }
@@ -173,6 +178,8 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/audit", E::AuditLog, Auth),
     route("GET", "/notifications", E::Notifications, Auth),
     route("GET", "/public/certificates", E::PublicCertificates, Public),
+    route("GET", "/crl", E::GetCrl, Auth),
+    route("POST", "/crl", E::RegenerateCrl, Auth),
 ];
 
 /// The result of matching a path against [`ROUTES`].

@@ -1,0 +1,58 @@
+//! `GET /crl` (the current CRL, DER) and `POST /crl` (sign a new one now;
+//! server operators only).
+
+use http::StatusCode;
+use serde::Serialize;
+
+use super::commit;
+use super::problem::ApiError;
+use super::request::ApiRequest;
+use super::response::{json, with_body, ApiResult};
+use crate::app::App;
+use crate::orders::Actor;
+
+#[derive(Serialize)]
+struct CrlInfo {
+    number: u64,
+    this_update: u64,
+    next_update: u64,
+    size_bytes: usize,
+}
+
+/// The current CRL, as relying parties get it.
+pub fn get(app: &App, _actor: &Actor, req: &ApiRequest) -> ApiResult {
+    req.query.only(&[])?;
+    let crl = app.revocation.current_crl();
+    if crl.der.is_empty() {
+        return Err(ApiError::NotFound("no CRL has been signed yet".into()));
+    }
+    Ok(with_body(
+        StatusCode::OK,
+        "application/pkix-crl",
+        crl.der.clone(),
+    ))
+}
+
+/// Signs a new CRL at once and answers with its number and times.
+pub async fn regenerate(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    req.query.only(&[])?;
+    if !actor.is_operator() {
+        return Err(ApiError::Forbidden(
+            "only a server operator can force a new CRL".into(),
+        ));
+    }
+    let crl = app
+        .revocation
+        .regenerate_crl(&app.ca, &app.store, &app.metrics)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    commit(app).await?;
+    json(
+        StatusCode::OK,
+        &CrlInfo {
+            number: crl.number,
+            this_update: crl.this_update,
+            next_update: crl.next_update,
+            size_bytes: crl.der.len(),
+        },
+    )
+}
