@@ -503,9 +503,8 @@ pub fn revoke(
 ) -> Result<CertRecord, OpError> {
     let before = visible_cert(app, actor, serial)?;
     if reason == RevocationReason::Blocked && before.kind != CertKind::User {
-        return Err(OpError::invalid(
-            "reason",
-            "only user certificates can be blocked",
+        return Err(OpError::Conflict(
+            "only user certificates can be blocked; revoke this certificate instead".into(),
         ));
     }
     let now = now_unix();

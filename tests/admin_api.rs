@@ -1180,7 +1180,7 @@ async fn certificates_are_revoked_blocked_and_renewed() {
     let r = op
         .post(&format!("/certificates/{system_serial}/block"), json!({}))
         .await;
-    assert_problem(&r, 400, None);
+    assert_problem(&r, 409, None);
     assert!(r.str("detail").contains("user certificates"), "{}", r.body);
     assert_eq!(
         op.get(&format!("/certificates/{system_serial}"))
