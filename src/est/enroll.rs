@@ -105,25 +105,31 @@ async fn finish(
         Ok(Answer::Issued(body)) => Ok(base64_response(PKCS7_CERTS_ONLY, body)),
         Ok(Answer::Held(secs)) => Ok(held_response(secs)),
         Err(e) => {
-            if !matches!(e, EstError::Internal(_)) {
-                let actor = log.principal.clone().unwrap_or_else(|| "anonymous".into());
-                let detail = format!("{} {}", e.status().as_u16(), e);
-                if let Err(err) = orders::audit(
-                    app,
-                    &actor,
-                    action,
-                    AuditOutcome::Refused,
-                    None,
-                    None,
-                    None,
-                    None,
-                    detail,
-                ) {
-                    tracing::error!(error = %err, "writing a refusal to the audit log");
-                }
-            }
+            audit_refusal(app, log, action, &e);
             Err(e)
         }
+    }
+}
+
+/// Records a refused request in the audit log (faults of ours are logged, not audited).
+pub fn audit_refusal(app: &App, log: &RequestLog, action: AuditAction, e: &EstError) {
+    if matches!(e, EstError::Internal(_)) {
+        return;
+    }
+    let actor = log.principal.clone().unwrap_or_else(|| "anonymous".into());
+    let detail = format!("{} {}", e.status().as_u16(), e);
+    if let Err(err) = orders::audit(
+        app,
+        &actor,
+        action,
+        AuditOutcome::Refused,
+        None,
+        None,
+        None,
+        None,
+        detail,
+    ) {
+        tracing::error!(error = %err, "writing a refusal to the audit log");
     }
 }
 

@@ -12,7 +12,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use super::enroll::{
-    identify, issue_for_order, order_profile, read_csr_body, run_blocking, Caller,
+    audit_refusal, identify, issue_for_order, order_profile, read_csr_body, run_blocking, Caller,
 };
 use super::{codec, EstError};
 use crate::app::App;
@@ -37,23 +37,7 @@ pub async fn handle(
         .enroll_latency
         .observe(started.elapsed().as_secs_f64());
     if let Err(e) = &result {
-        if !matches!(e, EstError::Internal(_)) {
-            let actor = log.principal.clone().unwrap_or_else(|| "anonymous".into());
-            let detail = format!("{} {}", e.status().as_u16(), e);
-            if let Err(err) = orders::audit(
-                app,
-                &actor,
-                AuditAction::ServerKeygen,
-                AuditOutcome::Refused,
-                None,
-                None,
-                None,
-                None,
-                detail,
-            ) {
-                tracing::error!(error = %err, "writing a refusal to the audit log");
-            }
-        }
+        audit_refusal(app, log, AuditAction::ServerKeygen, e);
     }
     result
 }
