@@ -196,6 +196,74 @@ enroll_as_idm() {
         -H 'Content-Type: application/pkcs10' --data-binary "@$body" "$@" "$(est_url "$path")"
 }
 
+# api TAG METHOD PATH [JSON-BODY]: one admin API call (under /api/v1) with the
+# operator's bearer token, over TLS checked against the root.
+api() {
+    local tag=$1 method=$2 path=$3
+    shift 3
+    local args=(-X "$method" -H "Authorization: Bearer $ADMIN_TOKEN")
+    if [ $# -gt 0 ]; then
+        printf '%s' "$1" >"$W/$tag.json"
+        args+=(-H 'Content-Type: application/json' --data-binary "@$W/$tag.json")
+    fi
+    req "$tag" "${args[@]}" "https://127.0.0.1:$ADMIN_PORT/api/v1$path"
+}
+
+# jget FILE KEY.PATH: a value from a JSON document (empty if absent or not JSON).
+jget() {
+    python3 - "$1" "$2" <<'EOF' 2>/dev/null
+import json, sys
+try:
+    v = json.load(open(sys.argv[1], encoding='utf-8'))
+    for k in sys.argv[2].split('.'):
+        v = v[int(k)] if isinstance(v, list) else v[k]
+except Exception:
+    sys.exit(0)
+print(json.dumps(v) if isinstance(v, (dict, list)) else ('' if v is None else v))
+EOF
+}
+
+# enroll_with_code TAG LABEL REFERENCE:CODE BODY-FILE [extra curl args]: POST
+# simpleenroll with HTTP Basic credentials and no client certificate.
+enroll_with_code() {
+    local tag=$1 label=$2 creds=$3 body=$4
+    shift 4
+    req "$tag" --user "$creds" -H 'Content-Type: application/pkcs10' \
+        --data-binary "@$body" "$@" "$(est_url "$label/simpleenroll")"
+}
+
+public_url() { echo "http://127.0.0.1:$PUBLIC_PORT$1"; }
+
+# ocsp_query OUT [openssl ocsp args...]: asks the OCSP responder over POST,
+# verifying the answer against the /cacerts chain; output (both streams) in OUT.
+ocsp_query() {
+    local out=$1
+    shift
+    timeout 15 openssl ocsp -issuer "$W/issuing.pem" -CAfile "$W/chain.pem" \
+        -url "$(public_url /ocsp)" "$@" >"$out" 2>&1
+}
+
+# crl_fetch TAG: GET the CRL into TAG.body (DER), TAG.pem and TAG.txt.
+crl_fetch() {
+    req "$1" "$(public_url /crl/issuing-ca.crl)"
+    openssl crl -inform DER -in "$BODY" -outform PEM -out "$W/$1.pem" 2>/dev/null
+    openssl crl -inform DER -in "$BODY" -noout -text >"$W/$1.txt" 2>&1
+}
+
+# crl_number TXT: the CRL Number in `openssl crl -text` output, in decimal.
+crl_number() {
+    python3 - "$1" <<'EOF' 2>/dev/null
+import re, sys
+m = re.search(r'X509v3 CRL Number:\s*\n\s*(\S+)', open(sys.argv[1]).read())
+if m:
+    v = m.group(1).replace(':', '')
+    print(int(v, 16) if v.lower().startswith('0x') or re.search('[a-fA-F]', v) else int(v))
+EOF
+}
+
+# crl_lists TXT SERIAL: the CRL text lists SERIAL (hex as openssl prints it).
+crl_lists() { [ -n "$2" ] && grep -qi -- "Serial Number: $2\$" "$1"; }
+
 # ---------------------------------------------------------- crypto helpers
 
 ORG_SUBJ='/C=DK/O=Demo Organisation ApS/organizationIdentifier=NTRDK-12345678'
@@ -484,7 +552,190 @@ enroll_as_idm basic demo/simpleenroll "$W/basic.b64" -H 'Authorization: Basic Og
 check "simpleenroll with Authorization: Basic Og== and a client cert: 200" \
     "$([ "$CODE" = 200 ]; echo $?)" "$(last)"
 
-# --------------------------------------------------------- 11. restart
+# ------------------------------------ 11. one-time code (admin API + EST)
+ADMIN_TOKEN=$(tr -d ' \r\n' <"$CERTS/admin-token" 2>/dev/null)
+check "admin token file certs/admin-token is there" "$([ -n "$ADMIN_TOKEN" ]; echo $?)"
+OTC_TAG=$(date +%s)-$$
+OTC_LABEL=conf-otc-$OTC_TAG
+OTC_NAME=conformance-otc-$OTC_TAG
+OTC_SUBJ="$ORG_SUBJ/CN=$OTC_NAME"
+OTC_PROFILE=
+OTC_REF=
+OTC_CODE=
+api otc-profile POST /profiles "$(python3 -c '
+import json, sys
+print(json.dumps({
+    "cvr": "12345678",
+    "name": sys.argv[1],
+    "kind": "system",
+    "contact": {"name": "Conformance Contact", "email": "conformance@demo.example"},
+    "identification": "one-time-code",
+    "issuance": "est",
+    "est_label": sys.argv[2],
+    "order": {},
+}))' "$OTC_NAME" "$OTC_LABEL")"
+OTC_PROFILE=$(jget "$BODY" profile.id)
+OTC_REF=$(jget "$BODY" order.reference)
+OTC_CODE=$(jget "$BODY" order.code)
+check "admin API: POST /profiles (one-time-code, est) with \"order\": {} → 201, reference number and code" \
+    "$([ "$CODE" = 201 ] && [ -n "$OTC_PROFILE" ] && [ -n "$OTC_REF" ] && [ -n "$OTC_CODE" ]; echo $?)" \
+    "profile id: $OTC_PROFILE" "reference: $OTC_REF" "code present: $([ -n "$OTC_CODE" ] && echo yes || echo no)" "$(last)"
+[ -n "$OTC_REF" ] || OTC_REF=none
+[ -n "$OTC_CODE" ] || OTC_CODE=none
+
+mkcsr otc1 "$OTC_SUBJ"
+# What curl --anyauth relies on: without credentials the server challenges.
+req otc-nocreds -H 'Content-Type: application/pkcs10' --data-binary "@$W/otc1.b64" \
+    "$(est_url "$OTC_LABEL/simpleenroll")"
+if [ "$CODE" = 401 ] && grep -qi '^WWW-Authenticate: *Basic ' "$HDR"; then
+    ok "one-time code: simpleenroll without credentials → 401 with a Basic challenge"
+else
+    fail "one-time code: simpleenroll without credentials → 401 with a Basic challenge" "$(last)"
+fi
+
+enroll_with_code otc-collect "$OTC_LABEL" "$OTC_REF:$OTC_CODE" "$W/otc1.b64"
+p7_to_pem "$BODY" "$W/otc1.pem"
+check "one-time code: collect with curl --user REFERENCE:CODE (no client cert) → 200 with the certificate" \
+    "$([ "$CODE" = 200 ] && [ "$(ncerts "$W/otc1.pem")" -ge 1 ]; echo $?)" "$(last)"
+out=$(openssl verify -CAfile "$W/chain.pem" "$W/otc1.pem" 2>&1)
+check "one-time code: collected certificate verifies against the /cacerts chain" $? "$out"
+got=$(subject_of "$W/otc1.pem")
+want=$(csr_subject_of "$W/otc1.der")
+check "one-time code: collected certificate has the requested subject (CN = profile name)" \
+    "$([ -n "$want" ] && [ "$want" = "$got" ]; echo $?)" "requested: $want" "issued:    $got"
+OTC1_SERIAL=$(serial_of "$W/otc1.pem")
+
+api otc-order GET "/orders/$OTC_REF"
+st=$(jget "$BODY" status)
+ser=$(jget "$BODY" serial)
+check "admin API: GET /orders/<reference> → issued, serial = openssl x509 -serial" \
+    "$([ "$CODE" = 200 ] && [ "$st" = issued ] && [ -n "$OTC1_SERIAL" ] &&
+        [ "$(echo "$ser" | tr a-f A-F)" = "$OTC1_SERIAL" ]; echo $?)" \
+    "status: $st" "order serial:  $ser" "openssl x509 -serial: $OTC1_SERIAL" "$(last)"
+
+mkcsr otc-again "$OTC_SUBJ"
+enroll_with_code otc-again "$OTC_LABEL" "$OTC_REF:$OTC_CODE" "$W/otc-again.b64"
+check "one-time code: the same code again → 401" "$([ "$CODE" = 401 ]; echo $?)" "$(last)"
+
+# curl --anyauth end to end, with a second order for the same profile: the
+# first request goes without credentials, the 401's Basic challenge makes curl
+# send them.
+api otc-order2 POST /orders "{\"profile_id\": \"$OTC_PROFILE\"}"
+ref2=$(jget "$BODY" reference)
+code2=$(jget "$BODY" code)
+if [ "$CODE" = 201 ] && [ -n "$ref2" ] && [ -n "$code2" ]; then
+    mkcsr otc-any "$OTC_SUBJ"
+    enroll_with_code otc-anyauth "$OTC_LABEL" "$ref2:$code2" "$W/otc-any.b64" --anyauth -v
+    p7_to_pem "$BODY" "$W/otc-any.pem"
+    first=$(grep -m1 '^< HTTP/' "$CERR" | tr -d '\r')
+    check "one-time code: curl --anyauth: 401 Basic challenge, then Basic credentials → 200" \
+        "$([ "$CODE" = 200 ] && [ "$(ncerts "$W/otc-any.pem")" -ge 1 ] &&
+            echo "$first" | grep -q ' 401' &&
+            grep -qi '^< WWW-Authenticate: *Basic' "$CERR" &&
+            grep -qi '^> Authorization: Basic ' "$CERR"; echo $?)" \
+        "first answer: $first" "$(last)" "$(grep -E '^[<>] (HTTP|[Aa]uthorization|[Ww]ww-[Aa]uthenticate)' "$CERR" | sed 's/Basic .*/Basic …/')"
+else
+    fail "one-time code: curl --anyauth: 401 Basic challenge, then Basic credentials → 200" \
+        "could not order a second certificate (POST /orders):" "$(last)"
+fi
+
+mkcsr otc2 "$OTC_SUBJ" # same subject, new key
+req otc-reenroll --cert "$W/otc1.pem" --key "$W/otc1.key" \
+    -H 'Content-Type: application/pkcs10' --data-binary "@$W/otc2.b64" "$(est_url "$OTC_LABEL/simplereenroll")"
+p7_to_pem "$BODY" "$W/otc2.pem"
+OTC2_SERIAL=$(serial_of "$W/otc2.pem")
+check "one-time code: simplereenroll with the collected cert and a new key → 200" \
+    "$([ "$CODE" = 200 ] && [ -n "$OTC2_SERIAL" ] && [ "$OTC2_SERIAL" != "$OTC1_SERIAL" ]; echo $?)" \
+    "old serial: $OTC1_SERIAL" "new serial: $OTC2_SERIAL" "$(last)"
+
+api otc-revoke POST "/certificates/${OTC2_SERIAL:-none}/revoke" '{"reason":"suspected-misuse"}'
+check "admin API: POST /certificates/<serial>/revoke {\"reason\":\"suspected-misuse\"} → 200, revoked" \
+    "$([ "$CODE" = 200 ] && [ "$(jget "$BODY" status)" = revoked ]; echo $?)" "$(last)"
+mkcsr otc3 "$OTC_SUBJ"
+req otc-reenroll-revoked --cert "$W/otc2.pem" --key "$W/otc2.key" \
+    -H 'Content-Type: application/pkcs10' --data-binary "@$W/otc3.b64" "$(est_url "$OTC_LABEL/simplereenroll")"
+check "simplereenroll with the revoked certificate → 403" "$([ "$CODE" = 403 ]; echo $?)" "$(last)"
+api otc-cert GET "/certificates/${OTC2_SERIAL:-none}"
+check "admin API: GET /certificates/<serial> shows revoked (suspected-misuse)" \
+    "$([ "$CODE" = 200 ] && [ "$(jget "$BODY" status)" = revoked ] &&
+        [ "$(jget "$BODY" revocation_reason)" = suspected-misuse ]; echo $?)" "$(last)"
+
+api otc-aeoeaa POST /profiles "$(python3 -c '
+import json, sys
+print(json.dumps({
+    "cvr": "12345678",
+    "name": sys.argv[1],
+    "kind": "system",
+    "contact": {"name": "Søren Ærø", "email": "søren.ærø@demo.example"},
+    "identification": "one-time-code",
+    "issuance": "est",
+    "est_label": sys.argv[2],
+}, ensure_ascii=False))' "$OTC_NAME-aeoeaa" "$OTC_LABEL-aeoeaa")"
+check "admin API: profile contact e-mail with Æ/Ø/Å → 400, detail says it must be changed first" \
+    "$([ "$CODE" = 400 ] && [ "$(jget "$BODY" field)" = contact.email ] &&
+        jget "$BODY" detail | grep -q 'must be changed first'; echo $?)" "$(last)"
+
+# --------------------------------------------------- 12. CRL and OCSP
+cp "${CACERTS_ISSUING:-/dev/null}" "$W/issuing.pem"
+crl_fetch crl
+CRL_NUMBER=$(crl_number "$W/crl.txt")
+check "CRL: GET /crl/issuing-ca.crl → 200, openssl crl -inform DER -text parses it, with a CRL Number" \
+    "$([ "$CODE" = 200 ] && [ -n "$CRL_NUMBER" ]; echo $?)" \
+    "status: $CODE" "CRL Number: ${CRL_NUMBER:-none}" "$(head -n 20 "$W/crl.txt")"
+
+ocsp_query "$W/ocsp-good.out" -cert "$W/dev1.pem" -resp_text
+grep -q "^$W/dev1.pem: good\$" "$W/ocsp-good.out" &&
+    grep -q '^Response verify OK' "$W/ocsp-good.out" &&
+    ! grep -qiE 'no nonce|nonce verify error' "$W/ocsp-good.out" &&
+    grep -q 'OCSP Nonce' "$W/ocsp-good.out"
+check "OCSP (POST, openssl ocsp): good device certificate → good, Response verify OK, nonce echoed" $? \
+    "$(cat "$W/ocsp-good.out")"
+
+ocsp_query "$W/ocsp-revoked.out" -cert "$W/otc2.pem"
+grep -q "^$W/otc2.pem: revoked\$" "$W/ocsp-revoked.out" && grep -q '^Response verify OK' "$W/ocsp-revoked.out"
+check "OCSP: the certificate revoked through the admin API → revoked" $? "$(cat "$W/ocsp-revoked.out")"
+
+out=$(openssl verify -crl_check -CAfile "$W/chain.pem" -CRLfile "$W/crl.pem" "$W/otc2.pem" 2>&1)
+st=$?
+check "CRL: openssl verify -crl_check fails the revoked certificate with \"certificate revoked\"" \
+    "$([ "$st" != 0 ] && printf '%s\n' "$out" | grep -q 'certificate revoked'; echo $?)" "$out"
+out=$(openssl verify -crl_check -CAfile "$W/chain.pem" -CRLfile "$W/crl.pem" "$W/dev1.pem" 2>&1)
+check "CRL: openssl verify -crl_check passes a good certificate" $? "$out"
+crl_lists "$W/crl.txt" "$OTC2_SERIAL"
+check "CRL: lists the revoked serial" $? "serial: $OTC2_SERIAL" "$(sed -n '/Revoked Certificates/,/Signature Algorithm/p' "$W/crl.txt" | head -20)"
+
+# RFC 6960 A.1 GET form: base64 of the DER request, URL-escaped, in the path.
+rm -f "$W/ocsp-req.der"
+openssl ocsp -issuer "$W/issuing.pem" -cert "$W/dev1.pem" -no_nonce -reqout "$W/ocsp-req.der" >/dev/null 2>&1
+b64=$(openssl base64 -A -in "$W/ocsp-req.der" 2>/dev/null | sed -e 's/+/%2B/g' -e 's#/#%2F#g' -e 's/=/%3D/g')
+if [ -s "$W/ocsp-req.der" ] && [ -n "$b64" ]; then
+    req ocsp-get "$(public_url "/ocsp/$b64")"
+    cp "$BODY" "$W/ocsp-get.der"
+    timeout 15 openssl ocsp -respin "$W/ocsp-get.der" -issuer "$W/issuing.pem" -cert "$W/dev1.pem" \
+        -CAfile "$W/chain.pem" -no_nonce >"$W/ocsp-get.out" 2>&1
+    check "OCSP GET /ocsp/<url-escaped base64>: 200 application/ocsp-response, Cache-Control, good" \
+        "$([ "$CODE" = 200 ] && has_header "$HDR" 'Content-Type: application/ocsp-response' &&
+            grep -qi '^Cache-Control: ' "$HDR" &&
+            grep -q "^$W/dev1.pem: good\$" "$W/ocsp-get.out" &&
+            grep -q '^Response verify OK' "$W/ocsp-get.out"; echo $?)" \
+        "status: $CODE" "headers:" "$(tr -d '\r' <"$HDR")" "$(cat "$W/ocsp-get.out")"
+else
+    fail "OCSP GET /ocsp/<url-escaped base64>: 200 application/ocsp-response, Cache-Control, good" \
+        "openssl ocsp -reqout wrote no request"
+fi
+
+ocsp_query "$W/ocsp-unknown.out" -serial 0x4000000000000000000000000000beef
+grep -q '^0x4000000000000000000000000000beef: unknown$' "$W/ocsp-unknown.out"
+check "OCSP: a serial never issued → unknown" $? "$(cat "$W/ocsp-unknown.out")"
+
+req ocsp-garbage --data-binary 'garbage' -H 'Content-Type: application/ocsp-request' "$(public_url /ocsp)"
+cp "$BODY" "$W/ocsp-garbage.der"
+out=$(openssl ocsp -respin "$W/ocsp-garbage.der" -resp_text -noverify 2>&1)
+check "OCSP: POST of garbage → response status malformedRequest" \
+    "$(printf '%s\n' "$out" | grep -qi 'malformedRequest'; echo $?)" \
+    "status: $CODE" "$out"
+
+# --------------------------------------------------------- 13. restart
 stop_server
 check "server exits 0 on SIGTERM" "$([ "$STOP_STATUS" = 0 ]; echo $?)" \
     "exit status: $STOP_STATUS" "$(tail -n 10 "$SERVER_ERR")"
@@ -507,7 +758,20 @@ if start_server; then
     check "after restart: /cacerts holds the same root" \
         "$([ "$CODE" = 200 ] && [ "$same" = 0 ] && [ "$(fp "$ROOT")" = "$ROOT_FP" ]; echo $?)" "$(last)"
 
-    # ----------------------------------------------------- 12. metrics
+    # CRL and OCSP from the restarted server (its new public port).
+    crl_fetch crl-after-restart
+    n2=$(crl_number "$W/crl-after-restart.txt")
+    check "after restart: CRL Number has not gone down (before: ${CRL_NUMBER:-none}, now: ${n2:-none})" \
+        "$([ "$CODE" = 200 ] && [ -n "$n2" ] && [ -n "$CRL_NUMBER" ] && [ "$n2" -ge "$CRL_NUMBER" ]; echo $?)" \
+        "status: $CODE" "$(head -n 20 "$W/crl-after-restart.txt")"
+    crl_lists "$W/crl-after-restart.txt" "$OTC2_SERIAL"
+    check "after restart: the CRL still lists the revoked serial" $? "serial: $OTC2_SERIAL" \
+        "$(sed -n '/Revoked Certificates/,/Signature Algorithm/p' "$W/crl-after-restart.txt" | head -20)"
+    ocsp_query "$W/ocsp-revoked-2.out" -cert "$W/otc2.pem"
+    grep -q "^$W/otc2.pem: revoked\$" "$W/ocsp-revoked-2.out" && grep -q '^Response verify OK' "$W/ocsp-revoked-2.out"
+    check "after restart: OCSP still says revoked" $? "$(cat "$W/ocsp-revoked-2.out")"
+
+    # ----------------------------------------------------- 14. metrics
     MCODE=$(curl -sS --max-time 10 --cacert "$ROOT" -o "$W/metrics.txt" -w '%{http_code}' \
         "https://127.0.0.1:$ADMIN_PORT/metrics" 2>"$W/metrics.err")
     missing=
