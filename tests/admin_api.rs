@@ -1299,6 +1299,14 @@ async fn the_openapi_document_matches_the_route_table() {
         doc,
         serde_json::from_str::<Value>(estd::admin::OPENAPI_JSON).expect("document")
     );
+    // The same document at the admin listener's root.
+    let mut root_client = Client::connect(ts.server.admin_addr, &ts.root_der(), None, false).await;
+    let at_root = root_client.get("/openapi.json").await;
+    assert_eq!(at_root.status, 200);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&at_root.body).expect("json"),
+        doc
+    );
     assert!(doc["openapi"].as_str().expect("version").starts_with("3.0"));
     assert_eq!(doc["servers"][0]["url"], json!("/api/v1"));
 

@@ -83,6 +83,11 @@ pub async fn handle(
                 app.metrics.render(),
             ),
         ),
+        // The OpenAPI document also at the listener's root, where tools look first.
+        (&Method::GET, "/openapi.json") => (
+            "api-openapi",
+            with_body(StatusCode::OK, "application/json", OPENAPI_JSON),
+        ),
         (&Method::GET, "/healthz") => (
             "healthz",
             with_body(StatusCode::OK, "text/plain", &b"ok\n"[..]),
