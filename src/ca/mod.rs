@@ -230,6 +230,11 @@ impl Ca {
         &self.issuer
     }
 
+    /// Whether signing is cheap enough to run on an async worker (see [`Signer::is_cheap`]).
+    pub fn signs_cheaply(&self) -> bool {
+        self.signer.is_cheap()
+    }
+
     /// Signs a certificate for `template` with a fresh random serial.
     ///
     /// The serial is random (126 bits of entropy); the caller stores the

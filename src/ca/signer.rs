@@ -69,6 +69,12 @@ impl Signer {
         ))
     }
 
+    /// Whether a signature costs tens of microseconds (ECDSA) rather than a
+    /// millisecond or more (RSA): cheap work runs in place, without a thread hop.
+    pub fn is_cheap(&self) -> bool {
+        matches!(self.key, SignerKey::Ecdsa(_))
+    }
+
     /// The signature AlgorithmIdentifier of everything this key signs.
     pub fn algorithm(&self) -> &AlgorithmIdentifierOwned {
         &self.algorithm

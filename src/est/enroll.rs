@@ -28,10 +28,12 @@ use crate::orders::{self, CodeCheck};
 use crate::policy;
 use crate::server::{Connection, RequestLog};
 use crate::store::model::{
-    now_unix, AuditAction, AuditOutcome, CertRecord, CertStatus, Identification, Issuance, Order,
-    OrderHolder, OrderStatus, Organisation, Profile, Serial, SystemRight,
+    now_unix, AuditAction, AuditEvent, AuditOutcome, CertRecord, CertStatus, Identification,
+    Issuance, Order, OrderHolder, OrderStatus, Organisation, Profile, Serial, SystemRight,
 };
-use crate::store::IssueOutcome;
+use crate::store::{
+    Issuance as StoreIssuance, IssueOutcome, OrderCheck, OrderWrite, PendingIssuance,
+};
 
 /// Content type of an enrolment answer.
 pub const PKCS7_CERTS_ONLY: &str = "application/pkcs7-mime; smime-type=certs-only";
@@ -241,31 +243,22 @@ async fn enroll_inner(
                 ));
             }
             let (org, profile) = order_profile(app, &order, label)?;
-            let actor = format!("order:{}", order.id);
-            let issued = run_blocking({
-                let app = app.clone();
-                move || {
-                    let csr = csr::parse_and_verify(&der)?;
-                    let effective = policy::effective_profile(&profile, &order.holder);
-                    let template = policy::collect_template(&csr, &org, &effective, &order.holder)?;
-                    let issued = issue_for_order(&app, &template, &effective, &order)?;
-                    orders::audit(
-                        &app,
-                        &actor,
-                        AuditAction::Collect,
-                        AuditOutcome::Done,
-                        Some(&order.cvr),
-                        Some(&profile.id),
-                        Some(issued.serial),
-                        Some(&order.id),
-                        "collected with one-time code",
-                    )
-                    .map_err(|e| EstError::Internal(e.to_string()))?;
-                    Ok((issued, profile.est_label))
-                }
+            let holder = order.holder.clone();
+            let ticket = app.store.expect_issuance();
+            let (template, effective) = cpu(app, move || {
+                let csr = csr::parse_and_verify(&der)?;
+                let effective = policy::effective_profile(&profile, &holder);
+                let template = policy::collect_template(&csr, &org, &effective, &holder)?;
+                Ok((template, effective))
             })
             .await?;
-            respond(app, log, issued, "collect")
+            let note = AuditNote {
+                actor: format!("order:{}", order.id),
+                action: AuditAction::Collect,
+                detail: "collected with one-time code".into(),
+            };
+            let issued = issue_for_order(app, template, &effective, &order, note, ticket).await?;
+            respond(app, log, (issued, effective.est_label), "collect")
                 .await
                 .map(Answer::Issued)
         }
@@ -308,67 +301,62 @@ async fn api_enroll(
     }
     let (org, profile) = api_profile(app, &principal, label)?;
     let actor = principal.describe();
-    let worker = app.clone();
-    let retry_after = app.config.orders.approval_retry_after_secs;
-    let outcome = run_blocking(move || {
+    let ticket = app.store.expect_issuance();
+    let (template, profile, der) = cpu(app, move || {
         let csr = csr::parse_and_verify(&der)?;
         let template = policy::enroll_template(&csr, &org, &profile)?;
-        if profile.approval_required {
-            return held_enrolment(&worker, &actor, &der, &template, &profile, retry_after);
-        }
-        let issued = issue_with_new_order(&worker, &template, &profile, &actor, None)?;
-        let detail = format!("issued to {}", policy::display_name(&template.subject));
-        orders::audit(
-            &worker,
-            &actor,
-            AuditAction::Enroll,
-            AuditOutcome::Done,
-            Some(&profile.cvr),
-            Some(&profile.id),
-            Some(issued.serial),
-            None,
-            detail,
-        )
-        .map_err(|e| EstError::Internal(e.to_string()))?;
-        Ok(Held::Done(issued, profile.est_label))
+        Ok((template, profile, der))
     })
     .await?;
-    match outcome {
-        Held::Done(issued, label) => respond(app, log, (issued, label), "enroll")
-            .await
-            .map(Answer::Issued),
-        Held::Wait(secs) => {
-            app.store.commit().await?;
-            Ok(Answer::Held(secs))
-        }
-        Held::Again(der) => {
-            log.serial = der.1;
-            let pkcs7 =
-                codec::certs_only(&[&der.0]).map_err(|e| EstError::Internal(e.to_string()))?;
-            Ok(Answer::Issued(Bytes::from(codec::encode_base64_wrapped(
-                &pkcs7,
-            ))))
-        }
+    if profile.approval_required {
+        let retry_after = app.config.orders.approval_retry_after_secs;
+        let held = held_enrolment(app, &actor, &der, template, &profile, retry_after, ticket);
+        return match held.await? {
+            Held::Done(issued) => respond(app, log, (issued, profile.est_label), "enroll")
+                .await
+                .map(Answer::Issued),
+            Held::Wait(secs) => {
+                app.store.commit().await?;
+                Ok(Answer::Held(secs))
+            }
+            Held::Again(der, serial) => {
+                log.serial = Some(serial);
+                Ok(Answer::Issued(certs_only_body(&der)?))
+            }
+        };
     }
+    let note = AuditNote {
+        actor,
+        action: AuditAction::Enroll,
+        detail: format!("issued to {}", policy::display_name(&template.subject)),
+    };
+    let issued = issue_with_new_order(app, template, &profile, note, None, ticket).await?;
+    respond(app, log, (issued, profile.est_label), "enroll")
+        .await
+        .map(Answer::Issued)
 }
 
+/// Where a held (approval-required) enrolment stands.
 enum Held {
-    Done(IssuedCert, String),
+    /// Approved, and issued now.
+    Done(IssuedCert),
+    /// Still waiting: retry after this many seconds.
     Wait(u32),
     /// Already issued for this CSR: the stored certificate again.
-    Again((Vec<u8>, Option<Serial>)),
+    Again(Vec<u8>, Serial),
 }
 
 /// Approval-required profiles: the first request creates a pending order
 /// holding the CSR (by hash); retries with the same CSR wait, get the
 /// certificate once approved, or 403 once rejected.
-fn held_enrolment(
-    app: &App,
+async fn held_enrolment(
+    app: &Arc<App>,
     actor: &str,
     der: &[u8],
-    template: &CertTemplate,
+    template: CertTemplate,
     profile: &Profile,
     retry_after: u32,
+    ticket: PendingIssuance,
 ) -> Result<Held, EstError> {
     let mut hash = [0u8; 32];
     hash.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der).as_ref());
@@ -421,26 +409,19 @@ fn held_enrolment(
                 Err(EstError::Forbidden("the held enrolment was deleted".into()))
             }
             OrderStatus::Approved => {
-                let issued = issue_for_order(app, template, profile, &order)?;
-                orders::audit(
-                    app,
-                    actor,
-                    AuditAction::Enroll,
-                    AuditOutcome::Done,
-                    Some(&order.cvr),
-                    Some(&profile.id),
-                    Some(issued.serial),
-                    Some(&order.id),
-                    "approved enrolment collected",
-                )
-                .map_err(|e| EstError::Internal(e.to_string()))?;
-                Ok(Held::Done(issued, profile.est_label.clone()))
+                let note = AuditNote {
+                    actor: actor.to_owned(),
+                    action: AuditAction::Enroll,
+                    detail: "approved enrolment collected".into(),
+                };
+                let issued = issue_for_order(app, template, profile, &order, note, ticket).await?;
+                Ok(Held::Done(issued))
             }
             OrderStatus::Issued { serial } => {
                 let rec = app.store.cert(&serial)?.ok_or_else(|| {
                     EstError::Internal("issued order without its certificate".into())
                 })?;
-                Ok(Held::Again((rec.der, Some(serial))))
+                Ok(Held::Again(rec.der, serial))
             }
         },
     }
@@ -478,72 +459,74 @@ async fn reenroll_inner(
         .flatten();
     let holder = old_order.map(|o| o.holder).unwrap_or(OrderHolder::Profile);
 
-    let worker = app.clone();
-    let issued = run_blocking(move || {
+    let renewal_holder = holder.clone();
+    let ticket = app.store.expect_issuance();
+    let (template, effective) = cpu(app, move || {
         let csr = csr::parse_and_verify(&der)?;
         let effective = policy::effective_profile(&profile, &holder);
         let template = policy::reenroll_template(&csr, &cert, &effective)?;
-        let actor = format!("cert:{}", record.serial);
-        let issued = issue_with_new_order(
-            &worker,
-            &template,
-            &effective,
-            &actor,
-            Some((record.serial, holder)),
-        )?;
-        // Link the old certificate to its renewal; it stays valid until it expires.
-        let new_serial = issued.serial;
-        worker
-            .store
-            .update_cert(&record.serial, |old| {
-                old.renewed_by = Some(new_serial);
-                Ok::<(), ()>(())
-            })?
-            .map_err(|()| EstError::Internal("linking renewal".into()))?;
-        orders::audit(
-            &worker,
-            &actor,
-            AuditAction::Reenroll,
-            AuditOutcome::Done,
-            Some(&record.cvr),
-            Some(&effective.id),
-            Some(issued.serial),
-            None,
-            format!("renews {}", record.serial),
-        )
-        .map_err(|e| EstError::Internal(e.to_string()))?;
-        Ok((issued, effective.est_label))
+        Ok((template, effective))
     })
     .await?;
-    respond(app, log, issued, "reenroll").await
+    let note = AuditNote {
+        actor: format!("cert:{}", record.serial),
+        action: AuditAction::Reenroll,
+        detail: format!("renews {}", record.serial),
+    };
+    // The old certificate is linked to its renewal in the same write; it stays
+    // valid until it expires.
+    let renewal = Some((record.serial, renewal_holder));
+    let issued = issue_with_new_order(app, template, &effective, note, renewal, ticket).await?;
+    respond(app, log, (issued, effective.est_label), "reenroll").await
 }
 
-/// Runs CPU-bound work (CSR verification, signing) off the async workers.
-pub async fn run_blocking<T, F>(f: F) -> Result<T, EstError>
+/// Runs CPU-bound work (CSR verification, policy, key generation).
+///
+/// With an ECDSA CA the whole of an enrolment's CPU work is tens of
+/// microseconds, less than a hop to another thread costs, so it runs in
+/// place on the async worker; with an RSA CA, whose signatures take a
+/// millisecond or more, it runs on the blocking pool.
+pub async fn cpu<T, F>(app: &App, f: F) -> Result<T, EstError>
 where
     F: FnOnce() -> Result<T, EstError> + Send + 'static,
     T: Send + 'static,
 {
+    if app.ca.signs_cheaply() {
+        return f();
+    }
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| EstError::Internal(format!("signing task failed: {e}")))?
 }
 
-/// Makes the certificate durable, then builds the answer.
+/// Signs `template` (in place or on the blocking pool, as [`cpu`] decides).
+async fn sign(app: &Arc<App>, template: &Arc<CertTemplate>) -> Result<IssuedCert, EstError> {
+    if app.ca.signs_cheaply() {
+        return Ok(app.ca.issue(template)?);
+    }
+    let (worker, template) = (app.clone(), template.clone());
+    cpu(app, move || Ok(worker.ca.issue(&template)?)).await
+}
+
+/// Counts a durable issuance and builds the answer.
 pub async fn respond(
     app: &App,
     log: &mut RequestLog,
     (issued, label): (IssuedCert, String),
     op: &str,
 ) -> Result<Bytes, EstError> {
-    app.store.commit().await?;
     log.serial = Some(issued.serial);
     app.metrics
         .issued
         .with_label_values(&[label.as_str(), op])
         .inc();
     app.metrics.stored.inc();
-    let pkcs7 = codec::certs_only(&[&issued.der]).map_err(|e| EstError::Internal(e.to_string()))?;
+    certs_only_body(&issued.der)
+}
+
+/// The base64 certs-only body carrying one certificate.
+fn certs_only_body(der: &[u8]) -> Result<Bytes, EstError> {
+    let pkcs7 = codec::certs_only(&[der]).map_err(|e| EstError::Internal(e.to_string()))?;
     Ok(Bytes::from(codec::encode_base64_wrapped(&pkcs7)))
 }
 
@@ -573,22 +556,52 @@ fn record_for(
     }
 }
 
+/// The audit record an issuance writes with its certificate.
+pub struct AuditNote {
+    /// Who asked.
+    pub actor: String,
+    /// What it was.
+    pub action: AuditAction,
+    /// Detail for the log (never a secret).
+    pub detail: String,
+}
+
+impl AuditNote {
+    fn event(&self, profile: &Profile, serial: Serial, order_id: &str) -> AuditEvent {
+        AuditEvent {
+            at_ms: now_unix() * 1000,
+            actor: self.actor.clone(),
+            action: self.action,
+            outcome: AuditOutcome::Done,
+            cvr: Some(profile.cvr.clone()),
+            profile_id: Some(profile.id.clone()),
+            serial: Some(serial),
+            order_id: Some(order_id.to_owned()),
+            detail: self.detail.clone(),
+        }
+    }
+}
+
 /// Signs and stores a certificate with a new order that is already Issued
 /// (API enrolment and re-enrolment), retrying on serial or reference clashes.
-fn issue_with_new_order(
-    app: &App,
-    template: &CertTemplate,
+/// Returns once certificate, order and audit record are durable.
+async fn issue_with_new_order(
+    app: &Arc<App>,
+    template: CertTemplate,
     profile: &Profile,
-    actor: &str,
+    note: AuditNote,
     renewal: Option<(Serial, OrderHolder)>,
+    ticket: PendingIssuance,
 ) -> Result<IssuedCert, EstError> {
+    let mut ticket = Some(ticket);
     let internal = |e: orders::OpError| EstError::Internal(e.to_string());
     let (renews, holder) = match renewal {
         Some((s, h)) => (Some(s), h),
         None => (None, OrderHolder::Profile),
     };
+    let template = Arc::new(template);
     for _ in 0..SERIAL_ATTEMPTS {
-        let issued = app.ca.issue(template)?;
+        let issued = sign(app, &template).await?;
         let order = Order {
             id: orders::new_reference().map_err(internal)?,
             cvr: profile.cvr.clone(),
@@ -600,17 +613,19 @@ fn issue_with_new_order(
                 serial: issued.serial,
             },
             created_at: now_unix(),
-            created_by: actor.to_owned(),
+            created_by: note.actor.clone(),
             code: None,
             renews,
             held_csr: None,
         };
-        let record = record_for(&issued, template, profile, &order.id, renews);
-        match app
-            .store
-            .record_issuance(&record, &order.id, Some(&order), |_| {
-                Err("reference number taken".into())
-            })? {
+        let issuance = StoreIssuance {
+            cert: record_for(&issued, &template, profile, &order.id, renews),
+            audit: note.event(profile, issued.serial, &order.id),
+            order: OrderWrite::New(order),
+            link_renewal: renews,
+        };
+        let ticket = ticket.take().unwrap_or_else(|| app.store.expect_issuance());
+        match app.store.issue(issuance, ticket).await? {
             IssueOutcome::Stored => return Ok(issued),
             IssueOutcome::SerialTaken | IssueOutcome::OrderRefused(_) => continue,
         }
@@ -622,28 +637,40 @@ fn issue_with_new_order(
 
 /// Signs and stores a certificate for an existing order, moving it to Issued
 /// in the same write; refused if the order changed meanwhile (a code spent).
-pub fn issue_for_order(
-    app: &App,
-    template: &CertTemplate,
+/// Returns once certificate, order and audit record are durable.
+pub async fn issue_for_order(
+    app: &Arc<App>,
+    template: CertTemplate,
     profile: &Profile,
     order: &Order,
+    note: AuditNote,
+    ticket: PendingIssuance,
 ) -> Result<IssuedCert, EstError> {
-    let expected = order.clone();
+    let mut ticket = Some(ticket);
+    let template = Arc::new(template);
     for _ in 0..SERIAL_ATTEMPTS {
-        let issued = app.ca.issue(template)?;
-        let record = record_for(&issued, template, profile, &order.id, order.renews);
+        let issued = sign(app, &template).await?;
         let serial = issued.serial;
-        let outcome = app
-            .store
-            .record_issuance(&record, &order.id, None, |current| {
-                // Only the very state we checked may move to Issued: a code used
-                // twice, or a new code issued meanwhile, finds it changed.
-                if current.status != expected.status || current.code != expected.code {
-                    return Err(format!("the order is now {}", current.status.name()));
-                }
-                current.mark_issued(serial).map_err(|e| e.to_string())
-            })?;
-        match outcome {
+        let (expected_status, expected_code) = (order.status.clone(), order.code.clone());
+        let check: OrderCheck = Box::new(move |current: &mut Order| {
+            // Only the very state we checked may move to Issued: a code used
+            // twice, or a new code issued meanwhile, finds it changed.
+            if current.status != expected_status || current.code != expected_code {
+                return Err(format!("the order is now {}", current.status.name()));
+            }
+            current.mark_issued(serial).map_err(|e| e.to_string())
+        });
+        let issuance = StoreIssuance {
+            cert: record_for(&issued, &template, profile, &order.id, order.renews),
+            audit: note.event(profile, serial, &order.id),
+            order: OrderWrite::Change {
+                id: order.id.clone(),
+                check,
+            },
+            link_renewal: order.renews,
+        };
+        let ticket = ticket.take().unwrap_or_else(|| app.store.expect_issuance());
+        match app.store.issue(issuance, ticket).await? {
             IssueOutcome::Stored => return Ok(issued),
             IssueOutcome::SerialTaken => continue,
             IssueOutcome::OrderRefused(why) => {

@@ -13,14 +13,16 @@
 //!
 //! Writes land in sled's memory first; [`Store::commit`] makes them durable.
 //! Concurrent commits share one flush (group commit), so a burst of enrolments
-//! pays for one fsync, not one each.
+//! pays for one fsync, not one each. Issuance goes through [`Store::issue`],
+//! which the committer thread applies in batches (see `commit.rs`).
 
 mod admin_queries;
+mod commit;
 pub mod model;
 mod orders;
 pub mod revocation;
 
-pub use orders::IssueOutcome;
+pub use commit::{Issuance, IssueOutcome, OrderCheck, OrderWrite, PendingIssuance};
 
 use std::path::Path;
 use std::sync::{mpsc, Arc};
@@ -80,7 +82,11 @@ struct Inner {
     revoked: sled::Tree,
     meta: sled::Tree,
     /// `None` only while dropping.
-    commits: Option<mpsc::Sender<oneshot::Sender<Result<(), String>>>>,
+    commits: Option<mpsc::Sender<commit::Job>>,
+    /// See [`PendingIssuance`].
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+    /// Stored certificates; mirrors `meta/cert_count`.
+    cert_count: Arc<std::sync::atomic::AtomicU64>,
     committer: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -125,19 +131,45 @@ impl Store {
                 })
             }
         }
-        let (tx, rx) = mpsc::channel::<oneshot::Sender<Result<(), String>>>();
-        let flusher = db.clone();
+        let certs = db.open_tree("certs")?;
+        let orders = db.open_tree("orders")?;
+        let audit = db.open_tree("audit")?;
+        let count = match meta.get(commit::CERT_COUNT_KEY)? {
+            Some(v) => <[u8; 8]>::try_from(v.as_ref()).map(u64::from_be_bytes).ok(),
+            None => None,
+        };
+        let count = match count {
+            Some(n) => n,
+            None => {
+                // A store from before the kept count: count once.
+                let n = certs.len() as u64;
+                meta.insert(commit::CERT_COUNT_KEY, &n.to_be_bytes())?;
+                n
+            }
+        };
+        let cert_count = Arc::new(std::sync::atomic::AtomicU64::new(count));
+        let (tx, rx) = mpsc::channel::<commit::Job>();
+        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let trees = commit::Trees {
+            pending: pending.clone(),
+            cert_count: cert_count.clone(),
+            db: db.clone(),
+            certs: certs.clone(),
+            orders: orders.clone(),
+            audit: audit.clone(),
+            meta: meta.clone(),
+        };
         let committer = std::thread::Builder::new()
             .name("estd-commit".into())
-            .spawn(move || group_commit_loop(flusher, rx))
+            .spawn(move || commit::run(trees, rx))
             .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
         let inner = Inner {
-            certs: db.open_tree("certs")?,
+            certs,
             orgs: db.open_tree("orgs")?,
             profiles: db.open_tree("profiles")?,
             labels: db.open_tree("labels")?,
-            audit: db.open_tree("audit")?,
-            orders: db.open_tree("orders")?,
+            audit,
+            orders,
             held: db.open_tree("held")?,
             tokens: db.open_tree("tokens")?,
             outbox: db.open_tree("outbox")?,
@@ -145,6 +177,8 @@ impl Store {
             meta,
             db,
             commits: Some(tx),
+            pending,
+            cert_count,
             committer: Some(committer),
         };
         Ok(Store {
@@ -152,17 +186,46 @@ impl Store {
         })
     }
 
-    /// Makes every write made before this call durable. Concurrent callers share a flush.
-    pub async fn commit(&self) -> Result<(), StoreError> {
-        let (tx, rx) = oneshot::channel();
+    fn send(&self, job: commit::Job) -> Result<(), StoreError> {
         self.inner
             .commits
             .as_ref()
             .ok_or(StoreError::CommitterGone)?
-            .send(tx)
-            .map_err(|_| StoreError::CommitterGone)?;
+            .send(job)
+            .map_err(|_| StoreError::CommitterGone)
+    }
+
+    /// Makes every write made before this call durable. Concurrent callers share a flush.
+    pub async fn commit(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(commit::Job::Flush(tx))?;
         match rx.await {
             Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Sled(sled::Error::ReportableBug(e))),
+            Err(_) => Err(StoreError::CommitterGone),
+        }
+    }
+
+    /// Announces an issuance that is about to be signed, so that the
+    /// committer can wait for it to share a flush (see [`PendingIssuance`]).
+    pub fn expect_issuance(&self) -> PendingIssuance {
+        PendingIssuance::new(&self.inner.pending)
+    }
+
+    /// Stores a new certificate with its order and audit record, atomically,
+    /// and returns once that is durable. Concurrent issuances share one
+    /// transaction and one flush. `ticket` is given up once the job is handed over.
+    pub async fn issue(
+        &self,
+        issuance: Issuance,
+        ticket: PendingIssuance,
+    ) -> Result<IssueOutcome, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let job = commit::PreparedIssuance::new(issuance, tx)?;
+        self.send(commit::Job::Issue(Box::new(job)))?;
+        drop(ticket);
+        match rx.await {
+            Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(e)) => Err(StoreError::Sled(sled::Error::ReportableBug(e))),
             Err(_) => Err(StoreError::CommitterGone),
         }
@@ -182,7 +245,21 @@ impl Store {
             .certs
             .compare_and_swap(rec.serial.0, None as Option<&[u8]>, Some(value))?
         {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.inner
+                    .meta
+                    .update_and_fetch(commit::CERT_COUNT_KEY, |v| {
+                        let n = v
+                            .and_then(|v| <[u8; 8]>::try_from(v).ok())
+                            .map(u64::from_be_bytes)
+                            .unwrap_or(0);
+                        Some((n + 1).to_be_bytes().to_vec())
+                    })?;
+                self.inner
+                    .cert_count
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                Ok(())
+            }
             Err(_) => Err(StoreError::SerialTaken),
         }
     }
@@ -232,9 +309,11 @@ impl Store {
         }
     }
 
-    /// Number of stored certificates.
+    /// Number of stored certificates (a kept count, not a scan).
     pub fn cert_count(&self) -> usize {
-        self.inner.certs.len()
+        self.inner
+            .cert_count
+            .load(std::sync::atomic::Ordering::Acquire) as usize
     }
 
     /// Iterates over all certificates (admin and export use).
@@ -355,21 +434,5 @@ impl Store {
     /// Bytes the store occupies on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.inner.db.size_on_disk().unwrap_or(0)
-    }
-}
-
-/// Waits for commit requests and answers each batch with one flush.
-fn group_commit_loop(db: sled::Db, rx: mpsc::Receiver<oneshot::Sender<Result<(), String>>>) {
-    let mut batch = Vec::with_capacity(64);
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
-        // Everyone who asked while the previous flush ran rides on this one.
-        while let Ok(more) = rx.try_recv() {
-            batch.push(more);
-        }
-        let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
-        for waiter in batch.drain(..) {
-            let _ = waiter.send(result.clone());
-        }
     }
 }

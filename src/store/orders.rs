@@ -1,72 +1,10 @@
 //! Orders, one-time codes, held enrolments, admin tokens and the notification
-//! outbox. Issuance writes the certificate and its order in one transaction,
-//! so that neither exists without the other, and a one-time code is spent in
-//! the same write that stores its certificate.
+//! outbox. Issuance itself (certificate and order in one write) is in `commit.rs`.
 
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
-
-use super::model::{CertRecord, Notification, Order, TokenRecord};
+use super::model::{Notification, Order, TokenRecord};
 use super::{decode, encode, Store, StoreError};
 
-/// What [`Store::record_issuance`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IssueOutcome {
-    /// Certificate and order are stored.
-    Stored,
-    /// The serial was taken; sign again with a fresh one.
-    SerialTaken,
-    /// The order changed meanwhile and refused the issuance (e.g. a code already spent).
-    OrderRefused(String),
-}
-
 impl Store {
-    /// Stores a new certificate together with its order, atomically.
-    ///
-    /// `order_change` is applied to the current stored order (or, when the
-    /// order does not exist yet, `new_order` is inserted as is). If it
-    /// returns an error, nothing is written.
-    pub fn record_issuance<F>(
-        &self,
-        cert: &CertRecord,
-        order_id: &str,
-        new_order: Option<&Order>,
-        order_change: F,
-    ) -> Result<IssueOutcome, StoreError>
-    where
-        F: Fn(&mut Order) -> Result<(), String>,
-    {
-        let cert_value = encode(cert)?;
-        let new_value = new_order.map(encode).transpose()?;
-        let res = (&self.inner.certs, &self.inner.orders).transaction(|(certs, orders)| {
-            if certs.get(cert.serial.0)?.is_some() {
-                return Ok(IssueOutcome::SerialTaken);
-            }
-            let value = match orders.get(order_id.as_bytes())? {
-                Some(old) => {
-                    let mut order: Order =
-                        decode(&old).map_err(ConflictableTransactionError::Abort)?;
-                    if let Err(why) = order_change(&mut order) {
-                        return Ok(IssueOutcome::OrderRefused(why));
-                    }
-                    encode(&order).map_err(ConflictableTransactionError::Abort)?
-                }
-                None => match &new_value {
-                    Some(v) => v.clone(),
-                    None => return Ok(IssueOutcome::OrderRefused("no such order".into())),
-                },
-            };
-            orders.insert(order_id.as_bytes(), value)?;
-            certs.insert(&cert.serial.0, cert_value.clone())?;
-            Ok(IssueOutcome::Stored)
-        });
-        match res {
-            Ok(o) => Ok(o),
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
-        }
-    }
-
     /// Inserts a new order; `Ok(false)` if the reference number is taken.
     pub fn insert_new_order(&self, order: &Order) -> Result<bool, StoreError> {
         let v = encode(order)?;

@@ -443,7 +443,7 @@ pub(crate) fn run(cli: &Cli) -> Result<ExitCode, SetupError> {
     println!("  op:            fill");
     println!("  threads:       {threads}");
     println!("  issued:        {n} ({} revoked)", to_revoke.len());
-    println!("  certificates:  {certs_before} before, {certs_after} after (cert tree length)");
+    println!("  certificates:  {certs_before} before, {certs_after} after (kept count)");
     println!("  store open:    {init_secs:.3} s (App::init)");
     println!("  issue+store:   {issue_secs:.3} s ({issue_rate:.1} certificates/s)");
     println!("  revoke:        {revoke_secs:.3} s");
