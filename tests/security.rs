@@ -37,9 +37,11 @@
 //! One-time codes
 //! - used twice (one after the other, and at the same time):
 //!   `one_time_code_works_once`; also est_orders.rs `one_time_code_lifecycle`
-//! - guessed past the lockout: `five_wrong_codes_lock_the_order`; also
-//!   est_orders.rs `five_wrong_codes_lock_the_order_until_a_new_code`
-//!   (lockout survives a restart; a new code unlocks)
+//! - guessed past the lockout: `five_wrong_codes_lock_the_order` (one after
+//!   the other), `simultaneous_guesses_cannot_get_past_the_lockout` (48 at
+//!   once); also est_orders.rs
+//!   `five_wrong_codes_lock_the_order_until_a_new_code` (the lockout survives
+//!   a restart; a new code unlocks)
 //!
 //! Admin API
 //! - without a token, with a wrong token:
@@ -1999,5 +2001,73 @@ async fn reenrolment_must_keep_subject_and_subject_alt_name() {
         estd::policy::cert_sans(&renewed),
         estd::policy::cert_sans(&old)
     );
+    ts.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn simultaneous_guesses_cannot_get_past_the_lockout() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ts = TestServer::start(dir.path()).await;
+    let mut op = Api::operator(&ts).await;
+    let before = cert_count(&ts);
+    const GUESSES: usize = 48;
+    // Several rounds on fresh orders: a race needs requests that overlap.
+    for round in 0..4 {
+        let label = format!("race-{round}");
+        let name = format!("Race {round}");
+        let (reference, code) = code_order(&mut op, &name, &label).await;
+        let csr = demo_csr(&name).1;
+        // Connections first, so that the guesses arrive together.
+        let mut clients = Vec::new();
+        for _ in 0..GUESSES {
+            clients.push(ts.client(None).await);
+        }
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(GUESSES));
+        let mut tasks = Vec::new();
+        for (i, mut c) in clients.into_iter().enumerate() {
+            let barrier = barrier.clone();
+            let path = format!("/.well-known/est/{label}/simpleenroll");
+            let basic = format!(
+                "Basic {}",
+                b64(format!("{reference}:GUESS{i:011}").as_bytes())
+            );
+            let body = b64(&csr).into_bytes();
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                c.send(
+                    "POST",
+                    &path,
+                    &[
+                        ("content-type", "application/pkcs10"),
+                        ("authorization", &basic),
+                    ],
+                    body,
+                )
+                .await
+            }));
+        }
+        let (mut wrong, mut locked) = (0, 0);
+        for t in tasks {
+            let r = t.await.expect("task");
+            match r.status {
+                401 => {
+                    assert_refused(&r, 401, "unknown reference number or wrong one-time code");
+                    wrong += 1;
+                }
+                _ => {
+                    assert_refused(&r, 403, "the order is locked after 5 wrong codes");
+                    locked += 1;
+                }
+            }
+        }
+        assert_eq!(
+            (wrong, locked),
+            (5, GUESSES - 5),
+            "round {round}: only five guesses may be tried"
+        );
+        let r = collect(&ts, &label, &reference, &code, &csr).await;
+        assert_refused(&r, 403, "the order is locked after 5 wrong codes");
+    }
+    assert_eq!(cert_count(&ts), before, "nothing was issued");
     ts.shutdown().await;
 }
