@@ -387,8 +387,7 @@ async fn expired_client_certificates_are_refused() {
     let expired_der = resign(&ts, &fresh.chain[0], |tbs| {
         tbs.validity = past_validity();
     });
-    let past = SystemTime::now() - Duration::from_secs(86_400);
-    let past_unix = past
+    let past_unix = days_ago(1)
         .duration_since(SystemTime::UNIX_EPOCH)
         .expect("time")
         .as_secs();
