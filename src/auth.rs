@@ -11,7 +11,9 @@ use x509_cert::certificate::Certificate;
 
 use crate::ca::bootstrap::read_certs;
 use crate::config::ClientAnchorConfig;
-use crate::store::model::{CertRecord, Serial, SystemRight, UnixSeconds};
+use crate::store::model::{
+    CertRecord, CertStatus, RevocationReason, Serial, SystemRight, UnixSeconds,
+};
 use crate::store::{Store, StoreError};
 
 /// Why a client certificate is not accepted.
@@ -29,9 +31,12 @@ pub enum CertRejection {
     /// It lacks the clientAuth extended key usage.
     #[error("client certificate lacks the clientAuth extended key usage")]
     NotForClientAuth,
-    /// It is revoked or blocked.
+    /// It is revoked.
     #[error("client certificate is revoked")]
     Revoked,
+    /// It is blocked (user certificates).
+    #[error("client certificate is blocked")]
+    Blocked,
     /// Issued by this CA but not in the store.
     #[error("client certificate is not known to this server")]
     Unknown,
@@ -281,8 +286,16 @@ pub fn principal(
             if record.der != *der {
                 return Ok(Err(CertRejection::Unknown));
             }
-            if record.state_name(now) != "issued" {
-                return Ok(Err(CertRejection::Revoked));
+            match record.status {
+                CertStatus::Issued if record.is_expired(now) => {
+                    return Ok(Err(CertRejection::Expired))
+                }
+                CertStatus::Issued => {}
+                CertStatus::Revoked {
+                    reason: RevocationReason::Blocked,
+                    ..
+                } => return Ok(Err(CertRejection::Blocked)),
+                CertStatus::Revoked { .. } => return Ok(Err(CertRejection::Revoked)),
             }
             Ok(Ok(Principal::Holder {
                 record,

@@ -212,15 +212,37 @@ pub fn check_code(order: &Order, code: &str, now: UnixSeconds) -> CodeCheck {
     CodeCheck::Valid
 }
 
-/// Counts a wrong code against an order (durable with the next commit).
-pub fn count_wrong_code(app: &App, order_id: &str) -> Result<(), OpError> {
-    app.store.update_order(order_id, |o| {
-        if let Some(c) = o.code.as_mut() {
-            c.failures = c.failures.saturating_add(1);
+/// Checks `code` against order `order_id` and, if it is wrong, counts it, in
+/// one atomic step: simultaneous guesses are each judged against the count
+/// the one before left, so no more than five are ever tried. The count is
+/// durable with the next commit. `None` if there is no such order.
+pub fn try_code(
+    app: &App,
+    order_id: &str,
+    code: &str,
+    now: UnixSeconds,
+) -> Result<Option<(Order, CodeCheck)>, OpError> {
+    let mut verdict = CodeCheck::Unusable;
+    let mut unchanged = None;
+    let outcome = app.store.update_order(order_id, |o| {
+        verdict = check_code(o, code, now);
+        match (verdict, o.code.as_mut()) {
+            (CodeCheck::Wrong, Some(c)) => {
+                c.failures = c.failures.saturating_add(1);
+                Ok(())
+            }
+            _ => {
+                // Nothing to write: the order as it was judged.
+                unchanged = Some(o.clone());
+                Err(())
+            }
         }
-        Ok::<(), ()>(())
     })?;
-    Ok(())
+    Ok(match outcome {
+        None => None,
+        Some(Ok(counted)) => Some((counted, CodeCheck::Wrong)),
+        Some(Err(())) => unchanged.map(|o| (o, verdict)),
+    })
 }
 
 /// Writes an audit event.

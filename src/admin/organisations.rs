@@ -1,4 +1,4 @@
-//! Organisations: create (operators), read, change, list, and admin tokens
+//! Organisations: create and change (operators), read, list, and admin tokens
 //! for an organisation.
 
 use http::StatusCode;
@@ -184,8 +184,18 @@ fn check_profiles_still_fit(app: &App, org: &Organisation) -> Result<(), ApiErro
     Ok(())
 }
 
-/// `PATCH /organisations/{cvr}`.
+/// `PATCH /organisations/{cvr}` (operators only). The legal name, the
+/// permissions and the P and SE numbers are what the CA has registered and
+/// allows; an organisation's own token or certificate must not lift them.
 pub async fn update(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    // Another organisation's stays a 404, as everywhere else.
+    visible_org(app, actor, req.param(0))?;
+    if !actor.is_operator() {
+        return Err(ApiError::Forbidden(
+            "only a server operator can change an organisation (its name, permissions and P and SE numbers)"
+                .into(),
+        ));
+    }
     let changes: OrganisationChanges = req.json()?;
     let org = {
         let _guard = catalogue_lock();

@@ -191,14 +191,14 @@ pub async fn identify(
 /// Checks a reference number and one-time code. Wrong codes are counted and
 /// lock the order after five.
 async fn code_order(app: &App, creds: &auth::BasicCredentials) -> Result<Order, EstError> {
-    let Some(order) = app.store.order(&creds.user)? else {
+    let judged = orders::try_code(app, &creds.user, &creds.password, now_unix())
+        .map_err(|e| EstError::Internal(e.to_string()))?;
+    let Some((order, check)) = judged else {
         return Err(EstError::Unauthorized(BAD_CODE.into()));
     };
-    match orders::check_code(&order, &creds.password, now_unix()) {
+    match check {
         CodeCheck::Valid => Ok(order),
         CodeCheck::Wrong => {
-            orders::count_wrong_code(app, &order.id)
-                .map_err(|e| EstError::Internal(e.to_string()))?;
             let detail = "wrong one-time code";
             orders::audit(
                 app,
