@@ -13,7 +13,9 @@
 //!
 //! Writes land in sled's memory first; [`Store::commit`] makes them durable.
 //! Concurrent commits share one flush (group commit), so a burst of enrolments
-//! pays for one fsync, not one each.
+//! pays for one fsync, not one each. sled's own flush ends in
+//! `sync_file_range`, which does not persist the metadata of its growing log
+//! file (nor flush the drive's cache), so each commit also `fdatasync`s the log.
 
 mod admin_queries;
 pub mod model;
@@ -22,6 +24,7 @@ pub mod revocation;
 
 pub use orders::IssueOutcome;
 
+use std::fs::File;
 use std::path::Path;
 use std::sync::{mpsc, Arc};
 
@@ -79,6 +82,8 @@ struct Inner {
     outbox: sled::Tree,
     revoked: sled::Tree,
     meta: sled::Tree,
+    /// sled's log file, for `fdatasync` after a flush.
+    log: File,
     /// `None` only while dropping.
     commits: Option<mpsc::Sender<oneshot::Sender<Result<(), String>>>>,
     committer: Option<std::thread::JoinHandle<()>>,
@@ -125,11 +130,15 @@ impl Store {
                 })
             }
         }
+        // sled keeps its log in the file `db`; any descriptor of it can sync it.
+        let io = |e| StoreError::Sled(sled::Error::Io(e));
+        let log = File::open(dir.join("db")).map_err(io)?;
+        let committer_log = log.try_clone().map_err(io)?;
         let (tx, rx) = mpsc::channel::<oneshot::Sender<Result<(), String>>>();
         let flusher = db.clone();
         let committer = std::thread::Builder::new()
             .name("estd-commit".into())
-            .spawn(move || group_commit_loop(flusher, rx))
+            .spawn(move || group_commit_loop(flusher, committer_log, rx))
             .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
         let inner = Inner {
             certs: db.open_tree("certs")?,
@@ -143,6 +152,7 @@ impl Store {
             outbox: db.open_tree("outbox")?,
             revoked: db.open_tree("revoked")?,
             meta,
+            log,
             db,
             commits: Some(tx),
             committer: Some(committer),
@@ -171,7 +181,10 @@ impl Store {
     /// Flushes synchronously (for start-up and shutdown).
     pub fn flush(&self) -> Result<(), StoreError> {
         self.inner.db.flush()?;
-        Ok(())
+        self.inner
+            .log
+            .sync_data()
+            .map_err(|e| StoreError::Sled(sled::Error::Io(e)))
     }
 
     /// Inserts a new certificate; fails with [`StoreError::SerialTaken`] if the serial exists.
@@ -358,8 +371,12 @@ impl Store {
     }
 }
 
-/// Waits for commit requests and answers each batch with one flush.
-fn group_commit_loop(db: sled::Db, rx: mpsc::Receiver<oneshot::Sender<Result<(), String>>>) {
+/// Waits for commit requests and answers each batch with one flush and one fdatasync.
+fn group_commit_loop(
+    db: sled::Db,
+    log: File,
+    rx: mpsc::Receiver<oneshot::Sender<Result<(), String>>>,
+) {
     let mut batch = Vec::with_capacity(64);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -367,7 +384,10 @@ fn group_commit_loop(db: sled::Db, rx: mpsc::Receiver<oneshot::Sender<Result<(),
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+        let result = db
+            .flush()
+            .map_err(|e| e.to_string())
+            .and_then(|_| log.sync_data().map_err(|e| e.to_string()));
         for waiter in batch.drain(..) {
             let _ = waiter.send(result.clone());
         }
