@@ -95,7 +95,8 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> CaError {
     CaError::Io(format!("{}: {e}", path.display()))
 }
 
-/// Writes `contents` to `path` atomically; private files get mode 0600 from the start.
+/// Writes `contents` to `path` atomically and durably (the file, then the
+/// rename in its directory); private files get mode 0600 from the start.
 pub fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), CaError> {
     let tmp = path.with_extension("tmp");
     let mut opts = fs::OpenOptions::new();
@@ -108,7 +109,15 @@ pub fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), CaE
     let mut f = opts.open(&tmp).map_err(|e| io_err(&tmp, e))?;
     f.write_all(contents).map_err(|e| io_err(&tmp, e))?;
     f.sync_all().map_err(|e| io_err(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+    fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
+    // Without this the rename may be lost in a power cut, leaving the old file or none.
+    #[cfg(unix)]
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_err(parent, e))?;
+    }
+    Ok(())
 }
 
 /// PEM of a certificate.
