@@ -130,8 +130,8 @@ pub fn key_pem(pkcs8: &[u8]) -> String {
     der::pem::encode_string("PRIVATE KEY", LineEnding::LF, pkcs8).unwrap_or_default()
 }
 
-/// Reads a private key, refusing one that group or others can read.
-pub fn read_private_key(path: &Path) -> Result<Vec<u8>, CaError> {
+/// Refuses a secret file that group or others can read.
+pub fn check_private_mode(path: &Path) -> Result<(), CaError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -147,6 +147,12 @@ pub fn read_private_key(path: &Path) -> Result<Vec<u8>, CaError> {
             )));
         }
     }
+    Ok(())
+}
+
+/// Reads a private key, refusing one that group or others can read.
+pub fn read_private_key(path: &Path) -> Result<Vec<u8>, CaError> {
+    check_private_mode(path)?;
     match PrivateKeyDer::from_pem_file(path).map_err(|e| io_err(path, e))? {
         PrivateKeyDer::Pkcs8(k) => Ok(k.secret_pkcs8_der().to_vec()),
         _ => Err(CaError::Key(format!(
@@ -200,6 +206,11 @@ pub fn load_or_create_ca(dir: &Path, cfg: &CaConfig) -> Result<CaMaterial, CaErr
             )))
         }
     };
+    // The root key is not needed to run, but a readable one is as bad as a
+    // readable issuing key: refuse to start until it is fixed (or moved away).
+    if p(files::ROOT_KEY).exists() {
+        check_private_mode(&p(files::ROOT_KEY))?;
+    }
     let root = read_certs(&p(files::ROOT_CERT))?.remove(0);
     let issuing = read_certs(&p(files::ISSUING_CERT))?.remove(0);
     let key = read_private_key(&p(files::ISSUING_KEY))?;
