@@ -12,6 +12,7 @@ use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::ext::pkix::name::GeneralName;
 
 use super::csr::classify_key;
+use super::keyfile::{ca_key_pem, configured_passphrase, read_ca_key, Passphrase};
 use super::{Ca, CaError, CertTemplate, CertUsage, IssuedCert};
 use crate::config::{CaConfig, CaKeyAlgorithm};
 
@@ -71,8 +72,11 @@ pub fn create_ocsp_signer(dir: &Path, ca: &Ca) -> Result<IssuedCert, CaError> {
     Ok(cert)
 }
 
+/// A certificate (DER) and its key (PKCS#8 DER).
+pub type CertAndKey = (Vec<u8>, Vec<u8>);
+
 /// Reads the delegated OCSP responder's certificate (DER) and key (PKCS#8), if present.
-pub fn read_ocsp_signer(dir: &Path) -> Result<Option<(Vec<u8>, Vec<u8>)>, CaError> {
+pub fn read_ocsp_signer(dir: &Path) -> Result<Option<CertAndKey>, CaError> {
     let cert_path = dir.join(files::OCSP_CERT);
     let key_path = dir.join(files::OCSP_KEY);
     if !cert_path.exists() || !key_path.exists() {
@@ -186,15 +190,18 @@ fn gen_err(e: rcgen::Error) -> CaError {
     CaError::Generate(e.to_string())
 }
 
-/// Loads the CA from `dir`, creating a development root and issuing CA if none exists.
+/// Loads the CA from `dir`, creating a development root and issuing CA if none
+/// exists. With a passphrase configured, the issuing key must be encrypted, and
+/// new CA keys are written encrypted.
 pub fn load_or_create_ca(dir: &Path, cfg: &CaConfig) -> Result<CaMaterial, CaError> {
     fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    let passphrase = configured_passphrase(cfg)?;
     let p = |f: &str| -> PathBuf { dir.join(f) };
     let wanted = [files::ROOT_CERT, files::ISSUING_CERT, files::ISSUING_KEY];
     let present = wanted.iter().filter(|f| p(f).exists()).count();
     let created = match present {
         0 => {
-            create_ca(dir, cfg)?;
+            create_ca(dir, cfg, passphrase.as_ref())?;
             true
         }
         3 => false,
@@ -213,7 +220,7 @@ pub fn load_or_create_ca(dir: &Path, cfg: &CaConfig) -> Result<CaMaterial, CaErr
     }
     let root = read_certs(&p(files::ROOT_CERT))?.remove(0);
     let issuing = read_certs(&p(files::ISSUING_CERT))?.remove(0);
-    let key = read_private_key(&p(files::ISSUING_KEY))?;
+    let key = read_ca_key(&p(files::ISSUING_KEY), passphrase.as_ref())?;
     let ca = Ca::new(
         issuing.to_vec(),
         &key,
@@ -224,7 +231,7 @@ pub fn load_or_create_ca(dir: &Path, cfg: &CaConfig) -> Result<CaMaterial, CaErr
     Ok(CaMaterial { ca, created })
 }
 
-fn create_ca(dir: &Path, cfg: &CaConfig) -> Result<(), CaError> {
+fn create_ca(dir: &Path, cfg: &CaConfig, passphrase: Option<&Passphrase>) -> Result<(), CaError> {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
     let alg = rcgen_alg(cfg.key_algorithm);
     let now = time::OffsetDateTime::now_utc();
@@ -272,14 +279,16 @@ fn create_ca(dir: &Path, cfg: &CaConfig) -> Result<(), CaError> {
         .signed_by(&issuing_key, &root_issuer)
         .map_err(gen_err)?;
 
+    let root_der = zeroize::Zeroizing::new(root_key.serialize_der());
+    let issuing_der = zeroize::Zeroizing::new(issuing_key.serialize_der());
     write_file(
         &dir.join(files::ROOT_KEY),
-        key_pem(&root_key.serialize_der()).as_bytes(),
+        ca_key_pem(&root_der, passphrase)?.as_bytes(),
         true,
     )?;
     write_file(
         &dir.join(files::ISSUING_KEY),
-        key_pem(&issuing_key.serialize_der()).as_bytes(),
+        ca_key_pem(&issuing_der, passphrase)?.as_bytes(),
         true,
     )?;
     write_file(
