@@ -323,8 +323,9 @@ fn key_files_are_0600_and_readable_keys_are_refused() {
     let dir = tmp.path();
     let config = process::write_config(dir, "info", "");
     let certs = dir.join("certs");
-    let (status, out, err) = run_to_exit(dir, &config, "init", &[], "init");
-    assert!(status.success(), "estd init: {out}{err}");
+    // First start.
+    let mut d = Daemon::start(dir, &config, &[], "first").expect("first start");
+    d.kill9();
     for file in [
         "root-ca.key",
         "issuing-ca.key",
@@ -338,10 +339,23 @@ fn key_files_are_0600_and_readable_keys_are_refused() {
     // Certificates are public.
     assert_eq!(mode(&certs.join("root-ca.pem")), 0o644);
 
-    // A serve start with everything in order works (and leaves the modes alone).
-    let mut d = Daemon::start(dir, &config, &[], "ok-1").expect("start");
-    d.kill9();
-    assert_eq!(mode(&certs.join("issuing-ca.key")), 0o600);
+    // `estd init` on a fresh folder writes the same modes.
+    let fresh = tempfile::tempdir().expect("tmp");
+    let fresh_config = process::write_config(fresh.path(), "info", "");
+    let (status, out, err) = run_to_exit(fresh.path(), &fresh_config, "init", &[], "init");
+    assert!(status.success(), "estd init: {out}{err}");
+    for file in [
+        "root-ca.key",
+        "issuing-ca.key",
+        "tls-server.key",
+        "admin-token",
+    ] {
+        assert_eq!(
+            mode(&fresh.path().join("certs").join(file)),
+            0o600,
+            "init: {file}"
+        );
+    }
 
     for (file, bad) in [
         ("issuing-ca.key", 0o644),

@@ -111,6 +111,13 @@ pub fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), CaE
         opts.mode(if private { 0o600 } else { 0o644 });
     }
     let mut f = opts.open(&tmp).map_err(|e| io_err(&tmp, e))?;
+    // The mode above applies only to a new file; a temp file left by a crash keeps its own.
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(fs::Permissions::from_mode(0o600))
+            .map_err(|e| io_err(&tmp, e))?;
+    }
     f.write_all(contents).map_err(|e| io_err(&tmp, e))?;
     f.sync_all().map_err(|e| io_err(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
