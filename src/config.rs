@@ -174,6 +174,12 @@ pub struct CaConfig {
     pub crl_url: String,
     /// OCSP URL put into certificates.
     pub ocsp_url: String,
+    /// Name of an environment variable holding the passphrase of the encrypted CA keys.
+    #[serde(default)]
+    pub key_passphrase_env: Option<String>,
+    /// A file (mode 0600) holding the passphrase of the encrypted CA keys.
+    #[serde(default)]
+    pub key_passphrase_file: Option<PathBuf>,
 }
 
 /// Oldest TLS version offered.
@@ -281,6 +287,24 @@ impl Config {
                 "demo.cvr must be exactly 8 digits".into(),
             ));
         }
+        match (&self.ca.key_passphrase_env, &self.ca.key_passphrase_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "set at most one of ca.key_passphrase_env and ca.key_passphrase_file".into(),
+                ))
+            }
+            (Some(v), None) if v.is_empty() || v.contains('=') || v.contains('\0') => {
+                return Err(ConfigError::Invalid(
+                    "ca.key_passphrase_env must name an environment variable".into(),
+                ))
+            }
+            (None, Some(p)) if p.as_os_str().is_empty() => {
+                return Err(ConfigError::Invalid(
+                    "ca.key_passphrase_file must name a file".into(),
+                ))
+            }
+            _ => {}
+        }
         for a in &self.tls.client_anchors {
             if !crate::store::model::is_valid_cvr(&a.cvr) {
                 return Err(ConfigError::Invalid(format!(
@@ -321,6 +345,19 @@ mod tests {
             .expect("merged");
         assert_eq!(c.server.max_body_bytes, 10);
         assert_eq!(c.server.max_connections, 1024);
+    }
+
+    #[test]
+    fn one_passphrase_source_at_most() {
+        let c = Config::from_toml_layers(&[DEFAULT_TOML, "[ca]\nkey_passphrase_env = \"X\"\n"])
+            .expect("env");
+        assert_eq!(c.ca.key_passphrase_env.as_deref(), Some("X"));
+        assert!(c.ca.key_passphrase_file.is_none());
+        let both = "[ca]\nkey_passphrase_env = \"X\"\nkey_passphrase_file = \"p\"\n";
+        assert!(Config::from_toml_layers(&[DEFAULT_TOML, both]).is_err());
+        assert!(
+            Config::from_toml_layers(&[DEFAULT_TOML, "[ca]\nkey_passphrase_env = \"\"\n"]).is_err()
+        );
     }
 
     #[test]

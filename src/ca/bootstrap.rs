@@ -12,6 +12,7 @@ use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::ext::pkix::name::GeneralName;
 
 use super::csr::classify_key;
+use super::keyfile::{ca_key_pem, configured_passphrase, read_ca_key, Passphrase};
 use super::{Ca, CaError, CertTemplate, CertUsage, IssuedCert};
 use crate::config::{CaConfig, CaKeyAlgorithm};
 
@@ -71,8 +72,11 @@ pub fn create_ocsp_signer(dir: &Path, ca: &Ca) -> Result<IssuedCert, CaError> {
     Ok(cert)
 }
 
+/// A certificate (DER) and its key (PKCS#8 DER).
+pub type CertAndKey = (Vec<u8>, Vec<u8>);
+
 /// Reads the delegated OCSP responder's certificate (DER) and key (PKCS#8), if present.
-pub fn read_ocsp_signer(dir: &Path) -> Result<Option<(Vec<u8>, Vec<u8>)>, CaError> {
+pub fn read_ocsp_signer(dir: &Path) -> Result<Option<CertAndKey>, CaError> {
     let cert_path = dir.join(files::OCSP_CERT);
     let key_path = dir.join(files::OCSP_KEY);
     if !cert_path.exists() || !key_path.exists() {
@@ -95,7 +99,8 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> CaError {
     CaError::Io(format!("{}: {e}", path.display()))
 }
 
-/// Writes `contents` to `path` atomically; private files get mode 0600 from the start.
+/// Writes `contents` to `path` atomically and durably (the file, then the
+/// rename in its directory); private files get mode 0600 from the start.
 pub fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), CaError> {
     let tmp = path.with_extension("tmp");
     let mut opts = fs::OpenOptions::new();
@@ -106,9 +111,24 @@ pub fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), CaE
         opts.mode(if private { 0o600 } else { 0o644 });
     }
     let mut f = opts.open(&tmp).map_err(|e| io_err(&tmp, e))?;
+    // The mode above applies only to a new file; a temp file left by a crash keeps its own.
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(fs::Permissions::from_mode(0o600))
+            .map_err(|e| io_err(&tmp, e))?;
+    }
     f.write_all(contents).map_err(|e| io_err(&tmp, e))?;
     f.sync_all().map_err(|e| io_err(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+    fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
+    // Without this the rename may be lost in a power cut, leaving the old file or none.
+    #[cfg(unix)]
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_err(parent, e))?;
+    }
+    Ok(())
 }
 
 /// PEM of a certificate.
@@ -121,8 +141,8 @@ pub fn key_pem(pkcs8: &[u8]) -> String {
     der::pem::encode_string("PRIVATE KEY", LineEnding::LF, pkcs8).unwrap_or_default()
 }
 
-/// Reads a private key, refusing one that group or others can read.
-pub fn read_private_key(path: &Path) -> Result<Vec<u8>, CaError> {
+/// Refuses a secret file that group or others can read.
+pub fn check_private_mode(path: &Path) -> Result<(), CaError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -138,6 +158,12 @@ pub fn read_private_key(path: &Path) -> Result<Vec<u8>, CaError> {
             )));
         }
     }
+    Ok(())
+}
+
+/// Reads a private key, refusing one that group or others can read.
+pub fn read_private_key(path: &Path) -> Result<Vec<u8>, CaError> {
+    check_private_mode(path)?;
     match PrivateKeyDer::from_pem_file(path).map_err(|e| io_err(path, e))? {
         PrivateKeyDer::Pkcs8(k) => Ok(k.secret_pkcs8_der().to_vec()),
         _ => Err(CaError::Key(format!(
@@ -171,15 +197,18 @@ fn gen_err(e: rcgen::Error) -> CaError {
     CaError::Generate(e.to_string())
 }
 
-/// Loads the CA from `dir`, creating a development root and issuing CA if none exists.
+/// Loads the CA from `dir`, creating a development root and issuing CA if none
+/// exists. With a passphrase configured, the issuing key must be encrypted, and
+/// new CA keys are written encrypted.
 pub fn load_or_create_ca(dir: &Path, cfg: &CaConfig) -> Result<CaMaterial, CaError> {
     fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    let passphrase = configured_passphrase(cfg)?;
     let p = |f: &str| -> PathBuf { dir.join(f) };
     let wanted = [files::ROOT_CERT, files::ISSUING_CERT, files::ISSUING_KEY];
     let present = wanted.iter().filter(|f| p(f).exists()).count();
     let created = match present {
         0 => {
-            create_ca(dir, cfg)?;
+            create_ca(dir, cfg, passphrase.as_ref())?;
             true
         }
         3 => false,
@@ -191,9 +220,14 @@ pub fn load_or_create_ca(dir: &Path, cfg: &CaConfig) -> Result<CaMaterial, CaErr
             )))
         }
     };
+    // The root key is not needed to run, but a readable one is as bad as a
+    // readable issuing key: refuse to start until it is fixed (or moved away).
+    if p(files::ROOT_KEY).exists() {
+        check_private_mode(&p(files::ROOT_KEY))?;
+    }
     let root = read_certs(&p(files::ROOT_CERT))?.remove(0);
     let issuing = read_certs(&p(files::ISSUING_CERT))?.remove(0);
-    let key = read_private_key(&p(files::ISSUING_KEY))?;
+    let key = read_ca_key(&p(files::ISSUING_KEY), passphrase.as_ref())?;
     let ca = Ca::new(
         issuing.to_vec(),
         &key,
@@ -204,7 +238,7 @@ pub fn load_or_create_ca(dir: &Path, cfg: &CaConfig) -> Result<CaMaterial, CaErr
     Ok(CaMaterial { ca, created })
 }
 
-fn create_ca(dir: &Path, cfg: &CaConfig) -> Result<(), CaError> {
+fn create_ca(dir: &Path, cfg: &CaConfig, passphrase: Option<&Passphrase>) -> Result<(), CaError> {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
     let alg = rcgen_alg(cfg.key_algorithm);
     let now = time::OffsetDateTime::now_utc();
@@ -252,14 +286,16 @@ fn create_ca(dir: &Path, cfg: &CaConfig) -> Result<(), CaError> {
         .signed_by(&issuing_key, &root_issuer)
         .map_err(gen_err)?;
 
+    let root_der = zeroize::Zeroizing::new(root_key.serialize_der());
+    let issuing_der = zeroize::Zeroizing::new(issuing_key.serialize_der());
     write_file(
         &dir.join(files::ROOT_KEY),
-        key_pem(&root_key.serialize_der()).as_bytes(),
+        ca_key_pem(&root_der, passphrase)?.as_bytes(),
         true,
     )?;
     write_file(
         &dir.join(files::ISSUING_KEY),
-        key_pem(&issuing_key.serialize_der()).as_bytes(),
+        ca_key_pem(&issuing_der, passphrase)?.as_bytes(),
         true,
     )?;
     write_file(

@@ -7,6 +7,7 @@
 pub mod bootstrap;
 pub mod crl;
 pub mod csr;
+pub mod keyfile;
 pub mod ocsp;
 pub mod signer;
 

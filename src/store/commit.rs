@@ -141,6 +141,8 @@ pub(super) struct Trees {
     pub orders: sled::Tree,
     pub audit: sled::Tree,
     pub meta: sled::Tree,
+    /// sled's log file, `fdatasync`ed after each flush (see the store's docs).
+    pub log: std::fs::File,
     /// Requests between [`super::Store::expect_issuance`] and their hand-over.
     pub pending: Arc<AtomicUsize>,
     /// The in-memory mirror of the kept certificate count.
@@ -166,7 +168,11 @@ pub(super) fn run(trees: Trees, rx: mpsc::Receiver<Job>) {
         } else {
             write_issuances(&trees, &issues)
         };
-        let flushed = trees.db.flush().map(|_| ()).map_err(|e| e.to_string());
+        let flushed = trees
+            .db
+            .flush()
+            .map_err(|e| e.to_string())
+            .and_then(|_| trees.log.sync_data().map_err(|e| e.to_string()));
         for waiter in flushes {
             let _ = waiter.send(flushed.clone());
         }

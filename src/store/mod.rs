@@ -15,6 +15,9 @@
 //! Concurrent commits share one flush (group commit), so a burst of enrolments
 //! pays for one fsync, not one each. Issuance goes through [`Store::issue`],
 //! which the committer thread applies in batches (see `commit.rs`).
+//! sled's own flush ends in `sync_file_range`, which does not persist the
+//! metadata of its growing log file (nor flush the drive's cache), so each
+//! commit also `fdatasync`s the log.
 
 mod admin_queries;
 mod commit;
@@ -24,6 +27,7 @@ pub mod revocation;
 
 pub use commit::{Issuance, IssueOutcome, OrderCheck, OrderWrite, PendingIssuance};
 
+use std::fs::File;
 use std::path::Path;
 use std::sync::{mpsc, Arc};
 
@@ -81,6 +85,8 @@ struct Inner {
     outbox: sled::Tree,
     revoked: sled::Tree,
     meta: sled::Tree,
+    /// sled's log file, for `fdatasync` after a flush.
+    log: File,
     /// `None` only while dropping.
     commits: Option<mpsc::Sender<commit::Job>>,
     /// See [`PendingIssuance`].
@@ -131,6 +137,10 @@ impl Store {
                 })
             }
         }
+        // sled keeps its log in the file `db`; any descriptor of it can sync it.
+        let io = |e| StoreError::Sled(sled::Error::Io(e));
+        let log = File::open(dir.join("db")).map_err(io)?;
+        let committer_log = log.try_clone().map_err(io)?;
         let certs = db.open_tree("certs")?;
         let orders = db.open_tree("orders")?;
         let audit = db.open_tree("audit")?;
@@ -158,6 +168,7 @@ impl Store {
             orders: orders.clone(),
             audit: audit.clone(),
             meta: meta.clone(),
+            log: committer_log,
         };
         let committer = std::thread::Builder::new()
             .name("estd-commit".into())
@@ -175,6 +186,7 @@ impl Store {
             outbox: db.open_tree("outbox")?,
             revoked: db.open_tree("revoked")?,
             meta,
+            log,
             db,
             commits: Some(tx),
             pending,
@@ -234,7 +246,10 @@ impl Store {
     /// Flushes synchronously (for start-up and shutdown).
     pub fn flush(&self) -> Result<(), StoreError> {
         self.inner.db.flush()?;
-        Ok(())
+        self.inner
+            .log
+            .sync_data()
+            .map_err(|e| StoreError::Sled(sled::Error::Io(e)))
     }
 
     /// Inserts a new certificate; fails with [`StoreError::SerialTaken`] if the serial exists.
