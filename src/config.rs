@@ -107,8 +107,10 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// TLS handshake timeout, seconds.
     pub handshake_timeout_secs: u64,
-    /// Request head timeout, seconds.
+    /// Request head timeout, seconds (also the time allowed before the first request).
     pub header_read_timeout_secs: u64,
+    /// Idle keep-alive timeout between requests, seconds.
+    pub idle_timeout_secs: u64,
     /// Request body timeout, seconds.
     pub body_read_timeout_secs: u64,
     /// Grace period on shutdown, seconds.
@@ -127,6 +129,10 @@ impl ServerConfig {
     /// Request head timeout.
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_secs(self.header_read_timeout_secs)
+    }
+    /// Idle keep-alive timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
     }
     /// Request body timeout.
     pub fn body_read_timeout(&self) -> Duration {
@@ -274,6 +280,15 @@ impl Config {
         if s.max_connections == 0 || s.max_body_bytes == 0 || s.max_header_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "server.max_connections and server.max_body_bytes must be > 0, server.max_header_bytes >= 1024".into(),
+            ));
+        }
+        if s.handshake_timeout_secs == 0
+            || s.header_read_timeout_secs == 0
+            || s.idle_timeout_secs == 0
+            || s.body_read_timeout_secs == 0
+        {
+            return Err(ConfigError::Invalid(
+                "server timeouts (handshake, header_read, idle, body_read) must be at least 1 second".into(),
             ));
         }
         if self.demo.enabled && !crate::store::model::is_valid_cvr(&self.demo.cvr) {
