@@ -31,6 +31,9 @@
 //! - [`app`] assembles the shared state at start-up; [`seed`] creates the demo
 //!   organisation; [`config`] merges a file over the embedded default;
 //!   [`metrics`] exports Prometheus metrics; [`admin`] serves the admin listener.
+//! - [`ratelimit`] holds the EST listener's token buckets (per client
+//!   certificate, reference number, IP address and label); [`problem`] the
+//!   RFC 9457 problem document shared by EST and admin errors.
 //!
 //! One crypto provider, aws-lc-rs, serves rustls and the CA.
 
@@ -47,7 +50,9 @@ pub mod metrics;
 pub mod notify;
 pub mod orders;
 pub mod policy;
+pub mod problem;
 pub mod public;
+pub mod ratelimit;
 pub mod revocation;
 pub mod seed;
 pub mod server;

@@ -65,8 +65,8 @@ async fn slow_clients_do_not_stop_enrolments_and_are_closed() {
     let dir = tempfile::tempdir().expect("tmp");
     let ts = TestServer::start_with(
         dir.path(),
-        "[server]\nhandshake_timeout_secs = 2\nheader_read_timeout_secs = 2\nidle_timeout_secs = 2\nbody_read_timeout_secs = 3\n\n\
-         ",
+        "[server]\nhandshake_timeout_secs = 2\nheader_read_timeout_secs = 2\nidle_timeout_secs = 2\nbody_read_timeout_secs = 3\n\
+         [rate_limit.ip]\nenabled = false\n",
     )
     .await;
     let addr = ts.server.est_addr;

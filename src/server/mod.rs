@@ -57,6 +57,7 @@ pub struct Connection {
     pub tls_version: Option<rustls::ProtocolVersion>,
     peer_chain: Option<Vec<CertificateDer<'static>>>,
     verified: OnceLock<Result<ClientCert, CertRejection>>,
+    fingerprint: Option<[u8; 32]>,
 }
 
 impl Connection {
@@ -65,6 +66,11 @@ impl Connection {
     pub fn client_cert(&self, trust: &ClientTrust) -> Option<&Result<ClientCert, CertRejection>> {
         let chain = self.peer_chain.as_ref()?;
         Some(self.verified.get_or_init(|| trust.verify(chain)))
+    }
+
+    /// SHA-256 of the client certificate's DER, if the client sent one.
+    pub fn cert_fingerprint(&self) -> Option<&[u8; 32]> {
+        self.fingerprint.as_ref()
     }
 }
 
@@ -130,7 +136,8 @@ impl RunningServer {
                 rx.clone(),
             )),
             tokio::spawn(crate::notify::run(app.clone(), rx.clone())),
-            tokio::spawn(revocation_upkeep(app.clone(), rx)),
+            tokio::spawn(revocation_upkeep(app.clone(), rx.clone())),
+            tokio::spawn(rate_limit_upkeep(app.clone(), rx)),
         ];
         Ok(RunningServer {
             est_addr,
@@ -194,6 +201,7 @@ async fn accept_loop(
                     tls_version: None,
                     peer_chain: None,
                     verified: OnceLock::new(),
+                    fingerprint: None,
                 });
                 serve_http(tcp, kind, app, conn, &cfg, watcher).await;
                 return;
@@ -211,13 +219,23 @@ async fn accept_loop(
                     }
                 };
             let (_, session) = tls.get_ref();
+            let peer_chain: Option<Vec<CertificateDer<'static>>> = session
+                .peer_certificates()
+                .map(|c| c.iter().map(|c| c.clone().into_owned()).collect());
+            // Once per connection: the rate-limit key of every request on it.
+            let fingerprint = peer_chain.as_ref().and_then(|c| c.first()).map(|ee| {
+                let mut fp = [0u8; 32];
+                fp.copy_from_slice(
+                    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, ee.as_ref()).as_ref(),
+                );
+                fp
+            });
             let conn = Arc::new(Connection {
                 remote,
                 tls_version: session.protocol_version(),
-                peer_chain: session
-                    .peer_certificates()
-                    .map(|c| c.iter().map(|c| c.clone().into_owned()).collect()),
+                peer_chain,
                 verified: OnceLock::new(),
+                fingerprint,
             });
             serve_http(tls, kind, app, conn, &cfg, watcher).await;
         });
@@ -325,6 +343,22 @@ async fn serve_http<I>(
                 }
             }
         }
+    }
+}
+
+/// Forgets rate-limit keys whose bucket has refilled, so that memory follows
+/// recent traffic.
+async fn rate_limit_upkeep(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    let every = std::time::Duration::from_secs(app.config.rate_limit.evict_interval_secs);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        let worker = app.clone();
+        // Sweeping locks each shard of the maps in turn; keep it off the async workers.
+        let _ = tokio::task::spawn_blocking(move || worker.limits.evict_idle()).await;
+        tracing::debug!(keys = app.limits.keys(), "rate-limit keys after eviction");
     }
 }
 
