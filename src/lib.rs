@@ -15,8 +15,8 @@
 //! ```
 //!
 //! - [`server`] owns the listeners: TLS accept with a handshake timeout, a cap
-//!   on concurrent connections, HTTP/1.1 with canonical header names, a log
-//!   line and metrics per request, graceful shutdown.
+//!   on concurrent connections, HTTP/1.1 with canonical header names, head and
+//!   idle keep-alive timeouts, a log line and metrics per request, graceful shutdown.
 //! - [`tls`] builds the rustls config. Client certificates are requested but
 //!   judged per request by [`auth`], so a bad one gets an HTTP status and a
 //!   reason rather than a TLS alert.
