@@ -12,8 +12,16 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::clock::{Clock, MonotonicClock};
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
+
+/// The OS monotonic clock (`std::time::Instant`): guaranteed monotonic and
+/// cheap through the vDSO; spares the TSC-based `quanta` dependency.
+type Clk = MonotonicClock;
+
+/// A keyed limiter over a sharded concurrent map.
+type Keyed<K> = RateLimiter<K, DashMapStateStore<K>, Clk>;
 
 use crate::config::{BucketConfig, RateLimitConfig};
 
@@ -68,11 +76,11 @@ const MALFORMED_REFERENCE: u64 = u64::MAX;
 
 /// The configured limiters; a kind that is switched off has none.
 pub struct RateLimits {
-    client: Option<DefaultKeyedRateLimiter<[u8; 32]>>,
-    reference: Option<DefaultKeyedRateLimiter<u64>>,
-    ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    label: Option<DefaultKeyedRateLimiter<String>>,
-    clock: DefaultClock,
+    client: Option<Keyed<[u8; 32]>>,
+    reference: Option<Keyed<u64>>,
+    ip: Option<Keyed<IpAddr>>,
+    label: Option<Keyed<String>>,
+    clock: Clk,
 }
 
 /// A configuration that cannot be turned into a limiter.
@@ -83,8 +91,8 @@ pub struct QuotaError(&'static str);
 fn limiter<K: Hash + Eq + Clone>(
     kind: Kind,
     cfg: &BucketConfig,
-    clock: &DefaultClock,
-) -> Result<Option<DefaultKeyedRateLimiter<K>>, QuotaError> {
+    clock: &Clk,
+) -> Result<Option<Keyed<K>>, QuotaError> {
     if !cfg.enabled {
         return Ok(None);
     }
@@ -100,7 +108,7 @@ fn limiter<K: Hash + Eq + Clone>(
 impl RateLimits {
     /// Builds the limiters from `[rate_limit]`.
     pub fn new(cfg: &RateLimitConfig) -> Result<RateLimits, QuotaError> {
-        let clock = DefaultClock::default();
+        let clock = Clk::default();
         Ok(RateLimits {
             client: limiter(Kind::Client, &cfg.client, &clock)?,
             reference: limiter(Kind::Reference, &cfg.reference, &clock)?,
@@ -113,7 +121,7 @@ impl RateLimits {
     fn one<K: Hash + Eq + Clone>(
         &self,
         kind: Kind,
-        limiter: &Option<DefaultKeyedRateLimiter<K>>,
+        limiter: &Option<Keyed<K>>,
         key: &K,
     ) -> Result<(), Limited> {
         let Some(l) = limiter else { return Ok(()) };
@@ -149,7 +157,7 @@ impl RateLimits {
 
     /// Forgets keys whose bucket is full again (indistinguishable from a new key).
     pub fn evict_idle(&self) {
-        fn sweep<K: Hash + Eq + Clone>(l: &Option<DefaultKeyedRateLimiter<K>>) {
+        fn sweep<K: Hash + Eq + Clone>(l: &Option<Keyed<K>>) {
             if let Some(l) = l {
                 l.retain_recent();
                 l.shrink_to_fit();
@@ -163,7 +171,7 @@ impl RateLimits {
 
     /// Keys currently held, over all kinds.
     pub fn keys(&self) -> usize {
-        fn len<K: Hash + Eq + Clone>(l: &Option<DefaultKeyedRateLimiter<K>>) -> usize {
+        fn len<K: Hash + Eq + Clone>(l: &Option<Keyed<K>>) -> usize {
             l.as_ref().map_or(0, |l| l.len())
         }
         len(&self.client) + len(&self.reference) + len(&self.ip) + len(&self.label)
