@@ -442,6 +442,19 @@ has_header "$HDR" 'Www-Authenticate: Basic realm="estd"'
 check "401: challenge header in canonical Title-Case 'Www-Authenticate'" $? \
     "got: $(grep -i '^www-authenticate:' "$HDR" | tr -d '\r')"
 
+req noauth-problem -H 'Content-Type: application/pkcs10' -H 'Accept: application/problem+json' \
+    --data-binary "@$W/err.b64" "$(est_url demo/simpleenroll)"
+python3 - "$BODY" >"$W/noauth-problem.check" 2>&1 <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["status"] == 401 and d["title"] == "Unauthorized" and d["type"] and d["detail"], d
+EOF
+py_st=$?
+check "401 with Accept: application/problem+json: an RFC 9457 document (type, title, status, detail)" \
+    "$([ "$CODE" = 401 ] && [ "$py_st" = 0 ] &&
+        grep -qix -- "Content-Type: application/problem+json$CR" "$HDR"; echo $?)" \
+    "$(last)" "$(cat "$W/noauth-problem.check")"
+
 req wrongtype --cert "$IDM_CERT" --key "$IDM_KEY" \
     -H 'Content-Type: text/plain' --data-binary "@$W/err.b64" "$(est_url demo/simpleenroll)"
 check "simpleenroll with Content-Type text/plain: 415" "$([ "$CODE" = 415 ]; echo $?)" "$(last)"
@@ -783,6 +796,50 @@ if start_server; then
         "status: $MCODE" "missing:$missing" "$(cat "$W/metrics.err")" "$(head -n 30 "$W/metrics.txt")"
 else
     fail "server restarts on the same certs and data dirs"
+fi
+
+# ------------------------------------------ 15. rate limits (429)
+# Restart with tiny limits for anonymous callers: 2 at once, then one per 100 s.
+stop_server
+cat >>"$TMP/estd.toml" <<EOF
+
+[rate_limit.ip]
+per_second = 0.01
+burst = 2
+EOF
+if start_server; then
+    req rl-1 "$(est_url cacerts)"
+    c1=$CODE
+    req rl-2 "$(est_url cacerts)"
+    c2=$CODE
+    req rl-3 "$(est_url cacerts)"
+    retry=$(grep -i '^Retry-After:' "$HDR" | tr -d '\r' | sed 's/^[^:]*: *//')
+    check "rate limit: anonymous /cacerts past the burst (200, 200, then 429 with Retry-After in whole seconds >= 1)" \
+        "$([ "$c1" = 200 ] && [ "$c2" = 200 ] && [ "$CODE" = 429 ] &&
+            [ "$retry" -ge 1 ] 2>/dev/null; echo $?)" "first two: $c1 $c2" "$(last)"
+    req rl-4 -H 'Accept: application/problem+json' "$(est_url cacerts)"
+    python3 - "$BODY" >"$W/rl-4.check" 2>&1 <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["status"] == 429 and d["type"] and d["title"] and d["detail"], d
+assert isinstance(d["retryAfter"], int) and d["retryAfter"] >= 1, d
+EOF
+    py_st=$?
+    retry=$(grep -i '^Retry-After:' "$HDR" | tr -d '\r' | sed 's/^[^:]*: *//')
+    check "rate limit: 429 as application/problem+json carries retryAfter and Retry-After" \
+        "$([ "$CODE" = 429 ] && [ "$py_st" = 0 ] && [ "$retry" -ge 1 ] 2>/dev/null &&
+            grep -qix -- "Content-Type: application/problem+json$CR" "$HDR"; echo $?)" \
+        "$(last)" "$(cat "$W/rl-4.check")"
+    enroll_as_idm rl-idm demo/simpleenroll "$W/dev1.b64"
+    check "rate limit: the IdM system (counted by its certificate) is not affected: 200" \
+        "$([ "$CODE" = 200 ]; echo $?)" "$(last)"
+    MCODE=$(curl -sS --max-time 10 --cacert "$ROOT" -o "$W/metrics2.txt" -w '%{http_code}' \
+        "https://127.0.0.1:$ADMIN_PORT/metrics" 2>"$W/metrics2.err")
+    check "rate limit: /metrics counts the refusals as estd_rate_limited_total{kind=\"ip\"} 2" \
+        "$([ "$MCODE" = 200 ] && grep -qx 'estd_rate_limited_total{kind="ip"} 2' "$W/metrics2.txt"; echo $?)" \
+        "status: $MCODE" "$(grep estd_rate_limited "$W/metrics2.txt")"
+else
+    fail "server restarts with tiny rate limits"
 fi
 
 stop_server

@@ -35,6 +35,8 @@ pub struct App {
     pub cacerts_body: Bytes,
     /// CRL and OCSP.
     pub revocation: Revocation,
+    /// Request rate limits on the EST listener.
+    pub limits: crate::ratelimit::RateLimits,
 }
 
 /// Errors at start-up.
@@ -61,6 +63,9 @@ pub enum InitError {
     /// CRL or OCSP material.
     #[error(transparent)]
     Revocation(#[from] crate::revocation::RevocationError),
+    /// Rate limits.
+    #[error(transparent)]
+    RateLimit(#[from] crate::ratelimit::QuotaError),
 }
 
 /// The result of initialisation.
@@ -129,7 +134,9 @@ impl App {
         metrics
             .crl_size_bytes
             .set(revocation.current_crl().der.len() as i64);
+        let limits = crate::ratelimit::RateLimits::new(&config.rate_limit)?;
         let app = Arc::new(App {
+            limits,
             config,
             ca,
             store,

@@ -47,6 +47,36 @@ pub struct Config {
     pub smtp: SmtpConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Request rate limits on the EST listener.
+    pub rate_limit: RateLimitConfig,
+}
+
+/// `[rate_limit]`: token buckets on the EST listener, one set per kind of key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Seconds between sweeps that forget keys whose bucket is full again.
+    pub evict_interval_secs: u64,
+    /// Per client certificate (SHA-256 of its DER).
+    pub client: BucketConfig,
+    /// Per reference number (one-time-code collection with HTTP Basic).
+    pub reference: BucketConfig,
+    /// Per IP address, for requests without a trusted client certificate.
+    pub ip: BucketConfig,
+    /// Per EST label (all callers together), the default label being one.
+    pub label: BucketConfig,
+}
+
+/// One token bucket: `burst` requests at once, refilled at `per_second`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketConfig {
+    /// `false` switches this kind of limit off.
+    pub enabled: bool,
+    /// Sustained requests per second (may be below 1, e.g. 0.1 = one per 10 s).
+    pub per_second: f64,
+    /// Requests allowed at once on a full bucket.
+    pub burst: u32,
 }
 
 /// `[revocation]`.
@@ -107,8 +137,10 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// TLS handshake timeout, seconds.
     pub handshake_timeout_secs: u64,
-    /// Request head timeout, seconds.
+    /// Request head timeout, seconds (also the time allowed before the first request).
     pub header_read_timeout_secs: u64,
+    /// Idle keep-alive timeout between requests, seconds.
+    pub idle_timeout_secs: u64,
     /// Request body timeout, seconds.
     pub body_read_timeout_secs: u64,
     /// Grace period on shutdown, seconds.
@@ -127,6 +159,10 @@ impl ServerConfig {
     /// Request head timeout.
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_secs(self.header_read_timeout_secs)
+    }
+    /// Idle keep-alive timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
     }
     /// Request body timeout.
     pub fn body_read_timeout(&self) -> Duration {
@@ -281,6 +317,35 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "server.max_connections and server.max_body_bytes must be > 0, server.max_header_bytes >= 1024".into(),
             ));
+        }
+        if s.handshake_timeout_secs == 0
+            || s.header_read_timeout_secs == 0
+            || s.idle_timeout_secs == 0
+            || s.body_read_timeout_secs == 0
+        {
+            return Err(ConfigError::Invalid(
+                "server timeouts (handshake, header_read, idle, body_read) must be at least 1 second".into(),
+            ));
+        }
+        let r = &self.rate_limit;
+        if r.evict_interval_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "rate_limit.evict_interval_secs must be at least 1".into(),
+            ));
+        }
+        for (name, b) in [
+            ("client", &r.client),
+            ("reference", &r.reference),
+            ("ip", &r.ip),
+            ("label", &r.label),
+        ] {
+            // A period of at least a nanosecond and at most a day.
+            let sane = b.per_second.is_finite() && (1.0 / 86_400.0..=1e9).contains(&b.per_second);
+            if b.enabled && (!sane || b.burst == 0) {
+                return Err(ConfigError::Invalid(format!(
+                    "rate_limit.{name}: per_second must be between 1/86400 and 1e9 and burst at least 1"
+                )));
+            }
         }
         if self.demo.enabled && !crate::store::model::is_valid_cvr(&self.demo.cvr) {
             return Err(ConfigError::Invalid(

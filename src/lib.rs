@@ -15,8 +15,8 @@
 //! ```
 //!
 //! - [`server`] owns the listeners: TLS accept with a handshake timeout, a cap
-//!   on concurrent connections, HTTP/1.1 with canonical header names, a log
-//!   line and metrics per request, graceful shutdown.
+//!   on concurrent connections, HTTP/1.1 with canonical header names, head and
+//!   idle keep-alive timeouts, a log line and metrics per request, graceful shutdown.
 //! - [`tls`] builds the rustls config. Client certificates are requested but
 //!   judged per request by [`auth`], so a bad one gets an HTTP status and a
 //!   reason rather than a TLS alert.
@@ -31,6 +31,9 @@
 //! - [`app`] assembles the shared state at start-up; [`seed`] creates the demo
 //!   organisation; [`config`] merges a file over the embedded default;
 //!   [`metrics`] exports Prometheus metrics; [`admin`] serves the admin listener.
+//! - [`ratelimit`] holds the EST listener's token buckets (per client
+//!   certificate, reference number, IP address and label); [`problem`] the
+//!   RFC 9457 problem document shared by EST and admin errors.
 //!
 //! One crypto provider, aws-lc-rs, serves rustls and the CA.
 
@@ -47,7 +50,9 @@ pub mod metrics;
 pub mod notify;
 pub mod orders;
 pub mod policy;
+pub mod problem;
 pub mod public;
+pub mod ratelimit;
 pub mod revocation;
 pub mod seed;
 pub mod server;

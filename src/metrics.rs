@@ -21,6 +21,9 @@ pub struct Metrics {
     pub crl_generations: prometheus::IntCounter,
     /// `estd_crl_size_bytes`: size of the current CRL.
     pub crl_size_bytes: IntGauge,
+    /// `estd_rate_limited_total{kind}`: EST requests refused with 429, by the
+    /// kind of limit (client, reference, ip, label), never by identity.
+    pub rate_limited: IntCounterVec,
 }
 
 impl Metrics {
@@ -69,7 +72,20 @@ impl Metrics {
         registry.register(Box::new(ocsp_responses.clone()))?;
         registry.register(Box::new(crl_generations.clone()))?;
         registry.register(Box::new(crl_size_bytes.clone()))?;
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "estd_rate_limited_total",
+                "EST requests refused with 429, by kind of limit (client, reference, ip, label).",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(rate_limited.clone()))?;
+        for kind in ["client", "reference", "ip", "label"] {
+            // Present at 0 from the start, so that rate() works before the first refusal.
+            rate_limited.with_label_values(&[kind]);
+        }
         Ok(Metrics {
+            rate_limited,
             registry,
             requests,
             enroll_latency,

@@ -4,13 +4,12 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
-use serde::Serialize;
 
 use crate::orders::OpError;
+use crate::problem::Problem;
 use crate::store::StoreError;
 
-/// Media type of a problem document.
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub use crate::problem::PROBLEM_JSON;
 
 /// A refused or failed admin API call, with its HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,22 +114,19 @@ impl ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(%detail, "admin API internal error");
         }
-        let status = self.status();
         let problem = Problem {
             problem_type: self.problem_type(),
             title: self.title(),
-            status: status.as_u16(),
+            status: self.status().as_u16(),
             detail: self.detail(),
             field: match &self {
-                ApiError::InvalidField { field, .. } => Some(field.as_str()),
+                ApiError::InvalidField { field, .. } => Some(field.clone()),
                 _ => None,
             },
+            retry_after: None,
         };
-        let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
-        let mut resp = Response::new(Full::new(Bytes::from(body)));
-        *resp.status_mut() = status;
+        let mut resp = problem.into_response();
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         match &self {
             ApiError::Unauthorized(_) => {
                 h.insert(
@@ -147,18 +143,6 @@ impl ApiError {
         }
         resp
     }
-}
-
-/// An RFC 9457 problem document.
-#[derive(Debug, Serialize)]
-struct Problem<'a> {
-    #[serde(rename = "type")]
-    problem_type: &'static str,
-    title: &'static str,
-    status: u16,
-    detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
 }
 
 impl From<OpError> for ApiError {

@@ -71,10 +71,11 @@ pub async fn simple_enroll(
     req: Request<Incoming>,
     label: Option<&str>,
     log: &mut RequestLog,
+    problem_json: bool,
 ) -> Result<Response<Full<Bytes>>, EstError> {
     let started = Instant::now();
     let result = enroll_inner(app, conn, req, label, log).await;
-    finish(app, log, AuditAction::Enroll, started, result).await
+    finish(app, log, AuditAction::Enroll, started, result, problem_json).await
 }
 
 /// `POST [/<label>]/simplereenroll`.
@@ -89,7 +90,7 @@ pub async fn simple_reenroll(
     let result = reenroll_inner(app, conn, req, label, log)
         .await
         .map(Answer::Issued);
-    finish(app, log, AuditAction::Reenroll, started, result).await
+    finish(app, log, AuditAction::Reenroll, started, result, false).await
 }
 
 /// Records a refusal in the audit log and the latency in metrics.
@@ -99,13 +100,14 @@ async fn finish(
     action: AuditAction,
     started: Instant,
     result: Result<Answer, EstError>,
+    problem_json: bool,
 ) -> Result<Response<Full<Bytes>>, EstError> {
     app.metrics
         .enroll_latency
         .observe(started.elapsed().as_secs_f64());
     match result {
         Ok(Answer::Issued(body)) => Ok(base64_response(PKCS7_CERTS_ONLY, body)),
-        Ok(Answer::Held(secs)) => Ok(held_response(secs)),
+        Ok(Answer::Held(secs)) => Ok(held_response(secs, problem_json)),
         Err(e) => {
             audit_refusal(app, log, action, &e);
             Err(e)
@@ -135,9 +137,24 @@ pub fn audit_refusal(app: &App, log: &RequestLog, action: AuditAction, e: &EstEr
     }
 }
 
-fn held_response(retry_after: u32) -> Response<Full<Bytes>> {
-    let body = format!("held for approval by an administrator; retry after {retry_after} seconds with the same CSR\n");
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+/// 202 with Retry-After: as text, or as a problem-shaped document (RFC 9457
+/// members, though not an error) for a client that asked for problem+json.
+fn held_response(retry_after: u32, problem_json: bool) -> Response<Full<Bytes>> {
+    let detail = format!(
+        "held for approval by an administrator; retry after {retry_after} seconds with the same CSR"
+    );
+    if problem_json {
+        return crate::problem::Problem {
+            problem_type: "urn:estd:est:approval-pending",
+            title: "Held for approval",
+            status: StatusCode::ACCEPTED.as_u16(),
+            detail,
+            field: None,
+            retry_after: Some(u64::from(retry_after)),
+        }
+        .into_response();
+    }
+    let mut r = Response::new(Full::new(Bytes::from(format!("{detail}\n"))));
     *r.status_mut() = StatusCode::ACCEPTED;
     let h = r.headers_mut();
     h.insert(

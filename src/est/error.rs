@@ -1,4 +1,6 @@
-//! EST errors. Each carries its HTTP status and a short reason for the client.
+//! EST errors. Each carries its HTTP status and a short reason for the client,
+//! sent as `text/plain`, or as an RFC 9457 problem document to a client whose
+//! `Accept` asks for `application/problem+json`.
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
@@ -8,6 +10,7 @@ use crate::auth::CertRejection;
 use crate::ca::csr::CsrError;
 use crate::ca::CaError;
 use crate::policy::PolicyError;
+use crate::problem::Problem;
 use crate::store::StoreError;
 
 /// An EST request that cannot be served.
@@ -37,6 +40,12 @@ pub enum EstError {
     /// 415: wrong content type.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 429: over a rate limit; carries the seconds until a retry would be allowed.
+    #[error("too many requests; retry after {retry_after} seconds")]
+    TooManyRequests {
+        /// Whole seconds, at least 1.
+        retry_after: u64,
+    },
     /// 501: an optional EST operation estd does not offer.
     #[error("{0} is not supported by this server")]
     NotImplemented(&'static str),
@@ -57,23 +66,54 @@ impl EstError {
             EstError::Timeout => StatusCode::REQUEST_TIMEOUT,
             EstError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             EstError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            EstError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             EstError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             EstError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
+    /// The problem type: a URN where a client may want to act on the kind,
+    /// `about:blank` where the status says it all.
+    pub fn problem_type(&self) -> &'static str {
+        match self {
+            EstError::TooManyRequests { .. } => "urn:estd:error:rate-limited",
+            _ => "about:blank",
+        }
+    }
+
     /// The `text/plain` response.
     pub fn into_response(self) -> Response<Full<Bytes>> {
+        self.into_response_as(false)
+    }
+
+    /// The response as a problem document if `problem_json`, else `text/plain`.
+    pub fn into_response_as(self, problem_json: bool) -> Response<Full<Bytes>> {
         if let EstError::Internal(detail) = &self {
             tracing::error!(%detail, "internal error");
         }
-        let mut resp = Response::new(Full::new(Bytes::from(format!("{self}\n"))));
-        *resp.status_mut() = self.status();
+        let retry_after = match &self {
+            EstError::TooManyRequests { retry_after } => Some(*retry_after),
+            _ => None,
+        };
+        let mut resp = if problem_json {
+            let mut p = Problem::for_status(self.status(), self.to_string());
+            p.problem_type = self.problem_type();
+            p.retry_after = retry_after;
+            p.into_response()
+        } else {
+            let mut resp = Response::new(Full::new(Bytes::from(format!("{self}\n"))));
+            *resp.status_mut() = self.status();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            if let Some(secs) = retry_after {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            resp
+        };
         let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
         match self {
             EstError::Unauthorized(_) => {
                 h.insert(

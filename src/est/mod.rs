@@ -1,7 +1,7 @@
 //! The RFC 7030 endpoints under `/.well-known/est/` and `/.well-known/est/<label>/`.
 //!
-//! Each operation lives in its own file; this module routes, reads bodies
-//! within limits, and identifies the caller.
+//! Each operation lives in its own file; this module routes, applies the rate
+//! limits, reads bodies within limits, and identifies the caller.
 
 pub mod cacerts;
 pub mod codec;
@@ -20,7 +20,8 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
 use crate::app::App;
-use crate::auth::{self, Principal};
+use crate::auth::{self, ClientCert, Principal};
+use crate::ratelimit::Caller;
 use crate::server::{Connection, RequestLog};
 use crate::store::model::now_unix;
 pub use error::EstError;
@@ -97,8 +98,9 @@ pub async fn handle(
     conn: &Arc<Connection>,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
+    let problem_json = crate::problem::prefers_problem_json(req.headers());
     let Some((label, op)) = parse_path(req.uri().path()) else {
-        let mut r = EstError::NotFound.into_response();
+        let mut r = EstError::NotFound.into_response_as(problem_json);
         r.extensions_mut().insert(RequestLog {
             endpoint: "unknown",
             ..Default::default()
@@ -111,18 +113,78 @@ pub async fn handle(
         label: label.clone(),
         ..Default::default()
     };
+    if let Err(e) = rate_limit(app, conn, req.headers(), label.as_ref(), &mut log) {
+        let mut resp = e.into_response_as(problem_json);
+        resp.extensions_mut().insert(log);
+        return resp;
+    }
     let label = label.as_deref();
     let result = match op {
         Operation::CaCerts => cacerts::handle(app, &req),
         Operation::CsrAttrs => csrattrs::handle(app, conn, &req, label),
-        Operation::SimpleEnroll => enroll::simple_enroll(app, conn, req, label, &mut log).await,
+        Operation::SimpleEnroll => {
+            enroll::simple_enroll(app, conn, req, label, &mut log, problem_json).await
+        }
         Operation::SimpleReenroll => enroll::simple_reenroll(app, conn, req, label, &mut log).await,
         Operation::ServerKeygen => serverkeygen::handle(app, conn, req, label, &mut log).await,
         Operation::FullCmc => Err(EstError::NotImplemented("fullcmc")),
     };
-    let mut resp = result.unwrap_or_else(EstError::into_response);
+    let mut resp = result.unwrap_or_else(|e| e.into_response_as(problem_json));
     resp.extensions_mut().insert(log);
     resp
+}
+
+/// The key of the unlabelled EST path in the per-label limiter (labels are never empty).
+static DEFAULT_LABEL: String = String::new();
+
+/// Counts the request against its caller's and its label's rate limits,
+/// before anything costly is done for it (its body is not even read).
+/// The caller is keyed as [`enroll::identify`] will judge it: a trusted
+/// certificate wins, then Basic credentials (a reference number), then the address.
+fn rate_limit(
+    app: &App,
+    conn: &Connection,
+    headers: &HeaderMap,
+    label: Option<&String>,
+    log: &mut RequestLog,
+) -> Result<(), EstError> {
+    let ip = conn.remote.ip();
+    let trusted = match conn.cert_fingerprint() {
+        // Verified once per connection, then cached.
+        Some(fp) => match conn.client_cert(&app.trust) {
+            Some(Ok(cert)) => Some((fp, cert)),
+            _ => None,
+        },
+        None => None,
+    };
+    let basic = match trusted {
+        Some(_) => None,
+        None => headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| auth::parse_basic(h.as_bytes())),
+    };
+    let caller = match (&trusted, &basic) {
+        (Some((fp, _)), _) => Caller::Client(fp),
+        (None, Some(creds)) => Caller::Reference(&creds.user, ip),
+        (None, None) => Caller::Anonymous(ip),
+    };
+    let Err(limited) = app.limits.check(caller, label.unwrap_or(&DEFAULT_LABEL)) else {
+        return Ok(());
+    };
+    app.metrics
+        .rate_limited
+        .with_label_values(&[limited.kind.name()])
+        .inc();
+    log.principal = match (trusted, basic) {
+        (Some((_, ClientCert::Issued { serial, .. })), _) => Some(format!("cert:{serial}")),
+        (Some((_, ClientCert::External { subject, .. })), _) => Some(format!("external:{subject}")),
+        (None, Some(creds)) => Some(format!("order:{}", creds.user)),
+        (None, None) => None,
+    };
+    tracing::debug!(kind = limited.kind.name(), "rate limited");
+    Err(EstError::TooManyRequests {
+        retry_after: limited.retry_after,
+    })
 }
 
 /// Refuses a method other than `allowed`.

@@ -300,6 +300,13 @@ impl Client {
         }
     }
 
+    /// Waits until the server has closed the connection.
+    pub async fn wait_closed(&mut self) {
+        while !self.sender.is_closed() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn get(&mut self, path: &str) -> Resp {
         self.send("GET", path, &[], vec![]).await
     }

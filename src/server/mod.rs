@@ -1,6 +1,8 @@
 //! Listeners: TLS accept with a handshake timeout, a cap on concurrent
-//! connections, HTTP/1.1 with canonical header names, one log line and one
-//! metric per request, and graceful shutdown.
+//! connections, HTTP/1.1 with canonical header names, head, idle and body
+//! timeouts, one log line and one metric per request, and graceful shutdown.
+
+mod activity;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,13 +16,13 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use rustls::pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use self::activity::{Activity, Expiry, Tracked};
 use crate::app::{App, Initialised};
 use crate::auth::{CertRejection, ClientCert, ClientTrust};
 use crate::store::model::Serial;
@@ -55,6 +57,7 @@ pub struct Connection {
     pub tls_version: Option<rustls::ProtocolVersion>,
     peer_chain: Option<Vec<CertificateDer<'static>>>,
     verified: OnceLock<Result<ClientCert, CertRejection>>,
+    fingerprint: Option<[u8; 32]>,
 }
 
 impl Connection {
@@ -63,6 +66,11 @@ impl Connection {
     pub fn client_cert(&self, trust: &ClientTrust) -> Option<&Result<ClientCert, CertRejection>> {
         let chain = self.peer_chain.as_ref()?;
         Some(self.verified.get_or_init(|| trust.verify(chain)))
+    }
+
+    /// SHA-256 of the client certificate's DER, if the client sent one.
+    pub fn cert_fingerprint(&self) -> Option<&[u8; 32]> {
+        self.fingerprint.as_ref()
     }
 }
 
@@ -128,7 +136,8 @@ impl RunningServer {
                 rx.clone(),
             )),
             tokio::spawn(crate::notify::run(app.clone(), rx.clone())),
-            tokio::spawn(revocation_upkeep(app.clone(), rx)),
+            tokio::spawn(revocation_upkeep(app.clone(), rx.clone())),
+            tokio::spawn(rate_limit_upkeep(app.clone(), rx)),
         ];
         Ok(RunningServer {
             est_addr,
@@ -162,7 +171,6 @@ async fn accept_loop(
 ) {
     let cfg = app.config.server.clone();
     let slots = Arc::new(Semaphore::new(cfg.max_connections));
-    let graceful = GracefulShutdown::new();
     loop {
         // Past the cap, new connections wait in the kernel's queue; established ones go on.
         let permit = tokio::select! {
@@ -184,7 +192,7 @@ async fn accept_loop(
         let acceptor = acceptor.clone();
         let app = app.clone();
         let cfg = cfg.clone();
-        let watcher = graceful.watcher();
+        let watcher = shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let Some(acceptor) = acceptor else {
@@ -193,8 +201,9 @@ async fn accept_loop(
                     tls_version: None,
                     peer_chain: None,
                     verified: OnceLock::new(),
+                    fingerprint: None,
                 });
-                serve_http(TokioIo::new(tcp), kind, app, conn, &cfg, watcher).await;
+                serve_http(tcp, kind, app, conn, &cfg, watcher).await;
                 return;
             };
             let tls =
@@ -210,20 +219,33 @@ async fn accept_loop(
                     }
                 };
             let (_, session) = tls.get_ref();
+            let peer_chain: Option<Vec<CertificateDer<'static>>> = session
+                .peer_certificates()
+                .map(|c| c.iter().map(|c| c.clone().into_owned()).collect());
+            // Once per connection: the rate-limit key of every request on it.
+            let fingerprint = peer_chain.as_ref().and_then(|c| c.first()).map(|ee| {
+                let mut fp = [0u8; 32];
+                fp.copy_from_slice(
+                    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, ee.as_ref()).as_ref(),
+                );
+                fp
+            });
             let conn = Arc::new(Connection {
                 remote,
                 tls_version: session.protocol_version(),
-                peer_chain: session
-                    .peer_certificates()
-                    .map(|c| c.iter().map(|c| c.clone().into_owned()).collect()),
+                peer_chain,
                 verified: OnceLock::new(),
+                fingerprint,
             });
-            serve_http(TokioIo::new(tls), kind, app, conn, &cfg, watcher).await;
+            serve_http(tls, kind, app, conn, &cfg, watcher).await;
         });
     }
     drop(listener);
-    let grace = cfg.shutdown_grace();
-    if tokio::time::timeout(grace, graceful.shutdown())
+    // Every connection task holds a slot until it has dropped everything it
+    // holds, so having them all back means no request is still running.
+    // Connections close themselves when idle, or at the end of the grace period.
+    let all = u32::try_from(cfg.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(cfg.shutdown_grace(), slots.acquire_many(all))
         .await
         .is_err()
     {
@@ -232,39 +254,111 @@ async fn accept_loop(
             "grace period over; closing remaining connections"
         );
     }
-    // Every connection task holds a slot until it has dropped everything it
-    // holds, so having them all back means no request is still running.
-    let all = u32::try_from(cfg.max_connections).unwrap_or(u32::MAX);
-    let _ = tokio::time::timeout(grace, slots.acquire_many(all)).await;
 }
 
-/// Serves HTTP/1.1 on one connection, plain or TLS.
+/// Serves HTTP/1.1 on one connection, plain or TLS, until the client
+/// closes it, a timeout closes it, or shutdown does.
 async fn serve_http<I>(
-    io: TokioIo<I>,
+    io: I,
     kind: ListenerKind,
     app: Arc<App>,
     conn: Arc<Connection>,
     cfg: &crate::config::ServerConfig,
-    watcher: hyper_util::server::graceful::Watcher,
+    mut shutdown: watch::Receiver<bool>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let remote = conn.remote;
+    let activity = Activity::new();
+    let io = TokioIo::new(Tracked::new(io, activity.clone()));
+    let tracker = activity.clone();
     let service = service_fn(move |req| {
         let app = app.clone();
         let conn = conn.clone();
-        async move { Ok::<_, Infallible>(handle(kind, app, conn, req).await) }
+        let in_flight = tracker.begin();
+        async move {
+            let resp = handle(kind, app, conn, req).await;
+            drop(in_flight);
+            Ok::<_, Infallible>(resp)
+        }
     });
+    let (header_timeout, idle_timeout) = (cfg.header_read_timeout(), cfg.idle_timeout());
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .title_case_headers(true)
         .keep_alive(true)
-        .header_read_timeout(cfg.header_read_timeout())
+        // hyper's own head timer runs from the start of idleness and is not
+        // reset by arriving bytes; the watchdog below closes sooner, so this
+        // is only a backstop.
+        .header_read_timeout(idle_timeout.max(header_timeout) + header_timeout)
+        .max_header_size(cfg.max_header_bytes)
         .max_buf_size(cfg.max_header_bytes.max(8192));
     let connection = builder.serve_connection(io, service);
-    if let Err(e) = watcher.watch(connection).await {
-        tracing::debug!(%remote, error = %e, "connection ended with an error");
+    tokio::pin!(connection);
+    // Once closing (idle, or shutting down), the connection gets this long to finish.
+    let mut closing: Option<tokio::time::Instant> = None;
+    if *shutdown.borrow() {
+        connection.as_mut().graceful_shutdown();
+        closing = Some(tokio::time::Instant::now() + cfg.shutdown_grace());
+    }
+    loop {
+        let deadline = match closing {
+            Some(at) => Some((at, Expiry::SlowHead)),
+            None => activity.deadline(header_timeout, idle_timeout),
+        };
+        tokio::select! {
+            r = connection.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%remote, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = shutdown.changed(), if closing.is_none() => {
+                connection.as_mut().graceful_shutdown();
+                closing = Some(tokio::time::Instant::now() + cfg.shutdown_grace());
+            }
+            // A request finished: the deadline moves.
+            _ = activity.finished(), if closing.is_none() => {}
+            _ = tokio::time::sleep_until(deadline.map(|d| d.0).unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                // The state may have changed since the deadline was computed.
+                let now = tokio::time::Instant::now();
+                let current = match closing {
+                    Some(at) => Some((at, Expiry::SlowHead)),
+                    None => activity.deadline(header_timeout, idle_timeout),
+                };
+                match current {
+                    Some((at, Expiry::Idle)) if at <= now => {
+                        tracing::debug!(%remote, "closing an idle connection");
+                        // hyper closes an idle connection at once; one whose
+                        // next head just began gets the head timeout to finish.
+                        connection.as_mut().graceful_shutdown();
+                        closing = Some(now + header_timeout);
+                    }
+                    Some((at, Expiry::SlowHead)) if at <= now => {
+                        tracing::debug!(%remote, "request head or shutdown timed out; dropping the connection");
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Forgets rate-limit keys whose bucket has refilled, so that memory follows
+/// recent traffic.
+async fn rate_limit_upkeep(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    let every = std::time::Duration::from_secs(app.config.rate_limit.evict_interval_secs);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        let worker = app.clone();
+        // Sweeping locks each shard of the maps in turn; keep it off the async workers.
+        let _ = tokio::task::spawn_blocking(move || worker.limits.evict_idle()).await;
+        tracing::debug!(keys = app.limits.keys(), "rate-limit keys after eviction");
     }
 }
 
