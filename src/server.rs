@@ -24,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::app::{App, Initialised};
 use crate::auth::{CertRejection, ClientCert, ClientTrust};
 use crate::store::model::Serial;
+use crate::tls::ChannelBinding;
 use crate::{admin, est};
 
 /// Which listener a connection came in on.
@@ -55,6 +56,7 @@ pub struct Connection {
     pub tls_version: Option<rustls::ProtocolVersion>,
     peer_chain: Option<Vec<CertificateDer<'static>>>,
     verified: OnceLock<Result<ClientCert, CertRejection>>,
+    channel_binding: ChannelBinding,
 }
 
 impl Connection {
@@ -63,6 +65,12 @@ impl Connection {
     pub fn client_cert(&self, trust: &ClientTrust) -> Option<&Result<ClientCert, CertRejection>> {
         let chain = self.peer_chain.as_ref()?;
         Some(self.verified.get_or_init(|| trust.verify(chain)))
+    }
+
+    /// The connection's TLS channel binding, read once after the handshake,
+    /// for proof-of-possession linking (RFC 7030 3.5).
+    pub fn channel_binding(&self) -> &ChannelBinding {
+        &self.channel_binding
     }
 }
 
@@ -193,6 +201,7 @@ async fn accept_loop(
                     tls_version: None,
                     peer_chain: None,
                     verified: OnceLock::new(),
+                    channel_binding: ChannelBinding::Unavailable,
                 });
                 serve_http(TokioIo::new(tcp), kind, app, conn, &cfg, watcher).await;
                 return;
@@ -217,6 +226,8 @@ async fn accept_loop(
                     .peer_certificates()
                     .map(|c| c.iter().map(|c| c.clone().into_owned()).collect()),
                 verified: OnceLock::new(),
+                // Read now: the session moves into hyper below, out of the handlers' reach.
+                channel_binding: ChannelBinding::of(session),
             });
             serve_http(TokioIo::new(tls), kind, app, conn, &cfg, watcher).await;
         });

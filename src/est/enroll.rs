@@ -233,7 +233,7 @@ async fn enroll_inner(
 ) -> Result<Answer, EstError> {
     let (parts, der) = read_csr_body(app, req).await?;
     match identify(app, conn, &parts.headers, log).await? {
-        Caller::Certificate(principal) => api_enroll(app, principal, label, der, log).await,
+        Caller::Certificate(principal) => api_enroll(app, conn, principal, label, der, log).await,
         Caller::Code(order) => {
             if order.issuance != Issuance::Est {
                 return Err(EstError::Forbidden(
@@ -242,11 +242,14 @@ async fn enroll_inner(
             }
             let (org, profile) = order_profile(app, &order, label)?;
             let actor = format!("order:{}", order.id);
+            let binding = conn.channel_binding().clone();
             let issued = run_blocking({
                 let app = app.clone();
                 move || {
                     let csr = csr::parse_and_verify(&der)?;
                     let effective = policy::effective_profile(&profile, &order.holder);
+                    // Refused before the order moves: a failed link spends no code.
+                    policy::check_pop_linking(&effective, &csr, &binding)?;
                     let template = policy::collect_template(&csr, &org, &effective, &order.holder)?;
                     let issued = issue_for_order(&app, &template, &effective, &order)?;
                     orders::audit(
@@ -296,6 +299,7 @@ pub fn order_profile(
 /// API profiles; each issuance creates an order that is already Issued.
 async fn api_enroll(
     app: &Arc<App>,
+    conn: &Connection,
     principal: Principal,
     label: Option<&str>,
     der: Vec<u8>,
@@ -310,12 +314,21 @@ async fn api_enroll(
     let actor = principal.describe();
     let worker = app.clone();
     let retry_after = app.config.orders.approval_retry_after_secs;
+    let binding = conn.channel_binding().clone();
     let outcome = run_blocking(move || {
         let csr = csr::parse_and_verify(&der)?;
-        let template = policy::enroll_template(&csr, &org, &profile)?;
+        let linked = policy::check_pop_linking(&profile, &csr, &binding);
         if profile.approval_required {
-            return held_enrolment(&worker, &actor, &der, &template, &profile, retry_after);
+            let template = policy::enroll_template(&csr, &org, &profile)?;
+            let held = HeldRequest {
+                der: &der,
+                template: &template,
+                linked,
+            };
+            return held_enrolment(&worker, &actor, held, &profile, retry_after);
         }
+        linked?;
+        let template = policy::enroll_template(&csr, &org, &profile)?;
         let issued = issue_with_new_order(&worker, &template, &profile, &actor, None)?;
         let detail = format!("issued to {}", policy::display_name(&template.subject));
         orders::audit(
@@ -352,6 +365,19 @@ async fn api_enroll(
     }
 }
 
+/// An enrolment request for an approval-required profile.
+struct HeldRequest<'a> {
+    /// The CSR as sent; its hash finds the held order on retries.
+    der: &'a [u8],
+    template: &'a CertTemplate,
+    /// The proof-of-possession linking verdict for this connection. Only the
+    /// request that creates the held order must pass it: a retry on a later
+    /// connection (after Retry-After, possibly hours) cannot carry that
+    /// connection's binding in the same CSR, and the first request already
+    /// bound this very CSR to an authenticated connection of the organisation.
+    linked: Result<(), policy::LinkingError>,
+}
+
 enum Held {
     Done(IssuedCert, String),
     Wait(u32),
@@ -365,16 +391,21 @@ enum Held {
 fn held_enrolment(
     app: &App,
     actor: &str,
-    der: &[u8],
-    template: &CertTemplate,
+    request: HeldRequest<'_>,
     profile: &Profile,
     retry_after: u32,
 ) -> Result<Held, EstError> {
+    let HeldRequest {
+        der,
+        template,
+        linked,
+    } = request;
     let mut hash = [0u8; 32];
     hash.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der).as_ref());
     let internal = |e: orders::OpError| EstError::Internal(e.to_string());
     match app.store.held_order(&hash)? {
         None => {
+            linked?;
             for _ in 0..8 {
                 let order = Order {
                     id: orders::new_reference().map_err(internal)?,
@@ -479,9 +510,11 @@ async fn reenroll_inner(
     let holder = old_order.map(|o| o.holder).unwrap_or(OrderHolder::Profile);
 
     let worker = app.clone();
+    let binding = conn.channel_binding().clone();
     let issued = run_blocking(move || {
         let csr = csr::parse_and_verify(&der)?;
         let effective = policy::effective_profile(&profile, &holder);
+        policy::check_pop_linking(&effective, &csr, &binding)?;
         let template = policy::reenroll_template(&csr, &cert, &effective)?;
         let actor = format!("cert:{}", record.serial);
         let issued = issue_with_new_order(
