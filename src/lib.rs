@@ -19,10 +19,13 @@
 //!   idle keep-alive timeouts, a log line and metrics per request, graceful shutdown.
 //! - [`tls`] builds the rustls config. Client certificates are requested but
 //!   judged per request by [`auth`], so a bad one gets an HTTP status and a
-//!   reason rather than a TLS alert.
+//!   reason rather than a TLS alert. Each connection's channel binding (RFC
+//!   9266 `tls-exporter`) is read once after the handshake, for profiles that
+//!   require proof-of-possession linking (RFC 7030 3.5).
 //! - [`est`] holds the RFC 7030 endpoints, one file per operation, with the
 //!   wire codec (base64, PKCS#7 certs-only, CSR attributes) in [`est::codec`].
-//! - [`policy`] decides what a profile allows a CSR to ask for and turns a
+//! - [`policy`] decides what a profile allows a CSR to ask for, whether its
+//!   challengePassword must link it to its TLS connection, and turns a
 //!   verified CSR into a [`ca::CertTemplate`]. CSR extensions are never copied.
 //! - [`ca`] verifies CSRs (proof of possession) and signs certificates; the
 //!   EST layer reaches it only through [`ca::Ca::issue`].

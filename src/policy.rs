@@ -15,6 +15,7 @@ use crate::ca::{self, CertTemplate, CertUsage};
 use crate::store::model::{
     organization_identifier, CertKind, KeyAlgorithm, OrderHolder, Organisation, Profile,
 };
+use crate::tls::ChannelBinding;
 
 /// OID of organizationIdentifier (X.520, 2.5.4.97).
 pub const ORGANIZATION_IDENTIFIER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.97");
@@ -42,6 +43,72 @@ pub enum PolicyError {
     /// Re-enrolment must keep Subject and SubjectAltName (RFC 7030 4.2.2).
     #[error("re-enrolment must keep the certificate's {0} unchanged")]
     ReenrollMismatch(&'static str),
+}
+
+/// Why a CSR fails proof-of-possession linking (RFC 7030 3.5). A client error
+/// (400): the request can be made right on a TLS 1.3 connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkingError {
+    /// The connection is TLS 1.2, whose binding estd cannot check.
+    #[error(
+        "this profile requires proof-of-possession linking (RFC 7030 3.5), which estd checks \
+         only on TLS 1.3 connections (RFC 9266 tls-exporter); TLS 1.2's tls-unique is not \
+         available: connect with TLS 1.3"
+    )]
+    Tls12,
+    /// No TLS channel binding exists for the connection.
+    #[error(
+        "this profile requires proof-of-possession linking (RFC 7030 3.5), and this connection \
+         has no TLS channel binding"
+    )]
+    Unavailable,
+    /// The CSR carries no challengePassword.
+    #[error(
+        "this profile requires proof-of-possession linking (RFC 7030 3.5): the CSR must carry \
+         the base64 tls-exporter channel binding (RFC 9266) of this TLS connection in its \
+         challengePassword attribute, and it has none"
+    )]
+    Missing,
+    /// The challengePassword is not this connection's binding.
+    #[error(
+        "the CSR's challengePassword is not the channel binding of this TLS connection \
+         (proof-of-possession linking, RFC 7030 3.5: base64 of the RFC 9266 tls-exporter value, \
+         read on the connection that sends the CSR)"
+    )]
+    Mismatch,
+}
+
+/// Proof-of-possession linking (RFC 7030 3.5): when the profile requires it,
+/// the CSR's challengePassword must be the base64 channel binding of the TLS
+/// connection it arrived on, so the CSR was made for this authenticated
+/// session and not relayed from another. Other profiles ignore the attribute.
+pub fn check_pop_linking(
+    profile: &Profile,
+    csr: &VerifiedCsr,
+    binding: &ChannelBinding,
+) -> Result<(), LinkingError> {
+    if !profile.require_pop_linking {
+        return Ok(());
+    }
+    let expected = match binding {
+        ChannelBinding::TlsExporter(v) => v,
+        ChannelBinding::Tls12 => return Err(LinkingError::Tls12),
+        ChannelBinding::Unavailable => return Err(LinkingError::Unavailable),
+    };
+    let given = csr
+        .challenge_password
+        .as_deref()
+        .ok_or(LinkingError::Missing)?;
+    // Padding is optional: RFC 7030 says only "base64".
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let decoded =
+        base64::Engine::decode(&engine, given.trim()).map_err(|_| LinkingError::Mismatch)?;
+    aws_lc_rs::constant_time::verify_slices_are_equal(&decoded, expected)
+        .map_err(|_| LinkingError::Mismatch)
 }
 
 /// The attribute types a subject may carry, with display names for errors.

@@ -110,6 +110,7 @@ pub fn ensure_demo(
             seal: false,
             publish: false,
             approval_required: false,
+            require_pop_linking: false,
         })?;
     }
     let idm_profile = match store.profile_by_label(DEMO_IDM_LABEL)? {
@@ -137,6 +138,7 @@ pub fn ensure_demo(
                 seal: false,
                 publish: false,
                 approval_required: false,
+                require_pop_linking: false,
             };
             store.put_profile(&p)?;
             p

@@ -13,6 +13,61 @@ use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureSc
 
 use crate::config::TlsMinVersion;
 
+/// Exporter label of the RFC 9266 `tls-exporter` channel binding.
+pub const TLS_EXPORTER_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
+/// Length of the `tls-exporter` value, bytes (RFC 9266 section 2).
+pub const TLS_EXPORTER_LEN: usize = 32;
+
+/// The channel binding of one connection, for proof-of-possession linking
+/// (RFC 7030 3.5). Read once after the handshake; the EST handlers compare a
+/// CSR's challengePassword against it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ChannelBinding {
+    /// TLS 1.3: RFC 9266 `tls-exporter`, 32 bytes exported with the label
+    /// `EXPORTER-Channel-Binding` and an empty context.
+    TlsExporter([u8; TLS_EXPORTER_LEN]),
+    /// TLS 1.2. RFC 7030 names `tls-unique` (the first Finished message), which
+    /// rustls does not expose (rustls/rustls#995). RFC 9266 allows its exporter
+    /// under TLS 1.2 only with Extended Master Secret, and rustls 0.23 does not
+    /// report per connection whether that was negotiated; so no binding is
+    /// checked on TLS 1.2 and linking profiles refuse such connections.
+    Tls12,
+    /// No TLS (plain HTTP), or the exporter failed.
+    Unavailable,
+}
+
+impl ChannelBinding {
+    /// The binding of a connection whose handshake is complete.
+    pub fn of(conn: &rustls::ServerConnection) -> ChannelBinding {
+        match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => match conn.export_keying_material(
+                [0u8; TLS_EXPORTER_LEN],
+                TLS_EXPORTER_LABEL,
+                Some(b""),
+            ) {
+                Ok(v) => ChannelBinding::TlsExporter(v),
+                Err(e) => {
+                    tracing::warn!(error = %e, "exporting the TLS channel binding failed");
+                    ChannelBinding::Unavailable
+                }
+            },
+            Some(rustls::ProtocolVersion::TLSv1_2) => ChannelBinding::Tls12,
+            _ => ChannelBinding::Unavailable,
+        }
+    }
+}
+
+impl std::fmt::Debug for ChannelBinding {
+    // The value is per-connection key material: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChannelBinding::TlsExporter(_) => f.write_str("TlsExporter(<redacted>)"),
+            ChannelBinding::Tls12 => f.write_str("Tls12"),
+            ChannelBinding::Unavailable => f.write_str("Unavailable"),
+        }
+    }
+}
+
 /// The one crypto provider used by rustls and the CA (aws-lc-rs).
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())

@@ -62,6 +62,7 @@ fn add_profile(
         seal: false,
         publish: false,
         approval_required: approval,
+        require_pop_linking: false,
     };
     ts.app().store.put_profile(&p).expect("profile");
     p

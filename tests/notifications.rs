@@ -241,6 +241,7 @@ fn contact_profile(app: &App, label: &str, contact: Option<&str>) -> Profile {
         seal: false,
         publish: false,
         approval_required: false,
+        require_pop_linking: false,
     };
     app.store.put_profile(&profile).expect("profile");
     profile

@@ -282,6 +282,7 @@ async fn held_enrolment_202_as_problem_document_carries_the_retry_time() {
         seal: false,
         publish: false,
         approval_required: true,
+        require_pop_linking: false,
     };
     ts.app().store.put_profile(&profile).expect("profile");
     let path = "/.well-known/est/approved/simpleenroll";

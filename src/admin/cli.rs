@@ -108,6 +108,10 @@ pub struct CreateProfileArgs {
     /// Hold API enrolments until an administrator approves them.
     #[arg(long)]
     pub approval_required: bool,
+    /// Require proof-of-possession linking: CSRs carry the TLS channel binding
+    /// in challengePassword (RFC 7030 3.5).
+    #[arg(long)]
+    pub require_pop_linking: bool,
     /// Make this the organisation's profile for EST requests without a label.
     #[arg(long)]
     pub org_default: bool,
@@ -268,6 +272,7 @@ async fn create_profile(
     put("dns_names", json!(a.dns_names));
     put("allow_ip_sans", json!(a.allow_ip_sans));
     put("approval_required", json!(a.approval_required));
+    put("require_pop_linking", json!(a.require_pop_linking));
     put("org_default", json!(a.org_default));
     put("seal", json!(a.seal));
     put("publish", json!(a.publish));

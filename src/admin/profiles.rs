@@ -90,6 +90,8 @@ struct NewProfile {
     #[serde(default)]
     approval_required: bool,
     #[serde(default)]
+    require_pop_linking: bool,
+    #[serde(default)]
     org_default: bool,
     #[serde(default)]
     order: Option<OrderInput>,
@@ -131,6 +133,7 @@ struct ProfileChanges {
     dns_names: Option<Vec<String>>,
     allow_ip_sans: Option<bool>,
     approval_required: Option<bool>,
+    require_pop_linking: Option<bool>,
     org_default: Option<bool>,
 }
 
@@ -415,6 +418,7 @@ pub async fn create(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
         seal: input.seal,
         publish: input.publish,
         approval_required: input.approval_required,
+        require_pop_linking: input.require_pop_linking,
     };
     validate(&profile, &org)?;
     let order = {
@@ -541,6 +545,9 @@ fn apply(p: &mut Profile, changes: ProfileChanges) -> Result<(), ApiError> {
     if let Some(v) = changes.approval_required {
         p.approval_required = v;
     }
+    if let Some(v) = changes.require_pop_linking {
+        p.require_pop_linking = v;
+    }
     if let Some(v) = changes.org_default {
         p.org_default = v;
     }
@@ -548,7 +555,7 @@ fn apply(p: &mut Profile, changes: ProfileChanges) -> Result<(), ApiError> {
 }
 
 /// `PATCH /profiles/{id}`: master data, rights, seal, contact, publishing,
-/// approval; the label stays.
+/// approval, proof-of-possession linking; the label stays.
 pub async fn update(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     let changes: ProfileChanges = req.json()?;
     let (profile, notice) = {

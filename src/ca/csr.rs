@@ -73,7 +73,9 @@ pub struct VerifiedCsr {
     pub key: SubjectKey,
     /// Extensions requested in the extensionRequest attribute (never copied blindly).
     pub requested_extensions: Vec<Extension>,
-    /// The challengePassword attribute, if any.
+    /// The challengePassword attribute (its first value), if any. Profiles
+    /// requiring proof-of-possession linking compare it with the connection's
+    /// channel binding ([`crate::policy::check_pop_linking`]); others ignore it.
     pub challenge_password: Option<String>,
 }
 

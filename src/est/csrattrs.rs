@@ -1,6 +1,8 @@
 //! `GET [/<label>]/csrattrs` (RFC 7030 4.5): what the profile expects in a
-//! CSR, namely the key algorithms it accepts and the subject attributes it
-//! requires. 204 where there is nothing to say.
+//! CSR, namely the key algorithms it accepts, the subject attributes it
+//! requires and, for a profile requiring proof-of-possession linking, the
+//! challengePassword OID (RFC 7030 4.5.2: how a client learns it must link).
+//! 204 where there is nothing to say.
 
 use bytes::Bytes;
 use const_oid::db::{rfc4519, rfc5912, rfc8410};
@@ -12,6 +14,7 @@ use http_body_util::Full;
 use super::codec::{self, AttrOrOid};
 use super::{base64_response, certificate_principal, require_method, EstError};
 use crate::app::App;
+use crate::ca::csr::CHALLENGE_PASSWORD;
 use crate::policy::ORGANIZATION_IDENTIFIER;
 use crate::server::Connection;
 use crate::store::model::{KeyAlgorithm, Profile};
@@ -83,6 +86,9 @@ pub fn attributes(profile: &Profile) -> Result<Vec<u8>, der::Error> {
     }
     for oid in [rfc4519::CN, rfc4519::O, ORGANIZATION_IDENTIFIER] {
         entries.push(AttrOrOid::Oid(oid));
+    }
+    if profile.require_pop_linking {
+        entries.push(AttrOrOid::Oid(CHALLENGE_PASSWORD));
     }
     codec::csr_attrs(&entries)
 }

@@ -252,7 +252,7 @@ async fn enroll_inner(
 ) -> Result<Answer, EstError> {
     let (parts, der) = read_csr_body(app, req).await?;
     match identify(app, conn, &parts.headers, log).await? {
-        Caller::Certificate(principal) => api_enroll(app, principal, label, der, log).await,
+        Caller::Certificate(principal) => api_enroll(app, conn, principal, label, der, log).await,
         Caller::Code(order) => {
             if order.issuance != Issuance::Est {
                 return Err(EstError::Forbidden(
@@ -261,10 +261,13 @@ async fn enroll_inner(
             }
             let (org, profile) = order_profile(app, &order, label)?;
             let holder = order.holder.clone();
+            let binding = conn.channel_binding().clone();
             let ticket = app.store.expect_issuance();
             let (template, effective) = cpu(app, move || {
                 let csr = csr::parse_and_verify(&der)?;
                 let effective = policy::effective_profile(&profile, &holder);
+                // Refused before the order moves: a failed link spends no code.
+                policy::check_pop_linking(&effective, &csr, &binding)?;
                 let template = policy::collect_template(&csr, &org, &effective, &holder)?;
                 Ok((template, effective))
             })
@@ -306,6 +309,7 @@ pub fn order_profile(
 /// API profiles; each issuance creates an order that is already Issued.
 async fn api_enroll(
     app: &Arc<App>,
+    conn: &Connection,
     principal: Principal,
     label: Option<&str>,
     der: Vec<u8>,
@@ -318,16 +322,26 @@ async fn api_enroll(
     }
     let (org, profile) = api_profile(app, &principal, label)?;
     let actor = principal.describe();
+    let binding = conn.channel_binding().clone();
     let ticket = app.store.expect_issuance();
-    let (template, profile, der) = cpu(app, move || {
+    let (template, profile, der, linked) = cpu(app, move || {
         let csr = csr::parse_and_verify(&der)?;
+        let linked = policy::check_pop_linking(&profile, &csr, &binding);
+        if !profile.approval_required {
+            linked.clone()?;
+        }
         let template = policy::enroll_template(&csr, &org, &profile)?;
-        Ok((template, profile, der))
+        Ok((template, profile, der, linked))
     })
     .await?;
     if profile.approval_required {
         let retry_after = app.config.orders.approval_retry_after_secs;
-        let held = held_enrolment(app, &actor, &der, template, &profile, retry_after, ticket);
+        let request = HeldRequest {
+            der: &der,
+            template,
+            linked,
+        };
+        let held = held_enrolment(app, &actor, request, &profile, retry_after, ticket);
         return match held.await? {
             Held::Done(issued) => respond(app, log, (issued, profile.est_label), "enroll")
                 .await
@@ -353,6 +367,19 @@ async fn api_enroll(
         .map(Answer::Issued)
 }
 
+/// An enrolment request for an approval-required profile.
+struct HeldRequest<'a> {
+    /// The CSR as sent; its hash finds the held order on retries.
+    der: &'a [u8],
+    template: CertTemplate,
+    /// The proof-of-possession linking verdict for this connection. Only the
+    /// request that creates the held order must pass it: a retry on a later
+    /// connection (after Retry-After, possibly hours) cannot carry that
+    /// connection's binding in the same CSR, and the first request already
+    /// bound this very CSR to an authenticated connection of the organisation.
+    linked: Result<(), policy::LinkingError>,
+}
+
 /// Where a held (approval-required) enrolment stands.
 enum Held {
     /// Approved, and issued now.
@@ -369,17 +396,22 @@ enum Held {
 async fn held_enrolment(
     app: &Arc<App>,
     actor: &str,
-    der: &[u8],
-    template: CertTemplate,
+    request: HeldRequest<'_>,
     profile: &Profile,
     retry_after: u32,
     ticket: PendingIssuance,
 ) -> Result<Held, EstError> {
+    let HeldRequest {
+        der,
+        template,
+        linked,
+    } = request;
     let mut hash = [0u8; 32];
     hash.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der).as_ref());
     let internal = |e: orders::OpError| EstError::Internal(e.to_string());
     match app.store.held_order(&hash)? {
         None => {
+            linked?;
             for _ in 0..8 {
                 let order = Order {
                     id: orders::new_reference().map_err(internal)?,
@@ -477,10 +509,12 @@ async fn reenroll_inner(
     let holder = old_order.map(|o| o.holder).unwrap_or(OrderHolder::Profile);
 
     let renewal_holder = holder.clone();
+    let binding = conn.channel_binding().clone();
     let ticket = app.store.expect_issuance();
     let (template, effective) = cpu(app, move || {
         let csr = csr::parse_and_verify(&der)?;
         let effective = policy::effective_profile(&profile, &holder);
+        policy::check_pop_linking(&effective, &csr, &binding)?;
         let template = policy::reenroll_template(&csr, &cert, &effective)?;
         Ok((template, effective))
     })

@@ -9,7 +9,7 @@ use http_body_util::Full;
 use crate::auth::CertRejection;
 use crate::ca::csr::CsrError;
 use crate::ca::CaError;
-use crate::policy::PolicyError;
+use crate::policy::{LinkingError, PolicyError};
 use crate::problem::Problem;
 use crate::store::StoreError;
 
@@ -139,6 +139,12 @@ impl From<CsrError> for EstError {
 impl From<PolicyError> for EstError {
     fn from(e: PolicyError) -> Self {
         EstError::Forbidden(e.to_string())
+    }
+}
+
+impl From<LinkingError> for EstError {
+    fn from(e: LinkingError) -> Self {
+        EstError::BadRequest(e.to_string())
     }
 }
 

@@ -26,6 +26,7 @@ use self::activity::{Activity, Expiry, Tracked};
 use crate::app::{App, Initialised};
 use crate::auth::{CertRejection, ClientCert, ClientTrust};
 use crate::store::model::Serial;
+use crate::tls::ChannelBinding;
 use crate::{admin, est};
 
 /// Which listener a connection came in on.
@@ -58,6 +59,7 @@ pub struct Connection {
     peer_chain: Option<Vec<CertificateDer<'static>>>,
     verified: OnceLock<Result<ClientCert, CertRejection>>,
     fingerprint: Option<[u8; 32]>,
+    channel_binding: ChannelBinding,
 }
 
 impl Connection {
@@ -71,6 +73,12 @@ impl Connection {
     /// SHA-256 of the client certificate's DER, if the client sent one.
     pub fn cert_fingerprint(&self) -> Option<&[u8; 32]> {
         self.fingerprint.as_ref()
+    }
+
+    /// The connection's TLS channel binding, read once after the handshake,
+    /// for proof-of-possession linking (RFC 7030 3.5).
+    pub fn channel_binding(&self) -> &ChannelBinding {
+        &self.channel_binding
     }
 }
 
@@ -202,6 +210,7 @@ async fn accept_loop(
                     peer_chain: None,
                     verified: OnceLock::new(),
                     fingerprint: None,
+                    channel_binding: ChannelBinding::Unavailable,
                 });
                 serve_http(tcp, kind, app, conn, &cfg, watcher).await;
                 return;
@@ -236,6 +245,8 @@ async fn accept_loop(
                 peer_chain,
                 verified: OnceLock::new(),
                 fingerprint,
+                // Read now: the session moves into hyper below, out of the handlers' reach.
+                channel_binding: ChannelBinding::of(session),
             });
             serve_http(tls, kind, app, conn, &cfg, watcher).await;
         });

@@ -4,8 +4,8 @@
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use super::model::{Organisation, Profile};
-use super::{decode, encode, Store, StoreError};
+use super::model::Organisation;
+use super::{decode_profile, encode, Store, StoreError};
 
 impl Store {
     /// Inserts a new organisation; `Ok(false)` if its CVR number is taken.
@@ -23,7 +23,7 @@ impl Store {
     pub fn remove_profile(&self, id: &str) -> Result<(), StoreError> {
         let res = (&self.inner.profiles, &self.inner.labels).transaction(|(profiles, labels)| {
             if let Some(old) = profiles.remove(id.as_bytes())? {
-                let old: Profile = decode(&old).map_err(ConflictableTransactionError::Abort)?;
+                let old = decode_profile(&old).map_err(ConflictableTransactionError::Abort)?;
                 if labels
                     .get(old.est_label.as_bytes())?
                     .is_some_and(|owner| owner.as_ref() == id.as_bytes())

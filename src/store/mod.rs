@@ -116,6 +116,24 @@ fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
     Ok(postcard::from_bytes(b)?)
 }
 
+/// Decodes a profile, also one stored before `require_pop_linking` existed.
+/// postcard writes a struct as its fields in order, without names or a count,
+/// so an older record is a newer one cut short; serde's `default` does not
+/// help, since postcard asks for every field. The missing tail is supplied as
+/// the encoding of its default value. (A field added to [`Profile`] later
+/// needs its default appended here too.)
+fn decode_profile(b: &[u8]) -> Result<Profile, StoreError> {
+    match postcard::from_bytes::<Profile>(b) {
+        Err(postcard::Error::DeserializeUnexpectedEnd) => {
+            let mut padded = b.to_vec();
+            // require_pop_linking: off for profiles made before it existed.
+            padded.extend(encode(&false)?);
+            decode(&padded)
+        }
+        other => Ok(other?),
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
@@ -349,10 +367,10 @@ impl Store {
 
     /// All profiles.
     pub fn profiles(&self) -> impl Iterator<Item = Result<Profile, StoreError>> + '_ {
-        self.inner
-            .profiles
-            .iter()
-            .map(|r| r.map_err(StoreError::from).and_then(|(_, v)| decode(&v)))
+        self.inner.profiles.iter().map(|r| {
+            r.map_err(StoreError::from)
+                .and_then(|(_, v)| decode_profile(&v))
+        })
     }
 
     /// Creates or replaces an organisation.
@@ -383,8 +401,8 @@ impl Store {
                 }
             }
             if let Some(old) = profiles.get(p.id.as_bytes())? {
-                let old: Profile =
-                    decode(&old).map_err(sled::transaction::ConflictableTransactionError::Abort)?;
+                let old = decode_profile(&old)
+                    .map_err(sled::transaction::ConflictableTransactionError::Abort)?;
                 if old.est_label != p.est_label {
                     labels.remove(old.est_label.as_bytes())?;
                 }
@@ -403,7 +421,7 @@ impl Store {
     /// Looks a profile up by UUID.
     pub fn profile(&self, id: &str) -> Result<Option<Profile>, StoreError> {
         match self.inner.profiles.get(id.as_bytes())? {
-            Some(v) => Ok(Some(decode(&v)?)),
+            Some(v) => Ok(Some(decode_profile(&v)?)),
             None => Ok(None),
         }
     }
@@ -412,7 +430,7 @@ impl Store {
     pub fn profile_by_label(&self, label: &str) -> Result<Option<Profile>, StoreError> {
         match self.inner.labels.get(label.as_bytes())? {
             Some(id) => match self.inner.profiles.get(id)? {
-                Some(v) => Ok(Some(decode(&v)?)),
+                Some(v) => Ok(Some(decode_profile(&v)?)),
                 None => Ok(None),
             },
             None => Ok(None),
@@ -423,7 +441,7 @@ impl Store {
     pub fn default_profile(&self, cvr: &str) -> Result<Option<Profile>, StoreError> {
         for item in self.inner.profiles.iter() {
             let (_, v) = item?;
-            let p: Profile = decode(&v)?;
+            let p = decode_profile(&v)?;
             if p.cvr == cvr && p.org_default {
                 return Ok(Some(p));
             }
@@ -449,5 +467,109 @@ impl Store {
     /// Bytes the store occupies on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.inner.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::model::{
+        CertKind, Contact, Identification, Issuance, KeyPolicy, Profile, SystemRight,
+    };
+    use super::*;
+
+    /// `Profile` as it was before `require_pop_linking`, field for field.
+    #[derive(Serialize)]
+    struct ProfileBeforePopLinking<'a> {
+        id: &'a str,
+        cvr: &'a str,
+        name: &'a str,
+        kind: CertKind,
+        est_label: &'a str,
+        org_default: bool,
+        rights: &'a [SystemRight],
+        key_policy: &'a KeyPolicy,
+        validity_days: u32,
+        identification: Identification,
+        issuance: Issuance,
+        email: &'a Option<String>,
+        dns_names: &'a [String],
+        allow_ip_sans: bool,
+        contact: &'a Option<Contact>,
+        p_number: &'a Option<String>,
+        se_number: &'a Option<String>,
+        seal: bool,
+        publish: bool,
+        approval_required: bool,
+    }
+
+    #[test]
+    fn profiles_stored_before_pop_linking_still_read() {
+        let p = Profile {
+            id: "0b0b7a3e-1111-4222-8333-944445555666".into(),
+            cvr: "12345678".into(),
+            name: "Old profile".into(),
+            kind: CertKind::System,
+            est_label: "old".into(),
+            org_default: true,
+            rights: vec![SystemRight::EstEnroll],
+            key_policy: KeyPolicy::default(),
+            validity_days: 365,
+            identification: Identification::Api,
+            issuance: Issuance::Est,
+            email: Some("ops@demo.example".into()),
+            dns_names: vec![".devices.example".into()],
+            allow_ip_sans: true,
+            contact: Some(Contact {
+                name: "Kontakt".into(),
+                email: "kontakt@demo.example".into(),
+            }),
+            p_number: None,
+            se_number: Some("87654321".into()),
+            seal: false,
+            publish: true,
+            approval_required: true,
+            require_pop_linking: false,
+        };
+        let old = encode(&ProfileBeforePopLinking {
+            id: &p.id,
+            cvr: &p.cvr,
+            name: &p.name,
+            kind: p.kind,
+            est_label: &p.est_label,
+            org_default: p.org_default,
+            rights: &p.rights,
+            key_policy: &p.key_policy,
+            validity_days: p.validity_days,
+            identification: p.identification,
+            issuance: p.issuance,
+            email: &p.email,
+            dns_names: &p.dns_names,
+            allow_ip_sans: p.allow_ip_sans,
+            contact: &p.contact,
+            p_number: &p.p_number,
+            se_number: &p.se_number,
+            seal: p.seal,
+            publish: p.publish,
+            approval_required: p.approval_required,
+        })
+        .expect("encode");
+        // serde's default alone does not make postcard accept the short record.
+        assert!(decode::<Profile>(&old).is_err());
+        assert_eq!(decode_profile(&old).expect("old record"), p);
+
+        // New records round-trip, with the flag either way.
+        for flag in [false, true] {
+            let q = Profile {
+                require_pop_linking: flag,
+                ..p.clone()
+            };
+            assert_eq!(
+                decode_profile(&encode(&q).expect("encode")).expect("new"),
+                q
+            );
+        }
+        // A record cut anywhere else is still an error, not a default.
+        let new = encode(&p).expect("encode");
+        assert!(decode_profile(&new[..new.len() / 2]).is_err());
     }
 }

@@ -277,6 +277,12 @@ pub struct Profile {
     pub publish: bool,
     /// Hold API enrolments until an administrator approves them.
     pub approval_required: bool,
+    /// Require proof-of-possession linking (RFC 7030 3.5): a CSR sent to
+    /// `simpleenroll`/`simplereenroll` must carry the TLS channel binding of
+    /// its connection in challengePassword. Records stored before the field
+    /// existed read as `false` (see the store's profile decoding).
+    #[serde(default)]
+    pub require_pop_linking: bool,
 }
 
 impl Profile {

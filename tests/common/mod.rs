@@ -119,6 +119,7 @@ impl TestServer {
             seal: false,
             publish: false,
             approval_required: false,
+            require_pop_linking: false,
         };
         app.store.put_profile(&profile).expect("profile");
         let mut idm = profile.clone();
@@ -265,7 +266,11 @@ impl Client {
         identity: Option<&Identity>,
         tls12_only: bool,
     ) -> Client {
-        let tls = tls_connect(addr, root_der, identity, tls12_only).await;
+        Client::over(tls_connect(addr, root_der, identity, tls12_only).await).await
+    }
+
+    /// HTTP/1.1 over a TLS connection already made (to read its TLS state first).
+    pub async fn over(tls: tokio_rustls::client::TlsStream<TcpStream>) -> Client {
         let (sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
                 .await
@@ -361,6 +366,15 @@ pub fn csr_for(
 }
 
 pub fn csr_with_key(key: &rcgen::KeyPair, org: &str, cvr: &str, cn: &str) -> Vec<u8> {
+    csr_params(org, cvr, cn)
+        .serialize_request(key)
+        .expect("csr")
+        .der()
+        .to_vec()
+}
+
+/// CSR parameters with the subject C, O, organizationIdentifier, CN.
+pub fn csr_params(org: &str, cvr: &str, cn: &str) -> rcgen::CertificateParams {
     let mut params = rcgen::CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
     params
@@ -376,7 +390,7 @@ pub fn csr_with_key(key: &rcgen::KeyPair, org: &str, cvr: &str, cn: &str) -> Vec
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, cn);
-    params.serialize_request(key).expect("csr").der().to_vec()
+    params
 }
 
 pub fn demo_csr(cn: &str) -> (rcgen::KeyPair, Vec<u8>) {
