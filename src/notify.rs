@@ -240,7 +240,7 @@ pub fn write_expiry_notices(app: &App, now: UnixSeconds) -> Result<usize, Notify
     }
 
     let mut written = 0;
-    for rec in app.store.certs() {
+    for rec in app.store.certs_expiring(now, horizon.saturating_add(1)) {
         let rec = rec?;
         if rec.state_name(now) != "issued"
             || rec.not_after > horizon

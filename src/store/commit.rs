@@ -99,6 +99,7 @@ pub(super) enum Job {
 /// An [`Issuance`] encoded on the caller's thread, so the committer only writes.
 pub(super) struct PreparedIssuance {
     serial: Serial,
+    not_after: u64,
     cert: Vec<u8>,
     order_id: String,
     order: PreparedOrder,
@@ -124,6 +125,7 @@ impl PreparedIssuance {
         };
         Ok(PreparedIssuance {
             serial: issuance.cert.serial,
+            not_after: issuance.cert.not_after,
             cert: encode(&issuance.cert)?,
             order_id,
             order,
@@ -140,6 +142,7 @@ pub(super) struct Trees {
     pub certs: sled::Tree,
     pub orders: sled::Tree,
     pub audit: sled::Tree,
+    pub expiry: sled::Tree,
     pub meta: sled::Tree,
     /// sled's log file, `fdatasync`ed after each flush (see the store's docs).
     pub log: std::fs::File,
@@ -237,8 +240,14 @@ fn write_issuances(
         .map(|_| trees.db.generate_id())
         .collect::<Result<Vec<u64>, _>>()
         .map_err(|e| e.to_string())?;
-    let res = (&trees.certs, &trees.orders, &trees.audit, &trees.meta).transaction(
-        |(certs, orders, audit, meta)| {
+    let res = (
+        &trees.certs,
+        &trees.orders,
+        &trees.audit,
+        &trees.meta,
+        &trees.expiry,
+    )
+        .transaction(|(certs, orders, audit, meta, expiry)| {
             let mut outcomes = Vec::with_capacity(issues.len());
             let mut stored: u64 = 0;
             for (job, audit_id) in issues.iter().zip(&audit_ids) {
@@ -295,6 +304,7 @@ fn write_issuances(
                 }
                 orders.insert(job.order_id.as_bytes(), order_value)?;
                 certs.insert(&job.serial.0, job.cert.clone())?;
+                expiry.insert(&super::expiry_key(job.not_after, &job.serial)[..], &[])?;
                 audit.insert(&audit_id.to_be_bytes(), job.audit.clone())?;
                 stored += 1;
                 outcomes.push(Ok(IssueOutcome::Stored));
@@ -308,8 +318,7 @@ fn write_issuances(
                 meta.insert(CERT_COUNT_KEY, &(count + stored).to_be_bytes())?;
             }
             Ok::<_, ConflictableTransactionError<StoreError>>(outcomes)
-        },
-    );
+        });
     match res {
         Ok(o) => Ok(o),
         Err(TransactionError::Abort(e)) => Err(e.to_string()),

@@ -9,7 +9,8 @@
 //! - `tokens`: SHA-256 of an admin token → [`model::TokenRecord`]
 //! - `outbox`: monotonic id → [`model::Notification`]
 //! - `revoked`: serial → revocation time and reason (the CRL's source, kept small)
-//! - `meta`: schema version, the current CRL and its number
+//! - `expiry`: notAfter (u64, big-endian) ‖ serial → empty (the expiry scan's index)
+//! - `meta`: schema version, the current CRL and its number, the certificate count
 //!
 //! Writes land in sled's memory first; [`Store::commit`] makes them durable.
 //! Concurrent commits share one flush (group commit), so a burst of enrolments
@@ -36,6 +37,17 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::oneshot;
 
 const SCHEMA_VERSION: &[u8] = b"2";
+
+/// Key in `meta` marking that the `expiry` index is complete.
+const EXPIRY_INDEX_KEY: &[u8] = b"expiry_index";
+
+/// Key in the `expiry` index: notAfter (big-endian, so keys sort by time), then serial.
+fn expiry_key(not_after: u64, serial: &Serial) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..8].copy_from_slice(&not_after.to_be_bytes());
+    k[8..].copy_from_slice(&serial.0);
+    k
+}
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +96,7 @@ struct Inner {
     tokens: sled::Tree,
     outbox: sled::Tree,
     revoked: sled::Tree,
+    expiry: sled::Tree,
     meta: sled::Tree,
     /// sled's log file, for `fdatasync` after a flush.
     log: File,
@@ -162,6 +175,16 @@ impl Store {
         let certs = db.open_tree("certs")?;
         let orders = db.open_tree("orders")?;
         let audit = db.open_tree("audit")?;
+        let expiry = db.open_tree("expiry")?;
+        if meta.get(EXPIRY_INDEX_KEY)?.is_none() {
+            // A store from before the index: build it once.
+            for item in certs.iter() {
+                let (_, v) = item?;
+                let rec: CertRecord = decode(&v)?;
+                expiry.insert(&expiry_key(rec.not_after, &rec.serial)[..], &[])?;
+            }
+            meta.insert(EXPIRY_INDEX_KEY, &[1])?;
+        }
         let count = match meta.get(commit::CERT_COUNT_KEY)? {
             Some(v) => <[u8; 8]>::try_from(v.as_ref()).map(u64::from_be_bytes).ok(),
             None => None,
@@ -185,6 +208,7 @@ impl Store {
             certs: certs.clone(),
             orders: orders.clone(),
             audit: audit.clone(),
+            expiry: expiry.clone(),
             meta: meta.clone(),
             log: committer_log,
         };
@@ -203,6 +227,7 @@ impl Store {
             tokens: db.open_tree("tokens")?,
             outbox: db.open_tree("outbox")?,
             revoked: db.open_tree("revoked")?,
+            expiry,
             meta,
             log,
             db,
@@ -280,6 +305,9 @@ impl Store {
         {
             Ok(()) => {
                 self.inner
+                    .expiry
+                    .insert(&expiry_key(rec.not_after, &rec.serial)[..], &[])?;
+                self.inner
                     .meta
                     .update_and_fetch(commit::CERT_COUNT_KEY, |v| {
                         let n = v
@@ -347,6 +375,26 @@ impl Store {
         self.inner
             .cert_count
             .load(std::sync::atomic::Ordering::Acquire) as usize
+    }
+
+    /// Certificates whose notAfter is in `from..to`, soonest first, through
+    /// the expiry index (so an expiry scan reads only what expires).
+    pub fn certs_expiring(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> impl Iterator<Item = Result<CertRecord, StoreError>> + '_ {
+        let start = expiry_key(from, &Serial([0; 16]));
+        let end = expiry_key(to, &Serial([0; 16]));
+        self.inner.expiry.range(start..end).filter_map(move |item| {
+            let key = match item {
+                Ok((k, _)) => k,
+                Err(e) => return Some(Err(e.into())),
+            };
+            let mut serial = [0u8; 16];
+            serial.copy_from_slice(key.get(8..24)?);
+            self.cert(&Serial(serial)).transpose()
+        })
     }
 
     /// Iterates over all certificates (admin and export use).
