@@ -13,6 +13,7 @@ use super::{catalogue_lock, commit};
 use crate::app::App;
 use crate::est::is_valid_label;
 use crate::orders::{audit, create_order, visible_profile, Actor, OrderRequest};
+use crate::policy::is_host_name;
 use crate::store::model::{
     email_problem, is_allowed_method_pair, is_valid_cvr, now_unix, AuditAction, AuditOutcome,
     CertKind, Contact, Identification, Issuance, KeyAlgorithm, KeyPolicy, Organisation, Profile,
@@ -239,18 +240,7 @@ fn optional_text(v: Option<String>) -> Option<String> {
 
 /// Whether `rule` is a DNS name, or `.suffix` for any name below it.
 fn is_dns_rule(rule: &str) -> bool {
-    let name = rule.strip_prefix('.').unwrap_or(rule);
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+    is_host_name(rule.strip_prefix('.').unwrap_or(rule))
 }
 
 /// Checks a whole profile against its organisation's rules.
