@@ -133,9 +133,17 @@ fn check_subject(subject: &Name, org: &Organisation, profile: &Profile) -> Resul
             return Err(PolicyError::Subject(format!("{attr} appears twice")));
         }
         seen.push(*oid);
+        // Subject values end up in logs, the audit log and the admin API:
+        // no line breaks, NULs or other control characters.
+        if v.chars().any(char::is_control) {
+            return Err(PolicyError::Subject(format!(
+                "{attr} contains a control character"
+            )));
+        }
         match *oid {
             rfc4519::CN => {
-                if v.trim().is_empty() || v.len() > 64 {
+                // X.520's bound is in characters, so Æ, Ø and Å count as one.
+                if v.trim().is_empty() || v.chars().count() > 64 {
                     return Err(PolicyError::Subject("CN must be 1 to 64 characters".into()));
                 }
                 cn = true;
@@ -158,7 +166,7 @@ fn check_subject(subject: &Name, org: &Organisation, profile: &Profile) -> Resul
                 }
             }
             rfc4519::SERIAL_NUMBER => {
-                if v.is_empty() || v.len() > 64 {
+                if v.is_empty() || v.chars().count() > 64 {
                     return Err(PolicyError::Subject(
                         "serialNumber must be 1 to 64 characters".into(),
                     ));
@@ -486,6 +494,32 @@ mod tests {
             }],
             challenge_password: None,
         }
+    }
+
+    /// A verified CSR of the demo organisation named `cn`, without SANs.
+    fn csr_named(cn: &str) -> VerifiedCsr {
+        let mut c = csr(&[]);
+        c.subject = crate::seed::system_subject(&org(), cn).expect("subject");
+        c.requested_extensions.clear();
+        c
+    }
+
+    /// Found by the csr fuzz target: a CN with CR and NULs was accepted.
+    #[test]
+    fn subject_values_have_no_control_characters() {
+        for bad in ["de\r\0\0\0-4", "a\nb", "tab\there", "\u{7f}"] {
+            assert!(
+                matches!(
+                    enroll_template(&csr_named(bad), &org(), &profile()),
+                    Err(PolicyError::Subject(_))
+                ),
+                "{bad:?} was accepted"
+            );
+        }
+        let long_danish = "Æ".repeat(64);
+        assert!(enroll_template(&csr_named(&long_danish), &org(), &profile()).is_ok());
+        let too_long = "Æ".repeat(65);
+        assert!(enroll_template(&csr_named(&too_long), &org(), &profile()).is_err());
     }
 
     /// Found by the csr fuzz target: a wildcard (or any non-host name) below
