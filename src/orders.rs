@@ -11,7 +11,7 @@ use crate::app::App;
 use crate::store::model::{
     email_problem, is_allowed_method_pair, now_unix, AuditAction, AuditEvent, AuditOutcome,
     CertKind, CertRecord, CodeState, Identification, Issuance, Notification, NotificationKind,
-    Order, OrderHolder, OrderStatus, Profile, RevocationReason, Serial, UnixSeconds,
+    Order, OrderHolder, OrderStatus, Organisation, Profile, RevocationReason, Serial, UnixSeconds,
     MAX_CODE_FAILURES,
 };
 use crate::store::StoreError;
@@ -340,18 +340,15 @@ pub fn visible_profile(app: &App, actor: &Actor, profile_id: &str) -> Result<Pro
     }
 }
 
-/// Orders a certificate for a profile or a user.
-pub fn create_order(
-    app: &App,
-    actor: &Actor,
+/// The checks of an order request that need no store: who holds the
+/// certificate (a user needs the organisation's consent, a name and a usable
+/// e-mail address) and which methods apply (the profile's unless overridden,
+/// as an allowed pair).
+pub(crate) fn check_order_request(
     req: &OrderRequest,
-    renews: Option<Serial>,
-) -> Result<CreatedOrder, OpError> {
-    let profile = visible_profile(app, actor, &req.profile_id)?;
-    let org = app
-        .store
-        .org(&profile.cvr)?
-        .ok_or(OpError::NotFound("organisation"))?;
+    org: &Organisation,
+    profile: &Profile,
+) -> Result<(OrderHolder, Identification, Issuance), OpError> {
     let holder = match &req.user {
         None => OrderHolder::Profile,
         Some((name, email)) => {
@@ -381,6 +378,22 @@ pub fn create_order(
             format!("{issuance:?} is not allowed with identification {identification:?}"),
         ));
     }
+    Ok((holder, identification, issuance))
+}
+
+/// Orders a certificate for a profile or a user.
+pub fn create_order(
+    app: &App,
+    actor: &Actor,
+    req: &OrderRequest,
+    renews: Option<Serial>,
+) -> Result<CreatedOrder, OpError> {
+    let profile = visible_profile(app, actor, &req.profile_id)?;
+    let org = app
+        .store
+        .org(&profile.cvr)?
+        .ok_or(OpError::NotFound("organisation"))?;
+    let (holder, identification, issuance) = check_order_request(req, &org, &profile)?;
     let now = now_unix();
     for _ in 0..8 {
         let id = new_reference()?;

@@ -200,9 +200,17 @@ fn check_subject(subject: &Name, org: &Organisation, profile: &Profile) -> Resul
             return Err(PolicyError::Subject(format!("{attr} appears twice")));
         }
         seen.push(*oid);
+        // Subject values end up in logs, the audit log and the admin API:
+        // no line breaks, NULs or other control characters.
+        if v.chars().any(char::is_control) {
+            return Err(PolicyError::Subject(format!(
+                "{attr} contains a control character"
+            )));
+        }
         match *oid {
             rfc4519::CN => {
-                if v.trim().is_empty() || v.len() > 64 {
+                // X.520's bound is in characters, so Æ, Ø and Å count as one.
+                if v.trim().is_empty() || v.chars().count() > 64 {
                     return Err(PolicyError::Subject("CN must be 1 to 64 characters".into()));
                 }
                 cn = true;
@@ -225,7 +233,7 @@ fn check_subject(subject: &Name, org: &Organisation, profile: &Profile) -> Resul
                 }
             }
             rfc4519::SERIAL_NUMBER => {
-                if v.is_empty() || v.len() > 64 {
+                if v.is_empty() || v.chars().count() > 64 {
                     return Err(PolicyError::Subject(
                         "serialNumber must be 1 to 64 characters".into(),
                     ));
@@ -255,6 +263,23 @@ fn check_subject(subject: &Name, org: &Organisation, profile: &Profile) -> Resul
     Ok(())
 }
 
+/// Whether `name` is a host name in preferred name syntax (RFC 1034 3.5, as
+/// RFC 5280 4.2.1.6 requires of a dNSName): labels of 1 to 63 letters, digits
+/// and inner hyphens, at most 253 characters in all. No wildcards.
+pub fn is_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 fn dns_allowed(profile: &Profile, name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     profile.dns_names.iter().any(|rule| {
@@ -278,7 +303,9 @@ fn decide_sans(
     for gn in requested {
         match gn {
             GeneralName::DnsName(n) => {
-                if !dns_allowed(profile, n.as_str()) {
+                // A profile rule allows names, not patterns: a wildcard or a
+                // name with spaces or slashes is refused even below the suffix.
+                if !is_host_name(n.as_str()) || !dns_allowed(profile, n.as_str()) {
                     return Err(PolicyError::San(format!("DNS name {}", n.as_str())));
                 }
             }
@@ -464,4 +491,130 @@ pub fn reenroll_template(
         sans: old_sans,
         validity_days: profile.validity_days,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::model::{Identification, Issuance, KeyPolicy};
+    use der::asn1::OctetString;
+    use der::Encode;
+    use spki::SubjectPublicKeyInfoOwned;
+    use x509_cert::ext::Extension;
+
+    fn org() -> Organisation {
+        Organisation {
+            cvr: "12345678".into(),
+            name: "Demo Organisation ApS".into(),
+            allow_user_certs: true,
+            allow_seal: false,
+            p_numbers: vec![],
+            se_numbers: vec![],
+        }
+    }
+
+    fn profile() -> Profile {
+        Profile {
+            id: "p".into(),
+            cvr: "12345678".into(),
+            name: "Demo devices".into(),
+            kind: CertKind::System,
+            est_label: "demo".into(),
+            org_default: true,
+            rights: vec![],
+            key_policy: KeyPolicy::default(),
+            validity_days: 365,
+            identification: Identification::Api,
+            issuance: Issuance::Est,
+            email: None,
+            dns_names: vec![".devices.demo.example".into()],
+            allow_ip_sans: false,
+            contact: None,
+            p_number: None,
+            se_number: None,
+            seal: false,
+            publish: false,
+            approval_required: false,
+            require_pop_linking: false,
+        }
+    }
+
+    /// A verified CSR of the demo organisation asking for `dns` names.
+    fn csr(dns: &[&str]) -> VerifiedCsr {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let spki = SubjectPublicKeyInfoOwned::from_der(
+            &rcgen::PublicKeyData::subject_public_key_info(&key),
+        )
+        .expect("spki");
+        let names = dns
+            .iter()
+            .map(|n| GeneralName::DnsName(Ia5String::new(n).expect("ascii")))
+            .collect();
+        let san = SubjectAltName(names).to_der().expect("san");
+        VerifiedCsr {
+            subject: crate::seed::system_subject(&org(), "device-1").expect("subject"),
+            spki,
+            key: SubjectKey::P256,
+            requested_extensions: vec![Extension {
+                extn_id: SubjectAltName::OID,
+                critical: false,
+                extn_value: OctetString::new(san).expect("octets"),
+            }],
+            challenge_password: None,
+        }
+    }
+
+    /// A verified CSR of the demo organisation named `cn`, without SANs.
+    fn csr_named(cn: &str) -> VerifiedCsr {
+        let mut c = csr(&[]);
+        c.subject = crate::seed::system_subject(&org(), cn).expect("subject");
+        c.requested_extensions.clear();
+        c
+    }
+
+    /// Found by the csr fuzz target: a CN with CR and NULs was accepted.
+    #[test]
+    fn subject_values_have_no_control_characters() {
+        for bad in ["de\r\0\0\0-4", "a\nb", "tab\there", "\u{7f}"] {
+            assert!(
+                matches!(
+                    enroll_template(&csr_named(bad), &org(), &profile()),
+                    Err(PolicyError::Subject(_))
+                ),
+                "{bad:?} was accepted"
+            );
+        }
+        let long_danish = "Æ".repeat(64);
+        assert!(enroll_template(&csr_named(&long_danish), &org(), &profile()).is_ok());
+        let too_long = "Æ".repeat(65);
+        assert!(enroll_template(&csr_named(&too_long), &org(), &profile()).is_err());
+    }
+
+    /// Found by the csr fuzz target: a wildcard (or any non-host name) below
+    /// an allowed suffix was copied into the certificate.
+    #[test]
+    fn dns_sans_must_be_host_names() {
+        for bad in [
+            "*.devices.demo.example",
+            "a b.devices.demo.example",
+            "a/b.devices.demo.example",
+            "x..devices.demo.example",
+            "-x.devices.demo.example",
+        ] {
+            assert!(
+                matches!(
+                    enroll_template(&csr(&[bad]), &org(), &profile()),
+                    Err(PolicyError::San(_))
+                ),
+                "{bad} was accepted"
+            );
+        }
+        for good in ["dev-1.devices.demo.example", "A.B.Devices.Demo.Example"] {
+            let t = enroll_template(&csr(&[good]), &org(), &profile()).expect(good);
+            assert_eq!(t.sans.len(), 1);
+        }
+        assert!(!is_host_name(""));
+        assert!(!is_host_name(&format!("{}.example", "a".repeat(64))));
+        assert!(is_host_name(&format!("{}.example", "a".repeat(63))));
+    }
 }

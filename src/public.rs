@@ -89,8 +89,10 @@ const LENIENT: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-/// Decodes the GET form: the DER request, base64 (RFC 6960 A.1), URL-encoded.
-fn decode_get(encoded: &str) -> Option<Vec<u8>> {
+/// Decodes the GET form of an OCSP request: the path after the responder's
+/// path is the DER request, base64 (RFC 6960 A.1), URL-encoded. `None` means
+/// it is not that (the responder then answers malformedRequest).
+pub fn decode_ocsp_get(encoded: &str) -> Option<Vec<u8>> {
     let mut unescaped = String::with_capacity(encoded.len());
     let mut bytes = encoded.bytes();
     while let Some(b) = bytes.next() {
@@ -125,7 +127,7 @@ async fn ocsp(app: &Arc<App>, req: Request<Incoming>, ocsp_path: &str) -> Respon
                 .strip_prefix(ocsp_path)
                 .unwrap_or("")
                 .trim_start_matches('/');
-            match decode_get(encoded) {
+            match decode_ocsp_get(encoded) {
                 Some(der) => (app.revocation.ocsp(&app.store, &der), true),
                 None => (app.revocation.ocsp(&app.store, b""), false),
             }
@@ -218,14 +220,14 @@ mod tests {
     #[test]
     fn get_form_decodes() {
         assert_eq!(
-            decode_get("MAMCAQU%3D"),
+            decode_ocsp_get("MAMCAQU%3D"),
             Some(vec![0x30, 0x03, 0x02, 0x01, 0x05])
         );
         assert_eq!(
-            decode_get("MAMCAQU"),
+            decode_ocsp_get("MAMCAQU"),
             Some(vec![0x30, 0x03, 0x02, 0x01, 0x05])
         );
-        assert_eq!(decode_get("%zz"), None);
+        assert_eq!(decode_ocsp_get("%zz"), None);
     }
 
     #[test]

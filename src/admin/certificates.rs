@@ -14,10 +14,11 @@ use crate::app::App;
 use crate::orders::{self as lifecycle, Actor};
 use crate::store::model::{now_unix, RevocationReason, Serial};
 
+/// The body of `POST /certificates/{serial}/revoke`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Revocation {
-    reason: String,
+pub(super) struct Revocation {
+    pub(super) reason: String,
 }
 
 /// The serial in the path: 32 hex digits, as `openssl x509 -serial` prints it.
@@ -26,7 +27,8 @@ fn path_serial(req: &ApiRequest) -> Result<Serial, ApiError> {
         .ok_or_else(|| ApiError::invalid("serial", "must be 32 hexadecimal digits"))
 }
 
-fn parse_reason(value: &str) -> Result<RevocationReason, ApiError> {
+/// A revocation reason by its API name.
+pub(super) fn parse_reason(value: &str) -> Result<RevocationReason, ApiError> {
     match value {
         "organisation-ceased" => Ok(RevocationReason::OrganisationCeased),
         "suspected-misuse" => Ok(RevocationReason::SuspectedMisuse),

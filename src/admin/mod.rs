@@ -39,12 +39,93 @@ use crate::orders::Actor;
 use crate::server::{Connection, RequestLog};
 use orders::OrderChange;
 use problem::ApiError;
-use request::{read_body, ApiRequest, Query};
+/// The admin API's query-string parser (public for the fuzz target).
+pub use request::Query;
+use request::{read_body, ApiRequest};
 use response::{with_body, ApiResult};
 use routes::{Access, Endpoint, RouteMatch, API_PREFIX};
 
 /// The OpenAPI 3.0 document of the admin API, served at `/api/v1/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+/// An admin API call that takes a JSON body, for [`check_body`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// `POST /organisations`.
+    CreateOrganisation,
+    /// `PATCH /organisations/{cvr}`.
+    UpdateOrganisation,
+    /// `POST /organisations/{cvr}/tokens`.
+    CreateToken,
+    /// `POST /profiles`, with or without an order.
+    CreateProfile,
+    /// `PATCH /profiles/{id}`.
+    UpdateProfile,
+    /// `POST /orders`.
+    CreateOrder,
+    /// `POST /certificates/{serial}/revoke`.
+    RevokeCertificate,
+    /// The calls that take no fields (renew, block, approve, reject, new code, delete).
+    NoFields,
+}
+
+impl BodyKind {
+    /// Every kind.
+    pub const ALL: [BodyKind; 8] = [
+        BodyKind::CreateOrganisation,
+        BodyKind::UpdateOrganisation,
+        BodyKind::CreateToken,
+        BodyKind::CreateProfile,
+        BodyKind::UpdateProfile,
+        BodyKind::CreateOrder,
+        BodyKind::RevokeCertificate,
+        BodyKind::NoFields,
+    ];
+}
+
+/// Parses `body` as the JSON body of `kind` and makes every check the
+/// handler makes before it reads or writes the store, with `org` and
+/// `profile` standing for what the store holds (the organisation and profile
+/// the call is about). The handlers call the same functions; this entry
+/// point exists so that the fuzz target reaches them without a server.
+pub fn check_body(
+    kind: BodyKind,
+    body: &[u8],
+    org: &crate::store::model::Organisation,
+    profile: &crate::store::model::Profile,
+) -> Result<(), ApiError> {
+    use request::parse_json;
+    match kind {
+        BodyKind::CreateOrganisation => {
+            organisations::organisation_from(parse_json(body)?).map(drop)
+        }
+        BodyKind::UpdateOrganisation => {
+            organisations::apply_changes(&mut org.clone(), parse_json(body)?)
+        }
+        BodyKind::CreateToken => organisations::token_name(&parse_json(body)?).map(drop),
+        BodyKind::CreateProfile => {
+            let input: profiles::NewProfile = parse_json(body)?;
+            let created = profiles::profile_from(&input, org, profile.id.clone())?;
+            if let Some(order) = input.order() {
+                crate::orders::check_order_request(&order.request(&created), org, &created)?;
+            }
+            Ok(())
+        }
+        BodyKind::UpdateProfile => {
+            profiles::apply_changes(&mut profile.clone(), parse_json(body)?, org)
+        }
+        BodyKind::CreateOrder => {
+            let request = orders::order_request(parse_json(body)?)?;
+            crate::orders::check_order_request(&request, org, profile)?;
+            Ok(())
+        }
+        BodyKind::RevokeCertificate => {
+            let input: certificates::Revocation = parse_json(body)?;
+            certificates::parse_reason(&input.reason).map(drop)
+        }
+        BodyKind::NoFields => parse_json::<orders::NoFields>(body).map(drop),
+    }
+}
 
 /// Serialises changes to organisations and profiles made through the API, so
 /// that a uniqueness or consistency check and the write after it are one step.

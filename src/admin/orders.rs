@@ -14,16 +14,18 @@ use crate::app::App;
 use crate::orders::{self as lifecycle, Actor, OrderRequest};
 use crate::store::model::{is_valid_cvr, now_unix, OrderHolder, OrderStatus};
 
+/// `{name, email}` of the user a certificate is ordered for.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UserInput {
+pub(super) struct UserInput {
     name: String,
     email: String,
 }
 
+/// The body of `POST /orders`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewOrder {
+pub(super) struct NewOrder {
     profile_id: String,
     #[serde(default)]
     user: Option<UserInput>,
@@ -45,10 +47,9 @@ struct NewCode {
     code_expires_at: Option<String>,
 }
 
-/// `POST /orders`.
-pub async fn create(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
-    let input: NewOrder = req.json()?;
-    let request = OrderRequest {
+/// The order a `POST /orders` body asks for, its method names parsed.
+pub(super) fn order_request(input: NewOrder) -> Result<OrderRequest, ApiError> {
+    Ok(OrderRequest {
         profile_id: input.profile_id.trim().to_owned(),
         user: input.user.map(|u| (u.name, u.email.trim().to_owned())),
         identification: input
@@ -61,7 +62,13 @@ pub async fn create(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
             .as_deref()
             .map(|v| parse_issuance("issuance", v))
             .transpose()?,
-    };
+    })
+}
+
+/// `POST /orders`.
+pub async fn create(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    let input: NewOrder = req.json()?;
+    let request = order_request(input)?;
     let created_order = lifecycle::create_order(app, actor, &request, None)?;
     commit(app).await?;
     let view = CreatedOrderView::new(app, created_order, now_unix());

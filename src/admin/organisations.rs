@@ -16,9 +16,10 @@ use crate::store::model::{is_valid_cvr, AuditAction, AuditOutcome, Organisation}
 /// Longest organisation name: X.520's upper bound for the O attribute.
 const MAX_ORG_NAME: usize = 64;
 
+/// The body of `POST /organisations`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewOrganisation {
+pub(super) struct NewOrganisation {
     cvr: String,
     name: String,
     #[serde(default)]
@@ -31,9 +32,10 @@ struct NewOrganisation {
     se_numbers: Vec<String>,
 }
 
+/// The body of `PATCH /organisations/{cvr}`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct OrganisationChanges {
+pub(super) struct OrganisationChanges {
     name: Option<String>,
     allow_user_certs: Option<bool>,
     allow_seal: Option<bool>,
@@ -41,9 +43,10 @@ struct OrganisationChanges {
     se_numbers: Option<Vec<String>>,
 }
 
+/// The body of `POST /organisations/{cvr}/tokens`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewToken {
+pub(super) struct NewToken {
     name: String,
 }
 
@@ -88,6 +91,56 @@ fn validate(org: &Organisation) -> Result<(), ApiError> {
     check_numbers("se_numbers", &org.se_numbers, 8)
 }
 
+/// The organisation a create call describes, checked.
+pub(super) fn organisation_from(input: NewOrganisation) -> Result<Organisation, ApiError> {
+    let org = Organisation {
+        cvr: input.cvr.trim().to_owned(),
+        name: input.name.trim().to_owned(),
+        allow_user_certs: input.allow_user_certs,
+        allow_seal: input.allow_seal,
+        p_numbers: input.p_numbers,
+        se_numbers: input.se_numbers,
+    };
+    validate(&org)?;
+    Ok(org)
+}
+
+/// Applies a change to `org` and checks the result (what the store says
+/// about the organisation's profiles is checked by the caller).
+pub(super) fn apply_changes(
+    org: &mut Organisation,
+    changes: OrganisationChanges,
+) -> Result<(), ApiError> {
+    if let Some(name) = changes.name {
+        org.name = name.trim().to_owned();
+    }
+    if let Some(v) = changes.allow_user_certs {
+        org.allow_user_certs = v;
+    }
+    if let Some(v) = changes.allow_seal {
+        org.allow_seal = v;
+    }
+    if let Some(v) = changes.p_numbers {
+        org.p_numbers = v;
+    }
+    if let Some(v) = changes.se_numbers {
+        org.se_numbers = v;
+    }
+    validate(org)
+}
+
+/// The name of a new admin token: 1 to 64 printable characters.
+pub(super) fn token_name(input: &NewToken) -> Result<&str, ApiError> {
+    let name = input.name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "name",
+            "is required: 1 to 64 printable characters",
+        ));
+    }
+    Ok(name)
+}
+
 /// The organisation `cvr` if the actor may see it; 404 otherwise.
 pub fn visible_org(app: &App, actor: &Actor, cvr: &str) -> Result<Organisation, ApiError> {
     match app.store.org(cvr)? {
@@ -118,15 +171,7 @@ pub async fn create(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
         ));
     }
     let input: NewOrganisation = req.json()?;
-    let org = Organisation {
-        cvr: input.cvr.trim().to_owned(),
-        name: input.name.trim().to_owned(),
-        allow_user_certs: input.allow_user_certs,
-        allow_seal: input.allow_seal,
-        p_numbers: input.p_numbers,
-        se_numbers: input.se_numbers,
-    };
-    validate(&org)?;
+    let org = organisation_from(input)?;
     if !app.store.insert_new_org(&org)? {
         return Err(ApiError::Conflict(format!(
             "an organisation with CVR {} already exists",
@@ -201,22 +246,7 @@ pub async fn update(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
         let _guard = catalogue_lock();
         let mut org = visible_org(app, actor, req.param(0))?;
         let before = org.clone();
-        if let Some(name) = changes.name {
-            org.name = name.trim().to_owned();
-        }
-        if let Some(v) = changes.allow_user_certs {
-            org.allow_user_certs = v;
-        }
-        if let Some(v) = changes.allow_seal {
-            org.allow_seal = v;
-        }
-        if let Some(v) = changes.p_numbers {
-            org.p_numbers = v;
-        }
-        if let Some(v) = changes.se_numbers {
-            org.se_numbers = v;
-        }
-        validate(&org)?;
+        apply_changes(&mut org, changes)?;
         check_profiles_still_fit(app, &org)?;
         if org != before {
             app.store.put_org(&org)?;
@@ -256,13 +286,7 @@ pub async fn update(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
 pub async fn create_org_token(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     let org = visible_org(app, actor, req.param(0))?;
     let input: NewToken = req.json()?;
-    let name = input.name.trim();
-    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
-            "name",
-            "is required: 1 to 64 printable characters",
-        ));
-    }
+    let name = token_name(&input)?;
     let token = create_token(&app.store, Some(&org.cvr), name)?;
     audit(
         app,

@@ -13,6 +13,7 @@ use super::{catalogue_lock, commit};
 use crate::app::App;
 use crate::est::is_valid_label;
 use crate::orders::{audit, create_order, visible_profile, Actor, OrderRequest};
+use crate::policy::is_host_name;
 use crate::store::model::{
     email_problem, is_allowed_method_pair, is_valid_cvr, now_unix, AuditAction, AuditOutcome,
     CertKind, Contact, Identification, Issuance, KeyAlgorithm, KeyPolicy, Organisation, Profile,
@@ -55,9 +56,10 @@ pub struct OrderInput {
     user: Option<PersonInput>,
 }
 
+/// The body of `POST /profiles`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewProfile {
+pub(super) struct NewProfile {
     /// Defaults to the actor's own organisation.
     #[serde(default)]
     cvr: Option<String>,
@@ -106,9 +108,10 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// The body of `PATCH /profiles/{id}`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ProfileChanges {
+pub(super) struct ProfileChanges {
     name: Option<String>,
     contact: Option<PersonInput>,
     #[serde(default, deserialize_with = "nullable")]
@@ -240,18 +243,7 @@ fn optional_text(v: Option<String>) -> Option<String> {
 
 /// Whether `rule` is a DNS name, or `.suffix` for any name below it.
 fn is_dns_rule(rule: &str) -> bool {
-    let name = rule.strip_prefix('.').unwrap_or(rule);
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+    is_host_name(rule.strip_prefix('.').unwrap_or(rule))
 }
 
 /// Checks a whole profile against its organisation's rules.
@@ -390,12 +382,14 @@ fn target_org(app: &App, actor: &Actor, cvr: Option<&str>) -> Result<Organisatio
         .map_err(|_| ApiError::invalid("cvr", format!("no organisation with CVR {cvr}")))
 }
 
-/// `POST /profiles`, with an optional order in the same call.
-pub async fn create(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
-    let input: NewProfile = req.json()?;
-    let org = target_org(app, actor, input.cvr.as_deref())?;
+/// The profile a `POST /profiles` body describes for `org`, checked.
+pub(super) fn profile_from(
+    input: &NewProfile,
+    org: &Organisation,
+    id: String,
+) -> Result<Profile, ApiError> {
     let profile = Profile {
-        id: uuid::Uuid::new_v4().to_string(),
+        id,
         cvr: org.cvr.clone(),
         name: input.name.trim().to_owned(),
         kind: parse_kind(&input.kind)?,
@@ -409,18 +403,48 @@ pub async fn create(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
         validity_days: input.validity_days.unwrap_or(DEFAULT_VALIDITY_DAYS),
         identification: parse_identification("identification", &input.identification)?,
         issuance: parse_issuance("issuance", &input.issuance)?,
-        email: optional_text(input.email),
-        dns_names: input.dns_names,
+        email: optional_text(input.email.clone()),
+        dns_names: input.dns_names.clone(),
         allow_ip_sans: input.allow_ip_sans,
         contact: Some(contact_of(&input.contact)),
-        p_number: optional_text(input.p_number),
-        se_number: optional_text(input.se_number),
+        p_number: optional_text(input.p_number.clone()),
+        se_number: optional_text(input.se_number.clone()),
         seal: input.seal,
         publish: input.publish,
         approval_required: input.approval_required,
         require_pop_linking: input.require_pop_linking,
     };
-    validate(&profile, &org)?;
+    validate(&profile, org)?;
+    Ok(profile)
+}
+
+impl NewProfile {
+    /// The order that comes with the profile, if the body asks for one.
+    pub(super) fn order(&self) -> Option<&OrderInput> {
+        self.order.as_ref()
+    }
+}
+
+impl OrderInput {
+    /// The order request for `profile`, with the profile's methods.
+    pub(super) fn request(&self, profile: &Profile) -> OrderRequest {
+        OrderRequest {
+            profile_id: profile.id.clone(),
+            user: self
+                .user
+                .as_ref()
+                .map(|u| (u.name.clone(), u.email.trim().to_owned())),
+            identification: None,
+            issuance: None,
+        }
+    }
+}
+
+/// `POST /profiles`, with an optional order in the same call.
+pub async fn create(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    let input: NewProfile = req.json()?;
+    let org = target_org(app, actor, input.cvr.as_deref())?;
+    let profile = profile_from(&input, &org, uuid::Uuid::new_v4().to_string())?;
     let order = {
         let _guard = catalogue_lock();
         check_unique(app, &profile)?;
@@ -428,15 +452,7 @@ pub async fn create(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
         let order = match &input.order {
             None => None,
             Some(o) => {
-                let request = OrderRequest {
-                    profile_id: profile.id.clone(),
-                    user: o
-                        .user
-                        .as_ref()
-                        .map(|u| (u.name.clone(), u.email.trim().to_owned())),
-                    identification: None,
-                    issuance: None,
-                };
+                let request = o.request(&profile);
                 match create_order(app, actor, &request, None) {
                     Ok(created) => Some(created),
                     Err(e) => {
@@ -478,6 +494,16 @@ pub async fn create(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
 pub fn get(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     req.query.only(&[])?;
     json(StatusCode::OK, &visible_profile(app, actor, req.param(0))?)
+}
+
+/// Applies `changes` to `p` and checks the result against `org`.
+pub(super) fn apply_changes(
+    p: &mut Profile,
+    changes: ProfileChanges,
+    org: &Organisation,
+) -> Result<(), ApiError> {
+    apply(p, changes)?;
+    validate(p, org)
 }
 
 /// Applies `changes` to `p`, refusing changes to what cannot change.
@@ -566,8 +592,7 @@ pub async fn update(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
             .org(&before.cvr)?
             .ok_or_else(|| ApiError::Internal(format!("organisation {} missing", before.cvr)))?;
         let mut profile = before.clone();
-        apply(&mut profile, changes)?;
-        validate(&profile, &org)?;
+        apply_changes(&mut profile, changes, &org)?;
         let rights_or_seal = profile.rights != before.rights || profile.seal != before.seal;
         if profile != before {
             check_unique(app, &profile)?;

@@ -24,6 +24,7 @@ use super::{
 use crate::app::App;
 use crate::auth::{self, Principal};
 use crate::ca::{csr, CertTemplate, IssuedCert};
+use crate::config::ServerConfig;
 use crate::orders::{self, CodeCheck};
 use crate::policy;
 use crate::server::{Connection, RequestLog};
@@ -165,14 +166,21 @@ fn held_response(retry_after: u32, problem_json: bool) -> Response<Full<Bytes>> 
     r
 }
 
-/// Reads and checks what every enrolment request must carry.
-pub async fn read_csr_body(
-    app: &App,
-    req: Request<Incoming>,
-) -> Result<(http::request::Parts, Vec<u8>), EstError> {
+/// Reads and checks what every enrolment request must carry: method, media
+/// type, a body within `cfg`'s limits, and base64 (or binary) DER in it.
+///
+/// Generic over the body so that the fuzz targets can feed it chunks without
+/// a socket; the server passes hyper's `Incoming`.
+pub async fn read_csr_body<B>(
+    cfg: &ServerConfig,
+    req: Request<B>,
+) -> Result<(http::request::Parts, Vec<u8>), EstError>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     require_method(&req, http::Method::POST, "POST")?;
     require_content_type(req.headers(), "application/pkcs10")?;
-    let cfg = &app.config.server;
     let (parts, body) = read_body(req, cfg.max_body_bytes, cfg.body_read_timeout()).await?;
     let der = codec::decode_body(&body, is_binary_transfer(&parts.headers))
         .map_err(|e| EstError::BadRequest(format!("CSR body: {e}")))?;
@@ -250,7 +258,7 @@ async fn enroll_inner(
     label: Option<&str>,
     log: &mut RequestLog,
 ) -> Result<Answer, EstError> {
-    let (parts, der) = read_csr_body(app, req).await?;
+    let (parts, der) = read_csr_body(&app.config.server, req).await?;
     match identify(app, conn, &parts.headers, log).await? {
         Caller::Certificate(principal) => api_enroll(app, conn, principal, label, der, log).await,
         Caller::Code(order) => {
@@ -483,7 +491,7 @@ async fn reenroll_inner(
     label: Option<&str>,
     log: &mut RequestLog,
 ) -> Result<Bytes, EstError> {
-    let (_parts, der) = read_csr_body(app, req).await?;
+    let (_parts, der) = read_csr_body(&app.config.server, req).await?;
     let principal = certificate_principal(app, conn)?;
     log.principal = Some(principal.describe());
     let Principal::Holder { record, cert } = principal else {

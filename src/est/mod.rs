@@ -238,11 +238,18 @@ pub fn is_binary_transfer(headers: &HeaderMap) -> bool {
 }
 
 /// Reads a request body (plain or chunked) within the size and time limits.
-pub async fn read_body(
-    req: Request<Incoming>,
+///
+/// Generic over the body so that the fuzz targets can feed it chunks without
+/// a socket; the server passes hyper's `Incoming`.
+pub async fn read_body<B>(
+    req: Request<B>,
     limit: usize,
     timeout: Duration,
-) -> Result<(Parts, Bytes), EstError> {
+) -> Result<(Parts, Bytes), EstError>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let (parts, body) = req.into_parts();
     if let Some(len) = parts
         .headers

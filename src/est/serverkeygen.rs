@@ -48,7 +48,7 @@ async fn inner(
     label: Option<&str>,
     log: &mut RequestLog,
 ) -> Result<Response<Full<Bytes>>, EstError> {
-    let (parts, der) = read_csr_body(app, req).await?;
+    let (parts, der) = read_csr_body(&app.config.server, req).await?;
     let order = match identify(app, conn, &parts.headers, log).await? {
         Caller::Code(order) if order.issuance == Issuance::Browser => order,
         _ => {
