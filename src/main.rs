@@ -7,11 +7,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// glibc's allocator spent about a tenth of the server's CPU under enrolment
-/// load (many threads, many short-lived buffers); mimalloc does the same work
-/// for a fraction of that.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use estd::{App, Config, RunningServer};
 
 /// estd: an EST (RFC 7030) server with its own certificate authority.
