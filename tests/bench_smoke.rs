@@ -3,9 +3,7 @@
 //! every answer must verify. No timing is asserted; the figures are in the
 //! README's Performance section.
 
-#[allow(dead_code)]
 mod common;
-#[allow(dead_code)]
 mod process;
 
 use std::path::Path;
@@ -62,11 +60,7 @@ fn every_benchmark_operation_runs_and_verifies() {
     let dir = tmp.path();
     // One IdM certificate at full speed is far past the default per-client
     // limits; the benchmark measures the enrolment path, not the limiter.
-    let config = process::write_config(
-        dir,
-        "warn",
-        "[rate_limit.client]\nenabled = false\n[rate_limit.label]\nenabled = false\n",
-    );
+    let config = process::write_config(dir, "warn", process::NO_CLIENT_RATE_LIMITS);
     let config_arg = config.display().to_string();
 
     // First start creates the CA and the demo identity; the fill needs the server stopped.

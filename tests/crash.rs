@@ -523,11 +523,7 @@ async fn sigkill_under_load_loses_no_certificate_and_no_code_works_twice() {
     let dir = tmp.path();
     // 16 workers on one IdM certificate run far past the default per-client
     // and per-label rate limits; this test is about durability, so they are off.
-    let config = process::write_config(
-        dir,
-        "warn",
-        "[rate_limit.client]\nenabled = false\n[rate_limit.label]\nenabled = false\n",
-    );
+    let config = process::write_config(dir, "warn", process::NO_CLIENT_RATE_LIMITS);
     let certs = dir.join("certs");
     let started = Instant::now();
 

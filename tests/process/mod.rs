@@ -27,6 +27,11 @@ pub fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
+/// Config tables switching off the per-client and per-label rate limits: one
+/// IdM certificate driven at full speed (load tests) is far past the defaults.
+pub const NO_CLIENT_RATE_LIMITS: &str =
+    "[rate_limit.client]\nenabled = false\n[rate_limit.label]\nenabled = false\n";
+
 /// Writes `dir/estd.toml`: loopback ephemeral ports, certs and data under
 /// `dir`, the log filter, and `extra` appended (whole tables only).
 pub fn write_config(dir: &Path, log_filter: &str, extra: &str) -> PathBuf {
