@@ -496,7 +496,7 @@ pub fn reenroll_template(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::model::{Identification, Issuance, KeyPolicy};
+
     use der::asn1::OctetString;
     use der::Encode;
     use spki::SubjectPublicKeyInfoOwned;
@@ -515,27 +515,9 @@ mod tests {
 
     fn profile() -> Profile {
         Profile {
-            id: "p".into(),
-            cvr: "12345678".into(),
-            name: "Demo devices".into(),
-            kind: CertKind::System,
-            est_label: "demo".into(),
             org_default: true,
-            rights: vec![],
-            key_policy: KeyPolicy::default(),
-            validity_days: 365,
-            identification: Identification::Api,
-            issuance: Issuance::Est,
-            email: None,
             dns_names: vec![".devices.demo.example".into()],
-            allow_ip_sans: false,
-            contact: None,
-            p_number: None,
-            se_number: None,
-            seal: false,
-            publish: false,
-            approval_required: false,
-            require_pop_linking: false,
+            ..Profile::system("12345678", "Demo devices", "demo")
         }
     }
 

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::policy::ORGANIZATION_IDENTIFIER;
 use crate::store::model::{
     now_unix, organization_identifier, AuditAction, AuditEvent, AuditOutcome, CertKind, CertRecord,
-    CertStatus, Identification, Issuance, KeyPolicy, Organisation, Profile, SystemRight,
+    CertStatus, Identification, Organisation, Profile, SystemRight,
 };
 use crate::store::Store;
 
@@ -90,55 +90,21 @@ pub fn ensure_demo(
     };
     if store.profile_by_label(&d.est_label)?.is_none() {
         store.put_profile(&Profile {
-            id: uuid::Uuid::new_v4().to_string(),
-            cvr: org.cvr.clone(),
-            name: d.profile_name.clone(),
-            kind: CertKind::System,
-            est_label: d.est_label.clone(),
             org_default: true,
-            rights: vec![],
-            key_policy: KeyPolicy::default(),
             validity_days: 3 * 365,
-            identification: Identification::Api,
-            issuance: Issuance::Est,
-            email: None,
             dns_names: vec![".devices.demo.example".into()],
-            allow_ip_sans: false,
-            contact: None,
-            p_number: None,
-            se_number: None,
-            seal: false,
-            publish: false,
-            approval_required: false,
-            require_pop_linking: false,
+            ..Profile::system(&org.cvr, &d.profile_name, &d.est_label)
         })?;
     }
     let idm_profile = match store.profile_by_label(DEMO_IDM_LABEL)? {
         Some(p) => p,
         None => {
             let p = Profile {
-                id: uuid::Uuid::new_v4().to_string(),
-                cvr: org.cvr.clone(),
-                name: "Demo IdM system".into(),
-                kind: CertKind::System,
-                est_label: DEMO_IDM_LABEL.into(),
-                org_default: false,
                 rights: vec![SystemRight::EstEnroll, SystemRight::AdminApi],
-                key_policy: KeyPolicy::default(),
                 validity_days: 3 * 365,
                 // Not enrollable by API: the IdM certificate is handed out, not self-served.
                 identification: Identification::OneTimeCode,
-                issuance: Issuance::Est,
-                email: None,
-                dns_names: vec![],
-                allow_ip_sans: false,
-                contact: None,
-                p_number: None,
-                se_number: None,
-                seal: false,
-                publish: false,
-                approval_required: false,
-                require_pop_linking: false,
+                ..Profile::system(&org.cvr, "Demo IdM system", DEMO_IDM_LABEL)
             };
             store.put_profile(&p)?;
             p

@@ -11,9 +11,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::{b64, csr_for, pkcs7_certs, DEMO_CVR, DEMO_ORG};
+use common::pkcs7_certs;
 use der::{Decode, Encode};
-use process::{demo_identity, first_cert, run_to_exit, toml_str, write_config, Daemon, TryClient};
+use process::{enrol_as_demo_idm, first_cert, run_to_exit, toml_str, write_config, Daemon};
 
 const PASS_VAR: &str = "ESTD_TEST_CA_PASSPHRASE";
 const PASS: &str = "Kalkun-Fjord 7 ørred";
@@ -68,26 +68,7 @@ fn init_then_encrypt(dir: &Path, extra: &[&str]) {
 
 /// Enrols once as the demo IdM and checks the certificate is signed by the issuing CA's key.
 async fn enrol_and_check_signature(d: &Daemon, certs: &Path) {
-    let root = first_cert(&certs.join("root-ca.pem"));
-    let idm = demo_identity(certs);
-    let mut c = TryClient::connect(d.est, &root, Some(&idm))
-        .await
-        .expect("mTLS");
-    let (_k, csr) = csr_for(
-        DEMO_ORG,
-        DEMO_CVR,
-        "enc-device",
-        &rcgen::PKCS_ECDSA_P256_SHA256,
-    );
-    let r = c
-        .send(
-            "POST",
-            "/.well-known/est/demo/simpleenroll",
-            &[("content-type", "application/pkcs10")],
-            b64(&csr).into_bytes(),
-        )
-        .await
-        .expect("answer");
+    let r = enrol_as_demo_idm(d, certs, "enc-device").await;
     assert_eq!(r.status, 200, "{}", r.text());
     let cert = pkcs7_certs(&r.body).remove(0);
     let issuing =

@@ -550,31 +550,10 @@ async fn wire_details_real_clients_need() {
 async fn foreign_ca_anchor_from_config_acts_for_its_organisation() {
     let dir = tempfile::tempdir().expect("tmp");
     // A partner CA and an IdM certificate it issued.
-    let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-    let mut ca_params = rcgen::CertificateParams::new(vec![]).expect("params");
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Partner CA");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
-    let ca_cert = ca_params.self_signed(&ca_key).expect("ca");
-    let issuer = rcgen::Issuer::new(ca_params, &ca_key);
-    let idm_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-    let mut idm_params = rcgen::CertificateParams::new(vec![]).expect("params");
-    idm_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Partner IdM");
-    idm_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let idm_cert = idm_params.signed_by(&idm_key, &issuer).expect("idm");
-    let anchor_path = dir.path().join("partner-ca.pem");
-    std::fs::write(&anchor_path, ca_cert.pem()).expect("write anchor");
-
-    let extra = format!(
-        "[[tls.client_anchors]]\ncertificate = \"{}\"\ncvr = \"{DEMO_CVR}\"\nrights = [\"est-enroll\"]\n",
-        anchor_path.display()
-    );
+    let partner_ca = PartnerCa::new();
+    let extra = partner_ca.anchor_config(dir.path(), DEMO_CVR);
     let ts = TestServer::start_with(dir.path(), &extra).await;
-    let partner = Identity::new(idm_cert.der().to_vec(), &idm_key);
+    let partner = partner_ca.identity(false);
     let mut c = ts.client(Some(&partner)).await;
     let (_k, csr) = demo_csr("partner-device");
     issued_cert(&c.enroll(ENROLL, &csr).await);

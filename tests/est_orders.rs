@@ -39,30 +39,15 @@ fn add_profile(
     approval: bool,
 ) -> Profile {
     let p = Profile {
-        id: uuid::Uuid::new_v4().to_string(),
-        cvr: DEMO_CVR.into(),
-        name: name.into(),
-        kind: estd::store::model::CertKind::System,
-        est_label: label.into(),
-        org_default: false,
-        rights: vec![],
-        key_policy: Default::default(),
         validity_days: 1095,
         identification: id,
         issuance: iss,
-        email: None,
-        dns_names: vec![],
-        allow_ip_sans: false,
         contact: Some(Contact {
             name: "Kontakt Person".into(),
             email: "kontakt@demo.example".into(),
         }),
-        p_number: None,
-        se_number: None,
-        seal: false,
-        publish: false,
         approval_required: approval,
-        require_pop_linking: false,
+        ..Profile::system(DEMO_CVR, name, label)
     };
     ts.app().store.put_profile(&p).expect("profile");
     p

@@ -11,8 +11,8 @@ use common::*;
 use estd::notify::{deliver_pending, write_expiry_notices, MAX_DELIVERY_ATTEMPTS};
 use estd::orders::{create_order, revoke, Actor, OrderRequest};
 use estd::store::model::{
-    now_unix, CertKind, Contact, Identification, Issuance, KeyPolicy, Notification,
-    NotificationKind, Organisation, Profile, RevocationReason, Serial,
+    now_unix, Contact, Identification, Notification, NotificationKind, Organisation, Profile,
+    RevocationReason, Serial,
 };
 use estd::App;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -218,30 +218,12 @@ fn demo_org(app: &App) -> Organisation {
 /// Stores a one-time-code profile in the demo organisation with `contact`.
 fn contact_profile(app: &App, label: &str, contact: Option<&str>) -> Profile {
     let profile = Profile {
-        id: uuid::Uuid::new_v4().to_string(),
-        cvr: DEMO_CVR.into(),
-        name: format!("Profile {label}"),
-        kind: CertKind::System,
-        est_label: label.into(),
-        org_default: false,
-        rights: vec![],
-        key_policy: KeyPolicy::default(),
-        validity_days: 365,
         identification: Identification::OneTimeCode,
-        issuance: Issuance::Est,
-        email: None,
-        dns_names: vec![],
-        allow_ip_sans: false,
         contact: contact.map(|email| Contact {
             name: "Contact Person".into(),
             email: email.into(),
         }),
-        p_number: None,
-        se_number: None,
-        seal: false,
-        publish: false,
-        approval_required: false,
-        require_pop_linking: false,
+        ..Profile::system(DEMO_CVR, &format!("Profile {label}"), label)
     };
     app.store.put_profile(&profile).expect("profile");
     profile

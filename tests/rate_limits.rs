@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use estd::store::model::{Identification, Issuance, Profile, SystemRight};
+use estd::store::model::{Profile, SystemRight};
 
 const ENROLL: &str = "/.well-known/est/demo/simpleenroll";
 const CACERTS: &str = "/.well-known/est/cacerts";
@@ -262,27 +262,8 @@ async fn held_enrolment_202_as_problem_document_carries_the_retry_time() {
     let dir = tempfile::tempdir().expect("tmp");
     let ts = TestServer::start(dir.path()).await;
     let profile = Profile {
-        id: uuid::Uuid::new_v4().to_string(),
-        cvr: DEMO_CVR.into(),
-        name: "Approved servers".into(),
-        kind: estd::store::model::CertKind::System,
-        est_label: "approved".into(),
-        org_default: false,
-        rights: vec![],
-        key_policy: Default::default(),
-        validity_days: 365,
-        identification: Identification::Api,
-        issuance: Issuance::Est,
-        email: None,
-        dns_names: vec![],
-        allow_ip_sans: false,
-        contact: None,
-        p_number: None,
-        se_number: None,
-        seal: false,
-        publish: false,
         approval_required: true,
-        require_pop_linking: false,
+        ..Profile::system(DEMO_CVR, "Approved servers", "approved")
     };
     ts.app().store.put_profile(&profile).expect("profile");
     let path = "/.well-known/est/approved/simpleenroll";

@@ -259,25 +259,7 @@ async fn no_key_code_or_token_appears_in_verbose_logs() {
     }
 
     // An API enrolment over mutual TLS (the demo key in use), for a fuller log.
-    let idm = process::demo_identity(&certs);
-    let mut c = TryClient::connect(d.est, &root, Some(&idm))
-        .await
-        .expect("mTLS");
-    let (_k, csr) = csr_for(
-        DEMO_ORG,
-        DEMO_CVR,
-        "hygiene-api",
-        &rcgen::PKCS_ECDSA_P256_SHA256,
-    );
-    let r = c
-        .send(
-            "POST",
-            "/.well-known/est/demo/simpleenroll",
-            &[("content-type", "application/pkcs10")],
-            b64(&csr).into_bytes(),
-        )
-        .await
-        .expect("answer");
+    let r = process::enrol_as_demo_idm(&d, &certs, "hygiene-api").await;
     assert_eq!(r.status, 200, "{}", r.text());
 
     let log = d.output();

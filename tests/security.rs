@@ -349,34 +349,9 @@ async fn expired_client_certificates_are_refused() {
 
     // A partner CA, configured as an anchor for the demo organisation, with
     // one certificate whose validity has ended and one that is current.
-    let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-    let mut ca_params = rcgen::CertificateParams::new(vec![]).expect("params");
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Partner CA");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
-    let ca_cert = ca_params.self_signed(&ca_key).expect("ca");
-    let issuer = rcgen::Issuer::new(ca_params, &ca_key);
-    let partner = |expired: bool| {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-        let mut p = rcgen::CertificateParams::new(vec![]).expect("params");
-        p.distinguished_name
-            .push(rcgen::DnType::CommonName, "Partner IdM");
-        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        if expired {
-            p.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(30);
-            p.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(1);
-        }
-        let cert = p.signed_by(&key, &issuer).expect("partner cert");
-        Identity::new(cert.der().to_vec(), &key)
-    };
-    let anchor_path = dir.path().join("partner-ca.pem");
-    std::fs::write(&anchor_path, ca_cert.pem()).expect("write anchor");
-    let extra = format!(
-        "[[tls.client_anchors]]\ncertificate = \"{}\"\ncvr = \"{DEMO_CVR}\"\nrights = [\"est-enroll\"]\n",
-        anchor_path.display()
-    );
+    let partner_ca = PartnerCa::new();
+    let partner = |expired: bool| partner_ca.identity(expired);
+    let extra = partner_ca.anchor_config(dir.path(), DEMO_CVR);
     let ts = TestServer::start_with(dir.path(), &extra).await;
 
     // One of this CA's IdM certificates (est-enroll and admin-api), re-signed

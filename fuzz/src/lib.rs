@@ -11,8 +11,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use estd::config::{Config, DEFAULT_TOML};
 use estd::store::model::{
-    CertKind, Contact, Identification, Issuance, KeyAlgorithm, KeyPolicy, Organisation, Profile,
-    SystemRight,
+    Contact, Identification, KeyAlgorithm, KeyPolicy, Organisation, Profile, SystemRight,
 };
 use http_body::{Body, Frame};
 
@@ -42,26 +41,10 @@ pub fn demo_profile() -> Profile {
     let demo = config("").demo;
     Profile {
         id: "00000000-0000-4000-8000-000000000001".into(),
-        cvr: demo.cvr,
-        name: demo.profile_name,
-        kind: CertKind::System,
-        est_label: demo.est_label,
         org_default: true,
-        rights: vec![],
-        key_policy: KeyPolicy::default(),
         validity_days: 3 * 365,
-        identification: Identification::Api,
-        issuance: Issuance::Est,
-        email: None,
         dns_names: vec![".devices.demo.example".into()],
-        allow_ip_sans: false,
-        contact: None,
-        p_number: None,
-        se_number: None,
-        seal: false,
-        publish: false,
-        approval_required: false,
-        require_pop_linking: false,
+        ..Profile::system(&demo.cvr, &demo.profile_name, &demo.est_label)
     }
 }
 

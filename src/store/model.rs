@@ -286,6 +286,36 @@ pub struct Profile {
 }
 
 impl Profile {
+    /// A plain system profile of organisation `cvr`, enrolled over EST by
+    /// API: a fresh id, no rights, the default key policy, one year's
+    /// validity, no SANs, and every option off. Callers set what differs
+    /// with struct update syntax.
+    pub fn system(cvr: &str, name: &str, est_label: &str) -> Profile {
+        Profile {
+            id: uuid::Uuid::new_v4().to_string(),
+            cvr: cvr.into(),
+            name: name.into(),
+            kind: CertKind::System,
+            est_label: est_label.into(),
+            org_default: false,
+            rights: vec![],
+            key_policy: KeyPolicy::default(),
+            validity_days: 365,
+            identification: Identification::Api,
+            issuance: Issuance::Est,
+            email: None,
+            dns_names: vec![],
+            allow_ip_sans: false,
+            contact: None,
+            p_number: None,
+            se_number: None,
+            seal: false,
+            publish: false,
+            approval_required: false,
+            require_pop_linking: false,
+        }
+    }
+
     /// Whether certificates of this profile carry `right`.
     pub fn has_right(&self, right: SystemRight) -> bool {
         self.rights.contains(&right)

@@ -11,8 +11,7 @@ use base64::Engine;
 use bytes::Bytes;
 use der::{Decode, Encode};
 use estd::store::model::{
-    now_unix, CertKind, CertRecord, CertStatus, Identification, Issuance, KeyPolicy, Organisation,
-    Profile, Serial, SystemRight,
+    now_unix, CertRecord, CertStatus, Organisation, Profile, Serial, SystemRight,
 };
 use estd::{App, Config, RunningServer};
 use http_body_util::{BodyExt, Full};
@@ -61,14 +60,7 @@ impl TestServer {
     }
 
     pub fn demo_identity(&self) -> Identity {
-        let certs = self.dir.join("certs");
-        let chain: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_file_iter(certs.join("demo-idm.pem"))
-                .expect("demo cert")
-                .map(|c| c.expect("pem"))
-                .collect();
-        let key = PrivateKeyDer::from_pem_file(certs.join("demo-idm.key")).expect("demo key");
-        Identity { chain, key }
+        demo_identity_in(&self.dir.join("certs"))
     }
 
     pub async fn client(&self, identity: Option<&Identity>) -> Client {
@@ -99,27 +91,8 @@ impl TestServer {
         };
         app.store.put_org(&org).expect("org");
         let profile = Profile {
-            id: uuid::Uuid::new_v4().to_string(),
-            cvr: cvr.into(),
-            name: format!("{name} devices"),
-            kind: CertKind::System,
-            est_label: label.into(),
             org_default: true,
-            rights: vec![],
-            key_policy: KeyPolicy::default(),
-            validity_days: 365,
-            identification: Identification::Api,
-            issuance: Issuance::Est,
-            email: None,
-            dns_names: vec![],
-            allow_ip_sans: false,
-            contact: None,
-            p_number: None,
-            se_number: None,
-            seal: false,
-            publish: false,
-            approval_required: false,
-            require_pop_linking: false,
+            ..Profile::system(cvr, &format!("{name} devices"), label)
         };
         app.store.put_profile(&profile).expect("profile");
         let mut idm = profile.clone();
@@ -445,5 +418,68 @@ impl TestServer {
     /// An HTTPS keep-alive client on the admin listener.
     pub async fn admin_client(&self, identity: Option<&Identity>) -> Client {
         Client::connect(self.server.admin_addr, &self.root_der(), identity, false).await
+    }
+}
+
+/// The demo IdM certificate and key that estd wrote to `certs`.
+pub fn demo_identity_in(certs: &Path) -> Identity {
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(certs.join("demo-idm.pem"))
+            .expect("demo cert")
+            .map(|c| c.expect("pem"))
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(certs.join("demo-idm.key")).expect("demo key");
+    Identity { chain, key }
+}
+
+/// A partner's own CA, outside estd, whose certificates an organisation may
+/// be configured to trust as client anchors.
+pub struct PartnerCa {
+    cert: rcgen::Certificate,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl PartnerCa {
+    /// A fresh P-256 CA named "Partner CA".
+    pub fn new() -> PartnerCa {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params = rcgen::CertificateParams::new(vec![]).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Partner CA");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+        let cert = params.self_signed(&key).expect("ca");
+        PartnerCa {
+            cert,
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A clientAuth identity "Partner IdM" of this CA; `expired` puts its
+    /// validity in the past.
+    pub fn identity(&self, expired: bool) -> Identity {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut p = rcgen::CertificateParams::new(vec![]).expect("params");
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "Partner IdM");
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        if expired {
+            p.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(30);
+            p.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+        }
+        let cert = p.signed_by(&key, &self.issuer).expect("partner cert");
+        Identity::new(cert.der().to_vec(), &key)
+    }
+
+    /// Writes the CA certificate into `dir` and returns the config that makes
+    /// it a client anchor of `cvr` with the est-enroll right.
+    pub fn anchor_config(&self, dir: &Path, cvr: &str) -> String {
+        let anchor_path = dir.join("partner-ca.pem");
+        std::fs::write(&anchor_path, self.cert.pem()).expect("write anchor");
+        format!(
+            "[[tls.client_anchors]]\ncertificate = \"{}\"\ncvr = \"{cvr}\"\nrights = [\"est-enroll\"]\n",
+            anchor_path.display()
+        )
     }
 }

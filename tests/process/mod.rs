@@ -15,7 +15,7 @@ use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, ServerName};
 
 use crate::common::{tls_config, Identity, Resp};
 
@@ -216,13 +216,7 @@ pub fn first_cert(path: &Path) -> Vec<u8> {
 
 /// The demo IdM certificate and key that estd wrote to `certs`.
 pub fn demo_identity(certs: &Path) -> Identity {
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(certs.join("demo-idm.pem"))
-            .expect("demo cert")
-            .map(|c| c.expect("pem"))
-            .collect();
-    let key = PrivateKeyDer::from_pem_file(certs.join("demo-idm.key")).expect("demo key");
-    Identity { chain, key }
+    crate::common::demo_identity_in(certs)
 }
 
 /// The operator's admin token as estd wrote it.
@@ -370,4 +364,28 @@ impl Admin {
         assert_eq!(r.status, want, "{method} {path}: {}", r.text());
         serde_json::from_slice(&r.body).expect("JSON body")
     }
+}
+
+/// Enrols a P-256 key for `cn` of the demo organisation as the demo IdM
+/// system (mutual TLS with the key in `certs`) and returns the answer.
+pub async fn enrol_as_demo_idm(d: &Daemon, certs: &Path, cn: &str) -> Resp {
+    let root = first_cert(&certs.join("root-ca.pem"));
+    let idm = demo_identity(certs);
+    let mut c = TryClient::connect(d.est, &root, Some(&idm))
+        .await
+        .expect("mTLS");
+    let (_k, csr) = crate::common::csr_for(
+        crate::common::DEMO_ORG,
+        crate::common::DEMO_CVR,
+        cn,
+        &rcgen::PKCS_ECDSA_P256_SHA256,
+    );
+    c.send(
+        "POST",
+        "/.well-known/est/demo/simpleenroll",
+        &[("content-type", "application/pkcs10")],
+        crate::common::b64(&csr).into_bytes(),
+    )
+    .await
+    .expect("answer")
 }
