@@ -91,7 +91,10 @@ impl App {
         let ca = material.ca;
         std::fs::create_dir_all(&config.paths.data_dir)
             .map_err(|e| CaError::Io(format!("{}: {e}", config.paths.data_dir.display())))?;
-        let store = Store::open(&config.paths.data_dir)?;
+        let store = Store::open(
+            &config.paths.data_dir,
+            config.store.cache_mb.saturating_mul(1 << 20),
+        )?;
 
         let tls_material = bootstrap::load_or_create_tls(&certs_dir, &ca)?;
         if let Some(issued) = &tls_material.issued {

@@ -33,6 +33,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Where material and data live.
     pub paths: PathsConfig,
+    /// The embedded database.
+    pub store: StoreConfig,
     /// The certificate authority.
     pub ca: CaConfig,
     /// TLS settings.
@@ -184,6 +186,14 @@ pub struct PathsConfig {
     pub data_dir: PathBuf,
 }
 
+/// `[store]`: the embedded sled database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// sled's page cache, in MiB.
+    pub cache_mb: u64,
+}
+
 /// Key algorithm of a CA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -327,6 +337,11 @@ impl Config {
                 "server timeouts (handshake, header_read, idle, body_read) must be at least 1 second".into(),
             ));
         }
+        if self.store.cache_mb == 0 {
+            return Err(ConfigError::Invalid(
+                "store.cache_mb must be at least 1".into(),
+            ));
+        }
         let r = &self.rate_limit;
         if r.evict_interval_secs == 0 {
             return Err(ConfigError::Invalid(
@@ -429,5 +444,13 @@ mod tests {
     fn unknown_setting_is_refused() {
         let e = Config::from_toml_layers(&[DEFAULT_TOML, "[server]\nmax_bodyy = 10\n"]);
         assert!(e.is_err());
+    }
+
+    #[test]
+    fn store_cache_is_set_and_never_zero() {
+        let c = Config::from_toml_layers(&[DEFAULT_TOML]).expect("default");
+        assert_eq!(c.store.cache_mb, 16);
+        let e = Config::from_toml_layers(&[DEFAULT_TOML, "[store]\ncache_mb = 0\n"]);
+        assert!(matches!(e, Err(ConfigError::Invalid(m)) if m.contains("cache_mb")));
     }
 }

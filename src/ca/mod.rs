@@ -378,8 +378,14 @@ mod tests {
         let mut distinct = later.clone();
         distinct.sort();
         distinct.dedup();
-        assert_eq!(distinct.len(), later.len(), "80 random bits never collide here");
+        assert_eq!(
+            distinct.len(),
+            later.len(),
+            "80 random bits never collide here"
+        );
         // The random part varies within one millisecond.
-        assert!(later.windows(2).any(|w| w[0].0[..6] == w[1].0[..6] && w[0] != w[1]));
+        assert!(later
+            .windows(2)
+            .any(|w| w[0].0[..6] == w[1].0[..6] && w[0] != w[1]));
     }
 }

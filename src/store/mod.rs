@@ -148,11 +148,12 @@ fn decode_profile(b: &[u8]) -> Result<Profile, StoreError> {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+    /// Opens (or creates) the store in `dir` with a page cache of
+    /// `cache_bytes`.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(64 * 1024 * 1024)
+            .cache_capacity(cache_bytes)
             // Durability comes from explicit group commits, not a timer.
             .flush_every_ms(None)
             .open()?;
