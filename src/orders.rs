@@ -126,10 +126,26 @@ pub fn new_code(
     Ok((code, state))
 }
 
-/// A fresh 12-digit reference number.
+/// A fresh 12-digit reference number, random throughout: for orders that a
+/// person reads and types together with their one-time code.
 pub fn new_reference() -> Result<String, OpError> {
     let n = u64::from_be_bytes(random_bytes::<8>()?) % 1_000_000_000_000;
     Ok(format!("{n:012}"))
+}
+
+/// A fresh 12-digit reference number for an order made by an API enrolment:
+/// the minute (mod 10,000, so it turns over every 6.9 days) and then 8
+/// random digits.
+///
+/// An API enrolment makes one order, so on a large store random references
+/// would send every issuance to a random, probably uncached, page of the
+/// order tree; with the minute in front, the orders of one minute share a
+/// few pages. A clash (at 3,600 issuances/s, at most 0.2% by the end of a
+/// minute) is refused by the store and the caller draws again.
+pub fn new_api_reference() -> Result<String, OpError> {
+    let minute = now_unix() / 60 % 10_000;
+    let random = u64::from_be_bytes(random_bytes::<8>()?) % 100_000_000;
+    Ok(format!("{minute:04}{random:08}"))
 }
 
 /// SHA-256 of an admin token: what is stored instead of the token.
@@ -640,6 +656,28 @@ pub fn display_status(app: &App, order: &Order, now: UnixSeconds) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_references_are_twelve_digits_led_by_the_minute() {
+        let before = now_unix() / 60 % 10_000;
+        let refs: Vec<String> = (0..1000)
+            .map(|_| new_api_reference().expect("reference"))
+            .collect();
+        let after = now_unix() / 60 % 10_000;
+        let mut distinct = refs.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(distinct.len() > 990, "8 random digits: {}", distinct.len());
+        for r in &refs {
+            assert_eq!(r.len(), 12, "{r}");
+            assert!(r.bytes().all(|b| b.is_ascii_digit()), "{r}");
+            let minute: u64 = r[..4].parse().expect("digits");
+            assert!(
+                minute == before || minute == after,
+                "{r} ({before}..{after})"
+            );
+        }
+    }
 
     #[test]
     fn codes_are_checked_by_hash() {

@@ -46,7 +46,8 @@ const NOT_PERMITTED: &str = "not permitted to enrol under this profile";
 /// The same message for an unknown reference number and a wrong code.
 const BAD_CODE: &str = "unknown reference number or wrong one-time code";
 
-/// How many fresh serials to try before giving up (a collision is ~2^-126).
+/// How many fresh serials and references to try before giving up (a serial
+/// collision is ~2^-80, a reference clash at most 0.2%).
 const SERIAL_ATTEMPTS: usize = 4;
 
 /// What an enrolment request ends in.
@@ -422,7 +423,7 @@ async fn held_enrolment(
             linked?;
             for _ in 0..8 {
                 let order = Order {
-                    id: orders::new_reference().map_err(internal)?,
+                    id: orders::new_api_reference().map_err(internal)?,
                     cvr: profile.cvr.clone(),
                     profile_id: profile.id.clone(),
                     holder: OrderHolder::Profile,
@@ -662,7 +663,7 @@ async fn issue_with_new_order(
     for _ in 0..SERIAL_ATTEMPTS {
         let issued = sign(app, &template).await?;
         let order = Order {
-            id: orders::new_reference().map_err(internal)?,
+            id: orders::new_api_reference().map_err(internal)?,
             cvr: profile.cvr.clone(),
             profile_id: profile.id.clone(),
             holder: holder.clone(),
