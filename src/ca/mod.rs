@@ -236,7 +236,7 @@ impl Ca {
         self.signer.is_cheap()
     }
 
-    /// Signs a certificate for `template` with a fresh random serial.
+    /// Signs a certificate for `template` with a fresh serial (see [`random_serial`]).
     ///
     /// The serial is time-ordered with 80 random bits; the caller stores the
     /// certificate with an insert-if-absent and asks again on the

@@ -30,7 +30,7 @@ const MAX_BATCH: usize = 512;
 const MAX_LINGER: Duration = Duration::from_millis(1);
 
 /// A request on its way to [`super::Store::issue`]: while any exist, the
-/// committer waits (up to [`MAX_LINGER`]) so that they share the next flush.
+/// committer waits (up to `MAX_LINGER`, 1 ms) so that they share the next flush.
 /// Dropped when the issuance is handed over, or when the request fails.
 #[must_use]
 pub struct PendingIssuance(Arc<AtomicUsize>);

@@ -67,7 +67,7 @@ const RESPONDER_CACHE: usize = 16;
 /// Clock skew allowed on thisUpdate.
 const SKEW_SECS: u64 = 300;
 
-/// Linux clock ticks per second for /proc/<pid>/stat (USER_HZ, 100 on every
+/// Linux clock ticks per second for `/proc/<pid>/stat` (USER_HZ, 100 on every
 /// mainstream architecture).
 const CLOCK_TICKS: f64 = 100.0;
 
@@ -539,7 +539,7 @@ fn encode_request(
     .to_der()
 }
 
-/// Process CPU time (user + system) in seconds, from /proc/<pid>/stat.
+/// Process CPU time (user + system) in seconds, from `/proc/<pid>/stat`.
 fn cpu_secs(pid: &str) -> Option<f64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &text[text.rfind(')')? + 1..];
