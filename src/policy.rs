@@ -496,7 +496,6 @@ pub fn reenroll_template(
 #[cfg(test)]
 mod tests {
     use super::*;
-
     use der::asn1::OctetString;
     use der::Encode;
     use spki::SubjectPublicKeyInfoOwned;

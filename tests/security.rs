@@ -555,21 +555,13 @@ async fn untrusted_client_certificates_are_refused() {
     let self_signed = Identity::new(p.self_signed(&key).expect("cert").der().to_vec(), &key);
 
     // 2. A CA nobody configured, sending its own certificate along.
-    let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-    let mut ca_params = rcgen::CertificateParams::new(vec![]).expect("params");
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Rogue CA");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
-    let ca_cert = ca_params.self_signed(&ca_key).expect("ca");
-    let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+    let rogue_ca = PartnerCa::named("Rogue CA");
     let leaf_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-    let leaf = p.signed_by(&leaf_key, &issuer).expect("leaf");
+    let leaf = rogue_ca.sign(&p, &leaf_key);
     let rogue_chain = Identity {
         chain: vec![
             CertificateDer::from(leaf.der().to_vec()),
-            CertificateDer::from(ca_cert.der().to_vec()),
+            CertificateDer::from(rogue_ca.der().to_vec()),
         ],
         key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
     };
@@ -622,7 +614,7 @@ async fn untrusted_client_certificates_are_refused() {
         "Never issued",
         365,
     );
-    let unknown_serial = estd::ca::random_serial().expect("serial");
+    let unknown_serial = estd::ca::new_serial(std::time::SystemTime::now()).expect("serial");
     let unknown_der = resign(&ts, &fresh.chain[0], |tbs| {
         tbs.serial_number =
             x509_cert::serial_number::SerialNumber::new(&unknown_serial.0).expect("serial");

@@ -243,7 +243,9 @@ fn create_ca(dir: &Path, cfg: &CaConfig, passphrase: Option<&Passphrase>) -> Res
     let alg = rcgen_alg(cfg.key_algorithm);
     let now = time::OffsetDateTime::now_utc();
     let serial = || -> Result<rcgen::SerialNumber, CaError> {
-        Ok(rcgen::SerialNumber::from_slice(&super::random_serial()?.0))
+        Ok(rcgen::SerialNumber::from_slice(
+            &super::new_serial(std::time::SystemTime::now())?.0,
+        ))
     };
 
     let root_key = KeyPair::generate_for(alg).map_err(gen_err)?;

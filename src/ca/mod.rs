@@ -236,14 +236,14 @@ impl Ca {
         self.signer.is_cheap()
     }
 
-    /// Signs a certificate for `template` with a fresh serial (see [`random_serial`]).
+    /// Signs a certificate for `template` with a fresh serial (see [`new_serial`]).
     ///
     /// The serial is time-ordered with 80 random bits; the caller stores the
     /// certificate with an insert-if-absent and asks again on the
     /// (astronomically unlikely) collision, so serials stay unique forever.
     pub fn issue(&self, template: &CertTemplate) -> Result<IssuedCert, CaError> {
-        let serial = random_serial()?;
         let now = SystemTime::now();
+        let serial = new_serial(now)?;
         let not_before = now - BACKDATE;
         let wanted = now + Duration::from_secs(u64::from(template.validity_days) * 86_400);
         // Never outlive the issuing CA.
@@ -309,8 +309,8 @@ impl Ca {
     }
 }
 
-/// A fresh positive 16-byte serial: the time in milliseconds (6 bytes) and
-/// then 80 random bits.
+/// A fresh positive 16-byte serial: `now` in milliseconds (6 bytes) and then
+/// 80 random bits.
 ///
 /// The time prefix makes new serials sort after older ones, so the store's
 /// certificate tree grows at its right edge: an issuance touches pages that
@@ -319,10 +319,10 @@ impl Ca {
 /// output that the CA/Browser Forum asks for, so serials stay unpredictable.
 /// The first byte is 0x40 or more, so the DER INTEGER is always exactly 16
 /// bytes and never negative.
-pub fn random_serial() -> Result<Serial, CaError> {
+pub fn new_serial(now: SystemTime) -> Result<Serial, CaError> {
     let mut b = [0u8; 16];
     aws_lc_rs::rand::fill(&mut b[6..]).map_err(|_| CaError::Generate("no randomness".into()))?;
-    let millis = SystemTime::now()
+    let millis = now
         .duration_since(UNIX_EPOCH)
         .map_err(|_| CaError::Generate("the clock is before 1970".into()))?
         .as_millis() as u64;
@@ -366,10 +366,10 @@ mod tests {
 
     #[test]
     fn serials_are_positive_distinct_and_ordered_by_time() {
-        let first = random_serial().expect("serial");
+        let first = new_serial(SystemTime::now()).expect("serial");
         std::thread::sleep(Duration::from_millis(2));
         let later: Vec<Serial> = (0..1000)
-            .map(|_| random_serial().expect("serial"))
+            .map(|_| new_serial(SystemTime::now()).expect("serial"))
             .collect();
         for s in &later {
             assert!(s.0[0] >= 0x40 && s.0[0] < 0x80, "positive, 16 bytes: {s}");

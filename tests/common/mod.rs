@@ -442,11 +442,16 @@ pub struct PartnerCa {
 impl PartnerCa {
     /// A fresh P-256 CA named "Partner CA".
     pub fn new() -> PartnerCa {
+        PartnerCa::named("Partner CA")
+    }
+
+    /// A fresh P-256 CA with the common name `cn`.
+    pub fn named(cn: &str) -> PartnerCa {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
         let mut params = rcgen::CertificateParams::new(vec![]).expect("params");
         params
             .distinguished_name
-            .push(rcgen::DnType::CommonName, "Partner CA");
+            .push(rcgen::DnType::CommonName, cn);
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
         let cert = params.self_signed(&key).expect("ca");
@@ -468,8 +473,23 @@ impl PartnerCa {
             p.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(30);
             p.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(1);
         }
-        let cert = p.signed_by(&key, &self.issuer).expect("partner cert");
-        Identity::new(cert.der().to_vec(), &key)
+        Identity::new(self.sign(&p, &key).der().to_vec(), &key)
+    }
+
+    /// Signs `params` for `key`.
+    pub fn sign(
+        &self,
+        params: &rcgen::CertificateParams,
+        key: &rcgen::KeyPair,
+    ) -> rcgen::Certificate {
+        params
+            .signed_by(key, &self.issuer)
+            .expect("signed by the partner CA")
+    }
+
+    /// The CA certificate, DER.
+    pub fn der(&self) -> &[u8] {
+        self.cert.der()
     }
 
     /// Writes the CA certificate into `dir` and returns the config that makes
