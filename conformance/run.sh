@@ -266,7 +266,7 @@ crl_lists() { [ -n "$2" ] && grep -qi -- "Serial Number: $2\$" "$1"; }
 
 # ---------------------------------------------------------- crypto helpers
 
-ORG_SUBJ='/C=DK/O=Demo Organisation ApS/organizationIdentifier=NTRDK-12345678'
+ORG_SUBJ='/C=DK/O=Demo Organisation ApS/organizationIdentifier=NTRDK-12345674'
 
 # mkcsr NAME SUBJECT: new P-256 key NAME.key, DER CSR NAME.der, base64 NAME.b64.
 mkcsr() {
@@ -489,11 +489,11 @@ head -c 70000 /dev/zero | tr '\0' 'A' >"$W/big.txt"
 enroll_as_idm toolarge demo/simpleenroll "$W/big.txt"
 check "simpleenroll with a 70000-byte body: 413" "$([ "$CODE" = 413 ]; echo $?)" "$(last)"
 
-mkcsr foreign-o "/C=DK/O=Another Company A/S/organizationIdentifier=NTRDK-12345678/CN=conformance-foreign"
+mkcsr foreign-o "/C=DK/O=Another Company A/S/organizationIdentifier=NTRDK-12345674/CN=conformance-foreign"
 enroll_as_idm foreign-o demo/simpleenroll "$W/foreign-o.b64"
 check "simpleenroll with a CSR naming another organisation (O): 403" "$([ "$CODE" = 403 ]; echo $?)" "$(last)"
 
-mkcsr foreign-oi "/C=DK/O=Demo Organisation ApS/organizationIdentifier=NTRDK-87654321/CN=conformance-foreign"
+mkcsr foreign-oi "/C=DK/O=Demo Organisation ApS/organizationIdentifier=NTRDK-87654311/CN=conformance-foreign"
 enroll_as_idm foreign-oi demo/simpleenroll "$W/foreign-oi.b64"
 check "simpleenroll with a CSR naming another organisation (organizationIdentifier): 403" \
     "$([ "$CODE" = 403 ]; echo $?)" "$(last)"
@@ -578,7 +578,7 @@ OTC_CODE=
 api otc-profile POST /profiles "$(python3 -c '
 import json, sys
 print(json.dumps({
-    "cvr": "12345678",
+    "cvr": "12345674",
     "name": sys.argv[1],
     "kind": "system",
     "contact": {"name": "Conformance Contact", "email": "conformance@demo.example"},
@@ -676,7 +676,7 @@ check "admin API: GET /certificates/<serial> shows revoked (suspected-misuse)" \
 api otc-aeoeaa POST /profiles "$(python3 -c '
 import json, sys
 print(json.dumps({
-    "cvr": "12345678",
+    "cvr": "12345674",
     "name": sys.argv[1],
     "kind": "system",
     "contact": {"name": "Søren Ærø", "email": "søren.ærø@demo.example"},

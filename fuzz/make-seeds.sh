@@ -13,7 +13,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$corpus"/{csr,est_body,basic_auth,ocsp_request,admin_json}
 
-org="/C=DK/O=Demo Organisation ApS/organizationIdentifier=NTRDK-12345678"
+org="/C=DK/O=Demo Organisation ApS/organizationIdentifier=NTRDK-12345674"
 
 # csr: name, key options, subject, extra req arguments.
 csr() {
@@ -40,7 +40,7 @@ attributes = attrs
 [dn]
 C = DK
 O = Demo Organisation ApS
-organizationIdentifier = NTRDK-12345678
+organizationIdentifier = NTRDK-12345674
 CN = device-3
 [attrs]
 challengePassword = ABCD-1234-EFGH
@@ -53,7 +53,7 @@ csr ed25519-min "-algorithm ED25519" "$org/CN=Demo devices"
 csr p256-ip-email "-algorithm EC -pkeyopt ec_paramgen_curve:P-256" "$org/CN=idm" \
     -addext "subjectAltName=DNS:idm.demo.example,IP:127.0.0.1,email:idm@demo.example"
 csr p256-foreign "-algorithm EC -pkeyopt ec_paramgen_curve:P-256" \
-    "/C=DK/O=Other ApS/organizationIdentifier=NTRDK-87654321/CN=device-1"
+    "/C=DK/O=Other ApS/organizationIdentifier=NTRDK-87654311/CN=device-1"
 csr p256-user "-algorithm EC -pkeyopt ec_paramgen_curve:P-256" \
     "$org/CN=Jens Hansen/emailAddress=jens@demo.example" \
     -addext "subjectAltName=email:jens@demo.example"
@@ -92,7 +92,7 @@ b spaces "basic   $(b64 'user:pass')  "
 b colon-in-password "Basic $(b64 'user:pa:ss')"
 b utf8 "Basic $(b64 'Æblegrød:kode')"
 b unpadded "Basic $(b64 'ab:c' | tr -d '=')"
-b bearer "Bearer estd_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+b bearer "Bearer estd_abcdefghijklmnopqrstuvwxyz0123456749ABCDEFG"
 printf 'Basic \xff\xfe' >"$corpus/basic_auth/not-utf8"
 
 # ocsp_request: a throwaway CA and leaf; small serials name stored
@@ -111,16 +111,16 @@ base64 -w 0 "$work/get.der" | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g' >"$corpus/o
 
 # admin_json: one body per call.
 j() { printf '%s\n' "$2" >"$corpus/admin_json/$1.json"; }
-j create-organisation '{"cvr":"87654321","name":"Ny Organisation ApS","allow_user_certs":true,"allow_seal":false,"p_numbers":["1012345678"],"se_numbers":["87654321"]}'
+j create-organisation '{"cvr":"87654311","name":"Ny Organisation ApS","allow_user_certs":true,"allow_seal":false,"p_numbers":["1012345678"],"se_numbers":["87654311"]}'
 j update-organisation '{"name":"Demo Organisation ApS","allow_seal":true,"p_numbers":[]}'
 j create-token '{"name":"idm-integration"}'
 j create-profile '{"name":"Sensors","kind":"system","contact":{"name":"Jens Hansen","email":"jens@demo.example"},"identification":"api","issuance":"est","est_label":"sensors","rights":["est-enroll"],"key_policy":{"allowed":["p256","rsa"],"min_rsa_bits":3072},"validity_days":365,"dns_names":[".sensors.demo.example"],"p_number":"1012345678","order":{"user":null}}'
-j create-profile-user-order '{"cvr":"12345678","name":"Medarbejdere","kind":"organisation","contact":{"name":"Jens Hansen","email":"jens@demo.example"},"email":"post@demo.example","identification":"one-time-code","issuance":"browser","est_label":"staff","order":{"user":{"name":"Åse Ørum","email":"ase@demo.example"}}}'
-j update-profile '{"email":null,"p_number":null,"se_number":"87654321","dns_names":["idm.demo.example",".x.demo.example"],"allow_ip_sans":true,"approval_required":true,"kind":"system","est_label":"demo-idm"}'
+j create-profile-user-order '{"cvr":"12345674","name":"Medarbejdere","kind":"organisation","contact":{"name":"Jens Hansen","email":"jens@demo.example"},"email":"post@demo.example","identification":"one-time-code","issuance":"browser","est_label":"staff","order":{"user":{"name":"Åse Ørum","email":"ase@demo.example"}}}'
+j update-profile '{"email":null,"p_number":null,"se_number":"87654311","dns_names":["idm.demo.example",".x.demo.example"],"allow_ip_sans":true,"approval_required":true,"kind":"system","est_label":"demo-idm"}'
 j create-order '{"profile_id":"00000000-0000-4000-8000-000000000002","user":{"name":"Jens Hansen","email":"jens@demo.example"},"identification":"one-time-code","issuance":"est"}'
 j revoke '{"reason":"superseded"}'
 j revoke-blocked '{"reason":"blocked"}'
 j no-fields '{}'
-printf '%s' 'q=demo%40x&cvr=12345678&page=2&per_page=50' >"$corpus/admin_json/query"
+printf '%s' 'q=demo%40x&cvr=12345674&page=2&per_page=50' >"$corpus/admin_json/query"
 
 echo "seeds written to $corpus"

@@ -363,9 +363,10 @@ impl Config {
             }
         }
         if self.demo.enabled && !crate::store::model::is_valid_cvr(&self.demo.cvr) {
-            return Err(ConfigError::Invalid(
-                "demo.cvr must be exactly 8 digits".into(),
-            ));
+            return Err(ConfigError::Invalid(format!(
+                "demo.cvr {}",
+                crate::store::model::CVR_RULE
+            )));
         }
         match (&self.ca.key_passphrase_env, &self.ca.key_passphrase_file) {
             (Some(_), Some(_)) => {
@@ -388,8 +389,9 @@ impl Config {
         for a in &self.tls.client_anchors {
             if !crate::store::model::is_valid_cvr(&a.cvr) {
                 return Err(ConfigError::Invalid(format!(
-                    "tls.client_anchors: cvr {:?} must be exactly 8 digits",
-                    a.cvr
+                    "tls.client_anchors: cvr {:?} {}",
+                    a.cvr,
+                    crate::store::model::CVR_RULE
                 )));
             }
         }

@@ -685,7 +685,7 @@ mod tests {
         assert_eq!(code.len(), 16);
         let mut order = Order {
             id: "123".into(),
-            cvr: "12345678".into(),
+            cvr: "12345674".into(),
             profile_id: "p".into(),
             holder: OrderHolder::Profile,
             identification: Identification::OneTimeCode,

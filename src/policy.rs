@@ -503,7 +503,7 @@ mod tests {
 
     fn org() -> Organisation {
         Organisation {
-            cvr: "12345678".into(),
+            cvr: "12345674".into(),
             name: "Demo Organisation ApS".into(),
             allow_user_certs: true,
             allow_seal: false,
@@ -516,7 +516,7 @@ mod tests {
         Profile {
             org_default: true,
             dns_names: vec![".devices.demo.example".into()],
-            ..Profile::system("12345678", "Demo devices", "demo")
+            ..Profile::system("12345674", "Demo devices", "demo")
         }
     }
 

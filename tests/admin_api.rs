@@ -232,7 +232,7 @@ async fn organisations_are_created_read_and_changed() {
     let r = op
         .post(
             "/organisations",
-            json!({"cvr": "87654321", "name": "Beta A/S", "allow_user_certs": true,
+            json!({"cvr": "87654311", "name": "Beta A/S", "allow_user_certs": true,
                    "allow_seal": false, "p_numbers": ["1234567890"], "se_numbers": []}),
         )
         .await;
@@ -240,29 +240,29 @@ async fn organisations_are_created_read_and_changed() {
     assert_eq!(r.resp.header("content-type"), Some("application/json"));
     assert_eq!(
         r.resp.header("location"),
-        Some("/api/v1/organisations/87654321")
+        Some("/api/v1/organisations/87654311")
     );
     assert_eq!(r.str("name"), "Beta A/S");
     let stored = ts
         .app()
         .store
-        .org("87654321")
+        .org("87654311")
         .expect("store")
         .expect("stored");
     assert_eq!(stored.p_numbers, vec!["1234567890".to_string()]);
 
-    let r = op.get("/organisations/87654321").await;
+    let r = op.get("/organisations/87654311").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["allow_user_certs"], json!(true));
 
     let r = op
         .patch(
-            "/organisations/87654321",
+            "/organisations/87654311",
             json!({"name": "Beta ApS", "allow_seal": true}),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.resp.text());
-    let r = op.get("/organisations/87654321").await;
+    let r = op.get("/organisations/87654311").await;
     assert_eq!(r.str("name"), "Beta ApS");
     assert_eq!(r.body["allow_seal"], json!(true));
     assert_eq!(
@@ -272,7 +272,7 @@ async fn organisations_are_created_read_and_changed() {
     );
 
     // Validation: each refusal names the field, and nothing is stored.
-    for bad in ["1234567", "123456789", "1234567a", ""] {
+    for bad in ["1234567", "123456749", "1234567a", ""] {
         let r = op
             .post("/organisations", json!({"cvr": bad, "name": "Bad"}))
             .await;
@@ -280,49 +280,49 @@ async fn organisations_are_created_read_and_changed() {
         assert_eq!(r.body["type"], json!("urn:estd:error:invalid-field"));
     }
     let r = op
-        .post("/organisations", json!({"cvr": "11112222", "name": "  "}))
+        .post("/organisations", json!({"cvr": "11112218", "name": "  "}))
         .await;
     assert_problem(&r, 400, Some("name"));
     let r = op
         .post(
             "/organisations",
-            json!({"cvr": "11112222", "name": "P", "p_numbers": ["12"]}),
+            json!({"cvr": "11112218", "name": "P", "p_numbers": ["12"]}),
         )
         .await;
     assert_problem(&r, 400, Some("p_numbers"));
     let r = op
         .post(
             "/organisations",
-            json!({"cvr": "11112222", "name": "X", "colour": "red"}),
+            json!({"cvr": "11112218", "name": "X", "colour": "red"}),
         )
         .await;
     assert_problem(&r, 400, Some("colour"));
-    assert!(ts.app().store.org("11112222").expect("store").is_none());
+    assert!(ts.app().store.org("11112218").expect("store").is_none());
 
     // Duplicate CVR: 409, and the existing organisation is unchanged.
     let r = op
         .post(
             "/organisations",
-            json!({"cvr": "87654321", "name": "Impostor"}),
+            json!({"cvr": "87654311", "name": "Impostor"}),
         )
         .await;
     assert_problem(&r, 409, None);
-    assert!(r.str("detail").contains("87654321"));
+    assert!(r.str("detail").contains("87654311"));
     assert_eq!(
-        op.get("/organisations/87654321").await.str("name"),
+        op.get("/organisations/87654311").await.str("name"),
         "Beta ApS"
     );
 
     // A failed PATCH changes nothing.
     let r = op
         .patch(
-            "/organisations/87654321",
+            "/organisations/87654311",
             json!({"name": "Gamma", "se_numbers": ["1"]}),
         )
         .await;
     assert_problem(&r, 400, Some("se_numbers"));
     assert_eq!(
-        op.get("/organisations/87654321").await.str("name"),
+        op.get("/organisations/87654311").await.str("name"),
         "Beta ApS"
     );
 
@@ -349,7 +349,7 @@ async fn organisations_are_created_read_and_changed() {
     // (The server closes the connection after a 413, so this uses its own.)
     let mut oversized = Api::operator(&ts).await;
     let big = format!(
-        "{{\"cvr\":\"22223333\",\"name\":\"{}\"}}",
+        "{{\"cvr\":\"22223321\",\"name\":\"{}\"}}",
         "x".repeat(70 * 1024)
     );
     let r = oversized
@@ -370,7 +370,7 @@ async fn organisations_are_created_read_and_changed() {
         .iter()
         .filter_map(|o| o["cvr"].as_str())
         .collect();
-    assert_eq!(cvrs, vec![DEMO_CVR, "87654321"]);
+    assert_eq!(cvrs, vec![DEMO_CVR, "87654311"]);
 
     // Only an operator creates organisations.
     let r = op
@@ -384,11 +384,11 @@ async fn organisations_are_created_read_and_changed() {
     let r = demo
         .post(
             "/organisations",
-            json!({"cvr": "33334444", "name": "Sneaky"}),
+            json!({"cvr": "33334443", "name": "Sneaky"}),
         )
         .await;
     assert_problem(&r, 403, None);
-    assert!(ts.app().store.org("33334444").expect("store").is_none());
+    assert!(ts.app().store.org("33334443").expect("store").is_none());
     ts.shutdown().await;
 }
 
@@ -511,7 +511,7 @@ async fn profiles_are_validated_and_a_failed_call_changes_nothing() {
     assert_problem(&r, 400, Some("p_number"));
 
     let mut b = profile_body("Unknown org", "unknown-org");
-    b["cvr"] = json!("99999999");
+    b["cvr"] = json!("99999993");
     let r = op.post("/profiles", b).await;
     assert_problem(&r, 400, Some("cvr"));
 
@@ -530,12 +530,12 @@ async fn profiles_are_validated_and_a_failed_call_changes_nothing() {
     let r = op
         .post(
             "/organisations",
-            json!({"cvr": "44445555", "name": "No Users A/S", "allow_user_certs": false}),
+            json!({"cvr": "44445557", "name": "No Users A/S", "allow_user_certs": false}),
         )
         .await;
     assert_eq!(r.status, 201);
     let mut b = code_profile_body("Users", "no-users");
-    b["cvr"] = json!("44445555");
+    b["cvr"] = json!("44445557");
     b["order"] = json!({"user": {"name": "Ole", "email": "ole@nousers.example"}});
     let r = op.post("/profiles", b.clone()).await;
     assert_problem(&r, 403, None);
@@ -611,23 +611,23 @@ async fn profiles_are_validated_and_a_failed_call_changes_nothing() {
     // An organisation cannot drop what its profiles use.
     let r = op
         .patch(
-            "/organisations/44445555",
+            "/organisations/44445557",
             json!({"p_numbers": ["1111111111"]}),
         )
         .await;
     assert_eq!(r.status, 200);
     let mut b = profile_body("With P", "with-p");
-    b["cvr"] = json!("44445555");
+    b["cvr"] = json!("44445557");
     b["p_number"] = json!("1111111111");
     op.create_profile(b).await;
     let r = op
-        .patch("/organisations/44445555", json!({"p_numbers": []}))
+        .patch("/organisations/44445557", json!({"p_numbers": []}))
         .await;
     assert_problem(&r, 409, None);
     assert_eq!(
         ts.app()
             .store
-            .org("44445555")
+            .org("44445557")
             .expect("store")
             .expect("org")
             .p_numbers,
@@ -778,7 +778,7 @@ async fn profiles_are_searched_paged_and_exported_as_csv() {
         .collect();
     assert_eq!(serials, demo_certs.iter().map(String::as_str).collect());
     assert!(serials.contains(serial.to_string().as_str()));
-    assert_problem(&op.get("/export.csv?cvr=99999999").await, 404, None);
+    assert_problem(&op.get("/export.csv?cvr=99999993").await, 404, None);
     assert_problem(&op.get("/export.csv?cvr=12").await, 400, Some("cvr"));
     ts.shutdown().await;
 }
@@ -907,13 +907,13 @@ async fn an_organisation_sees_and_changes_only_its_own() {
     let r = op
         .post(
             "/organisations",
-            json!({"cvr": "55667788", "name": "Bravo A/S", "allow_user_certs": true}),
+            json!({"cvr": "55667780", "name": "Bravo A/S", "allow_user_certs": true}),
         )
         .await;
     assert_eq!(r.status, 201);
     let r = op
         .post(
-            "/organisations/55667788/tokens",
+            "/organisations/55667780/tokens",
             json!({"name": "bravo-admin"}),
         )
         .await;
@@ -927,7 +927,7 @@ async fn an_organisation_sees_and_changes_only_its_own() {
     b.as_object_mut().expect("obj").remove("cvr");
     b["contact"] = json!({"name": "Bo Bravo", "email": "bo@bravo.example"});
     let created = bravo.create_profile(b).await;
-    assert_eq!(created["profile"]["cvr"], json!("55667788"));
+    assert_eq!(created["profile"]["cvr"], json!("55667780"));
     let b_profile = created["profile"]["id"].as_str().expect("id").to_owned();
     let r = bravo
         .post("/orders", json!({"profile_id": b_profile}))
@@ -1041,7 +1041,7 @@ async fn an_organisation_sees_and_changes_only_its_own() {
         .iter()
         .filter_map(|p| p["cvr"].as_str())
         .collect();
-    assert_eq!(cvrs, BTreeSet::from(["55667788"]));
+    assert_eq!(cvrs, BTreeSet::from(["55667780"]));
     assert_eq!(
         bravo.get(&format!("/profiles?cvr={DEMO_CVR}")).await.body["total"],
         json!(0)
@@ -1059,7 +1059,7 @@ async fn an_organisation_sees_and_changes_only_its_own() {
         .as_array()
         .expect("items")
         .iter()
-        .all(|e| e["cvr"] == json!("55667788")));
+        .all(|e| e["cvr"] == json!("55667780")));
     assert!(r.body["total"].as_u64().expect("total") > 0);
     let r = bravo.get("/export.csv").await;
     let (_, rows) = csv_rows(&r.resp.body);
@@ -1388,10 +1388,10 @@ async fn calls_without_valid_credentials_get_401() {
         );
     }
     let r = anonymous
-        .post("/organisations", json!({"cvr": "66667777", "name": "Anon"}))
+        .post("/organisations", json!({"cvr": "66667774", "name": "Anon"}))
         .await;
     assert_problem(&r, 401, None);
-    assert!(ts.app().store.org("66667777").expect("store").is_none());
+    assert!(ts.app().store.org("66667774").expect("store").is_none());
 
     let mut wrong = Api::new(&ts, Some("estd_not-a-real-token".into())).await;
     assert_problem(&wrong.get("/profiles").await, 401, None);

@@ -61,7 +61,7 @@ async fn idm_system_enrols_over_mtls() {
     let cert = issued_cert(&r);
     assert_eq!(
         estd::policy::display_name(&cert.tbs_certificate.subject),
-        format!("C=DK, O={DEMO_ORG}, organizationIdentifier=NTRDK-12345678, CN=device-1"),
+        format!("C=DK, O={DEMO_ORG}, organizationIdentifier=NTRDK-12345674, CN=device-1"),
     );
     assert_eq!(
         cert.tbs_certificate
@@ -120,7 +120,7 @@ async fn enrolment_refusals_change_nothing() {
 
     let mut c = ts.client(Some(&ts.demo_identity())).await;
     // A CSR naming another organisation.
-    let (_k, other) = csr_for("Other ApS", "87654321", "x", &rcgen::PKCS_ECDSA_P256_SHA256);
+    let (_k, other) = csr_for("Other ApS", "87654311", "x", &rcgen::PKCS_ECDSA_P256_SHA256);
     assert_eq!(c.enroll(ENROLL, &other).await.status, 403);
     let (_k, other_name) = csr_for("Other ApS", DEMO_CVR, "x", &rcgen::PKCS_ECDSA_P256_SHA256);
     assert_eq!(c.enroll(ENROLL, &other_name).await.status, 403);
@@ -213,7 +213,7 @@ async fn organisations_are_isolated() {
     let dir = tempfile::tempdir().expect("tmp");
     let ts = TestServer::start(dir.path()).await;
     let other = ts.add_org(
-        "87654321",
+        "87654311",
         "Other ApS",
         "other",
         vec![SystemRight::EstEnroll],
@@ -222,7 +222,7 @@ async fn organisations_are_isolated() {
     // Other's IdM under the demo organisation's profile: 403, same text as an unknown label.
     let (_k, csr) = csr_for(
         "Other ApS",
-        "87654321",
+        "87654311",
         "o-1",
         &rcgen::PKCS_ECDSA_P256_SHA256,
     );
@@ -249,11 +249,11 @@ async fn organisations_are_isolated() {
     issued_cert(&c.enroll("/.well-known/est/other/simpleenroll", &csr).await);
 
     // A system certificate without est-enroll cannot enrol.
-    let no_right = ts.add_org("11223344", "Third ApS", "third", vec![]);
+    let no_right = ts.add_org("11223346", "Third ApS", "third", vec![]);
     let mut c3 = ts.client(Some(&no_right)).await;
     let (_k, csr3) = csr_for(
         "Third ApS",
-        "11223344",
+        "11223346",
         "t-1",
         &rcgen::PKCS_ECDSA_P256_SHA256,
     );
@@ -558,7 +558,7 @@ async fn foreign_ca_anchor_from_config_acts_for_its_organisation() {
     let (_k, csr) = demo_csr("partner-device");
     issued_cert(&c.enroll(ENROLL, &csr).await);
     // Bound to its organisation only.
-    let (_k, other) = csr_for("Other ApS", "87654321", "x", &rcgen::PKCS_ECDSA_P256_SHA256);
+    let (_k, other) = csr_for("Other ApS", "87654311", "x", &rcgen::PKCS_ECDSA_P256_SHA256);
     assert_eq!(c.enroll(ENROLL, &other).await.status, 403);
     // A foreign certificate is not ours to renew.
     let (_k, csr) = demo_csr("Partner IdM");

@@ -82,7 +82,7 @@ async fn client_certificate_limit_refuses_before_any_work_and_recovers() {
 
     // Another identity is not affected.
     let other = ts.add_org(
-        "87654321",
+        "87654311",
         "Anden Org ApS",
         "anden",
         vec![SystemRight::EstEnroll],
@@ -90,7 +90,7 @@ async fn client_certificate_limit_refuses_before_any_work_and_recovers() {
     let mut c2 = ts.client(Some(&other)).await;
     let (_k, csr) = csr_for(
         "Anden Org ApS",
-        "87654321",
+        "87654311",
         "other",
         &rcgen::PKCS_ECDSA_P256_SHA256,
     );

@@ -502,13 +502,13 @@ async fn another_organisations_certificate_is_refused() {
     let ts = TestServer::start(dir.path()).await;
     // Bravo's IdM system certificate, with est-enroll for Bravo.
     let bravo = ts.add_org(
-        "55667788",
+        "55667780",
         "Bravo A/S",
         "bravo",
         vec![SystemRight::EstEnroll],
     );
     let bravo_csr =
-        |cn: &str| csr_for("Bravo A/S", "55667788", cn, &rcgen::PKCS_ECDSA_P256_SHA256).1;
+        |cn: &str| csr_for("Bravo A/S", "55667780", cn, &rcgen::PKCS_ECDSA_P256_SHA256).1;
     let before = cert_count(&ts);
     let mut c = ts.client(Some(&bravo)).await;
     // Under the demo organisation's profile, with either organisation's subject.
@@ -1303,7 +1303,7 @@ async fn admin_api_refuses_missing_and_wrong_credentials() {
             Some("Bearer realm=\"estd-admin\"")
         );
     }
-    let create_org = json!({"cvr": "66667777", "name": "Anon A/S"});
+    let create_org = json!({"cvr": "66667774", "name": "Anon A/S"});
     assert_problem(
         &anon.post("/organisations", create_org.clone()).await,
         401,
@@ -1408,7 +1408,7 @@ async fn admin_api_refuses_missing_and_wrong_credentials() {
     );
 
     // Nothing changed.
-    assert!(ts.app().store.org("66667777").expect("db").is_none());
+    assert!(ts.app().store.org("66667774").expect("db").is_none());
     assert_eq!(ts.app().store.orgs().count(), orgs_before);
     let rec = ts
         .app()
@@ -1456,12 +1456,12 @@ async fn admin_api_token_of_another_organisation_sees_and_changes_nothing() {
     let r = op
         .post(
             "/organisations",
-            json!({"cvr": "55667788", "name": "Bravo A/S"}),
+            json!({"cvr": "55667780", "name": "Bravo A/S"}),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.resp.text());
     let r = op
-        .post("/organisations/55667788/tokens", json!({"name": "bravo"}))
+        .post("/organisations/55667780/tokens", json!({"name": "bravo"}))
         .await;
     assert_eq!(r.status, 201, "{}", r.resp.text());
     let mut bravo = Api::token(&ts, r.body["token"].as_str().expect("token")).await;
@@ -1576,7 +1576,7 @@ async fn admin_api_token_of_another_organisation_sees_and_changes_nothing() {
     let mut b = profile_body("Into A", "into-a", "api");
     b["cvr"] = json!(DEMO_CVR);
     let r = bravo.post("/profiles", b).await;
-    assert_problem(&r, 400, "no organisation with CVR 12345678");
+    assert_problem(&r, 400, "no organisation with CVR 12345674");
     assert_eq!(r.body["field"], json!("cvr"));
     // Lists and history hold nothing of A's.
     for path in [
@@ -1596,7 +1596,7 @@ async fn admin_api_token_of_another_organisation_sees_and_changes_nothing() {
         .as_array()
         .expect("items")
         .iter()
-        .all(|e| e["cvr"] == json!("55667788")));
+        .all(|e| e["cvr"] == json!("55667780")));
     let r = bravo.get("/organisations").await;
     assert_eq!(r.body["total"], json!(1));
 
@@ -1652,7 +1652,7 @@ async fn registration_authority_peer_cannot_bypass_the_cas_restrictions() {
     let ts = TestServer::start(dir.path()).await;
     let store = &ts.app().store;
     let mut op = Api::operator(&ts).await;
-    const BRAVO: &str = "55667788";
+    const BRAVO: &str = "55667780";
     let bravo_csr = |cn: &str| csr_for("Bravo A/S", BRAVO, cn, &rcgen::PKCS_ECDSA_P256_SHA256).1;
 
     // The CA's restrictions on A (the demo organisation): no user
@@ -1776,13 +1776,13 @@ async fn registration_authority_peer_cannot_bypass_the_cas_restrictions() {
         let mut b = profile_body("Bravo by A", "bravo-by-a", "api");
         b["cvr"] = json!(BRAVO);
         let r = api.post("/profiles", b).await;
-        assert_problem(&r, 400, "no organisation with CVR 55667788");
+        assert_problem(&r, 400, "no organisation with CVR 55667780");
         // On A itself: the CA's restrictions cannot be lifted or worked around.
         for change in [
             json!({"allow_user_certs": true}),
             json!({"allow_seal": true}),
             json!({"p_numbers": ["1234567890"]}),
-            json!({"se_numbers": ["12345678"]}),
+            json!({"se_numbers": ["12345674"]}),
             json!({"name": "Bravo A/S"}),
         ] {
             let r = api
@@ -1810,14 +1810,14 @@ async fn registration_authority_peer_cannot_bypass_the_cas_restrictions() {
         assert_problem(
             &api.post("/profiles", b).await,
             400,
-            "is not one of organisation 12345678's P numbers",
+            "is not one of organisation 12345674's P numbers",
         );
         let r = api.call("POST", "/crl", None).await;
         assert_problem(&r, 403, "only a server operator can force a new CRL");
         let r = api
             .post(
                 "/organisations",
-                json!({"cvr": "99887766", "name": "Mine A/S"}),
+                json!({"cvr": "99887761", "name": "Mine A/S"}),
             )
             .await;
         assert_problem(&r, 403, "only a server operator can create organisations");
@@ -1827,7 +1827,7 @@ async fn registration_authority_peer_cannot_bypass_the_cas_restrictions() {
     assert_eq!(cert_count(&ts), certs_before, "no certificate issued");
     assert_eq!(store.orders().count(), orders_before, "no order created");
     assert_eq!(demo_org(&ts), org_before, "A's registration is unchanged");
-    assert!(store.org("99887766").expect("db").is_none());
+    assert!(store.org("99887761").expect("db").is_none());
     assert_eq!(
         store
             .order(&held)
@@ -1926,7 +1926,7 @@ async fn reenrolment_must_keep_subject_and_subject_alt_name() {
             {
                 let key =
                     rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-                let mut p = subject_params("Bravo A/S", "55667788", "sensor-7");
+                let mut p = subject_params("Bravo A/S", "55667780", "sensor-7");
                 san(&mut p, &s7);
                 p.serialize_request(&key).expect("csr").der().to_vec()
             },

@@ -31,7 +31,7 @@ pub fn demo_org() -> Organisation {
         allow_user_certs: true,
         allow_seal: false,
         p_numbers: vec!["1012345678".into()],
-        se_numbers: vec!["87654321".into()],
+        se_numbers: vec!["87654311".into()],
     }
 }
 

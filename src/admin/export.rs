@@ -9,7 +9,7 @@ use super::response::{csv, ApiResult};
 use super::views::rfc3339;
 use crate::app::App;
 use crate::orders::{visible_profile, Actor};
-use crate::store::model::{is_valid_cvr, now_unix, CertRecord};
+use crate::store::model::{is_valid_cvr, now_unix, CertRecord, CVR_RULE};
 
 /// The header row of every export.
 pub const CSV_HEADER: [&str; 6] = [
@@ -77,9 +77,7 @@ pub fn profile_certificates(app: &App, actor: &Actor, req: &ApiRequest) -> ApiRe
 pub fn export(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     req.query.only(&["cvr"])?;
     let cvr = match (req.query.get("cvr"), actor.cvr.as_deref()) {
-        (Some(c), _) if !is_valid_cvr(c) => {
-            return Err(ApiError::invalid("cvr", "must be exactly 8 digits"))
-        }
+        (Some(c), _) if !is_valid_cvr(c) => return Err(ApiError::invalid("cvr", CVR_RULE)),
         (Some(c), _) if !actor.may_access(c) || app.store.org(c)?.is_none() => {
             return Err(ApiError::NotFound("organisation not found".into()))
         }

@@ -9,7 +9,7 @@ use super::response::{json, ApiResult};
 use super::views::{AuditView, Items, NotificationView};
 use crate::app::App;
 use crate::orders::Actor;
-use crate::store::model::{is_valid_cvr, Serial};
+use crate::store::model::{is_valid_cvr, Serial, CVR_RULE};
 
 /// Default and largest number of audit events in one answer (the latest).
 const DEFAULT_AUDIT_LIMIT: u64 = 1000;
@@ -17,7 +17,7 @@ const MAX_AUDIT_LIMIT: u64 = 10_000;
 
 fn cvr_filter(req: &ApiRequest) -> Result<Option<&str>, ApiError> {
     match req.query.get("cvr") {
-        Some(c) if !is_valid_cvr(c) => Err(ApiError::invalid("cvr", "must be exactly 8 digits")),
+        Some(c) if !is_valid_cvr(c) => Err(ApiError::invalid("cvr", CVR_RULE)),
         other => Ok(other),
     }
 }

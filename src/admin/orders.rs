@@ -12,7 +12,7 @@ use super::response::{created, json, ApiResult};
 use super::views::{rfc3339, CreatedOrderView, Items, OrderView};
 use crate::app::App;
 use crate::orders::{self as lifecycle, Actor, OrderRequest};
-use crate::store::model::{is_valid_cvr, now_unix, OrderHolder, OrderStatus};
+use crate::store::model::{is_valid_cvr, now_unix, OrderHolder, OrderStatus, CVR_RULE};
 
 /// `{name, email}` of the user a certificate is ordered for.
 #[derive(Debug, Deserialize)]
@@ -82,7 +82,7 @@ pub fn list(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     let profile_id = q.get("profile_id");
     let cvr = q.get("cvr");
     if cvr.is_some_and(|c| !is_valid_cvr(c)) {
-        return Err(ApiError::invalid("cvr", "must be exactly 8 digits"));
+        return Err(ApiError::invalid("cvr", CVR_RULE));
     }
     let user_email = q.get("user_email").map(str::trim);
     let now = now_unix();

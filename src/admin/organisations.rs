@@ -11,7 +11,7 @@ use super::views::Items;
 use super::{catalogue_lock, commit};
 use crate::app::App;
 use crate::orders::{audit, create_token, Actor};
-use crate::store::model::{is_valid_cvr, AuditAction, AuditOutcome, Organisation};
+use crate::store::model::{is_valid_cvr, AuditAction, AuditOutcome, Organisation, CVR_RULE};
 
 /// Longest organisation name: X.520's upper bound for the O attribute.
 const MAX_ORG_NAME: usize = 64;
@@ -76,7 +76,7 @@ fn check_numbers(field: &str, numbers: &[String], digits: usize) -> Result<(), A
 /// Checks an organisation's own fields (P numbers are 10 digits, SE numbers 8).
 fn validate(org: &Organisation) -> Result<(), ApiError> {
     if !is_valid_cvr(&org.cvr) {
-        return Err(ApiError::invalid("cvr", "must be exactly 8 digits"));
+        return Err(ApiError::invalid("cvr", CVR_RULE));
     }
     if org.name.is_empty() {
         return Err(ApiError::invalid("name", "is required"));

@@ -17,7 +17,7 @@ use crate::policy::is_host_name;
 use crate::store::model::{
     email_problem, is_allowed_method_pair, is_valid_cvr, now_unix, AuditAction, AuditOutcome,
     CertKind, Contact, Identification, Issuance, KeyAlgorithm, KeyPolicy, Organisation, Profile,
-    SystemRight,
+    SystemRight, CVR_RULE,
 };
 
 /// Default certificate lifetime, days.
@@ -376,7 +376,7 @@ fn target_org(app: &App, actor: &Actor, cvr: Option<&str>) -> Result<Organisatio
         (None, None) => return Err(ApiError::invalid("cvr", "is required")),
     };
     if !is_valid_cvr(&cvr) {
-        return Err(ApiError::invalid("cvr", "must be exactly 8 digits"));
+        return Err(ApiError::invalid("cvr", CVR_RULE));
     }
     visible_org(app, actor, &cvr)
         .map_err(|_| ApiError::invalid("cvr", format!("no organisation with CVR {cvr}")))
@@ -634,7 +634,7 @@ pub fn search(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     let needle = q.get("q").map(|s| s.trim().to_lowercase());
     let cvr = q.get("cvr");
     if cvr.is_some_and(|c| !is_valid_cvr(c)) {
-        return Err(ApiError::invalid("cvr", "must be exactly 8 digits"));
+        return Err(ApiError::invalid("cvr", CVR_RULE));
     }
     let page = q.number("page", 1, 1, u64::from(u32::MAX))?;
     let per_page = q.number("per_page", 50, 1, 500)?;

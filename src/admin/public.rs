@@ -8,7 +8,7 @@ use super::request::ApiRequest;
 use super::response::{json, ApiResult};
 use super::views::{Items, PublicCertView};
 use crate::app::App;
-use crate::store::model::{is_valid_cvr, now_unix, CertRecord, Serial};
+use crate::store::model::{is_valid_cvr, now_unix, CertRecord, Serial, CVR_RULE};
 
 /// Most certificates in one answer.
 const MAX_RESULTS: usize = 500;
@@ -20,7 +20,7 @@ pub fn search(app: &App, req: &ApiRequest) -> ApiResult {
     let email = q.get("email").map(str::trim);
     let cvr = q.get("cvr");
     if cvr.is_some_and(|c| !is_valid_cvr(c)) {
-        return Err(ApiError::invalid("cvr", "must be exactly 8 digits"));
+        return Err(ApiError::invalid("cvr", CVR_RULE));
     }
     let serial = q
         .get("serial")

@@ -555,7 +555,7 @@ mod tests {
     fn profiles_stored_before_pop_linking_still_read() {
         let p = Profile {
             id: "0b0b7a3e-1111-4222-8333-944445555666".into(),
-            cvr: "12345678".into(),
+            cvr: "12345674".into(),
             name: "Old profile".into(),
             kind: CertKind::System,
             est_label: "old".into(),
@@ -573,7 +573,7 @@ mod tests {
                 email: "kontakt@demo.example".into(),
             }),
             p_number: None,
-            se_number: Some("87654321".into()),
+            se_number: Some("87654311".into()),
             seal: false,
             publish: true,
             approval_required: true,

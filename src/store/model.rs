@@ -18,9 +18,24 @@ pub fn now_unix() -> UnixSeconds {
         .unwrap_or(0)
 }
 
-/// A CVR number is exactly 8 ASCII digits.
+/// What a valid CVR number is, for error messages.
+pub const CVR_RULE: &str = "must be a CVR number: 8 digits, not starting with 0, modulus-11 check";
+
+/// Whether `s` is a CVR number: 8 ASCII digits, the first not 0, whose
+/// weighted sum (weights 2, 7, 6, 5, 4, 3, 2, 1) is divisible by 11 (the
+/// CVR register's check, which also catches one mistyped or two swapped digits).
 pub fn is_valid_cvr(s: &str) -> bool {
-    s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit())
+    const WEIGHTS: [u32; 8] = [2, 7, 6, 5, 4, 3, 2, 1];
+    let b = s.as_bytes();
+    if b.len() != 8 || !b.iter().all(u8::is_ascii_digit) || b[0] == b'0' {
+        return false;
+    }
+    let sum: u32 = b
+        .iter()
+        .zip(WEIGHTS)
+        .map(|(d, w)| u32::from(d - b'0') * w)
+        .sum();
+    sum % 11 == 0
 }
 
 /// The subject attribute value that names an organisation by CVR
@@ -754,7 +769,13 @@ mod tests {
 
     #[test]
     fn cvr_validation() {
-        assert!(is_valid_cvr("12345678"));
+        assert!(is_valid_cvr("12345674"));
+        assert!(is_valid_cvr("87654311"));
+        // Fails the modulus-11 check (the old demo CVR).
+        assert!(!is_valid_cvr("12345678"));
+        // Passes modulus 11 trivially, but no CVR number starts with 0.
+        assert!(!is_valid_cvr("00000000"));
+        assert!(!is_valid_cvr("01234567"));
         assert!(!is_valid_cvr("1234567"));
         assert!(!is_valid_cvr("1234567a"));
         assert!(!is_valid_cvr("123456789"));
@@ -781,7 +802,7 @@ mod tests {
     fn order_transitions() {
         let mut o = Order {
             id: "R1".into(),
-            cvr: "12345678".into(),
+            cvr: "12345674".into(),
             profile_id: "p".into(),
             holder: OrderHolder::Profile,
             identification: Identification::OneTimeCode,
@@ -820,7 +841,7 @@ mod tests {
             der: vec![],
             subject: String::new(),
             profile_id: String::new(),
-            cvr: "12345678".into(),
+            cvr: "12345674".into(),
             kind: CertKind::System,
             rights: vec![],
             issued_at: 0,

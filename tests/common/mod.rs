@@ -324,7 +324,7 @@ pub fn b64(der: &[u8]) -> String {
 }
 
 pub const DEMO_ORG: &str = "Demo Organisation ApS";
-pub const DEMO_CVR: &str = "12345678";
+pub const DEMO_CVR: &str = "12345674";
 
 /// A real CSR: a fresh key of `alg` and the subject C, O, organizationIdentifier, CN.
 pub fn csr_for(

@@ -123,7 +123,7 @@ struct Cli {
     #[arg(long, default_value = "Demo Organisation ApS")]
     org: String,
     /// CVR number of the organisation; the subjects carry organizationIdentifier NTRDK-<cvr>.
-    #[arg(long, default_value = "12345678")]
+    #[arg(long, default_value = "12345674")]
     cvr: String,
     /// fill: the server's configuration file (merged over the embedded
     /// default, as `estd --config`); without it, the embedded default.
@@ -1300,7 +1300,7 @@ mod tests {
         let g = generate_one(
             KeyType::P256,
             "Demo Organisation ApS",
-            "12345678",
+            "12345674",
             "bench-1",
             true,
         )
