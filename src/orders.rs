@@ -9,10 +9,10 @@ use http::StatusCode;
 
 use crate::app::App;
 use crate::store::model::{
-    email_problem, is_allowed_method_pair, now_unix, AuditAction, AuditEvent, AuditOutcome,
-    CertKind, CertRecord, CodeState, Identification, Issuance, Notification, NotificationKind,
-    Order, OrderHolder, OrderStatus, Organisation, Profile, RevocationReason, Serial, UnixSeconds,
-    MAX_CODE_FAILURES,
+    email_problem, is_allowed_method_pair, now_unix, subject_text_problem, AuditAction, AuditEvent,
+    AuditOutcome, CertKind, CertRecord, CodeState, Identification, Issuance, Notification,
+    NotificationKind, Order, OrderHolder, OrderStatus, Organisation, Profile, RevocationReason,
+    Serial, UnixSeconds, MAX_CODE_FAILURES,
 };
 use crate::store::StoreError;
 
@@ -376,6 +376,10 @@ pub(crate) fn check_order_request(
             }
             if name.trim().is_empty() {
                 return Err(OpError::invalid("user.name", "is required"));
+            }
+            // The user's name becomes the certificate's CN.
+            if let Some(problem) = subject_text_problem(name.trim()) {
+                return Err(OpError::invalid("user.name", problem));
             }
             if let Some(problem) = email_problem(email) {
                 return Err(OpError::invalid("user.email", problem));

@@ -13,7 +13,8 @@ use x509_cert::name::Name;
 use crate::ca::csr::{directory_string, SubjectKey, VerifiedCsr};
 use crate::ca::{self, CertTemplate, CertUsage};
 use crate::store::model::{
-    organization_identifier, CertKind, KeyAlgorithm, OrderHolder, Organisation, Profile,
+    email_problem, organization_identifier, subject_text_problem, CertKind, KeyAlgorithm,
+    OrderHolder, Organisation, Profile,
 };
 use crate::tls::ChannelBinding;
 
@@ -95,10 +96,11 @@ pub fn check_pop_linking(
         ChannelBinding::Tls12 => return Err(LinkingError::Tls12),
         ChannelBinding::Unavailable => return Err(LinkingError::Unavailable),
     };
-    let given = csr
-        .challenge_password
-        .as_deref()
-        .ok_or(LinkingError::Missing)?;
+    let given = match &csr.challenge_password {
+        None => return Err(LinkingError::Missing),
+        Some(Ok(text)) => text.as_str(),
+        Some(Err(_)) => return Err(LinkingError::Mismatch),
+    };
     // Padding is optional: RFC 7030 says only "base64".
     let engine = base64::engine::GeneralPurpose::new(
         &base64::alphabet::STANDARD,
@@ -185,8 +187,12 @@ fn check_key(profile: &Profile, key: SubjectKey) -> Result<(), PolicyError> {
     Ok(())
 }
 
+/// Why a CSR with an emailAddress in its subject is refused.
+const EMAIL_IN_SUBJECT: &str = "emailAddress is not allowed in the subject; the certificate \
+     carries the profile's e-mail address in its subjectAltName (rfc822Name)";
+
 /// Checks the subject of a CSR for an organisation's profile.
-fn check_subject(subject: &Name, org: &Organisation, profile: &Profile) -> Result<(), PolicyError> {
+fn check_subject(subject: &Name, org: &Organisation) -> Result<(), PolicyError> {
     let values = name_values(subject)?;
     let mut seen: Vec<ObjectIdentifier> = Vec::with_capacity(values.len());
     let (mut cn, mut o, mut oi) = (false, false, false);
@@ -200,12 +206,10 @@ fn check_subject(subject: &Name, org: &Organisation, profile: &Profile) -> Resul
             return Err(PolicyError::Subject(format!("{attr} appears twice")));
         }
         seen.push(*oid);
-        // Subject values end up in logs, the audit log and the admin API:
-        // no line breaks, NULs or other control characters.
-        if v.chars().any(char::is_control) {
-            return Err(PolicyError::Subject(format!(
-                "{attr} contains a control character"
-            )));
+        // Subject values end up in logs, the audit log, the admin API and
+        // CSV: no control or invisible formatting characters, no padding.
+        if let Some(problem) = subject_text_problem(v) {
+            return Err(PolicyError::Subject(format!("{attr} {problem}")));
         }
         match *oid {
             rfc4519::CN => {
@@ -239,14 +243,10 @@ fn check_subject(subject: &Name, org: &Organisation, profile: &Profile) -> Resul
                     ));
                 }
             }
-            EMAIL_ADDRESS => match &profile.email {
-                Some(e) if e.eq_ignore_ascii_case(v) => {}
-                _ => {
-                    return Err(PolicyError::Subject(
-                        "emailAddress is not the profile's e-mail".into(),
-                    ))
-                }
-            },
+            // RFC 5280 4.1.2.6: e-mail addresses belong in the
+            // subjectAltName, where the profile's e-mail is put; the
+            // legacy subject attribute is never copied.
+            EMAIL_ADDRESS => return Err(PolicyError::Subject(EMAIL_IN_SUBJECT.into())),
             _ => {}
         }
     }
@@ -329,6 +329,12 @@ fn decide_sans(
         }
     }
     if let Some(e) = &profile.email {
+        // Checked again here for addresses stored before the rules tightened.
+        if let Some(problem) = email_problem(e) {
+            return Err(PolicyError::San(format!(
+                "the e-mail address {e:?} {problem}"
+            )));
+        }
         let email = Ia5String::new(e.as_str())
             .map_err(|_| PolicyError::San("profile e-mail is not ASCII".into()))?;
         out.push(GeneralName::Rfc822Name(email));
@@ -388,7 +394,7 @@ pub fn enroll_template(
 ) -> Result<CertTemplate, PolicyError> {
     let usage = CertUsage::Leaf(profile.kind);
     check_key(profile, csr.key)?;
-    check_subject(&csr.subject, org, profile)?;
+    check_subject(&csr.subject, org)?;
     let requested_sans = check_requested_extensions(csr, usage)?;
     let sans = decide_sans(&requested_sans, profile)?;
     Ok(CertTemplate {
@@ -569,6 +575,77 @@ mod tests {
         assert!(enroll_template(&csr_named(&long_danish), &org(), &profile()).is_ok());
         let too_long = "Æ".repeat(65);
         assert!(enroll_template(&csr_named(&too_long), &org(), &profile()).is_err());
+    }
+
+    /// Found by the outside test: display spoofing through the subject.
+    #[test]
+    fn subject_values_have_no_format_characters_or_padding() {
+        for bad in [
+            "device\u{202E}1-ved",
+            "dev\u{200B}ice",
+            "\u{FEFF}device",
+            "device\u{2064}",
+            "de\u{AD}vice",
+            " device",
+            "device ",
+        ] {
+            assert!(
+                matches!(
+                    enroll_template(&csr_named(bad), &org(), &profile()),
+                    Err(PolicyError::Subject(_))
+                ),
+                "{bad:?} was accepted"
+            );
+        }
+        assert!(enroll_template(&csr_named("device 1"), &org(), &profile()).is_ok());
+        // The other attributes too: serialNumber with a trailing space.
+        let mut c = csr_named("device");
+        c.subject =
+            ca::bootstrap::append_rdn(c.subject, rfc4519::SERIAL_NUMBER, "42 ").expect("name");
+        assert!(matches!(
+            enroll_template(&c, &org(), &profile()),
+            Err(PolicyError::Subject(m)) if m.contains("serialNumber has leading or trailing")
+        ));
+    }
+
+    /// The README's subject convention: emailAddress is refused, even when it
+    /// is the profile's own e-mail (which goes in the subjectAltName instead).
+    #[test]
+    fn email_address_in_the_subject_is_refused() {
+        let p = Profile {
+            email: Some("ops@demo.example".into()),
+            ..profile()
+        };
+        let mut c = csr_named("device");
+        c.subject =
+            ca::bootstrap::append_rdn(c.subject, EMAIL_ADDRESS, "ops@demo.example").expect("name");
+        assert_eq!(
+            enroll_template(&c, &org(), &p).err(),
+            Some(PolicyError::Subject(EMAIL_IN_SUBJECT.into()))
+        );
+        // Without it, the certificate carries the e-mail as an rfc822Name.
+        let t = enroll_template(&csr_named("device"), &org(), &p).expect("template");
+        assert!(
+            matches!(&t.sans[..], [GeneralName::Rfc822Name(m)] if m.as_str() == "ops@demo.example")
+        );
+    }
+
+    /// An address stored before the e-mail rules tightened is not issued.
+    #[test]
+    fn stored_bad_email_is_not_issued() {
+        for bad in ["a@b..dk", "a@-b.dk", "x@xn--blbr-roah.dk"] {
+            let p = Profile {
+                email: Some(bad.into()),
+                ..profile()
+            };
+            assert!(
+                matches!(
+                    enroll_template(&csr_named("device"), &org(), &p),
+                    Err(PolicyError::San(_))
+                ),
+                "{bad} was issued"
+            );
+        }
     }
 
     /// Found by the csr fuzz target: a wildcard (or any non-host name) below

@@ -99,8 +99,7 @@ pub fn decode_ocsp_get(encoded: &str) -> Option<Vec<u8>> {
         if b == b'%' {
             let hi = bytes.next()?;
             let lo = bytes.next()?;
-            let hex = [hi, lo];
-            let v = u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?;
+            let v = crate::store::model::hex_byte(&[hi, lo])?;
             unescaped.push(v as char);
         } else {
             unescaped.push(b as char);
@@ -228,6 +227,11 @@ mod tests {
             Some(vec![0x30, 0x03, 0x02, 0x01, 0x05])
         );
         assert_eq!(decode_ocsp_get("%zz"), None);
+        assert_eq!(
+            decode_ocsp_get("MAMCAQU%+D"),
+            None,
+            "a sign is not a hex digit"
+        );
     }
 
     #[test]

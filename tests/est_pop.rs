@@ -564,3 +564,53 @@ async fn serverkeygen_does_not_link() {
         .is_some_and(|t| t.starts_with("multipart/mixed")));
     ts.shutdown().await;
 }
+
+/// A challengePassword holding `text` as a BMPString (UCS-2, as Windows and
+/// some HSM tools write it).
+fn bmp(text: &str) -> rcgen::Attribute {
+    challenge(Any::encode_from(&der::asn1::BmpString::from_utf8(text).expect("bmp")).expect("any"))
+}
+
+/// Found by the outside test: a BMPString challengePassword got 400 even on
+/// profiles that ignore the attribute. Now it is ignored there like any
+/// other form, and read as text where linking uses it.
+#[tokio::test]
+async fn bmp_string_challenge_password_is_read() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ts = TestServer::start(dir.path()).await;
+    create_profile(&ts, "linked", json!({"require_pop_linking": true})).await;
+    let idm = ts.demo_identity();
+    let (mut c, binding) = linked_client(&ts, Some(&idm), false).await;
+    // Ignored: any text, and even a value that is no string at all.
+    let octets = challenge(
+        Any::encode_from(&der::asn1::OctetString::new(vec![1, 2, 3]).expect("octets"))
+            .expect("any"),
+    );
+    for attr in [bmp("Æblegrød"), octets] {
+        issued_cert(
+            &c.enroll(
+                "/.well-known/est/demo/simpleenroll",
+                &csr(&new_key(), "ignored", vec![attr]),
+            )
+            .await,
+        );
+    }
+    // Used: the binding as a BMPString links; another value does not.
+    issued_cert(
+        &c.enroll(
+            LINKED,
+            &csr(&new_key(), "bmp-linked", vec![bmp(&b64_binding(&binding))]),
+        )
+        .await,
+    );
+    let r = c
+        .enroll(LINKED, &csr(&new_key(), "bmp-other", vec![bmp("AAAA")]))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains("is not the channel binding"),
+        "{}",
+        r.text()
+    );
+    ts.shutdown().await;
+}

@@ -706,7 +706,7 @@ async fn user_certificate_cannot_enrol_for_someone_else() {
         );
     });
     let r = collect(&ts, "staff-b", reference, code, &other_subject_email).await;
-    assert_refused(&r, 403, "emailAddress is not the profile's e-mail");
+    assert_refused(&r, 403, "emailAddress is not allowed in the subject");
     assert_eq!(cert_count(&ts), before, "nothing was issued");
     // Control: the refusals spent nothing; the right CSR collects.
     let r = collect(&ts, "staff-b", reference, code, &demo_csr(USER_NAME).1).await;
@@ -877,7 +877,7 @@ async fn csr_asking_for_more_than_the_profile_is_refused() {
                     rcgen::DnValue::Ia5String(ia5("ceo@demo.example")),
                 );
             }),
-            "subject not allowed: emailAddress is not the profile's e-mail",
+            "subject not allowed: emailAddress is not allowed in the subject",
         ),
     ];
     for (what, csr, reason) in &cases {

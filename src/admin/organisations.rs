@@ -87,6 +87,10 @@ fn validate(org: &Organisation) -> Result<(), ApiError> {
             format!("must be at most {MAX_ORG_NAME} printable characters"),
         ));
     }
+    // The name is the O attribute of every certificate of the organisation.
+    if let Some(problem) = crate::store::model::subject_text_problem(&org.name) {
+        return Err(ApiError::invalid("name", problem));
+    }
     check_numbers("p_numbers", &org.p_numbers, 10)?;
     check_numbers("se_numbers", &org.se_numbers, 8)
 }

@@ -15,9 +15,9 @@ use crate::est::is_valid_label;
 use crate::orders::{audit, create_order, visible_profile, Actor, OrderRequest};
 use crate::policy::is_host_name;
 use crate::store::model::{
-    email_problem, is_allowed_method_pair, is_valid_cvr, now_unix, AuditAction, AuditOutcome,
-    CertKind, Contact, Identification, Issuance, KeyAlgorithm, KeyPolicy, Organisation, Profile,
-    SystemRight, CVR_RULE,
+    email_problem, is_allowed_method_pair, is_valid_cvr, now_unix, subject_text_problem,
+    AuditAction, AuditOutcome, CertKind, Contact, Identification, Issuance, KeyAlgorithm,
+    KeyPolicy, Organisation, Profile, SystemRight, CVR_RULE,
 };
 
 /// Default certificate lifetime, days.
@@ -251,11 +251,15 @@ fn validate(p: &Profile, org: &Organisation) -> Result<(), ApiError> {
     if p.name.is_empty() {
         return Err(ApiError::invalid("name", "is required"));
     }
-    if p.name.chars().count() > MAX_NAME || p.name.chars().any(char::is_control) {
+    if p.name.chars().count() > MAX_NAME {
         return Err(ApiError::invalid(
             "name",
             format!("must be at most {MAX_NAME} printable characters"),
         ));
+    }
+    // A profile's name becomes the CN of its ordered certificates.
+    if let Some(problem) = subject_text_problem(&p.name) {
+        return Err(ApiError::invalid("name", problem));
     }
     if !is_valid_label(&p.est_label) {
         return Err(ApiError::invalid(
@@ -268,6 +272,9 @@ fn validate(p: &Profile, org: &Organisation) -> Result<(), ApiError> {
     };
     if contact.name.is_empty() {
         return Err(ApiError::invalid("contact.name", "is required"));
+    }
+    if let Some(problem) = subject_text_problem(&contact.name) {
+        return Err(ApiError::invalid("contact.name", problem));
     }
     if let Some(problem) = email_problem(&contact.email) {
         return Err(ApiError::invalid("contact.email", problem));
@@ -393,7 +400,8 @@ pub(super) fn profile_from(
         cvr: org.cvr.clone(),
         name: input.name.trim().to_owned(),
         kind: parse_kind(&input.kind)?,
-        est_label: input.est_label.trim().to_owned(),
+        // Labels are compared without regard to case; one spelling is kept.
+        est_label: input.est_label.trim().to_ascii_lowercase(),
         org_default: input.org_default,
         rights: parse_rights(&input.rights)?,
         key_policy: match &input.key_policy {
@@ -509,7 +517,7 @@ pub(super) fn apply_changes(
 /// Applies `changes` to `p`, refusing changes to what cannot change.
 fn apply(p: &mut Profile, changes: ProfileChanges) -> Result<(), ApiError> {
     if let Some(label) = changes.est_label {
-        if label.trim() != p.est_label {
+        if !label.trim().eq_ignore_ascii_case(&p.est_label) {
             return Err(ApiError::invalid(
                 "est_label",
                 "cannot be changed: EST clients are configured with it; create a new profile instead",

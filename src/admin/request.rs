@@ -209,8 +209,13 @@ impl Query {
     pub fn number(&self, name: &str, default: u64, min: u64, max: u64) -> Result<u64, ApiError> {
         match self.get(name) {
             None => Ok(default),
-            Some(v) => match v.parse::<u64>() {
-                Ok(n) if (min..=max).contains(&n) => Ok(n),
+            // Digits only: `parse` would also take a sign (`+2`).
+            Some(v) => match v
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| v.parse::<u64>())
+            {
+                Some(Ok(n)) if (min..=max).contains(&n) => Ok(n),
                 _ => Err(ApiError::invalid(
                     name,
                     format!("must be a whole number from {min} to {max}"),
@@ -236,6 +241,17 @@ mod tests {
         assert!(Query::parse(Some("q=%ff")).is_err(), "not UTF-8");
         let twice = Query::parse(Some("q=a&q=b")).expect("query");
         assert!(twice.only(&["q"]).is_err());
+    }
+
+    /// Like serials, numbers are digits only: no sign, no spaces.
+    #[test]
+    fn numbers_are_digits_only() {
+        let q = Query::parse(Some("a=2&b=%2B2&c=-0&d=%202&e=0x2")).expect("query");
+        assert_eq!(q.number("a", 1, 1, 10).ok(), Some(2));
+        for name in ["b", "c", "d", "e"] {
+            assert!(q.number(name, 1, 0, 10).is_err(), "{name} was accepted");
+        }
+        assert_eq!(q.number("absent", 7, 1, 10).ok(), Some(7));
     }
 
     #[test]

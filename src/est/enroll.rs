@@ -304,7 +304,7 @@ pub fn order_profile(
         .store
         .profile(&order.profile_id)?
         .ok_or_else(|| EstError::Forbidden("the order's profile no longer exists".into()))?;
-    if label.is_some_and(|l| l != profile.est_label) {
+    if label.is_some_and(|l| !l.eq_ignore_ascii_case(&profile.est_label)) {
         return Err(EstError::Forbidden(NOT_PERMITTED.into()));
     }
     let org = app
@@ -504,7 +504,7 @@ async fn reenroll_inner(
         .store
         .profile(&record.profile_id)?
         .ok_or_else(|| EstError::Forbidden("the certificate's profile no longer exists".into()))?;
-    if label.is_some_and(|l| l != profile.est_label) {
+    if label.is_some_and(|l| !l.eq_ignore_ascii_case(&profile.est_label)) {
         return Err(EstError::Forbidden(
             "re-enrol under the label of the certificate's own profile".into(),
         ));

@@ -113,7 +113,9 @@ pub async fn handle(
         label: label.clone(),
         ..Default::default()
     };
-    if let Err(e) = rate_limit(app, conn, req.headers(), label.as_ref(), &mut log) {
+    // Labels are compared without regard to case, so `DEMO` counts as `demo`.
+    let label_key = label.as_deref().map(str::to_ascii_lowercase);
+    if let Err(e) = rate_limit(app, conn, req.headers(), label_key.as_ref(), &mut log) {
         let mut resp = e.into_response_as(problem_json);
         resp.extensions_mut().insert(log);
         return resp;

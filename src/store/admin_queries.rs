@@ -24,11 +24,17 @@ impl Store {
         let res = (&self.inner.profiles, &self.inner.labels).transaction(|(profiles, labels)| {
             if let Some(old) = profiles.remove(id.as_bytes())? {
                 let old = decode_profile(&old).map_err(ConflictableTransactionError::Abort)?;
-                if labels
-                    .get(old.est_label.as_bytes())?
-                    .is_some_and(|owner| owner.as_ref() == id.as_bytes())
-                {
-                    labels.remove(old.est_label.as_bytes())?;
+                // Under its folded key, or an old label's exact spelling.
+                for key in [
+                    old.est_label.as_bytes().to_vec(),
+                    super::labels::label_key(&old.est_label),
+                ] {
+                    if labels
+                        .get(&key)?
+                        .is_some_and(|owner| owner.as_ref() == id.as_bytes())
+                    {
+                        labels.remove(key)?;
+                    }
                 }
             }
             Ok(())

@@ -3,7 +3,7 @@
 //! Trees:
 //! - `certs`: serial (16 bytes) → [`CertRecord`]
 //! - `orgs`: CVR → [`Organisation`]
-//! - `profiles`: UUID → [`Profile`]; `labels`: EST label → UUID
+//! - `profiles`: UUID → [`Profile`]; `labels`: EST label in lower case → UUID (see `labels.rs`)
 //! - `audit`: monotonic id (u64, big-endian) → [`AuditEvent`]
 //! - `orders`: reference number → [`model::Order`]; `held`: SHA-256 of a held CSR → reference number
 //! - `tokens`: SHA-256 of an admin token → [`model::TokenRecord`]
@@ -22,6 +22,7 @@
 
 mod admin_queries;
 mod commit;
+mod labels;
 pub mod model;
 mod orders;
 pub mod revocation;
@@ -217,11 +218,13 @@ impl Store {
             .name("estd-commit".into())
             .spawn(move || commit::run(trees, rx))
             .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
+        let labels = db.open_tree("labels")?;
+        labels::fold_label_index(&labels)?;
         let inner = Inner {
             certs,
             orgs: db.open_tree("orgs")?,
             profiles: db.open_tree("profiles")?,
-            labels: db.open_tree("labels")?,
+            labels,
             audit,
             orders,
             held: db.open_tree("held")?,
@@ -440,23 +443,35 @@ impl Store {
     pub fn put_profile(&self, p: &Profile) -> Result<(), StoreError> {
         use sled::Transactional;
         let value = encode(p)?;
+        let id = p.id.as_bytes();
         let res = (&self.inner.profiles, &self.inner.labels).transaction(|(profiles, labels)| {
-            if let Some(owner) = labels.get(p.est_label.as_bytes())? {
-                if owner.as_ref() != p.id.as_bytes() {
+            // The key this profile's label has: folded, unless it is an old
+            // label kept under its exact spelling (see labels.rs).
+            let key_of = |label: &str| -> sled::transaction::ConflictableTransactionResult<_, StoreError> {
+                let exact = label.as_bytes();
+                Ok(match labels.get(exact)? {
+                    Some(owner) if owner.as_ref() == id => exact.to_vec(),
+                    _ => labels::label_key(label),
+                })
+            };
+            let key = key_of(&p.est_label)?;
+            if let Some(owner) = labels.get(&key)? {
+                if owner.as_ref() != id {
                     return sled::transaction::abort(StoreError::Conflict(format!(
-                        "EST label {:?} is already in use",
+                        "EST label {:?} is already in use (labels are compared without regard to case)",
                         p.est_label
                     )));
                 }
             }
-            if let Some(old) = profiles.get(p.id.as_bytes())? {
+            if let Some(old) = profiles.get(id)? {
                 let old = decode_profile(&old)
                     .map_err(sled::transaction::ConflictableTransactionError::Abort)?;
-                if old.est_label != p.est_label {
-                    labels.remove(old.est_label.as_bytes())?;
+                let old_key = key_of(&old.est_label)?;
+                if old_key != key && labels.get(&old_key)?.is_some_and(|o| o.as_ref() == id) {
+                    labels.remove(old_key)?;
                 }
             }
-            labels.insert(p.est_label.as_bytes(), p.id.as_bytes())?;
+            labels.insert(key, id)?;
             profiles.insert(p.id.as_bytes(), value.clone())?;
             Ok(())
         });
@@ -476,8 +491,13 @@ impl Store {
     }
 
     /// Looks a profile up by EST label.
+    /// Case does not matter (see `labels.rs`).
     pub fn profile_by_label(&self, label: &str) -> Result<Option<Profile>, StoreError> {
-        match self.inner.labels.get(label.as_bytes())? {
+        let id = match self.inner.labels.get(label.as_bytes())? {
+            Some(id) => Some(id),
+            None => self.inner.labels.get(labels::label_key(label))?,
+        };
+        match id {
             Some(id) => match self.inner.profiles.get(id)? {
                 Some(v) => Ok(Some(decode_profile(&v)?)),
                 None => Ok(None),

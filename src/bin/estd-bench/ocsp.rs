@@ -201,11 +201,7 @@ fn parse_hex(s: &str) -> Option<Vec<u8>> {
     }
     s.as_bytes()
         .chunks(2)
-        .map(|c| {
-            std::str::from_utf8(c)
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
+        .map(estd::store::model::hex_byte)
         .collect()
 }
 
