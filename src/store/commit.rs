@@ -15,7 +15,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use tokio::sync::oneshot;
 
-use super::model::{CertRecord, Order, Serial};
+use super::model::{CertRecord, CertStatus, Order, Serial};
 use super::{decode, encode, StoreError};
 
 /// Key in `meta` of the number of stored certificates (kept so that start-up
@@ -58,6 +58,9 @@ pub enum IssueOutcome {
     /// The order refused the issuance (e.g. a code already spent, or a new
     /// order's reference number taken). Nothing was written.
     OrderRefused(String),
+    /// The certificate this one renews already has this successor, which is
+    /// not revoked: a certificate has at most one. Nothing was written.
+    AlreadyRenewed(Serial),
 }
 
 /// A check applied to the stored order, in the write that stores the certificate.
@@ -288,14 +291,17 @@ fn write_issuances(
                 };
                 if let Some(old_serial) = job.link_renewal {
                     if let Some(old) = certs.get(old_serial.0)? {
-                        match decode::<CertRecord>(&old).and_then(|mut rec| {
-                            rec.renewed_by = Some(job.serial);
-                            encode(&rec)
-                        }) {
+                        // At most one successor, checked in the write that
+                        // links it, so simultaneous renewals cannot both land.
+                        match renewal_link(&certs, &old, job.serial)? {
                             Ok(v) => {
                                 certs.insert(&old_serial.0, v)?;
                             }
-                            Err(e) => {
+                            Err(Ok(successor)) => {
+                                outcomes.push(Ok(IssueOutcome::AlreadyRenewed(successor)));
+                                continue;
+                            }
+                            Err(Err(e)) => {
                                 outcomes.push(Err(e.to_string()));
                                 continue;
                             }
@@ -324,4 +330,29 @@ fn write_issuances(
         Err(TransactionError::Abort(e)) => Err(e.to_string()),
         Err(TransactionError::Storage(e)) => Err(e.to_string()),
     }
+}
+
+/// The renewed certificate's record `old` linked to its successor `serial`;
+/// or the successor it already has, unless that one is revoked (then the new
+/// certificate takes its place).
+fn renewal_link(
+    certs: &sled::transaction::TransactionalTree,
+    old: &[u8],
+    serial: Serial,
+) -> Result<Result<Vec<u8>, Result<Serial, StoreError>>, ConflictableTransactionError<StoreError>> {
+    let mut rec = match decode::<CertRecord>(old) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(Err(e))),
+    };
+    if let Some(successor) = rec.renewed_by.filter(|s| *s != serial) {
+        if let Some(v) = certs.get(successor.0)? {
+            match decode::<CertRecord>(&v) {
+                Ok(s) if s.status == CertStatus::Issued => return Ok(Err(Ok(successor))),
+                Ok(_) => {}
+                Err(e) => return Ok(Err(Err(e))),
+            }
+        }
+    }
+    rec.renewed_by = Some(serial);
+    Ok(encode(&rec).map_err(Err))
 }
