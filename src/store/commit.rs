@@ -293,15 +293,15 @@ fn write_issuances(
                     if let Some(old) = certs.get(old_serial.0)? {
                         // At most one successor, checked in the write that
                         // links it, so simultaneous renewals cannot both land.
-                        match renewal_link(&certs, &old, job.serial)? {
-                            Ok(v) => {
+                        match renewal_link(certs, &old, job.serial)? {
+                            RenewalLink::Linked(v) => {
                                 certs.insert(&old_serial.0, v)?;
                             }
-                            Err(Ok(successor)) => {
+                            RenewalLink::Taken(successor) => {
                                 outcomes.push(Ok(IssueOutcome::AlreadyRenewed(successor)));
                                 continue;
                             }
-                            Err(Err(e)) => {
+                            RenewalLink::Broken(e) => {
                                 outcomes.push(Err(e.to_string()));
                                 continue;
                             }
@@ -332,27 +332,42 @@ fn write_issuances(
     }
 }
 
-/// The renewed certificate's record `old` linked to its successor `serial`;
-/// or the successor it already has, unless that one is revoked (then the new
-/// certificate takes its place).
+/// What linking a renewed certificate to its successor found.
+enum RenewalLink {
+    /// The renewed certificate's record, now naming the new successor.
+    Linked(Vec<u8>),
+    /// It already has this successor, which is not revoked.
+    Taken(Serial),
+    /// A record could not be decoded or encoded.
+    Broken(StoreError),
+}
+
+/// Links the renewed certificate's record `old` to its successor `serial`,
+/// unless it already has a successor that is not revoked (a revoked one is
+/// replaced by the new certificate).
 fn renewal_link(
     certs: &sled::transaction::TransactionalTree,
     old: &[u8],
     serial: Serial,
-) -> Result<Result<Vec<u8>, Result<Serial, StoreError>>, ConflictableTransactionError<StoreError>> {
+) -> Result<RenewalLink, ConflictableTransactionError<StoreError>> {
     let mut rec = match decode::<CertRecord>(old) {
         Ok(r) => r,
-        Err(e) => return Ok(Err(Err(e))),
+        Err(e) => return Ok(RenewalLink::Broken(e)),
     };
     if let Some(successor) = rec.renewed_by.filter(|s| *s != serial) {
         if let Some(v) = certs.get(successor.0)? {
             match decode::<CertRecord>(&v) {
-                Ok(s) if s.status == CertStatus::Issued => return Ok(Err(Ok(successor))),
+                Ok(s) if s.status == CertStatus::Issued => {
+                    return Ok(RenewalLink::Taken(successor))
+                }
                 Ok(_) => {}
-                Err(e) => return Ok(Err(Err(e))),
+                Err(e) => return Ok(RenewalLink::Broken(e)),
             }
         }
     }
     rec.renewed_by = Some(serial);
-    Ok(encode(&rec).map_err(Err))
+    Ok(match encode(&rec) {
+        Ok(v) => RenewalLink::Linked(v),
+        Err(e) => RenewalLink::Broken(e),
+    })
 }
