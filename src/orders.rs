@@ -10,9 +10,9 @@ use http::StatusCode;
 use crate::app::App;
 use crate::store::model::{
     email_problem, is_allowed_method_pair, now_unix, subject_text_problem, AuditAction, AuditEvent,
-    AuditOutcome, CertKind, CertRecord, CodeState, Identification, Issuance, Notification,
-    NotificationKind, Order, OrderHolder, OrderStatus, Organisation, Profile, RevocationReason,
-    Serial, UnixSeconds, MAX_CODE_FAILURES,
+    AuditOutcome, CertKind, CertRecord, CertStatus, CodeState, Identification, Issuance,
+    Notification, NotificationKind, Order, OrderHolder, OrderStatus, Organisation, Profile,
+    RevocationReason, Serial, UnixSeconds, MAX_CODE_FAILURES,
 };
 use crate::store::StoreError;
 
@@ -207,8 +207,22 @@ pub enum CodeCheck {
     Unusable,
 }
 
+/// Stands in for a stored code hash where there is none, so that every
+/// presented code is hashed and compared (see [`try_code`]).
+const NO_CODE_HASH: [u8; 32] = [0; 32];
+
+/// Hashes `code` for `order_id` and compares it, in constant time, with
+/// `stored`: done on every path of a code check, whether or not there is an
+/// order with a code, so that the time taken does not tell them apart.
+fn code_matches(order_id: &str, code: &str, stored: &[u8; 32]) -> bool {
+    let presented = code_hash(order_id, code);
+    verify_slices_are_equal(&presented, std::hint::black_box(stored)).is_ok()
+}
+
 /// Checks `code` against `order` in constant time.
 pub fn check_code(order: &Order, code: &str, now: UnixSeconds) -> CodeCheck {
+    let stored = order.code.as_ref().map_or(&NO_CODE_HASH, |c| &c.hash);
+    let matches = code_matches(&order.id, code, stored);
     let Some(state) = &order.code else {
         return CodeCheck::Unusable;
     };
@@ -218,8 +232,7 @@ pub fn check_code(order: &Order, code: &str, now: UnixSeconds) -> CodeCheck {
     if state.failures >= MAX_CODE_FAILURES {
         return CodeCheck::Locked;
     }
-    let presented = code_hash(&order.id, code);
-    if verify_slices_are_equal(&presented, &state.hash).is_err() {
+    if !matches {
         return CodeCheck::Wrong;
     }
     if now > state.expires_at {
@@ -232,6 +245,12 @@ pub fn check_code(order: &Order, code: &str, now: UnixSeconds) -> CodeCheck {
 /// one atomic step: simultaneous guesses are each judged against the count
 /// the one before left, so no more than five are ever tried. The count is
 /// durable with the next commit. `None` if there is no such order.
+///
+/// An unknown reference, or an order without an outstanding code, gets the
+/// same answer as a wrong code, and does the same work: the code is hashed
+/// and compared, and a count is written (the store's count of unmatched
+/// codes, a single fixed-size value), which the caller commits before
+/// answering as it does a wrong code's failure count.
 pub fn try_code(
     app: &App,
     order_id: &str,
@@ -255,9 +274,18 @@ pub fn try_code(
         }
     })?;
     Ok(match outcome {
-        None => None,
+        None => {
+            code_matches(order_id, code, &NO_CODE_HASH);
+            app.store.count_unmatched_code()?;
+            None
+        }
         Some(Ok(counted)) => Some((counted, CodeCheck::Wrong)),
-        Some(Err(())) => unchanged.map(|o| (o, verdict)),
+        Some(Err(())) => {
+            if verdict == CodeCheck::Unusable {
+                app.store.count_unmatched_code()?;
+            }
+            unchanged.map(|o| (o, verdict))
+        }
     })
 }
 
@@ -414,6 +442,15 @@ pub fn create_order(
         .org(&profile.cvr)?
         .ok_or(OpError::NotFound("organisation"))?;
     let (holder, identification, issuance) = check_order_request(req, &org, &profile)?;
+    if identification == Identification::Api {
+        // No code and no one to collect it: such an order would stay open for ever.
+        return Err(OpError::Conflict(format!(
+            "profile {:?} is enrolled by its IdM system over EST (identification api, \
+             simpleenroll with its est-enroll certificate); an order for it would have no \
+             one-time code and could never be collected",
+            profile.name
+        )));
+    }
     let now = now_unix();
     for _ in 0..8 {
         let id = new_reference()?;
@@ -617,8 +654,50 @@ pub fn revoke(
     Ok(rec)
 }
 
+/// Revokes a certificate and, when the reason is suspected misuse
+/// (keyCompromise), its successors too: whoever held the compromised key
+/// could have re-enrolled with it, so what was renewed from it is no more
+/// trustworthy than it. Other reasons leave the successors valid. Returns the
+/// record and the successors revoked with it.
+pub fn revoke_with_successors(
+    app: &App,
+    actor: &Actor,
+    serial: &Serial,
+    reason: RevocationReason,
+) -> Result<(CertRecord, Vec<Serial>), OpError> {
+    let rec = revoke(app, actor, serial, reason)?;
+    let mut also = Vec::new();
+    if reason != RevocationReason::SuspectedMisuse {
+        return Ok((rec, also));
+    }
+    let mut next = rec.renewed_by;
+    // A chain is short; the bound only guards against a damaged store.
+    for _ in 0..1000 {
+        let Some(s) = next else { break };
+        let Some(successor) = app.store.cert(&s)? else {
+            break;
+        };
+        next = successor.renewed_by;
+        if successor.status != CertStatus::Issued {
+            continue;
+        }
+        match revoke(app, actor, &s, reason) {
+            Ok(_) => also.push(s),
+            // Revoked meanwhile by someone else: nothing left to do.
+            Err(OpError::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((rec, also))
+}
+
+/// Serialises renewal orders, so that two at once cannot both find no open
+/// renewal order for a certificate and both create one.
+static RENEWAL_ORDERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Renews a certificate by ordering a new one for the same profile (and user).
 /// Possible only before expiry; the old certificate stays valid until then.
+/// A certificate has at most one successor and one open renewal order.
 pub fn renew(app: &App, actor: &Actor, serial: &Serial) -> Result<CreatedOrder, OpError> {
     let rec = visible_cert(app, actor, serial)?;
     let now = now_unix();
@@ -628,10 +707,34 @@ pub fn renew(app: &App, actor: &Actor, serial: &Serial) -> Result<CreatedOrder, 
             "certificate is {state}; renewal is possible only before expiry and revocation (order a new certificate)"
         )));
     }
+    if let Some(s) = rec.renewed_by {
+        if app
+            .store
+            .cert(&s)?
+            .is_some_and(|r| r.status == CertStatus::Issued)
+        {
+            return Err(OpError::Conflict(format!(
+                "certificate was already renewed by {s}; a certificate has one successor \
+                 (renew {s} instead, or revoke it first)"
+            )));
+        }
+    }
+    let profile = visible_profile(app, actor, &rec.profile_id)?;
     let old_order = rec
         .order_id
         .as_deref()
         .and_then(|id| app.store.order(id).ok().flatten());
+    let identification = match old_order.as_ref().map(|o| o.identification) {
+        Some(Identification::Api) | None => profile.identification,
+        Some(other) => other,
+    };
+    if identification == Identification::Api {
+        return Err(OpError::Conflict(
+            "certificates of API profiles are renewed by the IdM system's re-enrolment over EST \
+             (simplereenroll with the certificate), not by an order, which nothing could collect"
+                .into(),
+        ));
+    }
     let user = match old_order.as_ref().map(|o| &o.holder) {
         Some(OrderHolder::User { name, email }) => Some((name.clone(), email.clone())),
         _ => None,
@@ -639,9 +742,25 @@ pub fn renew(app: &App, actor: &Actor, serial: &Serial) -> Result<CreatedOrder, 
     let req = OrderRequest {
         profile_id: rec.profile_id.clone(),
         user,
-        identification: old_order.as_ref().map(|o| o.identification),
-        issuance: old_order.as_ref().map(|o| o.issuance),
+        identification: Some(identification),
+        issuance: old_order
+            .as_ref()
+            .filter(|o| o.identification == identification)
+            .map(|o| o.issuance),
     };
+    let _one_at_a_time = RENEWAL_ORDERS.lock().unwrap_or_else(|e| e.into_inner());
+    for order in app.store.orders() {
+        let order = order?;
+        if order.renews == Some(*serial)
+            && matches!(order.status, OrderStatus::Pending | OrderStatus::Approved)
+        {
+            return Err(OpError::Conflict(format!(
+                "renewal order {} is already open for this certificate; collect it, or delete \
+                 it to order another",
+                order.id
+            )));
+        }
+    }
     create_order(app, actor, &req, Some(*serial))
 }
 

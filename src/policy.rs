@@ -44,6 +44,15 @@ pub enum PolicyError {
     /// Re-enrolment must keep Subject and SubjectAltName (RFC 7030 4.2.2).
     #[error("re-enrolment must keep the certificate's {0} unchanged")]
     ReenrollMismatch(&'static str),
+    /// The profile or organisation changed since issuance and no longer
+    /// allows a name the certificate carries; re-enrolment keeps every name,
+    /// so it cannot renew this certificate.
+    #[error(
+        "the profile no longer allows the certificate's {0}; re-enrolment keeps the \
+         certificate's names (RFC 7030 4.2.2), so this certificate cannot be renewed: \
+         enrol a new one"
+    )]
+    NoLongerAllowed(String),
 }
 
 /// Why a CSR fails proof-of-possession linking (RFC 7030 3.5). A client error
@@ -496,6 +505,54 @@ pub fn reenroll_template(
         usage,
         sans: old_sans,
         validity_days: profile.validity_days,
+    })
+}
+
+/// Checks the names of `old` against the profile and organisation as they
+/// are now, for its re-enrolment: the subject must still fit them, and each
+/// SAN must still be allowed. Names are never dropped silently: a name the
+/// profile no longer allows refuses the renewal, naming it. `profile` is the
+/// [`effective_profile`].
+pub fn check_names_still_allowed(
+    old: &Certificate,
+    org: &Organisation,
+    profile: &Profile,
+) -> Result<(), PolicyError> {
+    check_subject(&old.tbs_certificate.subject, org, profile)
+        .map_err(|e| PolicyError::NoLongerAllowed(format!("subject ({e})")))?;
+    for gn in cert_sans(old) {
+        let refused = match &gn {
+            GeneralName::DnsName(n) => (!is_host_name(n.as_str())
+                || !dns_allowed(profile, n.as_str()))
+            .then(|| format!("DNS name {}", n.as_str())),
+            GeneralName::IpAddress(ip) => (!profile.allow_ip_sans).then(|| {
+                let b = ip.as_bytes();
+                let shown = match (<[u8; 4]>::try_from(b), <[u8; 16]>::try_from(b)) {
+                    (Ok(v4), _) => std::net::Ipv4Addr::from(v4).to_string(),
+                    (_, Ok(v6)) => std::net::Ipv6Addr::from(v6).to_string(),
+                    _ => "of unknown form".into(),
+                };
+                format!("IP address {shown}")
+            }),
+            GeneralName::Rfc822Name(m) => (!profile
+                .email
+                .as_ref()
+                .is_some_and(|e| e.eq_ignore_ascii_case(m.as_str())))
+            .then(|| format!("e-mail {}", m.as_str())),
+            _ => Some("subject alternative name of another type".into()),
+        };
+        if let Some(name) = refused {
+            return Err(PolicyError::NoLongerAllowed(name));
+        }
+    }
+    Ok(())
+}
+
+/// The e-mail address a certificate with `sans` carries (its first rfc822Name).
+pub fn email_of(sans: &[GeneralName]) -> Option<String> {
+    sans.iter().find_map(|g| match g {
+        GeneralName::Rfc822Name(m) => Some(m.as_str().to_owned()),
+        _ => None,
     })
 }
 

@@ -1099,7 +1099,12 @@ async fn certificates_are_revoked_blocked_and_renewed() {
     let dir = tempfile::tempdir().expect("tmp");
     let ts = TestServer::start(dir.path()).await;
     let mut op = Api::operator(&ts).await;
-    let created = op.create_profile(profile_body("Servers", "servers")).await;
+    // A one-time-code profile: a renewal order of an API profile's
+    // certificate could never be collected and is refused (tests/lifecycle.rs
+    // `orders_that_cannot_be_collected_are_refused`).
+    let created = op
+        .create_profile(code_profile_body("Servers", "servers"))
+        .await;
     let profile = stored_profile(&ts, created["profile"]["id"].as_str().expect("id"));
     let org = demo_org(&ts);
     let (serial, _) = ts.issue_direct(&org, &profile, "server-1", 100);

@@ -2,7 +2,7 @@
 //! [`crate::orders`].
 
 use http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::commit;
 use super::orders::NoFields;
@@ -69,15 +69,33 @@ pub async fn renew(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     created(&format!("/api/v1/orders/{}", view.order.reference), &view)
 }
 
-/// `POST /certificates/{serial}/revoke` with `{reason}`.
+/// The answer to a revocation: the certificate (whose `renewed_by` names its
+/// successor) and the successors revoked with it.
+#[derive(Debug, Serialize)]
+struct RevokedView {
+    #[serde(flatten)]
+    cert: CertView,
+    /// Successors revoked with it (suspected misuse only), in chain order.
+    also_revoked: Vec<String>,
+}
+
+/// `POST /certificates/{serial}/revoke` with `{reason}`. For suspected
+/// misuse, the certificate's successors are revoked too.
 pub async fn revoke(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     req.query.only(&[])?;
     let serial = path_serial(req)?;
     let input: Revocation = req.json()?;
     let reason = parse_reason(&input.reason)?;
-    let rec = lifecycle::revoke(app, actor, &serial, reason)?;
+    let (rec, also) = lifecycle::revoke_with_successors(app, actor, &serial, reason)?;
     commit(app).await?;
-    json(StatusCode::OK, &CertView::new(&rec, now_unix()))
+    let now = now_unix();
+    json(
+        StatusCode::OK,
+        &RevokedView {
+            cert: CertView::new(&rec, now),
+            also_revoked: also.iter().map(ToString::to_string).collect(),
+        },
+    )
 }
 
 /// `POST /certificates/{serial}/block`: blocks a user certificate, for good.

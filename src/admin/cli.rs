@@ -409,6 +409,14 @@ async fn revoke(
         text(&answer, "status"),
         text(&answer, "revocation_reason")
     )?;
+    let also: Vec<&str> = answer
+        .get("also_revoked")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !also.is_empty() {
+        writeln!(out, "also revoked, as its successors: {}", also.join(", "))?;
+    }
     Ok(())
 }
 

@@ -89,9 +89,7 @@ pub async fn simple_reenroll(
     log: &mut RequestLog,
 ) -> Result<Response<Full<Bytes>>, EstError> {
     let started = Instant::now();
-    let result = reenroll_inner(app, conn, req, label, log)
-        .await
-        .map(Answer::Issued);
+    let result = reenroll_inner(app, conn, req, label, log).await;
     finish(app, log, AuditAction::Reenroll, started, result, false).await
 }
 
@@ -220,6 +218,9 @@ async fn code_order(app: &App, creds: &auth::BasicCredentials) -> Result<Order, 
     let judged = orders::try_code(app, &creds.user, &creds.password, now_unix())
         .map_err(|e| EstError::Internal(e.to_string()))?;
     let Some((order, check)) = judged else {
+        // Counted (see `try_code`) and committed as a wrong code's count is,
+        // so that an unknown reference answers after the same work.
+        app.store.commit().await?;
         return Err(EstError::Unauthorized(BAD_CODE.into()));
     };
     match check {
@@ -248,7 +249,10 @@ async fn code_order(app: &App, creds: &auth::BasicCredentials) -> Result<Order, 
         CodeCheck::Locked => Err(EstError::Forbidden(
             "the order is locked after 5 wrong codes; ask an administrator for a new code".into(),
         )),
-        CodeCheck::Unusable => Err(EstError::Unauthorized(BAD_CODE.into())),
+        CodeCheck::Unusable => {
+            app.store.commit().await?;
+            Err(EstError::Unauthorized(BAD_CODE.into()))
+        }
     }
 }
 
@@ -311,7 +315,42 @@ pub fn order_profile(
         .store
         .org(&order.cvr)?
         .ok_or_else(|| EstError::Forbidden(NOT_PERMITTED.into()))?;
+    // An order is collected under the organisation's permissions as they are
+    // at collection, not as they were when it was ordered.
+    check_permissions(&org, &profile, &order.holder)?;
     Ok((org, profile))
+}
+
+/// What the organisation must (still) allow for a certificate of `profile`
+/// held by `holder`: checked at every issuance, so that a permission
+/// withdrawn after an order or a certificate stops its collection and its
+/// re-enrolment.
+fn check_permissions(
+    org: &Organisation,
+    profile: &Profile,
+    holder: &OrderHolder,
+) -> Result<(), EstError> {
+    if matches!(holder, OrderHolder::User { .. }) && !org.allow_user_certs {
+        return Err(EstError::Forbidden(format!(
+            "organisation {} does not allow user certificates (any longer)",
+            org.cvr
+        )));
+    }
+    if profile.seal && !org.allow_seal {
+        return Err(EstError::Forbidden(format!(
+            "organisation {} does not allow seal generation (any longer), which the profile has on",
+            org.cvr
+        )));
+    }
+    Ok(())
+}
+
+/// The API name of a right.
+fn right_name(right: SystemRight) -> &'static str {
+    match right {
+        SystemRight::EstEnroll => "est-enroll",
+        SystemRight::AdminApi => "admin-api",
+    }
 }
 
 /// "Identification via API": an IdM system enrols under its organisation's
@@ -330,6 +369,23 @@ async fn api_enroll(
         ));
     }
     let (org, profile) = api_profile(app, &principal, label)?;
+    // A caller never obtains through EST a right it does not hold itself
+    // (an est-enroll certificate must not mint admin-api). Refused rather
+    // than issued with fewer rights, so that nobody gets a certificate that
+    // silently lacks what its profile promises.
+    let lacking: Vec<&str> = profile
+        .rights
+        .iter()
+        .filter(|r| !principal.has_right(**r))
+        .map(|r| right_name(*r))
+        .collect();
+    if !lacking.is_empty() {
+        return Err(EstError::Forbidden(format!(
+            "the profile grants {}, which the client certificate does not hold itself; \
+             a certificate cannot pass on a right it lacks",
+            lacking.join(", ")
+        )));
+    }
     let actor = principal.describe();
     let binding = conn.channel_binding().clone();
     let ticket = app.store.expect_issuance();
@@ -344,26 +400,14 @@ async fn api_enroll(
     })
     .await?;
     if profile.approval_required {
-        let retry_after = app.config.orders.approval_retry_after_secs;
         let request = HeldRequest {
             der: &der,
             template,
             linked,
+            holder: OrderHolder::Profile,
+            renews: None,
         };
-        let held = held_enrolment(app, &actor, request, &profile, retry_after, ticket);
-        return match held.await? {
-            Held::Done(issued) => respond(app, log, (issued, profile.est_label), "enroll")
-                .await
-                .map(Answer::Issued),
-            Held::Wait(secs) => {
-                app.store.commit().await?;
-                Ok(Answer::Held(secs))
-            }
-            Held::Again(der, serial) => {
-                log.serial = Some(serial);
-                Ok(Answer::Issued(certs_only_body(&der)?))
-            }
-        };
+        return held_answer(app, log, &actor, request, &profile, ticket).await;
     }
     let note = AuditNote {
         actor,
@@ -387,6 +431,40 @@ struct HeldRequest<'a> {
     /// connection's binding in the same CSR, and the first request already
     /// bound this very CSR to an authenticated connection of the organisation.
     linked: Result<(), policy::LinkingError>,
+    /// Who the certificate is for.
+    holder: OrderHolder,
+    /// The certificate a held re-enrolment renews.
+    renews: Option<Serial>,
+}
+
+/// Answers an enrolment or re-enrolment for an approval-required profile.
+async fn held_answer(
+    app: &Arc<App>,
+    log: &mut RequestLog,
+    actor: &str,
+    request: HeldRequest<'_>,
+    profile: &Profile,
+    ticket: PendingIssuance,
+) -> Result<Answer, EstError> {
+    let op = if request.renews.is_some() {
+        "reenroll"
+    } else {
+        "enroll"
+    };
+    let retry_after = app.config.orders.approval_retry_after_secs;
+    match held_enrolment(app, actor, request, profile, retry_after, ticket).await? {
+        Held::Done(issued) => respond(app, log, (issued, profile.est_label.clone()), op)
+            .await
+            .map(Answer::Issued),
+        Held::Wait(secs) => {
+            app.store.commit().await?;
+            Ok(Answer::Held(secs))
+        }
+        Held::Again(der, serial) => {
+            log.serial = Some(serial);
+            Ok(Answer::Issued(certs_only_body(&der)?))
+        }
+    }
 }
 
 /// Where a held (approval-required) enrolment stands.
@@ -414,6 +492,8 @@ async fn held_enrolment(
         der,
         template,
         linked,
+        holder,
+        renews,
     } = request;
     let mut hash = [0u8; 32];
     hash.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der).as_ref());
@@ -426,14 +506,14 @@ async fn held_enrolment(
                     id: orders::new_api_reference().map_err(internal)?,
                     cvr: profile.cvr.clone(),
                     profile_id: profile.id.clone(),
-                    holder: OrderHolder::Profile,
+                    holder: holder.clone(),
                     identification: Identification::Api,
                     issuance: Issuance::Est,
                     status: OrderStatus::Pending,
                     created_at: now_unix(),
                     created_by: actor.to_owned(),
                     code: None,
-                    renews: None,
+                    renews,
                     held_csr: Some(hash),
                 };
                 if app.store.insert_new_order(&order)? {
@@ -447,7 +527,11 @@ async fn held_enrolment(
                         Some(&profile.id),
                         None,
                         Some(&order.id),
-                        "API enrolment held for approval",
+                        if renews.is_some() {
+                            "re-enrolment held for approval"
+                        } else {
+                            "API enrolment held for approval"
+                        },
                     )
                     .map_err(internal)?;
                     return Ok(Held::Wait(retry_after));
@@ -455,7 +539,13 @@ async fn held_enrolment(
             }
             Err(EstError::Internal("no free reference number".into()))
         }
-        Some(order) if order.cvr != profile.cvr || order.profile_id != profile.id => {
+        // Held for another profile, or as an enrolment when this is a
+        // re-enrolment (or the other way round, or for another certificate).
+        Some(order)
+            if order.cvr != profile.cvr
+                || order.profile_id != profile.id
+                || order.renews != renews =>
+        {
             Err(EstError::Forbidden(NOT_PERMITTED.into()))
         }
         Some(order) => match order.status {
@@ -469,8 +559,15 @@ async fn held_enrolment(
             OrderStatus::Approved => {
                 let note = AuditNote {
                     actor: actor.to_owned(),
-                    action: AuditAction::Enroll,
-                    detail: "approved enrolment collected".into(),
+                    action: if renews.is_some() {
+                        AuditAction::Reenroll
+                    } else {
+                        AuditAction::Enroll
+                    },
+                    detail: match renews {
+                        Some(old) => format!("approved re-enrolment collected; renews {old}"),
+                        None => "approved enrolment collected".into(),
+                    },
                 };
                 let issued = issue_for_order(app, template, profile, &order, note, ticket).await?;
                 Ok(Held::Done(issued))
@@ -491,7 +588,7 @@ async fn reenroll_inner(
     req: Request<Incoming>,
     label: Option<&str>,
     log: &mut RequestLog,
-) -> Result<Bytes, EstError> {
+) -> Result<Answer, EstError> {
     let (_parts, der) = read_csr_body(&app.config.server, req).await?;
     let principal = certificate_principal(app, conn)?;
     log.principal = Some(principal.describe());
@@ -509,6 +606,9 @@ async fn reenroll_inner(
             "re-enrol under the label of the certificate's own profile".into(),
         ));
     }
+    let org = app.store.org(&record.cvr)?.ok_or_else(|| {
+        EstError::Forbidden("the certificate's organisation no longer exists".into())
+    })?;
     let old_order = record
         .order_id
         .as_deref()
@@ -516,28 +616,108 @@ async fn reenroll_inner(
         .transpose()?
         .flatten();
     let holder = old_order.map(|o| o.holder).unwrap_or(OrderHolder::Profile);
+    // Judged against the profile and organisation as they are now: a
+    // permission, name or right withdrawn since issuance is not renewed.
+    check_permissions(&org, &profile, &holder)?;
 
+    let old_serial = record.serial;
+    let own_rights = record.rights.clone();
     let renewal_holder = holder.clone();
     let binding = conn.channel_binding().clone();
     let ticket = app.store.expect_issuance();
-    let (template, effective) = cpu(app, move || {
+    let (template, effective, der, linked) = cpu(app, move || {
         let csr = csr::parse_and_verify(&der)?;
-        let effective = policy::effective_profile(&profile, &holder);
-        policy::check_pop_linking(&effective, &csr, &binding)?;
+        let mut effective = policy::effective_profile(&profile, &holder);
+        // The profile's rights as they are now, but never one the
+        // certificate does not hold itself (its rights were fixed at issuance).
+        effective.rights.retain(|r| own_rights.contains(r));
+        let linked = policy::check_pop_linking(&effective, &csr, &binding);
+        if !effective.approval_required {
+            linked.clone()?;
+        }
         let template = policy::reenroll_template(&csr, &cert, &effective)?;
-        Ok((template, effective))
+        policy::check_names_still_allowed(&cert, &org, &effective)?;
+        Ok((template, effective, der, linked))
     })
     .await?;
+    if let Some(again) = existing_successor(app, &old_serial, &template, log)? {
+        return Ok(again);
+    }
+    let actor = format!("cert:{old_serial}");
+    if effective.approval_required {
+        let request = HeldRequest {
+            der: &der,
+            template,
+            linked,
+            holder: renewal_holder,
+            renews: Some(old_serial),
+        };
+        return held_answer(app, log, &actor, request, &effective, ticket).await;
+    }
     let note = AuditNote {
-        actor: format!("cert:{}", record.serial),
+        actor,
         action: AuditAction::Reenroll,
-        detail: format!("renews {}", record.serial),
+        detail: format!("renews {old_serial}"),
     };
     // The old certificate is linked to its renewal in the same write; it stays
     // valid until it expires.
-    let renewal = Some((record.serial, renewal_holder));
-    let issued = issue_with_new_order(app, template, &effective, note, renewal, ticket).await?;
-    respond(app, log, (issued, effective.est_label), "reenroll").await
+    let renewal = Some((old_serial, renewal_holder));
+    let issuing = issue_with_new_order(app, template.clone(), &effective, note, renewal, ticket);
+    match issuing.await {
+        Ok(issued) => respond(app, log, (issued, effective.est_label), "reenroll")
+            .await
+            .map(Answer::Issued),
+        // A simultaneous re-enrolment got there first: if it was this very
+        // request (a client retrying), its certificate is the answer.
+        Err(EstError::Conflict(why)) => match existing_successor(app, &old_serial, &template, log)?
+        {
+            Some(again) => Ok(again),
+            None => Err(EstError::Conflict(why)),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// Why a certificate cannot be renewed again: it has a successor.
+fn renewed_already(successor: Serial) -> EstError {
+    EstError::Conflict(format!(
+        "this certificate was already renewed by {successor}; a certificate has one successor: \
+         a retry with the same CSR gets that certificate again, and {successor} itself can be \
+         re-enrolled"
+    ))
+}
+
+/// A certificate has at most one successor (until that one is revoked): the
+/// same request again (same key, subject and SANs, e.g. a client whose answer
+/// was lost) gets that successor again; any other is refused with 409.
+/// `None` when `old` has no valid successor.
+fn existing_successor(
+    app: &App,
+    old: &Serial,
+    template: &CertTemplate,
+    log: &mut RequestLog,
+) -> Result<Option<Answer>, EstError> {
+    let Some(successor) = app.store.cert(old)?.and_then(|r| r.renewed_by) else {
+        return Ok(None);
+    };
+    let Some(rec) = app.store.cert(&successor)? else {
+        return Ok(None);
+    };
+    if rec.status != CertStatus::Issued {
+        return Ok(None);
+    }
+    let cert = <x509_cert::Certificate as der::Decode>::from_der(&rec.der)
+        .map_err(|e| EstError::Internal(format!("stored certificate {successor}: {e}")))?;
+    let sans = policy::cert_sans(&cert);
+    let same = cert.tbs_certificate.subject_public_key_info == template.spki
+        && cert.tbs_certificate.subject == template.subject
+        && sans.len() == template.sans.len()
+        && sans.iter().all(|n| template.sans.contains(n));
+    if !same {
+        return Err(renewed_already(successor));
+    }
+    log.serial = Some(successor);
+    Ok(Some(Answer::Issued(certs_only_body(&rec.der)?)))
 }
 
 /// Runs CPU-bound work (CSR verification, policy, key generation).
@@ -612,7 +792,9 @@ fn record_for(
         renewed_by: None,
         order_id: Some(order_id.to_owned()),
         published: profile.publish,
-        email: profile.email.clone(),
+        // What the certificate carries, which after a re-enrolment may differ
+        // from what the profile says now.
+        email: policy::email_of(&template.sans),
     }
 }
 
@@ -688,6 +870,7 @@ async fn issue_with_new_order(
         match app.store.issue(issuance, ticket).await? {
             IssueOutcome::Stored => return Ok(issued),
             IssueOutcome::SerialTaken | IssueOutcome::OrderRefused(_) => continue,
+            IssueOutcome::AlreadyRenewed(successor) => return Err(renewed_already(successor)),
         }
     }
     Err(EstError::Internal(
@@ -733,6 +916,7 @@ pub async fn issue_for_order(
         match app.store.issue(issuance, ticket).await? {
             IssueOutcome::Stored => return Ok(issued),
             IssueOutcome::SerialTaken => continue,
+            IssueOutcome::AlreadyRenewed(successor) => return Err(renewed_already(successor)),
             IssueOutcome::OrderRefused(why) => {
                 return Err(if order.identification == Identification::OneTimeCode {
                     EstError::Unauthorized(BAD_CODE.into())

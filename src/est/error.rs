@@ -28,6 +28,9 @@ pub enum EstError {
     /// 404: no such endpoint.
     #[error("not found")]
     NotFound,
+    /// 409: the request conflicts with what exists (a certificate's successor).
+    #[error("{0}")]
+    Conflict(String),
     /// 405: wrong method; carries the allowed one.
     #[error("method not allowed; use {0}")]
     MethodNotAllowed(&'static str),
@@ -62,6 +65,7 @@ impl EstError {
             EstError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             EstError::Forbidden(_) => StatusCode::FORBIDDEN,
             EstError::NotFound => StatusCode::NOT_FOUND,
+            EstError::Conflict(_) => StatusCode::CONFLICT,
             EstError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             EstError::Timeout => StatusCode::REQUEST_TIMEOUT,
             EstError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

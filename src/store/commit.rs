@@ -15,7 +15,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use tokio::sync::oneshot;
 
-use super::model::{CertRecord, Order, Serial};
+use super::model::{CertRecord, CertStatus, Order, Serial};
 use super::{decode, encode, StoreError};
 
 /// Key in `meta` of the number of stored certificates (kept so that start-up
@@ -58,6 +58,9 @@ pub enum IssueOutcome {
     /// The order refused the issuance (e.g. a code already spent, or a new
     /// order's reference number taken). Nothing was written.
     OrderRefused(String),
+    /// The certificate this one renews already has this successor, which is
+    /// not revoked: a certificate has at most one. Nothing was written.
+    AlreadyRenewed(Serial),
 }
 
 /// A check applied to the stored order, in the write that stores the certificate.
@@ -288,14 +291,17 @@ fn write_issuances(
                 };
                 if let Some(old_serial) = job.link_renewal {
                     if let Some(old) = certs.get(old_serial.0)? {
-                        match decode::<CertRecord>(&old).and_then(|mut rec| {
-                            rec.renewed_by = Some(job.serial);
-                            encode(&rec)
-                        }) {
-                            Ok(v) => {
+                        // At most one successor, checked in the write that
+                        // links it, so simultaneous renewals cannot both land.
+                        match renewal_link(certs, &old, job.serial)? {
+                            RenewalLink::Linked(v) => {
                                 certs.insert(&old_serial.0, v)?;
                             }
-                            Err(e) => {
+                            RenewalLink::Taken(successor) => {
+                                outcomes.push(Ok(IssueOutcome::AlreadyRenewed(successor)));
+                                continue;
+                            }
+                            RenewalLink::Broken(e) => {
                                 outcomes.push(Err(e.to_string()));
                                 continue;
                             }
@@ -324,4 +330,44 @@ fn write_issuances(
         Err(TransactionError::Abort(e)) => Err(e.to_string()),
         Err(TransactionError::Storage(e)) => Err(e.to_string()),
     }
+}
+
+/// What linking a renewed certificate to its successor found.
+enum RenewalLink {
+    /// The renewed certificate's record, now naming the new successor.
+    Linked(Vec<u8>),
+    /// It already has this successor, which is not revoked.
+    Taken(Serial),
+    /// A record could not be decoded or encoded.
+    Broken(StoreError),
+}
+
+/// Links the renewed certificate's record `old` to its successor `serial`,
+/// unless it already has a successor that is not revoked (a revoked one is
+/// replaced by the new certificate).
+fn renewal_link(
+    certs: &sled::transaction::TransactionalTree,
+    old: &[u8],
+    serial: Serial,
+) -> Result<RenewalLink, ConflictableTransactionError<StoreError>> {
+    let mut rec = match decode::<CertRecord>(old) {
+        Ok(r) => r,
+        Err(e) => return Ok(RenewalLink::Broken(e)),
+    };
+    if let Some(successor) = rec.renewed_by.filter(|s| *s != serial) {
+        if let Some(v) = certs.get(successor.0)? {
+            match decode::<CertRecord>(&v) {
+                Ok(s) if s.status == CertStatus::Issued => {
+                    return Ok(RenewalLink::Taken(successor))
+                }
+                Ok(_) => {}
+                Err(e) => return Ok(RenewalLink::Broken(e)),
+            }
+        }
+    }
+    rec.renewed_by = Some(serial);
+    Ok(match encode(&rec) {
+        Ok(v) => RenewalLink::Linked(v),
+        Err(e) => RenewalLink::Broken(e),
+    })
 }

@@ -4,6 +4,19 @@
 use super::model::{Notification, Order, TokenRecord};
 use super::{decode, encode, Store, StoreError};
 
+/// Key in `meta` of the number of one-time codes presented for no order with
+/// an outstanding code (an unknown reference number, or a code already
+/// used). Written as a wrong code's failure count is, so that every
+/// "unknown reference number or wrong one-time code" answer costs the same
+/// store work (see `orders::try_code`).
+const UNMATCHED_CODE_KEY: &[u8] = b"unmatched_code_attempts";
+
+fn read_count(v: Option<&[u8]>) -> u64 {
+    v.and_then(|v| <[u8; 8]>::try_from(v).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
 impl Store {
     /// Inserts a new order; `Ok(false)` if the reference number is taken.
     pub fn insert_new_order(&self, order: &Order) -> Result<bool, StoreError> {
@@ -58,6 +71,22 @@ impl Store {
             .orders
             .iter()
             .map(|r| r.map_err(StoreError::from).and_then(|(_, v)| decode(&v)))
+    }
+
+    /// Counts a code presented for no order with an outstanding code
+    /// (durable with the next commit); returns the new count.
+    pub fn count_unmatched_code(&self) -> Result<u64, StoreError> {
+        let v = self.inner.meta.update_and_fetch(UNMATCHED_CODE_KEY, |v| {
+            Some((read_count(v) + 1).to_be_bytes().to_vec())
+        })?;
+        Ok(read_count(v.as_deref()))
+    }
+
+    /// How many codes were presented for no order with an outstanding code.
+    pub fn unmatched_code_attempts(&self) -> Result<u64, StoreError> {
+        Ok(read_count(
+            self.inner.meta.get(UNMATCHED_CODE_KEY)?.as_deref(),
+        ))
     }
 
     /// Remembers the order that holds a CSR (approval-required enrolment).

@@ -10,7 +10,9 @@
 //!
 //! 1. set-up (untimed): load the trust anchor and client identity, fetch the
 //!    issuing CA once from `cacerts`, generate every key and CSR, and for
-//!    `reenroll` enrol one identity certificate per worker;
+//!    `reenroll` enrol one identity certificate per worker (each renewal is
+//!    then made by the certificate the one before issued, on a new
+//!    connection, since a certificate has one successor);
 //! 2. timed: `--workers` tasks send requests, over one kept-alive connection
 //!    each (`--conn reuse`) or a new TLS connection with a full handshake per
 //!    request (`--conn new`), and verify each answer;
@@ -310,6 +312,11 @@ struct Ctx {
     conn_mode: ConnMode,
     /// Error messages kept for the report.
     error_samples: Mutex<Vec<String>>,
+    /// For re-enrolment, which changes the client certificate: the roots,
+    /// `--tls12`, and whether sessions are resumed.
+    client_roots: RootCertStore,
+    tls12: bool,
+    resumption: bool,
 }
 
 impl Ctx {
@@ -342,6 +349,9 @@ struct Job {
     subject_der: Vec<u8>,
     /// DER of the CSR's SubjectPublicKeyInfo.
     spki_der: Vec<u8>,
+    /// The CSR's key, PKCS#8 DER, when kept (re-enrolment: the renewed
+    /// certificate is the next request's client certificate).
+    pkcs8: Option<Vec<u8>>,
 }
 
 /// A key and CSR made in the set-up phase.
@@ -546,6 +556,17 @@ async fn exchange(
     Ok(body)
 }
 
+/// The client config that presents a renewed certificate `der` with the key
+/// of the job that renewed it.
+fn renewed_identity(ctx: &Ctx, der: Vec<u8>, job: &Job) -> Result<Arc<ClientConfig>, String> {
+    let pkcs8 = job.pkcs8.clone().ok_or("the renewal's key was not kept")?;
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8));
+    let mut chain = vec![CertificateDer::from(der)];
+    chain.extend(ctx.intermediates.iter().cloned());
+    client_config(&ctx.client_roots, chain, key, ctx.tls12, ctx.resumption)
+        .map_err(|e| format!("client config for the renewed certificate: {e}"))
+}
+
 /// The certificates of a base64 certs-only PKCS#7.
 fn pkcs7_certs(body: &[u8]) -> Result<Vec<Certificate>, String> {
     let der = estd::est::codec::decode_body(body, false).map_err(|e| format!("answer: {e}"))?;
@@ -668,6 +689,8 @@ async fn run_worker(
     let reenroll_path = ctx.reenroll_path();
     let cacerts_path = ctx.cacerts_path();
     let mut k: usize = 0;
+    // Re-enrolment moves on to the renewed certificate after each answer.
+    let mut config = worker.config.clone();
     loop {
         match deadline {
             Some(d) if Instant::now() >= d => break,
@@ -683,14 +706,12 @@ async fn run_worker(
         stats.attempted += 1;
         let started = Instant::now();
         let outcome = match (op, job) {
-            (Op::Cacerts, _) => {
-                exchange(&ctx, &worker.config, &mut slot, &Call::Get(&cacerts_path))
-                    .await
-                    .and_then(|body| verify_cacerts(&body).map(|_| ()))
-            }
+            (Op::Cacerts, _) => exchange(&ctx, &config, &mut slot, &Call::Get(&cacerts_path))
+                .await
+                .and_then(|body| verify_cacerts(&body).map(|_| ())),
             (Op::Enroll, Some(job)) => {
                 let call = Call::PostCsr(&enroll_path, job.body.clone());
-                exchange(&ctx, &worker.config, &mut slot, &call)
+                exchange(&ctx, &config, &mut slot, &call)
                     .await
                     .and_then(|body| {
                         verify_issued(&ctx, &body, &job.spki_der, &job.subject_der).map(|_| ())
@@ -702,9 +723,18 @@ async fn run_worker(
                     .as_deref()
                     .unwrap_or(&job.subject_der);
                 let call = Call::PostCsr(&reenroll_path, job.body.clone());
-                exchange(&ctx, &worker.config, &mut slot, &call)
+                // A certificate has one successor (estd answers 409 to a
+                // second renewal), so, as a device would, each renewal is
+                // made by the certificate the previous one issued, on a new
+                // connection that presents it.
+                exchange(&ctx, &config, &mut slot, &call)
                     .await
-                    .and_then(|body| verify_issued(&ctx, &body, &job.spki_der, subject).map(|_| ()))
+                    .and_then(|body| verify_issued(&ctx, &body, &job.spki_der, subject))
+                    .and_then(|der| renewed_identity(&ctx, der, job))
+                    .map(|renewed| {
+                        config = renewed;
+                        slot = None;
+                    })
             }
             (Op::Fill | Op::Ocsp, _) => Err("not an EST operation".to_owned()),
             (_, None) => Err("no CSR for this worker".to_owned()),
@@ -819,6 +849,7 @@ fn job_from(g: &Generated) -> Result<Job, SetupError> {
         body: Bytes::from(base64::engine::general_purpose::STANDARD.encode(&g.csr_der)),
         subject_der: enc(req.info.subject.to_der())?,
         spki_der: enc(req.info.public_key.to_der())?,
+        pkcs8: g.pkcs8.clone(),
     })
 }
 
@@ -953,6 +984,9 @@ async fn run(
         algs: rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
         conn_mode: cli.conn,
         error_samples: Mutex::new(Vec::new()),
+        client_roots: roots.clone(),
+        tls12: cli.tls12,
+        resumption,
     };
 
     // The issuing CA, once.
@@ -1016,11 +1050,13 @@ async fn run(
             }
         }
         Op::Reenroll => {
-            // Per worker: its identity's key (kept), then its renewal CSRs, same subject.
+            // Per worker: its identity's key, then its renewal CSRs, same
+            // subject; every key is kept, as each renewal becomes the client
+            // certificate of the next.
             for w in 0..workers {
                 specs.push((format!("bench-{w}"), true));
                 for _ in 0..pool(w) {
-                    specs.push((format!("bench-{w}"), false));
+                    specs.push((format!("bench-{w}"), true));
                 }
             }
         }
