@@ -518,7 +518,7 @@ pub fn check_names_still_allowed(
     org: &Organisation,
     profile: &Profile,
 ) -> Result<(), PolicyError> {
-    check_subject(&old.tbs_certificate.subject, org, profile)
+    check_subject(&old.tbs_certificate.subject, org)
         .map_err(|e| PolicyError::NoLongerAllowed(format!("subject ({e})")))?;
     for gn in cert_sans(old) {
         let refused = match &gn {
