@@ -96,6 +96,25 @@ async fn anonymous_refusals_do_not_grow_the_store() {
     for t in tasks {
         t.await.expect("client task");
     }
+    // Credentials naming no known order identify no one either.
+    let (_, csr) = demo_csr("nobody");
+    let basic = format!(
+        "Basic {}",
+        b64(format!("{}:wrong", "9".repeat(3000)).as_bytes())
+    );
+    let mut c = ts.client(None).await;
+    let r = c
+        .send(
+            "POST",
+            "/.well-known/est/simpleenroll",
+            &[
+                ("content-type", "application/pkcs10"),
+                ("authorization", &basic),
+            ],
+            b64(&csr).into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 401, "{}", r.text());
     store.commit().await.expect("commit");
     store.flush().expect("flush");
     let after = store.size_on_disk();
@@ -118,6 +137,14 @@ async fn anonymous_refusals_do_not_grow_the_store() {
             "estd_est_anonymous_refusals_total{endpoint=\"simpleenroll\",status=\"415\"}"
         ),
         Some(10_000.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "estd_est_anonymous_refusals_total{endpoint=\"simpleenroll\",status=\"401\"}"
+        ),
+        Some(1.0),
         "{m}"
     );
     ts.shutdown().await;
@@ -479,4 +506,25 @@ async fn shutdown_reports_a_failed_flush() {
     let result = ts.server.shutdown().await;
     assert!(result.is_err(), "shutdown reports the failure");
     drop(store);
+}
+
+/// Liveness and readiness are separate endpoints; both answer 200 on a
+/// healthy store, and the store's gauges say it can write.
+#[tokio::test]
+async fn readiness_is_served_beside_liveness() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ts = TestServer::start(dir.path()).await;
+    let mut c = ts.admin_client(None).await;
+    assert_eq!(c.get("/healthz").await.status, 200);
+    let r = c.get("/readyz").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "ready\n"));
+    assert_eq!(c.send("POST", "/readyz", &[], vec![]).await.status, 405);
+    let m = c.get("/metrics").await.text();
+    assert_eq!(metric(&m, "estd_store_writable "), Some(1.0), "{m}");
+    assert_eq!(
+        metric(&m, "estd_store_write_errors_total "),
+        Some(0.0),
+        "{m}"
+    );
+    ts.shutdown().await;
 }
