@@ -90,6 +90,10 @@ pub enum StoreError {
     Aborted,
 }
 
+/// Audit events with their ids, oldest first, and the cursor for the
+/// page before them (see [`Store::audit_page`]).
+pub type AuditPage = (Vec<(u64, AuditEvent)>, Option<u64>);
+
 /// A handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -613,7 +617,7 @@ impl Store {
         before: Option<u64>,
         limit: usize,
         keep: impl Fn(&AuditEvent) -> bool,
-    ) -> Result<(Vec<(u64, AuditEvent)>, Option<u64>), StoreError> {
+    ) -> Result<AuditPage, StoreError> {
         let t = self.trees()?;
         let range = match before {
             Some(id) => t.audit.range(..id.to_be_bytes()),
