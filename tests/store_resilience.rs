@@ -7,6 +7,7 @@
 //! tmpfs for the full-disk test).
 
 mod common;
+mod process;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -527,4 +528,61 @@ async fn readiness_is_served_beside_liveness() {
         "{m}"
     );
     ts.shutdown().await;
+}
+
+/// Valid CVR numbers (modulus 11) for organisations made while the disk fills.
+const CVRS: [&str; 50] = [
+    "60000018", "60000026", "60000034", "60000042", "60000050", "60000069", "60000077", "60000085",
+    "60000093", "60000107", "60000115", "60000123", "60000131", "60000158", "60000166", "60000174",
+    "60000182", "60000190", "60000204", "60000212", "60000220", "60000239", "60000247", "60000255",
+    "60000263", "60000271", "60000298", "60000301", "60000328", "60000336", "60000344", "60000352",
+    "60000360", "60000379", "60000387", "60000395", "60000409", "60000417", "60000425", "60000433",
+    "60000441", "60000468", "60000476", "60000484", "60000492", "60000506", "60000514", "60000522",
+    "60000530", "60000549",
+];
+
+/// estd as a process: SIGTERM after a write failed on a full disk exits with
+/// an error that says so, instead of logging "store flushed".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn estd_exits_with_an_error_when_the_last_flush_fails() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let _mount = match Tmpfs::mount(&data, "16m") {
+        Ok(m) => m,
+        Err(why) => {
+            eprintln!(
+                "SKIPPED estd_exits_with_an_error_when_the_last_flush_fails: cannot mount a tmpfs ({why})"
+            );
+            return;
+        }
+    };
+    let config = process::write_config(dir.path(), "info", "");
+    let certs = dir.path().join("certs");
+    let mut d = process::Daemon::start(dir.path(), &config, &[], "serve").expect("start");
+    let root = process::first_cert(&certs.join("root-ca.pem"));
+    let mut admin = process::Admin::connect(&d, &root, &process::operator_token(&certs)).await;
+    fill_disk(&data.join("filler"));
+    // Changes until one cannot be made durable (a small one may still fit
+    // in a page sled's log file already has).
+    let mut failed = false;
+    for (i, cvr) in CVRS.iter().enumerate() {
+        let org = serde_json::json!({"cvr": cvr, "name": format!("Full Disk {i} ApS")});
+        let r = admin
+            .call("POST", "/organisations", Some(&org.to_string()))
+            .await;
+        match r.status {
+            201 => continue,
+            500 => {
+                failed = true;
+                break;
+            }
+            other => panic!("unexpected {other}: {}", r.text()),
+        }
+    }
+    assert!(failed, "a change fails once the disk is full");
+    let status = d.terminate();
+    let output = d.output();
+    assert!(!status.success(), "exit status {status}; {output}");
+    assert!(!output.contains("store flushed"), "{output}");
+    assert!(output.contains("could not be flushed"), "{output}");
 }
