@@ -374,8 +374,6 @@ async fn rate_limit_upkeep(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// Signs the CRL again before it goes stale, and renews the OCSP responder
-/// certificate before it expires.
 /// Audit records pruned in one go; between batches other writers get their turn.
 const AUDIT_PRUNE_BATCH: usize = 1000;
 
@@ -435,6 +433,8 @@ async fn audit_retention(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// Signs the CRL again before it goes stale, and renews the OCSP responder
+/// certificate before it expires.
 async fn revocation_upkeep(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
