@@ -192,6 +192,9 @@ pub struct PathsConfig {
 pub struct StoreConfig {
     /// sled's page cache, in MiB.
     pub cache_mb: u64,
+    /// Days an audit record is kept; older ones are pruned in the background
+    /// (0 keeps them for ever).
+    pub audit_retention_days: u32,
 }
 
 /// Key algorithm of a CA.
@@ -452,6 +455,7 @@ mod tests {
     fn store_cache_is_set_and_never_zero() {
         let c = Config::from_toml_layers(&[DEFAULT_TOML]).expect("default");
         assert_eq!(c.store.cache_mb, 16);
+        assert_eq!(c.store.audit_retention_days, 1826);
         let e = Config::from_toml_layers(&[DEFAULT_TOML, "[store]\ncache_mb = 0\n"]);
         assert!(matches!(e, Err(ConfigError::Invalid(m)) if m.contains("cache_mb")));
     }

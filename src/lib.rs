@@ -47,6 +47,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod ca;
+pub mod clip;
 pub mod config;
 pub mod est;
 pub mod metrics;

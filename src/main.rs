@@ -102,9 +102,13 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     print_banner(&server, created, demo.as_ref(), &token);
     wait_for_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
-    server.shutdown().await;
-    tracing::info!("store flushed; bye");
-    Ok(())
+    match server.shutdown().await {
+        Ok(()) => {
+            tracing::info!("store flushed; bye");
+            Ok(())
+        }
+        Err(e) => Err(format!("the store could not be flushed at shutdown: {e}").into()),
+    }
 }
 
 fn print_banner(

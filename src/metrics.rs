@@ -1,8 +1,16 @@
 //! Prometheus metrics, served at `/metrics` on the admin listener.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
+
+/// At most one log line per this period sums up anonymous refusals.
+const REFUSAL_SUMMARY_EVERY: Duration = Duration::from_secs(60);
 
 /// The metrics estd exports.
 pub struct Metrics {
@@ -24,6 +32,20 @@ pub struct Metrics {
     /// `estd_rate_limited_total{kind}`: EST requests refused with 429, by the
     /// kind of limit (client, reference, ip, label), never by identity.
     pub rate_limited: IntCounterVec,
+    /// `estd_est_anonymous_refusals_total{endpoint, status}`: EST refusals of
+    /// callers who are not identified, counted instead of audited one by one.
+    pub anonymous_refusals: IntCounterVec,
+    /// `estd_store_writable`: 1 while the store's last write succeeded.
+    pub store_writable: IntGauge,
+    /// `estd_store_write_errors_total`: batches the store failed to write.
+    pub store_write_errors: IntCounter,
+    refusal_summary: Mutex<RefusalSummary>,
+}
+
+/// Anonymous refusals since the last summary line.
+struct RefusalSummary {
+    since: Instant,
+    counts: BTreeMap<(&'static str, u16), u64>,
 }
 
 impl Metrics {
@@ -84,7 +106,33 @@ impl Metrics {
             // Present at 0 from the start, so that rate() works before the first refusal.
             rate_limited.with_label_values(&[kind]);
         }
+        let anonymous_refusals = IntCounterVec::new(
+            Opts::new(
+                "estd_est_anonymous_refusals_total",
+                "EST requests refused to callers without a trusted certificate or a known order, by endpoint and status (not stored in the audit log).",
+            ),
+            &["endpoint", "status"],
+        )?;
+        let store_writable = IntGauge::new(
+            "estd_store_writable",
+            "1 while the store can write (its last write succeeded), else 0.",
+        )?;
+        let store_write_errors = IntCounter::new(
+            "estd_store_write_errors_total",
+            "Writes (group commits) the store failed to make durable.",
+        )?;
+        registry.register(Box::new(anonymous_refusals.clone()))?;
+        registry.register(Box::new(store_writable.clone()))?;
+        registry.register(Box::new(store_write_errors.clone()))?;
+        store_writable.set(1);
         Ok(Metrics {
+            anonymous_refusals,
+            store_writable,
+            store_write_errors,
+            refusal_summary: Mutex::new(RefusalSummary {
+                since: Instant::now(),
+                counts: BTreeMap::new(),
+            }),
             rate_limited,
             registry,
             requests,
@@ -95,6 +143,46 @@ impl Metrics {
             crl_generations,
             crl_size_bytes,
         })
+    }
+
+    /// Counts an anonymous EST refusal, and at most once a minute logs how
+    /// many there were (a log line each would be its own flood).
+    pub fn anonymous_refusal(&self, endpoint: &'static str, status: http::StatusCode) {
+        self.anonymous_refusals
+            .with_label_values(&[endpoint, status.as_str()])
+            .inc();
+        let Ok(mut summary) = self.refusal_summary.lock() else {
+            return;
+        };
+        *summary
+            .counts
+            .entry((endpoint, status.as_u16()))
+            .or_default() += 1;
+        if summary.since.elapsed() >= REFUSAL_SUMMARY_EVERY {
+            let total: u64 = summary.counts.values().sum();
+            let by_kind = summary
+                .counts
+                .iter()
+                .map(|((endpoint, status), n)| format!("{endpoint} {status}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            tracing::warn!(
+                total,
+                seconds = summary.since.elapsed().as_secs(),
+                "anonymous EST requests refused (not audited one by one): {by_kind}"
+            );
+            summary.since = Instant::now();
+            summary.counts.clear();
+        }
+    }
+
+    /// Copies the store's health into its gauges (at each scrape).
+    pub fn observe_store(&self, health: &crate::store::StoreHealth) {
+        self.store_writable.set(i64::from(health.writable));
+        let seen = self.store_write_errors.get();
+        if health.write_errors > seen {
+            self.store_write_errors.inc_by(health.write_errors - seen);
+        }
     }
 
     /// The text exposition format.

@@ -2,6 +2,7 @@
 //! the actor may see.
 
 use http::StatusCode;
+use serde::Serialize;
 
 use super::problem::ApiError;
 use super::request::ApiRequest;
@@ -31,10 +32,30 @@ fn visible(actor: &Actor, cvr: Option<&str>) -> bool {
     }
 }
 
-/// `GET /audit?cvr=&profile_id=&serial=&order=&limit=`: the latest events, oldest first.
+/// An audit event with its id (the paging cursor).
+#[derive(Serialize)]
+struct AuditItem {
+    id: u64,
+    #[serde(flatten)]
+    event: AuditView,
+}
+
+/// A page of the audit log.
+#[derive(Serialize)]
+struct AuditPage {
+    items: Vec<AuditItem>,
+    /// How many items this page has.
+    total: usize,
+    /// `before` for the page of older events; `null` when this page was not full.
+    next_before: Option<u64>,
+}
+
+/// `GET /audit?cvr=&profile_id=&serial=&order=&limit=&before=`: the latest
+/// events (older than the event `before`, if given), oldest first. The store
+/// reads from the newest backwards and stops when the page is full.
 pub fn audit_log(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     let q = &req.query;
-    q.only(&["cvr", "profile_id", "serial", "order", "limit"])?;
+    q.only(&["cvr", "profile_id", "serial", "order", "limit", "before"])?;
     let cvr = cvr_filter(req)?;
     let profile_id = q.get("profile_id");
     let serial = q
@@ -46,21 +67,32 @@ pub fn audit_log(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
         .transpose()?;
     let order = q.get("order");
     let limit = q.number("limit", DEFAULT_AUDIT_LIMIT, 1, MAX_AUDIT_LIMIT)? as usize;
-    let mut events = Vec::new();
-    for e in app.store.audit_events() {
-        let e = e?;
-        if visible(actor, e.cvr.as_deref())
+    let before = match q.get("before") {
+        Some(_) => Some(q.number("before", 0, 1, u64::MAX)?),
+        None => None,
+    };
+    let (events, next_before) = app.store.audit_page(before, limit, |e| {
+        visible(actor, e.cvr.as_deref())
             && cvr.map_or(true, |c| e.cvr.as_deref() == Some(c))
             && profile_id.map_or(true, |p| e.profile_id.as_deref() == Some(p))
             && serial.map_or(true, |s| e.serial == Some(s))
             && order.map_or(true, |o| e.order_id.as_deref() == Some(o))
-        {
-            events.push(AuditView::from(&e));
-        }
-    }
-    let total = events.len();
-    let items = events.split_off(total.saturating_sub(limit));
-    json(StatusCode::OK, &Items { items, total })
+    })?;
+    let items: Vec<AuditItem> = events
+        .iter()
+        .map(|(id, e)| AuditItem {
+            id: *id,
+            event: AuditView::from(e),
+        })
+        .collect();
+    json(
+        StatusCode::OK,
+        &AuditPage {
+            total: items.len(),
+            items,
+            next_before,
+        },
+    )
 }
 
 /// `GET /notifications?cvr=`: the outbox, oldest first.

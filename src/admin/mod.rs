@@ -1,4 +1,5 @@
-//! The admin listener: `/metrics` for Prometheus, `/healthz`, and the admin
+//! The admin listener: `/metrics` for Prometheus, `/healthz` (liveness),
+//! `/readyz` (readiness: 503 while the store cannot write), and the admin
 //! API under `/api/v1` (JSON; errors are RFC 9457 problem documents).
 //!
 //! A call flows: [`routes::find`] on the route table → `auth` (bearer
@@ -156,14 +157,17 @@ pub async fn handle(
         return api(app, conn, req).await;
     }
     let (endpoint, resp) = match (req.method(), path) {
-        (&Method::GET, "/metrics") => (
-            "metrics",
-            with_body(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                app.metrics.render(),
-            ),
-        ),
+        (&Method::GET, "/metrics") => {
+            app.metrics.observe_store(&app.store.health());
+            (
+                "metrics",
+                with_body(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    app.metrics.render(),
+                ),
+            )
+        }
         // The OpenAPI document also at the listener's root, where tools look first.
         (&Method::GET, "/openapi.json") => (
             "api-openapi",
@@ -173,7 +177,23 @@ pub async fn handle(
             "healthz",
             with_body(StatusCode::OK, "text/plain", &b"ok\n"[..]),
         ),
-        (_, "/metrics") | (_, "/healthz") => (
+        // Readiness, unlike liveness, fails while the store cannot write:
+        // a balancer should send enrolments elsewhere, not restart estd.
+        (&Method::GET, "/readyz") => match app.store.readiness().await {
+            Ok(()) => (
+                "readyz",
+                with_body(StatusCode::OK, "text/plain", &b"ready\n"[..]),
+            ),
+            Err(why) => (
+                "readyz",
+                with_body(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("not ready: the store cannot write: {why}\n"),
+                ),
+            ),
+        },
+        (_, "/metrics") | (_, "/healthz") | (_, "/readyz") => (
             "unknown",
             with_body(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -115,9 +115,24 @@ async fn finish(
     }
 }
 
-/// Records a refused request in the audit log (faults of ours are logged, not audited).
+/// Records a refused request in the audit log (faults of ours are logged, not
+/// audited). Only an identified caller's refusals are stored one by one: an
+/// anonymous caller (no trusted certificate, no reference number of a known
+/// order) is counted in a metric and a rate-limited log line instead, so
+/// that refusals cost it nothing on disk.
 pub fn audit_refusal(app: &App, log: &RequestLog, action: AuditAction, e: &EstError) {
     if matches!(e, EstError::Internal(_)) {
+        return;
+    }
+    let identified = match log.principal.as_deref() {
+        None => false,
+        Some(p) => match p.strip_prefix("order:") {
+            Some(reference) => matches!(app.store.order(reference), Ok(Some(_))),
+            None => true,
+        },
+    };
+    if !identified {
+        app.metrics.anonymous_refusal(log.endpoint, e.status());
         return;
     }
     let actor = log.principal.clone().unwrap_or_else(|| "anonymous".into());

@@ -170,6 +170,17 @@ fn rate_limit(
         (None, Some(creds)) => Caller::Reference(&creds.user, ip),
         (None, None) => Caller::Anonymous(ip),
     };
+    // Named now, so that a refusal before the caller is judged (a wrong
+    // media type, a body over the limit) is known to come from a certificate
+    // holder or a reference number; identification later refines it.
+    log.principal = match (&trusted, &basic) {
+        (Some((_, ClientCert::Issued { serial, .. })), _) => Some(format!("cert:{serial}")),
+        (Some((_, ClientCert::External { subject, .. })), _) => {
+            Some(format!("external:{}", crate::clip::clip(subject)))
+        }
+        (None, Some(creds)) => Some(format!("order:{}", crate::clip::clip_to(&creds.user, 64))),
+        (None, None) => None,
+    };
     let Err(limited) = app.limits.check(caller, label.unwrap_or(&DEFAULT_LABEL)) else {
         return Ok(());
     };
@@ -177,12 +188,6 @@ fn rate_limit(
         .rate_limited
         .with_label_values(&[limited.kind.name()])
         .inc();
-    log.principal = match (trusted, basic) {
-        (Some((_, ClientCert::Issued { serial, .. })), _) => Some(format!("cert:{serial}")),
-        (Some((_, ClientCert::External { subject, .. })), _) => Some(format!("external:{subject}")),
-        (None, Some(creds)) => Some(format!("order:{}", creds.user)),
-        (None, None) => None,
-    };
     tracing::debug!(kind = limited.kind.name(), "rate limited");
     Err(EstError::TooManyRequests {
         retry_after: limited.retry_after,
@@ -222,8 +227,10 @@ pub fn require_content_type(headers: &HeaderMap, expected: &str) -> Result<(), E
         .map(|v| v.split(';').next().unwrap_or("").trim());
     match got {
         Some(t) if t.eq_ignore_ascii_case(expected) => Ok(()),
+        // The client's value is quoted only in part: it may be as long as the head.
         Some(t) => Err(EstError::UnsupportedMediaType(format!(
-            "Content-Type must be {expected}, not {t}"
+            "Content-Type must be {expected}, not {}",
+            crate::clip::clip_to(t, 100)
         ))),
         None => Err(EstError::UnsupportedMediaType(format!(
             "Content-Type must be {expected}"

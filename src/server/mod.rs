@@ -145,6 +145,7 @@ impl RunningServer {
             )),
             tokio::spawn(crate::notify::run(app.clone(), rx.clone())),
             tokio::spawn(revocation_upkeep(app.clone(), rx.clone())),
+            tokio::spawn(audit_retention(app.clone(), rx.clone())),
             tokio::spawn(rate_limit_upkeep(app.clone(), rx)),
         ];
         Ok(RunningServer {
@@ -158,15 +159,15 @@ impl RunningServer {
     }
 
     /// Stops accepting, lets in-flight requests finish (up to the grace
-    /// period) and flushes the store.
-    pub async fn shutdown(self) {
+    /// period) and flushes the store; says whether that flush succeeded.
+    pub async fn shutdown(self) -> Result<(), crate::store::StoreError> {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
-        if let Err(e) = self.app.store.flush() {
-            tracing::error!(error = %e, "flushing the store at shutdown");
-        }
+        self.app.store.flush().inspect_err(|e| {
+            tracing::error!(error = %e, "flushing the store at shutdown failed; writes not yet committed are lost");
+        })
     }
 }
 
@@ -373,6 +374,65 @@ async fn rate_limit_upkeep(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// Audit records pruned in one go; between batches other writers get their turn.
+const AUDIT_PRUNE_BATCH: usize = 1000;
+
+/// How often the audit log is pruned (and once at start).
+const AUDIT_PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Prunes audit records older than `store.audit_retention_days`, in bounded
+/// batches off the async threads, so that a large backlog never stalls the server.
+async fn audit_retention(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    let days = u64::from(app.config.store.audit_retention_days);
+    if days == 0 {
+        return;
+    }
+    loop {
+        let mut pruned = 0;
+        loop {
+            let cutoff_ms = crate::store::model::now_unix()
+                .saturating_sub(days * 86_400)
+                .saturating_mul(1000);
+            let worker = app.clone();
+            let batch = tokio::task::spawn_blocking(move || {
+                worker.store.prune_audit(cutoff_ms, AUDIT_PRUNE_BATCH)
+            })
+            .await;
+            match batch {
+                Ok(Ok(n)) => {
+                    pruned += n;
+                    if n < AUDIT_PRUNE_BATCH {
+                        break;
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "pruning the audit log");
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "audit pruning task");
+                    break;
+                }
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        if pruned > 0 {
+            // Durable with this commit; if it is lost, the next round prunes again.
+            if let Err(e) = app.store.commit().await {
+                tracing::warn!(error = %e, "committing the pruned audit log");
+            }
+            tracing::info!(pruned, days, "audit records past their retention pruned");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(AUDIT_PRUNE_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
 /// Signs the CRL again before it goes stale, and renews the OCSP responder
 /// certificate before it expires.
 async fn revocation_upkeep(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
@@ -445,11 +505,11 @@ async fn handle(
         listener = kind.name(),
         remote = %conn.remote,
         method = %method,
-        path = %path,
+        path = %crate::clip::clip(&path),
         label = log.label.as_deref().unwrap_or("-"),
         status = status.as_u16(),
         latency_us = started.elapsed().as_micros() as u64,
-        principal = log.principal.as_deref().unwrap_or("-"),
+        principal = %crate::clip::clip(log.principal.as_deref().unwrap_or("-")),
         serial = %log.serial.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
         "request"
     );

@@ -12,7 +12,7 @@ impl Store {
     pub fn insert_new_org(&self, org: &Organisation) -> Result<bool, StoreError> {
         let value = encode(org)?;
         Ok(self
-            .inner
+            .trees()?
             .orgs
             .compare_and_swap(org.cvr.as_bytes(), None as Option<&[u8]>, Some(value))?
             .is_ok())
@@ -21,7 +21,8 @@ impl Store {
     /// Removes a profile and its EST label, atomically (to undo a creation
     /// whose follow-up failed). Removing a missing profile does nothing.
     pub fn remove_profile(&self, id: &str) -> Result<(), StoreError> {
-        let res = (&self.inner.profiles, &self.inner.labels).transaction(|(profiles, labels)| {
+        let trees = self.trees()?;
+        let res = (&trees.profiles, &trees.labels).transaction(|(profiles, labels)| {
             if let Some(old) = profiles.remove(id.as_bytes())? {
                 let old = decode_profile(&old).map_err(ConflictableTransactionError::Abort)?;
                 // Under its folded key, or an old label's exact spelling.

@@ -16,7 +16,7 @@ use sled::Transactional;
 use tokio::sync::oneshot;
 
 use super::model::{CertRecord, CertStatus, Order, Serial};
-use super::{decode, encode, StoreError};
+use super::{decode, encode, recovery, Shared, StoreError, Trees};
 
 /// Key in `meta` of the number of stored certificates (kept so that start-up
 /// need not count a large tree).
@@ -97,6 +97,9 @@ pub(super) enum Job {
     Flush(oneshot::Sender<Result<(), String>>),
     /// Write an issuance, make it durable, then answer.
     Issue(Box<PreparedIssuance>),
+    /// Readiness after a failed write: try to recover, then answer whether
+    /// the store can write.
+    Probe(oneshot::Sender<Result<(), String>>),
 }
 
 /// An [`Issuance`] encoded on the caller's thread, so the committer only writes.
@@ -133,67 +136,103 @@ impl PreparedIssuance {
             order_id,
             order,
             link_renewal: issuance.link_renewal,
-            audit: encode(&issuance.audit)?,
+            audit: encode(&super::bounded_event(&issuance.audit))?,
             reply,
         })
     }
 }
 
-/// The trees the committer writes.
-pub(super) struct Trees {
-    pub db: sled::Db,
-    pub certs: sled::Tree,
-    pub orders: sled::Tree,
-    pub audit: sled::Tree,
-    pub expiry: sled::Tree,
-    pub meta: sled::Tree,
-    /// sled's log file, `fdatasync`ed after each flush (see the store's docs).
-    pub log: std::fs::File,
-    /// Requests between [`super::Store::expect_issuance`] and their hand-over.
-    pub pending: Arc<AtomicUsize>,
-    /// The in-memory mirror of the kept certificate count.
-    pub cert_count: Arc<std::sync::atomic::AtomicU64>,
+/// Makes sled's writes durable: its flush, then `fdatasync` of its log
+/// (see the store's docs).
+pub(super) fn flush(trees: &Trees) -> Result<(), String> {
+    trees
+        .db
+        .flush()
+        .map_err(|e| e.to_string())
+        .and_then(|_| trees.log.sync_data().map_err(|e| e.to_string()))
 }
 
 /// Waits for jobs and answers each batch after one flush.
-pub(super) fn run(trees: Trees, rx: mpsc::Receiver<Job>) {
+pub(super) fn run(shared: Arc<Shared>, rx: mpsc::Receiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(64);
-    while let Ok(first) = rx.recv() {
+    loop {
+        // After a failed write, try to recover now and then even when idle.
+        let first = if shared.health.error().is_none() {
+            match rx.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            }
+        } else {
+            match rx.recv_timeout(recovery::RETRY_EVERY) {
+                Ok(job) => job,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    recovery::recover(&shared);
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        };
         batch.push(first);
-        gather(&trees.pending, &rx, &mut batch);
+        gather(&shared.pending, &rx, &mut batch);
         let mut flushes = Vec::new();
         let mut issues = Vec::new();
+        let mut probes = Vec::new();
         for job in batch.drain(..) {
             match job {
                 Job::Flush(w) => flushes.push(w),
                 Job::Issue(i) => issues.push(i),
+                Job::Probe(w) => probes.push(w),
             }
         }
-        let outcomes = if issues.is_empty() {
-            Ok(Vec::new())
-        } else {
-            write_issuances(&trees, &issues)
+        if shared.health.error().is_some() {
+            recovery::recover(&shared);
+        }
+        let written = match shared.health.error() {
+            // Not recovered: sled would refuse anyway; answer at once.
+            Some(e) => Err(e),
+            None => {
+                let written = shared.trees().map_err(|e| e.to_string()).and_then(|trees| {
+                    let outcomes = if issues.is_empty() {
+                        Ok(Vec::new())
+                    } else {
+                        write_issuances(&trees, &issues)
+                    };
+                    // Flushed even after a failed transaction, so that the
+                    // failure is sled's to report for the whole batch.
+                    let flushed = flush(&trees);
+                    outcomes.and_then(|o| flushed.map(|()| o))
+                });
+                match &written {
+                    Ok(_) => shared.health.succeeded(),
+                    Err(e) => {
+                        shared.health.failed(e);
+                        tracing::error!(error = %e, "the store failed to write; answering the batch with an error");
+                    }
+                }
+                written
+            }
         };
-        let flushed = trees
-            .db
-            .flush()
-            .map_err(|e| e.to_string())
-            .and_then(|_| trees.log.sync_data().map_err(|e| e.to_string()));
+        let flushed = written.as_ref().map(|_| ()).map_err(Clone::clone);
         for waiter in flushes {
             let _ = waiter.send(flushed.clone());
         }
-        match (outcomes, flushed) {
-            (Ok(outcomes), Ok(())) => {
+        for waiter in probes {
+            let _ = waiter.send(flushed.clone());
+        }
+        match written {
+            Ok(outcomes) => {
                 let stored = outcomes
                     .iter()
                     .filter(|o| matches!(o, Ok(IssueOutcome::Stored)))
                     .count() as u64;
-                trees.cert_count.fetch_add(stored, Ordering::AcqRel);
+                shared.cert_count.fetch_add(stored, Ordering::AcqRel);
                 for (job, outcome) in issues.into_iter().zip(outcomes) {
                     let _ = job.reply.send(outcome);
                 }
             }
-            (Err(e), _) | (_, Err(e)) => {
+            Err(e) => {
+                // Nothing of this batch is answered as stored: a certificate
+                // is never handed out unless it is durable.
                 for job in issues {
                     let _ = job.reply.send(Err(e.clone()));
                 }

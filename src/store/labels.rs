@@ -59,7 +59,7 @@ mod tests {
     /// Writes `p` with its label under its exact spelling, as estd did
     /// before labels were compared without regard to case.
     fn put_as_before(store: &Store, p: &Profile) {
-        let inner = &store.inner;
+        let inner = store.trees().expect("trees");
         inner
             .profiles
             .insert(p.id.as_bytes(), encode(p).expect("encode"))
@@ -118,6 +118,12 @@ mod tests {
         assert_eq!(found(&store, "DEMO"), Some(demo.id.clone()));
         store.remove_profile(&door.id).expect("remove");
         assert_eq!(found(&store, "door"), None);
-        assert!(store.inner.labels.get("Door").expect("db").is_none());
+        assert!(store
+            .trees()
+            .expect("trees")
+            .labels
+            .get("Door")
+            .expect("db")
+            .is_none());
     }
 }

@@ -19,19 +19,28 @@
 //! sled's own flush ends in `sync_file_range`, which does not persist the
 //! metadata of its growing log file (nor flush the drive's cache), so each
 //! commit also `fdatasync`s the log.
+//!
+//! A write that fails (a full disk) leaves sled refusing every later write
+//! until it is opened again: it keeps the first I/O error and returns it
+//! from then on. So the handles live behind [`Store::trees`], and the
+//! committer reopens sled in place once space is back (see `recovery.rs`);
+//! until then writes fail, readiness says why, and reads go on.
 
 mod admin_queries;
 mod commit;
 mod labels;
 pub mod model;
 mod orders;
+mod recovery;
 pub mod revocation;
 
 pub use commit::{Issuance, IssueOutcome, OrderCheck, OrderWrite, PendingIssuance};
+pub use recovery::StoreHealth;
 
 use std::fs::File;
-use std::path::Path;
-use std::sync::{mpsc, Arc};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{mpsc, Arc, RwLock};
 
 use model::{AuditEvent, CertRecord, Organisation, Profile, Serial};
 use serde::{de::DeserializeOwned, Serialize};
@@ -74,10 +83,17 @@ pub enum StoreError {
     /// The group-commit thread is gone.
     #[error("store committer stopped")]
     CommitterGone,
+    /// A write failed (e.g. the disk is full), or the store is being reopened after one.
+    #[error("the store cannot write: {0}")]
+    Unavailable(String),
     /// A transaction was aborted.
     #[error("transaction aborted")]
     Aborted,
 }
+
+/// Audit events with their ids, oldest first, and the cursor for the
+/// page before them (see [`Store::audit_page`]).
+pub type AuditPage = (Vec<(u64, AuditEvent)>, Option<u64>);
 
 /// A handle to the store; cheap to clone.
 #[derive(Clone)]
@@ -85,7 +101,8 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+/// sled's handles: replaced as a whole when the store is reopened.
+pub(crate) struct Trees {
     db: sled::Db,
     certs: sled::Tree,
     orgs: sled::Tree,
@@ -101,12 +118,36 @@ struct Inner {
     meta: sled::Tree,
     /// sled's log file, for `fdatasync` after a flush.
     log: File,
+}
+
+/// What the store's handles and its committer thread share.
+pub(crate) struct Shared {
+    dir: PathBuf,
+    cache_bytes: u64,
+    /// `None` only while sled is being reopened.
+    trees: RwLock<Option<Arc<Trees>>>,
+    /// See [`PendingIssuance`].
+    pending: Arc<AtomicUsize>,
+    /// Stored certificates; mirrors `meta/cert_count`.
+    cert_count: AtomicU64,
+    health: recovery::Health,
+}
+
+impl Shared {
+    /// The current handles.
+    fn trees(&self) -> Result<Arc<Trees>, StoreError> {
+        self.trees
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| StoreError::Unavailable("the store is being reopened".into()))
+    }
+}
+
+struct Inner {
+    shared: Arc<Shared>,
     /// `None` only while dropping.
     commits: Option<mpsc::Sender<commit::Job>>,
-    /// See [`PendingIssuance`].
-    pending: Arc<std::sync::atomic::AtomicUsize>,
-    /// Stored certificates; mirrors `meta/cert_count`.
-    cert_count: Arc<std::sync::atomic::AtomicU64>,
     committer: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -148,101 +189,123 @@ fn decode_profile(b: &[u8]) -> Result<Profile, StoreError> {
     }
 }
 
+/// Opens sled in `dir` and its trees; returns them with the kept certificate count.
+fn open_trees(dir: &Path, cache_bytes: u64) -> Result<(Trees, u64), StoreError> {
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(cache_bytes)
+        // Durability comes from explicit group commits, not a timer.
+        .flush_every_ms(None)
+        .open()?;
+    let meta = db.open_tree("meta")?;
+    match meta.get("schema")? {
+        None => {
+            meta.insert("schema", SCHEMA_VERSION)?;
+        }
+        Some(v) if v.as_ref() == SCHEMA_VERSION => {}
+        Some(v) => {
+            return Err(StoreError::Schema {
+                found: String::from_utf8_lossy(&v).into_owned(),
+            })
+        }
+    }
+    // sled keeps its log in the file `db`; any descriptor of it can sync it.
+    let log = File::open(dir.join("db")).map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
+    let certs = db.open_tree("certs")?;
+    let expiry = db.open_tree("expiry")?;
+    if meta.get(EXPIRY_INDEX_KEY)?.is_none() {
+        // A store from before the index: build it once.
+        for item in certs.iter() {
+            let (_, v) = item?;
+            let rec: CertRecord = decode(&v)?;
+            expiry.insert(&expiry_key(rec.not_after, &rec.serial)[..], &[])?;
+        }
+        meta.insert(EXPIRY_INDEX_KEY, &[1])?;
+    }
+    let count = match meta.get(commit::CERT_COUNT_KEY)? {
+        Some(v) => <[u8; 8]>::try_from(v.as_ref()).map(u64::from_be_bytes).ok(),
+        None => None,
+    };
+    let count = match count {
+        Some(n) => n,
+        None => {
+            // A store from before the kept count: count once.
+            let n = certs.len() as u64;
+            meta.insert(commit::CERT_COUNT_KEY, &n.to_be_bytes())?;
+            n
+        }
+    };
+    let trees = Trees {
+        certs,
+        orgs: db.open_tree("orgs")?,
+        profiles: db.open_tree("profiles")?,
+        labels: {
+            let labels = db.open_tree("labels")?;
+            labels::fold_label_index(&labels)?;
+            labels
+        },
+        audit: db.open_tree("audit")?,
+        orders: db.open_tree("orders")?,
+        held: db.open_tree("held")?,
+        tokens: db.open_tree("tokens")?,
+        outbox: db.open_tree("outbox")?,
+        revoked: db.open_tree("revoked")?,
+        expiry,
+        meta,
+        log,
+        db,
+    };
+    Ok((trees, count))
+}
+
 impl Store {
     /// Opens (or creates) the store in `dir` with a page cache of
     /// `cache_bytes`.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            // Durability comes from explicit group commits, not a timer.
-            .flush_every_ms(None)
-            .open()?;
-        let meta = db.open_tree("meta")?;
-        match meta.get("schema")? {
-            None => {
-                meta.insert("schema", SCHEMA_VERSION)?;
-            }
-            Some(v) if v.as_ref() == SCHEMA_VERSION => {}
-            Some(v) => {
-                return Err(StoreError::Schema {
-                    found: String::from_utf8_lossy(&v).into_owned(),
-                })
-            }
-        }
-        // sled keeps its log in the file `db`; any descriptor of it can sync it.
-        let io = |e| StoreError::Sled(sled::Error::Io(e));
-        let log = File::open(dir.join("db")).map_err(io)?;
-        let committer_log = log.try_clone().map_err(io)?;
-        let certs = db.open_tree("certs")?;
-        let orders = db.open_tree("orders")?;
-        let audit = db.open_tree("audit")?;
-        let expiry = db.open_tree("expiry")?;
-        if meta.get(EXPIRY_INDEX_KEY)?.is_none() {
-            // A store from before the index: build it once.
-            for item in certs.iter() {
-                let (_, v) = item?;
-                let rec: CertRecord = decode(&v)?;
-                expiry.insert(&expiry_key(rec.not_after, &rec.serial)[..], &[])?;
-            }
-            meta.insert(EXPIRY_INDEX_KEY, &[1])?;
-        }
-        let count = match meta.get(commit::CERT_COUNT_KEY)? {
-            Some(v) => <[u8; 8]>::try_from(v.as_ref()).map(u64::from_be_bytes).ok(),
-            None => None,
-        };
-        let count = match count {
-            Some(n) => n,
-            None => {
-                // A store from before the kept count: count once.
-                let n = certs.len() as u64;
-                meta.insert(commit::CERT_COUNT_KEY, &n.to_be_bytes())?;
-                n
-            }
-        };
-        let cert_count = Arc::new(std::sync::atomic::AtomicU64::new(count));
+        let (trees, count) = open_trees(dir, cache_bytes)?;
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            cache_bytes,
+            trees: RwLock::new(Some(Arc::new(trees))),
+            pending: Arc::new(AtomicUsize::new(0)),
+            cert_count: AtomicU64::new(count),
+            health: recovery::Health::default(),
+        });
         let (tx, rx) = mpsc::channel::<commit::Job>();
-        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let trees = commit::Trees {
-            pending: pending.clone(),
-            cert_count: cert_count.clone(),
-            db: db.clone(),
-            certs: certs.clone(),
-            orders: orders.clone(),
-            audit: audit.clone(),
-            expiry: expiry.clone(),
-            meta: meta.clone(),
-            log: committer_log,
-        };
+        let committer_shared = shared.clone();
         let committer = std::thread::Builder::new()
             .name("estd-commit".into())
-            .spawn(move || commit::run(trees, rx))
+            .spawn(move || commit::run(committer_shared, rx))
             .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
-        let labels = db.open_tree("labels")?;
-        labels::fold_label_index(&labels)?;
-        let inner = Inner {
-            certs,
-            orgs: db.open_tree("orgs")?,
-            profiles: db.open_tree("profiles")?,
-            labels,
-            audit,
-            orders,
-            held: db.open_tree("held")?,
-            tokens: db.open_tree("tokens")?,
-            outbox: db.open_tree("outbox")?,
-            revoked: db.open_tree("revoked")?,
-            expiry,
-            meta,
-            log,
-            db,
-            commits: Some(tx),
-            pending,
-            cert_count,
-            committer: Some(committer),
-        };
         Ok(Store {
-            inner: Arc::new(inner),
+            inner: Arc::new(Inner {
+                shared,
+                commits: Some(tx),
+                committer: Some(committer),
+            }),
         })
+    }
+
+    /// The current sled handles (an error while the store is being reopened).
+    fn trees(&self) -> Result<Arc<Trees>, StoreError> {
+        self.inner.shared.trees()
+    }
+
+    /// Every value of one tree, decoded, in key order.
+    fn values<T: 'static>(
+        &self,
+        tree: fn(&Trees) -> &sled::Tree,
+        decode: fn(&[u8]) -> Result<T, StoreError>,
+    ) -> impl Iterator<Item = Result<T, StoreError>> + 'static {
+        let (iter, unavailable) = match self.trees() {
+            Ok(t) => (Some(tree(&t).iter()), None),
+            Err(e) => (None, Some(Err(e))),
+        };
+        unavailable.into_iter().chain(
+            iter.into_iter()
+                .flatten()
+                .map(move |r| r.map_err(StoreError::from).and_then(|(_, v)| decode(&v))),
+        )
     }
 
     fn send(&self, job: commit::Job) -> Result<(), StoreError> {
@@ -260,7 +323,7 @@ impl Store {
         self.send(commit::Job::Flush(tx))?;
         match rx.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(StoreError::Sled(sled::Error::ReportableBug(e))),
+            Ok(Err(e)) => Err(StoreError::Unavailable(e)),
             Err(_) => Err(StoreError::CommitterGone),
         }
     }
@@ -268,7 +331,7 @@ impl Store {
     /// Announces an issuance that is about to be signed, so that the
     /// committer can wait for it to share a flush (see [`PendingIssuance`]).
     pub fn expect_issuance(&self) -> PendingIssuance {
-        PendingIssuance::new(&self.inner.pending)
+        PendingIssuance::new(&self.inner.shared.pending)
     }
 
     /// Stores a new certificate with its order and audit record, atomically,
@@ -285,33 +348,62 @@ impl Store {
         drop(ticket);
         match rx.await {
             Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(e)) => Err(StoreError::Sled(sled::Error::ReportableBug(e))),
+            Ok(Err(e)) => Err(StoreError::Unavailable(e)),
             Err(_) => Err(StoreError::CommitterGone),
         }
     }
 
-    /// Flushes synchronously (for start-up and shutdown).
+    /// Flushes synchronously (for start-up and shutdown). After a write
+    /// failed, sled may have nothing left it could write and report
+    /// success; the store's own record of the failure is reported instead.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.inner.db.flush()?;
-        self.inner
-            .log
-            .sync_data()
-            .map_err(|e| StoreError::Sled(sled::Error::Io(e)))
+        let t = self.trees()?;
+        let flushed = commit::flush(&t);
+        let health = &self.inner.shared.health;
+        match flushed {
+            Ok(()) => match health.error() {
+                Some(e) => Err(StoreError::Unavailable(e)),
+                None => Ok(()),
+            },
+            Err(e) => {
+                health.failed(&e);
+                Err(StoreError::Unavailable(e))
+            }
+        }
+    }
+
+    /// Whether the store can write, by its last write (no I/O).
+    pub fn health(&self) -> StoreHealth {
+        self.inner.shared.health.snapshot()
+    }
+
+    /// Readiness: `Ok` while the last write succeeded; after a failure, the
+    /// committer first tries to recover (space back, sled reopened, a small
+    /// durable write) and the answer is that attempt's outcome.
+    pub async fn readiness(&self) -> Result<(), String> {
+        if self.inner.shared.health.error().is_none() {
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.send(commit::Job::Probe(tx))
+            .map_err(|e| e.to_string())?;
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::CommitterGone.to_string()))
     }
 
     /// Inserts a new certificate; fails with [`StoreError::SerialTaken`] if the serial exists.
     pub fn insert_new_cert(&self, rec: &CertRecord) -> Result<(), StoreError> {
         let value = encode(rec)?;
-        match self
-            .inner
-            .certs
-            .compare_and_swap(rec.serial.0, None as Option<&[u8]>, Some(value))?
-        {
+        match self.trees()?.certs.compare_and_swap(
+            rec.serial.0,
+            None as Option<&[u8]>,
+            Some(value),
+        )? {
             Ok(()) => {
-                self.inner
+                self.trees()?
                     .expiry
                     .insert(&expiry_key(rec.not_after, &rec.serial)[..], &[])?;
-                self.inner
+                self.trees()?
                     .meta
                     .update_and_fetch(commit::CERT_COUNT_KEY, |v| {
                         let n = v
@@ -321,6 +413,7 @@ impl Store {
                         Some((n + 1).to_be_bytes().to_vec())
                     })?;
                 self.inner
+                    .shared
                     .cert_count
                     .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 Ok(())
@@ -331,7 +424,7 @@ impl Store {
 
     /// Looks a certificate up by serial.
     pub fn cert(&self, serial: &Serial) -> Result<Option<CertRecord>, StoreError> {
-        match self.inner.certs.get(serial.0)? {
+        match self.trees()?.certs.get(serial.0)? {
             Some(v) => Ok(Some(decode(&v)?)),
             None => Ok(None),
         }
@@ -339,7 +432,7 @@ impl Store {
 
     /// Whether a serial is in the store.
     pub fn contains_serial(&self, serial: &Serial) -> Result<bool, StoreError> {
-        Ok(self.inner.certs.contains_key(serial.0)?)
+        Ok(self.trees()?.certs.contains_key(serial.0)?)
     }
 
     /// Applies `change` to a stored certificate atomically (retrying on concurrent change).
@@ -353,7 +446,7 @@ impl Store {
         F: FnMut(&mut CertRecord) -> Result<(), E>,
     {
         loop {
-            let Some(old) = self.inner.certs.get(serial.0)? else {
+            let Some(old) = self.trees()?.certs.get(serial.0)? else {
                 return Err(StoreError::Conflict(format!(
                     "no certificate with serial {serial}"
                 )));
@@ -364,7 +457,7 @@ impl Store {
             }
             let new = encode(&rec)?;
             if self
-                .inner
+                .trees()?
                 .certs
                 .compare_and_swap(serial.0, Some(old), Some(new))?
                 .is_ok()
@@ -377,6 +470,7 @@ impl Store {
     /// Number of stored certificates (a kept count, not a scan).
     pub fn cert_count(&self) -> usize {
         self.inner
+            .shared
             .cert_count
             .load(std::sync::atomic::Ordering::Acquire) as usize
     }
@@ -390,50 +484,49 @@ impl Store {
     ) -> impl Iterator<Item = Result<CertRecord, StoreError>> + '_ {
         let start = expiry_key(from, &Serial([0; 16]));
         let end = expiry_key(to, &Serial([0; 16]));
-        self.inner.expiry.range(start..end).filter_map(move |item| {
-            let key = match item {
-                Ok((k, _)) => k,
-                Err(e) => return Some(Err(e.into())),
-            };
-            let mut serial = [0u8; 16];
-            serial.copy_from_slice(key.get(8..24)?);
-            self.cert(&Serial(serial)).transpose()
-        })
+        let (range, unavailable) = match self.trees() {
+            Ok(t) => (Some(t.expiry.range(start..end)), None),
+            Err(e) => (None, Some(Err(e))),
+        };
+        unavailable
+            .into_iter()
+            .chain(range.into_iter().flatten().filter_map(move |item| {
+                let key = match item {
+                    Ok((k, _)) => k,
+                    Err(e) => return Some(Err(e.into())),
+                };
+                let mut serial = [0u8; 16];
+                serial.copy_from_slice(key.get(8..24)?);
+                self.cert(&Serial(serial)).transpose()
+            }))
     }
 
     /// Iterates over all certificates (admin and export use).
     pub fn certs(&self) -> impl Iterator<Item = Result<CertRecord, StoreError>> + '_ {
-        self.inner
-            .certs
-            .iter()
-            .map(|r| r.map_err(StoreError::from).and_then(|(_, v)| decode(&v)))
+        self.values(|t| &t.certs, decode)
     }
 
     /// All organisations.
     pub fn orgs(&self) -> impl Iterator<Item = Result<Organisation, StoreError>> + '_ {
-        self.inner
-            .orgs
-            .iter()
-            .map(|r| r.map_err(StoreError::from).and_then(|(_, v)| decode(&v)))
+        self.values(|t| &t.orgs, decode)
     }
 
     /// All profiles.
     pub fn profiles(&self) -> impl Iterator<Item = Result<Profile, StoreError>> + '_ {
-        self.inner.profiles.iter().map(|r| {
-            r.map_err(StoreError::from)
-                .and_then(|(_, v)| decode_profile(&v))
-        })
+        self.values(|t| &t.profiles, decode_profile)
     }
 
     /// Creates or replaces an organisation.
     pub fn put_org(&self, org: &Organisation) -> Result<(), StoreError> {
-        self.inner.orgs.insert(org.cvr.as_bytes(), encode(org)?)?;
+        self.trees()?
+            .orgs
+            .insert(org.cvr.as_bytes(), encode(org)?)?;
         Ok(())
     }
 
     /// Looks an organisation up by CVR.
     pub fn org(&self, cvr: &str) -> Result<Option<Organisation>, StoreError> {
-        match self.inner.orgs.get(cvr.as_bytes())? {
+        match self.trees()?.orgs.get(cvr.as_bytes())? {
             Some(v) => Ok(Some(decode(&v)?)),
             None => Ok(None),
         }
@@ -444,7 +537,8 @@ impl Store {
         use sled::Transactional;
         let value = encode(p)?;
         let id = p.id.as_bytes();
-        let res = (&self.inner.profiles, &self.inner.labels).transaction(|(profiles, labels)| {
+        let trees = self.trees()?;
+        let res = (&trees.profiles, &trees.labels).transaction(|(profiles, labels)| {
             // The key this profile's label has: folded, unless it is an old
             // label kept under its exact spelling (see labels.rs).
             let key_of = |label: &str| -> sled::transaction::ConflictableTransactionResult<_, StoreError> {
@@ -484,7 +578,7 @@ impl Store {
 
     /// Looks a profile up by UUID.
     pub fn profile(&self, id: &str) -> Result<Option<Profile>, StoreError> {
-        match self.inner.profiles.get(id.as_bytes())? {
+        match self.trees()?.profiles.get(id.as_bytes())? {
             Some(v) => Ok(Some(decode_profile(&v)?)),
             None => Ok(None),
         }
@@ -493,12 +587,12 @@ impl Store {
     /// Looks a profile up by EST label.
     /// Case does not matter (see `labels.rs`).
     pub fn profile_by_label(&self, label: &str) -> Result<Option<Profile>, StoreError> {
-        let id = match self.inner.labels.get(label.as_bytes())? {
+        let id = match self.trees()?.labels.get(label.as_bytes())? {
             Some(id) => Some(id),
-            None => self.inner.labels.get(labels::label_key(label))?,
+            None => self.trees()?.labels.get(labels::label_key(label))?,
         };
         match id {
-            Some(id) => match self.inner.profiles.get(id)? {
+            Some(id) => match self.trees()?.profiles.get(id)? {
                 Some(v) => Ok(Some(decode_profile(&v)?)),
                 None => Ok(None),
             },
@@ -508,7 +602,7 @@ impl Store {
 
     /// The organisation's profile for EST requests without a label.
     pub fn default_profile(&self, cvr: &str) -> Result<Option<Profile>, StoreError> {
-        for item in self.inner.profiles.iter() {
+        for item in self.trees()?.profiles.iter() {
             let (_, v) = item?;
             let p = decode_profile(&v)?;
             if p.cvr == cvr && p.org_default {
@@ -520,23 +614,112 @@ impl Store {
 
     /// Appends an event to the audit log. It becomes durable with the next commit.
     pub fn audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        let id = self.inner.db.generate_id()?;
-        self.inner.audit.insert(id.to_be_bytes(), encode(event)?)?;
+        let t = self.trees()?;
+        // Audit ids come from sled's monotonic counter, so the key order is
+        // the order of writing, and so (clock steps aside) of `at_ms`.
+        let id = t.db.generate_id()?;
+        t.audit
+            .insert(id.to_be_bytes(), encode(&bounded_event(event))?)?;
         Ok(())
     }
 
     /// Reads the audit log in order.
     pub fn audit_events(&self) -> impl Iterator<Item = Result<AuditEvent, StoreError>> + '_ {
-        self.inner
-            .audit
-            .iter()
-            .map(|r| r.map_err(StoreError::from).and_then(|(_, v)| decode(&v)))
+        self.values(|t| &t.audit, decode)
+    }
+
+    /// The newest audit events that `keep` accepts, at most `limit`, older
+    /// than id `before` if given, oldest first, each with its id. Reads the
+    /// log backwards from its end and stops when the page is full, so a page
+    /// costs what it skips and returns, not the whole log. The second value
+    /// is the cursor for the page before (the oldest id returned) when the
+    /// page is full, else `None`.
+    pub fn audit_page(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+        keep: impl Fn(&AuditEvent) -> bool,
+    ) -> Result<AuditPage, StoreError> {
+        let t = self.trees()?;
+        let range = match before {
+            Some(id) => t.audit.range(..id.to_be_bytes()),
+            None => t.audit.iter(),
+        };
+        let mut page = Vec::new();
+        for item in range.rev() {
+            if page.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            let event: AuditEvent = decode(&v)?;
+            if keep(&event) {
+                page.push((audit_id(&k)?, event));
+            }
+        }
+        page.reverse();
+        let cursor = match page.first() {
+            Some((id, _)) if page.len() >= limit => Some(*id),
+            _ => None,
+        };
+        Ok((page, cursor))
+    }
+
+    /// Removes up to `max` of the oldest audit records, as long as they were
+    /// written before `cutoff_ms`; returns how many went. Keys are in the
+    /// order of writing (see [`Store::audit`]), so the old records are the
+    /// first ones: the scan stops at the first record inside the retention
+    /// and never reads the rest. A record dated later than one after it (the
+    /// clock stepped back) only delays the pruning of those behind it.
+    pub fn prune_audit(&self, cutoff_ms: u64, max: usize) -> Result<usize, StoreError> {
+        let t = self.trees()?;
+        let mut batch = sled::Batch::default();
+        let mut removed = 0;
+        for item in t.audit.iter().take(max) {
+            let (k, v) = item?;
+            // `at_ms` is the record's first field: no need to decode the rest.
+            let (at_ms, _) = postcard::take_from_bytes::<u64>(&v)?;
+            if at_ms >= cutoff_ms {
+                break;
+            }
+            batch.remove(k);
+            removed += 1;
+        }
+        if removed > 0 {
+            t.audit.apply_batch(batch)?;
+        }
+        Ok(removed)
     }
 
     /// Bytes the store occupies on disk.
     pub fn size_on_disk(&self) -> u64 {
-        self.inner.db.size_on_disk().unwrap_or(0)
+        self.trees()
+            .ok()
+            .and_then(|t| t.db.size_on_disk().ok())
+            .unwrap_or(0)
     }
+}
+
+/// An audit key back to its id.
+fn audit_id(key: &[u8]) -> Result<u64, StoreError> {
+    <[u8; 8]>::try_from(key)
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Conflict("malformed audit key".into()))
+}
+
+/// The event with every text cut to [`crate::clip::MAX_CHARS`]: much of it
+/// comes from clients (error texts quoting their input, names, subjects).
+fn bounded_event(event: &AuditEvent) -> AuditEvent {
+    use crate::clip::clip_in_place;
+    let mut e = event.clone();
+    clip_in_place(&mut e.actor);
+    clip_in_place(&mut e.detail);
+    for s in [&mut e.cvr, &mut e.profile_id, &mut e.order_id]
+        .into_iter()
+        .flatten()
+    {
+        clip_in_place(s);
+    }
+    e
 }
 
 #[cfg(test)]

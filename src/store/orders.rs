@@ -22,7 +22,7 @@ impl Store {
     pub fn insert_new_order(&self, order: &Order) -> Result<bool, StoreError> {
         let v = encode(order)?;
         Ok(self
-            .inner
+            .trees()?
             .orders
             .compare_and_swap(order.id.as_bytes(), None as Option<&[u8]>, Some(v))?
             .is_ok())
@@ -30,7 +30,7 @@ impl Store {
 
     /// Looks an order up by reference number.
     pub fn order(&self, id: &str) -> Result<Option<Order>, StoreError> {
-        match self.inner.orders.get(id.as_bytes())? {
+        match self.trees()?.orders.get(id.as_bytes())? {
             Some(v) => Ok(Some(decode(&v)?)),
             None => Ok(None),
         }
@@ -46,7 +46,7 @@ impl Store {
         F: FnMut(&mut Order) -> Result<(), E>,
     {
         loop {
-            let Some(old) = self.inner.orders.get(id.as_bytes())? else {
+            let Some(old) = self.trees()?.orders.get(id.as_bytes())? else {
                 return Ok(None);
             };
             let mut order: Order = decode(&old)?;
@@ -55,7 +55,7 @@ impl Store {
             }
             let new = encode(&order)?;
             if self
-                .inner
+                .trees()?
                 .orders
                 .compare_and_swap(id.as_bytes(), Some(old), Some(new))?
                 .is_ok()
@@ -67,37 +67,37 @@ impl Store {
 
     /// All orders, deleted ones included (callers filter).
     pub fn orders(&self) -> impl Iterator<Item = Result<Order, StoreError>> + '_ {
-        self.inner
-            .orders
-            .iter()
-            .map(|r| r.map_err(StoreError::from).and_then(|(_, v)| decode(&v)))
+        self.values(|t| &t.orders, decode)
     }
 
     /// Counts a code presented for no order with an outstanding code
     /// (durable with the next commit); returns the new count.
     pub fn count_unmatched_code(&self) -> Result<u64, StoreError> {
-        let v = self.inner.meta.update_and_fetch(UNMATCHED_CODE_KEY, |v| {
-            Some((read_count(v) + 1).to_be_bytes().to_vec())
-        })?;
+        let v = self
+            .trees()?
+            .meta
+            .update_and_fetch(UNMATCHED_CODE_KEY, |v| {
+                Some((read_count(v) + 1).to_be_bytes().to_vec())
+            })?;
         Ok(read_count(v.as_deref()))
     }
 
     /// How many codes were presented for no order with an outstanding code.
     pub fn unmatched_code_attempts(&self) -> Result<u64, StoreError> {
         Ok(read_count(
-            self.inner.meta.get(UNMATCHED_CODE_KEY)?.as_deref(),
+            self.trees()?.meta.get(UNMATCHED_CODE_KEY)?.as_deref(),
         ))
     }
 
     /// Remembers the order that holds a CSR (approval-required enrolment).
     pub fn put_held(&self, csr_hash: &[u8; 32], order_id: &str) -> Result<(), StoreError> {
-        self.inner.held.insert(csr_hash, order_id.as_bytes())?;
+        self.trees()?.held.insert(csr_hash, order_id.as_bytes())?;
         Ok(())
     }
 
     /// The order holding a CSR, if any.
     pub fn held_order(&self, csr_hash: &[u8; 32]) -> Result<Option<Order>, StoreError> {
-        match self.inner.held.get(csr_hash)? {
+        match self.trees()?.held.get(csr_hash)? {
             Some(id) => self.order(&String::from_utf8_lossy(&id)),
             None => Ok(None),
         }
@@ -105,13 +105,13 @@ impl Store {
 
     /// Stores an admin token's record under the token's hash.
     pub fn put_token(&self, hash: &[u8; 32], rec: &TokenRecord) -> Result<(), StoreError> {
-        self.inner.tokens.insert(hash, encode(rec)?)?;
+        self.trees()?.tokens.insert(hash, encode(rec)?)?;
         Ok(())
     }
 
     /// The record of the token with this hash.
     pub fn token(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
-        match self.inner.tokens.get(hash)? {
+        match self.trees()?.tokens.get(hash)? {
             Some(v) => Ok(Some(decode(&v)?)),
             None => Ok(None),
         }
@@ -119,7 +119,7 @@ impl Store {
 
     /// Whether any operator token exists.
     pub fn has_operator_token(&self) -> Result<bool, StoreError> {
-        for item in self.inner.tokens.iter() {
+        for item in self.trees()?.tokens.iter() {
             let (_, v) = item?;
             let rec: TokenRecord = decode(&v)?;
             if rec.cvr.is_none() {
@@ -131,23 +131,23 @@ impl Store {
 
     /// Appends a notification to the outbox; its `id` is assigned here.
     pub fn push_notification(&self, mut n: Notification) -> Result<u64, StoreError> {
-        let id = self.inner.db.generate_id()?;
+        let t = self.trees()?;
+        let id = t.db.generate_id()?;
         n.id = id;
-        self.inner.outbox.insert(id.to_be_bytes(), encode(&n)?)?;
+        t.outbox.insert(id.to_be_bytes(), encode(&n)?)?;
         Ok(id)
     }
 
     /// Replaces a notification (delivery bookkeeping).
     pub fn put_notification(&self, n: &Notification) -> Result<(), StoreError> {
-        self.inner.outbox.insert(n.id.to_be_bytes(), encode(n)?)?;
+        self.trees()?
+            .outbox
+            .insert(n.id.to_be_bytes(), encode(n)?)?;
         Ok(())
     }
 
     /// The outbox, oldest first.
     pub fn notifications(&self) -> impl Iterator<Item = Result<Notification, StoreError>> + '_ {
-        self.inner
-            .outbox
-            .iter()
-            .map(|r| r.map_err(StoreError::from).and_then(|(_, v)| decode(&v)))
+        self.values(|t| &t.outbox, decode)
     }
 }

@@ -43,7 +43,7 @@ impl Store {
         reason: RevocationReason,
         at: UnixSeconds,
     ) -> Result<Result<CertRecord, IllegalTransition>, StoreError> {
-        let res = (&self.inner.certs, &self.inner.revoked).transaction(|(certs, revoked)| {
+        let res = (&self.trees()?.certs, &self.trees()?.revoked).transaction(|(certs, revoked)| {
             let Some(old) = certs.get(serial.0)? else {
                 return Err(ConflictableTransactionError::Abort(StoreError::Conflict(
                     format!("no certificate with serial {serial}"),
@@ -77,15 +77,12 @@ impl Store {
 
     /// Every revoked certificate, in serial order.
     pub fn revoked_entries(&self) -> impl Iterator<Item = Result<RevokedEntry, StoreError>> + '_ {
-        self.inner
-            .revoked
-            .iter()
-            .map(|r| r.map_err(StoreError::from).and_then(|(_, v)| decode(&v)))
+        self.values(|t| &t.revoked, decode)
     }
 
     /// The stored CRL, if one was made.
     pub fn crl(&self) -> Result<Option<StoredCrl>, StoreError> {
-        match self.inner.meta.get(CRL_KEY)? {
+        match self.trees()?.meta.get(CRL_KEY)? {
             Some(v) => Ok(Some(decode(&v)?)),
             None => Ok(None),
         }
@@ -93,7 +90,7 @@ impl Store {
 
     /// Replaces the stored CRL (durable with the next commit).
     pub fn put_crl(&self, crl: &StoredCrl) -> Result<(), StoreError> {
-        self.inner.meta.insert(CRL_KEY, encode(crl)?)?;
+        self.trees()?.meta.insert(CRL_KEY, encode(crl)?)?;
         Ok(())
     }
 }

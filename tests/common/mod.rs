@@ -68,7 +68,7 @@ impl TestServer {
     }
 
     pub async fn shutdown(self) {
-        self.server.shutdown().await;
+        let _ = self.server.shutdown().await;
     }
 
     /// Creates another organisation with an API profile and an IdM certificate

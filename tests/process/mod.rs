@@ -151,6 +151,27 @@ impl Daemon {
         self.child.wait().expect("reap estd");
     }
 
+    /// SIGTERM, then waits (30 s at most) for estd to exit: the shutdown path runs.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM estd");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "estd did not exit within 30 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Whatever estd wrote to stdout and stderr so far.
     pub fn output(&self) -> String {
         format!(
