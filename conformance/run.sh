@@ -709,11 +709,13 @@ head = open(sys.argv[1], encoding='latin-1').read()
 m = re.search(r'(?im)^content-type:\s*multipart/mixed;\s*boundary="?([^";\r\n]+)', head)
 if not m:
     print('not multipart/mixed'); sys.exit(0)
-body = open(sys.argv[2], encoding='latin-1').read()
+body = open(sys.argv[2], encoding='latin-1', newline='').read()  # keep the CRLFs
 for part in body.split('--' + m.group(1))[1:]:
     if part.startswith('--'):
         break
-    headers, _, data = part.lstrip('\r\n').partition('\r\n\r\n')
+    headers, blank, data = part.lstrip('\r\n').partition('\r\n\r\n')
+    if not blank:
+        print('a part without a blank line after its headers'); continue
     lines = [l.strip().lower() for l in headers.split('\r\n')]
     if 'content-transfer-encoding: base64' not in lines:
         print('a part without Content-Transfer-Encoding: base64: ' + ' | '.join(lines))
@@ -721,7 +723,8 @@ for part in body.split('--' + m.group(1))[1:]:
     if 'content-type: application/pkcs8' in lines:
         open(sys.argv[3] + '.key.der', 'wb').write(raw)
     elif any(l.startswith('content-type: application/pkcs7-mime') for l in lines):
-        open(sys.argv[3] + '.p7.b64', 'w').write(base64.b64encode(raw).decode())
+        b64 = base64.b64encode(raw).decode()  # in 64-column lines, as openssl base64 -d wants
+        open(sys.argv[3] + '.p7.b64', 'w').write(''.join(b64[i:i + 64] + '\n' for i in range(0, len(b64), 64)))
 EOF
 }
 
