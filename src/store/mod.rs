@@ -25,6 +25,7 @@ mod commit;
 pub mod model;
 mod orders;
 pub mod revocation;
+mod tokens;
 
 pub use commit::{Issuance, IssueOutcome, OrderCheck, OrderWrite, PendingIssuance};
 
