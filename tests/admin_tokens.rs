@@ -329,6 +329,47 @@ async fn only_an_operator_creates_tokens() {
     ts.shutdown().await;
 }
 
+/// The operator token of certs/admin-token lives admin_tokens.operator_token_days;
+/// a start that finds no usable operator token writes a new one there.
+#[tokio::test]
+async fn a_start_without_a_usable_operator_token_writes_a_new_one() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ts = TestServer::start(dir.path()).await;
+    let first = ts.operator_token();
+    let mut op = Api::operator(&ts).await;
+    let list = op.get("/tokens").await;
+    let item = &list.body["items"][0];
+    assert_eq!(item["name"], json!("operator"));
+    let expires = unix(item["expires_at"].as_str().expect("expires_at"));
+    assert!(
+        (expires - (now() + 365 * 86_400)).abs() < 120,
+        "{}",
+        list.text
+    );
+    let id = item["id"].as_str().expect("id").to_owned();
+    // A restart with the token still usable keeps it.
+    ts.shutdown().await;
+    let ts = TestServer::start(dir.path()).await;
+    assert_eq!(ts.operator_token(), first);
+    let mut op = Api::operator(&ts).await;
+    assert_eq!(op.delete(&format!("/tokens/{id}")).await.status, 200);
+    assert_eq!(op.get("/tokens").await.status, 401);
+    ts.shutdown().await;
+
+    let ts = TestServer::start(dir.path()).await;
+    let second = ts.operator_token();
+    assert_ne!(second, first);
+    let mut op = Api::operator(&ts).await;
+    let list = op.get("/tokens").await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    assert_eq!(list.body["total"], json!(2), "the revoked one stays listed");
+    assert_eq!(
+        Api::token(&ts, &first).await.get("/profiles").await.status,
+        401
+    );
+    ts.shutdown().await;
+}
+
 /// Runs the real `estd` binary with `args`; (success, stdout, stderr).
 async fn estd_cli(args: Vec<String>) -> (bool, String, String) {
     tokio::task::spawn_blocking(move || {
