@@ -424,8 +424,19 @@ done
 printf '%s\n' "$asn" | grep -Eq ':(2\.5\.4\.97|organizationIdentifier)$' || missing="$missing 2.5.4.97"
 check "csrattrs: DER parses and names id-ecPublicKey, CN, O, organizationIdentifier" \
     "$([ "$st" = 0 ] && [ -z "$missing" ]; echo $?)" "missing:$missing" "$asn"
+# Anonymous without a label (libest cannot send one): what holds for every
+# organisation, namely the key algorithms and the subject's attributes.
 req csrattrs-anon "$(est_url csrattrs)"
-check "csrattrs without a label, anonymous: 204" "$([ "$CODE" = 204 ]; echo $?)" "$(last)"
+openssl base64 -d -in "$BODY" -out "$W/csrattrs-anon.der" 2>/dev/null
+asn=$(openssl asn1parse -inform DER -in "$W/csrattrs-anon.der" 2>&1)
+st=$?
+missing=
+for want in id-ecPublicKey rsaEncryption ED25519 commonName organizationName; do
+    printf '%s\n' "$asn" | grep -q ":$want\$" || missing="$missing $want"
+done
+printf '%s\n' "$asn" | grep -Eq ':(2\.5\.4\.97|organizationIdentifier)$' || missing="$missing 2.5.4.97"
+check "csrattrs without a label, anonymous: 200 naming the key algorithms, CN, O, organizationIdentifier" \
+    "$([ "$CODE" = 200 ] && [ "$st" = 0 ] && [ -z "$missing" ]; echo $?)" "missing:$missing" "$(last)" "$asn"
 
 # ----------------------------------------------------- 6. error cases
 mkcsr err "$ORG_SUBJ/CN=conformance-errors"
@@ -687,6 +698,105 @@ print(json.dumps({
 check "admin API: profile contact e-mail with Æ/Ø/Å → 400, detail says it must be changed first" \
     "$([ "$CODE" = 400 ] && [ "$(jget "$BODY" field)" = contact.email ] &&
         jget "$BODY" detail | grep -q 'must be changed first'; echo $?)" "$(last)"
+
+# ------------------------------- 11b. serverkeygen (RFC 7030 4.4, curl)
+# split_keygen TAG: splits TAG's multipart answer into TAG.key.der (PKCS#8)
+# and TAG.p7.b64; prints the parts that lack Content-Transfer-Encoding: base64.
+split_keygen() {
+    python3 - "$W/$1.hdr" "$W/$1.body" "$W/$1" <<'EOF' 2>&1
+import base64, re, sys
+head = open(sys.argv[1], encoding='latin-1').read()
+m = re.search(r'(?im)^content-type:\s*multipart/mixed;\s*boundary="?([^";\r\n]+)', head)
+if not m:
+    print('not multipart/mixed'); sys.exit(0)
+body = open(sys.argv[2], encoding='latin-1', newline='').read()  # keep the CRLFs
+for part in body.split('--' + m.group(1))[1:]:
+    if part.startswith('--'):
+        break
+    headers, blank, data = part.lstrip('\r\n').partition('\r\n\r\n')
+    if not blank:
+        print('a part without a blank line after its headers'); continue
+    lines = [l.strip().lower() for l in headers.split('\r\n')]
+    if 'content-transfer-encoding: base64' not in lines:
+        print('a part without Content-Transfer-Encoding: base64: ' + ' | '.join(lines))
+    raw = base64.b64decode(''.join(data.split()))
+    if 'content-type: application/pkcs8' in lines:
+        open(sys.argv[3] + '.key.der', 'wb').write(raw)
+    elif any(l.startswith('content-type: application/pkcs7-mime') for l in lines):
+        b64 = base64.b64encode(raw).decode()  # in 64-column lines, as openssl base64 -d wants
+        open(sys.argv[3] + '.p7.b64', 'w').write(''.join(b64[i:i + 64] + '\n' for i in range(0, len(b64), 64)))
+EOF
+}
+
+KG_NAME=conformance-keygen-$OTC_TAG
+KG_LABEL=conf-keygen-$OTC_TAG
+api kg-profile POST /profiles "$(python3 -c '
+import json, sys
+print(json.dumps({
+    "cvr": "12345674",
+    "name": sys.argv[1],
+    "kind": "system",
+    "contact": {"name": "Conformance Contact", "email": "conformance@demo.example"},
+    "identification": "one-time-code",
+    "issuance": "browser",
+    "est_label": sys.argv[2],
+    "order": {},
+}))' "$KG_NAME" "$KG_LABEL")"
+KG_PROFILE=$(jget "$BODY" profile.id)
+KG_REF=$(jget "$BODY" order.reference)
+KG_CODE=$(jget "$BODY" order.code)
+check "admin API: a one-time-code profile with issuance browser, and an order → 201" \
+    "$([ "$CODE" = 201 ] && [ -n "$KG_REF" ] && [ -n "$KG_CODE" ]; echo $?)" "$(last)"
+
+# libest's kind of CSR: only a CN, and an RSA key.
+openssl req -new -newkey rsa:2048 -nodes -keyout "$W/kg-cn.throwaway.key" -subj "/CN=$KG_NAME" \
+    -outform DER -out "$W/kg-cn.der" 2>/dev/null && openssl base64 -e -in "$W/kg-cn.der" -out "$W/kg-cn.b64"
+req kg-cn --user "$KG_REF:$KG_CODE" -H 'Content-Type: application/pkcs10' \
+    --data-binary "@$W/kg-cn.b64" "$(est_url "$KG_LABEL/serverkeygen")"
+bad_parts=$(split_keygen kg-cn)
+p7_to_pem "$W/kg-cn.p7.b64" "$W/kg-cn.pem"
+check "serverkeygen with a CN-only RSA CSR: 200 multipart/mixed, each part with Content-Transfer-Encoding: base64" \
+    "$([ "$CODE" = 200 ] && [ -z "$bad_parts" ] && [ -s "$W/kg-cn.key.der" ] && [ "$(ncerts "$W/kg-cn.pem")" = 1 ]; echo $?)" \
+    "$bad_parts" "$(last)"
+got=$(subject_of "$W/kg-cn.pem")
+check "serverkeygen, CN-only CSR: the certificate's subject has O and organizationIdentifier from the order" \
+    "$(printf '%s' "$got" | grep -q "O=Demo Organisation ApS" &&
+        printf '%s' "$got" | grep -Eq '(2\.5\.4\.97|organizationIdentifier)=(#[0-9A-Fa-f]+|NTRDK-12345674)' &&
+        printf '%s' "$got" | grep -q "CN=$KG_NAME"; echo $?)" "issued: $got"
+out=$(openssl verify -CAfile "$W/chain.pem" "$W/kg-cn.pem" 2>&1)
+check "serverkeygen: the certificate verifies against the /cacerts chain" $? "$out"
+keytext=$(openssl pkey -inform DER -in "$W/kg-cn.key.der" -noout -text 2>&1 | head -1)
+keypub=$(openssl pkey -inform DER -in "$W/kg-cn.key.der" -pubout 2>/dev/null)
+certpub=$(openssl x509 -noout -pubkey -in "$W/kg-cn.pem" 2>/dev/null)
+check "serverkeygen, RSA CSR: an RSA-2048 PKCS#8 key that is the certificate's" \
+    "$(printf '%s' "$keytext" | grep -q '2048 bit' && [ -n "$keypub" ] && [ "$keypub" = "$certpub" ]; echo $?)" \
+    "key: $keytext"
+
+# A CSR whose signature does not verify: the server must ignore it (4.4.1).
+api kg-order2 POST /orders "{\"profile_id\": \"$KG_PROFILE\"}"
+kg_ref2=$(jget "$BODY" reference)
+kg_code2=$(jget "$BODY" code)
+mkcsr kg-bad "$ORG_SUBJ/CN=$KG_NAME"
+python3 - "$W/kg-bad.der" <<'EOF'
+import sys
+b = bytearray(open(sys.argv[1], 'rb').read())
+b[-3] ^= 0x5a  # inside the signature
+open(sys.argv[1], 'wb').write(b)
+EOF
+openssl base64 -e -in "$W/kg-bad.der" -out "$W/kg-bad.b64"
+# (openssl 3.0 exits 0 either way; its message tells.)
+sig_out=$(openssl req -inform DER -in "$W/kg-bad.der" -noout -verify 2>&1)
+printf '%s' "$sig_out" | grep -q 'verify failure'
+sig_bad=$?
+req kg-bad --user "${kg_ref2:-none}:${kg_code2:-none}" -H 'Content-Type: application/pkcs10' \
+    --data-binary "@$W/kg-bad.b64" "$(est_url "$KG_LABEL/serverkeygen")"
+bad_parts=$(split_keygen kg-bad)
+p7_to_pem "$W/kg-bad.p7.b64" "$W/kg-bad.pem"
+keypub=$(openssl pkey -inform DER -in "$W/kg-bad.key.der" -pubout 2>/dev/null)
+certpub=$(openssl x509 -noout -pubkey -in "$W/kg-bad.pem" 2>/dev/null)
+check "serverkeygen with a badly signed CSR (openssl req -verify fails): 200, a key and its certificate" \
+    "$([ "$sig_bad" = 0 ] && [ "$CODE" = 200 ] && [ -z "$bad_parts" ] && [ -n "$keypub" ] && [ "$keypub" = "$certpub" ]; echo $?)" \
+    "openssl req -verify: $sig_out" "$bad_parts" "$(last)"
 
 # --------------------------------------------------- 12. CRL and OCSP
 cp "${CACERTS_ISSUING:-/dev/null}" "$W/issuing.pem"

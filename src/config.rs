@@ -45,6 +45,8 @@ pub struct Config {
     pub revocation: RevocationConfig,
     /// Orders and one-time codes.
     pub orders: OrdersConfig,
+    /// Admin API tokens.
+    pub admin_tokens: AdminTokensConfig,
     /// Notification delivery.
     pub smtp: SmtpConfig,
     /// Logging.
@@ -107,6 +109,29 @@ pub struct OrdersConfig {
     pub approval_retry_after_secs: u32,
     /// Days before expiry that a notice is written.
     pub expiry_notice_days: u32,
+}
+
+/// `[admin_tokens]`: lifetimes of admin API tokens, in days.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTokensConfig {
+    /// Lifetime of a token whose creation names none.
+    pub default_days: u32,
+    /// The longest lifetime a token may be given.
+    pub max_days: u32,
+    /// Lifetime of the operator token written to `certs/admin-token`.
+    pub operator_token_days: u32,
+}
+
+impl Default for AdminTokensConfig {
+    /// The shipped settings (`config/estd.toml`).
+    fn default() -> Self {
+        AdminTokensConfig {
+            default_days: 90,
+            max_days: 730,
+            operator_token_days: 365,
+        }
+    }
 }
 
 /// `[smtp]`.
@@ -389,6 +414,15 @@ impl Config {
             }
             _ => {}
         }
+        let t = &self.admin_tokens;
+        if !(1..=3650).contains(&t.max_days)
+            || !(1..=t.max_days).contains(&t.default_days)
+            || !(1..=t.max_days).contains(&t.operator_token_days)
+        {
+            return Err(ConfigError::Invalid(
+                "admin_tokens: max_days must be 1 to 3650, default_days and operator_token_days 1 to max_days".into(),
+            ));
+        }
         for a in &self.tls.client_anchors {
             if !crate::store::model::is_valid_cvr(&a.cvr) {
                 return Err(ConfigError::Invalid(format!(
@@ -416,6 +450,24 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admin_token_lifetimes_are_bounded() {
+        let c = Config::embedded().expect("embedded config");
+        assert_eq!(c.admin_tokens, AdminTokensConfig::default());
+        for bad in [
+            "[admin_tokens]\nmax_days = 0\n",
+            "[admin_tokens]\nmax_days = 4000\n",
+            "[admin_tokens]\ndefault_days = 0\n",
+            "[admin_tokens]\ndefault_days = 800\n",
+            "[admin_tokens]\noperator_token_days = 800\n",
+        ] {
+            assert!(
+                Config::from_toml_layers(&[DEFAULT_TOML, bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn embedded_default_parses() {

@@ -165,31 +165,67 @@ pub fn new_token() -> Result<String, OpError> {
     ))
 }
 
-/// Creates an admin token for `cvr` (or an operator token for `None`); returns it once.
+/// The public id of the token stored under `hash`: 20 hex digits of a hash
+/// of that hash. Old records get one too, with no change to the store; it
+/// names the token in lists, the audit log and revocation, and says nothing
+/// about the token itself.
+pub fn token_id(hash: &[u8; 32]) -> String {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(b"estd admin token id:");
+    ctx.update(hash);
+    ctx.finish().as_ref()[..10]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A token just made: the token itself (shown once) and what is stored.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    /// The bearer token.
+    pub token: String,
+    /// Its public id.
+    pub id: String,
+    /// Its stored record.
+    pub record: crate::store::model::TokenRecord,
+}
+
+/// Creates an admin token for `cvr` (or an operator token for `None`),
+/// refused from `expires_at` on; returns the token, once.
 pub fn create_token(
     app_store: &crate::store::Store,
     cvr: Option<&str>,
     name: &str,
-) -> Result<String, OpError> {
+    expires_at: UnixSeconds,
+) -> Result<NewToken, OpError> {
     let token = new_token()?;
-    app_store.put_token(
-        &token_hash(&token),
-        &crate::store::model::TokenRecord {
-            cvr: cvr.map(str::to_owned),
-            name: name.to_owned(),
-            created_at: now_unix(),
-        },
-    )?;
-    Ok(token)
+    let hash = token_hash(&token);
+    let record = crate::store::model::TokenRecord {
+        cvr: cvr.map(str::to_owned),
+        name: name.to_owned(),
+        created_at: now_unix(),
+        expires_at: Some(expires_at),
+        revoked_at: None,
+    };
+    app_store.put_token(&hash, &record)?;
+    Ok(NewToken {
+        token,
+        id: token_id(&hash),
+        record,
+    })
 }
 
-/// The actor a bearer token stands for. The lookup is by hash, so no stored
-/// token is ever compared with what the caller sent.
+/// The actor a bearer token stands for, if the token is known, not revoked
+/// and not expired. The lookup is by hash, so no stored token is ever
+/// compared with what the caller sent.
 pub fn token_actor(store: &crate::store::Store, token: &str) -> Result<Option<Actor>, OpError> {
-    Ok(store.token(&token_hash(token))?.map(|rec| Actor {
-        name: format!("token:{}", rec.name),
-        cvr: rec.cvr,
-    }))
+    Ok(store
+        .token(&token_hash(token))?
+        .filter(|rec| rec.is_usable(now_unix()))
+        .map(|rec| Actor {
+            name: format!("token:{}", rec.name),
+            cvr: rec.cvr,
+        }))
 }
 
 /// The verdict on a presented one-time code.

@@ -51,17 +51,21 @@ pub fn system_subject(org: &Organisation, cn: &str) -> Result<Name, CaError> {
 /// File under `certs/` that holds the operator's admin token (mode 0600).
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 
-/// Creates the server operator's admin API token on first start, writing it
-/// (once) to `certs/admin-token` with mode 0600; only its hash is stored.
+/// Creates the server operator's admin API token on first start, and again
+/// on a start that finds no usable one (all expired or revoked), writing it
+/// to `certs/admin-token` with mode 0600; only its hash is stored. It lives
+/// `admin_tokens.operator_token_days`.
 pub fn ensure_operator_token(
     config: &Config,
     store: &Store,
 ) -> Result<PathBuf, crate::app::InitError> {
     let path = config.paths.certs_dir.join(ADMIN_TOKEN_FILE);
-    if !store.has_operator_token()? {
-        let token = crate::orders::create_token(store, None, "operator")
+    let now = now_unix();
+    if !store.has_usable_operator_token(now)? {
+        let days = u64::from(config.admin_tokens.operator_token_days);
+        let created = crate::orders::create_token(store, None, "operator", now + days * 86_400)
             .map_err(|e| CaError::Generate(e.to_string()))?;
-        write_file(&path, format!("{token}\n").as_bytes(), true)?;
+        write_file(&path, format!("{}\n", created.token).as_bytes(), true)?;
     }
     Ok(path)
 }

@@ -512,7 +512,7 @@ async fn wire_details_real_clients_need() {
     let (_k, csr) = demo_csr("tls12");
     issued_cert(&c12.enroll(ENROLL, &csr).await);
 
-    // csrattrs: the profile's expectations, or 204 with nothing to say.
+    // csrattrs: the profile's expectations.
     let r = c.get("/.well-known/est/demo/csrattrs").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("application/csrattrs"));
@@ -531,8 +531,16 @@ async fn wire_details_real_clients_need() {
         oids.contains(&"2.5.4.97".to_string()),
         "asks for organizationIdentifier: {oids:?}"
     );
+    // Anonymous without a label: what holds for every organisation (see
+    // tests/interop.rs); an unknown label has nothing to say.
     let mut anon = ts.client(None).await;
-    assert_eq!(anon.get("/.well-known/est/csrattrs").await.status, 204);
+    assert_eq!(anon.get("/.well-known/est/csrattrs").await.status, 200);
+    assert_eq!(
+        anon.get("/.well-known/est/no-such-label/csrattrs")
+            .await
+            .status,
+        204
+    );
 
     // Keys of every accepted type.
     for alg in [

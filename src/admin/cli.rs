@@ -61,6 +61,59 @@ pub enum AdminCommand {
     Revoke(RevokeArgs),
     /// Write certificates as CSV to standard output.
     Export(ExportArgs),
+    /// Admin API tokens: create (operators only), list, revoke.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+/// `tokens ...`.
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a token for an organisation (or, without --cvr, an operator token); prints it once.
+    Create(TokenCreateArgs),
+    /// List an organisation's tokens (or, without --cvr, the operators' tokens).
+    List(TokenListArgs),
+    /// Revoke a token by its id; it is refused from then on.
+    Revoke(TokenRevokeArgs),
+}
+
+/// `tokens create`.
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// The organisation's CVR number; without it, an operator token.
+    #[arg(long, value_name = "CVR")]
+    pub cvr: Option<String>,
+    /// A name for people (1 to 64 characters).
+    #[arg(long)]
+    pub name: String,
+    /// Lifetime in days (default: the server's admin_tokens.default_days).
+    #[arg(long, value_name = "DAYS", conflicts_with = "expires_at")]
+    pub expires_in_days: Option<u64>,
+    /// Expiry moment, UTC, e.g. 2026-05-01T12:00:00Z.
+    #[arg(long, value_name = "TIME")]
+    pub expires_at: Option<String>,
+}
+
+/// `tokens list`.
+#[derive(Debug, Args)]
+pub struct TokenListArgs {
+    /// The organisation's CVR number; without it, the operators' tokens.
+    #[arg(long, value_name = "CVR")]
+    pub cvr: Option<String>,
+    /// Print the API's JSON answer instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tokens revoke`.
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    /// The organisation's CVR number; without it, an operator token.
+    #[arg(long, value_name = "CVR")]
+    pub cvr: Option<String>,
+    /// The token's id, as `tokens list` shows it.
+    #[arg(long, value_name = "ID")]
+    pub id: String,
 }
 
 /// `create-profile`.
@@ -218,6 +271,7 @@ pub async fn run(args: AdminArgs, out: &mut dyn Write) -> Result<(), ClientError
         AdminCommand::List(a) => list(&client, a, out).await,
         AdminCommand::Revoke(a) => revoke(&client, a, out).await,
         AdminCommand::Export(a) => export(&client, a, out).await,
+        AdminCommand::Tokens(c) => tokens(&client, c, out).await,
     }
 }
 
@@ -432,5 +486,81 @@ async fn export(
     let answer = client.call(Method::GET, &path, None).await?;
     out.write_all(&answer.body)?;
     out.flush()?;
+    Ok(())
+}
+
+/// The path of an organisation's tokens, or the operators'.
+fn tokens_path(cvr: Option<&str>) -> String {
+    match cvr {
+        Some(c) => format!("/organisations/{}/tokens", encode_component(c.trim())),
+        None => "/tokens".to_owned(),
+    }
+}
+
+async fn tokens(
+    client: &AdminClient,
+    command: TokensCommand,
+    out: &mut dyn Write,
+) -> Result<(), ClientError> {
+    match command {
+        TokensCommand::Create(a) => {
+            let mut body = json!({"name": a.name});
+            if let Some(d) = a.expires_in_days {
+                body["expires_in_days"] = json!(d);
+            }
+            if let Some(t) = a.expires_at {
+                body["expires_at"] = json!(t);
+            }
+            let answer = client
+                .call(Method::POST, &tokens_path(a.cvr.as_deref()), Some(&body))
+                .await?
+                .json()?;
+            writeln!(out, "id: {}", text(&answer, "id"))?;
+            writeln!(
+                out,
+                "token: {}  (shown once; only its hash is kept)",
+                text(&answer, "token")
+            )?;
+            writeln!(out, "expires: {}", text(&answer, "expires_at"))?;
+        }
+        TokensCommand::List(a) => {
+            let answer = client
+                .call(Method::GET, &tokens_path(a.cvr.as_deref()), None)
+                .await?
+                .json()?;
+            if a.json {
+                writeln!(out, "{}", pretty(&answer))?;
+                return Ok(());
+            }
+            writeln!(out, "ID\tSTATE\tCREATED\tEXPIRES\tNAME")?;
+            for t in items(&answer) {
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}",
+                    text(t, "id"),
+                    text(t, "state"),
+                    text(t, "created_at"),
+                    text(t, "expires_at"),
+                    text(t, "name")
+                )?;
+            }
+            writeln!(out, "{} tokens", items(&answer).len())?;
+        }
+        TokensCommand::Revoke(a) => {
+            let path = format!(
+                "{}/{}",
+                tokens_path(a.cvr.as_deref()),
+                encode_component(a.id.trim())
+            );
+            let answer = client.call(Method::DELETE, &path, None).await?.json()?;
+            writeln!(
+                out,
+                "token {} ({}) is {}",
+                text(&answer, "id"),
+                text(&answer, "name"),
+                text(&answer, "state")
+            )?;
+        }
+    }
     Ok(())
 }

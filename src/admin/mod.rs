@@ -26,6 +26,7 @@ mod public;
 mod request;
 mod response;
 pub mod routes;
+mod tokens;
 mod views;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -56,7 +57,7 @@ pub enum BodyKind {
     CreateOrganisation,
     /// `PATCH /organisations/{cvr}`.
     UpdateOrganisation,
-    /// `POST /organisations/{cvr}/tokens`.
+    /// `POST /organisations/{cvr}/tokens` and `POST /tokens`.
     CreateToken,
     /// `POST /profiles`, with or without an order.
     CreateProfile,
@@ -103,7 +104,12 @@ pub fn check_body(
         BodyKind::UpdateOrganisation => {
             organisations::apply_changes(&mut org.clone(), parse_json(body)?)
         }
-        BodyKind::CreateToken => organisations::token_name(&parse_json(body)?).map(drop),
+        BodyKind::CreateToken => tokens::check_new_token(
+            &parse_json(body)?,
+            &crate::config::AdminTokensConfig::default(),
+            crate::store::model::now_unix(),
+        )
+        .map(drop),
         BodyKind::CreateProfile => {
             let input: profiles::NewProfile = parse_json(body)?;
             let created = profiles::profile_from(&input, org, profile.id.clone())?;
@@ -302,7 +308,12 @@ async fn endpoint(app: &App, actor: &Actor, endpoint: Endpoint, req: &ApiRequest
         E::CreateOrganisation => organisations::create(app, actor, req).await,
         E::GetOrganisation => organisations::get(app, actor, req),
         E::UpdateOrganisation => organisations::update(app, actor, req).await,
-        E::CreateToken => organisations::create_org_token(app, actor, req).await,
+        E::CreateToken => tokens::create_org_token(app, actor, req).await,
+        E::ListTokens => tokens::list_org_tokens(app, actor, req),
+        E::RevokeToken => tokens::revoke_org_token(app, actor, req).await,
+        E::CreateOperatorToken => tokens::create_operator_token(app, actor, req).await,
+        E::ListOperatorTokens => tokens::list_operator_tokens(app, actor, req),
+        E::RevokeOperatorToken => tokens::revoke_operator_token(app, actor, req).await,
         E::SearchProfiles => profiles::search(app, actor, req),
         E::CreateProfile => profiles::create(app, actor, req).await,
         E::GetProfile => profiles::get(app, actor, req),

@@ -1,8 +1,8 @@
-//! Organisations: create and change (operators), read, list, and admin tokens
-//! for an organisation.
+//! Organisations: create and change (operators), read, list. Their admin
+//! tokens are in `tokens`.
 
 use http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::problem::ApiError;
 use super::request::ApiRequest;
@@ -10,7 +10,7 @@ use super::response::{created, json, ApiResult};
 use super::views::Items;
 use super::{catalogue_lock, commit};
 use crate::app::App;
-use crate::orders::{audit, create_token, Actor};
+use crate::orders::{audit, Actor};
 use crate::store::model::{is_valid_cvr, AuditAction, AuditOutcome, Organisation, CVR_RULE};
 
 /// Longest organisation name: X.520's upper bound for the O attribute.
@@ -41,21 +41,6 @@ pub(super) struct OrganisationChanges {
     allow_seal: Option<bool>,
     p_numbers: Option<Vec<String>>,
     se_numbers: Option<Vec<String>>,
-}
-
-/// The body of `POST /organisations/{cvr}/tokens`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct NewToken {
-    name: String,
-}
-
-#[derive(Debug, Serialize)]
-struct CreatedToken<'a> {
-    /// Shown once; only its hash is stored.
-    token: String,
-    name: &'a str,
-    cvr: &'a str,
 }
 
 fn check_numbers(field: &str, numbers: &[String], digits: usize) -> Result<(), ApiError> {
@@ -131,18 +116,6 @@ pub(super) fn apply_changes(
         org.se_numbers = v;
     }
     validate(org)
-}
-
-/// The name of a new admin token: 1 to 64 printable characters.
-pub(super) fn token_name(input: &NewToken) -> Result<&str, ApiError> {
-    let name = input.name.trim();
-    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
-            "name",
-            "is required: 1 to 64 printable characters",
-        ));
-    }
-    Ok(name)
 }
 
 /// The organisation `cvr` if the actor may see it; 404 otherwise.
@@ -283,33 +256,4 @@ pub async fn update(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     };
     commit(app).await?;
     json(StatusCode::OK, &org)
-}
-
-/// `POST /organisations/{cvr}/tokens`: an admin token for the organisation,
-/// shown once (operators, or the organisation's own actors).
-pub async fn create_org_token(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
-    let org = visible_org(app, actor, req.param(0))?;
-    let input: NewToken = req.json()?;
-    let name = token_name(&input)?;
-    let token = create_token(&app.store, Some(&org.cvr), name)?;
-    audit(
-        app,
-        &actor.name,
-        AuditAction::Configure,
-        AuditOutcome::Done,
-        Some(&org.cvr),
-        None,
-        None,
-        None,
-        format!("admin token {name:?} created"),
-    )?;
-    commit(app).await?;
-    created(
-        &format!("/api/v1/organisations/{}", org.cvr),
-        &CreatedToken {
-            token,
-            name,
-            cvr: &org.cvr,
-        },
-    )
 }

@@ -28,6 +28,16 @@ pub enum Endpoint {
     UpdateOrganisation,
     /// `POST /organisations/{cvr}/tokens`.
     CreateToken,
+    /// `GET /organisations/{cvr}/tokens`.
+    ListTokens,
+    /// `DELETE /organisations/{cvr}/tokens/{id}`.
+    RevokeToken,
+    /// `POST /tokens`.
+    CreateOperatorToken,
+    /// `GET /tokens`.
+    ListOperatorTokens,
+    /// `DELETE /tokens/{id}`.
+    RevokeOperatorToken,
     /// `GET /profiles`.
     SearchProfiles,
     /// `POST /profiles`.
@@ -83,7 +93,8 @@ impl Endpoint {
             ListOrganisations | CreateOrganisation | GetOrganisation | UpdateOrganisation => {
                 "api-organisations"
             }
-            CreateToken => "api-tokens",
+            CreateToken | ListTokens | RevokeToken | CreateOperatorToken | ListOperatorTokens
+            | RevokeOperatorToken => "api-tokens",
             SearchProfiles | CreateProfile | GetProfile | UpdateProfile => "api-profiles",
             ProfileCertificatesCsv | ExportCsv => "api-export",
             ListOrders | CreateOrder | GetOrder | DeleteOrder | ApproveOrder | RejectOrder
@@ -138,6 +149,16 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/organisations/{cvr}", E::GetOrganisation, Auth),
     route("PATCH", "/organisations/{cvr}", E::UpdateOrganisation, Auth),
     route("POST", "/organisations/{cvr}/tokens", E::CreateToken, Auth),
+    route("GET", "/organisations/{cvr}/tokens", E::ListTokens, Auth),
+    route(
+        "DELETE",
+        "/organisations/{cvr}/tokens/{id}",
+        E::RevokeToken,
+        Auth,
+    ),
+    route("GET", "/tokens", E::ListOperatorTokens, Auth),
+    route("POST", "/tokens", E::CreateOperatorToken, Auth),
+    route("DELETE", "/tokens/{id}", E::RevokeOperatorToken, Auth),
     route("GET", "/profiles", E::SearchProfiles, Auth),
     route("POST", "/profiles", E::CreateProfile, Auth),
     route("GET", "/profiles/{id}", E::GetProfile, Auth),

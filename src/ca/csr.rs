@@ -142,6 +142,105 @@ impl ExtReqOid for ExtensionReq {
     const OID_VALUE: ObjectIdentifier = <ExtensionReq as const_oid::AssociatedOid>::OID;
 }
 
+/// What serverkeygen takes from a CSR (RFC 7030 4.4.1): the server makes the
+/// key, so it MUST ignore the CSR's public key and signature. Neither is
+/// checked here: a placeholder key (libest's RSA-1024, say) or a signature
+/// that does not verify is accepted. Only the structure must be a PKCS#10
+/// request, and the subject and requested extensions are checked by policy
+/// as for any enrolment.
+#[derive(Debug, Clone)]
+pub struct KeygenRequest {
+    /// Requested subject.
+    pub subject: Name,
+    /// The type of the CSR's key, if it is one estd knows: the type of key
+    /// the client asks the server to make (its size is not looked at).
+    pub key_type: Option<KeyAlgorithm>,
+    /// Extensions requested in the extensionRequest attribute. (A
+    /// challengePassword is not read: serverkeygen does no linking.)
+    pub requested_extensions: Vec<Extension>,
+}
+
+/// Parses a DER CSR for serverkeygen without verifying its signature or its
+/// key (see [`KeygenRequest`]); [`parse_and_verify`] stays the only path
+/// that enrols a client's own key.
+pub fn parse_for_keygen(der: &[u8]) -> Result<KeygenRequest, CsrError> {
+    let req = CertReq::from_der(der).map_err(|e| CsrError::Malformed(e.to_string()))?;
+    let alg = &req.info.public_key.algorithm;
+    let curve = alg
+        .parameters
+        .as_ref()
+        .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
+    let key_type = match alg.oid {
+        rfc5912::RSA_ENCRYPTION => Some(KeyAlgorithm::Rsa),
+        rfc8410::ID_ED_25519 => Some(KeyAlgorithm::Ed25519),
+        rfc5912::ID_EC_PUBLIC_KEY if curve == Some(SECP256R1) => Some(KeyAlgorithm::P256),
+        rfc5912::ID_EC_PUBLIC_KEY if curve == Some(SECP384R1) => Some(KeyAlgorithm::P384),
+        _ => None,
+    };
+    let mut requested_extensions = Vec::new();
+    for attr in req.info.attributes.iter() {
+        if attr.oid == ExtensionReq::OID_VALUE {
+            for v in attr.values.iter() {
+                let ext: ExtensionReq = v
+                    .decode_as()
+                    .map_err(|e| CsrError::Malformed(format!("extensionRequest: {e}")))?;
+                requested_extensions.extend(ext.0);
+            }
+        }
+    }
+    Ok(KeygenRequest {
+        subject: req.info.subject,
+        key_type,
+        requested_extensions,
+    })
+}
+
+#[cfg(test)]
+mod keygen_tests {
+    use super::*;
+
+    fn csr(alg: &'static rcgen::SignatureAlgorithm) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate_for(alg).expect("key");
+        let mut params = rcgen::CertificateParams::new(vec![]).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Laptop");
+        params.serialize_request(&key).expect("csr").der().to_vec()
+    }
+
+    #[test]
+    fn the_signature_is_not_checked_and_the_key_type_is_read() {
+        for (alg, want) in [
+            (&rcgen::PKCS_ECDSA_P256_SHA256, KeyAlgorithm::P256),
+            (&rcgen::PKCS_ECDSA_P384_SHA384, KeyAlgorithm::P384),
+            (&rcgen::PKCS_ED25519, KeyAlgorithm::Ed25519),
+        ] {
+            let mut der = csr(alg);
+            let n = der.len();
+            der[n - 3] ^= 0x5a;
+            assert_eq!(parse_and_verify(&der).err(), Some(CsrError::BadSignature));
+            let req = parse_for_keygen(&der).expect("still a CSR");
+            assert_eq!(req.key_type, Some(want));
+            assert_eq!(req.subject.to_string(), "CN=Laptop");
+        }
+    }
+
+    #[test]
+    fn what_is_not_a_csr_is_still_refused() {
+        assert!(matches!(
+            parse_for_keygen(b"\x30\x03abc"),
+            Err(CsrError::Malformed(_))
+        ));
+        assert!(matches!(parse_for_keygen(b""), Err(CsrError::Malformed(_))));
+        let mut der = csr(&rcgen::PKCS_ECDSA_P256_SHA256);
+        der.push(0);
+        assert!(matches!(
+            parse_for_keygen(&der),
+            Err(CsrError::Malformed(_))
+        ));
+    }
+}
+
 /// The exact bytes of CertificationRequestInfo, which the signature covers.
 fn signed_portion(der: &[u8]) -> Result<&[u8], CsrError> {
     let malformed = |e: der::Error| CsrError::Malformed(e.to_string());

@@ -2,7 +2,10 @@
 //! CSR, namely the key algorithms it accepts, the subject attributes it
 //! requires and, for a profile requiring proof-of-possession linking, the
 //! challengePassword OID (RFC 7030 4.5.2: how a client learns it must link).
-//! 204 where there is nothing to say.
+//! Without a label and without a profile of the caller's own (anonymous
+//! clients, libest among them, which cannot send a label), the answer is
+//! what holds for every organisation: the key algorithms estd accepts at all,
+//! and CN, O and organizationIdentifier as the subject's attributes.
 
 use bytes::Bytes;
 use const_oid::db::{rfc4519, rfc5912, rfc8410};
@@ -17,7 +20,7 @@ use crate::app::App;
 use crate::ca::csr::CHALLENGE_PASSWORD;
 use crate::policy::ORGANIZATION_IDENTIFIER;
 use crate::server::Connection;
-use crate::store::model::{KeyAlgorithm, Profile};
+use crate::store::model::{KeyAlgorithm, KeyPolicy, Profile};
 
 /// Content type of `/csrattrs`.
 pub const CONTENT_TYPE: &str = "application/csrattrs";
@@ -34,17 +37,21 @@ pub fn handle<B>(
 ) -> Result<Response<Full<Bytes>>, EstError> {
     require_method(req, http::Method::GET, "GET")?;
     let profile = match label {
-        Some(l) => app.store.profile_by_label(l)?,
-        // Without a label the profile depends on who asks; anonymous callers get 204.
+        Some(l) => match app.store.profile_by_label(l)? {
+            Some(p) => Some(p),
+            None => return Ok(no_content()),
+        },
+        // Without a label the profile depends on who asks.
         None => match certificate_principal(app, conn) {
             Ok(p) => app.store.default_profile(p.cvr())?,
             Err(_) => None,
         },
     };
-    let Some(profile) = profile else {
-        return Ok(no_content());
-    };
-    let der = attributes(&profile).map_err(|e| EstError::Internal(e.to_string()))?;
+    let der = match &profile {
+        Some(profile) => attributes(profile),
+        None => common_attributes(),
+    }
+    .map_err(|e| EstError::Internal(e.to_string()))?;
     Ok(base64_response(
         CONTENT_TYPE,
         Bytes::from(codec::encode_base64_wrapped(&der)),
@@ -59,7 +66,22 @@ fn no_content() -> Response<Full<Bytes>> {
 
 /// The CsrAttrs DER for a profile.
 pub fn attributes(profile: &Profile) -> Result<Vec<u8>, der::Error> {
-    let allowed = &profile.key_policy.allowed;
+    attributes_for(&profile.key_policy, profile.require_pop_linking)
+}
+
+/// The CsrAttrs DER that holds for every profile: every key algorithm estd
+/// accepts at all (a profile may narrow them), RSA from 2048 bits, the
+/// subject attributes every certificate carries, and no linking (a property
+/// of one profile).
+pub fn common_attributes() -> Result<Vec<u8>, der::Error> {
+    attributes_for(&KeyPolicy::default(), false)
+}
+
+fn attributes_for(
+    key_policy: &KeyPolicy,
+    require_pop_linking: bool,
+) -> Result<Vec<u8>, der::Error> {
+    let allowed = &key_policy.allowed;
     let mut entries = Vec::new();
     let curves: Vec<Any> = [
         (KeyAlgorithm::P256, SECP256R1),
@@ -74,7 +96,7 @@ pub fn attributes(profile: &Profile) -> Result<Vec<u8>, der::Error> {
         entries.push(AttrOrOid::Oid(rfc5912::ECDSA_WITH_SHA_256));
     }
     if allowed.contains(&KeyAlgorithm::Rsa) {
-        let min_bits = profile.key_policy.min_rsa_bits.max(2048);
+        let min_bits = key_policy.min_rsa_bits.max(2048);
         entries.push(AttrOrOid::Attribute(
             rfc5912::RSA_ENCRYPTION,
             vec![Any::encode_from(&min_bits)?],
@@ -87,7 +109,7 @@ pub fn attributes(profile: &Profile) -> Result<Vec<u8>, der::Error> {
     for oid in [rfc4519::CN, rfc4519::O, ORGANIZATION_IDENTIFIER] {
         entries.push(AttrOrOid::Oid(oid));
     }
-    if profile.require_pop_linking {
+    if require_pop_linking {
         entries.push(AttrOrOid::Oid(CHALLENGE_PASSWORD));
     }
     codec::csr_attrs(&entries)

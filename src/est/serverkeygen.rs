@@ -2,6 +2,12 @@
 //! issuance. It serves one-time-code orders with issuance `browser`: estd
 //! generates the key, returns it (PKCS#8) with the certificate as
 //! `multipart/mixed`, and keeps no copy of the private key.
+//!
+//! The CSR only says what is wanted: its subject, its requested extensions
+//! and, through the type of its key, the type of key to make (RSA-2048 or
+//! the profile's minimum for an RSA CSR, P-256, P-384 or Ed25519 for those).
+//! Its key and signature are ignored (RFC 7030 4.4.1), and a subject with
+//! only a CN (libest's) gets O and organizationIdentifier from the order.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,16 +17,23 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
+use const_oid::db::rfc4519;
+use der::Decode;
+use spki::SubjectPublicKeyInfoOwned;
+use x509_cert::name::Name;
+
 use super::enroll::{
-    audit_refusal, cpu, identify, issue_for_order, order_profile, read_csr_body, AuditNote, Caller,
+    audit_refusal, identify, issue_for_order, order_profile, read_csr_body, AuditNote, Caller,
 };
 use super::{codec, EstError};
 use crate::app::App;
-use crate::ca::bootstrap::generate_p256_key;
-use crate::ca::csr::{self, classify_key};
-use crate::policy;
+use crate::ca::bootstrap::append_rdn;
+use crate::ca::csr::{self, classify_key, VerifiedCsr};
+use crate::policy::{self, ORGANIZATION_IDENTIFIER};
 use crate::server::{Connection, RequestLog};
-use crate::store::model::{AuditAction, Issuance, KeyAlgorithm};
+use crate::store::model::{
+    organization_identifier, AuditAction, Issuance, KeyAlgorithm, Organisation, Profile,
+};
 
 /// Answers a server-side key generation request.
 pub async fn handle(
@@ -58,25 +71,30 @@ async fn inner(
         }
     };
     let (org, profile) = order_profile(app, &order, label)?;
-    if !profile.key_policy.allowed.contains(&KeyAlgorithm::P256) {
-        return Err(EstError::Forbidden(
-            "the profile does not allow P-256 keys, which serverkeygen generates".into(),
-        ));
-    }
     let holder = order.holder.clone();
     let ticket = app.store.expect_issuance();
-    let (template, effective, pkcs8) = cpu(app, move || {
-        // The CSR carries the subject; its key is only the client's proof of
-        // possession for the request and is replaced by the generated one.
-        let csr = csr::parse_and_verify(&der)?;
+    // Key generation (RSA above all) is too slow for a runtime thread, so it
+    // always goes to the blocking pool, whatever the CA's signing costs.
+    let (template, effective, pkcs8) = tokio::task::spawn_blocking(move || {
+        let request = csr::parse_for_keygen(&der)?;
         let effective = policy::effective_profile(&profile, &holder);
-        let mut template = policy::collect_template(&csr, &org, &effective, &holder)?;
-        let (pkcs8, spki) = generate_p256_key()?;
-        template.key = classify_key(&spki)?;
-        template.spki = spki;
-        Ok((template, effective, pkcs8))
+        let algorithm = key_to_generate(request.key_type, &effective)?;
+        let (pkcs8, spki) = generate_key(algorithm, effective.key_policy.min_rsa_bits)?;
+        // The CSR names the subject; the key is the one made here. The
+        // checks are collection's own, on the subject with the order's
+        // organisation filled in where the CSR leaves it out.
+        let keyed = VerifiedCsr {
+            subject: with_organisation(&request.subject, &org)?,
+            key: classify_key(&spki)?,
+            spki,
+            requested_extensions: request.requested_extensions,
+            challenge_password: None,
+        };
+        let template = policy::collect_template(&keyed, &org, &effective, &holder)?;
+        Ok::<_, EstError>((template, effective, pkcs8))
     })
-    .await?;
+    .await
+    .map_err(|e| EstError::Internal(format!("key generation task failed: {e}")))??;
     let note = AuditNote {
         actor: format!("order:{}", order.id),
         action: AuditAction::ServerKeygen,
@@ -108,4 +126,161 @@ fn multipart(pkcs8: &[u8], pkcs7: &[u8]) -> Response<Full<Bytes>> {
         HeaderValue::from_static("multipart/mixed; boundary=estd-serverkeygen-boundary"),
     );
     r
+}
+
+/// The type of key to make: the CSR's, if the profile allows it. A CSR
+/// whose key type the profile does not allow is refused rather than
+/// answered with another type: a client names the type it can use (libest,
+/// for one, cannot take a P-256 key), and the reason tells it what to send.
+fn key_to_generate(
+    requested: Option<KeyAlgorithm>,
+    profile: &Profile,
+) -> Result<KeyAlgorithm, EstError> {
+    let allowed = &profile.key_policy.allowed;
+    match requested {
+        Some(alg) if allowed.contains(&alg) => Ok(alg),
+        Some(alg) => Err(EstError::Forbidden(format!(
+            "the CSR asks for a {alg:?} key, which the profile does not allow; \
+             send a CSR with a key of a type it allows: {allowed:?}"
+        ))),
+        None => Err(EstError::BadRequest(format!(
+            "serverkeygen makes a key of the CSR's key type, and the CSR's is none \
+             estd knows; send a CSR with a key of a type the profile allows: {allowed:?}"
+        ))),
+    }
+}
+
+/// A fresh key of `algorithm` (RSA: `min_rsa_bits`, at least 2048, rounded
+/// up to 3072 or 4096) as PKCS#8 and its SubjectPublicKeyInfo.
+fn generate_key(
+    algorithm: KeyAlgorithm,
+    min_rsa_bits: u32,
+) -> Result<(Vec<u8>, SubjectPublicKeyInfoOwned), EstError> {
+    let failed = |e: rcgen::Error| EstError::Internal(format!("key generation: {e}"));
+    let key = match algorithm {
+        KeyAlgorithm::P256 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+        KeyAlgorithm::P384 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
+        KeyAlgorithm::Ed25519 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519),
+        KeyAlgorithm::Rsa => {
+            let size = match min_rsa_bits {
+                ..=2048 => rcgen::RsaKeySize::_2048,
+                2049..=3072 => rcgen::RsaKeySize::_3072,
+                _ => rcgen::RsaKeySize::_4096,
+            };
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, size)
+        }
+    }
+    .map_err(failed)?;
+    let spki =
+        SubjectPublicKeyInfoOwned::from_der(&rcgen::PublicKeyData::subject_public_key_info(&key))
+            .map_err(|e| EstError::Internal(format!("generated key: {e}")))?;
+    Ok((key.serialize_der(), spki))
+}
+
+/// `subject` with the organisation's O and organizationIdentifier added
+/// where it has none, just before its CN (the certificate order C, O,
+/// organizationIdentifier, CN). The order fixes the organisation; values the
+/// CSR does carry are left for policy to compare with it.
+fn with_organisation(subject: &Name, org: &Organisation) -> Result<Name, EstError> {
+    let has = |oid| {
+        subject
+            .0
+            .iter()
+            .any(|rdn| rdn.0.iter().any(|atv| atv.oid == oid))
+    };
+    let mut missing = Vec::new();
+    if !has(rfc4519::O) {
+        missing.push((rfc4519::O, org.name.clone()));
+    }
+    if !has(ORGANIZATION_IDENTIFIER) {
+        missing.push((ORGANIZATION_IDENTIFIER, organization_identifier(&org.cvr)));
+    }
+    if missing.is_empty() {
+        return Ok(subject.clone());
+    }
+    let at = subject
+        .0
+        .iter()
+        .position(|rdn| rdn.0.iter().any(|atv| atv.oid == rfc4519::CN))
+        .unwrap_or(subject.0.len());
+    let mut name = Name::default();
+    name.0.extend(subject.0[..at].iter().cloned());
+    for (oid, value) in missing {
+        name = append_rdn(name, oid, &value)?;
+    }
+    name.0.extend(subject.0[at..].iter().cloned());
+    Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::name_values;
+
+    fn org() -> Organisation {
+        Organisation {
+            cvr: "12345674".into(),
+            name: "Demo Organisation ApS".into(),
+            allow_user_certs: true,
+            allow_seal: false,
+            p_numbers: vec![],
+            se_numbers: vec![],
+        }
+    }
+
+    fn name(attrs: &[(der::asn1::ObjectIdentifier, &str)]) -> Name {
+        attrs.iter().fold(Name::default(), |n, (oid, v)| {
+            append_rdn(n, *oid, v).expect("rdn")
+        })
+    }
+
+    #[test]
+    fn a_cn_only_subject_gets_the_organisation_before_its_cn() {
+        let filled = with_organisation(&name(&[(rfc4519::CN, "Laptop")]), &org()).expect("name");
+        assert_eq!(
+            name_values(&filled).expect("values"),
+            vec![
+                (rfc4519::O, "Demo Organisation ApS".to_owned()),
+                (ORGANIZATION_IDENTIFIER, "NTRDK-12345674".to_owned()),
+                (rfc4519::CN, "Laptop".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn values_the_csr_carries_are_kept_for_policy_to_judge() {
+        let subject = name(&[
+            (rfc4519::C, "DK"),
+            (rfc4519::O, "Another A/S"),
+            (rfc4519::CN, "Laptop"),
+        ]);
+        let filled = with_organisation(&subject, &org()).expect("name");
+        assert_eq!(
+            name_values(&filled).expect("values"),
+            vec![
+                (rfc4519::C, "DK".to_owned()),
+                (rfc4519::O, "Another A/S".to_owned()),
+                (ORGANIZATION_IDENTIFIER, "NTRDK-12345674".to_owned()),
+                (rfc4519::CN, "Laptop".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_key_type_follows_the_csr_within_the_profile() {
+        let mut profile = Profile::system("12345674", "Laptop", "laptops");
+        assert_eq!(
+            key_to_generate(Some(KeyAlgorithm::Rsa), &profile).ok(),
+            Some(KeyAlgorithm::Rsa)
+        );
+        profile.key_policy.allowed = vec![KeyAlgorithm::P256];
+        assert!(matches!(
+            key_to_generate(Some(KeyAlgorithm::Rsa), &profile),
+            Err(EstError::Forbidden(_))
+        ));
+        assert!(matches!(
+            key_to_generate(None, &profile),
+            Err(EstError::BadRequest(_))
+        ));
+    }
 }

@@ -33,6 +33,7 @@ pub mod model;
 mod orders;
 mod recovery;
 pub mod revocation;
+mod tokens;
 
 pub use commit::{Issuance, IssueOutcome, OrderCheck, OrderWrite, PendingIssuance};
 pub use recovery::StoreHealth;

@@ -112,21 +112,9 @@ impl Store {
     /// The record of the token with this hash.
     pub fn token(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
         match self.trees()?.tokens.get(hash)? {
-            Some(v) => Ok(Some(decode(&v)?)),
+            Some(v) => Ok(Some(super::tokens::decode_token(&v)?)),
             None => Ok(None),
         }
-    }
-
-    /// Whether any operator token exists.
-    pub fn has_operator_token(&self) -> Result<bool, StoreError> {
-        for item in self.trees()?.tokens.iter() {
-            let (_, v) = item?;
-            let rec: TokenRecord = decode(&v)?;
-            if rec.cvr.is_none() {
-                return Ok(true);
-            }
-        }
-        Ok(false)
     }
 
     /// Appends a notification to the outbox; its `id` is assigned here.

@@ -1,0 +1,356 @@
+//! Admin API tokens: an organisation's (`/organisations/{cvr}/tokens`) and
+//! the server operators' own (`/tokens`).
+//!
+//! Only a server operator creates tokens: a token or certificate of an
+//! organisation must not mint more credentials for itself (later an
+//! administrator role may). An organisation's actors may list and revoke its
+//! tokens (revoking a leaked one should not wait for an operator). Every
+//! token expires; a revoked or expired one is refused with 401 (see
+//! [`crate::orders::token_actor`]). Lists show a token's public id, never the
+//! token, which exists only in the creation answer.
+
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::commit;
+use super::organisations::visible_org;
+use super::problem::ApiError;
+use super::request::ApiRequest;
+use super::response::{created, json, ApiResult};
+use super::views::{rfc3339, Items};
+use crate::app::App;
+use crate::config::AdminTokensConfig;
+use crate::orders::{audit, create_token, token_id, Actor};
+use crate::store::model::{now_unix, AuditAction, AuditOutcome, TokenRecord, UnixSeconds};
+
+/// The body of `POST /organisations/{cvr}/tokens` and `POST /tokens`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewToken {
+    name: String,
+    /// Lifetime in days (default: `admin_tokens.default_days`).
+    expires_in_days: Option<u64>,
+    /// Or the moment it expires, RFC 3339 in UTC (`2026-05-01T12:00:00Z`).
+    expires_at: Option<String>,
+}
+
+/// A token as lists show it.
+#[derive(Debug, Serialize)]
+struct TokenView {
+    id: String,
+    name: String,
+    cvr: Option<String>,
+    created_at: String,
+    /// `None` only for tokens made before tokens expired.
+    expires_at: Option<String>,
+    revoked_at: Option<String>,
+    /// `active`, `expired` or `revoked`.
+    state: &'static str,
+}
+
+impl TokenView {
+    fn of(hash: &[u8; 32], rec: &TokenRecord, now: UnixSeconds) -> TokenView {
+        TokenView {
+            id: token_id(hash),
+            name: rec.name.clone(),
+            cvr: rec.cvr.clone(),
+            created_at: rfc3339(rec.created_at),
+            expires_at: rec.expires_at.map(rfc3339),
+            revoked_at: rec.revoked_at.map(rfc3339),
+            state: rec.state_name(now),
+        }
+    }
+}
+
+/// The creation answer: the token (shown this once) and its view.
+#[derive(Debug, Serialize)]
+struct CreatedToken {
+    token: String,
+    #[serde(flatten)]
+    view: TokenView,
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` as seconds since the epoch.
+fn parse_utc(text: &str) -> Option<UnixSeconds> {
+    let b = text.as_bytes();
+    let shape_ok = b.len() == 20
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        });
+    if !shape_ok {
+        return None;
+    }
+    let n = |from: usize, to: usize| text[from..to].parse::<u16>().ok();
+    let month = time::Month::try_from(u8::try_from(n(5, 7)?).ok()?).ok()?;
+    let date =
+        time::Date::from_calendar_date(i32::from(n(0, 4)?), month, u8::try_from(n(8, 10)?).ok()?)
+            .ok()?;
+    let at = date
+        .with_hms(
+            u8::try_from(n(11, 13)?).ok()?,
+            u8::try_from(n(14, 16)?).ok()?,
+            u8::try_from(n(17, 19)?).ok()?,
+        )
+        .ok()?;
+    u64::try_from(at.assume_utc().unix_timestamp()).ok()
+}
+
+/// The checked name and expiry of a new token at `now`.
+pub(super) fn check_new_token(
+    input: &NewToken,
+    limits: &AdminTokensConfig,
+    now: UnixSeconds,
+) -> Result<(String, UnixSeconds), ApiError> {
+    let name = input.name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "name",
+            "is required: 1 to 64 printable characters",
+        ));
+    }
+    let max = u64::from(limits.max_days);
+    let latest = now + max * 86_400;
+    let expires_at = match (input.expires_in_days, &input.expires_at) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "expires_at",
+                "give expires_in_days or expires_at, not both",
+            ))
+        }
+        (Some(days), None) => {
+            if !(1..=max).contains(&days) {
+                return Err(ApiError::invalid(
+                    "expires_in_days",
+                    format!("must be 1 to {max}"),
+                ));
+            }
+            now + days * 86_400
+        }
+        (None, Some(text)) => {
+            let at = parse_utc(text).ok_or_else(|| {
+                ApiError::invalid(
+                    "expires_at",
+                    "must be a time in UTC like 2026-05-01T12:00:00Z",
+                )
+            })?;
+            if at <= now || at > latest {
+                return Err(ApiError::invalid(
+                    "expires_at",
+                    format!("must be in the future and at most {max} days ahead"),
+                ));
+            }
+            at
+        }
+        (None, None) => now + u64::from(limits.default_days) * 86_400,
+    };
+    Ok((name.to_owned(), expires_at))
+}
+
+fn require_operator(actor: &Actor, what: &str) -> Result<(), ApiError> {
+    if actor.is_operator() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "only a server operator can {what}"
+        )))
+    }
+}
+
+/// Creates a token for `cvr` (an operator's for `None`) and audits it.
+async fn create(app: &App, actor: &Actor, req: &ApiRequest, cvr: Option<&str>) -> ApiResult {
+    let now = now_unix();
+    let input: NewToken = req.json()?;
+    let (name, expires_at) = check_new_token(&input, &app.config.admin_tokens, now)?;
+    let made = create_token(&app.store, cvr, &name, expires_at)?;
+    audit(
+        app,
+        &actor.name,
+        AuditAction::Configure,
+        AuditOutcome::Done,
+        cvr,
+        None,
+        None,
+        None,
+        format!(
+            "admin token {name:?} (id {}) created, expires {}",
+            made.id,
+            rfc3339(expires_at)
+        ),
+    )?;
+    commit(app).await?;
+    let location = match cvr {
+        Some(c) => format!("/api/v1/organisations/{c}/tokens"),
+        None => "/api/v1/tokens".to_owned(),
+    };
+    let hash = crate::orders::token_hash(&made.token);
+    created(
+        &location,
+        &CreatedToken {
+            view: TokenView::of(&hash, &made.record, now),
+            token: made.token,
+        },
+    )
+}
+
+/// The tokens of `cvr` (operators' for `None`), newest first.
+fn list(app: &App, req: &ApiRequest, cvr: Option<&str>) -> ApiResult {
+    req.query.only(&[])?;
+    let now = now_unix();
+    let mut views = Vec::new();
+    for item in app.store.tokens() {
+        let (hash, rec) = item?;
+        if rec.cvr.as_deref() == cvr {
+            views.push((rec.created_at, TokenView::of(&hash, &rec, now)));
+        }
+    }
+    views.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
+    json(
+        StatusCode::OK,
+        &Items::all(views.into_iter().map(|(_, v)| v).collect()),
+    )
+}
+
+/// Revokes the token `id` of `cvr` (an operator's for `None`) and audits it.
+async fn revoke(app: &App, actor: &Actor, id: &str, cvr: Option<&str>) -> ApiResult {
+    let now = now_unix();
+    let mut found = None;
+    for item in app.store.tokens() {
+        let (hash, rec) = item?;
+        if rec.cvr.as_deref() == cvr && token_id(&hash) == id {
+            found = Some((hash, rec));
+            break;
+        }
+    }
+    let Some((hash, mut rec)) = found else {
+        return Err(ApiError::NotFound("token not found".into()));
+    };
+    if rec.revoked_at.is_some() {
+        return Err(ApiError::Conflict(format!("token {id} is already revoked")));
+    }
+    rec.revoked_at = Some(now);
+    app.store.put_token(&hash, &rec)?;
+    audit(
+        app,
+        &actor.name,
+        AuditAction::Configure,
+        AuditOutcome::Done,
+        cvr,
+        None,
+        None,
+        None,
+        format!("admin token {:?} (id {id}) revoked", rec.name),
+    )?;
+    commit(app).await?;
+    json(StatusCode::OK, &TokenView::of(&hash, &rec, now))
+}
+
+/// `POST /organisations/{cvr}/tokens` (operators only).
+pub async fn create_org_token(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    // Another organisation's stays a 404, as everywhere else.
+    let org = visible_org(app, actor, req.param(0))?;
+    require_operator(actor, "create admin tokens")?;
+    create(app, actor, req, Some(&org.cvr)).await
+}
+
+/// `GET /organisations/{cvr}/tokens`.
+pub fn list_org_tokens(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    let org = visible_org(app, actor, req.param(0))?;
+    list(app, req, Some(&org.cvr))
+}
+
+/// `DELETE /organisations/{cvr}/tokens/{id}`.
+pub async fn revoke_org_token(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    let org = visible_org(app, actor, req.param(0))?;
+    req.query.only(&[])?;
+    revoke(app, actor, req.param(1), Some(&org.cvr)).await
+}
+
+/// `POST /tokens`: an operator token (operators only).
+pub async fn create_operator_token(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    require_operator(actor, "create admin tokens")?;
+    create(app, actor, req, None).await
+}
+
+/// `GET /tokens`: the operators' tokens (operators only).
+pub fn list_operator_tokens(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    require_operator(actor, "list the operators' tokens")?;
+    list(app, req, None)
+}
+
+/// `DELETE /tokens/{id}` (operators only).
+pub async fn revoke_operator_token(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    require_operator(actor, "revoke the operators' tokens")?;
+    req.query.only(&[])?;
+    revoke(app, actor, req.param(0), None).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(days: Option<u64>, at: Option<&str>) -> NewToken {
+        NewToken {
+            name: " sync ".into(),
+            expires_in_days: days,
+            expires_at: at.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn lifetimes_are_checked() {
+        let limits = AdminTokensConfig::default();
+        let now = 1_800_000_000;
+        assert_eq!(
+            check_new_token(&input(None, None), &limits, now).ok(),
+            Some(("sync".to_owned(), now + 90 * 86_400))
+        );
+        assert_eq!(
+            check_new_token(&input(Some(730), None), &limits, now)
+                .map(|t| t.1)
+                .ok(),
+            Some(now + 730 * 86_400)
+        );
+        assert!(check_new_token(&input(Some(731), None), &limits, now).is_err());
+        assert!(check_new_token(&input(Some(0), None), &limits, now).is_err());
+        let later = parse_utc("2027-02-01T00:00:00Z").expect("parses");
+        assert!(later > now);
+        assert_eq!(
+            check_new_token(&input(None, Some("2027-02-01T00:00:00Z")), &limits, now)
+                .map(|t| t.1)
+                .ok(),
+            Some(later)
+        );
+        for bad in [
+            "2027-01-15 08:00:00Z",
+            "2027-01-15T08:00:00+01:00",
+            "2027-13-15T08:00:00Z",
+            "2027-02-30T08:00:00Z",
+            "+027-01-15T08:00:00Z",
+            "2020-01-15T08:00:00Z",
+            "2027-01-15T08:00:00Z",
+            "2030-01-15T08:00:00Z",
+        ] {
+            assert!(
+                check_new_token(&input(None, Some(bad)), &limits, now).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(
+            check_new_token(&input(Some(3), Some("2027-02-01T00:00:00Z")), &limits, now).is_err()
+        );
+    }
+
+    #[test]
+    fn utc_times_parse() {
+        assert_eq!(parse_utc("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_utc("2023-11-14T22:13:20Z"), Some(1_700_000_000));
+        assert_eq!(
+            rfc3339(parse_utc("2026-05-01T12:00:00Z").expect("t")),
+            "2026-05-01T12:00:00Z"
+        );
+    }
+}
