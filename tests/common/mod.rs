@@ -267,6 +267,8 @@ impl Client {
             req = req.header(*k, *v);
         }
         let req = req.body(Full::new(Bytes::from(body))).expect("request");
+        // The connection task may not have run yet on a busy runtime.
+        self.sender.ready().await.expect("connection ready");
         let resp = self.sender.send_request(req).await.expect("send");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
