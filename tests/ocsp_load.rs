@@ -160,7 +160,7 @@ async fn a_burst_of_nonce_ocsp_requests_beyond_the_limit_gets_429() {
 async fn ocsp_signing_never_exceeds_its_permits_while_enrolments_go_on() {
     let dir = tempfile::tempdir().expect("tmp");
     // The limit is off: only the signing bound stands between the flood and the cores.
-    let ts = TestServer::start_with(dir.path(), "[rate_limit.public]\nenabled = false").await;
+    let ts = TestServer::start_with(dir.path(), "[rate_limit.public]\nenabled = false\n").await;
     let addr = ts.server.public_addr;
     let mut flood = tokio::task::JoinSet::new();
     for w in 0..32u64 {
