@@ -320,6 +320,8 @@ async fn accept_loop(
         });
     }
     drop(listener);
+    // A slot kept from a refused connection is nobody's: give it back first.
+    drop(spare);
     // Every connection task holds a slot until it has dropped everything it
     // holds, so having them all back means no request is still running.
     // Connections close themselves when idle, or at the end of the grace period.
