@@ -473,6 +473,26 @@ mod tests {
     }
 
     #[test]
+    fn connection_and_ocsp_bounds_are_set_and_never_zero() {
+        let c = Config::embedded().expect("default");
+        assert_eq!(c.server.max_connections_per_source, 64);
+        assert_eq!(c.server.first_byte_timeout_secs, 3);
+        assert_eq!(c.revocation.ocsp_signing_concurrency, 1);
+        assert!(c.rate_limit.public.enabled);
+        for bad in [
+            "[server]\nmax_connections_per_source = 0\n",
+            "[server]\nfirst_byte_timeout_secs = 0\n",
+            "[revocation]\nocsp_signing_concurrency = 0\n",
+            "[rate_limit.public]\nburst = 0\n",
+        ] {
+            assert!(
+                Config::from_toml_layers(&[DEFAULT_TOML, bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn store_cache_is_set_and_never_zero() {
         let c = Config::from_toml_layers(&[DEFAULT_TOML]).expect("default");
         assert_eq!(c.store.cache_mb, 16);
