@@ -35,8 +35,10 @@ pub struct App {
     pub cacerts_body: Bytes,
     /// CRL and OCSP.
     pub revocation: Revocation,
-    /// Request rate limits on the EST listener.
+    /// Request rate limits on the EST and plain-HTTP listeners.
     pub limits: crate::ratelimit::RateLimits,
+    /// How many OCSP requests are answered at once.
+    pub ocsp_gate: crate::public::OcspGate,
 }
 
 /// Errors at start-up.
@@ -138,8 +140,10 @@ impl App {
             .crl_size_bytes
             .set(revocation.current_crl().der.len() as i64);
         let limits = crate::ratelimit::RateLimits::new(&config.rate_limit)?;
+        let ocsp_gate = crate::public::OcspGate::new(config.revocation.ocsp_signing_concurrency);
         let app = Arc::new(App {
             limits,
+            ocsp_gate,
             config,
             ca,
             store,

@@ -69,6 +69,8 @@ pub struct RateLimitConfig {
     pub ip: BucketConfig,
     /// Per EST label (all callers together), the default label being one.
     pub label: BucketConfig,
+    /// Per IP address on the plain-HTTP listener (CRL and OCSP).
+    pub public: BucketConfig,
 }
 
 /// One token bucket: `burst` requests at once, refilled at `per_second`.
@@ -97,6 +99,8 @@ pub struct RevocationConfig {
     pub ocsp_validity_secs: u64,
     /// Most pre-signed OCSP responses kept in memory.
     pub ocsp_cache_entries: usize,
+    /// OCSP requests answered (looked up and signed) at once, at most.
+    pub ocsp_signing_concurrency: usize,
 }
 
 /// `[orders]`.
@@ -162,6 +166,10 @@ pub struct ServerConfig {
     pub public_host: String,
     /// Connections served at once per listener.
     pub max_connections: usize,
+    /// Connections one source address (an IPv6 /64) may hold at once per listener.
+    pub max_connections_per_source: usize,
+    /// Seconds a new connection may stay silent before its first byte.
+    pub first_byte_timeout_secs: u64,
     /// TLS handshake timeout, seconds.
     pub handshake_timeout_secs: u64,
     /// Request head timeout, seconds (also the time allowed before the first request).
@@ -179,6 +187,10 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// Wait for a new connection's first byte.
+    pub fn first_byte_timeout(&self) -> Duration {
+        Duration::from_secs(self.first_byte_timeout_secs)
+    }
     /// TLS handshake timeout.
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.handshake_timeout_secs)
@@ -356,13 +368,24 @@ impl Config {
                 "server.max_connections and server.max_body_bytes must be > 0, server.max_header_bytes >= 1024".into(),
             ));
         }
+        if s.max_connections_per_source == 0 {
+            return Err(ConfigError::Invalid(
+                "server.max_connections_per_source must be at least 1".into(),
+            ));
+        }
+        if self.revocation.ocsp_signing_concurrency == 0 {
+            return Err(ConfigError::Invalid(
+                "revocation.ocsp_signing_concurrency must be at least 1".into(),
+            ));
+        }
         if s.handshake_timeout_secs == 0
+            || s.first_byte_timeout_secs == 0
             || s.header_read_timeout_secs == 0
             || s.idle_timeout_secs == 0
             || s.body_read_timeout_secs == 0
         {
             return Err(ConfigError::Invalid(
-                "server timeouts (handshake, header_read, idle, body_read) must be at least 1 second".into(),
+                "server timeouts (first_byte, handshake, header_read, idle, body_read) must be at least 1 second".into(),
             ));
         }
         if self.store.cache_mb == 0 {
@@ -381,6 +404,7 @@ impl Config {
             ("reference", &r.reference),
             ("ip", &r.ip),
             ("label", &r.label),
+            ("public", &r.public),
         ] {
             // A period of at least a nanosecond and at most a day.
             let sane = b.per_second.is_finite() && (1.0 / 86_400.0..=1e9).contains(&b.per_second);
@@ -501,6 +525,26 @@ mod tests {
     fn unknown_setting_is_refused() {
         let e = Config::from_toml_layers(&[DEFAULT_TOML, "[server]\nmax_bodyy = 10\n"]);
         assert!(e.is_err());
+    }
+
+    #[test]
+    fn connection_and_ocsp_bounds_are_set_and_never_zero() {
+        let c = Config::embedded().expect("default");
+        assert_eq!(c.server.max_connections_per_source, 64);
+        assert_eq!(c.server.first_byte_timeout_secs, 3);
+        assert_eq!(c.revocation.ocsp_signing_concurrency, 1);
+        assert!(c.rate_limit.public.enabled);
+        for bad in [
+            "[server]\nmax_connections_per_source = 0\n",
+            "[server]\nfirst_byte_timeout_secs = 0\n",
+            "[revocation]\nocsp_signing_concurrency = 0\n",
+            "[rate_limit.public]\nburst = 0\n",
+        ] {
+            assert!(
+                Config::from_toml_layers(&[DEFAULT_TOML, bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -30,7 +30,8 @@ pub struct Metrics {
     /// `estd_crl_size_bytes`: size of the current CRL.
     pub crl_size_bytes: IntGauge,
     /// `estd_rate_limited_total{kind}`: EST requests refused with 429, by the
-    /// kind of limit (client, reference, ip, label), never by identity.
+    /// kind of limit (client, reference, ip, label), never by identity; `public`
+    /// counts the plain-HTTP listener's refusals.
     pub rate_limited: IntCounterVec,
     /// `estd_est_anonymous_refusals_total{endpoint, status}`: EST refusals of
     /// callers who are not identified, counted instead of audited one by one.
@@ -39,6 +40,14 @@ pub struct Metrics {
     pub store_writable: IntGauge,
     /// `estd_store_write_errors_total`: batches the store failed to write.
     pub store_write_errors: IntCounter,
+    /// `estd_connections_refused_total{listener, reason}`: connections closed
+    /// before TLS or HTTP (reason `per_source_cap` or `first_byte_timeout`).
+    pub connections_refused: IntCounterVec,
+    /// `estd_ocsp_signing_in_progress`: OCSP requests being answered now.
+    pub ocsp_in_progress: IntGauge,
+    /// `estd_ocsp_signing_peak`: the most OCSP requests ever answered at once
+    /// (never above `revocation.ocsp_signing_concurrency`).
+    pub ocsp_peak: IntGauge,
     refusal_summary: Mutex<RefusalSummary>,
 }
 
@@ -97,12 +106,12 @@ impl Metrics {
         let rate_limited = IntCounterVec::new(
             Opts::new(
                 "estd_rate_limited_total",
-                "EST requests refused with 429, by kind of limit (client, reference, ip, label).",
+                "Requests refused with 429, by kind of limit (EST: client, reference, ip, label; plain-HTTP listener: public).",
             ),
             &["kind"],
         )?;
         registry.register(Box::new(rate_limited.clone()))?;
-        for kind in ["client", "reference", "ip", "label"] {
+        for kind in ["client", "reference", "ip", "label", "public"] {
             // Present at 0 from the start, so that rate() works before the first refusal.
             rate_limited.with_label_values(&[kind]);
         }
@@ -125,6 +134,29 @@ impl Metrics {
         registry.register(Box::new(store_writable.clone()))?;
         registry.register(Box::new(store_write_errors.clone()))?;
         store_writable.set(1);
+        let connections_refused = IntCounterVec::new(
+            Opts::new(
+                "estd_connections_refused_total",
+                "Connections closed before TLS or HTTP, by listener and reason (per_source_cap, first_byte_timeout).",
+            ),
+            &["listener", "reason"],
+        )?;
+        registry.register(Box::new(connections_refused.clone()))?;
+        for listener in ["est", "admin", "public"] {
+            for reason in ["per_source_cap", "first_byte_timeout"] {
+                connections_refused.with_label_values(&[listener, reason]);
+            }
+        }
+        let ocsp_in_progress = IntGauge::new(
+            "estd_ocsp_signing_in_progress",
+            "OCSP requests being looked up and signed now.",
+        )?;
+        let ocsp_peak = IntGauge::new(
+            "estd_ocsp_signing_peak",
+            "The most OCSP requests looked up and signed at once since start.",
+        )?;
+        registry.register(Box::new(ocsp_in_progress.clone()))?;
+        registry.register(Box::new(ocsp_peak.clone()))?;
         Ok(Metrics {
             anonymous_refusals,
             store_writable,
@@ -134,6 +166,9 @@ impl Metrics {
                 counts: BTreeMap::new(),
             }),
             rate_limited,
+            connections_refused,
+            ocsp_in_progress,
+            ocsp_peak,
             registry,
             requests,
             enroll_latency,

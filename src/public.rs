@@ -1,7 +1,15 @@
 //! The plain-HTTP listener for relying parties: the CRL (RFC 5280) at the
 //! path of `ca.crl_url`, and the OCSP responder (RFC 6960, GET and POST) at
 //! the path of `ca.ocsp_url`. No TLS, no authentication: both are signed.
+//!
+//! Because anyone may ask, requests are rate-limited per address
+//! (`[rate_limit.public]`), and OCSP answers are computed at most
+//! `revocation.ocsp_signing_concurrency` at a time ([`OcspGate`]): a request
+//! with a nonce costs a fresh signature, and a flood of them must not take
+//! the cores that enrolments need.
 
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -13,6 +21,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use crate::app::App;
+use crate::metrics::Metrics;
 use crate::revocation::OcspAnswer;
 use crate::server::RequestLog;
 use crate::store::model::now_unix;
@@ -36,12 +45,81 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
     r
 }
 
-/// Routes one request on the plain-HTTP listener.
-pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Bounds how many OCSP requests are answered (looked up and signed) at
+/// once. The work runs in place on the async worker that holds a permit, so
+/// with one permit OCSP occupies at most one core, whatever the load; the
+/// other requests wait for their turn without using any.
+pub struct OcspGate {
+    permits: tokio::sync::Semaphore,
+    in_progress: AtomicI64,
+    peak: AtomicI64,
+}
+
+impl OcspGate {
+    /// A gate with `permits` (at least 1) answers at a time.
+    pub fn new(permits: usize) -> OcspGate {
+        OcspGate {
+            permits: tokio::sync::Semaphore::new(permits.max(1)),
+            in_progress: AtomicI64::new(0),
+            peak: AtomicI64::new(0),
+        }
+    }
+
+    /// Answers a DER OCSPRequest when a permit is free.
+    async fn answer(&self, app: &App, request: &[u8]) -> OcspAnswer {
+        // The semaphore is never closed; were it, answering anyway is safe.
+        let _permit = self.permits.acquire().await.ok();
+        let _counted = Counted::enter(self, &app.metrics);
+        app.revocation.ocsp(&app.store, request)
+    }
+}
+
+/// Counts an answer in progress for the gauges, also if it is cancelled.
+struct Counted<'a> {
+    gate: &'a OcspGate,
+    metrics: &'a Metrics,
+}
+
+impl<'a> Counted<'a> {
+    fn enter(gate: &'a OcspGate, metrics: &'a Metrics) -> Counted<'a> {
+        let now = gate.in_progress.fetch_add(1, Ordering::SeqCst) + 1;
+        let peak = gate.peak.fetch_max(now, Ordering::SeqCst).max(now);
+        metrics.ocsp_in_progress.set(now);
+        metrics.ocsp_peak.set(peak);
+        Counted { gate, metrics }
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        let now = self.gate.in_progress.fetch_sub(1, Ordering::SeqCst) - 1;
+        self.metrics.ocsp_in_progress.set(now);
+    }
+}
+
+/// Routes one request on the plain-HTTP listener from `remote`.
+pub async fn handle(
+    app: &Arc<App>,
+    remote: IpAddr,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let crl_path = url_path(&app.config.ca.crl_url);
     let ocsp_path = url_path(&app.config.ca.ocsp_url).trim_end_matches('/');
     let path = req.uri().path().to_owned();
-    let (endpoint, resp) = if path == crl_path {
+    // Counted before anything is read, looked up or signed.
+    let (endpoint, resp) = if let Err(limited) = app.limits.check_public(remote) {
+        app.metrics
+            .rate_limited
+            .with_label_values(&[limited.kind.name()])
+            .inc();
+        let mut r = plain(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many requests from this address; retry later\n",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(limited.retry_after));
+        ("rate-limited", r)
+    } else if path == crl_path {
         ("crl", crl(app, &req))
     } else if path == ocsp_path || path.starts_with(&format!("{ocsp_path}/")) {
         ("ocsp", ocsp(app, req, ocsp_path).await)
@@ -127,15 +205,15 @@ async fn ocsp(app: &Arc<App>, req: Request<Incoming>, ocsp_path: &str) -> Respon
                 .unwrap_or("")
                 .trim_start_matches('/');
             match decode_ocsp_get(encoded) {
-                Some(der) => (app.revocation.ocsp(&app.store, &der), true),
-                None => (app.revocation.ocsp(&app.store, b""), false),
+                Some(der) => (app.ocsp_gate.answer(app, &der).await, true),
+                None => (app.ocsp_gate.answer(app, b"").await, false),
             }
         }
         Method::POST => {
             let limit = MAX_OCSP_REQUEST;
             let timeout = app.config.server.body_read_timeout();
             match crate::est::read_body(req, limit, timeout).await {
-                Ok((_, body)) => (app.revocation.ocsp(&app.store, &body), false),
+                Ok((_, body)) => (app.ocsp_gate.answer(app, &body).await, false),
                 Err(e) => {
                     let mut r = plain(e.status(), "OCSP request body refused\n");
                     *r.status_mut() = e.status();

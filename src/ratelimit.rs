@@ -1,6 +1,7 @@
-//! Rate limits on the EST listener: keyed token buckets (GCRA, from the
-//! `governor` crate) per client certificate, reference number, IP address and
-//! EST label, configured under `[rate_limit]`.
+//! Rate limits: keyed token buckets (GCRA, from the `governor` crate) per
+//! client certificate, reference number, IP address and EST label on the EST
+//! listener, and per IP address on the plain-HTTP (CRL and OCSP) listener,
+//! configured under `[rate_limit]`.
 //!
 //! A check is a lock-free read of one sharded map entry and an atomic update,
 //! so it costs little on the hot path. Keys whose bucket has refilled are
@@ -36,6 +37,8 @@ pub enum Kind {
     Ip,
     /// An EST label.
     Label,
+    /// An IP address on the plain-HTTP listener.
+    Public,
 }
 
 impl Kind {
@@ -46,6 +49,7 @@ impl Kind {
             Kind::Reference => "reference",
             Kind::Ip => "ip",
             Kind::Label => "label",
+            Kind::Public => "public",
         }
     }
 }
@@ -80,6 +84,7 @@ pub struct RateLimits {
     reference: Option<Keyed<u64>>,
     ip: Option<Keyed<IpAddr>>,
     label: Option<Keyed<String>>,
+    public: Option<Keyed<IpAddr>>,
     clock: Clk,
 }
 
@@ -114,6 +119,7 @@ impl RateLimits {
             reference: limiter(Kind::Reference, &cfg.reference, &clock)?,
             ip: limiter(Kind::Ip, &cfg.ip, &clock)?,
             label: limiter(Kind::Label, &cfg.label, &clock)?,
+            public: limiter(Kind::Public, &cfg.public, &clock)?,
             clock,
         })
     }
@@ -155,6 +161,11 @@ impl RateLimits {
         self.one(Kind::Label, &self.label, label)
     }
 
+    /// Counts one request on the plain-HTTP listener from `ip`.
+    pub fn check_public(&self, ip: IpAddr) -> Result<(), Limited> {
+        self.one(Kind::Public, &self.public, &ip)
+    }
+
     /// Forgets keys whose bucket is full again (indistinguishable from a new key).
     pub fn evict_idle(&self) {
         fn sweep<K: Hash + Eq + Clone>(l: &Option<Keyed<K>>) {
@@ -167,6 +178,7 @@ impl RateLimits {
         sweep(&self.reference);
         sweep(&self.ip);
         sweep(&self.label);
+        sweep(&self.public);
     }
 
     /// Keys currently held, over all kinds.
@@ -174,7 +186,11 @@ impl RateLimits {
         fn len<K: Hash + Eq + Clone>(l: &Option<Keyed<K>>) -> usize {
             l.as_ref().map_or(0, |l| l.len())
         }
-        len(&self.client) + len(&self.reference) + len(&self.ip) + len(&self.label)
+        len(&self.client)
+            + len(&self.reference)
+            + len(&self.ip)
+            + len(&self.label)
+            + len(&self.public)
     }
 }
 

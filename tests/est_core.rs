@@ -153,7 +153,8 @@ async fn enrolment_refusals_change_nothing() {
         )
         .await;
     assert_eq!(r.status, 400);
-    // Wrong or missing content type.
+    // Wrong or missing content type. Refused before the body is read, so the
+    // answer says Connection: close and the next request needs a new connection.
     let r = c
         .send(
             "POST",
@@ -163,8 +164,12 @@ async fn enrolment_refusals_change_nothing() {
         )
         .await;
     assert_eq!(r.status, 415);
+    assert_eq!(r.header("connection"), Some("close"));
+    let mut c = ts.client(Some(&ts.demo_identity())).await;
     let r = c.send("POST", ENROLL, &[], b64(&csr).into_bytes()).await;
     assert_eq!(r.status, 415);
+    assert_eq!(r.header("connection"), Some("close"));
+    let mut c = ts.client(Some(&ts.demo_identity())).await;
     let two_types = [
         ("content-type", "application/pkcs10"),
         ("content-type", "text/plain"),
@@ -175,6 +180,7 @@ async fn enrolment_refusals_change_nothing() {
             .status,
         400
     );
+    let mut c = ts.client(Some(&ts.demo_identity())).await;
     // Oversized body.
     let r = c
         .send(

@@ -272,7 +272,9 @@ async fn serve(
     let body = if parts.method == Method::GET {
         Bytes::new()
     } else {
-        read_body(&parts.headers, body, app.config.server.body_read_timeout()).await?
+        let body = read_body(&parts.headers, body, app.config.server.body_read_timeout()).await?;
+        crate::server::BodyRead::mark(&parts.extensions);
+        body
     };
     let request = ApiRequest {
         params,

@@ -272,7 +272,10 @@ where
     }
     match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
         Err(_) => Err(EstError::Timeout),
-        Ok(Ok(collected)) => Ok((parts, collected.to_bytes())),
+        Ok(Ok(collected)) => {
+            crate::server::BodyRead::mark(&parts.extensions);
+            Ok((parts, collected.to_bytes()))
+        }
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(EstError::TooLarge(limit)),
         Ok(Err(e)) => Err(EstError::BadRequest(format!("reading body: {e}"))),
     }

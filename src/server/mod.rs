@@ -1,18 +1,21 @@
-//! Listeners: TLS accept with a handshake timeout, a cap on concurrent
-//! connections, HTTP/1.1 with canonical header names, head, idle and body
-//! timeouts, one log line and one metric per request, and graceful shutdown.
+//! Listeners: TLS accept with a first-byte and a handshake timeout, a cap on
+//! concurrent connections and one per source address, HTTP/1.1 with header
+//! names in their registered spellings, head, idle and body timeouts, one log
+//! line and one metric per request, and graceful shutdown.
 
 mod activity;
+mod sources;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{header, HeaderValue, Request, Response};
 use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -23,6 +26,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use self::activity::{Activity, Expiry, Tracked};
+use self::sources::{RefusalLog, Sources};
 use crate::app::{App, Initialised};
 use crate::auth::{CertRejection, ClientCert, ClientTrust};
 use crate::store::model::Serial;
@@ -95,6 +99,25 @@ pub struct RequestLog {
     pub serial: Option<Serial>,
 }
 
+/// Set on a request's extensions by the server; whoever reads the request
+/// body to its end marks it (see [`BodyRead::mark`]), so that an answer sent
+/// with the body left unread can say `Connection: close`.
+#[derive(Debug, Clone, Default)]
+pub struct BodyRead(Arc<AtomicBool>);
+
+impl BodyRead {
+    /// Notes that the body of the request with these extensions was read to its end.
+    pub fn mark(extensions: &http::Extensions) {
+        if let Some(b) = extensions.get::<BodyRead>() {
+            b.0.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// A running estd.
 pub struct RunningServer {
     /// Where the EST listener is bound.
@@ -112,6 +135,9 @@ pub struct RunningServer {
 impl RunningServer {
     /// Binds both listeners and starts serving.
     pub async fn start(init: Initialised) -> std::io::Result<RunningServer> {
+        if REGISTERED_SPELLINGS.get().is_none() {
+            let _ = REGISTERED_SPELLINGS.set(registered_spellings().await);
+        }
         let app = init.app;
         let est = TcpListener::bind(app.config.server.est_listen).await?;
         let admin = TcpListener::bind(app.config.server.admin_listen).await?;
@@ -180,11 +206,18 @@ async fn accept_loop(
 ) {
     let cfg = app.config.server.clone();
     let slots = Arc::new(Semaphore::new(cfg.max_connections));
+    let sources = Sources::new(cfg.max_connections_per_source);
+    let mut refusals = RefusalLog::new(kind.name());
+    // The slot of a connection refused for its source, kept for the next one.
+    let mut spare = None;
     loop {
         // Past the cap, new connections wait in the kernel's queue; established ones go on.
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = shutdown.changed() => break,
+        let permit = match spare.take() {
+            Some(p) => p,
+            None => tokio::select! {
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                _ = shutdown.changed() => break,
+            },
         };
         let (tcp, remote) = tokio::select! {
             r = listener.accept() => match r {
@@ -197,6 +230,18 @@ async fn accept_loop(
             },
             _ = shutdown.changed() => break,
         };
+        // A source at its cap is closed at once: it never holds a slot, so it
+        // cannot keep other clients waiting in the kernel's queue.
+        let Some(source_slot) = sources.admit(remote.ip()) else {
+            app.metrics
+                .connections_refused
+                .with_label_values(&[kind.name(), "per_source_cap"])
+                .inc();
+            refusals.note(remote.ip(), cfg.max_connections_per_source);
+            drop(tcp);
+            spare = Some(permit);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
@@ -204,6 +249,29 @@ async fn accept_loop(
         let watcher = shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _source_slot = source_slot;
+            // The handshake timeout counts from the accept, the first byte's within it.
+            let handshake_deadline = tokio::time::Instant::now() + cfg.handshake_timeout();
+            // A real client speaks at once (TLS: its ClientHello); a silent
+            // connection is let go long before the handshake timeout.
+            let first_byte = cfg.first_byte_timeout().min(cfg.handshake_timeout());
+            let mut first = [0u8; 1];
+            // Peeked, not read: the byte stays for the TLS or HTTP parser.
+            match tokio::time::timeout(first_byte, tcp.peek(&mut first)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(%remote, error = %e, "connection failed before its first byte");
+                    return;
+                }
+                Err(_) => {
+                    app.metrics
+                        .connections_refused
+                        .with_label_values(&[kind.name(), "first_byte_timeout"])
+                        .inc();
+                    tracing::debug!(%remote, "no first byte in time; closing");
+                    return;
+                }
+            }
             let Some(acceptor) = acceptor else {
                 let conn = Arc::new(Connection {
                     remote,
@@ -216,18 +284,18 @@ async fn accept_loop(
                 serve_http(tcp, kind, app, conn, &cfg, watcher).await;
                 return;
             };
-            let tls =
-                match tokio::time::timeout(cfg.handshake_timeout(), acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%remote, "TLS handshake timed out");
-                        return;
-                    }
-                };
+            let tls = match tokio::time::timeout_at(handshake_deadline, acceptor.accept(tcp)).await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%remote, "TLS handshake timed out");
+                    return;
+                }
+            };
             let (_, session) = tls.get_ref();
             let peer_chain: Option<Vec<CertificateDer<'static>>> = session
                 .peer_certificates()
@@ -253,6 +321,8 @@ async fn accept_loop(
         });
     }
     drop(listener);
+    // A slot kept from a refused connection is nobody's: give it back first.
+    drop(spare);
     // Every connection task holds a slot until it has dropped everything it
     // holds, so having them all back means no request is still running.
     // Connections close themselves when idle, or at the end of the grace period.
@@ -478,20 +548,92 @@ async fn revocation_upkeep(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// hyper writes header names in Title-Case (`title_case_headers`), which is
+/// the registered spelling of every header estd sends but one:
+/// `WWW-Authenticate` (RFC 9110 11.6.1) would go out as `Www-Authenticate`,
+/// and clients that match names byte for byte (libest) then miss the
+/// challenge. hyper writes other spellings only from its `HeaderCaseMap`
+/// response extension, which is private and made only by its own parser
+/// (`preserve_header_case`). So one is made once, by letting hyper's client
+/// parse a response that spells the names as registered; its extensions are
+/// then copied onto each answer that carries such a header.
+static REGISTERED_SPELLINGS: OnceLock<http::Extensions> = OnceLock::new();
+
+/// The headers whose Title-Case form is not their registered spelling.
+const RESPELLED: &[header::HeaderName] = &[header::WWW_AUTHENTICATE];
+
+async fn registered_spellings() -> http::Extensions {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Twice: an answer may carry two challenges (each value is one line).
+    const CANNED: &[u8] =
+        b"HTTP/1.1 204 No Content\r\nWWW-Authenticate: x\r\nWWW-Authenticate: x\r\n\r\n";
+    let (client, mut server) = tokio::io::duplex(4096);
+    let answer = async move {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 512];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match server.read(&mut buf).await? {
+                0 => break,
+                n => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        server.write_all(CANNED).await?;
+        Ok::<_, std::io::Error>(server)
+    };
+    let ask = async move {
+        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+            .preserve_header_case(true)
+            .handshake::<_, Full<Bytes>>(TokioIo::new(client))
+            .await?;
+        tokio::spawn(conn);
+        let req = Request::get("/")
+            .header(header::HOST, "localhost")
+            .body(Full::new(Bytes::new()))
+            .map_err(std::io::Error::other)?;
+        let resp = sender.send_request(req).await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(resp.into_parts().0.extensions)
+    };
+    match tokio::join!(answer, ask) {
+        (Ok(_), Ok(extensions)) if !extensions.is_empty() => extensions,
+        (a, b) => {
+            tracing::warn!(
+                answer = ?a.err(),
+                parse = ?b.err(),
+                "cannot prepare registered header spellings; WWW-Authenticate goes out as Www-Authenticate"
+            );
+            http::Extensions::new()
+        }
+    }
+}
+
 async fn handle(
     kind: ListenerKind,
     app: Arc<App>,
     conn: Arc<Connection>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let body_read = BodyRead::default();
+    let body_expected = !req.body().is_end_stream();
+    req.extensions_mut().insert(body_read.clone());
     let mut resp = match kind {
         ListenerKind::Est => est::handle(&app, &conn, req).await,
         ListenerKind::Admin => admin::handle(&app, &conn, req).await,
-        ListenerKind::Public => crate::public::handle(&app, req).await,
+        ListenerKind::Public => crate::public::handle(&app, conn.remote.ip(), req).await,
     };
+    // Answered with the body unread (refused early: 413, 415, 401, 429...):
+    // hyper closes such a connection rather than read on, so say so.
+    if body_expected && !body_read.complete() {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if RESPELLED.iter().any(|h| resp.headers().contains_key(h)) {
+        if let Some(spellings) = REGISTERED_SPELLINGS.get() {
+            resp.extensions_mut().extend(spellings.clone());
+        }
+    }
     let log = resp
         .extensions_mut()
         .remove::<RequestLog>()

@@ -210,9 +210,16 @@ pub async fn tls_connect(
         .expect("TLS handshake")
 }
 
-/// An HTTP/1.1 keep-alive client over one TLS connection.
+/// An HTTP/1.1 keep-alive client over one TLS connection. Like any HTTP
+/// client it connects again after an answer that said `Connection: close`
+/// (estd says so when it answered without reading the request body); a
+/// connection closed without that warning still fails the next request.
 pub struct Client {
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    /// How to connect again, if this client made its own connection.
+    again: Option<(SocketAddr, Vec<u8>, Option<Identity>, bool)>,
+    /// The last answer said `Connection: close`.
+    told_closing: bool,
 }
 
 /// A response.
@@ -239,7 +246,14 @@ impl Client {
         identity: Option<&Identity>,
         tls12_only: bool,
     ) -> Client {
-        Client::over(tls_connect(addr, root_der, identity, tls12_only).await).await
+        let mut c = Client::over(tls_connect(addr, root_der, identity, tls12_only).await).await;
+        c.again = Some((
+            addr,
+            root_der.to_vec(),
+            identity.map(Identity::clone_identity),
+            tls12_only,
+        ));
+        c
     }
 
     /// HTTP/1.1 over a TLS connection already made (to read its TLS state first).
@@ -249,7 +263,11 @@ impl Client {
                 .await
                 .expect("http handshake");
         tokio::spawn(conn);
-        Client { sender }
+        Client {
+            sender,
+            again: None,
+            told_closing: false,
+        }
     }
 
     pub async fn send(
@@ -267,9 +285,21 @@ impl Client {
             req = req.header(*k, *v);
         }
         let req = req.body(Full::new(Bytes::from(body))).expect("request");
+        if self.told_closing {
+            if let Some((addr, root, identity, tls12)) = &self.again {
+                let fresh = Client::connect(*addr, root, identity.as_ref(), *tls12).await;
+                self.sender = fresh.sender;
+                self.told_closing = false;
+            }
+        }
+        // The connection task may not have run yet on a busy runtime.
+        self.sender.ready().await.expect("connection ready");
         let resp = self.sender.send_request(req).await.expect("send");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
+        self.told_closing = headers
+            .get(http::header::CONNECTION)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
         let body = resp.into_body().collect().await.expect("body").to_bytes();
         Resp {
             status,
