@@ -1345,7 +1345,7 @@ mod tests {
         // Display is RFC 4514 (last RDN first); the encoded order is C, O, orgId, CN.
         assert_eq!(
             req.info.subject.to_string(),
-            "CN=bench-1,2.5.4.97=#0c0e4e5452444b2d3132333435363738,O=Demo Organisation ApS,C=DK"
+            "CN=bench-1,2.5.4.97=#0c0e4e5452444b2d3132333435363734,O=Demo Organisation ApS,C=DK"
         );
         assert!(g.pkcs8.is_some());
     }
