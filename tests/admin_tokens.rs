@@ -5,76 +5,9 @@
 
 mod common;
 
+use common::api::{Api, Reply};
 use common::*;
 use serde_json::{json, Value};
-
-/// An admin API caller over one keep-alive connection.
-struct Api {
-    client: Client,
-    token: Option<String>,
-}
-
-struct Reply {
-    status: u16,
-    body: Value,
-    text: String,
-}
-
-impl Api {
-    async fn token(ts: &TestServer, token: &str) -> Api {
-        Api {
-            client: ts.admin_client(None).await,
-            token: Some(token.to_owned()),
-        }
-    }
-
-    async fn operator(ts: &TestServer) -> Api {
-        Api::token(ts, &ts.operator_token()).await
-    }
-
-    async fn with_cert(ts: &TestServer, identity: &Identity) -> Api {
-        Api {
-            client: ts.admin_client(Some(identity)).await,
-            token: None,
-        }
-    }
-
-    async fn call(&mut self, method: &str, path: &str, body: Option<Value>) -> Reply {
-        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
-        let mut headers: Vec<(&str, &str)> = Vec::new();
-        if let Some(a) = &auth {
-            headers.push(("authorization", a));
-        }
-        let bytes = match &body {
-            Some(b) => {
-                headers.push(("content-type", "application/json"));
-                serde_json::to_vec(b).expect("json")
-            }
-            None => vec![],
-        };
-        let resp = self
-            .client
-            .send(method, &format!("/api/v1{path}"), &headers, bytes)
-            .await;
-        Reply {
-            status: resp.status,
-            body: serde_json::from_slice(&resp.body).unwrap_or(Value::Null),
-            text: resp.text(),
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Reply {
-        self.call("GET", path, None).await
-    }
-
-    async fn post(&mut self, path: &str, body: Value) -> Reply {
-        self.call("POST", path, Some(body)).await
-    }
-
-    async fn delete(&mut self, path: &str) -> Reply {
-        self.call("DELETE", path, None).await
-    }
-}
 
 /// The listed token with `id`, if listed.
 fn listed<'a>(list: &'a Reply, id: &str) -> Option<&'a Value> {

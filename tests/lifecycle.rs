@@ -22,6 +22,7 @@
 
 mod common;
 
+use common::api::{assert_problem, Api};
 use common::*;
 use estd::store::model::{
     CertStatus, Organisation, Profile, RevocationReason, Serial, SystemRight,
@@ -32,69 +33,7 @@ use x509_cert::Certificate;
 const ENROLL: &str = "/.well-known/est/demo/simpleenroll";
 const REENROLL: &str = "/.well-known/est/simplereenroll";
 
-/// An admin API caller over one keep-alive connection.
-struct Api {
-    client: Client,
-    authorization: Option<String>,
-}
-
-/// An admin API answer, with the body parsed as JSON where it is JSON.
-struct Reply {
-    status: u16,
-    body: Value,
-    resp: Resp,
-}
-
 impl Api {
-    async fn operator(ts: &TestServer) -> Api {
-        Api {
-            client: ts.admin_client(None).await,
-            authorization: Some(format!("Bearer {}", ts.operator_token())),
-        }
-    }
-
-    async fn with_cert(ts: &TestServer, identity: &Identity) -> Api {
-        Api {
-            client: ts.admin_client(Some(identity)).await,
-            authorization: None,
-        }
-    }
-
-    async fn call(&mut self, method: &str, path: &str, body: Option<Value>) -> Reply {
-        let mut headers: Vec<(&str, &str)> = Vec::new();
-        if let Some(a) = &self.authorization {
-            headers.push(("authorization", a));
-        }
-        let bytes = match &body {
-            Some(b) => {
-                headers.push(("content-type", "application/json"));
-                serde_json::to_vec(b).expect("json")
-            }
-            None => vec![],
-        };
-        let resp = self
-            .client
-            .send(method, &format!("/api/v1{path}"), &headers, bytes)
-            .await;
-        Reply {
-            status: resp.status,
-            body: serde_json::from_slice(&resp.body).unwrap_or(Value::Null),
-            resp,
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Reply {
-        self.call("GET", path, None).await
-    }
-
-    async fn post(&mut self, path: &str, body: Value) -> Reply {
-        self.call("POST", path, Some(body)).await
-    }
-
-    async fn patch(&mut self, path: &str, body: Value) -> Reply {
-        self.call("PATCH", path, Some(body)).await
-    }
-
     /// PATCHes a profile, asserting success (with a contact person, which
     /// the demo profiles lack and a changed profile must have).
     async fn change_profile(&mut self, id: &str, mut body: Value) {
@@ -102,14 +41,6 @@ impl Api {
         let r = self.patch(&format!("/profiles/{id}"), body).await;
         assert_eq!(r.status, 200, "profile change: {}", r.resp.text());
     }
-}
-
-/// Asserts a problem document with `status` whose detail contains `detail`.
-#[track_caller]
-fn assert_problem(r: &Reply, status: u16, detail: &str) {
-    assert_eq!(r.status, status, "answer: {}", r.resp.text());
-    let d = r.body["detail"].as_str().unwrap_or_default();
-    assert!(d.contains(detail), "expected {detail:?} in {}", r.body);
 }
 
 /// Asserts a refusal: the status and a reason in the text body.

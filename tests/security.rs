@@ -71,6 +71,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
+use common::api::{assert_problem, Api};
 use common::*;
 use der::asn1::BitString;
 use der::{Decode, Encode};
@@ -178,93 +179,6 @@ fn past_validity() -> Validity {
 }
 
 // ---- Admin API ----
-
-/// An admin API caller over one keep-alive connection.
-struct Api {
-    client: Client,
-    authorization: Option<String>,
-}
-
-/// An admin API answer, with the body parsed as JSON where it is JSON.
-struct Reply {
-    status: u16,
-    body: Value,
-    resp: Resp,
-}
-
-impl Api {
-    async fn token(ts: &TestServer, token: &str) -> Api {
-        Api {
-            client: ts.admin_client(None).await,
-            authorization: Some(format!("Bearer {token}")),
-        }
-    }
-
-    async fn operator(ts: &TestServer) -> Api {
-        Api::token(ts, &ts.operator_token()).await
-    }
-
-    async fn anonymous(ts: &TestServer) -> Api {
-        Api {
-            client: ts.admin_client(None).await,
-            authorization: None,
-        }
-    }
-
-    async fn with_cert(ts: &TestServer, identity: &Identity) -> Api {
-        Api {
-            client: ts.admin_client(Some(identity)).await,
-            authorization: None,
-        }
-    }
-
-    async fn call(&mut self, method: &str, path: &str, body: Option<Value>) -> Reply {
-        let mut headers: Vec<(&str, &str)> = Vec::new();
-        if let Some(a) = &self.authorization {
-            headers.push(("authorization", a));
-        }
-        let bytes = match &body {
-            Some(b) => {
-                headers.push(("content-type", "application/json"));
-                serde_json::to_vec(b).expect("json")
-            }
-            None => vec![],
-        };
-        let resp = self
-            .client
-            .send(method, &format!("/api/v1{path}"), &headers, bytes)
-            .await;
-        Reply {
-            status: resp.status,
-            body: serde_json::from_slice(&resp.body).unwrap_or(Value::Null),
-            resp,
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Reply {
-        self.call("GET", path, None).await
-    }
-
-    async fn post(&mut self, path: &str, body: Value) -> Reply {
-        self.call("POST", path, Some(body)).await
-    }
-
-    async fn patch(&mut self, path: &str, body: Value) -> Reply {
-        self.call("PATCH", path, Some(body)).await
-    }
-}
-
-/// Asserts a problem document with `status` whose detail contains `detail`.
-#[track_caller]
-fn assert_problem(r: &Reply, status: u16, detail: &str) {
-    assert_eq!(r.status, status, "answer: {}", r.resp.text());
-    assert_eq!(
-        r.resp.header("content-type"),
-        Some("application/problem+json")
-    );
-    let d = r.body["detail"].as_str().unwrap_or_default();
-    assert!(d.contains(detail), "expected {detail:?} in {}", r.body);
-}
 
 /// The `detail` of a problem document.
 fn detail_of(r: &Resp) -> String {
