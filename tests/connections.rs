@@ -63,17 +63,7 @@ async fn connect_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
 
 /// The value of a counter or gauge line `name{labels} value` from `/metrics`.
 async fn metric(ts: &TestServer, line_prefix: &str) -> u64 {
-    let mut admin = ts.admin_client(None).await;
-    let r = admin.get("/metrics").await;
-    assert_eq!(r.status, 200);
-    let prefix = format!("{line_prefix} ");
-    r.text()
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
-        .trim()
-        .parse()
-        .expect("a number")
+    ts.metric(line_prefix).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -15,17 +15,8 @@ const PROBLEM: (&str, &str) = ("accept", "application/problem+json");
 
 /// The value of `estd_rate_limited_total{kind}` scraped from `/metrics`.
 async fn rate_limited_metric(ts: &TestServer, kind: &str) -> u64 {
-    let mut admin = ts.admin_client(None).await;
-    let r = admin.get("/metrics").await;
-    assert_eq!(r.status, 200);
-    let prefix = format!("estd_rate_limited_total{{kind=\"{kind}\"}} ");
-    r.text()
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
-        .trim()
-        .parse()
-        .expect("a count")
+    ts.metric(&format!("estd_rate_limited_total{{kind=\"{kind}\"}}"))
+        .await
 }
 
 /// Asserts a 429 with a whole-second Retry-After of at least 1, and returns it.

@@ -448,6 +448,21 @@ impl TestServer {
     }
 
     /// An HTTPS keep-alive client on the admin listener.
+    /// The value of the `/metrics` line `line_prefix value` (a counter or gauge).
+    pub async fn metric(&self, line_prefix: &str) -> u64 {
+        let mut admin = self.admin_client(None).await;
+        let r = admin.get("/metrics").await;
+        assert_eq!(r.status, 200);
+        let prefix = format!("{line_prefix} ");
+        r.text()
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
+            .trim()
+            .parse()
+            .expect("a number")
+    }
+
     pub async fn admin_client(&self, identity: Option<&Identity>) -> Client {
         Client::connect(self.server.admin_addr, &self.root_der(), identity, false).await
     }
