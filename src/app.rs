@@ -15,7 +15,7 @@ use crate::est::codec;
 use crate::metrics::Metrics;
 use crate::revocation::Revocation;
 use crate::seed::{self, DemoIdentity};
-use crate::store::model::{now_unix, CertKind, CertRecord, CertStatus};
+use crate::model::{now_unix, CertKind, CertRecord, CertStatus};
 use crate::store::{Store, StoreError};
 use crate::tls;
 

@@ -414,10 +414,10 @@ impl Config {
                 )));
             }
         }
-        if self.demo.enabled && !crate::store::model::is_valid_cvr(&self.demo.cvr) {
+        if self.demo.enabled && !crate::model::is_valid_cvr(&self.demo.cvr) {
             return Err(ConfigError::Invalid(format!(
                 "demo.cvr {}",
-                crate::store::model::CVR_RULE
+                crate::model::CVR_RULE
             )));
         }
         match (&self.ca.key_passphrase_env, &self.ca.key_passphrase_file) {
@@ -448,11 +448,11 @@ impl Config {
             ));
         }
         for a in &self.tls.client_anchors {
-            if !crate::store::model::is_valid_cvr(&a.cvr) {
+            if !crate::model::is_valid_cvr(&a.cvr) {
                 return Err(ConfigError::Invalid(format!(
                     "tls.client_anchors: cvr {:?} {}",
                     a.cvr,
-                    crate::store::model::CVR_RULE
+                    crate::model::CVR_RULE
                 )));
             }
         }

@@ -51,6 +51,7 @@ pub mod clip;
 pub mod config;
 pub mod est;
 pub mod metrics;
+pub mod model;
 pub mod notify;
 pub mod orders;
 pub mod policy;

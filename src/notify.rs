@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::app::App;
 use crate::orders::{notify, recipient, OpError};
-use crate::store::model::{
+use crate::model::{
     now_unix, CertRecord, Notification, NotificationKind, OrderHolder, UnixSeconds,
 };
 use crate::store::StoreError;

@@ -8,7 +8,7 @@ use aws_lc_rs::digest;
 use http::StatusCode;
 
 use crate::app::App;
-use crate::store::model::{
+use crate::model::{
     email_problem, is_allowed_method_pair, now_unix, subject_text_problem, AuditAction, AuditEvent,
     AuditOutcome, CertKind, CertRecord, CertStatus, CodeState, Identification, Issuance,
     Notification, NotificationKind, Order, OrderHolder, OrderStatus, Organisation, Profile,
@@ -187,7 +187,7 @@ pub struct NewToken {
     /// Its public id.
     pub id: String,
     /// Its stored record.
-    pub record: crate::store::model::TokenRecord,
+    pub record: crate::model::TokenRecord,
 }
 
 /// Creates an admin token for `cvr` (or an operator token for `None`),
@@ -200,7 +200,7 @@ pub fn create_token(
 ) -> Result<NewToken, OpError> {
     let token = new_token()?;
     let hash = token_hash(&token);
-    let record = crate::store::model::TokenRecord {
+    let record = crate::model::TokenRecord {
         cvr: cvr.map(str::to_owned),
         name: name.to_owned(),
         created_at: now_unix(),
@@ -564,7 +564,7 @@ fn change_order<F>(
     f: F,
 ) -> Result<Order, OpError>
 where
-    F: FnMut(&mut Order) -> Result<(), crate::store::model::IllegalTransition>,
+    F: FnMut(&mut Order) -> Result<(), crate::model::IllegalTransition>,
 {
     let before = visible_order(app, actor, id)?;
     match app.store.update_order(id, f)? {

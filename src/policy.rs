@@ -12,7 +12,7 @@ use x509_cert::name::Name;
 
 use crate::ca::csr::{directory_string, SubjectKey, VerifiedCsr};
 use crate::ca::{self, CertTemplate, CertUsage};
-use crate::store::model::{
+use crate::model::{
     email_problem, organization_identifier, subject_text_problem, CertKind, KeyAlgorithm,
     OrderHolder, Organisation, Profile,
 };

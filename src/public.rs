@@ -24,7 +24,7 @@ use crate::app::App;
 use crate::metrics::Metrics;
 use crate::revocation::OcspAnswer;
 use crate::server::RequestLog;
-use crate::store::model::now_unix;
+use crate::model::now_unix;
 
 /// Largest OCSP request body accepted.
 const MAX_OCSP_REQUEST: usize = 16 * 1024;
@@ -177,7 +177,7 @@ pub fn decode_ocsp_get(encoded: &str) -> Option<Vec<u8>> {
         if b == b'%' {
             let hi = bytes.next()?;
             let lo = bytes.next()?;
-            let v = crate::store::model::hex_byte(&[hi, lo])?;
+            let v = crate::model::hex_byte(&[hi, lo])?;
             unescaped.push(v as char);
         } else {
             unescaped.push(b as char);

@@ -22,7 +22,7 @@ use crate::ca::ocsp::{self, Lookup, OcspSigner};
 use crate::ca::{Ca, CaError, IssuedCert, Signer};
 use crate::config::RevocationConfig;
 use crate::metrics::Metrics;
-use crate::store::model::{now_unix, CertStatus, Serial, UnixSeconds};
+use crate::model::{now_unix, CertStatus, Serial, UnixSeconds};
 use crate::store::revocation::StoredCrl;
 use crate::store::{Store, StoreError};
 

@@ -11,7 +11,7 @@ use crate::ca::csr::classify_key;
 use crate::ca::{Ca, CaError, CertTemplate, CertUsage};
 use crate::config::Config;
 use crate::policy::ORGANIZATION_IDENTIFIER;
-use crate::store::model::{
+use crate::model::{
     now_unix, organization_identifier, AuditAction, AuditEvent, AuditOutcome, CertKind, CertRecord,
     CertStatus, Identification, Organisation, Profile, SystemRight,
 };

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use common::*;
 use der::Decode;
-use estd::store::model::{CertKind, Organisation, Profile, Serial, SystemRight};
+use estd::model::{CertKind, Organisation, Profile, Serial, SystemRight};
 use serde_json::{json, Value};
 
 /// An admin API caller over one keep-alive connection.

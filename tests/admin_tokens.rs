@@ -413,7 +413,7 @@ fn tokens_of_a_store_written_by_6dd7785_are_listed() {
     );
     assert!(
         store
-            .has_usable_operator_token(estd::store::model::now_unix())
+            .has_usable_operator_token(estd::model::now_unix())
             .expect("store"),
         "an old operator token stays usable: no new one is written over it"
     );

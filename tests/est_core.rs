@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use common::*;
 use const_oid::db::rfc5280;
 use der::Decode;
-use estd::store::model::{now_unix, AuditAction, AuditOutcome, RevocationReason, SystemRight};
+use estd::model::{now_unix, AuditAction, AuditOutcome, RevocationReason, SystemRight};
 use x509_cert::ext::pkix::ExtendedKeyUsage;
 
 const ENROLL: &str = "/.well-known/est/demo/simpleenroll";

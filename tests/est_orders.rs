@@ -8,7 +8,7 @@ use base64::Engine;
 use common::*;
 use der::Decode;
 use estd::orders::{self, Actor, OrderRequest};
-use estd::store::model::{
+use estd::model::{
     Contact, Identification, Issuance, OrderStatus, Profile, RevocationReason,
 };
 
@@ -130,7 +130,7 @@ async fn one_time_code_lifecycle() {
     assert_eq!(order.status, OrderStatus::Issued { serial });
     assert!(order.code.is_none(), "the code is spent");
     assert_eq!(
-        orders::display_status(&app, &order, estd::store::model::now_unix()),
+        orders::display_status(&app, &order, estd::model::now_unix()),
         "issued"
     );
 
@@ -174,7 +174,7 @@ async fn one_time_code_lifecycle() {
     let (_k, csr3) = demo_csr("Door controller");
     assert_eq!(holder2.enroll(REENROLL, &csr3).await.status, 403);
     assert_eq!(
-        orders::display_status(&app, &renewal_order, estd::store::model::now_unix()),
+        orders::display_status(&app, &renewal_order, estd::model::now_unix()),
         "revoked"
     );
     ts.shutdown().await;

@@ -9,7 +9,7 @@ use common::*;
 use der::asn1::{PrintableStringRef, SetOfVec, Utf8StringRef};
 use der::{Any, Decode, Encode};
 use estd::orders::{self, Actor, OrderRequest};
-use estd::store::model::{AuditAction, AuditOutcome, OrderStatus};
+use estd::model::{AuditAction, AuditOutcome, OrderStatus};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 

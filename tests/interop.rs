@@ -10,7 +10,7 @@ use std::process::Command;
 
 use common::*;
 use estd::orders::{self, Actor, OrderRequest};
-use estd::store::model::{Contact, Identification, Issuance, Profile};
+use estd::model::{Contact, Identification, Issuance, Profile};
 
 /// Splits a raw HTTP/1.1 answer into its header lines (status line excluded).
 fn header_lines(raw: &[u8]) -> Vec<String> {
@@ -197,7 +197,7 @@ async fn libest_collects_a_one_time_code_order_after_the_challenge() {
     let order = app.store.order(&reference).expect("db").expect("order");
     assert_eq!(
         order.status,
-        estd::store::model::OrderStatus::Issued { serial },
+        estd::model::OrderStatus::Issued { serial },
         "the order is collected"
     );
     ts.shutdown().await;

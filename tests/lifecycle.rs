@@ -24,7 +24,7 @@ mod common;
 
 use common::api::{assert_problem, Api};
 use common::*;
-use estd::store::model::{
+use estd::model::{
     CertStatus, Organisation, Profile, RevocationReason, Serial, SystemRight,
 };
 use serde_json::{json, Value};
@@ -66,7 +66,7 @@ fn demo_org(ts: &TestServer) -> Organisation {
     ts.app().store.org(DEMO_CVR).expect("db").expect("demo org")
 }
 
-fn record(ts: &TestServer, serial: &Serial) -> estd::store::model::CertRecord {
+fn record(ts: &TestServer, serial: &Serial) -> estd::model::CertRecord {
     ts.app().store.cert(serial).expect("db").expect("record")
 }
 

@@ -10,7 +10,7 @@ use base64::Engine;
 use common::*;
 use estd::notify::{deliver_pending, write_expiry_notices, MAX_DELIVERY_ATTEMPTS};
 use estd::orders::{create_order, revoke, Actor, OrderRequest};
-use estd::store::model::{
+use estd::model::{
     now_unix, Contact, Identification, Notification, NotificationKind, Organisation, Profile,
     RevocationReason, Serial,
 };

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use estd::store::model::{Profile, SystemRight};
+use estd::model::{Profile, SystemRight};
 
 const ENROLL: &str = "/.well-known/est/demo/simpleenroll";
 const CACERTS: &str = "/.well-known/est/cacerts";

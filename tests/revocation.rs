@@ -8,7 +8,7 @@ use std::process::Command;
 
 use common::*;
 use estd::orders::{self, Actor};
-use estd::store::model::RevocationReason;
+use estd::model::RevocationReason;
 
 fn operator() -> Actor {
     Actor {

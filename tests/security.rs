@@ -75,7 +75,7 @@ use common::api::{assert_problem, Api};
 use common::*;
 use der::asn1::BitString;
 use der::{Decode, Encode};
-use estd::store::model::{Organisation, Profile, SystemRight};
+use estd::model::{Organisation, Profile, SystemRight};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1081,7 +1081,7 @@ async fn one_time_code_works_once() {
         .expect("order");
     assert_eq!(
         order.status,
-        estd::store::model::OrderStatus::Issued {
+        estd::model::OrderStatus::Issued {
             serial: serial_of(&first)
         }
     );
@@ -1133,7 +1133,7 @@ async fn one_time_code_works_once() {
         .expect("order");
     assert_eq!(
         order.status,
-        estd::store::model::OrderStatus::Issued { serial: issued[0] }
+        estd::model::OrderStatus::Issued { serial: issued[0] }
     );
     ts.shutdown().await;
 }
@@ -1171,7 +1171,7 @@ async fn five_wrong_codes_lock_the_order() {
         .order(&reference)
         .expect("db")
         .expect("order");
-    assert_eq!(order.status, estd::store::model::OrderStatus::Pending);
+    assert_eq!(order.status, estd::model::OrderStatus::Pending);
     // The operator sees it locked.
     let r = op.get(&format!("/orders/{reference}")).await;
     assert_eq!(r.status, 200);
@@ -1330,7 +1330,7 @@ async fn admin_api_refuses_missing_and_wrong_credentials() {
         .cert(&demo_serial)
         .expect("db")
         .expect("cert");
-    assert_eq!(rec.state_name(estd::store::model::now_unix()), "issued");
+    assert_eq!(rec.state_name(estd::model::now_unix()), "issued");
     assert_eq!(profile(&ts, "demo").name, demo_profile.name);
     // Control: the real token works.
     let mut op = Api::operator(&ts).await;
@@ -1517,7 +1517,7 @@ async fn admin_api_token_of_another_organisation_sees_and_changes_nothing() {
     // Nothing of A's changed.
     assert_eq!(store.orders().count(), orders_before, "no order created");
     assert_eq!(cert_count(&ts), certs_before, "no certificate issued");
-    let now = estd::store::model::now_unix();
+    let now = estd::model::now_unix();
     for s in [device, user] {
         let rec = store.cert(&s).expect("db").expect("cert");
         assert_eq!(rec.state_name(now), "issued");
@@ -1538,7 +1538,7 @@ async fn admin_api_token_of_another_organisation_sees_and_changes_nothing() {
             .audit_events()
             .filter_map(Result::ok)
             .skip(tokens_audit_before)
-            .filter(|e| e.outcome == estd::store::model::AuditOutcome::Done)
+            .filter(|e| e.outcome == estd::model::AuditOutcome::Done)
             .count(),
         0,
         "no action was done"
@@ -1757,7 +1757,7 @@ async fn registration_authority_peer_cannot_bypass_the_cas_restrictions() {
             .audit_events()
             .filter_map(Result::ok)
             .skip(tokens_audit_before)
-            .filter(|e| e.outcome == estd::store::model::AuditOutcome::Done)
+            .filter(|e| e.outcome == estd::model::AuditOutcome::Done)
             .count(),
         0,
         "no action was done"

@@ -16,7 +16,7 @@ use const_oid::db::{rfc4519, rfc5912, rfc8410};
 use der::asn1::{BitString, ObjectIdentifier, SetOfVec};
 use der::{Any, Decode, Encode, Tag, Tagged};
 use estd::orders::{self, Actor, OrderRequest};
-use estd::store::model::{Identification, Issuance, KeyAlgorithm, Profile};
+use estd::model::{Identification, Issuance, KeyAlgorithm, Profile};
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use x509_cert::name::Name;
 use x509_cert::request::{CertReq, CertReqInfo, Version};

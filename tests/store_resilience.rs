@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
-use estd::store::model::{now_unix, AuditAction, AuditEvent, AuditOutcome};
+use estd::model::{now_unix, AuditAction, AuditEvent, AuditOutcome};
 use serde_json::Value;
 
 /// Rate limits off: these tests are about the store, not the limiter.

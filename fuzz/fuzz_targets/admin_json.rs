@@ -13,7 +13,7 @@
 use std::sync::OnceLock;
 
 use estd::admin::{check_body, BodyKind, Query};
-use estd::store::model::{Organisation, Profile};
+use estd::model::{Organisation, Profile};
 use estd_fuzz::{demo_org, strict_profile};
 use libfuzzer_sys::fuzz_target;
 

@@ -26,7 +26,7 @@ use der::{Any, Decode, Encode};
 use estd::ca::csr::{classify_key, parse_and_verify, CsrError, SubjectKey, VerifiedCsr};
 use estd::ca::Ca;
 use estd::policy;
-use estd::store::model::{CertKind, OrderHolder, Organisation, Profile};
+use estd::model::{CertKind, OrderHolder, Organisation, Profile};
 use estd_fuzz::{config, demo_org, demo_profile, scratch_dir, strict_profile};
 use libfuzzer_sys::fuzz_target;
 use rcgen::{KeyPair, PublicKeyData, SigningKey};
@@ -153,7 +153,7 @@ fn apply_policy(f: &Fixture, csr: &VerifiedCsr) {
             assert_eq!(t.subject, csr.subject);
             for (_, value) in policy::name_values(&t.subject).expect("accepted subject") {
                 assert!(
-                    estd::store::model::subject_text_problem(&value).is_none(),
+                    estd::model::subject_text_problem(&value).is_none(),
                     "{value:?} let through"
                 );
             }

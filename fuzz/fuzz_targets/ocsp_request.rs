@@ -22,7 +22,7 @@ use der::asn1::OctetString;
 use der::{Decode, Encode};
 use estd::ca::ocsp::MAX_REQUESTS;
 use estd::public::decode_ocsp_get;
-use estd::store::model::{now_unix, RevocationReason, Serial};
+use estd::model::{now_unix, RevocationReason, Serial};
 use estd::App;
 use estd_fuzz::{config, scratch_dir};
 use libfuzzer_sys::fuzz_target;

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use estd::config::{Config, DEFAULT_TOML};
-use estd::store::model::{
+use estd::model::{
     Contact, Identification, KeyAlgorithm, KeyPolicy, Organisation, Profile, SystemRight,
 };
 use http_body::{Body, Frame};

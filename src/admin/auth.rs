@@ -8,7 +8,7 @@ use crate::app::App;
 use crate::auth::principal;
 use crate::orders::{token_actor, Actor};
 use crate::server::Connection;
-use crate::store::model::{now_unix, SystemRight};
+use crate::model::{now_unix, SystemRight};
 
 /// The token in an `Authorization: Bearer <token>` header value.
 fn bearer_token(value: &[u8]) -> Option<&str> {

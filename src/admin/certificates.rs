@@ -12,7 +12,7 @@ use super::response::{created, json, ApiResult};
 use super::views::{CertView, CreatedOrderView};
 use crate::app::App;
 use crate::orders::{self as lifecycle, Actor};
-use crate::store::model::{now_unix, RevocationReason, Serial};
+use crate::model::{now_unix, RevocationReason, Serial};
 
 /// The body of `POST /certificates/{serial}/revoke`.
 #[derive(Debug, Deserialize)]

@@ -93,8 +93,8 @@ impl BodyKind {
 pub fn check_body(
     kind: BodyKind,
     body: &[u8],
-    org: &crate::store::model::Organisation,
-    profile: &crate::store::model::Profile,
+    org: &crate::model::Organisation,
+    profile: &crate::model::Profile,
 ) -> Result<(), ApiError> {
     use request::parse_json;
     match kind {
@@ -107,7 +107,7 @@ pub fn check_body(
         BodyKind::CreateToken => tokens::check_new_token(
             &parse_json(body)?,
             &crate::config::AdminTokensConfig::default(),
-            crate::store::model::now_unix(),
+            crate::model::now_unix(),
         )
         .map(drop),
         BodyKind::CreateProfile => {

@@ -11,7 +11,7 @@ use super::views::Items;
 use super::{catalogue_lock, commit};
 use crate::app::App;
 use crate::orders::{audit, Actor};
-use crate::store::model::{is_valid_cvr, AuditAction, AuditOutcome, Organisation, CVR_RULE};
+use crate::model::{is_valid_cvr, AuditAction, AuditOutcome, Organisation, CVR_RULE};
 
 /// Longest organisation name: X.520's upper bound for the O attribute.
 const MAX_ORG_NAME: usize = 64;
@@ -73,7 +73,7 @@ fn validate(org: &Organisation) -> Result<(), ApiError> {
         ));
     }
     // The name is the O attribute of every certificate of the organisation.
-    if let Some(problem) = crate::store::model::subject_text_problem(&org.name) {
+    if let Some(problem) = crate::model::subject_text_problem(&org.name) {
         return Err(ApiError::invalid("name", problem));
     }
     check_numbers("p_numbers", &org.p_numbers, 10)?;

@@ -8,7 +8,7 @@ use super::request::ApiRequest;
 use super::response::{json, ApiResult};
 use super::views::{Items, PublicCertView};
 use crate::app::App;
-use crate::store::model::{is_valid_cvr, now_unix, CertRecord, Serial, CVR_RULE};
+use crate::model::{is_valid_cvr, now_unix, CertRecord, Serial, CVR_RULE};
 
 /// Most certificates in one answer.
 const MAX_RESULTS: usize = 500;

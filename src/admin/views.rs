@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::app::App;
 use crate::ca::bootstrap::cert_pem;
 use crate::orders::{display_status, CreatedOrder};
-use crate::store::model::{
+use crate::model::{
     AuditAction, AuditEvent, AuditOutcome, CertKind, CertRecord, CertStatus, Identification,
     Issuance, Notification, NotificationKind, Order, OrderHolder, OrderStatus, RevocationReason,
     SystemRight, UnixSeconds,

@@ -13,7 +13,7 @@ use x509_cert::time::Time;
 use x509_cert::Version;
 
 use super::{extension, Ca, CaError};
-use crate::store::model::{RevocationReason, Serial, UnixSeconds};
+use crate::model::{RevocationReason, Serial, UnixSeconds};
 
 fn time(secs: UnixSeconds) -> Result<Time, CaError> {
     Ok(Time::try_from(UNIX_EPOCH + Duration::from_secs(secs))?)

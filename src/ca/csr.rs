@@ -11,7 +11,7 @@ use x509_cert::ext::Extension;
 use x509_cert::name::Name;
 use x509_cert::request::{CertReq, ExtensionReq};
 
-use crate::store::model::KeyAlgorithm;
+use crate::model::KeyAlgorithm;
 
 /// OID of the PKCS#9 challengePassword attribute.
 pub const CHALLENGE_PASSWORD: ObjectIdentifier =

@@ -32,7 +32,7 @@ use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::{Time, Validity};
 
-use crate::store::model::{CertKind, Serial, UnixSeconds};
+use crate::model::{CertKind, Serial, UnixSeconds};
 use csr::SubjectKey;
 pub use signer::Signer;
 

@@ -16,7 +16,7 @@ use x509_ocsp::{
 };
 
 use super::{extension, CaError, Signer};
-use crate::store::model::{Serial, UnixSeconds};
+use crate::model::{Serial, UnixSeconds};
 
 const SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
 const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");

@@ -20,7 +20,7 @@ use crate::app::App;
 use crate::ca::csr::CHALLENGE_PASSWORD;
 use crate::policy::ORGANIZATION_IDENTIFIER;
 use crate::server::Connection;
-use crate::store::model::{KeyAlgorithm, KeyPolicy, Profile};
+use crate::model::{KeyAlgorithm, KeyPolicy, Profile};
 
 /// Content type of `/csrattrs`.
 pub const CONTENT_TYPE: &str = "application/csrattrs";

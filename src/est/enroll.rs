@@ -28,7 +28,7 @@ use crate::config::ServerConfig;
 use crate::orders::{self, CodeCheck};
 use crate::policy;
 use crate::server::{Connection, RequestLog};
-use crate::store::model::{
+use crate::model::{
     now_unix, AuditAction, AuditEvent, AuditOutcome, CertRecord, CertStatus, Identification,
     Issuance, Order, OrderHolder, OrderStatus, Organisation, Profile, Serial, SystemRight,
 };

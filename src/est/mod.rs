@@ -23,7 +23,7 @@ use crate::app::App;
 use crate::auth::{self, ClientCert, Principal};
 use crate::ratelimit::Caller;
 use crate::server::{Connection, RequestLog};
-use crate::store::model::now_unix;
+use crate::model::now_unix;
 pub use error::EstError;
 
 /// Path prefix of every EST endpoint.

@@ -31,7 +31,7 @@ use crate::ca::bootstrap::append_rdn;
 use crate::ca::csr::{self, classify_key, VerifiedCsr};
 use crate::policy::{self, ORGANIZATION_IDENTIFIER};
 use crate::server::{Connection, RequestLog};
-use crate::store::model::{
+use crate::model::{
     organization_identifier, AuditAction, Issuance, KeyAlgorithm, Organisation, Profile,
 };
 

@@ -29,7 +29,7 @@ use self::activity::{Activity, Expiry, Tracked};
 use self::sources::{RefusalLog, Sources};
 use crate::app::{App, Initialised};
 use crate::auth::{CertRejection, ClientCert, ClientTrust};
-use crate::store::model::Serial;
+use crate::model::Serial;
 use crate::tls::ChannelBinding;
 use crate::{admin, est};
 
@@ -460,7 +460,7 @@ async fn audit_retention(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let mut pruned = 0;
         loop {
-            let cutoff_ms = crate::store::model::now_unix()
+            let cutoff_ms = crate::model::now_unix()
                 .saturating_sub(days * 86_400)
                 .saturating_mul(1000);
             let worker = app.clone();
@@ -514,7 +514,7 @@ async fn revocation_upkeep(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
         let worker = app.clone();
         let result = tokio::task::spawn_blocking(
             move || -> Result<(), crate::revocation::RevocationError> {
-                let now = crate::store::model::now_unix();
+                let now = crate::model::now_unix();
                 if worker.revocation.crl_due(now) {
                     worker
                         .revocation

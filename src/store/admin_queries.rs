@@ -4,7 +4,7 @@
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use super::model::Organisation;
+use crate::model::Organisation;
 use super::{decode_profile, encode, Store, StoreError};
 
 impl Store {

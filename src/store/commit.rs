@@ -15,7 +15,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use tokio::sync::oneshot;
 
-use super::model::{CertRecord, CertStatus, Order, Serial};
+use crate::model::{CertRecord, CertStatus, Order, Serial};
 use super::{decode, encode, recovery, Shared, StoreError, Trees};
 
 /// Key in `meta` of the number of stored certificates (kept so that start-up
@@ -88,7 +88,7 @@ pub struct Issuance {
     /// A certificate this one renews, to be linked to it (`renewed_by`).
     pub link_renewal: Option<Serial>,
     /// The audit record (`serial` already set).
-    pub audit: super::model::AuditEvent,
+    pub audit: crate::model::AuditEvent,
 }
 
 /// Work for the committer thread.

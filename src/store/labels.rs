@@ -53,7 +53,7 @@ pub(super) fn fold_label_index(labels: &sled::Tree) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::model::Profile;
+    use crate::model::Profile;
     use super::super::{encode, Store, StoreError};
 
     /// Writes `p` with its label under its exact spelling, as estd did

@@ -5,9 +5,9 @@
 //! - `orgs`: CVR → [`Organisation`]
 //! - `profiles`: UUID → [`Profile`]; `labels`: EST label in lower case → UUID (see `labels.rs`)
 //! - `audit`: monotonic id (u64, big-endian) → [`AuditEvent`]
-//! - `orders`: reference number → [`model::Order`]; `held`: SHA-256 of a held CSR → reference number
-//! - `tokens`: SHA-256 of an admin token → [`model::TokenRecord`]
-//! - `outbox`: monotonic id → [`model::Notification`]
+//! - `orders`: reference number → [`crate::model::Order`]; `held`: SHA-256 of a held CSR → reference number
+//! - `tokens`: SHA-256 of an admin token → [`crate::model::TokenRecord`]
+//! - `outbox`: monotonic id → [`crate::model::Notification`]
 //! - `revoked`: serial → revocation time and reason (the CRL's source, kept small)
 //! - `expiry`: notAfter (u64, big-endian) ‖ serial → empty (the expiry scan's index)
 //! - `meta`: schema version, the current CRL and its number, the certificate count
@@ -29,7 +29,7 @@
 mod admin_queries;
 mod commit;
 mod labels;
-pub mod model;
+
 mod orders;
 mod recovery;
 pub mod revocation;
@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{mpsc, Arc, RwLock};
 
-use model::{AuditEvent, CertRecord, Organisation, Profile, Serial};
+use crate::model::{AuditEvent, CertRecord, Organisation, Profile, Serial};
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::oneshot;
 
@@ -725,7 +725,7 @@ fn bounded_event(event: &AuditEvent) -> AuditEvent {
 
 #[cfg(test)]
 mod tests {
-    use super::model::{
+    use crate::model::{
         CertKind, Contact, Identification, Issuance, KeyPolicy, Profile, SystemRight,
     };
     use super::*;

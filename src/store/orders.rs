@@ -1,7 +1,7 @@
 //! Orders, one-time codes, held enrolments, admin tokens and the notification
 //! outbox. Issuance itself (certificate and order in one write) is in `commit.rs`.
 
-use super::model::{Notification, Order, TokenRecord};
+use crate::model::{Notification, Order, TokenRecord};
 use super::{decode, encode, Store, StoreError};
 
 /// Key in `meta` of the number of one-time codes presented for no order with

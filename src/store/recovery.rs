@@ -109,7 +109,7 @@ fn try_recover(shared: &Shared) -> Result<(), String> {
     probe_space(shared).map_err(|e| format!("no space to write: {e}"))?;
     reopen(shared).map_err(|e| format!("reopening the store: {e}"))?;
     let trees = shared.trees().map_err(|e| e.to_string())?;
-    let now = crate::store::model::now_unix();
+    let now = crate::model::now_unix();
     trees
         .meta
         .insert(WRITE_PROBE_KEY, &now.to_be_bytes())

@@ -6,7 +6,7 @@
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use super::model::{CertRecord, IllegalTransition, RevocationReason, Serial, UnixSeconds};
+use crate::model::{CertRecord, IllegalTransition, RevocationReason, Serial, UnixSeconds};
 use super::{decode, encode, Store, StoreError};
 
 const CRL_KEY: &[u8] = b"crl";

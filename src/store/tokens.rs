@@ -2,7 +2,7 @@
 //! record's decoding across versions, listing, and whether an operator
 //! token is still usable.
 
-use super::model::{TokenRecord, UnixSeconds};
+use crate::model::{TokenRecord, UnixSeconds};
 use super::{decode, encode, Store, StoreError};
 
 /// Decodes an admin token's record, also one stored before tokens had an

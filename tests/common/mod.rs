@@ -12,7 +12,7 @@ use std::sync::Arc;
 use base64::Engine;
 use bytes::Bytes;
 use der::{Decode, Encode};
-use estd::store::model::{
+use estd::model::{
     now_unix, CertRecord, CertStatus, Organisation, Profile, Serial, SystemRight,
 };
 use estd::{App, Config, RunningServer};

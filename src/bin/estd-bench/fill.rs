@@ -25,7 +25,7 @@ use std::time::Instant;
 use der::Decode;
 use estd::ca::csr::{classify_key, SubjectKey};
 use estd::ca::{CertTemplate, CertUsage};
-use estd::store::model::{
+use estd::model::{
     now_unix, CertRecord, CertStatus, Organisation, Profile, RevocationReason, Serial,
 };
 use estd::store::StoreError;

@@ -201,7 +201,7 @@ fn parse_hex(s: &str) -> Option<Vec<u8>> {
     }
     s.as_bytes()
         .chunks(2)
-        .map(estd::store::model::hex_byte)
+        .map(estd::model::hex_byte)
         .collect()
 }
 

@@ -1,4 +1,5 @@
-//! The records estd keeps: organisations, profiles, certificates and audit events.
+//! The domain model: organisations, profiles, orders, certificates, tokens and
+//! audit events, with their states and the moves between them. No I/O.
 //!
 //! Records are plain data; the rules that move them between states live here as
 //! methods, so that no other module can put a record in an illegal state.
