@@ -8,14 +8,15 @@ use bytes::Bytes;
 use rustls::ServerConfig;
 
 use crate::auth::{ClientTrust, TrustError};
-use crate::ca::bootstrap::{self, files};
+use crate::ca::{bootstrap, layout};
 use crate::ca::{Ca, CaError};
 use crate::config::Config;
 use crate::est::codec;
+use crate::files::FileError;
 use crate::metrics::Metrics;
+use crate::model::{now_unix, CertKind, CertRecord, CertStatus};
 use crate::revocation::Revocation;
 use crate::seed::{self, DemoIdentity};
-use crate::model::{now_unix, CertKind, CertRecord, CertStatus};
 use crate::store::{Store, StoreError};
 use crate::tls;
 
@@ -47,6 +48,12 @@ pub enum InitError {
     /// CA material.
     #[error(transparent)]
     Ca(#[from] CaError),
+    /// A file or folder beside the CA material (the data folder, the admin token).
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// The operator's admin token could not be created.
+    #[error("creating the operator's admin token: {0}")]
+    OperatorToken(#[source] crate::orders::OpError),
     /// The store.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -91,8 +98,7 @@ impl App {
         let certs_dir: PathBuf = config.paths.certs_dir.clone();
         let material = bootstrap::load_or_create_ca(&certs_dir, &config.ca)?;
         let ca = material.ca;
-        std::fs::create_dir_all(&config.paths.data_dir)
-            .map_err(|e| CaError::Io(format!("{}: {e}", config.paths.data_dir.display())))?;
+        crate::files::create_dir_all(&config.paths.data_dir)?;
         let store = Store::open(
             &config.paths.data_dir,
             config.store.cache_mb.saturating_mul(1 << 20),
@@ -196,5 +202,5 @@ pub fn record_infrastructure(
 
 /// The trust anchor file clients should pin.
 pub fn trust_anchor_file(config: &Config) -> PathBuf {
-    config.paths.certs_dir.join(files::ROOT_CERT)
+    config.paths.certs_dir.join(layout::ROOT_CERT)
 }

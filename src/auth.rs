@@ -9,7 +9,7 @@ use der::Decode;
 use rustls::pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use x509_cert::certificate::Certificate;
 
-use crate::ca::bootstrap::read_certs;
+use crate::files::read_certs;
 use crate::config::ClientAnchorConfig;
 use crate::model::{
     CertRecord, CertStatus, RevocationReason, Serial, SystemRight, UnixSeconds,

@@ -50,6 +50,7 @@ pub mod ca;
 pub mod clip;
 pub mod config;
 pub mod est;
+pub mod files;
 pub mod metrics;
 pub mod model;
 pub mod notify;

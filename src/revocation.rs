@@ -14,12 +14,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
-use der::Decode;
-use x509_cert::certificate::Certificate;
 
 use crate::ca::bootstrap::{self, OCSP_RENEW_DAYS};
-use crate::ca::ocsp::{self, Lookup, OcspSigner};
-use crate::ca::{Ca, CaError, IssuedCert, Signer};
+use crate::ca::ocsp::{self, Lookup, OcspResponder};
+use crate::ca::{Ca, CaError, IssuedCert};
 use crate::config::RevocationConfig;
 use crate::metrics::Metrics;
 use crate::model::{now_unix, CertStatus, Serial, UnixSeconds};
@@ -61,28 +59,22 @@ pub struct Revocation {
     config: RevocationConfig,
     crl: RwLock<Arc<StoredCrl>>,
     crl_lock: Mutex<()>,
-    responder: RwLock<Arc<OcspSigner>>,
+    responder: RwLock<Arc<OcspResponder>>,
     /// Keyed by the request's CertID DER, so an answer always echoes the asker's CertID.
     cache: RwLock<HashMap<Vec<u8>, Cached>>,
     /// Bumped after every revocation; answers read before a bump are not cached.
     epoch: AtomicU64,
 }
 
-fn load_signer(dir: &Path, ca: &Ca) -> Result<(OcspSigner, Option<IssuedCert>), CaError> {
-    let issuing = Certificate::from_der(ca.issuing_der())?;
-    if let Some((cert, key)) = bootstrap::read_ocsp_signer(dir)? {
-        let signer = OcspSigner::new(Signer::from_pkcs8(&key)?, &cert, &issuing)?;
-        if signer.not_after > now_unix() + OCSP_RENEW_DAYS * 86_400 {
-            return Ok((signer, None));
+/// The stored OCSP responder, or a new one if there is none or it nears expiry.
+fn load_responder(dir: &Path, ca: &Ca) -> Result<(OcspResponder, Option<IssuedCert>), CaError> {
+    if let Some(responder) = bootstrap::read_ocsp_responder(dir, ca)? {
+        if responder.not_after > now_unix() + OCSP_RENEW_DAYS * 86_400 {
+            return Ok((responder, None));
         }
     }
-    let issued = bootstrap::create_ocsp_signer(dir, ca)?;
-    let (cert, key) = bootstrap::read_ocsp_signer(dir)?
-        .ok_or_else(|| CaError::Io("OCSP signer was not written".into()))?;
-    Ok((
-        OcspSigner::new(Signer::from_pkcs8(&key)?, &cert, &issuing)?,
-        Some(issued),
-    ))
+    let (responder, issued) = bootstrap::create_ocsp_responder(dir, ca)?;
+    Ok((responder, Some(issued)))
 }
 
 impl Revocation {
@@ -95,7 +87,7 @@ impl Revocation {
         ca: &Ca,
         store: &Store,
     ) -> Result<(Revocation, Option<IssuedCert>), RevocationError> {
-        let (signer, issued) = load_signer(certs_dir, ca)?;
+        let (signer, issued) = load_responder(certs_dir, ca)?;
         let crl = match store.crl()? {
             Some(c) => c,
             None => StoredCrl {
@@ -205,8 +197,7 @@ impl Revocation {
         if !due {
             return Ok(None);
         }
-        let issued = bootstrap::create_ocsp_signer(certs_dir, ca)?;
-        let (signer, _) = load_signer(certs_dir, ca)?;
+        let (signer, issued) = bootstrap::create_ocsp_responder(certs_dir, ca)?;
         match self.responder.write() {
             Ok(mut g) => *g = Arc::new(signer),
             Err(p) => *p.into_inner() = Arc::new(signer),
@@ -218,7 +209,7 @@ impl Revocation {
         Ok(Some(issued))
     }
 
-    fn responder(&self) -> Arc<OcspSigner> {
+    fn responder(&self) -> Arc<OcspResponder> {
         match self.responder.read() {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),

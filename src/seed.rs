@@ -6,15 +6,17 @@ use std::path::PathBuf;
 use const_oid::db::rfc4519;
 use x509_cert::name::Name;
 
-use crate::ca::bootstrap::{self, append_rdn, files, write_file};
+use crate::ca::bootstrap::{self, append_rdn};
 use crate::ca::csr::classify_key;
+use crate::ca::layout;
 use crate::ca::{Ca, CaError, CertTemplate, CertUsage};
 use crate::config::Config;
-use crate::policy::ORGANIZATION_IDENTIFIER;
+use crate::files::{cert_pem, key_pem, write_file};
 use crate::model::{
     now_unix, organization_identifier, AuditAction, AuditEvent, AuditOutcome, CertKind, CertRecord,
     CertStatus, Identification, Organisation, Profile, SystemRight,
 };
+use crate::policy::ORGANIZATION_IDENTIFIER;
 use crate::store::Store;
 
 /// EST label of the demo IdM system's own profile.
@@ -64,7 +66,7 @@ pub fn ensure_operator_token(
     if !store.has_usable_operator_token(now)? {
         let days = u64::from(config.admin_tokens.operator_token_days);
         let created = crate::orders::create_token(store, None, "operator", now + days * 86_400)
-            .map_err(|e| CaError::Generate(e.to_string()))?;
+            .map_err(crate::app::InitError::OperatorToken)?;
         write_file(&path, format!("{}\n", created.token).as_bytes(), true)?;
     }
     Ok(path)
@@ -116,11 +118,11 @@ pub fn ensure_demo(
     };
 
     let dir = &config.paths.certs_dir;
-    let cert_path = dir.join(files::DEMO_CERT);
-    let key_path = dir.join(files::DEMO_KEY);
+    let cert_path = dir.join(layout::DEMO_CERT);
+    let key_path = dir.join(layout::DEMO_KEY);
     if !cert_path.exists() || !key_path.exists() {
         let (pkcs8, spki) = bootstrap::generate_p256_key()?;
-        let key = classify_key(&spki).map_err(|e| CaError::Generate(e.to_string()))?;
+        let key = classify_key(&spki).map_err(CaError::GeneratedKey)?;
         let subject = system_subject(&org, "Demo IdM system")?;
         let template = CertTemplate {
             subject: subject.clone(),
@@ -159,12 +161,8 @@ pub fn ensure_demo(
             order_id: None,
             detail: "demo IdM system certificate".into(),
         })?;
-        write_file(&key_path, bootstrap::key_pem(&pkcs8).as_bytes(), true)?;
-        let pem = format!(
-            "{}{}",
-            bootstrap::cert_pem(&issued.der),
-            bootstrap::cert_pem(ca.issuing_der())
-        );
+        write_file(&key_path, key_pem(&pkcs8).as_bytes(), true)?;
+        let pem = format!("{}{}", cert_pem(&issued.der), cert_pem(ca.issuing_der()));
         write_file(&cert_path, pem.as_bytes(), false)?;
     }
     Ok(DemoIdentity {

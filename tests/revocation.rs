@@ -32,7 +32,7 @@ fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
 }
 
 fn pem(der: &[u8]) -> String {
-    estd::ca::bootstrap::cert_pem(der)
+    estd::files::cert_pem(der)
 }
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String, Vec<u8>) {

@@ -148,14 +148,15 @@ fn resign(ts: &TestServer, der: &[u8], change: impl FnOnce(&mut TbsCertificate))
     let key_path = ts
         .dir
         .join("certs")
-        .join(estd::ca::bootstrap::files::ISSUING_KEY);
-    let key = estd::ca::bootstrap::read_private_key(&key_path).expect("issuing key");
+        .join(estd::ca::layout::ISSUING_KEY);
+    let key = estd::files::read_private_key(&key_path).expect("issuing key");
     sign_with(&key, der, change)
 }
 
 /// Re-signs `der` with a PKCS#8 key after `change` edits its TBS.
 fn sign_with(pkcs8: &[u8], der: &[u8], change: impl FnOnce(&mut TbsCertificate)) -> Vec<u8> {
-    let signer = estd::ca::Signer::from_pkcs8(pkcs8).expect("signer");
+    use estd::ca::Signer;
+    let signer = estd::ca::SoftwareSigner::from_pkcs8(pkcs8).expect("signer");
     let mut cert = Certificate::from_der(der).expect("cert");
     change(&mut cert.tbs_certificate);
     cert.tbs_certificate.signature = signer.algorithm().clone();

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::app::App;
-use crate::ca::bootstrap::cert_pem;
+use crate::files::cert_pem;
 use crate::orders::{display_status, CreatedOrder};
 use crate::model::{
     AuditAction, AuditEvent, AuditOutcome, CertKind, CertRecord, CertStatus, Identification,

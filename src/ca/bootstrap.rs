@@ -1,56 +1,38 @@
 //! CA material on disk: created on first start (a development root and an
 //! issuing CA under it, and estd's TLS server certificate), loaded afterwards.
 
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
-use der::pem::LineEnding;
-use rustls_pki_types::pem::PemObject;
+use der::Decode;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use spki::SubjectPublicKeyInfoOwned;
+use x509_cert::certificate::Certificate;
 use x509_cert::ext::pkix::name::GeneralName;
 
 use super::csr::classify_key;
-use super::keyfile::{ca_key_pem, configured_passphrase, read_ca_key, Passphrase};
+use super::keyfile::{ca_key_pem, Passphrase};
+use super::layout;
+use super::ocsp::OcspResponder;
+use super::provider::IssuingKey;
+use super::signer::{Signer, SoftwareSigner};
 use super::{Ca, CaError, CertTemplate, CertUsage, IssuedCert};
 use crate::config::{CaConfig, CaKeyAlgorithm};
-
-/// File names under `certs/`.
-pub mod files {
-    /// Root CA certificate: the trust anchor clients pin.
-    pub const ROOT_CERT: &str = "root-ca.pem";
-    /// Root CA key.
-    pub const ROOT_KEY: &str = "root-ca.key";
-    /// Issuing CA certificate.
-    pub const ISSUING_CERT: &str = "issuing-ca.pem";
-    /// Issuing CA key.
-    pub const ISSUING_KEY: &str = "issuing-ca.key";
-    /// Issuing CA then root.
-    pub const CHAIN: &str = "ca-chain.pem";
-    /// TLS server certificate and its chain.
-    pub const TLS_CERT: &str = "tls-server.pem";
-    /// TLS server key.
-    pub const TLS_KEY: &str = "tls-server.key";
-    /// Demo IdM system certificate.
-    pub const DEMO_CERT: &str = "demo-idm.pem";
-    /// Demo IdM system key.
-    pub const DEMO_KEY: &str = "demo-idm.key";
-    /// Delegated OCSP responder certificate.
-    pub const OCSP_CERT: &str = "ocsp-signer.pem";
-    /// Delegated OCSP responder key.
-    pub const OCSP_KEY: &str = "ocsp-signer.key";
-}
+use crate::files::{
+    cert_pem, check_private_mode, create_dir_all, key_pem, read_cert, read_certs, read_private_key,
+    write_file,
+};
 
 /// Lifetime of the delegated OCSP responder certificate.
 pub const OCSP_VALIDITY_DAYS: u32 = 90;
 /// It is replaced when fewer days than this remain.
 pub const OCSP_RENEW_DAYS: u64 = 30;
 
-/// Issues a new delegated OCSP responder certificate and key and writes them.
-pub fn create_ocsp_signer(dir: &Path, ca: &Ca) -> Result<IssuedCert, CaError> {
+/// Issues a new delegated OCSP responder certificate and key, writes them to
+/// `dir`, and returns the responder ready to sign with the certificate.
+pub fn create_ocsp_responder(dir: &Path, ca: &Ca) -> Result<(OcspResponder, IssuedCert), CaError> {
     let (pkcs8, spki) = generate_p256_key()?;
-    let key = classify_key(&spki).map_err(|e| CaError::Generate(e.to_string()))?;
+    let key = classify_key(&spki).map_err(CaError::GeneratedKey)?;
     let mut subject = x509_cert::name::Name::default();
     subject = append_rdn(subject, const_oid::db::rfc4519::O, "estd")?;
     subject = append_rdn(subject, const_oid::db::rfc4519::CN, "estd OCSP Responder")?;
@@ -63,28 +45,37 @@ pub fn create_ocsp_signer(dir: &Path, ca: &Ca) -> Result<IssuedCert, CaError> {
         validity_days: OCSP_VALIDITY_DAYS,
     };
     let cert = ca.issue(&template)?;
-    write_file(&dir.join(files::OCSP_KEY), key_pem(&pkcs8).as_bytes(), true)?;
     write_file(
-        &dir.join(files::OCSP_CERT),
+        &dir.join(layout::OCSP_KEY),
+        key_pem(&pkcs8).as_bytes(),
+        true,
+    )?;
+    write_file(
+        &dir.join(layout::OCSP_CERT),
         cert_pem(&cert.der).as_bytes(),
         false,
     )?;
-    Ok(cert)
+    let responder = ocsp_responder(&pkcs8, &cert.der, ca)?;
+    Ok((responder, cert))
 }
 
-/// A certificate (DER) and its key (PKCS#8 DER).
-pub type CertAndKey = (Vec<u8>, Vec<u8>);
-
-/// Reads the delegated OCSP responder's certificate (DER) and key (PKCS#8), if present.
-pub fn read_ocsp_signer(dir: &Path) -> Result<Option<CertAndKey>, CaError> {
-    let cert_path = dir.join(files::OCSP_CERT);
-    let key_path = dir.join(files::OCSP_KEY);
+/// The delegated OCSP responder whose certificate and key are in `dir`, if both are.
+pub fn read_ocsp_responder(dir: &Path, ca: &Ca) -> Result<Option<OcspResponder>, CaError> {
+    let cert_path = dir.join(layout::OCSP_CERT);
+    let key_path = dir.join(layout::OCSP_KEY);
     if !cert_path.exists() || !key_path.exists() {
         return Ok(None);
     }
-    let cert = read_certs(&cert_path)?.remove(0).to_vec();
-    let key = read_private_key(&key_path)?;
-    Ok(Some((cert, key)))
+    let cert = read_cert(&cert_path)?;
+    let key = zeroize::Zeroizing::new(read_private_key(&key_path)?);
+    Ok(Some(ocsp_responder(&key, &cert, ca)?))
+}
+
+/// The responder for a software key (PKCS#8) and its certificate.
+fn ocsp_responder(pkcs8: &[u8], cert_der: &[u8], ca: &Ca) -> Result<OcspResponder, CaError> {
+    let issuing = Certificate::from_der(ca.issuing_der())?;
+    let signer: Arc<dyn Signer> = Arc::new(SoftwareSigner::from_pkcs8(pkcs8)?);
+    OcspResponder::new(signer, cert_der, &issuing)
 }
 
 /// What [`load_or_create_ca`] found.
@@ -95,96 +86,6 @@ pub struct CaMaterial {
     pub created: bool,
 }
 
-fn io_err(path: &Path, e: impl std::fmt::Display) -> CaError {
-    CaError::Io(format!("{}: {e}", path.display()))
-}
-
-/// Writes `contents` to `path` atomically and durably (the file, then the
-/// rename in its directory); private files get mode 0600 from the start.
-pub fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), CaError> {
-    let tmp = path.with_extension("tmp");
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(if private { 0o600 } else { 0o644 });
-    }
-    let mut f = opts.open(&tmp).map_err(|e| io_err(&tmp, e))?;
-    // The mode above applies only to a new file; a temp file left by a crash keeps its own.
-    #[cfg(unix)]
-    if private {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(fs::Permissions::from_mode(0o600))
-            .map_err(|e| io_err(&tmp, e))?;
-    }
-    f.write_all(contents).map_err(|e| io_err(&tmp, e))?;
-    f.sync_all().map_err(|e| io_err(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
-    // Without this the rename may be lost in a power cut, leaving the old file or none.
-    #[cfg(unix)]
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::File::open(parent)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io_err(parent, e))?;
-    }
-    Ok(())
-}
-
-/// PEM of a certificate.
-pub fn cert_pem(der: &[u8]) -> String {
-    der::pem::encode_string("CERTIFICATE", LineEnding::LF, der).unwrap_or_default()
-}
-
-/// PEM of a PKCS#8 key.
-pub fn key_pem(pkcs8: &[u8]) -> String {
-    der::pem::encode_string("PRIVATE KEY", LineEnding::LF, pkcs8).unwrap_or_default()
-}
-
-/// Refuses a secret file that group or others can read.
-pub fn check_private_mode(path: &Path) -> Result<(), CaError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(path)
-            .map_err(|e| io_err(path, e))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            return Err(CaError::Key(format!(
-                "{} is readable by group or others (mode {:o}); run chmod 600 on it",
-                path.display(),
-                mode & 0o777
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Reads a private key, refusing one that group or others can read.
-pub fn read_private_key(path: &Path) -> Result<Vec<u8>, CaError> {
-    check_private_mode(path)?;
-    match PrivateKeyDer::from_pem_file(path).map_err(|e| io_err(path, e))? {
-        PrivateKeyDer::Pkcs8(k) => Ok(k.secret_pkcs8_der().to_vec()),
-        _ => Err(CaError::Key(format!(
-            "{} is not a PKCS#8 key",
-            path.display()
-        ))),
-    }
-}
-
-/// Reads every certificate in a PEM file.
-pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, CaError> {
-    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| io_err(path, e))?
-        .collect();
-    let certs = certs.map_err(|e| io_err(path, e))?;
-    if certs.is_empty() {
-        return Err(io_err(path, "no certificate in file"));
-    }
-    Ok(certs)
-}
-
 fn rcgen_alg(a: CaKeyAlgorithm) -> &'static rcgen::SignatureAlgorithm {
     match a {
         CaKeyAlgorithm::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
@@ -193,44 +94,38 @@ fn rcgen_alg(a: CaKeyAlgorithm) -> &'static rcgen::SignatureAlgorithm {
     }
 }
 
-fn gen_err(e: rcgen::Error) -> CaError {
-    CaError::Generate(e.to_string())
-}
-
 /// Loads the CA from `dir`, creating a development root and issuing CA if none
 /// exists. With a passphrase configured, the issuing key must be encrypted, and
 /// new CA keys are written encrypted.
 pub fn load_or_create_ca(dir: &Path, cfg: &CaConfig) -> Result<CaMaterial, CaError> {
-    fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-    let passphrase = configured_passphrase(cfg)?;
-    let p = |f: &str| -> PathBuf { dir.join(f) };
-    let wanted = [files::ROOT_CERT, files::ISSUING_CERT, files::ISSUING_KEY];
-    let present = wanted.iter().filter(|f| p(f).exists()).count();
+    create_dir_all(dir)?;
+    let issuing_key = IssuingKey::from_config(dir, cfg)?;
+    let wanted = [layout::ROOT_CERT, layout::ISSUING_CERT, layout::ISSUING_KEY];
+    let present = wanted.iter().filter(|f| dir.join(f).exists()).count();
     let created = match present {
         0 => {
-            create_ca(dir, cfg, passphrase.as_ref())?;
+            create_ca(dir, cfg, issuing_key.passphrase())?;
             true
         }
         3 => false,
         _ => {
-            return Err(CaError::Io(format!(
-                "{} holds only part of the CA ({}); restore the missing files or empty the folder",
-                dir.display(),
-                wanted.join(", ")
-            )))
+            return Err(CaError::Incomplete {
+                dir: dir.to_owned(),
+                files: wanted.join(", "),
+            })
         }
     };
     // The root key is not needed to run, but a readable one is as bad as a
     // readable issuing key: refuse to start until it is fixed (or moved away).
-    if p(files::ROOT_KEY).exists() {
-        check_private_mode(&p(files::ROOT_KEY))?;
+    let root_key = dir.join(layout::ROOT_KEY);
+    if root_key.exists() {
+        check_private_mode(&root_key)?;
     }
-    let root = read_certs(&p(files::ROOT_CERT))?.remove(0);
-    let issuing = read_certs(&p(files::ISSUING_CERT))?.remove(0);
-    let key = read_ca_key(&p(files::ISSUING_KEY), passphrase.as_ref())?;
+    let root = read_cert(&dir.join(layout::ROOT_CERT))?;
+    let issuing = read_cert(&dir.join(layout::ISSUING_CERT))?;
     let ca = Ca::new(
+        issuing_key.load()?,
         issuing.to_vec(),
-        &key,
         root.to_vec(),
         &cfg.crl_url,
         &cfg.ocsp_url,
@@ -238,42 +133,44 @@ pub fn load_or_create_ca(dir: &Path, cfg: &CaConfig) -> Result<CaMaterial, CaErr
     Ok(CaMaterial { ca, created })
 }
 
-fn create_ca(dir: &Path, cfg: &CaConfig, passphrase: Option<&Passphrase>) -> Result<(), CaError> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-    let alg = rcgen_alg(cfg.key_algorithm);
-    let now = time::OffsetDateTime::now_utc();
-    let serial = || -> Result<rcgen::SerialNumber, CaError> {
-        Ok(rcgen::SerialNumber::from_slice(
-            &super::new_serial(std::time::SystemTime::now())?.0,
-        ))
-    };
+/// A CA certificate's subject: C=DK, O=estd, CN=`common_name`.
+fn ca_name(common_name: &str) -> rcgen::DistinguishedName {
+    use rcgen::DnType;
+    let mut name = rcgen::DistinguishedName::new();
+    name.push(DnType::CountryName, "DK");
+    name.push(DnType::OrganizationName, "estd");
+    name.push(DnType::CommonName, common_name);
+    name
+}
 
-    let root_key = KeyPair::generate_for(alg).map_err(gen_err)?;
-    let mut root = CertificateParams::default();
-    root.distinguished_name = rcgen::DistinguishedName::new();
-    root.distinguished_name.push(DnType::CountryName, "DK");
-    root.distinguished_name
-        .push(DnType::OrganizationName, "estd");
-    root.distinguished_name
-        .push(DnType::CommonName, cfg.root_common_name.as_str());
+/// The parameters every CA certificate here shares, valid from an hour ago for `years`.
+fn ca_params(common_name: &str, years: i64) -> Result<rcgen::CertificateParams, CaError> {
+    let now = time::OffsetDateTime::now_utc();
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = ca_name(common_name);
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(years * 365);
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(
+        &super::new_serial(std::time::SystemTime::now())?.0,
+    ));
+    Ok(params)
+}
+
+/// Creates a development root and an issuing CA under it, and writes their
+/// keys (encrypted with `passphrase` if there is one), certificates and chain.
+fn create_ca(dir: &Path, cfg: &CaConfig, passphrase: Option<&Passphrase>) -> Result<(), CaError> {
+    use rcgen::{BasicConstraints, IsCa, KeyPair, KeyUsagePurpose};
+    let alg = rcgen_alg(cfg.key_algorithm);
+
+    let root_key = KeyPair::generate_for(alg)?;
+    let mut root = ca_params(&cfg.root_common_name, 20)?;
     root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     root.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    root.not_before = now - time::Duration::hours(1);
-    root.not_after = now + time::Duration::days(20 * 365);
-    root.serial_number = Some(serial()?);
-    let root_cert = root.self_signed(&root_key).map_err(gen_err)?;
+    let root_cert = root.self_signed(&root_key)?;
     let root_issuer = rcgen::Issuer::new(root, &root_key);
 
-    let issuing_key = KeyPair::generate_for(alg).map_err(gen_err)?;
-    let mut issuing = CertificateParams::default();
-    issuing.distinguished_name = rcgen::DistinguishedName::new();
-    issuing.distinguished_name.push(DnType::CountryName, "DK");
-    issuing
-        .distinguished_name
-        .push(DnType::OrganizationName, "estd");
-    issuing
-        .distinguished_name
-        .push(DnType::CommonName, cfg.issuing_common_name.as_str());
+    let issuing_key = KeyPair::generate_for(alg)?;
+    let mut issuing = ca_params(&cfg.issuing_common_name, 10)?;
     issuing.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     issuing.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -281,44 +178,29 @@ fn create_ca(dir: &Path, cfg: &CaConfig, passphrase: Option<&Passphrase>) -> Res
         KeyUsagePurpose::DigitalSignature,
     ];
     issuing.use_authority_key_identifier_extension = true;
-    issuing.not_before = now - time::Duration::hours(1);
-    issuing.not_after = now + time::Duration::days(10 * 365);
-    issuing.serial_number = Some(serial()?);
-    let issuing_cert = issuing
-        .signed_by(&issuing_key, &root_issuer)
-        .map_err(gen_err)?;
+    let issuing_cert = issuing.signed_by(&issuing_key, &root_issuer)?;
 
     let root_der = zeroize::Zeroizing::new(root_key.serialize_der());
     let issuing_der = zeroize::Zeroizing::new(issuing_key.serialize_der());
-    write_file(
-        &dir.join(files::ROOT_KEY),
-        ca_key_pem(&root_der, passphrase)?.as_bytes(),
-        true,
+    let key_file = |name: &str, der: &[u8]| -> Result<(), CaError> {
+        let pem = ca_key_pem(der, passphrase)?;
+        Ok(write_file(&dir.join(name), pem.as_bytes(), true)?)
+    };
+    key_file(layout::ROOT_KEY, &root_der)?;
+    key_file(layout::ISSUING_KEY, &issuing_der)?;
+    let cert_file = |name: &str, pem: &str| write_file(&dir.join(name), pem.as_bytes(), false);
+    cert_file(layout::ROOT_CERT, &root_cert.pem())?;
+    cert_file(layout::ISSUING_CERT, &issuing_cert.pem())?;
+    cert_file(
+        layout::CHAIN,
+        &format!("{}{}", issuing_cert.pem(), root_cert.pem()),
     )?;
-    write_file(
-        &dir.join(files::ISSUING_KEY),
-        ca_key_pem(&issuing_der, passphrase)?.as_bytes(),
-        true,
-    )?;
-    write_file(
-        &dir.join(files::ROOT_CERT),
-        root_cert.pem().as_bytes(),
-        false,
-    )?;
-    write_file(
-        &dir.join(files::ISSUING_CERT),
-        issuing_cert.pem().as_bytes(),
-        false,
-    )?;
-    let chain = format!("{}{}", issuing_cert.pem(), root_cert.pem());
-    write_file(&dir.join(files::CHAIN), chain.as_bytes(), false)?;
     Ok(())
 }
 
 /// A new P-256 key, PKCS#8 DER, and its SubjectPublicKeyInfo.
 pub fn generate_p256_key() -> Result<(Vec<u8>, SubjectPublicKeyInfoOwned), CaError> {
-    use der::Decode;
-    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
+    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let spki =
         SubjectPublicKeyInfoOwned::from_der(&rcgen::PublicKeyData::subject_public_key_info(&kp))?;
     Ok((kp.serialize_der(), spki))
@@ -336,12 +218,12 @@ pub struct TlsMaterial {
 
 /// Loads the TLS server certificate, or issues one for localhost and 127.0.0.1.
 pub fn load_or_create_tls(dir: &Path, ca: &Ca) -> Result<TlsMaterial, CaError> {
-    let cert_path = dir.join(files::TLS_CERT);
-    let key_path = dir.join(files::TLS_KEY);
+    let cert_path = dir.join(layout::TLS_CERT);
+    let key_path = dir.join(layout::TLS_KEY);
     let mut issued = None;
     if !cert_path.exists() || !key_path.exists() {
         let (pkcs8, spki) = generate_p256_key()?;
-        let key = classify_key(&spki).map_err(|e| CaError::Generate(e.to_string()))?;
+        let key = classify_key(&spki).map_err(CaError::GeneratedKey)?;
         let mut subject = x509_cert::name::Name::default();
         subject = append_rdn(subject, const_oid::db::rfc4519::CN, "localhost")?;
         let template = CertTemplate {

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use der::asn1::{BitString, Uint};
+use der::asn1::Uint;
 use der::Encode;
 use x509_cert::crl::{CertificateList, RevokedCert, TbsCertList};
 use x509_cert::ext::pkix::CrlNumber;
@@ -55,11 +55,11 @@ impl Ca {
             },
             crl_extensions: Some(vec![self.aki.clone(), number_ext]),
         };
-        let signature = self.signer.sign(&tbs.to_der()?)?;
+        let signature = self.sign_tbs(&tbs.to_der()?)?;
         let crl = CertificateList {
             tbs_cert_list: tbs,
             signature_algorithm: self.signer.algorithm().clone(),
-            signature: BitString::from_bytes(&signature)?,
+            signature,
         };
         Ok(crl.to_der()?)
     }

@@ -14,9 +14,9 @@ use pkcs8::pkcs5::pbes2;
 use pkcs8::{EncryptedPrivateKeyInfo, PrivateKeyInfo, SecretDocument};
 use zeroize::Zeroizing;
 
-use super::bootstrap::check_private_mode;
 use super::CaError;
 use crate::config::CaConfig;
+use crate::files::{check_private_mode, FileError};
 
 /// PEM label of a plain PKCS#8 key.
 pub const PLAIN_LABEL: &str = "PRIVATE KEY";
@@ -69,11 +69,11 @@ pub fn configured_passphrase(cfg: &CaConfig) -> Result<Option<Passphrase>, CaErr
         (None, Some(path)) => {
             // Only the owner may read it, like the key it opens.
             check_private_mode(path)?;
-            let mut text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-                key_err(format!(
-                    "cannot read the CA key passphrase file {}: {e}",
-                    path.display()
-                ))
+            let mut text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
+                CaError::PassphraseFile {
+                    path: path.clone(),
+                    source,
+                }
             })?);
             // `echo secret > file` leaves a line break that is not part of the passphrase.
             if text.ends_with('\n') {
@@ -100,10 +100,7 @@ pub fn read_ca_key(
     passphrase: Option<&Passphrase>,
 ) -> Result<Zeroizing<Vec<u8>>, CaError> {
     check_private_mode(path)?;
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path)
-            .map_err(|e| CaError::Io(format!("{}: {e}", path.display())))?,
-    );
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| FileError::io(path, e))?);
     let (label, doc) = SecretDocument::from_pem(&text).map_err(|e| {
         key_err(format!(
             "{} is not a PEM PKCS#8 key ({PLAIN_LABEL} or {ENCRYPTED_LABEL}): {e}",
@@ -167,14 +164,13 @@ pub fn ca_key_pem(
     };
     let mut salt = [0u8; 16];
     let mut iv = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut salt).map_err(|_| CaError::Generate("no randomness".into()))?;
-    aws_lc_rs::rand::fill(&mut iv).map_err(|_| CaError::Generate("no randomness".into()))?;
-    let generate = |e: String| CaError::Generate(format!("encrypting the CA key: {e}"));
+    aws_lc_rs::rand::fill(&mut salt).map_err(CaError::Random)?;
+    aws_lc_rs::rand::fill(&mut iv).map_err(CaError::Random)?;
     let params = pbes2::Parameters::pbkdf2_sha256_aes256cbc(PBKDF2_ITERATIONS, &salt, &iv)
-        .map_err(|e| generate(e.to_string()))?;
+        .map_err(|e| CaError::Encrypt(pkcs8::Error::EncryptedPrivateKey(e)))?;
     let encrypted = PrivateKeyInfo::try_from(pkcs8)
         .and_then(|info| info.encrypt_with_params(params, pass.as_bytes()))
-        .map_err(|e| generate(e.to_string()))?;
+        .map_err(CaError::Encrypt)?;
     encrypted
         .to_pem(ENCRYPTED_LABEL, LineEnding::LF)
         .map_err(CaError::Encoding)

@@ -8,9 +8,13 @@ pub mod bootstrap;
 pub mod crl;
 pub mod csr;
 pub mod keyfile;
+pub mod layout;
 pub mod ocsp;
+pub mod provider;
 pub mod signer;
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::digest;
@@ -32,28 +36,73 @@ use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::{Time, Validity};
 
+use crate::files::FileError;
 use crate::model::{CertKind, Serial, UnixSeconds};
-use csr::SubjectKey;
-pub use signer::Signer;
+use csr::{CsrError, SubjectKey};
+pub use signer::{KeyError, SignCost, SignError, Signer, SoftwareSigner};
 
 /// Errors from the CA.
+///
+/// Messages include their source's message, because start-up prints only
+/// the top error; the source is kept as well for callers that walk it.
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
     /// CA material could not be read or written.
     #[error("CA material: {0}")]
-    Io(String),
-    /// A key is unusable.
+    File(#[from] FileError),
+    /// The certificate folder holds some of the CA's files but not all.
+    #[error(
+        "CA material: {} holds only part of the CA ({files}); restore the missing files or empty the folder",
+        dir.display()
+    )]
+    Incomplete {
+        /// The certificate folder.
+        dir: PathBuf,
+        /// The files a CA needs.
+        files: String,
+    },
+    /// The passphrase file could not be read.
+    #[error("CA key: cannot read the CA key passphrase file {}: {source}", path.display())]
+    PassphraseFile {
+        /// The file named in `[ca] key_passphrase_file`.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key file or passphrase is unusable; the message says why and how to fix it.
     #[error("CA key: {0}")]
     Key(String),
+    /// A key is not one the CA can sign with.
+    #[error("CA key: {0}")]
+    UnusableKey(#[from] KeyError),
+    /// A key is not the one its certificate names (`which`: issuing CA, OCSP).
+    #[error("CA key: {which} key does not match the {which} certificate")]
+    KeyMismatch {
+        /// Whose key.
+        which: &'static str,
+    },
     /// Encoding failed.
     #[error("certificate encoding: {0}")]
     Encoding(#[from] der::Error),
     /// The signing operation failed.
-    #[error("signing failed")]
-    Sign,
-    /// Generating material failed.
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    /// rcgen could not generate a key or certificate.
     #[error("generating CA material: {0}")]
-    Generate(String),
+    Generate(#[from] rcgen::Error),
+    /// A key just generated is not one a certificate can be issued for.
+    #[error("generating CA material: {0}")]
+    GeneratedKey(#[source] CsrError),
+    /// Encrypting a new CA key failed.
+    #[error("generating CA material: encrypting the CA key: {0}")]
+    Encrypt(#[source] pkcs8::Error),
+    /// The system's random generator failed.
+    #[error("generating CA material: no randomness")]
+    Random(#[source] aws_lc_rs::error::Unspecified),
+    /// The clock is before 1970, so no serial can be made.
+    #[error("generating CA material: the clock is before 1970")]
+    Clock(#[source] std::time::SystemTimeError),
 }
 
 /// What a certificate will be used for; decides key usage and extended key usage.
@@ -100,7 +149,7 @@ pub struct IssuedCert {
 
 /// The issuing CA, ready to sign. Built once at start-up.
 pub struct Ca {
-    signer: Signer,
+    signer: Arc<dyn Signer>,
     issuer: Name,
     issuer_not_after: SystemTime,
     issuing_der: Vec<u8>,
@@ -141,6 +190,29 @@ pub fn key_identifier(subject_public_key: &[u8]) -> Vec<u8> {
         .to_vec()
 }
 
+fn uri(u: &str) -> Result<GeneralName, CaError> {
+    Ok(GeneralName::UniformResourceIdentifier(Ia5String::new(u)?))
+}
+
+/// The CRL distribution point extension naming `crl_url`.
+fn crl_dp(crl_url: &str) -> Result<Extension, CaError> {
+    let dp = CrlDistributionPoints(vec![DistributionPoint {
+        distribution_point: Some(DistributionPointName::FullName(vec![uri(crl_url)?])),
+        reasons: None,
+        crl_issuer: None,
+    }]);
+    extension(&dp, false)
+}
+
+/// The authority information access extension naming the OCSP responder.
+fn aia(ocsp_url: &str) -> Result<Extension, CaError> {
+    let aia = AuthorityInfoAccessSyntax(vec![AccessDescription {
+        access_method: rfc5280::ID_AD_OCSP,
+        access_location: uri(ocsp_url)?,
+    }]);
+    extension(&aia, false)
+}
+
 fn unix(t: SystemTime) -> UnixSeconds {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -148,32 +220,25 @@ fn unix(t: SystemTime) -> UnixSeconds {
 }
 
 impl Ca {
-    /// Builds the CA from the issuing CA's certificate and key, and the root.
+    /// Builds the CA from the issuing CA's signer and certificate, and the
+    /// root. Refuses a signer whose public key is not the certificate's.
     pub fn new(
+        signer: Arc<dyn Signer>,
         issuing_der: Vec<u8>,
-        issuing_key_pkcs8: &[u8],
         root_der: Vec<u8>,
         crl_url: &str,
         ocsp_url: &str,
     ) -> Result<Ca, CaError> {
-        let signer = Signer::from_pkcs8(issuing_key_pkcs8)?;
         let issuing = Certificate::from_der(&issuing_der)?;
-        if issuing
-            .tbs_certificate
-            .subject_public_key_info
-            .subject_public_key
-            .raw_bytes()
-            != signer.public_key()
+        let tbs = &issuing.tbs_certificate;
+        if tbs.subject_public_key_info.subject_public_key != signer.public_key().subject_public_key
         {
-            return Err(CaError::Key(
-                "issuing CA key does not match the issuing CA certificate".into(),
-            ));
+            return Err(CaError::KeyMismatch {
+                which: "issuing CA",
+            });
         }
-        let issuer = issuing.tbs_certificate.subject.clone();
-        let issuer_not_after = issuing.tbs_certificate.validity.not_after.to_system_time();
         // The AKI must equal the issuing CA's SKI, whatever method made it.
-        let issuer_ski = issuing
-            .tbs_certificate
+        let issuer_ski = tbs
             .extensions
             .iter()
             .flatten()
@@ -181,34 +246,20 @@ impl Ca {
             .map(|e| SubjectKeyIdentifier::from_der(e.extn_value.as_bytes()))
             .transpose()?
             .map(|ski| ski.0.as_bytes().to_vec())
-            .unwrap_or_else(|| key_identifier(signer.public_key()));
-        let aki = AuthorityKeyIdentifier {
-            key_identifier: Some(OctetString::new(issuer_ski)?),
-            authority_cert_issuer: None,
-            authority_cert_serial_number: None,
-        };
-        let uri = |u: &str| -> Result<GeneralName, CaError> {
-            Ok(GeneralName::UniformResourceIdentifier(Ia5String::new(u)?))
-        };
-        let crl_dp = CrlDistributionPoints(vec![DistributionPoint {
-            distribution_point: Some(DistributionPointName::FullName(vec![uri(crl_url)?])),
-            reasons: None,
-            crl_issuer: None,
-        }]);
-        let aia = AuthorityInfoAccessSyntax(vec![AccessDescription {
-            access_method: rfc5280::ID_AD_OCSP,
-            access_location: uri(ocsp_url)?,
-        }]);
-        let aki = extension(&aki, false)?;
-        let common_extensions = vec![
-            aki.clone(),
-            extension(&crl_dp, false)?,
-            extension(&aia, false)?,
-        ];
+            .unwrap_or_else(|| key_identifier(signer.public_key().subject_public_key.raw_bytes()));
+        let aki = extension(
+            &AuthorityKeyIdentifier {
+                key_identifier: Some(OctetString::new(issuer_ski)?),
+                authority_cert_issuer: None,
+                authority_cert_serial_number: None,
+            },
+            false,
+        )?;
+        let common_extensions = vec![aki.clone(), crl_dp(crl_url)?, aia(ocsp_url)?];
         Ok(Ca {
+            issuer: tbs.subject.clone(),
+            issuer_not_after: tbs.validity.not_after.to_system_time(),
             signer,
-            issuer,
-            issuer_not_after,
             issuing_der,
             root_der,
             common_extensions,
@@ -231,9 +282,16 @@ impl Ca {
         &self.issuer
     }
 
-    /// Whether signing is cheap enough to run on an async worker (see [`Signer::is_cheap`]).
-    pub fn signs_cheaply(&self) -> bool {
-        self.signer.is_cheap()
+    /// What one signature by the issuing CA costs: decides whether issuance
+    /// runs in place on the async worker or on the blocking pool.
+    pub fn sign_cost(&self) -> SignCost {
+        self.signer.cost()
+    }
+
+    /// Signs `tbs_der` (a certificate's or CRL's TBS) with the issuing CA's key.
+    fn sign_tbs(&self, tbs_der: &[u8]) -> Result<BitString, CaError> {
+        let signature = self.signer.sign(tbs_der)?;
+        Ok(BitString::from_bytes(&signature)?)
     }
 
     /// Signs a certificate for `template` with a fresh serial (see [`new_serial`]).
@@ -293,12 +351,11 @@ impl Ca {
             subject_unique_id: None,
             extensions: Some(extensions),
         };
-        let tbs_der = tbs.to_der()?;
-        let signature = self.signer.sign(&tbs_der)?;
+        let signature = self.sign_tbs(&tbs.to_der()?)?;
         let cert = Certificate {
             tbs_certificate: tbs,
             signature_algorithm: self.signer.algorithm().clone(),
-            signature: BitString::from_bytes(&signature)?,
+            signature,
         };
         Ok(IssuedCert {
             serial,
@@ -321,10 +378,10 @@ impl Ca {
 /// bytes and never negative.
 pub fn new_serial(now: SystemTime) -> Result<Serial, CaError> {
     let mut b = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut b[6..]).map_err(|_| CaError::Generate("no randomness".into()))?;
+    aws_lc_rs::rand::fill(&mut b[6..]).map_err(CaError::Random)?;
     let millis = now
         .duration_since(UNIX_EPOCH)
-        .map_err(|_| CaError::Generate("the clock is before 1970".into()))?
+        .map_err(CaError::Clock)?
         .as_millis() as u64;
     b[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
     // 0x40 in the first byte keeps the serial positive and 16 bytes long;
@@ -363,6 +420,124 @@ pub fn extended_key_usage(usage: CertUsage) -> ExtendedKeyUsage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_lc_rs::signature::{self as sig, UnparsedPublicKey, VerificationAlgorithm};
+
+    /// A self-signed CA of `alg` (standing in for root and issuing CA) and its certificate.
+    fn test_ca(alg: &'static rcgen::SignatureAlgorithm) -> (Ca, Certificate) {
+        let kp = rcgen::KeyPair::generate_for(alg).expect("key");
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "test issuing CA");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        let cert = params.self_signed(&kp).expect("CA certificate");
+        let signer = Arc::new(SoftwareSigner::from_pkcs8(&kp.serialize_der()).expect("signer"));
+        let der = cert.der().to_vec();
+        let ca = Ca::new(
+            signer,
+            der.clone(),
+            der.clone(),
+            "http://ca.example/crl",
+            "http://ca.example/ocsp",
+        )
+        .expect("CA");
+        (ca, Certificate::from_der(&der).expect("parse"))
+    }
+
+    fn leaf_template() -> CertTemplate {
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let spki = SubjectPublicKeyInfoOwned::from_der(
+            &rcgen::PublicKeyData::subject_public_key_info(&kp),
+        )
+        .expect("spki");
+        CertTemplate {
+            subject: bootstrap::append_rdn(Name::default(), const_oid::db::rfc4519::CN, "dev1")
+                .expect("name"),
+            key: csr::classify_key(&spki).expect("key type"),
+            spki,
+            usage: CertUsage::Leaf(CertKind::System),
+            sans: vec![],
+            validity_days: 30,
+        }
+    }
+
+    /// Checks that `signature` over `signed` verifies under the CA certificate's key.
+    fn verifies_under(
+        ca_cert: &Certificate,
+        verify: &'static dyn VerificationAlgorithm,
+        signed: &[u8],
+        signature: &BitString,
+    ) {
+        let key = ca_cert
+            .tbs_certificate
+            .subject_public_key_info
+            .subject_public_key
+            .raw_bytes();
+        UnparsedPublicKey::new(verify, key)
+            .verify(signed, signature.raw_bytes())
+            .expect("the signature verifies under the CA's key");
+    }
+
+    fn issues_and_signs_crls(
+        alg: &'static rcgen::SignatureAlgorithm,
+        verify: &'static dyn VerificationAlgorithm,
+        cost: SignCost,
+    ) {
+        let (ca, ca_cert) = test_ca(alg);
+        assert_eq!(ca.sign_cost(), cost);
+        let issued = ca.issue(&leaf_template()).expect("issue");
+        let cert = Certificate::from_der(&issued.der).expect("parse");
+        assert_eq!(cert.tbs_certificate.issuer, ca_cert.tbs_certificate.subject);
+        assert_eq!(cert.signature_algorithm, cert.tbs_certificate.signature);
+        assert_eq!(
+            cert.signature_algorithm.oid,
+            ca_cert.signature_algorithm.oid
+        );
+        let tbs = cert.tbs_certificate.to_der().expect("tbs");
+        verifies_under(&ca_cert, verify, &tbs, &cert.signature);
+
+        let now = SystemTime::now();
+        let crl = ca
+            .sign_crl(1, now, now + Duration::from_secs(3600), &[])
+            .expect("CRL");
+        let crl = x509_cert::crl::CertificateList::from_der(&crl).expect("parse CRL");
+        let tbs = crl.tbs_cert_list.to_der().expect("tbs");
+        verifies_under(&ca_cert, verify, &tbs, &crl.signature);
+    }
+
+    #[test]
+    fn a_p256_ca_issues_certificates_and_crls_that_verify_under_its_key() {
+        issues_and_signs_crls(
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+            &sig::ECDSA_P256_SHA256_ASN1,
+            SignCost::Cheap,
+        );
+    }
+
+    #[test]
+    fn an_rsa_ca_issues_certificates_and_crls_that_verify_under_its_key() {
+        issues_and_signs_crls(
+            &rcgen::PKCS_RSA_SHA256,
+            &sig::RSA_PKCS1_2048_8192_SHA256,
+            SignCost::Expensive,
+        );
+    }
+
+    #[test]
+    fn a_signer_whose_key_is_not_the_certificates_is_refused() {
+        let (ca, _) = test_ca(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let signer = Arc::new(SoftwareSigner::from_pkcs8(&other.serialize_der()).expect("signer"));
+        let refused = Ca::new(
+            signer,
+            ca.issuing_der().to_vec(),
+            ca.root_der().to_vec(),
+            "http://ca.example/crl",
+            "http://ca.example/ocsp",
+        )
+        .expect_err("another key");
+        assert!(matches!(refused, CaError::KeyMismatch { .. }), "{refused}");
+    }
 
     #[test]
     fn serials_are_positive_distinct_and_ordered_by_time() {

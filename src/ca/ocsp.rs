@@ -2,6 +2,7 @@
 //! by estd's delegated OCSP-signing certificate. No status decisions here: the
 //! caller says good, revoked or unknown.
 
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use aws_lc_rs::digest;
@@ -68,8 +69,8 @@ struct IssuerHashes {
 
 /// The delegated OCSP responder's key and certificate, with the issuer hashes
 /// that CertIDs are matched against, all prepared once.
-pub struct OcspSigner {
-    signer: Signer,
+pub struct OcspResponder {
+    signer: Arc<dyn Signer>,
     cert: Certificate,
     responder_id: ResponderId,
     issuers: Vec<IssuerHashes>,
@@ -87,27 +88,24 @@ fn gtime(secs: UnixSeconds) -> Result<OcspGeneralizedTime, CaError> {
     )?))
 }
 
-impl OcspSigner {
+impl OcspResponder {
     /// Prepares the responder from its key and certificate and the issuing CA.
     pub fn new(
-        signer: Signer,
+        signer: Arc<dyn Signer>,
         cert_der: &[u8],
         issuing: &Certificate,
-    ) -> Result<OcspSigner, CaError> {
+    ) -> Result<OcspResponder, CaError> {
         let cert = Certificate::from_der(cert_der)?;
-        let responder_key = cert
+        let responder_key = &cert
             .tbs_certificate
             .subject_public_key_info
-            .subject_public_key
-            .raw_bytes();
-        if responder_key != signer.public_key() {
-            return Err(CaError::Key(
-                "OCSP key does not match the OCSP certificate".into(),
-            ));
+            .subject_public_key;
+        if *responder_key != signer.public_key().subject_public_key {
+            return Err(CaError::KeyMismatch { which: "OCSP" });
         }
         let responder_id = ResponderId::ByKey(OctetString::new(hash(
             &digest::SHA1_FOR_LEGACY_USE_ONLY,
-            responder_key,
+            responder_key.raw_bytes(),
         ))?);
         let name_der = issuing.tbs_certificate.subject.to_der()?;
         let key = issuing
@@ -135,7 +133,7 @@ impl OcspSigner {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        Ok(OcspSigner {
+        Ok(OcspResponder {
             signer,
             cert,
             responder_id,

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::app::App;
 use crate::auth::{self, Principal};
-use crate::ca::{csr, CertTemplate, IssuedCert};
+use crate::ca::{csr, CertTemplate, IssuedCert, SignCost};
 use crate::config::ServerConfig;
 use crate::orders::{self, CodeCheck};
 use crate::policy;
@@ -746,7 +746,7 @@ where
     F: FnOnce() -> Result<T, EstError> + Send + 'static,
     T: Send + 'static,
 {
-    if app.ca.signs_cheaply() {
+    if app.ca.sign_cost() == SignCost::Cheap {
         return f();
     }
     tokio::task::spawn_blocking(f)
@@ -756,7 +756,7 @@ where
 
 /// Signs `template` (in place or on the blocking pool, as [`cpu`] decides).
 async fn sign(app: &Arc<App>, template: &Arc<CertTemplate>) -> Result<IssuedCert, EstError> {
-    if app.ca.signs_cheaply() {
+    if app.ca.sign_cost() == SignCost::Cheap {
         return Ok(app.ca.issue(template)?);
     }
     let (worker, template) = (app.clone(), template.clone());
