@@ -1,7 +1,7 @@
 //! Demo data for a first start: an organisation, two profiles and an IdM
 //! system certificate, so that a newcomer can enrol at once. Idempotent.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use const_oid::db::rfc4519;
 use x509_cert::name::Name;
@@ -121,49 +121,7 @@ pub fn ensure_demo(
     let cert_path = dir.join(layout::DEMO_CERT);
     let key_path = dir.join(layout::DEMO_KEY);
     if !cert_path.exists() || !key_path.exists() {
-        let (pkcs8, spki) = bootstrap::generate_p256_key()?;
-        let key = classify_key(&spki).map_err(CaError::GeneratedKey)?;
-        let subject = system_subject(&org, "Demo IdM system")?;
-        let template = CertTemplate {
-            subject: subject.clone(),
-            spki,
-            key,
-            usage: CertUsage::Leaf(CertKind::System),
-            sans: vec![],
-            validity_days: idm_profile.validity_days,
-        };
-        let issued = ca.issue(&template)?;
-        store.insert_new_cert(&CertRecord {
-            serial: issued.serial,
-            der: issued.der.clone(),
-            subject: crate::policy::display_name(&subject),
-            profile_id: idm_profile.id.clone(),
-            cvr: org.cvr.clone(),
-            kind: CertKind::System,
-            rights: idm_profile.rights.clone(),
-            issued_at: now_unix(),
-            not_after: issued.not_after,
-            status: CertStatus::Issued,
-            renews: None,
-            renewed_by: None,
-            order_id: None,
-            published: false,
-            email: None,
-        })?;
-        store.audit(&AuditEvent {
-            at_ms: now_unix() * 1000,
-            actor: "estd-init".into(),
-            action: AuditAction::Enroll,
-            outcome: AuditOutcome::Done,
-            cvr: Some(org.cvr.clone()),
-            profile_id: Some(idm_profile.id.clone()),
-            serial: Some(issued.serial),
-            order_id: None,
-            detail: "demo IdM system certificate".into(),
-        })?;
-        write_file(&key_path, key_pem(&pkcs8).as_bytes(), true)?;
-        let pem = format!("{}{}", cert_pem(&issued.der), cert_pem(ca.issuing_der()));
-        write_file(&cert_path, pem.as_bytes(), false)?;
+        issue_demo_idm(ca, store, &org, &idm_profile, &cert_path, &key_path)?;
     }
     Ok(DemoIdentity {
         cert: cert_path,
@@ -172,4 +130,60 @@ pub fn ensure_demo(
         organisation: org.name,
         cvr: org.cvr,
     })
+}
+
+/// Issues the demo IdM system's certificate, records it, and writes it (with
+/// the issuing CA) and its key to `cert_path` and `key_path`.
+fn issue_demo_idm(
+    ca: &Ca,
+    store: &Store,
+    org: &Organisation,
+    idm_profile: &Profile,
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<(), crate::app::InitError> {
+    let (pkcs8, spki) = bootstrap::generate_p256_key()?;
+    let key = classify_key(&spki).map_err(CaError::GeneratedKey)?;
+    let subject = system_subject(org, "Demo IdM system")?;
+    let template = CertTemplate {
+        subject: subject.clone(),
+        spki,
+        key,
+        usage: CertUsage::Leaf(CertKind::System),
+        sans: vec![],
+        validity_days: idm_profile.validity_days,
+    };
+    let issued = ca.issue(&template)?;
+    store.insert_new_cert(&CertRecord {
+        serial: issued.serial,
+        der: issued.der.clone(),
+        subject: crate::policy::display_name(&subject),
+        profile_id: idm_profile.id.clone(),
+        cvr: org.cvr.clone(),
+        kind: CertKind::System,
+        rights: idm_profile.rights.clone(),
+        issued_at: now_unix(),
+        not_after: issued.not_after,
+        status: CertStatus::Issued,
+        renews: None,
+        renewed_by: None,
+        order_id: None,
+        published: false,
+        email: None,
+    })?;
+    store.audit(&AuditEvent {
+        at_ms: now_unix() * 1000,
+        actor: "estd-init".into(),
+        action: AuditAction::Enroll,
+        outcome: AuditOutcome::Done,
+        cvr: Some(org.cvr.clone()),
+        profile_id: Some(idm_profile.id.clone()),
+        serial: Some(issued.serial),
+        order_id: None,
+        detail: "demo IdM system certificate".into(),
+    })?;
+    write_file(key_path, key_pem(&pkcs8).as_bytes(), true)?;
+    let pem = format!("{}{}", cert_pem(&issued.der), cert_pem(ca.issuing_der()));
+    write_file(cert_path, pem.as_bytes(), false)?;
+    Ok(())
 }
