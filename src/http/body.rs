@@ -9,7 +9,7 @@ use http::request::Parts;
 use http::{header, Request};
 use http_body_util::{BodyExt, Limited};
 
-/// Set on a request's extensions by [`super::answer`]; [`read_body`] marks
+/// Set on a request's extensions by [`crate::http::answer`]; [`read_body`] marks
 /// it once the body is read to its end, so that an answer sent with the body
 /// left unread can say `Connection: close`.
 #[derive(Debug, Clone, Default)]

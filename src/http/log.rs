@@ -10,7 +10,9 @@ use prometheus::IntCounterVec;
 use tracing::field::Empty;
 use tracing::Instrument;
 
-use super::{Answer, BodyRead, Connection, Router};
+use super::body::BodyRead;
+use super::connection::Connection;
+use super::router::{Answer, Router};
 use crate::model::Serial;
 
 /// What a handler reports about a request for the log and metrics, in the

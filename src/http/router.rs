@@ -9,7 +9,7 @@ use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
-use super::Connection;
+use super::connection::Connection;
 
 /// A complete answer.
 pub type Answer = Response<Full<Bytes>>;
@@ -19,7 +19,7 @@ pub type Answer = Response<Full<Bytes>>;
 /// is one.
 pub trait Router: Send + Sync {
     /// Answers one request made over `conn`. The answer may carry a
-    /// [`super::RequestLog`] in its extensions for the request log.
+    /// [`crate::http::RequestLog`] in its extensions for the request log.
     fn serve(
         &self,
         req: Request<Incoming>,

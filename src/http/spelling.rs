@@ -6,7 +6,7 @@ use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use std::sync::OnceLock;
 
-use super::Answer;
+use super::router::Answer;
 
 /// hyper writes header names in Title-Case (`title_case_headers`), which is
 /// the registered spelling of every header estd sends but one:
