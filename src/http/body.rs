@@ -74,3 +74,52 @@ where
         Ok(Err(e)) => Err(BodyError::Broken(e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime")
+    }
+
+    fn request(body: &'static [u8], declared: Option<usize>) -> Request<Full<Bytes>> {
+        let mut req = Request::post("/");
+        if let Some(len) = declared {
+            req = req.header(header::CONTENT_LENGTH, len);
+        }
+        let mut req = req
+            .body(Full::new(Bytes::from_static(body)))
+            .expect("request");
+        req.extensions_mut().insert(BodyRead::default());
+        req
+    }
+
+    /// A body read to its end is marked, so no `Connection: close` is added.
+    #[test]
+    fn a_body_within_the_limit_is_read_and_marked() {
+        let req = request(b"hello", None);
+        let flag = req.extensions().get::<BodyRead>().cloned().expect("flag");
+        let (_, body) = rt()
+            .block_on(read_body(req, 5, Duration::from_secs(1)))
+            .expect("read");
+        assert_eq!(&body[..], b"hello");
+        assert!(flag.complete());
+    }
+
+    /// Over the limit, declared or as it arrives, and left unread.
+    #[test]
+    fn a_body_over_the_limit_is_refused_unread() {
+        for (body, declared) in [(&b"hello!"[..], None), (&b"hi"[..], Some(6))] {
+            let req = request(body, declared);
+            let flag = req.extensions().get::<BodyRead>().cloned().expect("flag");
+            let r = rt().block_on(read_body(req, 5, Duration::from_secs(1)));
+            assert!(matches!(r, Err(BodyError::TooLarge(5))), "{r:?}");
+            assert!(!flag.complete());
+        }
+    }
+}
