@@ -16,7 +16,13 @@
 //!
 //! - [`server`] owns the listeners: TLS accept with a handshake timeout, a cap
 //!   on concurrent connections, HTTP/1.1 with canonical header names, head and
-//!   idle keep-alive timeouts, a log line and metrics per request, graceful shutdown.
+//!   idle keep-alive timeouts, graceful drain. It hands each request to the
+//!   listener's [`http::Router`] and knows no protocol.
+//! - [`http`] holds what listeners and handlers share: the connection context,
+//!   the one body reader, and the request log (a tracing span and a metric).
+//! - [`run`] wires the EST, admin and public routers into the server and
+//!   starts the background [`jobs`] (notifications, CRL and OCSP upkeep,
+//!   audit retention, rate-limit upkeep) beside it.
 //! - [`tls`] builds the rustls config. Client certificates are requested but
 //!   judged per request by [`auth`], so a bad one gets an HTTP status and a
 //!   reason rather than a TLS alert. Each connection's channel binding (RFC
@@ -51,6 +57,8 @@ pub mod clip;
 pub mod config;
 pub mod est;
 pub mod files;
+pub mod http;
+pub mod jobs;
 pub mod metrics;
 pub mod model;
 pub mod notify;
@@ -60,6 +68,7 @@ pub mod problem;
 pub mod public;
 pub mod ratelimit;
 pub mod revocation;
+pub mod run;
 pub mod seed;
 pub mod server;
 pub mod store;
@@ -67,4 +76,4 @@ pub mod tls;
 
 pub use app::{App, InitError, Initialised};
 pub use config::Config;
-pub use server::RunningServer;
+pub use run::RunningServer;

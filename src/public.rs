@@ -21,10 +21,10 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use crate::app::App;
+use crate::http::RequestLog;
 use crate::metrics::Metrics;
-use crate::revocation::OcspAnswer;
-use crate::server::RequestLog;
 use crate::model::now_unix;
+use crate::revocation::OcspAnswer;
 
 /// Largest OCSP request body accepted.
 const MAX_OCSP_REQUEST: usize = 16 * 1024;

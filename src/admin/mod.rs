@@ -37,8 +37,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use crate::app::App;
+use crate::http::{Connection, RequestLog};
 use crate::orders::Actor;
-use crate::server::{Connection, RequestLog};
 use orders::OrderChange;
 use problem::ApiError;
 /// The admin API's query-string parser (public for the fuzz target).
@@ -268,13 +268,10 @@ async fn serve(
             Some(actor)
         }
     };
-    let (parts, body) = req.into_parts();
-    let body = if parts.method == Method::GET {
-        Bytes::new()
+    let (parts, body) = if req.method() == Method::GET {
+        (req.into_parts().0, Bytes::new())
     } else {
-        let body = read_body(&parts.headers, body, app.config.server.body_read_timeout()).await?;
-        crate::server::BodyRead::mark(&parts.extensions);
-        body
+        read_body(req, app.config.server.body_read_timeout()).await?
     };
     let request = ApiRequest {
         params,

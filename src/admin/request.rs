@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderMap};
-use http_body_util::{BodyExt, Limited};
+use http::request::Parts;
+use http::{header, HeaderMap, Request};
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
 use super::problem::ApiError;
+use crate::http::BodyError;
 
 /// Largest request body the admin API accepts.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -101,29 +102,19 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// Reads a body within [`MAX_BODY_BYTES`] and `timeout`.
+/// Reads a body within [`MAX_BODY_BYTES`] and `timeout`, through the one
+/// body reader ([`crate::http::read_body`]).
 pub async fn read_body(
-    headers: &HeaderMap,
-    body: Incoming,
+    req: Request<Incoming>,
     timeout: Duration,
-) -> Result<Bytes, ApiError> {
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > MAX_BODY_BYTES as u64 {
-            return Err(ApiError::TooLarge(MAX_BODY_BYTES));
-        }
-    }
-    match tokio::time::timeout(timeout, Limited::new(body, MAX_BODY_BYTES).collect()).await {
-        Err(_) => Err(ApiError::Timeout),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::TooLarge(MAX_BODY_BYTES))
-        }
-        Ok(Err(e)) => Err(ApiError::MalformedBody(format!("reading the body: {e}"))),
-    }
+) -> Result<(Parts, Bytes), ApiError> {
+    crate::http::read_body(req, MAX_BODY_BYTES, timeout)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge(limit) => ApiError::TooLarge(limit),
+            BodyError::Timeout => ApiError::Timeout,
+            BodyError::Broken(e) => ApiError::MalformedBody(format!("reading the body: {e}")),
+        })
 }
 
 /// A decoded query string.

@@ -16,14 +16,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 
 use crate::app::App;
 use crate::auth::{self, ClientCert, Principal};
-use crate::ratelimit::Caller;
-use crate::server::{Connection, RequestLog};
+use crate::http::{BodyError, Connection, RequestLog};
 use crate::model::now_unix;
+use crate::ratelimit::Caller;
 pub use error::EstError;
 
 /// Path prefix of every EST endpoint.
@@ -246,7 +246,8 @@ pub fn is_binary_transfer(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("binary"))
 }
 
-/// Reads a request body (plain or chunked) within the size and time limits.
+/// Reads a request body (plain or chunked) within the size and time limits,
+/// through the one body reader ([`crate::http::read_body`]).
 ///
 /// Generic over the body so that the fuzz targets can feed it chunks without
 /// a socket; the server passes hyper's `Incoming`.
@@ -259,26 +260,13 @@ where
     B: hyper::body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let (parts, body) = req.into_parts();
-    if let Some(len) = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > limit as u64 {
-            return Err(EstError::TooLarge(limit));
-        }
-    }
-    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
-        Err(_) => Err(EstError::Timeout),
-        Ok(Ok(collected)) => {
-            crate::server::BodyRead::mark(&parts.extensions);
-            Ok((parts, collected.to_bytes()))
-        }
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(EstError::TooLarge(limit)),
-        Ok(Err(e)) => Err(EstError::BadRequest(format!("reading body: {e}"))),
-    }
+    crate::http::read_body(req, limit, timeout)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge(limit) => EstError::TooLarge(limit),
+            BodyError::Timeout => EstError::Timeout,
+            BodyError::Broken(e) => EstError::BadRequest(format!("reading body: {e}")),
+        })
 }
 
 /// Identifies the caller by client certificate. Basic credentials are not a
