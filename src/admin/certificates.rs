@@ -2,6 +2,7 @@
 //! [`crate::orders`].
 
 use http::StatusCode;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::commit;
@@ -11,42 +12,58 @@ use super::request::ApiRequest;
 use super::response::{created, json, ApiResult};
 use super::views::{CertView, CreatedOrderView};
 use crate::app::App;
-use crate::orders::{self as lifecycle, Actor};
 use crate::model::{now_unix, RevocationReason, Serial};
+use crate::orders::{self as lifecycle, Actor};
 
 /// The body of `POST /certificates/{serial}/revoke`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Revocation {
-    pub(super) reason: String,
+    #[serde(deserialize_with = "revoke_reason")]
+    pub(super) reason: RevokeReason,
+}
+
+/// Why a certificate is revoked through the API: a [`RevocationReason`]
+/// without `blocked`, which has a call of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RevokeReason {
+    /// The organisation no longer exists.
+    OrganisationCeased,
+    /// Suspected misuse; successors are revoked too.
+    SuspectedMisuse,
+    /// The information in the certificate changed.
+    InformationChanged,
+    /// Replaced by another certificate.
+    Superseded,
+    /// Another reason.
+    Other,
+}
+
+impl From<RevokeReason> for RevocationReason {
+    fn from(reason: RevokeReason) -> RevocationReason {
+        match reason {
+            RevokeReason::OrganisationCeased => RevocationReason::OrganisationCeased,
+            RevokeReason::SuspectedMisuse => RevocationReason::SuspectedMisuse,
+            RevokeReason::InformationChanged => RevocationReason::InformationChanged,
+            RevokeReason::Superseded => RevocationReason::Superseded,
+            RevokeReason::Other => RevocationReason::Other,
+        }
+    }
+}
+
+fn revoke_reason<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RevokeReason, D::Error> {
+    super::profiles::refusing(
+        d,
+        "blocked",
+        "a user certificate is blocked with POST /certificates/{serial}/block",
+    )
 }
 
 /// The serial in the path: 32 hex digits, as `openssl x509 -serial` prints it.
 fn path_serial(req: &ApiRequest) -> Result<Serial, ApiError> {
     Serial::from_hex(req.param(0))
         .ok_or_else(|| ApiError::invalid("serial", "must be 32 hexadecimal digits"))
-}
-
-/// A revocation reason by its API name.
-pub(super) fn parse_reason(value: &str) -> Result<RevocationReason, ApiError> {
-    match value {
-        "organisation-ceased" => Ok(RevocationReason::OrganisationCeased),
-        "suspected-misuse" => Ok(RevocationReason::SuspectedMisuse),
-        "information-changed" => Ok(RevocationReason::InformationChanged),
-        "superseded" => Ok(RevocationReason::Superseded),
-        "other" => Ok(RevocationReason::Other),
-        "blocked" => Err(ApiError::invalid(
-            "reason",
-            "a user certificate is blocked with POST /certificates/{serial}/block",
-        )),
-        other => Err(ApiError::invalid(
-            "reason",
-            format!(
-                "{other:?} is not one of organisation-ceased, suspected-misuse, \
-                 information-changed, superseded, other"
-            ),
-        )),
-    }
 }
 
 /// `GET /certificates/{serial}`.
@@ -71,8 +88,9 @@ pub async fn renew(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
 
 /// The answer to a revocation: the certificate (whose `renewed_by` names its
 /// successor) and the successors revoked with it.
-#[derive(Debug, Serialize)]
-struct RevokedView {
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "RevokedCertificate")]
+pub(super) struct RevokedView {
     #[serde(flatten)]
     cert: CertView,
     /// Successors revoked with it (suspected misuse only), in chain order.
@@ -85,8 +103,7 @@ pub async fn revoke(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     req.query.only(&[])?;
     let serial = path_serial(req)?;
     let input: Revocation = req.json()?;
-    let reason = parse_reason(&input.reason)?;
-    let (rec, also) = lifecycle::revoke_with_successors(app, actor, &serial, reason)?;
+    let (rec, also) = lifecycle::revoke_with_successors(app, actor, &serial, input.reason.into())?;
     commit(app).await?;
     let now = now_unix();
     json(

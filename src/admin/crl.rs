@@ -2,6 +2,7 @@
 //! server operators only).
 
 use http::StatusCode;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::commit;
@@ -11,8 +12,8 @@ use super::response::{json, with_body, ApiResult};
 use crate::app::App;
 use crate::orders::Actor;
 
-#[derive(Serialize)]
-struct CrlInfo {
+#[derive(Serialize, JsonSchema)]
+pub(super) struct CrlInfo {
     number: u64,
     this_update: u64,
     next_update: u64,

@@ -2,6 +2,7 @@
 //! the actor may see.
 
 use http::StatusCode;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::problem::ApiError;
@@ -9,8 +10,8 @@ use super::request::ApiRequest;
 use super::response::{json, ApiResult};
 use super::views::{AuditView, Items, NotificationView};
 use crate::app::App;
-use crate::orders::Actor;
 use crate::model::{is_valid_cvr, Serial, CVR_RULE};
+use crate::orders::Actor;
 
 /// Default and largest number of audit events in one answer (the latest).
 const DEFAULT_AUDIT_LIMIT: u64 = 1000;
@@ -33,16 +34,18 @@ fn visible(actor: &Actor, cvr: Option<&str>) -> bool {
 }
 
 /// An audit event with its id (the paging cursor).
-#[derive(Serialize)]
-struct AuditItem {
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "AuditEvent")]
+pub(super) struct AuditItem {
     id: u64,
     #[serde(flatten)]
     event: AuditView,
 }
 
 /// A page of the audit log.
-#[derive(Serialize)]
-struct AuditPage {
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "AuditList")]
+pub(super) struct AuditPage {
     items: Vec<AuditItem>,
     /// How many items this page has.
     total: usize,

@@ -2,20 +2,22 @@
 //! reject, and a new one-time code. The rules live in [`crate::orders`].
 
 use http::StatusCode;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::commit;
 use super::problem::ApiError;
-use super::profiles::{parse_identification, parse_issuance};
 use super::request::ApiRequest;
 use super::response::{created, json, ApiResult};
 use super::views::{rfc3339, CreatedOrderView, Items, OrderView};
 use crate::app::App;
+use crate::model::{
+    is_valid_cvr, now_unix, Identification, Issuance, OrderHolder, OrderStatus, CVR_RULE,
+};
 use crate::orders::{self as lifecycle, Actor, OrderRequest};
-use crate::model::{is_valid_cvr, now_unix, OrderHolder, OrderStatus, CVR_RULE};
 
 /// `{name, email}` of the user a certificate is ordered for.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct UserInput {
     name: String,
@@ -23,52 +25,44 @@ pub(super) struct UserInput {
 }
 
 /// The body of `POST /orders`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewOrder {
     profile_id: String,
     #[serde(default)]
     user: Option<UserInput>,
     #[serde(default)]
-    identification: Option<String>,
+    identification: Option<Identification>,
     #[serde(default)]
-    issuance: Option<String>,
+    issuance: Option<Issuance>,
 }
 
 /// Calls without a body take none, or an empty JSON object.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoFields {}
 
-#[derive(Debug, Serialize)]
-struct NewCode {
+#[derive(Debug, Serialize, JsonSchema)]
+pub(super) struct NewCode {
     reference: String,
     code: String,
     code_expires_at: Option<String>,
 }
 
-/// The order a `POST /orders` body asks for, its method names parsed.
-pub(super) fn order_request(input: NewOrder) -> Result<OrderRequest, ApiError> {
-    Ok(OrderRequest {
+/// The order a `POST /orders` body asks for.
+pub(super) fn order_request(input: NewOrder) -> OrderRequest {
+    OrderRequest {
         profile_id: input.profile_id.trim().to_owned(),
         user: input.user.map(|u| (u.name, u.email.trim().to_owned())),
-        identification: input
-            .identification
-            .as_deref()
-            .map(|v| parse_identification("identification", v))
-            .transpose()?,
-        issuance: input
-            .issuance
-            .as_deref()
-            .map(|v| parse_issuance("issuance", v))
-            .transpose()?,
-    })
+        identification: input.identification,
+        issuance: input.issuance,
+    }
 }
 
 /// `POST /orders`.
 pub async fn create(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     let input: NewOrder = req.json()?;
-    let request = order_request(input)?;
+    let request = order_request(input);
     let created_order = lifecycle::create_order(app, actor, &request, None)?;
     commit(app).await?;
     let view = CreatedOrderView::new(app, created_order, now_unix());

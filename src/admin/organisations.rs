@@ -2,6 +2,7 @@
 //! tokens are in `tokens`.
 
 use http::StatusCode;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::problem::ApiError;
@@ -10,14 +11,14 @@ use super::response::{created, json, ApiResult};
 use super::views::Items;
 use super::{catalogue_lock, commit};
 use crate::app::App;
-use crate::orders::{audit, Actor};
 use crate::model::{is_valid_cvr, AuditAction, AuditOutcome, Organisation, CVR_RULE};
+use crate::orders::{audit, Actor};
 
 /// Longest organisation name: X.520's upper bound for the O attribute.
 const MAX_ORG_NAME: usize = 64;
 
 /// The body of `POST /organisations`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewOrganisation {
     cvr: String,
@@ -33,7 +34,7 @@ pub(super) struct NewOrganisation {
 }
 
 /// The body of `PATCH /organisations/{cvr}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct OrganisationChanges {
     name: Option<String>,

@@ -2,6 +2,7 @@
 //! call), read, change, and search.
 
 use http::StatusCode;
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::organisations::visible_org;
@@ -12,13 +13,13 @@ use super::views::CreatedOrderView;
 use super::{catalogue_lock, commit};
 use crate::app::App;
 use crate::est::is_valid_label;
-use crate::orders::{audit, create_order, visible_profile, Actor, OrderRequest};
-use crate::policy::is_host_name;
 use crate::model::{
     email_problem, is_allowed_method_pair, is_valid_cvr, now_unix, subject_text_problem,
     AuditAction, AuditOutcome, CertKind, Contact, Identification, Issuance, KeyAlgorithm,
     KeyPolicy, Organisation, Profile, SystemRight, CVR_RULE,
 };
+use crate::orders::{audit, create_order, visible_profile, Actor, OrderRequest};
+use crate::policy::is_host_name;
 
 /// Default certificate lifetime, days.
 const DEFAULT_VALIDITY_DAYS: u32 = 1095;
@@ -31,7 +32,7 @@ pub const RIGHTS_NOTICE: &str =
     "changes to system rights and seal take effect only in certificates issued from now on";
 
 /// `{name, email}` of a person.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PersonInput {
     name: String,
@@ -39,17 +40,17 @@ pub struct PersonInput {
 }
 
 /// The key policy as the API takes it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyPolicyInput {
-    allowed: Vec<String>,
+    allowed: Vec<KeyAlgorithm>,
     #[serde(default)]
     min_rsa_bits: Option<u32>,
 }
 
 /// "Create certificate profile and order certificate": `{}` for the profile's
 /// own certificate, `{"user": {...}}` for a user certificate.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderInput {
     #[serde(default)]
@@ -57,14 +58,15 @@ pub struct OrderInput {
 }
 
 /// The body of `POST /profiles`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewProfile {
     /// Defaults to the actor's own organisation.
     #[serde(default)]
     cvr: Option<String>,
     name: String,
-    kind: String,
+    #[serde(deserialize_with = "profile_kind")]
+    kind: ProfileKind,
     contact: PersonInput,
     #[serde(default)]
     email: Option<String>,
@@ -73,13 +75,13 @@ pub(super) struct NewProfile {
     #[serde(default)]
     se_number: Option<String>,
     #[serde(default)]
-    rights: Vec<String>,
+    rights: Vec<SystemRight>,
     #[serde(default)]
     seal: bool,
     #[serde(default)]
     publish: bool,
-    identification: String,
-    issuance: String,
+    identification: Identification,
+    issuance: Issuance,
     est_label: String,
     #[serde(default)]
     key_policy: Option<KeyPolicyInput>,
@@ -109,7 +111,7 @@ where
 }
 
 /// The body of `PATCH /profiles/{id}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ProfileChanges {
     name: Option<String>,
@@ -120,15 +122,16 @@ pub(super) struct ProfileChanges {
     p_number: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     se_number: Option<Option<String>>,
-    rights: Option<Vec<String>>,
+    rights: Option<Vec<SystemRight>>,
     seal: Option<bool>,
     publish: Option<bool>,
-    identification: Option<String>,
-    issuance: Option<String>,
+    identification: Option<Identification>,
+    issuance: Option<Issuance>,
     /// Accepted only unchanged: a label cannot change.
     est_label: Option<String>,
     /// Accepted only unchanged.
-    kind: Option<String>,
+    #[serde(default, deserialize_with = "optional_profile_kind")]
+    kind: Option<ProfileKind>,
     /// Accepted only unchanged.
     cvr: Option<String>,
     key_policy: Option<KeyPolicyInput>,
@@ -140,94 +143,102 @@ pub(super) struct ProfileChanges {
     org_default: Option<bool>,
 }
 
-#[derive(Debug, Serialize)]
-struct CreatedProfile {
+#[derive(Debug, Serialize, JsonSchema)]
+pub(super) struct CreatedProfile {
     profile: Profile,
     #[serde(skip_serializing_if = "Option::is_none")]
     order: Option<CreatedOrderView>,
 }
 
-#[derive(Debug, Serialize)]
-struct ChangedProfile {
+#[derive(Debug, Serialize, JsonSchema)]
+pub(super) struct ChangedProfile {
     profile: Profile,
     #[serde(skip_serializing_if = "Option::is_none")]
     notice: Option<&'static str>,
 }
 
-#[derive(Debug, Serialize)]
-struct ProfilePage {
+#[derive(Debug, Serialize, JsonSchema)]
+pub(super) struct ProfilePage {
     items: Vec<Profile>,
     page: u64,
     per_page: u64,
     total: usize,
 }
 
-/// Parses an API enum value by its wire name, naming `field` if it is unknown.
-fn parse_named<T: for<'de> Deserialize<'de>>(
-    field: &str,
-    value: &str,
-    known: &str,
-) -> Result<T, ApiError> {
-    serde_json::from_value(serde_json::Value::String(value.to_owned()))
-        .map_err(|_| ApiError::invalid(field, format!("{value:?} is not one of {known}")))
+/// What a profile is for: a [`CertKind`] without `user`, since user
+/// certificates are ordered for a person under a profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProfileKind {
+    /// Organisation certificates.
+    Organisation,
+    /// System certificates.
+    System,
 }
 
-/// Parses an identification method.
-pub fn parse_identification(field: &str, value: &str) -> Result<Identification, ApiError> {
-    parse_named(field, value, "user-login, one-time-code, api")
-}
-
-/// Parses an issuance method.
-pub fn parse_issuance(field: &str, value: &str) -> Result<Issuance, ApiError> {
-    parse_named(field, value, "browser, hardware, est")
-}
-
-fn parse_kind(value: &str) -> Result<CertKind, ApiError> {
-    match value {
-        "organisation" => Ok(CertKind::Organisation),
-        "system" => Ok(CertKind::System),
-        "user" => Err(ApiError::invalid(
-            "kind",
-            "a profile is \"organisation\" or \"system\"; user certificates are ordered for a \
-             person under a profile (POST /orders with \"user\")",
-        )),
-        other => Err(ApiError::invalid(
-            "kind",
-            format!("{other:?} is not one of organisation, system"),
-        )),
+impl From<ProfileKind> for CertKind {
+    fn from(kind: ProfileKind) -> CertKind {
+        match kind {
+            ProfileKind::Organisation => CertKind::Organisation,
+            ProfileKind::System => CertKind::System,
+        }
     }
 }
 
-fn parse_rights(values: &[String]) -> Result<Vec<SystemRight>, ApiError> {
-    let mut rights = Vec::with_capacity(values.len());
+/// The refusal of `"kind": "user"`, which points to where user certificates come from.
+const USER_KIND: &str = "a profile is \"organisation\" or \"system\"; user certificates are \
+     ordered for a person under a profile (POST /orders with \"user\")";
+
+/// Deserialises `T` by its wire name, but refuses `refused` (a name of the
+/// model that this call does not take) with `why`.
+pub(super) fn refusing<'de, D, T>(d: D, refused: &str, why: &str) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    use serde::de::{value::StringDeserializer, Error, IntoDeserializer};
+    let name = String::deserialize(d)?;
+    if name == refused {
+        return Err(D::Error::custom(why));
+    }
+    let name: StringDeserializer<D::Error> = name.into_deserializer();
+    T::deserialize(name)
+}
+
+fn profile_kind<'de, D: Deserializer<'de>>(d: D) -> Result<ProfileKind, D::Error> {
+    refusing(d, "user", USER_KIND)
+}
+
+/// As [`profile_kind`]; `null` counts as absent, as for every other change.
+fn optional_profile_kind<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ProfileKind>, D::Error> {
+    use serde::de::{value::StringDeserializer, IntoDeserializer};
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(name) => {
+            let name: StringDeserializer<D::Error> = name.into_deserializer();
+            profile_kind(name).map(Some)
+        }
+    }
+}
+
+/// `values` without repeats, in their first order.
+fn distinct<T: PartialEq + Copy>(values: &[T]) -> Vec<T> {
+    let mut out = Vec::with_capacity(values.len());
     for v in values {
-        let right = SystemRight::parse(v).ok_or_else(|| {
-            ApiError::invalid(
-                "rights",
-                format!("{v:?} is not a system right (known: est-enroll, admin-api)"),
-            )
-        })?;
-        if !rights.contains(&right) {
-            rights.push(right);
+        if !out.contains(v) {
+            out.push(*v);
         }
     }
-    Ok(rights)
+    out
 }
 
-fn parse_key_policy(input: &KeyPolicyInput) -> Result<KeyPolicy, ApiError> {
-    let mut allowed = Vec::with_capacity(input.allowed.len());
-    for a in &input.allowed {
-        let alg: KeyAlgorithm = parse_named("key_policy.allowed", a, "p256, p384, rsa, ed25519")?;
-        if !allowed.contains(&alg) {
-            allowed.push(alg);
-        }
-    }
-    Ok(KeyPolicy {
-        allowed,
+fn key_policy_of(input: &KeyPolicyInput) -> KeyPolicy {
+    KeyPolicy {
+        allowed: distinct(&input.allowed),
         min_rsa_bits: input
             .min_rsa_bits
             .unwrap_or(KeyPolicy::default().min_rsa_bits),
-    })
+    }
 }
 
 fn contact_of(input: &PersonInput) -> Contact {
@@ -246,8 +257,16 @@ fn is_dns_rule(rule: &str) -> bool {
     is_host_name(rule.strip_prefix('.').unwrap_or(rule))
 }
 
-/// Checks a whole profile against its organisation's rules.
+/// Checks a whole profile against its organisation's rules, field by field
+/// in the order a person reads the form.
 fn validate(p: &Profile, org: &Organisation) -> Result<(), ApiError> {
+    validate_names(p)?;
+    validate_methods(p, org)?;
+    validate_contents(p)
+}
+
+/// The texts: name, label, contact and e-mail.
+fn validate_names(p: &Profile) -> Result<(), ApiError> {
     if p.name.is_empty() {
         return Err(ApiError::invalid("name", "is required"));
     }
@@ -282,6 +301,11 @@ fn validate(p: &Profile, org: &Organisation) -> Result<(), ApiError> {
     if let Some(problem) = p.email.as_deref().and_then(email_problem) {
         return Err(ApiError::invalid("email", problem));
     }
+    Ok(())
+}
+
+/// What the organisation and the kind allow: rights, methods, seal, P and SE numbers.
+fn validate_methods(p: &Profile, org: &Organisation) -> Result<(), ApiError> {
     if !p.rights.is_empty() && p.kind != CertKind::System {
         return Err(ApiError::invalid(
             "rights",
@@ -316,6 +340,11 @@ fn validate(p: &Profile, org: &Organisation) -> Result<(), ApiError> {
             format!("{n} is not one of organisation {}'s SE numbers", org.cvr),
         ));
     }
+    Ok(())
+}
+
+/// The certificate's contents: key policy, lifetime and DNS names.
+fn validate_contents(p: &Profile) -> Result<(), ApiError> {
     if p.key_policy.allowed.is_empty() {
         return Err(ApiError::invalid(
             "key_policy.allowed",
@@ -399,18 +428,18 @@ pub(super) fn profile_from(
         id,
         cvr: org.cvr.clone(),
         name: input.name.trim().to_owned(),
-        kind: parse_kind(&input.kind)?,
+        kind: input.kind.into(),
         // Labels are compared without regard to case; one spelling is kept.
         est_label: input.est_label.trim().to_ascii_lowercase(),
         org_default: input.org_default,
-        rights: parse_rights(&input.rights)?,
-        key_policy: match &input.key_policy {
-            Some(k) => parse_key_policy(k)?,
-            None => KeyPolicy::default(),
-        },
+        rights: distinct(&input.rights),
+        key_policy: input
+            .key_policy
+            .as_ref()
+            .map_or_else(KeyPolicy::default, key_policy_of),
         validity_days: input.validity_days.unwrap_or(DEFAULT_VALIDITY_DAYS),
-        identification: parse_identification("identification", &input.identification)?,
-        issuance: parse_issuance("issuance", &input.issuance)?,
+        identification: input.identification,
+        issuance: input.issuance,
         email: optional_text(input.email.clone()),
         dns_names: input.dns_names.clone(),
         allow_ip_sans: input.allow_ip_sans,
@@ -525,7 +554,7 @@ fn apply(p: &mut Profile, changes: ProfileChanges) -> Result<(), ApiError> {
         }
     }
     if let Some(kind) = changes.kind {
-        if parse_kind(&kind)? != p.kind {
+        if CertKind::from(kind) != p.kind {
             return Err(ApiError::invalid("kind", "cannot be changed"));
         }
     }
@@ -550,7 +579,7 @@ fn apply(p: &mut Profile, changes: ProfileChanges) -> Result<(), ApiError> {
         p.se_number = optional_text(v);
     }
     if let Some(v) = changes.rights {
-        p.rights = parse_rights(&v)?;
+        p.rights = distinct(&v);
     }
     if let Some(v) = changes.seal {
         p.seal = v;
@@ -559,13 +588,13 @@ fn apply(p: &mut Profile, changes: ProfileChanges) -> Result<(), ApiError> {
         p.publish = v;
     }
     if let Some(v) = changes.identification {
-        p.identification = parse_identification("identification", &v)?;
+        p.identification = v;
     }
     if let Some(v) = changes.issuance {
-        p.issuance = parse_issuance("issuance", &v)?;
+        p.issuance = v;
     }
     if let Some(v) = changes.key_policy {
-        p.key_policy = parse_key_policy(&v)?;
+        p.key_policy = key_policy_of(&v);
     }
     if let Some(v) = changes.validity_days {
         p.validity_days = v;
@@ -691,18 +720,49 @@ mod tests {
         assert!(!is_dns_rule("-a.b"));
     }
 
+    /// A body with every enum given; `patch` replaces fields.
+    fn changes(patch: serde_json::Value) -> Result<ProfileChanges, ApiError> {
+        super::super::request::parse_json(patch.to_string().as_bytes())
+    }
+
+    fn refused(patch: serde_json::Value) -> (String, String) {
+        match changes(patch) {
+            Err(ApiError::InvalidField { field, message }) => (field, message),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn enum_names() {
-        assert_eq!(
-            parse_identification("identification", "one-time-code").ok(),
-            Some(Identification::OneTimeCode)
-        );
-        assert!(parse_issuance("issuance", "paper").is_err());
+        let c = changes(serde_json::json!({"identification": "one-time-code"})).expect("parse");
+        assert_eq!(c.identification, Some(Identification::OneTimeCode));
+        let (field, message) = refused(serde_json::json!({"issuance": "paper"}));
+        assert_eq!(field, "issuance");
+        assert_eq!(message, "\"paper\" is not one of browser, hardware, est");
         assert_eq!(wire_name(&Issuance::Est), "est");
-        assert!(parse_rights(&["est-enroll".into(), "root".into()]).is_err());
+        let (field, message) = refused(serde_json::json!({"rights": ["est-enroll", "root"]}));
+        assert_eq!(field, "rights");
+        assert_eq!(message, "\"root\" is not one of est-enroll, admin-api");
+        let c = changes(serde_json::json!({"rights": ["admin-api", "admin-api"]})).expect("parse");
         assert_eq!(
-            parse_rights(&["admin-api".into(), "admin-api".into()]).ok(),
+            c.rights.as_deref().map(distinct),
             Some(vec![SystemRight::AdminApi])
         );
+        let (field, message) =
+            refused(serde_json::json!({"key_policy": {"allowed": ["p256", "dsa"]}}));
+        assert_eq!(field, "key_policy.allowed");
+        assert_eq!(message, "\"dsa\" is not one of p256, p384, rsa, ed25519");
+        let (field, message) = refused(serde_json::json!({"kind": "user"}));
+        assert_eq!((field.as_str(), message.as_str()), ("kind", USER_KIND));
+        let c = changes(serde_json::json!({"kind": null, "issuance": null})).expect("parse");
+        assert_eq!((c.kind, c.issuance), (None, None), "null is absent");
+        let (field, message) = refused(serde_json::json!({"kind": "robot"}));
+        assert_eq!(field, "kind");
+        assert_eq!(message, "\"robot\" is not one of organisation, system");
+        // Not a string at all: the body is malformed, as before.
+        assert!(matches!(
+            changes(serde_json::json!({"kind": 5})),
+            Err(ApiError::MalformedBody(_))
+        ));
     }
 }

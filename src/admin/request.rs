@@ -85,21 +85,73 @@ fn quoted_after<'a>(message: &'a str, marker: &str) -> Option<&'a str> {
 
 /// Parses JSON, naming the field where serde's message does.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        let message = e.to_string();
-        if let Some(field) = quoted_after(&message, "unknown field `") {
-            return ApiError::invalid(field, format!("is not a field of this request ({message})"));
+    let mut de = serde_json::Deserializer::from_slice(body);
+    match serde_path_to_error::deserialize(&mut de) {
+        Ok(value) => de.end().map(|()| value).map_err(|e| json_problem(&e, "")),
+        Err(e) => json_problem_at(e),
+    }
+}
+
+fn json_problem_at<T>(e: serde_path_to_error::Error<serde_json::Error>) -> Result<T, ApiError> {
+    let path = field_path(e.path());
+    Err(json_problem(e.inner(), &path))
+}
+
+/// The path to the value at fault as problems name fields: `key_policy.allowed`
+/// (array positions left out: the field is at fault, whichever element it was).
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let names: Vec<&str> = path
+        .iter()
+        .filter_map(|s| match s {
+            Segment::Map { key } => Some(key.as_str()),
+            Segment::Enum { variant } => Some(variant.as_str()),
+            Segment::Seq { .. } | Segment::Unknown => None,
+        })
+        .collect();
+    names.join(".")
+}
+
+/// `x`, `y` or `z` from serde's "expected `x`, `y`, `z`" / "expected `x` or `y`".
+fn variant_list(expected: &str) -> String {
+    let list = expected.strip_prefix("one of ").unwrap_or(expected);
+    list.replace(" or ", ", ").replace('`', "")
+}
+
+/// The problem for a serde error at `path` (empty: the body as a whole).
+fn json_problem(e: &serde_json::Error, path: &str) -> ApiError {
+    let message = e.to_string();
+    if let Some(field) = quoted_after(&message, "unknown field `") {
+        return ApiError::invalid(field, format!("is not a field of this request ({message})"));
+    }
+    if let Some(field) = quoted_after(&message, "missing field `") {
+        return ApiError::invalid(field, "is required");
+    }
+    if let Some(field) = quoted_after(&message, "duplicate field `") {
+        return ApiError::invalid(field, "appears more than once");
+    }
+    if e.is_data() && !path.is_empty() {
+        // The enums' names are serde's: the message lists them.
+        if let Some(value) = quoted_after(&message, "unknown variant `") {
+            let expected = message
+                .split_once(", expected ")
+                .map(|(_, rest)| rest.split(" at line ").next().unwrap_or(rest))
+                .unwrap_or("");
+            return ApiError::invalid(
+                path,
+                format!("{value:?} is not one of {}", variant_list(expected)),
+            );
         }
-        if let Some(field) = quoted_after(&message, "missing field `") {
-            return ApiError::invalid(field, "is required");
+        // A refusal the input type words itself (a name that belongs to
+        // another call, with a pointer to it).
+        if !message.starts_with("invalid ") {
+            let own = format!(" at line {} column {}", e.line(), e.column());
+            return ApiError::invalid(path, message.strip_suffix(&own).unwrap_or(&message));
         }
-        if let Some(field) = quoted_after(&message, "duplicate field `") {
-            return ApiError::invalid(field, "appears more than once");
-        }
-        ApiError::MalformedBody(format!(
-            "the body is not valid JSON for this call: {message}"
-        ))
-    })
+    }
+    ApiError::MalformedBody(format!(
+        "the body is not valid JSON for this call: {message}"
+    ))
 }
 
 /// Reads a body within [`MAX_BODY_BYTES`] and `timeout`, through the one

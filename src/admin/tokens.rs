@@ -10,6 +10,7 @@
 //! token, which exists only in the creation answer.
 
 use http::StatusCode;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::commit;
@@ -20,11 +21,11 @@ use super::response::{created, json, ApiResult};
 use super::views::{rfc3339, Items};
 use crate::app::App;
 use crate::config::AdminTokensConfig;
-use crate::orders::{audit, create_token, token_id, Actor};
 use crate::model::{now_unix, AuditAction, AuditOutcome, TokenRecord, UnixSeconds};
+use crate::orders::{audit, create_token, token_id, Actor};
 
 /// The body of `POST /organisations/{cvr}/tokens` and `POST /tokens`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewToken {
     name: String,
@@ -35,8 +36,9 @@ pub(super) struct NewToken {
 }
 
 /// A token as lists show it.
-#[derive(Debug, Serialize)]
-struct TokenView {
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Token")]
+pub(super) struct TokenView {
     id: String,
     name: String,
     cvr: Option<String>,
@@ -63,8 +65,8 @@ impl TokenView {
 }
 
 /// The creation answer: the token (shown this once) and its view.
-#[derive(Debug, Serialize)]
-struct CreatedToken {
+#[derive(Debug, Serialize, JsonSchema)]
+pub(super) struct CreatedToken {
     token: String,
     #[serde(flatten)]
     view: TokenView,

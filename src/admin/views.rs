@@ -1,16 +1,17 @@
 //! The JSON shapes the admin API answers with, built from store records.
 //! Times are RFC 3339 in UTC, serials upper-case hex as `openssl` prints them.
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::app::App;
 use crate::files::cert_pem;
-use crate::orders::{display_status, CreatedOrder};
 use crate::model::{
     AuditAction, AuditEvent, AuditOutcome, CertKind, CertRecord, CertStatus, Identification,
     Issuance, Notification, NotificationKind, Order, OrderHolder, OrderStatus, RevocationReason,
     SystemRight, UnixSeconds,
 };
+use crate::orders::{display_status, CreatedOrder};
 
 /// RFC 3339 in UTC, whole seconds (`2026-05-01T12:00:00Z`).
 pub fn rfc3339(secs: UnixSeconds) -> String {
@@ -30,7 +31,8 @@ pub fn rfc3339(secs: UnixSeconds) -> String {
 }
 
 /// A person a user certificate is for.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "User")]
 pub struct UserView {
     /// Name.
     pub name: String,
@@ -39,7 +41,8 @@ pub struct UserView {
 }
 
 /// An order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Order")]
 pub struct OrderView {
     /// Reference number.
     pub reference: String,
@@ -112,7 +115,8 @@ impl OrderView {
 }
 
 /// A new order and, for one-time-code orders, its code (shown once).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "CreatedOrder")]
 pub struct CreatedOrderView {
     /// The order.
     #[serde(flatten)]
@@ -133,7 +137,8 @@ impl CreatedOrderView {
 }
 
 /// A certificate.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Certificate")]
 pub struct CertView {
     /// Serial number, hex.
     pub serial: String,
@@ -203,7 +208,8 @@ impl CertView {
 }
 
 /// A certificate as the public certificate database shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "PublicCertificate")]
 pub struct PublicCertView {
     /// Serial number, hex.
     pub serial: String,
@@ -231,7 +237,8 @@ impl PublicCertView {
 }
 
 /// An audit event.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "AuditRecord")]
 pub struct AuditView {
     /// When (milliseconds are dropped).
     pub at: String,
@@ -270,7 +277,8 @@ impl From<&AuditEvent> for AuditView {
 }
 
 /// A notice in the outbox.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Notification")]
 pub struct NotificationView {
     /// Outbox id.
     pub id: u64,
@@ -315,7 +323,8 @@ impl From<&Notification> for NotificationView {
 }
 
 /// A list answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "{T}List")]
 pub struct Items<T> {
     /// The items.
     pub items: Vec<T>,

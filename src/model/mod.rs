@@ -106,7 +106,7 @@ impl fmt::Debug for Serial {
 }
 
 /// An organisation, known by its CVR number.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Organisation {
     /// 8-digit CVR number.
     pub cvr: String,
@@ -123,7 +123,7 @@ pub struct Organisation {
 }
 
 /// A contact person, who receives notices about a profile's certificates.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Contact {
     /// Name.
     pub name: String,
@@ -247,7 +247,7 @@ pub fn email_problem(email: &str) -> Option<&'static str> {
 }
 
 /// What a certificate is for; decides key usage and extended key usage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CertKind {
     /// Organisation certificate (signing on behalf of the organisation).
@@ -259,7 +259,7 @@ pub enum CertKind {
 }
 
 /// A right that a system certificate carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum SystemRight {
     /// May enrol certificates over EST on behalf of its organisation.
     #[serde(rename = "est-enroll")]
@@ -281,7 +281,7 @@ impl SystemRight {
 }
 
 /// A subject key algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyAlgorithm {
     /// ECDSA on P-256.
@@ -295,7 +295,7 @@ pub enum KeyAlgorithm {
 }
 
 /// Which subject keys a profile accepts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KeyPolicy {
     /// Accepted algorithms.
     pub allowed: Vec<KeyAlgorithm>,
@@ -318,7 +318,7 @@ impl Default for KeyPolicy {
 }
 
 /// How the holder is identified before issuance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Identification {
     /// A person logs in to a portal outside estd.
@@ -330,7 +330,7 @@ pub enum Identification {
 }
 
 /// How the certificate is delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Issuance {
     /// Key and certificate generated for the holder (EST `/serverkeygen`).
@@ -354,7 +354,7 @@ pub fn is_allowed_method_pair(id: Identification, iss: Issuance) -> bool {
 }
 
 /// A certificate profile of an organisation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Profile {
     /// UUID, hyphenated lower case.
     pub id: String,
@@ -443,7 +443,7 @@ impl Profile {
 }
 
 /// Why a certificate was revoked (RFC 5280 CRLReason values in brackets).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RevocationReason {
     /// The organisation no longer exists (cessationOfOperation).
@@ -752,7 +752,7 @@ impl Order {
 }
 
 /// What a notification is about (the events MitID Erhverv e-mails about).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum NotificationKind {
     /// A certificate was ordered and is ready to collect.
@@ -831,7 +831,7 @@ impl TokenRecord {
 }
 
 /// What an audit event records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuditAction {
     /// A certificate was issued by `simpleenroll`.
@@ -861,7 +861,7 @@ pub enum AuditAction {
 }
 
 /// Whether the action happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuditOutcome {
     /// Done.

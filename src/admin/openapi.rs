@@ -1,0 +1,700 @@
+//! The admin API's OpenAPI 3.0 document, derived rather than kept by hand:
+//! the paths, methods and who may call them come from the route table
+//! ([`ROUTES`]); each operation's words and status codes from [`operation`]
+//! (a `match` on [`Endpoint`], so a route cannot be added without them); and
+//! every schema from the Rust type that serde reads or writes (schemars), so
+//! a field or an enum's names have one copy. A unit test holds the document
+//! against the committed snapshot `openapi.snapshot.json`
+//! (`UPDATE_SNAPSHOTS=1 cargo test --lib openapi` rewrites it).
+
+use std::sync::LazyLock;
+
+use schemars::generate::{SchemaGenerator, SchemaSettings};
+use schemars::{JsonSchema, Schema};
+use serde_json::{json, Map, Value};
+
+use super::certificates::{Revocation, RevokedView};
+use super::crl::CrlInfo;
+use super::history::AuditPage;
+use super::orders::{NewCode, NewOrder};
+use super::organisations::{NewOrganisation, OrganisationChanges};
+use super::profiles::{ChangedProfile, CreatedProfile, NewProfile, ProfileChanges, ProfilePage};
+use super::routes::{Access, Endpoint, Route, ROUTES};
+use super::tokens::{CreatedToken, NewToken, TokenView};
+use super::views::{
+    CertView, CreatedOrderView, Items, NotificationView, OrderView, PublicCertView,
+};
+use crate::model::{Organisation, Profile};
+use crate::problem::{Problem, PROBLEM_JSON};
+use Endpoint as E;
+
+/// The document as served, made once.
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+    // Serialising a `Value` cannot fail; the fallback keeps the request path panic-free.
+    serde_json::to_string(&document()).unwrap_or_else(|_| "{}".into())
+});
+
+/// The document as JSON text, served at `/api/v1/openapi.json` and `/openapi.json`.
+pub fn json_text() -> &'static str {
+    &DOCUMENT
+}
+
+/// A schema of `T`: a reference into `components/schemas`.
+type SchemaOf = fn(&mut SchemaGenerator) -> Schema;
+
+fn of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
+/// What a successful answer carries.
+enum Content {
+    /// JSON of a type.
+    Json(SchemaOf),
+    /// Any JSON object (this document).
+    AnyJson,
+    /// A CSV file.
+    Csv,
+    /// A DER CRL.
+    Crl,
+}
+
+/// A query parameter.
+enum Query {
+    /// Text: name, description.
+    Text(&'static str, &'static str),
+    /// A whole number: name, description, minimum, maximum, default.
+    Number(&'static str, &'static str, u64, Option<u64>, Option<u64>),
+}
+
+/// One operation's words and status codes.
+struct Operation {
+    summary: &'static str,
+    description: Option<&'static str>,
+    tag: &'static str,
+    query: &'static [Query],
+    /// The JSON body it takes (always required).
+    body: Option<SchemaOf>,
+    /// The success status, its description and content.
+    ok: (u16, &'static str, Content),
+    /// The problem+json answers it gives, with their descriptions.
+    errors: &'static [(u16, &'static str)],
+}
+
+const E400: (u16, &str) = (
+    400,
+    "Invalid field (the problem names it in `field`) or malformed JSON.",
+);
+const E401: (u16, &str) = (
+    401,
+    "No or invalid credentials (with `WWW-Authenticate: Bearer realm=\"estd-admin\"`).",
+);
+const E403: (u16, &str) = (403, "Authenticated but not permitted.");
+const E404: (u16, &str) = (404, "No such resource, or one of another organisation.");
+const E409: (u16, &str) = (
+    409,
+    "Conflict: a duplicate, or an illegal state change (the detail names the current state).",
+);
+const E413: (u16, &str) = (413, "Body larger than 64 KiB.");
+const E415: (u16, &str) = (415, "Body is not application/json.");
+
+/// The words and status codes of each endpoint (a test holds it against
+/// the route table: one entry per route).
+static OPERATIONS: &[(Endpoint, Operation)] = &[
+    (E::OpenApi, Operation {
+        summary: "This document",
+        description: None,
+        tag: "meta",
+        query: &[],
+        body: None,
+        ok: (200, "The OpenAPI document.", Content::AnyJson),
+        errors: &[],
+    }),
+    (E::ListOrganisations, Operation {
+        summary: "List the organisations the caller may see",
+        description: None,
+        tag: "organisations",
+        query: &[],
+        body: None,
+        ok: (200, "Organisations.", Content::Json(of::<Items<Organisation>>)),
+        errors: &[E401, E403],
+    }),
+    (E::CreateOrganisation, Operation {
+        summary: "Create an organisation (server operators only)",
+        description: None,
+        tag: "organisations",
+        query: &[],
+        body: Some(of::<NewOrganisation>),
+        ok: (201, "Created.", Content::Json(of::<Organisation>)),
+        errors: &[E401, E403, E400, E409, E413, E415],
+    }),
+    (E::GetOrganisation, Operation {
+        summary: "Read an organisation",
+        description: None,
+        tag: "organisations",
+        query: &[],
+        body: None,
+        ok: (200, "The organisation.", Content::Json(of::<Organisation>)),
+        errors: &[E401, E403, E404],
+    }),
+    (E::UpdateOrganisation, Operation {
+        summary: "Change an organisation (server operators only)",
+        description: Some("The name, permissions and P and SE numbers are the CA's registration data: an organisation's own token or certificate is refused with 403. Refused with 409 if a profile still uses a removed P or SE number, or has seal on while seal is being disallowed."),
+        tag: "organisations",
+        query: &[],
+        body: Some(of::<OrganisationChanges>),
+        ok: (200, "Changed.", Content::Json(of::<Organisation>)),
+        errors: &[E401, E403, E400, E404, E409, E413, E415],
+    }),
+    (E::ListTokens, Operation {
+        summary: "List the organisation's admin tokens (never the tokens themselves)",
+        description: None,
+        tag: "tokens",
+        query: &[],
+        body: None,
+        ok: (200, "The tokens, newest first, active, expired and revoked.", Content::Json(of::<Items<TokenView>>)),
+        errors: &[E401, E403, E404],
+    }),
+    (E::CreateToken, Operation {
+        summary: "Create an admin API token for the organisation (operators only; shown once)",
+        description: None,
+        tag: "tokens",
+        query: &[],
+        body: Some(of::<NewToken>),
+        ok: (201, "The token, shown this once (only its hash is stored), with its id and expiry.", Content::Json(of::<CreatedToken>)),
+        errors: &[E401, (403, "Not a server operator: an organisation's own token or certificate cannot create tokens."), E400, E404, E413, E415],
+    }),
+    (E::SearchProfiles, Operation {
+        summary: "Search profiles",
+        description: None,
+        tag: "profiles",
+        query: &[Query::Text("q", "Case-insensitive substring of the UUID, name, contact person's name or e-mail, or the e-mail in the certificate."), Query::Text("cvr", "Only this organisation."), Query::Number("page", "Page, from 1.", 1, None, Some(1)), Query::Number("per_page", "Profiles per page.", 1, Some(500), Some(50))],
+        body: None,
+        ok: (200, "One page of profiles.", Content::Json(of::<ProfilePage>)),
+        errors: &[E401, E403, E400],
+    }),
+    (E::CreateProfile, Operation {
+        summary: "Create a certificate profile, optionally ordering a certificate in the same call",
+        description: Some("A duplicate name within the organisation, a second default profile, or an EST label in use answer 409. If the order fails, the profile is not created either."),
+        tag: "profiles",
+        query: &[],
+        body: Some(of::<NewProfile>),
+        ok: (201, "Created.", Content::Json(of::<CreatedProfile>)),
+        errors: &[E401, E403, E400, E409, E413, E415],
+    }),
+    (E::GetProfile, Operation {
+        summary: "Read a profile",
+        description: None,
+        tag: "profiles",
+        query: &[],
+        body: None,
+        ok: (200, "The profile.", Content::Json(of::<Profile>)),
+        errors: &[E401, E403, E404],
+    }),
+    (E::UpdateProfile, Operation {
+        summary: "Change a profile (its EST label cannot change)",
+        description: None,
+        tag: "profiles",
+        query: &[],
+        body: Some(of::<ProfileChanges>),
+        ok: (200, "Changed; `notice` says that changes to rights and seal apply to certificates issued from now on.", Content::Json(of::<ChangedProfile>)),
+        errors: &[E401, E403, E400, E404, E409, E413, E415],
+    }),
+    (E::ProfileCertificatesCsv, Operation {
+        summary: "The profile's certificates as CSV",
+        description: None,
+        tag: "export",
+        query: &[],
+        body: None,
+        ok: (200, "CSV with header row `profile_id,profile_name,status,serial,not_after,subject`, one row per certificate.", Content::Csv),
+        errors: &[E401, E403, E404],
+    }),
+    (E::ExportCsv, Operation {
+        summary: "An organisation's certificates as CSV (an operator without cvr: every certificate)",
+        description: None,
+        tag: "export",
+        query: &[Query::Text("cvr", "The organisation.")],
+        body: None,
+        ok: (200, "CSV with header row `profile_id,profile_name,status,serial,not_after,subject`, one row per certificate.", Content::Csv),
+        errors: &[E401, E403, E400, E404],
+    }),
+    (E::ListOrders, Operation {
+        summary: "List orders that are not deleted",
+        description: None,
+        tag: "orders",
+        query: &[Query::Text("profile_id", "Only this profile."), Query::Text("cvr", "Only this organisation."), Query::Text("user_email", "Only user certificates for this e-mail address (case-insensitive).")],
+        body: None,
+        ok: (200, "Orders.", Content::Json(of::<Items<OrderView>>)),
+        errors: &[E401, E403, E400],
+    }),
+    (E::CreateOrder, Operation {
+        summary: "Order a certificate",
+        description: Some("403 if the organisation does not allow user certificates."),
+        tag: "orders",
+        query: &[],
+        body: Some(of::<NewOrder>),
+        ok: (201, "Ordered; `code` (one-time-code orders) is shown once.", Content::Json(of::<CreatedOrderView>)),
+        errors: &[E401, E403, E400, E404, E413, E415],
+    }),
+    (E::GetOrder, Operation {
+        summary: "Read an order (deleted ones too, for history)",
+        description: None,
+        tag: "orders",
+        query: &[],
+        body: None,
+        ok: (200, "The order.", Content::Json(of::<OrderView>)),
+        errors: &[E401, E403, E404],
+    }),
+    (E::DeleteOrder, Operation {
+        summary: "Delete a certificate order (before issue only)",
+        description: None,
+        tag: "orders",
+        query: &[],
+        body: None,
+        ok: (200, "Deleted.", Content::Json(of::<OrderView>)),
+        errors: &[E401, E403, E404, E409],
+    }),
+    (E::ApproveOrder, Operation {
+        summary: "Approve a held API enrolment",
+        description: None,
+        tag: "orders",
+        query: &[],
+        body: None,
+        ok: (200, "Approved.", Content::Json(of::<OrderView>)),
+        errors: &[E401, E403, E404, E409],
+    }),
+    (E::RejectOrder, Operation {
+        summary: "Reject a held API enrolment",
+        description: None,
+        tag: "orders",
+        query: &[],
+        body: None,
+        ok: (200, "Rejected.", Content::Json(of::<OrderView>)),
+        errors: &[E401, E403, E404, E409],
+    }),
+    (E::NewCode, Operation {
+        summary: "Issue a new one-time code (also unlocks the order)",
+        description: None,
+        tag: "orders",
+        query: &[],
+        body: None,
+        ok: (200, "The new code, shown once.", Content::Json(of::<NewCode>)),
+        errors: &[E401, E403, E404, E409],
+    }),
+    (E::GetCertificate, Operation {
+        summary: "Read a certificate",
+        description: None,
+        tag: "certificates",
+        query: &[],
+        body: None,
+        ok: (200, "The certificate.", Content::Json(of::<CertView>)),
+        errors: &[E401, E403, E400, E404],
+    }),
+    (E::RenewCertificate, Operation {
+        summary: "Order a renewal (before expiry and revocation only)",
+        description: Some("Refused with 409 for a certificate of an API profile (the IdM system renews it by re-enrolment over EST), for one that already has a valid successor, and while another renewal order for it is open."),
+        tag: "certificates",
+        query: &[],
+        body: None,
+        ok: (201, "Ordered.", Content::Json(of::<CreatedOrderView>)),
+        errors: &[E401, E403, E400, E404, E409],
+    }),
+    (E::RevokeCertificate, Operation {
+        summary: "Revoke a certificate, for good",
+        description: Some("With reason suspected-misuse (keyCompromise), the certificate's successors (renewed_by, followed along the chain) are revoked too, since whoever held the key could have re-enrolled with it; they are listed in also_revoked. Other reasons leave the successors valid."),
+        tag: "certificates",
+        query: &[],
+        body: Some(of::<Revocation>),
+        ok: (200, "Revoked. The certificate, its successor in renewed_by, and the successors revoked with it in also_revoked.", Content::Json(of::<RevokedView>)),
+        errors: &[E401, E403, E400, E404, E409, E413, E415],
+    }),
+    (E::BlockCertificate, Operation {
+        summary: "Block a user certificate, for good",
+        description: Some("Only user certificates can be blocked (400 otherwise)."),
+        tag: "certificates",
+        query: &[],
+        body: None,
+        ok: (200, "Blocked.", Content::Json(of::<CertView>)),
+        errors: &[E401, E403, E400, E404, E409],
+    }),
+    (E::AuditLog, Operation {
+        summary: "The audit log, paged from the newest (each page oldest first)",
+        description: Some("Reads the log backwards from its newest event and stops when `limit` matching events are found. To read further back, pass the page's `next_before` as `before`. Records older than the configured retention (`store.audit_retention_days`) are pruned. Refusals of anonymous EST callers are counted in the metric `estd_est_anonymous_refusals_total`, not stored here."),
+        tag: "history",
+        query: &[Query::Text("cvr", "Only this organisation."), Query::Text("profile_id", "Only this profile."), Query::Text("serial", "Only this certificate."), Query::Text("order", "Only this order reference."), Query::Number("limit", "At most this many (the newest matching ones, older than `before` if given).", 1, Some(10000), Some(1000)), Query::Number("before", "Only events older than this event id: the `next_before` of the previous page.", 1, None, None)],
+        body: None,
+        ok: (200, "Events.", Content::Json(of::<AuditPage>)),
+        errors: &[E401, E403, E400],
+    }),
+    (E::Notifications, Operation {
+        summary: "The notification outbox",
+        description: None,
+        tag: "history",
+        query: &[Query::Text("cvr", "Only this organisation.")],
+        body: None,
+        ok: (200, "Notices.", Content::Json(of::<Items<NotificationView>>)),
+        errors: &[E401, E403, E400],
+    }),
+    (E::PublicCertificates, Operation {
+        summary: "Public certificate database: published certificates only",
+        description: Some("No credentials. At least one parameter is required."),
+        tag: "public",
+        query: &[Query::Text("email", "E-mail address in the certificate (case-insensitive)."), Query::Text("cvr", "Organisation."), Query::Text("serial", "Serial number (hex).")],
+        body: None,
+        ok: (200, "Matching published certificates (all given parameters must match).", Content::Json(of::<Items<PublicCertView>>)),
+        errors: &[E400],
+    }),
+    (E::GetCrl, Operation {
+        summary: "The current CRL (DER), as served at the CRL distribution point",
+        description: None,
+        tag: "revocation",
+        query: &[],
+        body: None,
+        ok: (200, "The CRL.", Content::Crl),
+        errors: &[(401, "No or invalid credentials."), (404, "No CRL has been signed yet.")],
+    }),
+    (E::RegenerateCrl, Operation {
+        summary: "Sign a new CRL now (server operators only)",
+        description: None,
+        tag: "revocation",
+        query: &[],
+        body: None,
+        ok: (200, "The new CRL's number and times.", Content::Json(of::<CrlInfo>)),
+        errors: &[(401, "No or invalid credentials."), (403, "Not a server operator.")],
+    }),
+    (E::RevokeToken, Operation {
+        summary: "Revoke one of the organisation's admin tokens (operators, or the organisation's own actors); it is refused (401) from then on",
+        description: None,
+        tag: "tokens",
+        query: &[],
+        body: None,
+        ok: (200, "Revoked.", Content::Json(of::<TokenView>)),
+        errors: &[E401, E403, E404, E409],
+    }),
+    (E::ListOperatorTokens, Operation {
+        summary: "List the server operators' admin tokens (operators only; never the tokens themselves)",
+        description: None,
+        tag: "tokens",
+        query: &[],
+        body: None,
+        ok: (200, "The tokens, newest first, active, expired and revoked.", Content::Json(of::<Items<TokenView>>)),
+        errors: &[E401, E403],
+    }),
+    (E::CreateOperatorToken, Operation {
+        summary: "Create an operator token (operators only; shown once)",
+        description: None,
+        tag: "tokens",
+        query: &[],
+        body: Some(of::<NewToken>),
+        ok: (201, "The token, shown this once (only its hash is stored), with its id and expiry.", Content::Json(of::<CreatedToken>)),
+        errors: &[E401, (403, "Not a server operator: an organisation's own token or certificate cannot create tokens."), E400, E413, E415],
+    }),
+    (E::RevokeOperatorToken, Operation {
+        summary: "Revoke an operator token (operators only); it is refused (401) from then on",
+        description: None,
+        tag: "tokens",
+        query: &[],
+        body: None,
+        ok: (200, "Revoked.", Content::Json(of::<TokenView>)),
+        errors: &[E401, E403, E404, E409],
+    }),
+];
+
+/// The words and status codes of `endpoint`.
+fn operation(endpoint: Endpoint) -> Option<&'static Operation> {
+    OPERATIONS
+        .iter()
+        .find(|(e, _)| *e == endpoint)
+        .map(|(_, op)| op)
+}
+
+/// A path parameter, described by its name (and, for `id`, by whose id it is).
+fn path_parameter(template: &str, name: &str) -> Value {
+    let (description, schema) = match name {
+        "cvr" => (
+            "CVR number (8 digits).",
+            json!({"type": "string", "pattern": "^[0-9]{8}$"}),
+        ),
+        "id" if template.starts_with("/profiles") => ("Profile UUID.", json!({"type": "string"})),
+        "id" => (
+            "The token's id (20 hex digits), as lists show it; not the token.",
+            json!({"type": "string"}),
+        ),
+        "reference" => (
+            "Order reference number (12 digits).",
+            json!({"type": "string"}),
+        ),
+        "serial" => (
+            "Serial number, 32 hex digits as `openssl x509 -serial` prints it.",
+            json!({"type": "string", "pattern": "^[0-9A-Fa-f]{32}$"}),
+        ),
+        _ => ("", json!({"type": "string"})),
+    };
+    json!({"name": name, "in": "path", "required": true, "description": description, "schema": schema})
+}
+
+fn query_parameter(q: &Query) -> Value {
+    let (name, description, schema) = match *q {
+        Query::Text(name, description) => (name, description, json!({"type": "string"})),
+        Query::Number(name, description, min, max, default) => {
+            let mut schema = json!({"type": "integer", "minimum": min});
+            if let Some(max) = max {
+                schema["maximum"] = json!(max);
+            }
+            if let Some(default) = default {
+                schema["default"] = json!(default);
+            }
+            (name, description, schema)
+        }
+    };
+    json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
+}
+
+/// The two schema generators: bodies as serde reads them, answers as it writes them.
+struct Generators {
+    input: SchemaGenerator,
+    output: SchemaGenerator,
+}
+
+fn success(ok: &(u16, &'static str, Content), output: &mut SchemaGenerator) -> Value {
+    let (media_type, schema) = match &ok.2 {
+        Content::Json(schema_of) => ("application/json", schema_of(output).to_value()),
+        Content::AnyJson => ("application/json", json!({"type": "object"})),
+        Content::Csv => ("text/csv", json!({"type": "string"})),
+        Content::Crl => (
+            "application/pkix-crl",
+            json!({"type": "string", "format": "binary"}),
+        ),
+    };
+    json!({"description": ok.1, "content": {media_type: {"schema": schema}}})
+}
+
+/// The operation object of one route.
+fn operation_object(route: &Route, generators: &mut Generators) -> Value {
+    let Some(op) = operation(route.endpoint) else {
+        // Kept out of the test's reach only by a missing entry, which
+        // `every_route_is_documented` catches; the server still answers.
+        return json!({"responses": {"default": {"description": "Not documented."}}});
+    };
+    let mut responses = Map::new();
+    responses.insert(op.ok.0.to_string(), success(&op.ok, &mut generators.output));
+    let problem = generators.output.subschema_for::<Problem>().to_value();
+    for (status, description) in op.errors {
+        responses.insert(
+            status.to_string(),
+            json!({"description": description, "content": {PROBLEM_JSON: {"schema": problem}}}),
+        );
+    }
+    let mut parameters: Vec<Value> = route
+        .template
+        .split('/')
+        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| path_parameter(route.template, name))
+        .collect();
+    parameters.extend(op.query.iter().map(query_parameter));
+    let mut object = json!({"summary": op.summary, "tags": [op.tag], "responses": responses});
+    if !parameters.is_empty() {
+        object["parameters"] = Value::Array(parameters);
+    }
+    if let Some(description) = op.description {
+        object["description"] = json!(description);
+    }
+    if let Some(body) = op.body {
+        let schema = body(&mut generators.input).to_value();
+        object["requestBody"] =
+            json!({"required": true, "content": {"application/json": {"schema": schema}}});
+    }
+    if route.access == Access::Public {
+        object["security"] = json!([]);
+    }
+    object
+}
+
+/// Builds the whole document.
+pub fn document() -> Value {
+    let settings = SchemaSettings::openapi3().with(|s| s.meta_schema = None);
+    let mut generators = Generators {
+        input: settings.clone().for_deserialize().into_generator(),
+        output: settings.for_serialize().into_generator(),
+    };
+    let mut paths = Map::new();
+    for route in ROUTES {
+        let item = paths
+            .entry(route.template)
+            .or_insert_with(|| Value::Object(Map::new()));
+        item[route.method.to_ascii_lowercase()] = operation_object(route, &mut generators);
+    }
+    // Both generators name a type the same way; a type read and written
+    // (an enum) has the same schema in both.
+    let mut schemas = generators.output.take_definitions(true);
+    schemas.extend(generators.input.take_definitions(true));
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "estd admin API",
+            "version": "1",
+            "description": DESCRIPTION,
+        },
+        "servers": [{"url": super::routes::API_PREFIX}],
+        "security": [{"bearerToken": []}],
+        "tags": TAGS.iter().map(|t| json!({"name": t})).collect::<Vec<_>>(),
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearerToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An admin token (the operator's is in certs/admin-token). \
+                        Alternatively a TLS client certificate with the admin-api right.",
+                },
+            },
+            "schemas": schemas,
+        },
+    })
+}
+
+const DESCRIPTION: &str = "Organisations, certificate profiles, orders and certificates of \
+    estd, in the model of MitID Erhverv. Authenticate with `Authorization: Bearer <token>` or a \
+    TLS client certificate whose profile carries the system right `admin-api`. An \
+    organisation's token or certificate sees only that organisation (others answer 404); an \
+    operator token sees everything. Errors are RFC 9457 problem documents \
+    (application/problem+json). Request bodies are JSON, at most 64 KiB, unknown fields refused.";
+
+const TAGS: &[&str] = &[
+    "meta",
+    "organisations",
+    "tokens",
+    "profiles",
+    "orders",
+    "certificates",
+    "export",
+    "history",
+    "public",
+    "revocation",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SNAPSHOT: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/admin/openapi.snapshot.json"
+    );
+
+    /// The lines that differ between `old` and `new`, with the common
+    /// beginning and end left out: enough to see what changed.
+    fn diff(old: &str, new: &str) -> String {
+        let old: Vec<&str> = old.lines().collect();
+        let new: Vec<&str> = new.lines().collect();
+        let head = old.iter().zip(&new).take_while(|(a, b)| a == b).count();
+        let tail = old[head..]
+            .iter()
+            .rev()
+            .zip(new[head..].iter().rev())
+            .take_while(|(a, b)| a == b)
+            .count();
+        let mut out = format!("@@ line {} @@\n", head + 1);
+        for line in &old[head..old.len() - tail] {
+            out.push_str(&format!("-{line}\n"));
+        }
+        for line in &new[head..new.len() - tail] {
+            out.push_str(&format!("+{line}\n"));
+        }
+        out
+    }
+
+    #[test]
+    fn openapi_document_matches_its_snapshot() {
+        let generated = serde_json::to_string_pretty(&document()).expect("json") + "\n";
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::write(SNAPSHOT, &generated).expect("write the snapshot");
+            return;
+        }
+        let committed = std::fs::read_to_string(SNAPSHOT).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "the OpenAPI document differs from {SNAPSHOT}; if the change is meant, \
+             rerun with UPDATE_SNAPSHOTS=1 and commit the file:\n{}",
+            diff(&committed, &generated)
+        );
+    }
+
+    #[test]
+    fn every_route_is_documented() {
+        for route in ROUTES {
+            let entries = OPERATIONS.iter().filter(|(e, _)| *e == route.endpoint);
+            assert_eq!(entries.count(), 1, "{:?}", route.endpoint);
+        }
+        assert_eq!(OPERATIONS.len(), ROUTES.len());
+    }
+
+    /// The served text is the derived document.
+    #[test]
+    fn served_text_is_the_document() {
+        let served: Value = serde_json::from_str(json_text()).expect("json");
+        assert_eq!(served, document());
+    }
+
+    /// Every route's operation answers something, and every schema a
+    /// reference names is there.
+    #[test]
+    fn references_resolve() {
+        let doc = document();
+        fn refs(v: &Value, out: &mut Vec<String>) {
+            match v {
+                Value::Object(m) => {
+                    if let Some(Value::String(r)) = m.get("$ref") {
+                        out.push(r.clone());
+                    }
+                    m.values().for_each(|v| refs(v, out));
+                }
+                Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+                _ => {}
+            }
+        }
+        let mut all = Vec::new();
+        refs(&doc, &mut all);
+        for r in all {
+            let name = r.strip_prefix("#/components/schemas/").expect("local");
+            assert!(doc["components"]["schemas"].get(name).is_some(), "{r}");
+        }
+    }
+
+    /// The names an enum schema allows, whether listed at once or one
+    /// documented variant at a time.
+    fn enum_names(schema: &Value) -> Vec<Value> {
+        match (&schema["enum"], &schema["oneOf"]) {
+            (Value::Array(names), _) => names.clone(),
+            (_, Value::Array(variants)) => variants.iter().flat_map(enum_names).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Enum names in the schemas are serde's: the one copy.
+    #[test]
+    fn enum_schemas_list_the_wire_names() {
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        for (name, wire) in [
+            (
+                "Identification",
+                json!(["user-login", "one-time-code", "api"]),
+            ),
+            ("ProfileKind", json!(["organisation", "system"])),
+            ("SystemRight", json!(["est-enroll", "admin-api"])),
+            ("KeyAlgorithm", json!(["p256", "p384", "rsa", "ed25519"])),
+            (
+                "RevokeReason",
+                json!([
+                    "organisation-ceased",
+                    "suspected-misuse",
+                    "information-changed",
+                    "superseded",
+                    "other"
+                ]),
+            ),
+        ] {
+            assert_eq!(Value::Array(enum_names(&schemas[name])), wire, "{name}");
+        }
+    }
+}
