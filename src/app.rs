@@ -13,9 +13,9 @@ use crate::ca::{Ca, CaError};
 use crate::config::Config;
 use crate::est::codec;
 use crate::metrics::Metrics;
+use crate::model::{now_unix, CertKind, CertRecord, CertStatus};
 use crate::revocation::Revocation;
 use crate::seed::{self, DemoIdentity};
-use crate::model::{now_unix, CertKind, CertRecord, CertStatus};
 use crate::store::{Store, StoreError};
 use crate::tls;
 
@@ -25,8 +25,8 @@ pub struct App {
     pub config: Config,
     /// The issuing CA.
     pub ca: Ca,
-    /// The store.
-    pub store: Store,
+    /// The store (the engine behind it is the store module's business).
+    pub store: Arc<dyn Store>,
     /// Client-certificate trust.
     pub trust: ClientTrust,
     /// Metrics.
@@ -93,7 +93,7 @@ impl App {
         let ca = material.ca;
         std::fs::create_dir_all(&config.paths.data_dir)
             .map_err(|e| CaError::Io(format!("{}: {e}", config.paths.data_dir.display())))?;
-        let store = Store::open(
+        let store = crate::store::open(
             &config.paths.data_dir,
             config.store.cache_mb.saturating_mul(1 << 20),
         )?;
@@ -170,7 +170,7 @@ impl App {
 /// Records one of estd's own certificates (TLS server, OCSP responder) in the
 /// store, so that OCSP and serial uniqueness cover it like any other.
 pub fn record_infrastructure(
-    store: &Store,
+    store: &Arc<dyn Store>,
     issued: &crate::ca::IssuedCert,
     subject: &str,
     role: &str,

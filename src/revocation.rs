@@ -23,7 +23,7 @@ use crate::ca::{Ca, CaError, IssuedCert, Signer};
 use crate::config::RevocationConfig;
 use crate::metrics::Metrics;
 use crate::model::{now_unix, CertStatus, Serial, UnixSeconds};
-use crate::store::revocation::StoredCrl;
+use crate::store::StoredCrl;
 use crate::store::{Store, StoreError};
 
 /// Errors while producing revocation information.
@@ -93,7 +93,7 @@ impl Revocation {
         config: &RevocationConfig,
         certs_dir: &Path,
         ca: &Ca,
-        store: &Store,
+        store: &Arc<dyn Store>,
     ) -> Result<(Revocation, Option<IssuedCert>), RevocationError> {
         let (signer, issued) = load_signer(certs_dir, ca)?;
         let crl = match store.crl()? {
@@ -135,7 +135,7 @@ impl Revocation {
     pub fn regenerate_crl(
         &self,
         ca: &Ca,
-        store: &Store,
+        store: &Arc<dyn Store>,
         metrics: &Metrics,
     ) -> Result<Arc<StoredCrl>, RevocationError> {
         let _one_at_a_time = match self.crl_lock.lock() {
@@ -179,7 +179,7 @@ impl Revocation {
         &self,
         serial: &Serial,
         ca: &Ca,
-        store: &Store,
+        store: &Arc<dyn Store>,
         metrics: &Metrics,
     ) -> Result<(), RevocationError> {
         {
@@ -226,7 +226,7 @@ impl Revocation {
     }
 
     /// Answers a DER OCSPRequest. Never fails: bad input gets `malformedRequest`.
-    pub fn ocsp(&self, store: &Store, request: &[u8]) -> OcspAnswer {
+    pub fn ocsp(&self, store: &Arc<dyn Store>, request: &[u8]) -> OcspAnswer {
         let responder = self.responder();
         let Some(parsed) = responder.parse(request) else {
             return OcspAnswer {

@@ -10,11 +10,13 @@ use crate::ca::bootstrap::{self, append_rdn, files, write_file};
 use crate::ca::csr::classify_key;
 use crate::ca::{Ca, CaError, CertTemplate, CertUsage};
 use crate::config::Config;
-use crate::policy::ORGANIZATION_IDENTIFIER;
 use crate::model::{
     now_unix, organization_identifier, AuditAction, AuditEvent, AuditOutcome, CertKind, CertRecord,
     CertStatus, Identification, Organisation, Profile, SystemRight,
 };
+use crate::policy::ORGANIZATION_IDENTIFIER;
+use std::sync::Arc;
+
 use crate::store::Store;
 
 /// EST label of the demo IdM system's own profile.
@@ -57,7 +59,7 @@ pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 /// `admin_tokens.operator_token_days`.
 pub fn ensure_operator_token(
     config: &Config,
-    store: &Store,
+    store: &Arc<dyn Store>,
 ) -> Result<PathBuf, crate::app::InitError> {
     let path = config.paths.certs_dir.join(ADMIN_TOKEN_FILE);
     let now = now_unix();
@@ -74,7 +76,7 @@ pub fn ensure_operator_token(
 pub fn ensure_demo(
     config: &Config,
     ca: &Ca,
-    store: &Store,
+    store: &Arc<dyn Store>,
 ) -> Result<DemoIdentity, crate::app::InitError> {
     let d = &config.demo;
     let org = match store.org(&d.cvr)? {

@@ -9,8 +9,8 @@ use super::request::ApiRequest;
 use super::response::{json, ApiResult};
 use super::views::{AuditView, Items, NotificationView};
 use crate::app::App;
-use crate::orders::Actor;
 use crate::model::{is_valid_cvr, Serial, CVR_RULE};
+use crate::orders::Actor;
 
 /// Default and largest number of audit events in one answer (the latest).
 const DEFAULT_AUDIT_LIMIT: u64 = 1000;
@@ -71,13 +71,15 @@ pub fn audit_log(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
         Some(_) => Some(q.number("before", 0, 1, u64::MAX)?),
         None => None,
     };
-    let (events, next_before) = app.store.audit_page(before, limit, |e| {
-        visible(actor, e.cvr.as_deref())
-            && cvr.map_or(true, |c| e.cvr.as_deref() == Some(c))
-            && profile_id.map_or(true, |p| e.profile_id.as_deref() == Some(p))
-            && serial.map_or(true, |s| e.serial == Some(s))
-            && order.map_or(true, |o| e.order_id.as_deref() == Some(o))
-    })?;
+    let (events, next_before) =
+        app.store
+            .audit_page(before, limit, &|e: &crate::model::AuditEvent| {
+                visible(actor, e.cvr.as_deref())
+                    && cvr.map_or(true, |c| e.cvr.as_deref() == Some(c))
+                    && profile_id.map_or(true, |p| e.profile_id.as_deref() == Some(p))
+                    && serial.map_or(true, |s| e.serial == Some(s))
+                    && order.map_or(true, |o| e.order_id.as_deref() == Some(o))
+            })?;
     let items: Vec<AuditItem> = events
         .iter()
         .map(|(id, e)| AuditItem {

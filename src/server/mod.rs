@@ -491,7 +491,7 @@ async fn audit_retention(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
         }
         if pruned > 0 {
             // Durable with this commit; if it is lost, the next round prunes again.
-            if let Err(e) = app.store.commit().await {
+            if let Err(e) = app.store.durable().await {
                 tracing::warn!(error = %e, "committing the pruned audit log");
             }
             tracing::info!(pruned, days, "audit records past their retention pruned");
@@ -538,7 +538,7 @@ async fn revocation_upkeep(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
         .await;
         match result {
             Ok(Ok(())) => {
-                if let Err(e) = app.store.commit().await {
+                if let Err(e) = app.store.durable().await {
                     tracing::error!(error = %e, "committing revocation upkeep");
                 }
             }
