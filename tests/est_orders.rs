@@ -7,8 +7,10 @@ mod common;
 use base64::Engine;
 use common::*;
 use der::Decode;
-use estd::model::{Contact, Identification, Issuance, OrderStatus, Profile, RevocationReason};
 use estd::orders::{self, Actor, OrderRequest};
+use estd::model::{
+    Contact, Identification, Issuance, OrderStatus, Profile, RevocationReason,
+};
 
 const COLLECT: &str = "/.well-known/est/simpleenroll";
 const REENROLL: &str = "/.well-known/est/simplereenroll";

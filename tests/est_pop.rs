@@ -8,8 +8,8 @@ use base64::Engine;
 use common::*;
 use der::asn1::{PrintableStringRef, SetOfVec, Utf8StringRef};
 use der::{Any, Decode, Encode};
-use estd::model::{AuditAction, AuditOutcome, OrderStatus};
 use estd::orders::{self, Actor, OrderRequest};
+use estd::model::{AuditAction, AuditOutcome, OrderStatus};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::*;
-use estd::model::{Contact, Identification, Issuance, Profile};
 use estd::orders::{self, Actor, OrderRequest};
+use estd::model::{Contact, Identification, Issuance, Profile};
 
 /// Splits a raw HTTP/1.1 answer into its header lines (status line excluded).
 fn header_lines(raw: &[u8]) -> Vec<String> {

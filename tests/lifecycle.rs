@@ -24,7 +24,9 @@ mod common;
 
 use common::api::{assert_problem, Api};
 use common::*;
-use estd::model::{CertStatus, Organisation, Profile, RevocationReason, Serial, SystemRight};
+use estd::model::{
+    CertStatus, Organisation, Profile, RevocationReason, Serial, SystemRight,
+};
 use serde_json::{json, Value};
 use x509_cert::Certificate;
 

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::*;
+use estd::notify::{deliver_pending, write_expiry_notices, MAX_DELIVERY_ATTEMPTS};
+use estd::orders::{create_order, revoke, Actor, OrderRequest};
 use estd::model::{
     now_unix, Contact, Identification, Notification, NotificationKind, Organisation, Profile,
     RevocationReason, Serial,
 };
-use estd::notify::{deliver_pending, write_expiry_notices, MAX_DELIVERY_ATTEMPTS};
-use estd::orders::{create_order, revoke, Actor, OrderRequest};
 use estd::App;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
-use estd::model::RevocationReason;
 use estd::orders::{self, Actor};
+use estd::model::RevocationReason;
 
 fn operator() -> Actor {
     Actor {

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use base64::Engine;
 use bytes::Bytes;
 use der::{Decode, Encode};
-use estd::model::{now_unix, CertRecord, CertStatus, Organisation, Profile, Serial, SystemRight};
+use estd::model::{
+    now_unix, CertRecord, CertStatus, Organisation, Profile, Serial, SystemRight,
+};
 use estd::{App, Config, RunningServer};
 use http_body_util::{BodyExt, Full};
 use rustls::pki_types::pem::PemObject;
