@@ -24,7 +24,8 @@
 //! - Units that must be durable before the caller answers are `async` and
 //!   return a [`BoxFuture`]; lists are returned as a [`BoxIter`].
 //! - Keep the trait object-safe: no generic methods (take `&dyn Fn`, or add a
-//!   generic adapter in `impl dyn Store`, as [`update_cert`](Store::change_cert) has).
+//!   typed adapter in `impl dyn Store`, as `update_cert` is over
+//!   [`Store::change_cert`]).
 //! - Implement it in `sled/` (and any later engine), and add a record-format
 //!   migration there if the stored layout changes.
 
@@ -270,7 +271,7 @@ pub trait Store: Send + Sync {
     /// concurrent change); `change` returns `false` to leave it untouched,
     /// and the result is then `Ok(None)`. A missing certificate is
     /// [`StoreError::Conflict`]. Callers use the typed adapter
-    /// [`update_cert`](#method.update_cert).
+    /// `<dyn Store>::update_cert`.
     fn change_cert(
         &self,
         serial: &Serial,
@@ -346,7 +347,7 @@ pub trait Store: Send + Sync {
 
     /// Applies `change` to an order atomically: `Ok(None)` if there is no
     /// such order, `Ok(Some(None))` if `change` returned `false` (nothing
-    /// written). Callers use the typed adapter [`update_order`](#method.update_order).
+    /// written). Callers use the typed adapter `<dyn Store>::update_order`.
     fn change_order(
         &self,
         id: &str,
