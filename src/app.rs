@@ -26,8 +26,8 @@ pub struct App {
     pub config: Config,
     /// The issuing CA.
     pub ca: Ca,
-    /// The store.
-    pub store: Store,
+    /// The store (the engine behind it is the store module's business).
+    pub store: Arc<dyn Store>,
     /// Client-certificate trust.
     pub trust: ClientTrust,
     /// Metrics.
@@ -99,7 +99,7 @@ impl App {
         let material = bootstrap::load_or_create_ca(&certs_dir, &config.ca)?;
         let ca = material.ca;
         crate::files::create_dir_all(&config.paths.data_dir)?;
-        let store = Store::open(
+        let store = crate::store::open(
             &config.paths.data_dir,
             config.store.cache_mb.saturating_mul(1 << 20),
         )?;
@@ -176,7 +176,7 @@ impl App {
 /// Records one of estd's own certificates (TLS server, OCSP responder) in the
 /// store, so that OCSP and serial uniqueness cover it like any other.
 pub fn record_infrastructure(
-    store: &Store,
+    store: &Arc<dyn Store>,
     issued: &crate::ca::IssuedCert,
     subject: &str,
     role: &str,

@@ -11,9 +11,9 @@ use x509_cert::certificate::Certificate;
 
 use crate::files::read_certs;
 use crate::config::ClientAnchorConfig;
-use crate::model::{
-    CertRecord, CertStatus, RevocationReason, Serial, SystemRight, UnixSeconds,
-};
+use crate::model::{CertRecord, CertStatus, RevocationReason, Serial, SystemRight, UnixSeconds};
+use std::sync::Arc;
+
 use crate::store::{Store, StoreError};
 
 /// Why a client certificate is not accepted.
@@ -266,7 +266,7 @@ impl ClientTrust {
 /// still valid now, in the store, and not revoked.
 pub fn principal(
     cert: &ClientCert,
-    store: &Store,
+    store: &Arc<dyn Store>,
     now: UnixSeconds,
 ) -> Result<Result<Principal, CertRejection>, StoreError> {
     match cert {

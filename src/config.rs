@@ -219,15 +219,15 @@ impl ServerConfig {
 pub struct PathsConfig {
     /// Generated material.
     pub certs_dir: PathBuf,
-    /// The sled store.
+    /// The store (the embedded engine's files).
     pub data_dir: PathBuf,
 }
 
-/// `[store]`: the embedded sled database.
+/// `[store]`: the embedded database.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// sled's page cache, in MiB.
+    /// The embedded engine's page cache, in MiB.
     pub cache_mb: u64,
     /// Days an audit record is kept; older ones are pruned in the background
     /// (0 keeps them for ever).

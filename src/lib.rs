@@ -36,7 +36,8 @@
 //! - [`ca`] verifies CSRs (proof of possession) and signs certificates; the
 //!   EST layer reaches it only through [`ca::Ca::issue`].
 //! - [`store`] keeps certificates, organisations, profiles and the audit log
-//!   in sled, and makes writes durable with group commit before any answer.
+//!   behind the object-safe [`store::Store`] trait (the embedded engine is
+//!   its private detail), and makes writes durable before any answer.
 //! - [`app`] assembles the shared state at start-up; [`seed`] creates the demo
 //!   organisation; [`config`] merges a file over the embedded default;
 //!   [`metrics`] exports Prometheus metrics; [`admin`] serves the admin listener.

@@ -21,10 +21,10 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::watch;
 
 use crate::app::App;
-use crate::orders::{notify, recipient, OpError};
 use crate::model::{
     now_unix, CertRecord, Notification, NotificationKind, OrderHolder, UnixSeconds,
 };
+use crate::orders::{notify, recipient, OpError};
 use crate::store::StoreError;
 
 /// Failed attempts after which a notice is no longer tried.
@@ -88,8 +88,8 @@ struct OutboxLocks {
     expiry_scan: Mutex<()>,
 }
 
-/// The locks of the store `app` uses, keyed by its data directory (sled lets
-/// only one handle open a directory, so the key is unique within the process).
+/// The locks of the store `app` uses, keyed by its data directory (the embedded
+/// engine lets only one handle open a directory, so the key is unique within the process).
 fn outbox_locks(app: &App) -> Arc<OutboxLocks> {
     static BY_DATA_DIR: OnceLock<Mutex<HashMap<PathBuf, Arc<OutboxLocks>>>> = OnceLock::new();
     let registry = BY_DATA_DIR.get_or_init(Default::default);
@@ -175,7 +175,7 @@ pub async fn deliver_pending(app: &App) -> Result<DeliveryReport, NotifyError> {
         app.store.put_notification(&notice)?;
     }
     if report.delivered + report.failed > 0 {
-        app.store.commit().await?;
+        app.store.durable().await?;
     }
     Ok(report)
 }
@@ -330,7 +330,7 @@ async fn one_round(app: &App, last_expiry_scan: &mut Option<Instant>) {
             Ok(0) => {}
             Ok(written) => {
                 tracing::info!(written, "expiry notices written");
-                if let Err(e) = app.store.commit().await {
+                if let Err(e) = app.store.durable().await {
                     tracing::error!(error = %e, "committing expiry notices");
                 }
             }

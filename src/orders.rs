@@ -193,7 +193,7 @@ pub struct NewToken {
 /// Creates an admin token for `cvr` (or an operator token for `None`),
 /// refused from `expires_at` on; returns the token, once.
 pub fn create_token(
-    app_store: &crate::store::Store,
+    app_store: &std::sync::Arc<dyn crate::store::Store>,
     cvr: Option<&str>,
     name: &str,
     expires_at: UnixSeconds,
@@ -218,7 +218,10 @@ pub fn create_token(
 /// The actor a bearer token stands for, if the token is known, not revoked
 /// and not expired. The lookup is by hash, so no stored token is ever
 /// compared with what the caller sent.
-pub fn token_actor(store: &crate::store::Store, token: &str) -> Result<Option<Actor>, OpError> {
+pub fn token_actor(
+    store: &std::sync::Arc<dyn crate::store::Store>,
+    token: &str,
+) -> Result<Option<Actor>, OpError> {
     Ok(store
         .token(&token_hash(token))?
         .filter(|rec| rec.is_usable(now_unix()))

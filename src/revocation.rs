@@ -21,7 +21,7 @@ use crate::ca::{Ca, CaError, IssuedCert};
 use crate::config::RevocationConfig;
 use crate::metrics::Metrics;
 use crate::model::{now_unix, CertStatus, Serial, UnixSeconds};
-use crate::store::revocation::StoredCrl;
+use crate::store::StoredCrl;
 use crate::store::{Store, StoreError};
 
 /// Errors while producing revocation information.
@@ -85,7 +85,7 @@ impl Revocation {
         config: &RevocationConfig,
         certs_dir: &Path,
         ca: &Ca,
-        store: &Store,
+        store: &Arc<dyn Store>,
     ) -> Result<(Revocation, Option<IssuedCert>), RevocationError> {
         let (signer, issued) = load_responder(certs_dir, ca)?;
         let crl = match store.crl()? {
@@ -127,7 +127,7 @@ impl Revocation {
     pub fn regenerate_crl(
         &self,
         ca: &Ca,
-        store: &Store,
+        store: &Arc<dyn Store>,
         metrics: &Metrics,
     ) -> Result<Arc<StoredCrl>, RevocationError> {
         let _one_at_a_time = match self.crl_lock.lock() {
@@ -171,7 +171,7 @@ impl Revocation {
         &self,
         serial: &Serial,
         ca: &Ca,
-        store: &Store,
+        store: &Arc<dyn Store>,
         metrics: &Metrics,
     ) -> Result<(), RevocationError> {
         {
@@ -217,7 +217,7 @@ impl Revocation {
     }
 
     /// Answers a DER OCSPRequest. Never fails: bad input gets `malformedRequest`.
-    pub fn ocsp(&self, store: &Store, request: &[u8]) -> OcspAnswer {
+    pub fn ocsp(&self, store: &Arc<dyn Store>, request: &[u8]) -> OcspAnswer {
         let responder = self.responder();
         let Some(parsed) = responder.parse(request) else {
             return OcspAnswer {

@@ -17,6 +17,8 @@ use crate::model::{
     CertStatus, Identification, Organisation, Profile, SystemRight,
 };
 use crate::policy::ORGANIZATION_IDENTIFIER;
+use std::sync::Arc;
+
 use crate::store::Store;
 
 /// EST label of the demo IdM system's own profile.
@@ -59,7 +61,7 @@ pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 /// `admin_tokens.operator_token_days`.
 pub fn ensure_operator_token(
     config: &Config,
-    store: &Store,
+    store: &Arc<dyn Store>,
 ) -> Result<PathBuf, crate::app::InitError> {
     let path = config.paths.certs_dir.join(ADMIN_TOKEN_FILE);
     let now = now_unix();
@@ -76,7 +78,7 @@ pub fn ensure_operator_token(
 pub fn ensure_demo(
     config: &Config,
     ca: &Ca,
-    store: &Store,
+    store: &Arc<dyn Store>,
 ) -> Result<DemoIdentity, crate::app::InitError> {
     let d = &config.demo;
     let org = match store.org(&d.cvr)? {
@@ -136,7 +138,7 @@ pub fn ensure_demo(
 /// the issuing CA) and its key to `cert_path` and `key_path`.
 fn issue_demo_idm(
     ca: &Ca,
-    store: &Store,
+    store: &Arc<dyn Store>,
     org: &Organisation,
     idm_profile: &Profile,
     cert_path: &Path,

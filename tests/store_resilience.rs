@@ -70,7 +70,7 @@ async fn anonymous_refusals_do_not_grow_the_store() {
     let dir = tempfile::tempdir().expect("tmp");
     let ts = TestServer::start_with(dir.path(), NO_RATE_LIMITS).await;
     let store = ts.app().store.clone();
-    store.commit().await.expect("commit");
+    store.durable().await.expect("commit");
     let before = store.size_on_disk();
     let audit_before = store.audit_events().count();
 
@@ -116,7 +116,7 @@ async fn anonymous_refusals_do_not_grow_the_store() {
         )
         .await;
     assert_eq!(r.status, 401, "{}", r.text());
-    store.commit().await.expect("commit");
+    store.durable().await.expect("commit");
     store.flush().expect("flush");
     let after = store.size_on_disk();
     assert!(
@@ -217,7 +217,7 @@ async fn audit_records_older_than_the_retention_are_pruned() {
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).expect("data dir");
     {
-        let store = estd::store::Store::open(&data, 1 << 20).expect("open");
+        let store = estd::store::open(&data, 1 << 20).expect("open");
         for i in 0..5 {
             store
                 .audit(&event(now_ms - 40 * day_ms + i, &format!("old-{i}")))
@@ -230,7 +230,7 @@ async fn audit_records_older_than_the_retention_are_pruned() {
         }
         store.flush().expect("flush");
     }
-    let details = |store: &estd::store::Store| -> Vec<String> {
+    let details = |store: &std::sync::Arc<dyn estd::store::Store>| -> Vec<String> {
         store
             .audit_events()
             .map(|e| e.expect("event").detail)
@@ -259,7 +259,7 @@ async fn audit_records_older_than_the_retention_are_pruned() {
 #[tokio::test]
 async fn audit_pruning_goes_in_bounded_batches() {
     let dir = tempfile::tempdir().expect("tmp");
-    let store = estd::store::Store::open(dir.path(), 1 << 20).expect("open");
+    let store = estd::store::open(dir.path(), 1 << 20).expect("open");
     for i in 0..10 {
         store.audit(&event(1_000 + i, "ancient")).expect("audit");
     }
@@ -476,7 +476,7 @@ async fn a_full_disk_is_survived_without_a_restart() {
     store
         .audit(&event(now_unix() * 1000, "after the disk was full"))
         .expect("audit write");
-    store.commit().await.expect("commit");
+    store.durable().await.expect("commit");
     let result = ts.server.shutdown().await;
     assert!(result.is_ok(), "clean shutdown: {result:?}");
 }
@@ -501,7 +501,7 @@ async fn shutdown_reports_a_failed_flush() {
         let _ = store.audit(&event(now_unix() * 1000, &format!("{i:0>180}")));
     }
     assert!(
-        store.commit().await.is_err(),
+        store.durable().await.is_err(),
         "the commit fails on a full disk"
     );
     let result = ts.server.shutdown().await;

@@ -74,13 +74,15 @@ pub fn audit_log(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
         Some(_) => Some(q.number("before", 0, 1, u64::MAX)?),
         None => None,
     };
-    let (events, next_before) = app.store.audit_page(before, limit, |e| {
-        visible(actor, e.cvr.as_deref())
-            && cvr.map_or(true, |c| e.cvr.as_deref() == Some(c))
-            && profile_id.map_or(true, |p| e.profile_id.as_deref() == Some(p))
-            && serial.map_or(true, |s| e.serial == Some(s))
-            && order.map_or(true, |o| e.order_id.as_deref() == Some(o))
-    })?;
+    let (events, next_before) =
+        app.store
+            .audit_page(before, limit, &|e: &crate::model::AuditEvent| {
+                visible(actor, e.cvr.as_deref())
+                    && cvr.map_or(true, |c| e.cvr.as_deref() == Some(c))
+                    && profile_id.map_or(true, |p| e.profile_id.as_deref() == Some(p))
+                    && serial.map_or(true, |s| e.serial == Some(s))
+                    && order.map_or(true, |o| e.order_id.as_deref() == Some(o))
+            })?;
     let items: Vec<AuditItem> = events
         .iter()
         .map(|(id, e)| AuditItem {

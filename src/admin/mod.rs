@@ -148,7 +148,7 @@ fn catalogue_lock() -> MutexGuard<'static, ()> {
 /// Makes every write so far durable before a change is answered.
 async fn commit(app: &App) -> Result<(), ApiError> {
     app.store
-        .commit()
+        .durable()
         .await
         .map_err(|e| ApiError::Internal(format!("commit: {e}")))
 }

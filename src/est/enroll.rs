@@ -235,7 +235,7 @@ async fn code_order(app: &App, creds: &auth::BasicCredentials) -> Result<Order, 
     let Some((order, check)) = judged else {
         // Counted (see `try_code`) and committed as a wrong code's count is,
         // so that an unknown reference answers after the same work.
-        app.store.commit().await?;
+        app.store.durable().await?;
         return Err(EstError::Unauthorized(BAD_CODE.into()));
     };
     match check {
@@ -255,7 +255,7 @@ async fn code_order(app: &App, creds: &auth::BasicCredentials) -> Result<Order, 
             )
             .map_err(|e| EstError::Internal(e.to_string()))?;
             // Counted durably, so that a restart does not reset the lockout.
-            app.store.commit().await?;
+            app.store.durable().await?;
             Err(EstError::Unauthorized(BAD_CODE.into()))
         }
         CodeCheck::Expired => Err(EstError::Unauthorized(
@@ -265,7 +265,7 @@ async fn code_order(app: &App, creds: &auth::BasicCredentials) -> Result<Order, 
             "the order is locked after 5 wrong codes; ask an administrator for a new code".into(),
         )),
         CodeCheck::Unusable => {
-            app.store.commit().await?;
+            app.store.durable().await?;
             Err(EstError::Unauthorized(BAD_CODE.into()))
         }
     }
@@ -472,7 +472,7 @@ async fn held_answer(
             .await
             .map(Answer::Issued),
         Held::Wait(secs) => {
-            app.store.commit().await?;
+            app.store.durable().await?;
             Ok(Answer::Held(secs))
         }
         Held::Again(der, serial) => {

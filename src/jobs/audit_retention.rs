@@ -53,7 +53,7 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
         }
         if pruned > 0 {
             // Durable with this commit; if it is lost, the next round prunes again.
-            if let Err(e) = app.store.commit().await {
+            if let Err(e) = app.store.durable().await {
                 tracing::warn!(error = %e, "committing the pruned audit log");
             }
             tracing::info!(pruned, days, "audit records past their retention pruned");

@@ -42,7 +42,7 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
         .await;
         match result {
             Ok(Ok(())) => {
-                if let Err(e) = app.store.commit().await {
+                if let Err(e) = app.store.durable().await {
                     tracing::error!(error = %e, "committing revocation upkeep");
                 }
             }

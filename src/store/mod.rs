@@ -1,443 +1,427 @@
-//! The sled store: certificates, organisations, profiles and the audit log.
+//! The storage seam: what estd keeps (certificates, orders, organisations,
+//! profiles, tokens, the audit log, the outbox, the CRL) behind one
+//! object-safe trait, [`Store`]. The rest of the crate holds an
+//! `Arc<dyn Store>` and never names the engine; the embedded engine lives in
+//! `sled/` and is opened by [`open`].
 //!
-//! Trees:
-//! - `certs`: serial (16 bytes) → [`CertRecord`]
-//! - `orgs`: CVR → [`Organisation`]
-//! - `profiles`: UUID → [`Profile`]; `labels`: EST label in lower case → UUID (see `labels.rs`)
-//! - `audit`: monotonic id (u64, big-endian) → [`AuditEvent`]
-//! - `orders`: reference number → [`crate::model::Order`]; `held`: SHA-256 of a held CSR → reference number
-//! - `tokens`: SHA-256 of an admin token → [`crate::model::TokenRecord`]
-//! - `outbox`: monotonic id → [`crate::model::Notification`]
-//! - `revoked`: serial → revocation time and reason (the CRL's source, kept small)
-//! - `expiry`: notAfter (u64, big-endian) ‖ serial → empty (the expiry scan's index)
-//! - `meta`: schema version, the current CRL and its number, the certificate count
+//! # Durability
+//! A method marked *durable* returns only once its writes are on disk, so its
+//! caller may answer. Other writes become durable with the next durable call
+//! (concurrent callers share one flush). Nothing is answered before it is
+//! durable: a handler that used plain writes calls [`Store::durable`] first.
 //!
-//! Writes land in sled's memory first; [`Store::commit`] makes them durable.
-//! Concurrent commits share one flush (group commit), so a burst of enrolments
-//! pays for one fsync, not one each. Issuance goes through [`Store::issue`],
-//! which the committer thread applies in batches (see `commit.rs`).
-//! sled's own flush ends in `sync_file_range`, which does not persist the
-//! metadata of its growing log file (nor flush the drive's cache), so each
-//! commit also `fdatasync`s the log.
-//!
-//! A write that fails (a full disk) leaves sled refusing every later write
-//! until it is opened again: it keeps the first I/O error and returns it
-//! from then on. So the handles live behind [`Store::trees`], and the
-//! committer reopens sled in place once space is back (see `recovery.rs`);
-//! until then writes fail, readiness says why, and reads go on.
+//! # Adding a method (the convention)
+//! - One method = one unit of work = one transaction (with PostgreSQL, one SQL
+//!   transaction): it reads, checks and writes everything the unit needs, and
+//!   either all of it lands or none. Name it after the work (`issue`,
+//!   `revoke_cert`), not after a tree.
+//! - Inputs and outputs are domain types from [`crate::model`] or the plain
+//!   types in this module; nothing engine-specific crosses the seam.
+//! - Decisions that depend on stored state are made inside the unit (pass the
+//!   rule in, as [`OrderCheck`] does), so that a concurrent request cannot slip
+//!   between read and write. Refusals are outcomes (`Ok(Err(..))` or an
+//!   outcome enum), not [`StoreError`]s, which mean the store failed.
+//! - Units that must be durable before the caller answers are `async` and
+//!   return a [`BoxFuture`]; lists are returned as a [`BoxIter`].
+//! - Keep the trait object-safe: no generic methods (take `&dyn Fn`, or add a
+//!   typed adapter in `impl dyn Store`, as `update_cert` is over
+//!   [`Store::change_cert`]).
+//! - Implement it in `sled/` (and any later engine), and add a record-format
+//!   migration there if the stored layout changes.
 
-mod admin_queries;
-mod commit;
-mod labels;
+mod sled;
 
-mod orders;
-mod recovery;
-pub mod revocation;
-mod tokens;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
 
-pub use commit::{Issuance, IssueOutcome, OrderCheck, OrderWrite, PendingIssuance};
-pub use recovery::StoreHealth;
+use crate::model::{
+    AuditEvent, CertRecord, IllegalTransition, Notification, Order, Organisation, Profile,
+    RevocationReason, Serial, TokenRecord, UnixSeconds,
+};
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize};
-use std::sync::{mpsc, Arc, RwLock};
+/// A future returned by a store method.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-use crate::model::{AuditEvent, CertRecord, Organisation, Profile, Serial};
-use serde::{de::DeserializeOwned, Serialize};
-use tokio::sync::oneshot;
+/// An iterator returned by a store method: items fail one by one.
+pub type BoxIter<'a, T> = Box<dyn Iterator<Item = Result<T, StoreError>> + Send + 'a>;
 
-const SCHEMA_VERSION: &[u8] = b"2";
+/// The cause of a [`StoreError`] from below the seam (the engine, the codec,
+/// the file system); shared so that one failure can answer a whole batch.
+pub type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
-/// Key in `meta` marking that the `expiry` index is complete.
-const EXPIRY_INDEX_KEY: &[u8] = b"expiry_index";
-
-/// Key in the `expiry` index: notAfter (big-endian, so keys sort by time), then serial.
-fn expiry_key(not_after: u64, serial: &Serial) -> [u8; 24] {
-    let mut k = [0u8; 24];
-    k[..8].copy_from_slice(&not_after.to_be_bytes());
-    k[8..].copy_from_slice(&serial.0);
-    k
-}
-
-/// Errors from the store.
-#[derive(Debug, thiserror::Error)]
+/// Errors from the store. Refusals by the rules of a unit of work (a code
+/// already spent, a serial taken) are outcomes, not errors, unless named here.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// sled failed.
+    /// The storage engine failed (I/O, corruption).
     #[error("storage error: {0}")]
-    Sled(#[from] sled::Error),
+    Engine(#[source] Source),
     /// A record could not be encoded or decoded.
     #[error("record codec error: {0}")]
-    Codec(#[from] postcard::Error),
+    Codec(#[source] Source),
     /// The serial is already in the store.
     #[error("serial already taken")]
     SerialTaken,
     /// A uniqueness rule was broken (e.g. an EST label in use).
     #[error("{0}")]
     Conflict(String),
-    /// The store on disk has another schema.
-    #[error("store schema {found:?} is not the supported one; a development store can be deleted and recreated")]
-    Schema {
+    /// The store on disk has a format this estd does not know (a newer one).
+    #[error("store format {found:?} is not one this estd can read (it reads up to {supported})")]
+    Format {
         /// The version found.
         found: String,
+        /// The newest version this estd reads.
+        supported: u32,
     },
-    /// The group-commit thread is gone.
-    #[error("store committer stopped")]
-    CommitterGone,
-    /// A write failed (e.g. the disk is full), or the store is being reopened after one.
+    /// The store was closed (its writer is gone).
+    #[error("the store is closed")]
+    Closed,
+    /// There is no space to write (a probe file could not be written).
+    #[error("no space to write: {0}")]
+    NoSpace(#[source] Source),
+    /// The store is being opened again after a failed write.
+    #[error("the store is being reopened")]
+    Reopening,
+    /// Opening the store again after a failed write failed.
+    #[error("reopening the store: {0}")]
+    Reopen(#[source] Arc<StoreError>),
+    /// A write failed before (e.g. the disk is full) and the store has not
+    /// recovered yet; the first failure is the source.
     #[error("the store cannot write: {0}")]
-    Unavailable(String),
-    /// A transaction was aborted.
-    #[error("transaction aborted")]
-    Aborted,
+    Unavailable(#[source] Arc<StoreError>),
+}
+
+impl StoreError {
+    /// An engine failure.
+    pub fn engine(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        StoreError::Engine(Arc::new(e))
+    }
+
+    /// A codec failure.
+    pub fn codec(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        StoreError::Codec(Arc::new(e))
+    }
+
+    /// This error as the reason writes are refused (not wrapped twice).
+    pub fn unavailable(self) -> StoreError {
+        match self {
+            e @ StoreError::Unavailable(_) => e,
+            e => StoreError::Unavailable(Arc::new(e)),
+        }
+    }
 }
 
 /// Audit events with their ids, oldest first, and the cursor for the
 /// page before them (see [`Store::audit_page`]).
 pub type AuditPage = (Vec<(u64, AuditEvent)>, Option<u64>);
 
-/// A handle to the store; cheap to clone.
-#[derive(Clone)]
-pub struct Store {
-    inner: Arc<Inner>,
+/// The store's health, for readiness and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// Whether the last write succeeded.
+    pub writable: bool,
+    /// Writes (batches) that failed since start.
+    pub write_errors: u64,
+    /// Why the store cannot write, while it cannot.
+    pub error: Option<String>,
 }
 
-/// sled's handles: replaced as a whole when the store is reopened.
-pub(crate) struct Trees {
-    db: sled::Db,
-    certs: sled::Tree,
-    orgs: sled::Tree,
-    profiles: sled::Tree,
-    labels: sled::Tree,
-    audit: sled::Tree,
-    orders: sled::Tree,
-    held: sled::Tree,
-    tokens: sled::Tree,
-    outbox: sled::Tree,
-    revoked: sled::Tree,
-    expiry: sled::Tree,
-    meta: sled::Tree,
-    /// sled's log file, for `fdatasync` after a flush.
-    log: File,
+/// What [`Store::issue`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssueOutcome {
+    /// Certificate, order and audit record are stored and durable.
+    Stored,
+    /// The serial was taken; sign again with a fresh one. Nothing was written.
+    SerialTaken,
+    /// The order refused the issuance (e.g. a code already spent, or a new
+    /// order's reference number taken). Nothing was written.
+    OrderRefused(String),
+    /// The certificate this one renews already has this successor, which is
+    /// not revoked: a certificate has at most one. Nothing was written.
+    AlreadyRenewed(Serial),
 }
 
-/// What the store's handles and its committer thread share.
-pub(crate) struct Shared {
-    dir: PathBuf,
-    cache_bytes: u64,
-    /// `None` only while sled is being reopened.
-    trees: RwLock<Option<Arc<Trees>>>,
-    /// See [`PendingIssuance`].
-    pending: Arc<AtomicUsize>,
-    /// Stored certificates; mirrors `meta/cert_count`.
-    cert_count: AtomicU64,
-    health: recovery::Health,
+/// A check applied to the stored order, in the write that stores the certificate.
+pub type OrderCheck = Box<dyn Fn(&mut Order) -> Result<(), String> + Send>;
+
+/// How an issuance touches its order.
+pub enum OrderWrite {
+    /// A new order (API enrolment); refused if its reference number exists.
+    New(Order),
+    /// An existing order, changed by the check (which refuses by returning an error).
+    Change {
+        /// The order's reference number.
+        id: String,
+        /// Applied to the current stored order.
+        check: OrderCheck,
+    },
 }
 
-impl Shared {
-    /// The current handles.
-    fn trees(&self) -> Result<Arc<Trees>, StoreError> {
-        self.trees
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| StoreError::Unavailable("the store is being reopened".into()))
-    }
+/// Everything one issuance writes, atomically.
+pub struct Issuance {
+    /// The new certificate.
+    pub cert: CertRecord,
+    /// Its order.
+    pub order: OrderWrite,
+    /// A certificate this one renews, to be linked to it (`renewed_by`).
+    pub link_renewal: Option<Serial>,
+    /// The audit record (`serial` already set).
+    pub audit: AuditEvent,
 }
 
-struct Inner {
-    shared: Arc<Shared>,
-    /// `None` only while dropping.
-    commits: Option<mpsc::Sender<commit::Job>>,
-    committer: Option<std::thread::JoinHandle<()>>,
-}
+/// A request on its way to [`Store::issue`], announced by
+/// [`Store::expect_issuance`] before it is signed: an engine that batches
+/// writes may wait briefly for it so that it shares the next flush. Dropped
+/// when the issuance is handed over, or when the request fails.
+///
+/// (Kept in the seam until issuance moves into the service layer, which can
+/// announce and issue in one place.)
+#[must_use]
+pub struct PendingIssuance(#[allow(dead_code)] Box<dyn Send + Sync>);
 
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // Closing the channel ends the committer, which drops its handle on the
-        // database; joining it means the store is really closed (lock released)
-        // when the last Store handle goes.
-        self.commits.take();
-        if let Some(h) = self.committer.take() {
-            let _ = h.join();
-        }
-    }
-}
-
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
-    Ok(postcard::to_stdvec(v)?)
-}
-
-fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
-    Ok(postcard::from_bytes(b)?)
-}
-
-/// Decodes a profile, also one stored before `require_pop_linking` existed.
-/// postcard writes a struct as its fields in order, without names or a count,
-/// so an older record is a newer one cut short; serde's `default` does not
-/// help, since postcard asks for every field. The missing tail is supplied as
-/// the encoding of its default value. (A field added to [`Profile`] later
-/// needs its default appended here too.)
-fn decode_profile(b: &[u8]) -> Result<Profile, StoreError> {
-    match postcard::from_bytes::<Profile>(b) {
-        Err(postcard::Error::DeserializeUnexpectedEnd) => {
-            let mut padded = b.to_vec();
-            // require_pop_linking: off for profiles made before it existed.
-            padded.extend(encode(&false)?);
-            decode(&padded)
-        }
-        other => Ok(other?),
+impl PendingIssuance {
+    /// Wraps an engine's guard; dropping the ticket drops the guard.
+    pub fn new(guard: Box<dyn Send + Sync>) -> PendingIssuance {
+        PendingIssuance(guard)
     }
 }
 
-/// Opens sled in `dir` and its trees; returns them with the kept certificate count.
-fn open_trees(dir: &Path, cache_bytes: u64) -> Result<(Trees, u64), StoreError> {
-    let db = sled::Config::new()
-        .path(dir)
-        .cache_capacity(cache_bytes)
-        // Durability comes from explicit group commits, not a timer.
-        .flush_every_ms(None)
-        .open()?;
-    let meta = db.open_tree("meta")?;
-    match meta.get("schema")? {
-        None => {
-            meta.insert("schema", SCHEMA_VERSION)?;
-        }
-        Some(v) if v.as_ref() == SCHEMA_VERSION => {}
-        Some(v) => {
-            return Err(StoreError::Schema {
-                found: String::from_utf8_lossy(&v).into_owned(),
-            })
-        }
-    }
-    // sled keeps its log in the file `db`; any descriptor of it can sync it.
-    let log = File::open(dir.join("db")).map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
-    let certs = db.open_tree("certs")?;
-    let expiry = db.open_tree("expiry")?;
-    if meta.get(EXPIRY_INDEX_KEY)?.is_none() {
-        // A store from before the index: build it once.
-        for item in certs.iter() {
-            let (_, v) = item?;
-            let rec: CertRecord = decode(&v)?;
-            expiry.insert(&expiry_key(rec.not_after, &rec.serial)[..], &[])?;
-        }
-        meta.insert(EXPIRY_INDEX_KEY, &[1])?;
-    }
-    let count = match meta.get(commit::CERT_COUNT_KEY)? {
-        Some(v) => <[u8; 8]>::try_from(v.as_ref()).map(u64::from_be_bytes).ok(),
-        None => None,
-    };
-    let count = match count {
-        Some(n) => n,
-        None => {
-            // A store from before the kept count: count once.
-            let n = certs.len() as u64;
-            meta.insert(commit::CERT_COUNT_KEY, &n.to_be_bytes())?;
-            n
-        }
-    };
-    let trees = Trees {
-        certs,
-        orgs: db.open_tree("orgs")?,
-        profiles: db.open_tree("profiles")?,
-        labels: {
-            let labels = db.open_tree("labels")?;
-            labels::fold_label_index(&labels)?;
-            labels
-        },
-        audit: db.open_tree("audit")?,
-        orders: db.open_tree("orders")?,
-        held: db.open_tree("held")?,
-        tokens: db.open_tree("tokens")?,
-        outbox: db.open_tree("outbox")?,
-        revoked: db.open_tree("revoked")?,
-        expiry,
-        meta,
-        log,
-        db,
-    };
-    Ok((trees, count))
+/// One revoked certificate, as the CRL lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RevokedEntry {
+    /// Serial.
+    pub serial: Serial,
+    /// When.
+    pub at: UnixSeconds,
+    /// Why.
+    pub reason: RevocationReason,
 }
 
-impl Store {
-    /// Opens (or creates) the store in `dir` with a page cache of
-    /// `cache_bytes`.
-    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
-        let (trees, count) = open_trees(dir, cache_bytes)?;
-        let shared = Arc::new(Shared {
-            dir: dir.to_path_buf(),
-            cache_bytes,
-            trees: RwLock::new(Some(Arc::new(trees))),
-            pending: Arc::new(AtomicUsize::new(0)),
-            cert_count: AtomicU64::new(count),
-            health: recovery::Health::default(),
-        });
-        let (tx, rx) = mpsc::channel::<commit::Job>();
-        let committer_shared = shared.clone();
-        let committer = std::thread::Builder::new()
-            .name("estd-commit".into())
-            .spawn(move || commit::run(committer_shared, rx))
-            .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
-        Ok(Store {
-            inner: Arc::new(Inner {
-                shared,
-                commits: Some(tx),
-                committer: Some(committer),
-            }),
-        })
-    }
+/// The current CRL.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredCrl {
+    /// CRL number.
+    pub number: u64,
+    /// thisUpdate.
+    pub this_update: UnixSeconds,
+    /// nextUpdate.
+    pub next_update: UnixSeconds,
+    /// DER.
+    pub der: Vec<u8>,
+}
 
-    /// The current sled handles (an error while the store is being reopened).
-    fn trees(&self) -> Result<Arc<Trees>, StoreError> {
-        self.inner.shared.trees()
-    }
+/// Opens (or creates) the store in `dir` with the embedded engine and a page
+/// cache of `cache_bytes`, migrating records written by older estd versions.
+pub fn open(dir: &Path, cache_bytes: u64) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(sled::SledStore::open(dir, cache_bytes)?))
+}
 
-    /// Every value of one tree, decoded, in key order.
-    fn values<T: 'static>(
-        &self,
-        tree: fn(&Trees) -> &sled::Tree,
-        decode: fn(&[u8]) -> Result<T, StoreError>,
-    ) -> impl Iterator<Item = Result<T, StoreError>> + 'static {
-        let (iter, unavailable) = match self.trees() {
-            Ok(t) => (Some(tree(&t).iter()), None),
-            Err(e) => (None, Some(Err(e))),
-        };
-        unavailable.into_iter().chain(
-            iter.into_iter()
-                .flatten()
-                .map(move |r| r.map_err(StoreError::from).and_then(|(_, v)| decode(&v))),
-        )
-    }
+/// Everything estd stores. Object-safe; see the module docs for the
+/// conventions a new method follows.
+pub trait Store: Send + Sync {
+    // --- durability and health ---
 
-    fn send(&self, job: commit::Job) -> Result<(), StoreError> {
-        self.inner
-            .commits
-            .as_ref()
-            .ok_or(StoreError::CommitterGone)?
-            .send(job)
-            .map_err(|_| StoreError::CommitterGone)
-    }
+    /// Makes every write made before this call durable. Concurrent callers
+    /// share a flush.
+    fn durable(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 
-    /// Makes every write made before this call durable. Concurrent callers share a flush.
-    pub async fn commit(&self) -> Result<(), StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(commit::Job::Flush(tx))?;
-        match rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(StoreError::Unavailable(e)),
-            Err(_) => Err(StoreError::CommitterGone),
-        }
-    }
+    /// Flushes synchronously (for start-up and shutdown, outside requests).
+    fn flush(&self) -> Result<(), StoreError>;
 
-    /// Announces an issuance that is about to be signed, so that the
-    /// committer can wait for it to share a flush (see [`PendingIssuance`]).
-    pub fn expect_issuance(&self) -> PendingIssuance {
-        PendingIssuance::new(&self.inner.shared.pending)
-    }
+    /// Whether the store can write, by its last write (no I/O).
+    fn health(&self) -> StoreHealth;
 
-    /// Stores a new certificate with its order and audit record, atomically,
-    /// and returns once that is durable. Concurrent issuances share one
-    /// transaction and one flush. `ticket` is given up once the job is handed over.
-    pub async fn issue(
+    /// Readiness: `Ok` while the last write succeeded; after a failure, the
+    /// store first tries to recover and the answer is that attempt's outcome
+    /// (the error is the reason it cannot write).
+    fn readiness(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Bytes the store occupies on disk.
+    fn size_on_disk(&self) -> u64;
+
+    // --- issuance ---
+
+    /// Announces an issuance about to be signed (see [`PendingIssuance`]).
+    fn expect_issuance(&self) -> PendingIssuance;
+
+    /// *Durable.* Stores a new certificate with its order and audit record,
+    /// atomically. Concurrent issuances may share one transaction and one
+    /// flush. `ticket` is given up once the issuance is handed over.
+    fn issue(
         &self,
         issuance: Issuance,
         ticket: PendingIssuance,
-    ) -> Result<IssueOutcome, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        let job = commit::PreparedIssuance::new(issuance, tx)?;
-        self.send(commit::Job::Issue(Box::new(job)))?;
-        drop(ticket);
-        match rx.await {
-            Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(e)) => Err(StoreError::Unavailable(e)),
-            Err(_) => Err(StoreError::CommitterGone),
-        }
-    }
+    ) -> BoxFuture<'_, Result<IssueOutcome, StoreError>>;
 
-    /// Flushes synchronously (for start-up and shutdown). After a write
-    /// failed, sled may have nothing left it could write and report
-    /// success; the store's own record of the failure is reported instead.
-    pub fn flush(&self) -> Result<(), StoreError> {
-        let t = self.trees()?;
-        let flushed = commit::flush(&t);
-        let health = &self.inner.shared.health;
-        match flushed {
-            Ok(()) => match health.error() {
-                Some(e) => Err(StoreError::Unavailable(e)),
-                None => Ok(()),
-            },
-            Err(e) => {
-                health.failed(&e);
-                Err(StoreError::Unavailable(e))
-            }
-        }
-    }
+    // --- certificates ---
 
-    /// Whether the store can write, by its last write (no I/O).
-    pub fn health(&self) -> StoreHealth {
-        self.inner.shared.health.snapshot()
-    }
-
-    /// Readiness: `Ok` while the last write succeeded; after a failure, the
-    /// committer first tries to recover (space back, sled reopened, a small
-    /// durable write) and the answer is that attempt's outcome.
-    pub async fn readiness(&self) -> Result<(), String> {
-        if self.inner.shared.health.error().is_none() {
-            return Ok(());
-        }
-        let (tx, rx) = oneshot::channel();
-        self.send(commit::Job::Probe(tx))
-            .map_err(|e| e.to_string())?;
-        rx.await
-            .unwrap_or_else(|_| Err(StoreError::CommitterGone.to_string()))
-    }
-
-    /// Inserts a new certificate; fails with [`StoreError::SerialTaken`] if the serial exists.
-    pub fn insert_new_cert(&self, rec: &CertRecord) -> Result<(), StoreError> {
-        let value = encode(rec)?;
-        match self.trees()?.certs.compare_and_swap(
-            rec.serial.0,
-            None as Option<&[u8]>,
-            Some(value),
-        )? {
-            Ok(()) => {
-                self.trees()?
-                    .expiry
-                    .insert(&expiry_key(rec.not_after, &rec.serial)[..], &[])?;
-                self.trees()?
-                    .meta
-                    .update_and_fetch(commit::CERT_COUNT_KEY, |v| {
-                        let n = v
-                            .and_then(|v| <[u8; 8]>::try_from(v).ok())
-                            .map(u64::from_be_bytes)
-                            .unwrap_or(0);
-                        Some((n + 1).to_be_bytes().to_vec())
-                    })?;
-                self.inner
-                    .shared
-                    .cert_count
-                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-                Ok(())
-            }
-            Err(_) => Err(StoreError::SerialTaken),
-        }
-    }
+    /// Inserts a new certificate; fails with [`StoreError::SerialTaken`] if
+    /// the serial exists. Also the bulk loader's path (`estd-bench fill`).
+    fn insert_new_cert(&self, rec: &CertRecord) -> Result<(), StoreError>;
 
     /// Looks a certificate up by serial.
-    pub fn cert(&self, serial: &Serial) -> Result<Option<CertRecord>, StoreError> {
-        match self.trees()?.certs.get(serial.0)? {
-            Some(v) => Ok(Some(decode(&v)?)),
-            None => Ok(None),
-        }
-    }
+    fn cert(&self, serial: &Serial) -> Result<Option<CertRecord>, StoreError>;
 
     /// Whether a serial is in the store.
-    pub fn contains_serial(&self, serial: &Serial) -> Result<bool, StoreError> {
-        Ok(self.trees()?.certs.contains_key(serial.0)?)
-    }
+    fn contains_serial(&self, serial: &Serial) -> Result<bool, StoreError>;
 
-    /// Applies `change` to a stored certificate atomically (retrying on concurrent change).
-    /// `change` returns an error to leave the record untouched.
+    /// Applies `change` to a stored certificate atomically (retried on a
+    /// concurrent change); `change` returns `false` to leave it untouched,
+    /// and the result is then `Ok(None)`. A missing certificate is
+    /// [`StoreError::Conflict`]. Callers use the typed adapter
+    /// `<dyn Store>::update_cert`.
+    fn change_cert(
+        &self,
+        serial: &Serial,
+        change: &mut dyn FnMut(&mut CertRecord) -> bool,
+    ) -> Result<Option<CertRecord>, StoreError>;
+
+    /// Number of stored certificates (a kept count, not a scan).
+    fn cert_count(&self) -> usize;
+
+    /// Certificates whose notAfter is in `from..to`, soonest first.
+    fn certs_expiring(&self, from: u64, to: u64) -> BoxIter<'_, CertRecord>;
+
+    /// All certificates (admin and export use).
+    fn certs(&self) -> BoxIter<'_, CertRecord>;
+
+    /// Issued → Revoked for good, recording the CRL entry in the same write.
+    fn revoke_cert(
+        &self,
+        serial: &Serial,
+        reason: RevocationReason,
+        at: UnixSeconds,
+    ) -> Result<Result<CertRecord, IllegalTransition>, StoreError>;
+
+    /// Every revoked certificate, in serial order.
+    fn revoked_entries(&self) -> BoxIter<'_, RevokedEntry>;
+
+    /// The stored CRL, if one was made.
+    fn crl(&self) -> Result<Option<StoredCrl>, StoreError>;
+
+    /// Replaces the stored CRL.
+    fn put_crl(&self, crl: &StoredCrl) -> Result<(), StoreError>;
+
+    // --- organisations and profiles ---
+
+    /// All organisations.
+    fn orgs(&self) -> BoxIter<'_, Organisation>;
+
+    /// Creates or replaces an organisation.
+    fn put_org(&self, org: &Organisation) -> Result<(), StoreError>;
+
+    /// Inserts a new organisation; `Ok(false)` if its CVR number is taken.
+    fn insert_new_org(&self, org: &Organisation) -> Result<bool, StoreError>;
+
+    /// Looks an organisation up by CVR.
+    fn org(&self, cvr: &str) -> Result<Option<Organisation>, StoreError>;
+
+    /// All profiles.
+    fn profiles(&self) -> BoxIter<'_, Profile>;
+
+    /// Creates or replaces a profile, keeping EST labels unique (without
+    /// regard to case): a clash is [`StoreError::Conflict`].
+    fn put_profile(&self, p: &Profile) -> Result<(), StoreError>;
+
+    /// Removes a profile and its EST label, atomically. A missing one is no error.
+    fn remove_profile(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Looks a profile up by UUID.
+    fn profile(&self, id: &str) -> Result<Option<Profile>, StoreError>;
+
+    /// Looks a profile up by EST label (case does not matter).
+    fn profile_by_label(&self, label: &str) -> Result<Option<Profile>, StoreError>;
+
+    /// The organisation's profile for EST requests without a label.
+    fn default_profile(&self, cvr: &str) -> Result<Option<Profile>, StoreError>;
+
+    // --- orders ---
+
+    /// Inserts a new order; `Ok(false)` if the reference number is taken.
+    fn insert_new_order(&self, order: &Order) -> Result<bool, StoreError>;
+
+    /// Looks an order up by reference number.
+    fn order(&self, id: &str) -> Result<Option<Order>, StoreError>;
+
+    /// Applies `change` to an order atomically: `Ok(None)` if there is no
+    /// such order, `Ok(Some(None))` if `change` returned `false` (nothing
+    /// written). Callers use the typed adapter `<dyn Store>::update_order`.
+    fn change_order(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(&mut Order) -> bool,
+    ) -> Result<Option<Option<Order>>, StoreError>;
+
+    /// All orders, deleted ones included (callers filter).
+    fn orders(&self) -> BoxIter<'_, Order>;
+
+    /// Counts a code presented for no order with an outstanding code; returns the new count.
+    fn count_unmatched_code(&self) -> Result<u64, StoreError>;
+
+    /// How many codes were presented for no order with an outstanding code.
+    fn unmatched_code_attempts(&self) -> Result<u64, StoreError>;
+
+    /// Remembers the order that holds a CSR (approval-required enrolment).
+    fn put_held(&self, csr_hash: &[u8; 32], order_id: &str) -> Result<(), StoreError>;
+
+    /// The order holding a CSR, if any.
+    fn held_order(&self, csr_hash: &[u8; 32]) -> Result<Option<Order>, StoreError>;
+
+    // --- admin tokens ---
+
+    /// Stores an admin token's record under the token's hash.
+    fn put_token(&self, hash: &[u8; 32], rec: &TokenRecord) -> Result<(), StoreError>;
+
+    /// The record of the token with this hash.
+    fn token(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// Every admin token's record with its hash (there are few).
+    fn tokens(&self) -> BoxIter<'_, ([u8; 32], TokenRecord)>;
+
+    /// Whether an operator token that is still usable at `now` exists.
+    fn has_usable_operator_token(&self, now: UnixSeconds) -> Result<bool, StoreError>;
+
+    // --- notifications ---
+
+    /// Appends a notification to the outbox; its `id` is assigned here.
+    fn push_notification(&self, n: Notification) -> Result<u64, StoreError>;
+
+    /// Replaces a notification (delivery bookkeeping).
+    fn put_notification(&self, n: &Notification) -> Result<(), StoreError>;
+
+    /// The outbox, oldest first.
+    fn notifications(&self) -> BoxIter<'_, Notification>;
+
+    // --- audit ---
+
+    /// Appends an event to the audit log (texts clipped to
+    /// [`crate::clip::MAX_CHARS`]).
+    fn audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// Reads the audit log in order.
+    fn audit_events(&self) -> BoxIter<'_, AuditEvent>;
+
+    /// The newest audit events that `keep` accepts, at most `limit`, older
+    /// than id `before` if given, oldest first, each with its id; the second
+    /// value is the cursor for the page before when the page is full.
+    fn audit_page(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+        keep: &dyn Fn(&AuditEvent) -> bool,
+    ) -> Result<AuditPage, StoreError>;
+
+    /// Removes up to `max` of the oldest audit records written before
+    /// `cutoff_ms`; returns how many went.
+    fn prune_audit(&self, cutoff_ms: u64, max: usize) -> Result<usize, StoreError>;
+}
+
+impl dyn Store {
+    /// Applies `change` to a stored certificate atomically (retrying on
+    /// concurrent change). `change` returns an error to leave the record
+    /// untouched; that error is the inner result.
     pub fn update_cert<E, F>(
         &self,
         serial: &Serial,
@@ -446,383 +430,49 @@ impl Store {
     where
         F: FnMut(&mut CertRecord) -> Result<(), E>,
     {
-        loop {
-            let Some(old) = self.trees()?.certs.get(serial.0)? else {
-                return Err(StoreError::Conflict(format!(
-                    "no certificate with serial {serial}"
-                )));
-            };
-            let mut rec: CertRecord = decode(&old)?;
-            if let Err(e) = change(&mut rec) {
-                return Ok(Err(e));
+        let mut refused = None;
+        let changed = self.change_cert(serial, &mut |rec| match change(rec) {
+            Ok(()) => true,
+            Err(e) => {
+                refused = Some(e);
+                false
             }
-            let new = encode(&rec)?;
-            if self
-                .trees()?
-                .certs
-                .compare_and_swap(serial.0, Some(old), Some(new))?
-                .is_ok()
-            {
-                return Ok(Ok(rec));
-            }
+        })?;
+        match (changed, refused) {
+            (Some(rec), _) => Ok(Ok(rec)),
+            (None, Some(e)) => Ok(Err(e)),
+            // The engine reports "untouched" only when `change` refused.
+            (None, None) => Err(StoreError::Conflict(format!(
+                "no certificate with serial {serial}"
+            ))),
         }
     }
 
-    /// Number of stored certificates (a kept count, not a scan).
-    pub fn cert_count(&self) -> usize {
-        self.inner
-            .shared
-            .cert_count
-            .load(std::sync::atomic::Ordering::Acquire) as usize
-    }
-
-    /// Certificates whose notAfter is in `from..to`, soonest first, through
-    /// the expiry index (so an expiry scan reads only what expires).
-    pub fn certs_expiring(
+    /// Applies `change` to an order atomically; `Ok(None)` if there is no
+    /// such order, `Ok(Some(Err(e)))` if `change` refused (nothing written).
+    pub fn update_order<E, F>(
         &self,
-        from: u64,
-        to: u64,
-    ) -> impl Iterator<Item = Result<CertRecord, StoreError>> + '_ {
-        let start = expiry_key(from, &Serial([0; 16]));
-        let end = expiry_key(to, &Serial([0; 16]));
-        let (range, unavailable) = match self.trees() {
-            Ok(t) => (Some(t.expiry.range(start..end)), None),
-            Err(e) => (None, Some(Err(e))),
-        };
-        unavailable
-            .into_iter()
-            .chain(range.into_iter().flatten().filter_map(move |item| {
-                let key = match item {
-                    Ok((k, _)) => k,
-                    Err(e) => return Some(Err(e.into())),
-                };
-                let mut serial = [0u8; 16];
-                serial.copy_from_slice(key.get(8..24)?);
-                self.cert(&Serial(serial)).transpose()
-            }))
-    }
-
-    /// Iterates over all certificates (admin and export use).
-    pub fn certs(&self) -> impl Iterator<Item = Result<CertRecord, StoreError>> + '_ {
-        self.values(|t| &t.certs, decode)
-    }
-
-    /// All organisations.
-    pub fn orgs(&self) -> impl Iterator<Item = Result<Organisation, StoreError>> + '_ {
-        self.values(|t| &t.orgs, decode)
-    }
-
-    /// All profiles.
-    pub fn profiles(&self) -> impl Iterator<Item = Result<Profile, StoreError>> + '_ {
-        self.values(|t| &t.profiles, decode_profile)
-    }
-
-    /// Creates or replaces an organisation.
-    pub fn put_org(&self, org: &Organisation) -> Result<(), StoreError> {
-        self.trees()?
-            .orgs
-            .insert(org.cvr.as_bytes(), encode(org)?)?;
-        Ok(())
-    }
-
-    /// Looks an organisation up by CVR.
-    pub fn org(&self, cvr: &str) -> Result<Option<Organisation>, StoreError> {
-        match self.trees()?.orgs.get(cvr.as_bytes())? {
-            Some(v) => Ok(Some(decode(&v)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Creates or replaces a profile, keeping EST labels unique.
-    pub fn put_profile(&self, p: &Profile) -> Result<(), StoreError> {
-        use sled::Transactional;
-        let value = encode(p)?;
-        let id = p.id.as_bytes();
-        let trees = self.trees()?;
-        let res = (&trees.profiles, &trees.labels).transaction(|(profiles, labels)| {
-            // The key this profile's label has: folded, unless it is an old
-            // label kept under its exact spelling (see labels.rs).
-            let key_of = |label: &str| -> sled::transaction::ConflictableTransactionResult<_, StoreError> {
-                let exact = label.as_bytes();
-                Ok(match labels.get(exact)? {
-                    Some(owner) if owner.as_ref() == id => exact.to_vec(),
-                    _ => labels::label_key(label),
-                })
-            };
-            let key = key_of(&p.est_label)?;
-            if let Some(owner) = labels.get(&key)? {
-                if owner.as_ref() != id {
-                    return sled::transaction::abort(StoreError::Conflict(format!(
-                        "EST label {:?} is already in use (labels are compared without regard to case)",
-                        p.est_label
-                    )));
-                }
-            }
-            if let Some(old) = profiles.get(id)? {
-                let old = decode_profile(&old)
-                    .map_err(sled::transaction::ConflictableTransactionError::Abort)?;
-                let old_key = key_of(&old.est_label)?;
-                if old_key != key && labels.get(&old_key)?.is_some_and(|o| o.as_ref() == id) {
-                    labels.remove(old_key)?;
-                }
-            }
-            labels.insert(key, id)?;
-            profiles.insert(p.id.as_bytes(), value.clone())?;
-            Ok(())
-        });
-        match res {
-            Ok(()) => Ok(()),
-            Err(sled::transaction::TransactionError::Abort(e)) => Err(e),
-            Err(sled::transaction::TransactionError::Storage(e)) => Err(e.into()),
-        }
-    }
-
-    /// Looks a profile up by UUID.
-    pub fn profile(&self, id: &str) -> Result<Option<Profile>, StoreError> {
-        match self.trees()?.profiles.get(id.as_bytes())? {
-            Some(v) => Ok(Some(decode_profile(&v)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Looks a profile up by EST label.
-    /// Case does not matter (see `labels.rs`).
-    pub fn profile_by_label(&self, label: &str) -> Result<Option<Profile>, StoreError> {
-        let id = match self.trees()?.labels.get(label.as_bytes())? {
-            Some(id) => Some(id),
-            None => self.trees()?.labels.get(labels::label_key(label))?,
-        };
-        match id {
-            Some(id) => match self.trees()?.profiles.get(id)? {
-                Some(v) => Ok(Some(decode_profile(&v)?)),
-                None => Ok(None),
-            },
-            None => Ok(None),
-        }
-    }
-
-    /// The organisation's profile for EST requests without a label.
-    pub fn default_profile(&self, cvr: &str) -> Result<Option<Profile>, StoreError> {
-        for item in self.trees()?.profiles.iter() {
-            let (_, v) = item?;
-            let p = decode_profile(&v)?;
-            if p.cvr == cvr && p.org_default {
-                return Ok(Some(p));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Appends an event to the audit log. It becomes durable with the next commit.
-    pub fn audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        let t = self.trees()?;
-        // Audit ids come from sled's monotonic counter, so the key order is
-        // the order of writing, and so (clock steps aside) of `at_ms`.
-        let id = t.db.generate_id()?;
-        t.audit
-            .insert(id.to_be_bytes(), encode(&bounded_event(event))?)?;
-        Ok(())
-    }
-
-    /// Reads the audit log in order.
-    pub fn audit_events(&self) -> impl Iterator<Item = Result<AuditEvent, StoreError>> + '_ {
-        self.values(|t| &t.audit, decode)
-    }
-
-    /// The newest audit events that `keep` accepts, at most `limit`, older
-    /// than id `before` if given, oldest first, each with its id. Reads the
-    /// log backwards from its end and stops when the page is full, so a page
-    /// costs what it skips and returns, not the whole log. The second value
-    /// is the cursor for the page before (the oldest id returned) when the
-    /// page is full, else `None`.
-    pub fn audit_page(
-        &self,
-        before: Option<u64>,
-        limit: usize,
-        keep: impl Fn(&AuditEvent) -> bool,
-    ) -> Result<AuditPage, StoreError> {
-        let t = self.trees()?;
-        let range = match before {
-            Some(id) => t.audit.range(..id.to_be_bytes()),
-            None => t.audit.iter(),
-        };
-        let mut page = Vec::new();
-        for item in range.rev() {
-            if page.len() >= limit {
-                break;
-            }
-            let (k, v) = item?;
-            let event: AuditEvent = decode(&v)?;
-            if keep(&event) {
-                page.push((audit_id(&k)?, event));
-            }
-        }
-        page.reverse();
-        let cursor = match page.first() {
-            Some((id, _)) if page.len() >= limit => Some(*id),
-            _ => None,
-        };
-        Ok((page, cursor))
-    }
-
-    /// Removes up to `max` of the oldest audit records, as long as they were
-    /// written before `cutoff_ms`; returns how many went. Keys are in the
-    /// order of writing (see [`Store::audit`]), so the old records are the
-    /// first ones: the scan stops at the first record inside the retention
-    /// and never reads the rest. A record dated later than one after it (the
-    /// clock stepped back) only delays the pruning of those behind it.
-    pub fn prune_audit(&self, cutoff_ms: u64, max: usize) -> Result<usize, StoreError> {
-        let t = self.trees()?;
-        let mut batch = sled::Batch::default();
-        let mut removed = 0;
-        for item in t.audit.iter().take(max) {
-            let (k, v) = item?;
-            // `at_ms` is the record's first field: no need to decode the rest.
-            let (at_ms, _) = postcard::take_from_bytes::<u64>(&v)?;
-            if at_ms >= cutoff_ms {
-                break;
-            }
-            batch.remove(k);
-            removed += 1;
-        }
-        if removed > 0 {
-            t.audit.apply_batch(batch)?;
-        }
-        Ok(removed)
-    }
-
-    /// Bytes the store occupies on disk.
-    pub fn size_on_disk(&self) -> u64 {
-        self.trees()
-            .ok()
-            .and_then(|t| t.db.size_on_disk().ok())
-            .unwrap_or(0)
-    }
-}
-
-/// An audit key back to its id.
-fn audit_id(key: &[u8]) -> Result<u64, StoreError> {
-    <[u8; 8]>::try_from(key)
-        .map(u64::from_be_bytes)
-        .map_err(|_| StoreError::Conflict("malformed audit key".into()))
-}
-
-/// The event with every text cut to [`crate::clip::MAX_CHARS`]: much of it
-/// comes from clients (error texts quoting their input, names, subjects).
-fn bounded_event(event: &AuditEvent) -> AuditEvent {
-    use crate::clip::clip_in_place;
-    let mut e = event.clone();
-    clip_in_place(&mut e.actor);
-    clip_in_place(&mut e.detail);
-    for s in [&mut e.cvr, &mut e.profile_id, &mut e.order_id]
-        .into_iter()
-        .flatten()
+        id: &str,
+        mut change: F,
+    ) -> Result<Option<Result<Order, E>>, StoreError>
+    where
+        F: FnMut(&mut Order) -> Result<(), E>,
     {
-        clip_in_place(s);
-    }
-    e
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::model::{
-        CertKind, Contact, Identification, Issuance, KeyPolicy, Profile, SystemRight,
-    };
-    use super::*;
-
-    /// `Profile` as it was before `require_pop_linking`, field for field.
-    #[derive(Serialize)]
-    struct ProfileBeforePopLinking<'a> {
-        id: &'a str,
-        cvr: &'a str,
-        name: &'a str,
-        kind: CertKind,
-        est_label: &'a str,
-        org_default: bool,
-        rights: &'a [SystemRight],
-        key_policy: &'a KeyPolicy,
-        validity_days: u32,
-        identification: Identification,
-        issuance: Issuance,
-        email: &'a Option<String>,
-        dns_names: &'a [String],
-        allow_ip_sans: bool,
-        contact: &'a Option<Contact>,
-        p_number: &'a Option<String>,
-        se_number: &'a Option<String>,
-        seal: bool,
-        publish: bool,
-        approval_required: bool,
-    }
-
-    #[test]
-    fn profiles_stored_before_pop_linking_still_read() {
-        let p = Profile {
-            id: "0b0b7a3e-1111-4222-8333-944445555666".into(),
-            cvr: "12345674".into(),
-            name: "Old profile".into(),
-            kind: CertKind::System,
-            est_label: "old".into(),
-            org_default: true,
-            rights: vec![SystemRight::EstEnroll],
-            key_policy: KeyPolicy::default(),
-            validity_days: 365,
-            identification: Identification::Api,
-            issuance: Issuance::Est,
-            email: Some("ops@demo.example".into()),
-            dns_names: vec![".devices.example".into()],
-            allow_ip_sans: true,
-            contact: Some(Contact {
-                name: "Kontakt".into(),
-                email: "kontakt@demo.example".into(),
-            }),
-            p_number: None,
-            se_number: Some("87654311".into()),
-            seal: false,
-            publish: true,
-            approval_required: true,
-            require_pop_linking: false,
-        };
-        let old = encode(&ProfileBeforePopLinking {
-            id: &p.id,
-            cvr: &p.cvr,
-            name: &p.name,
-            kind: p.kind,
-            est_label: &p.est_label,
-            org_default: p.org_default,
-            rights: &p.rights,
-            key_policy: &p.key_policy,
-            validity_days: p.validity_days,
-            identification: p.identification,
-            issuance: p.issuance,
-            email: &p.email,
-            dns_names: &p.dns_names,
-            allow_ip_sans: p.allow_ip_sans,
-            contact: &p.contact,
-            p_number: &p.p_number,
-            se_number: &p.se_number,
-            seal: p.seal,
-            publish: p.publish,
-            approval_required: p.approval_required,
+        let mut refused = None;
+        let changed = self.change_order(id, &mut |order| match change(order) {
+            Ok(()) => true,
+            Err(e) => {
+                refused = Some(e);
+                false
+            }
+        })?;
+        Ok(match changed {
+            None => None,
+            Some(Some(order)) => Some(Ok(order)),
+            Some(None) => match refused {
+                Some(e) => Some(Err(e)),
+                None => None,
+            },
         })
-        .expect("encode");
-        // serde's default alone does not make postcard accept the short record.
-        assert!(decode::<Profile>(&old).is_err());
-        assert_eq!(decode_profile(&old).expect("old record"), p);
-
-        // New records round-trip, with the flag either way.
-        for flag in [false, true] {
-            let q = Profile {
-                require_pop_linking: flag,
-                ..p.clone()
-            };
-            assert_eq!(
-                decode_profile(&encode(&q).expect("encode")).expect("new"),
-                q
-            );
-        }
-        // A record cut anywhere else is still an error, not a default.
-        let new = encode(&p).expect("encode");
-        assert!(decode_profile(&new[..new.len() / 2]).is_err());
     }
 }

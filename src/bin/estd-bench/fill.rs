@@ -1,6 +1,6 @@
 //! `--op fill`: fills the store quickly, with the server stopped.
 //!
-//! sled allows one process per store, so this opens the store itself, exactly
+//! The embedded engine allows one process per store, so this opens the store itself, exactly
 //! as the server does (`Config::load`, then `App::init`, which creates CA
 //! material, the store and the demo data when missing), and issues
 //! certificates directly through the CA on all cores:

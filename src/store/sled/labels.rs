@@ -10,7 +10,7 @@
 //! configured with it (a warning names both). Lookups try the exact spelling
 //! first, then the folded one.
 
-use super::StoreError;
+use crate::store::StoreError;
 
 /// The index key of `label`: the label in lower case.
 pub(super) fn label_key(label: &str) -> Vec<u8> {
@@ -53,8 +53,10 @@ pub(super) fn fold_label_index(labels: &sled::Tree) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::codec::encode;
+    use super::super::SledStore as Store;
     use crate::model::Profile;
-    use super::super::{encode, Store, StoreError};
+    use crate::store::{Store as _, StoreError};
 
     /// Writes `p` with its label under its exact spelling, as estd did
     /// before labels were compared without regard to case.
@@ -91,7 +93,7 @@ mod tests {
             // A store from before: both spellings, and a mixed-case label.
             put_as_before(&store, &shadow);
             put_as_before(&store, &door);
-            store.commit().await.expect("commit");
+            store.durable().await.expect("commit");
         }
         let store = Store::open(dir.path(), 1 << 20).expect("reopen");
         // A mixed-case label is found in any case.

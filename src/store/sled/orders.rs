@@ -1,8 +1,11 @@
 //! Orders, one-time codes, held enrolments, admin tokens and the notification
 //! outbox. Issuance itself (certificate and order in one write) is in `commit.rs`.
 
+use super::codec::{decode, decode_token, encode};
+use super::trees::read_count;
+use super::SledStore;
 use crate::model::{Notification, Order, TokenRecord};
-use super::{decode, encode, Store, StoreError};
+use crate::store::StoreError;
 
 /// Key in `meta` of the number of one-time codes presented for no order with
 /// an outstanding code (an unknown reference number, or a code already
@@ -11,15 +14,9 @@ use super::{decode, encode, Store, StoreError};
 /// store work (see `orders::try_code`).
 const UNMATCHED_CODE_KEY: &[u8] = b"unmatched_code_attempts";
 
-fn read_count(v: Option<&[u8]>) -> u64 {
-    v.and_then(|v| <[u8; 8]>::try_from(v).ok())
-        .map(u64::from_be_bytes)
-        .unwrap_or(0)
-}
-
-impl Store {
+impl SledStore {
     /// Inserts a new order; `Ok(false)` if the reference number is taken.
-    pub fn insert_new_order(&self, order: &Order) -> Result<bool, StoreError> {
+    pub(super) fn insert_new_order(&self, order: &Order) -> Result<bool, StoreError> {
         let v = encode(order)?;
         Ok(self
             .trees()?
@@ -29,50 +26,41 @@ impl Store {
     }
 
     /// Looks an order up by reference number.
-    pub fn order(&self, id: &str) -> Result<Option<Order>, StoreError> {
+    pub(super) fn order(&self, id: &str) -> Result<Option<Order>, StoreError> {
         match self.trees()?.orders.get(id.as_bytes())? {
             Some(v) => Ok(Some(decode(&v)?)),
             None => Ok(None),
         }
     }
 
-    /// Applies `change` to an order atomically; `Ok(None)` if there is no such order.
-    pub fn update_order<E, F>(
+    /// See [`crate::store::Store::change_order`].
+    pub(super) fn change_order(
         &self,
         id: &str,
-        mut change: F,
-    ) -> Result<Option<Result<Order, E>>, StoreError>
-    where
-        F: FnMut(&mut Order) -> Result<(), E>,
-    {
+        change: &mut dyn FnMut(&mut Order) -> bool,
+    ) -> Result<Option<Option<Order>>, StoreError> {
         loop {
-            let Some(old) = self.trees()?.orders.get(id.as_bytes())? else {
+            let t = self.trees()?;
+            let Some(old) = t.orders.get(id.as_bytes())? else {
                 return Ok(None);
             };
             let mut order: Order = decode(&old)?;
-            if let Err(e) = change(&mut order) {
-                return Ok(Some(Err(e)));
+            if !change(&mut order) {
+                return Ok(Some(None));
             }
             let new = encode(&order)?;
-            if self
-                .trees()?
-                .orders
+            if t.orders
                 .compare_and_swap(id.as_bytes(), Some(old), Some(new))?
                 .is_ok()
             {
-                return Ok(Some(Ok(order)));
+                return Ok(Some(Some(order)));
             }
         }
     }
 
-    /// All orders, deleted ones included (callers filter).
-    pub fn orders(&self) -> impl Iterator<Item = Result<Order, StoreError>> + '_ {
-        self.values(|t| &t.orders, decode)
-    }
-
     /// Counts a code presented for no order with an outstanding code
     /// (durable with the next commit); returns the new count.
-    pub fn count_unmatched_code(&self) -> Result<u64, StoreError> {
+    pub(super) fn count_unmatched_code(&self) -> Result<u64, StoreError> {
         let v = self
             .trees()?
             .meta
@@ -83,20 +71,20 @@ impl Store {
     }
 
     /// How many codes were presented for no order with an outstanding code.
-    pub fn unmatched_code_attempts(&self) -> Result<u64, StoreError> {
+    pub(super) fn unmatched_code_attempts(&self) -> Result<u64, StoreError> {
         Ok(read_count(
             self.trees()?.meta.get(UNMATCHED_CODE_KEY)?.as_deref(),
         ))
     }
 
     /// Remembers the order that holds a CSR (approval-required enrolment).
-    pub fn put_held(&self, csr_hash: &[u8; 32], order_id: &str) -> Result<(), StoreError> {
+    pub(super) fn put_held(&self, csr_hash: &[u8; 32], order_id: &str) -> Result<(), StoreError> {
         self.trees()?.held.insert(csr_hash, order_id.as_bytes())?;
         Ok(())
     }
 
     /// The order holding a CSR, if any.
-    pub fn held_order(&self, csr_hash: &[u8; 32]) -> Result<Option<Order>, StoreError> {
+    pub(super) fn held_order(&self, csr_hash: &[u8; 32]) -> Result<Option<Order>, StoreError> {
         match self.trees()?.held.get(csr_hash)? {
             Some(id) => self.order(&String::from_utf8_lossy(&id)),
             None => Ok(None),
@@ -104,21 +92,21 @@ impl Store {
     }
 
     /// Stores an admin token's record under the token's hash.
-    pub fn put_token(&self, hash: &[u8; 32], rec: &TokenRecord) -> Result<(), StoreError> {
+    pub(super) fn put_token(&self, hash: &[u8; 32], rec: &TokenRecord) -> Result<(), StoreError> {
         self.trees()?.tokens.insert(hash, encode(rec)?)?;
         Ok(())
     }
 
     /// The record of the token with this hash.
-    pub fn token(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
+    pub(super) fn token(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
         match self.trees()?.tokens.get(hash)? {
-            Some(v) => Ok(Some(super::tokens::decode_token(&v)?)),
+            Some(v) => Ok(Some(decode_token(&v)?)),
             None => Ok(None),
         }
     }
 
     /// Appends a notification to the outbox; its `id` is assigned here.
-    pub fn push_notification(&self, mut n: Notification) -> Result<u64, StoreError> {
+    pub(super) fn push_notification(&self, mut n: Notification) -> Result<u64, StoreError> {
         let t = self.trees()?;
         let id = t.db.generate_id()?;
         n.id = id;
@@ -127,15 +115,10 @@ impl Store {
     }
 
     /// Replaces a notification (delivery bookkeeping).
-    pub fn put_notification(&self, n: &Notification) -> Result<(), StoreError> {
+    pub(super) fn put_notification(&self, n: &Notification) -> Result<(), StoreError> {
         self.trees()?
             .outbox
             .insert(n.id.to_be_bytes(), encode(n)?)?;
         Ok(())
-    }
-
-    /// The outbox, oldest first.
-    pub fn notifications(&self) -> impl Iterator<Item = Result<Notification, StoreError>> + '_ {
-        self.values(|t| &t.outbox, decode)
     }
 }

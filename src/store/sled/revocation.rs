@@ -6,44 +6,22 @@
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
+use super::codec::{decode, encode};
+use super::migrate::CRL_KEY;
+use super::SledStore;
 use crate::model::{CertRecord, IllegalTransition, RevocationReason, Serial, UnixSeconds};
-use super::{decode, encode, Store, StoreError};
+use crate::store::{RevokedEntry, StoreError, StoredCrl};
 
-const CRL_KEY: &[u8] = b"crl";
-
-/// One revoked certificate, as the CRL lists it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct RevokedEntry {
-    /// Serial.
-    pub serial: Serial,
-    /// When.
-    pub at: UnixSeconds,
-    /// Why.
-    pub reason: RevocationReason,
-}
-
-/// The current CRL.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct StoredCrl {
-    /// CRL number.
-    pub number: u64,
-    /// thisUpdate.
-    pub this_update: UnixSeconds,
-    /// nextUpdate.
-    pub next_update: UnixSeconds,
-    /// DER.
-    pub der: Vec<u8>,
-}
-
-impl Store {
+impl SledStore {
     /// Issued → Revoked for good, recording the CRL entry in the same write.
-    pub fn revoke_cert(
+    pub(super) fn revoke_cert(
         &self,
         serial: &Serial,
         reason: RevocationReason,
         at: UnixSeconds,
     ) -> Result<Result<CertRecord, IllegalTransition>, StoreError> {
-        let res = (&self.trees()?.certs, &self.trees()?.revoked).transaction(|(certs, revoked)| {
+        let t = self.trees()?;
+        let res = (&t.certs, &t.revoked).transaction(|(certs, revoked)| {
             let Some(old) = certs.get(serial.0)? else {
                 return Err(ConflictableTransactionError::Abort(StoreError::Conflict(
                     format!("no certificate with serial {serial}"),
@@ -75,13 +53,8 @@ impl Store {
         }
     }
 
-    /// Every revoked certificate, in serial order.
-    pub fn revoked_entries(&self) -> impl Iterator<Item = Result<RevokedEntry, StoreError>> + '_ {
-        self.values(|t| &t.revoked, decode)
-    }
-
     /// The stored CRL, if one was made.
-    pub fn crl(&self) -> Result<Option<StoredCrl>, StoreError> {
+    pub(super) fn crl(&self) -> Result<Option<StoredCrl>, StoreError> {
         match self.trees()?.meta.get(CRL_KEY)? {
             Some(v) => Ok(Some(decode(&v)?)),
             None => Ok(None),
@@ -89,7 +62,7 @@ impl Store {
     }
 
     /// Replaces the stored CRL (durable with the next commit).
-    pub fn put_crl(&self, crl: &StoredCrl) -> Result<(), StoreError> {
+    pub(super) fn put_crl(&self, crl: &StoredCrl) -> Result<(), StoreError> {
         self.trees()?.meta.insert(CRL_KEY, encode(crl)?)?;
         Ok(())
     }

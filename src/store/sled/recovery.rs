@@ -20,11 +20,12 @@
 //! on from the old handles, and readiness (`/readyz`) fails with the reason.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{commit, open_trees, Shared, StoreError};
+use super::trees::{flush, open_trees, Shared};
+use crate::store::StoreError;
 
 /// How often an idle committer retries after a failed write.
 pub(super) const RETRY_EVERY: Duration = Duration::from_secs(5);
@@ -38,58 +39,6 @@ const REOPEN_WAIT: Duration = Duration::from_secs(2);
 
 /// Key in `meta` of the probe write made after a reopen.
 const WRITE_PROBE_KEY: &[u8] = b"write_probe";
-
-/// The store's health, for readiness and metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreHealth {
-    /// Whether the last write succeeded.
-    pub writable: bool,
-    /// Writes (batches) that failed since start.
-    pub write_errors: u64,
-    /// Why the store cannot write, while it cannot.
-    pub error: Option<String>,
-}
-
-/// The outcome of the last write, shared by the committer and readers.
-#[derive(Default)]
-pub(super) struct Health {
-    error: Mutex<Option<String>>,
-    write_errors: AtomicU64,
-}
-
-impl Health {
-    /// Why the store cannot write, or `None` while it can.
-    pub(super) fn error(&self) -> Option<String> {
-        self.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    pub(super) fn succeeded(&self) {
-        let mut error = self.error.lock().unwrap_or_else(|p| p.into_inner());
-        if error.take().is_some() {
-            tracing::warn!("the store can write again");
-        }
-    }
-
-    /// A write failed.
-    pub(super) fn failed(&self, why: &str) {
-        self.write_errors.fetch_add(1, Ordering::AcqRel);
-        self.still_failing(why);
-    }
-
-    /// A recovery attempt failed (not counted as a failed write).
-    fn still_failing(&self, why: &str) {
-        *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_owned());
-    }
-
-    pub(super) fn snapshot(&self) -> StoreHealth {
-        let error = self.error();
-        StoreHealth {
-            writable: error.is_none(),
-            write_errors: self.write_errors.load(Ordering::Acquire),
-            error,
-        }
-    }
-}
 
 /// Tries to make the store writable again; records the outcome.
 pub(super) fn recover(shared: &Shared) {
@@ -105,16 +54,13 @@ pub(super) fn recover(shared: &Shared) {
     }
 }
 
-fn try_recover(shared: &Shared) -> Result<(), String> {
-    probe_space(shared).map_err(|e| format!("no space to write: {e}"))?;
-    reopen(shared).map_err(|e| format!("reopening the store: {e}"))?;
-    let trees = shared.trees().map_err(|e| e.to_string())?;
+fn try_recover(shared: &Shared) -> Result<(), StoreError> {
+    probe_space(shared).map_err(|e| StoreError::NoSpace(Arc::new(e)))?;
+    reopen(shared).map_err(|e| StoreError::Reopen(Arc::new(e)))?;
+    let trees = shared.trees()?;
     let now = crate::model::now_unix();
-    trees
-        .meta
-        .insert(WRITE_PROBE_KEY, &now.to_be_bytes())
-        .map_err(|e| e.to_string())?;
-    commit::flush(&trees)
+    trees.meta.insert(WRITE_PROBE_KEY, &now.to_be_bytes())?;
+    flush(&trees)
 }
 
 /// Writes and syncs a probe file beside the store, then removes it.

@@ -1,0 +1,41 @@
+//! Admin API tokens beyond storing and fetching one (`orders.rs`): listing,
+//! and whether an operator token is still usable.
+
+use super::codec::decode_token;
+use super::SledStore;
+use crate::model::{TokenRecord, UnixSeconds};
+use crate::store::{BoxIter, StoreError};
+
+impl SledStore {
+    /// Every admin token's record with its hash (there are few).
+    pub(super) fn tokens(&self) -> BoxIter<'static, ([u8; 32], TokenRecord)> {
+        // sled's iterator holds its own handle; an unavailable store is one error item.
+        let (iter, unavailable) = match self.trees() {
+            Ok(t) => (Some(t.tokens.iter()), None),
+            Err(e) => (None, Some(Err(e))),
+        };
+        Box::new(
+            unavailable
+                .into_iter()
+                .chain(iter.into_iter().flatten().map(|r| {
+                    let (k, v) = r?;
+                    let hash: [u8; 32] = k
+                        .as_ref()
+                        .try_into()
+                        .map_err(|_| StoreError::Conflict("malformed token key".into()))?;
+                    Ok((hash, decode_token(&v)?))
+                })),
+        )
+    }
+
+    /// Whether an operator token that is still usable at `now` exists.
+    pub(super) fn has_usable_operator_token(&self, now: UnixSeconds) -> Result<bool, StoreError> {
+        for item in self.tokens() {
+            let (_, rec) = item?;
+            if rec.cvr.is_none() && rec.is_usable(now) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}

@@ -1,0 +1,165 @@
+//! sled's handles, the keys of `meta`, opening the database, and the flush
+//! that makes writes durable.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, RwLock};
+
+use super::codec::decode;
+use super::health::Health;
+use super::{labels, migrate};
+use crate::model::{CertRecord, Serial};
+use crate::store::StoreError;
+
+/// Key in `meta` of the number of stored certificates (kept so that start-up
+/// need not count a large tree).
+pub(super) const CERT_COUNT_KEY: &[u8] = b"cert_count";
+
+/// Key in `meta` marking that the `expiry` index is complete.
+const EXPIRY_INDEX_KEY: &[u8] = b"expiry_index";
+
+/// Key in the `expiry` index: notAfter (big-endian, so keys sort by time), then serial.
+pub(super) fn expiry_key(not_after: u64, serial: &Serial) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..8].copy_from_slice(&not_after.to_be_bytes());
+    k[8..].copy_from_slice(&serial.0);
+    k
+}
+
+/// A big-endian count kept in `meta` (0 if missing or malformed).
+pub(super) fn read_count(v: Option<&[u8]>) -> u64 {
+    v.and_then(|v| <[u8; 8]>::try_from(v).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+/// sled's errors, as the seam's.
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> StoreError {
+        StoreError::engine(e)
+    }
+}
+
+/// sled's handles: replaced as a whole when the store is reopened.
+pub(super) struct Trees {
+    pub(super) db: sled::Db,
+    pub(super) certs: sled::Tree,
+    pub(super) orgs: sled::Tree,
+    pub(super) profiles: sled::Tree,
+    pub(super) labels: sled::Tree,
+    pub(super) audit: sled::Tree,
+    pub(super) orders: sled::Tree,
+    pub(super) held: sled::Tree,
+    pub(super) tokens: sled::Tree,
+    pub(super) outbox: sled::Tree,
+    pub(super) revoked: sled::Tree,
+    pub(super) expiry: sled::Tree,
+    pub(super) meta: sled::Tree,
+    /// sled's log file, for `fdatasync` after a flush.
+    log: File,
+}
+
+/// What the store's handles and its committer thread share.
+pub(super) struct Shared {
+    pub(super) dir: PathBuf,
+    pub(super) cache_bytes: u64,
+    /// `None` only while sled is being reopened.
+    pub(super) trees: RwLock<Option<Arc<Trees>>>,
+    /// Issuances announced and not yet handed over (see `PendingTicket`).
+    pub(super) pending: Arc<AtomicUsize>,
+    /// Stored certificates; mirrors `meta/cert_count`.
+    pub(super) cert_count: AtomicU64,
+    pub(super) health: Health,
+}
+
+impl Shared {
+    /// The current handles.
+    pub(super) fn trees(&self) -> Result<Arc<Trees>, StoreError> {
+        self.trees
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(StoreError::Reopening)
+    }
+}
+
+/// Makes sled's writes durable: its flush, then `fdatasync` of its log
+/// (sled's flush ends in `sync_file_range`, which does not persist the
+/// metadata of its growing log file).
+pub(super) fn flush(trees: &Trees) -> Result<(), StoreError> {
+    trees.db.flush()?;
+    trees.log.sync_data().map_err(StoreError::engine)
+}
+
+/// Opens sled in `dir` and its trees, migrating older formats; returns them
+/// with the kept certificate count.
+pub(super) fn open_trees(dir: &Path, cache_bytes: u64) -> Result<(Trees, u64), StoreError> {
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(cache_bytes)
+        // Durability comes from explicit group commits, not a timer.
+        .flush_every_ms(None)
+        .open()?;
+    migrate::to_current(&db)?;
+    // sled keeps its log in the file `db`; any descriptor of it can sync it.
+    let log = File::open(dir.join("db")).map_err(StoreError::engine)?;
+    let meta = db.open_tree("meta")?;
+    let certs = db.open_tree("certs")?;
+    let expiry = db.open_tree("expiry")?;
+    build_expiry_index(&meta, &certs, &expiry)?;
+    let count = kept_count(&meta, &certs)?;
+    let labels = db.open_tree("labels")?;
+    labels::fold_label_index(&labels)?;
+    let trees = Trees {
+        certs,
+        orgs: db.open_tree("orgs")?,
+        profiles: db.open_tree("profiles")?,
+        labels,
+        audit: db.open_tree("audit")?,
+        orders: db.open_tree("orders")?,
+        held: db.open_tree("held")?,
+        tokens: db.open_tree("tokens")?,
+        outbox: db.open_tree("outbox")?,
+        revoked: db.open_tree("revoked")?,
+        expiry,
+        meta,
+        log,
+        db,
+    };
+    Ok((trees, count))
+}
+
+/// Builds the `expiry` index once for a store from before it.
+fn build_expiry_index(
+    meta: &sled::Tree,
+    certs: &sled::Tree,
+    expiry: &sled::Tree,
+) -> Result<(), StoreError> {
+    if meta.get(EXPIRY_INDEX_KEY)?.is_some() {
+        return Ok(());
+    }
+    for item in certs.iter() {
+        let (_, v) = item?;
+        let rec: CertRecord = decode(&v)?;
+        expiry.insert(&expiry_key(rec.not_after, &rec.serial)[..], &[])?;
+    }
+    meta.insert(EXPIRY_INDEX_KEY, &[1])?;
+    Ok(())
+}
+
+/// The kept certificate count; counted once for a store from before it.
+fn kept_count(meta: &sled::Tree, certs: &sled::Tree) -> Result<u64, StoreError> {
+    let kept = meta
+        .get(CERT_COUNT_KEY)?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+        .map(u64::from_be_bytes);
+    match kept {
+        Some(n) => Ok(n),
+        None => {
+            let n = certs.len() as u64;
+            meta.insert(CERT_COUNT_KEY, &n.to_be_bytes())?;
+            Ok(n)
+        }
+    }
+}
