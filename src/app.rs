@@ -13,9 +13,9 @@ use crate::ca::{Ca, CaError};
 use crate::config::Config;
 use crate::est::codec;
 use crate::metrics::Metrics;
+use crate::model::{now_unix, CertKind, CertRecord, CertStatus};
 use crate::revocation::Revocation;
 use crate::seed::{self, DemoIdentity};
-use crate::model::{now_unix, CertKind, CertRecord, CertStatus};
 use crate::store::{Store, StoreError};
 use crate::tls;
 

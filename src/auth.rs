@@ -11,9 +11,7 @@ use x509_cert::certificate::Certificate;
 
 use crate::ca::bootstrap::read_certs;
 use crate::config::ClientAnchorConfig;
-use crate::model::{
-    CertRecord, CertStatus, RevocationReason, Serial, SystemRight, UnixSeconds,
-};
+use crate::model::{CertRecord, CertStatus, RevocationReason, Serial, SystemRight, UnixSeconds};
 use crate::store::{Store, StoreError};
 
 /// Why a client certificate is not accepted.

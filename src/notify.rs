@@ -21,10 +21,10 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::watch;
 
 use crate::app::App;
-use crate::orders::{notify, recipient, OpError};
 use crate::model::{
     now_unix, CertRecord, Notification, NotificationKind, OrderHolder, UnixSeconds,
 };
+use crate::orders::{notify, recipient, OpError};
 use crate::store::StoreError;
 
 /// Failed attempts after which a notice is no longer tried.

@@ -22,9 +22,9 @@ use hyper::body::Incoming;
 
 use crate::app::App;
 use crate::metrics::Metrics;
+use crate::model::now_unix;
 use crate::revocation::OcspAnswer;
 use crate::server::RequestLog;
-use crate::model::now_unix;
 
 /// Largest OCSP request body accepted.
 const MAX_OCSP_REQUEST: usize = 16 * 1024;

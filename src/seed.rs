@@ -10,11 +10,11 @@ use crate::ca::bootstrap::{self, append_rdn, files, write_file};
 use crate::ca::csr::classify_key;
 use crate::ca::{Ca, CaError, CertTemplate, CertUsage};
 use crate::config::Config;
-use crate::policy::ORGANIZATION_IDENTIFIER;
 use crate::model::{
     now_unix, organization_identifier, AuditAction, AuditEvent, AuditOutcome, CertKind, CertRecord,
     CertStatus, Identification, Organisation, Profile, SystemRight,
 };
+use crate::policy::ORGANIZATION_IDENTIFIER;
 use crate::store::Store;
 
 /// EST label of the demo IdM system's own profile.

@@ -6,9 +6,9 @@ use http::{header, HeaderMap};
 use super::problem::ApiError;
 use crate::app::App;
 use crate::auth::principal;
+use crate::model::{now_unix, SystemRight};
 use crate::orders::{token_actor, Actor};
 use crate::server::Connection;
-use crate::model::{now_unix, SystemRight};
 
 /// The token in an `Authorization: Bearer <token>` header value.
 fn bearer_token(value: &[u8]) -> Option<&str> {

@@ -11,8 +11,8 @@ use super::request::ApiRequest;
 use super::response::{created, json, ApiResult};
 use super::views::{CertView, CreatedOrderView};
 use crate::app::App;
-use crate::orders::{self as lifecycle, Actor};
 use crate::model::{now_unix, RevocationReason, Serial};
+use crate::orders::{self as lifecycle, Actor};
 
 /// The body of `POST /certificates/{serial}/revoke`.
 #[derive(Debug, Deserialize)]

@@ -8,8 +8,8 @@ use super::request::ApiRequest;
 use super::response::{csv, ApiResult};
 use super::views::rfc3339;
 use crate::app::App;
-use crate::orders::{visible_profile, Actor};
 use crate::model::{is_valid_cvr, now_unix, CertRecord, CVR_RULE};
+use crate::orders::{visible_profile, Actor};
 
 /// The header row of every export.
 pub const CSV_HEADER: [&str; 6] = [

@@ -11,8 +11,8 @@ use super::request::ApiRequest;
 use super::response::{created, json, ApiResult};
 use super::views::{rfc3339, CreatedOrderView, Items, OrderView};
 use crate::app::App;
-use crate::orders::{self as lifecycle, Actor, OrderRequest};
 use crate::model::{is_valid_cvr, now_unix, OrderHolder, OrderStatus, CVR_RULE};
+use crate::orders::{self as lifecycle, Actor, OrderRequest};
 
 /// `{name, email}` of the user a certificate is ordered for.
 #[derive(Debug, Deserialize)]

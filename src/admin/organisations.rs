@@ -10,8 +10,8 @@ use super::response::{created, json, ApiResult};
 use super::views::Items;
 use super::{catalogue_lock, commit};
 use crate::app::App;
-use crate::orders::{audit, Actor};
 use crate::model::{is_valid_cvr, AuditAction, AuditOutcome, Organisation, CVR_RULE};
+use crate::orders::{audit, Actor};
 
 /// Longest organisation name: X.520's upper bound for the O attribute.
 const MAX_ORG_NAME: usize = 64;

@@ -12,13 +12,13 @@ use super::views::CreatedOrderView;
 use super::{catalogue_lock, commit};
 use crate::app::App;
 use crate::est::is_valid_label;
-use crate::orders::{audit, create_order, visible_profile, Actor, OrderRequest};
-use crate::policy::is_host_name;
 use crate::model::{
     email_problem, is_allowed_method_pair, is_valid_cvr, now_unix, subject_text_problem,
     AuditAction, AuditOutcome, CertKind, Contact, Identification, Issuance, KeyAlgorithm,
     KeyPolicy, Organisation, Profile, SystemRight, CVR_RULE,
 };
+use crate::orders::{audit, create_order, visible_profile, Actor, OrderRequest};
+use crate::policy::is_host_name;
 
 /// Default certificate lifetime, days.
 const DEFAULT_VALIDITY_DAYS: u32 = 1095;

@@ -20,8 +20,8 @@ use super::response::{created, json, ApiResult};
 use super::views::{rfc3339, Items};
 use crate::app::App;
 use crate::config::AdminTokensConfig;
-use crate::orders::{audit, create_token, token_id, Actor};
 use crate::model::{now_unix, AuditAction, AuditOutcome, TokenRecord, UnixSeconds};
+use crate::orders::{audit, create_token, token_id, Actor};
 
 /// The body of `POST /organisations/{cvr}/tokens` and `POST /tokens`.
 #[derive(Debug, Deserialize)]

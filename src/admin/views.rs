@@ -5,12 +5,12 @@ use serde::Serialize;
 
 use crate::app::App;
 use crate::ca::bootstrap::cert_pem;
-use crate::orders::{display_status, CreatedOrder};
 use crate::model::{
     AuditAction, AuditEvent, AuditOutcome, CertKind, CertRecord, CertStatus, Identification,
     Issuance, Notification, NotificationKind, Order, OrderHolder, OrderStatus, RevocationReason,
     SystemRight, UnixSeconds,
 };
+use crate::orders::{display_status, CreatedOrder};
 
 /// RFC 3339 in UTC, whole seconds (`2026-05-01T12:00:00Z`).
 pub fn rfc3339(secs: UnixSeconds) -> String {

@@ -18,9 +18,9 @@ use super::codec::{self, AttrOrOid};
 use super::{base64_response, certificate_principal, require_method, EstError};
 use crate::app::App;
 use crate::ca::csr::CHALLENGE_PASSWORD;
+use crate::model::{KeyAlgorithm, KeyPolicy, Profile};
 use crate::policy::ORGANIZATION_IDENTIFIER;
 use crate::server::Connection;
-use crate::model::{KeyAlgorithm, KeyPolicy, Profile};
 
 /// Content type of `/csrattrs`.
 pub const CONTENT_TYPE: &str = "application/csrattrs";

@@ -25,13 +25,13 @@ use crate::app::App;
 use crate::auth::{self, Principal};
 use crate::ca::{csr, CertTemplate, IssuedCert};
 use crate::config::ServerConfig;
-use crate::orders::{self, CodeCheck};
-use crate::policy;
-use crate::server::{Connection, RequestLog};
 use crate::model::{
     now_unix, AuditAction, AuditEvent, AuditOutcome, CertRecord, CertStatus, Identification,
     Issuance, Order, OrderHolder, OrderStatus, Organisation, Profile, Serial, SystemRight,
 };
+use crate::orders::{self, CodeCheck};
+use crate::policy;
+use crate::server::{Connection, RequestLog};
 use crate::store::{
     Issuance as StoreIssuance, IssueOutcome, OrderCheck, OrderWrite, PendingIssuance,
 };

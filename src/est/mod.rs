@@ -21,9 +21,9 @@ use hyper::body::Incoming;
 
 use crate::app::App;
 use crate::auth::{self, ClientCert, Principal};
+use crate::model::now_unix;
 use crate::ratelimit::Caller;
 use crate::server::{Connection, RequestLog};
-use crate::model::now_unix;
 pub use error::EstError;
 
 /// Path prefix of every EST endpoint.

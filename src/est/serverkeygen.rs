@@ -29,11 +29,11 @@ use super::{codec, EstError};
 use crate::app::App;
 use crate::ca::bootstrap::append_rdn;
 use crate::ca::csr::{self, classify_key, VerifiedCsr};
-use crate::policy::{self, ORGANIZATION_IDENTIFIER};
-use crate::server::{Connection, RequestLog};
 use crate::model::{
     organization_identifier, AuditAction, Issuance, KeyAlgorithm, Organisation, Profile,
 };
+use crate::policy::{self, ORGANIZATION_IDENTIFIER};
+use crate::server::{Connection, RequestLog};
 
 /// Answers a server-side key generation request.
 pub async fn handle(

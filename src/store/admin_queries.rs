@@ -4,8 +4,8 @@
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use crate::model::Organisation;
 use super::{decode_profile, encode, Store, StoreError};
+use crate::model::Organisation;
 
 impl Store {
     /// Inserts a new organisation; `Ok(false)` if its CVR number is taken.

@@ -15,8 +15,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use tokio::sync::oneshot;
 
-use crate::model::{CertRecord, CertStatus, Order, Serial};
 use super::{decode, encode, recovery, Shared, StoreError, Trees};
+use crate::model::{CertRecord, CertStatus, Order, Serial};
 
 /// Key in `meta` of the number of stored certificates (kept so that start-up
 /// need not count a large tree).

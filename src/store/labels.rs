@@ -53,8 +53,8 @@ pub(super) fn fold_label_index(labels: &sled::Tree) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use crate::model::Profile;
     use super::super::{encode, Store, StoreError};
+    use crate::model::Profile;
 
     /// Writes `p` with its label under its exact spelling, as estd did
     /// before labels were compared without regard to case.

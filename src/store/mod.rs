@@ -725,10 +725,10 @@ fn bounded_event(event: &AuditEvent) -> AuditEvent {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use crate::model::{
         CertKind, Contact, Identification, Issuance, KeyPolicy, Profile, SystemRight,
     };
-    use super::*;
 
     /// `Profile` as it was before `require_pop_linking`, field for field.
     #[derive(Serialize)]

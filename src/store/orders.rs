@@ -1,8 +1,8 @@
 //! Orders, one-time codes, held enrolments, admin tokens and the notification
 //! outbox. Issuance itself (certificate and order in one write) is in `commit.rs`.
 
-use crate::model::{Notification, Order, TokenRecord};
 use super::{decode, encode, Store, StoreError};
+use crate::model::{Notification, Order, TokenRecord};
 
 /// Key in `meta` of the number of one-time codes presented for no order with
 /// an outstanding code (an unknown reference number, or a code already

@@ -6,8 +6,8 @@
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use crate::model::{CertRecord, IllegalTransition, RevocationReason, Serial, UnixSeconds};
 use super::{decode, encode, Store, StoreError};
+use crate::model::{CertRecord, IllegalTransition, RevocationReason, Serial, UnixSeconds};
 
 const CRL_KEY: &[u8] = b"crl";
 

@@ -2,8 +2,8 @@
 //! record's decoding across versions, listing, and whether an operator
 //! token is still usable.
 
-use crate::model::{TokenRecord, UnixSeconds};
 use super::{decode, encode, Store, StoreError};
+use crate::model::{TokenRecord, UnixSeconds};
 
 /// Decodes an admin token's record, also one stored before tokens had an
 /// expiry and could be revoked (estd 6dd7785 and earlier): postcard stores

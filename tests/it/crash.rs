@@ -13,19 +13,18 @@
 //!
 //! `ESTD_CRASH_ROUNDS=N` runs N rounds instead of 10 (the long form, see the README).
 
-mod common;
-mod process;
-
+use estd_testkit::process;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{b64, csr_for, der_of, pkcs7_certs, serial_of, Identity, DEMO_CVR, DEMO_ORG};
-use process::{
-    basic, demo_identity, first_cert, operator_token, Admin, Daemon, NoAnswer, TryClient,
+use estd_testkit::basic;
+use estd_testkit::process::{
+    demo_identity, first_cert, operator_token, Admin, Daemon, NoAnswer, TryClient,
 };
+use estd_testkit::{b64, csr_for, der_of, pkcs7_certs, serial_of, Identity, DEMO_CVR, DEMO_ORG};
 
 /// Concurrent EST clients during the load.
 const CLIENTS: usize = 16;
@@ -102,7 +101,10 @@ fn pem_der(pem: &str) -> Vec<u8> {
     der
 }
 
-async fn collect(client: &mut TryClient, order: &CodeOrder) -> Result<common::Resp, NoAnswer> {
+async fn collect(
+    client: &mut TryClient,
+    order: &CodeOrder,
+) -> Result<estd_testkit::Resp, NoAnswer> {
     let (_key, csr) = csr_for(DEMO_ORG, DEMO_CVR, OTC_NAME, &rcgen::PKCS_ECDSA_P256_SHA256);
     let auth = basic(&order.reference, &order.code);
     client

@@ -1,11 +1,9 @@
 //! Resource limits against a real server: slow clients (slowloris), the
 //! request-head size, the idle keep-alive timeout, and the connection cap.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use estd_testkit::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

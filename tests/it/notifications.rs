@@ -1,20 +1,18 @@
 //! Notification delivery end to end: a real estd on loopback, a real SMTP
 //! conversation with a minimal sink written here, and the sled outbox.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
-use common::*;
-use estd::notify::{deliver_pending, write_expiry_notices, MAX_DELIVERY_ATTEMPTS};
-use estd::orders::{create_order, revoke, Actor, OrderRequest};
 use estd::model::{
-    now_unix, Contact, Identification, Notification, NotificationKind, Organisation, Profile,
-    RevocationReason, Serial,
+    now_unix, Contact, Identification, Notification, NotificationKind, Profile, RevocationReason,
+    Serial,
 };
+use estd::notify::{deliver_pending, write_expiry_notices, MAX_DELIVERY_ATTEMPTS};
+use estd::orders::{create_order, revoke, OrderRequest};
 use estd::App;
+use estd_testkit::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -199,20 +197,6 @@ async fn closed_port() -> u16 {
     let port = listener.local_addr().expect("addr").port();
     drop(listener);
     port
-}
-
-fn operator() -> Actor {
-    Actor {
-        name: "test".into(),
-        cvr: None,
-    }
-}
-
-fn demo_org(app: &App) -> Organisation {
-    app.store
-        .org(DEMO_CVR)
-        .expect("store")
-        .expect("demo organisation")
 }
 
 /// Stores a one-time-code profile in the demo organisation with `contact`.

@@ -2,12 +2,10 @@
 //! cap, the short wait for a new connection's first byte, and `Connection:
 //! close` on answers sent while the request body is left unread.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::*;
+use estd_testkit::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -61,11 +59,6 @@ async fn connect_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
     socket.connect(addr).await.expect("connect")
 }
 
-/// The value of a counter or gauge line `name{labels} value` from `/metrics`.
-async fn metric(ts: &TestServer, line_prefix: &str) -> u64 {
-    ts.metric(line_prefix).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idle_connections_from_one_source_do_not_delay_other_clients() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -109,11 +102,9 @@ async fn idle_connections_from_one_source_do_not_delay_other_clients() {
     );
 
     // The attacker's surplus was refused at once and counted.
-    let refused = metric(
-        &ts,
-        "estd_connections_refused_total{listener=\"est\",reason=\"per_source_cap\"}",
-    )
-    .await;
+    let refused = ts
+        .metric("estd_connections_refused_total{listener=\"est\",reason=\"per_source_cap\"}")
+        .await;
     assert!(refused >= 1, "refusals counted: {refused}");
     // And every idle connection is closed by the server, none kept.
     while let Some(tcp) = tokio::time::timeout(GUARD, attack.join_next())
@@ -153,11 +144,8 @@ async fn past_the_per_source_cap_connections_are_refused_but_others_are_served()
     let mut other = ts.client(None).await;
     assert_eq!(other.get("/.well-known/est/cacerts").await.status, 200);
     assert_eq!(
-        metric(
-            &ts,
-            "estd_connections_refused_total{listener=\"est\",reason=\"per_source_cap\"}"
-        )
-        .await,
+        ts.metric("estd_connections_refused_total{listener=\"est\",reason=\"per_source_cap\"}")
+            .await,
         1
     );
     // One of the three leaves: the source may connect again.
@@ -214,11 +202,8 @@ async fn a_silent_new_connection_is_closed_after_the_first_byte_timeout() {
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 404"), "{text}");
     assert!(
-        metric(
-            &ts,
-            "estd_connections_refused_total{listener=\"est\",reason=\"first_byte_timeout\"}"
-        )
-        .await
+        ts.metric("estd_connections_refused_total{listener=\"est\",reason=\"first_byte_timeout\"}")
+            .await
             >= 1
     );
     ts.shutdown().await;

@@ -3,10 +3,9 @@
 //! Over HTTPS against a real estd with a real sled store, and through the
 //! `estd admin tokens` CLI; and the tokens of a store an older estd wrote.
 
-mod common;
-
-use common::api::{Api, Reply};
-use common::*;
+use estd_testkit::api::{Api, Reply};
+use estd_testkit::process::estd_cli;
+use estd_testkit::*;
 use serde_json::{json, Value};
 
 /// The listed token with `id`, if listed.
@@ -301,24 +300,6 @@ async fn a_start_without_a_usable_operator_token_writes_a_new_one() {
         401
     );
     ts.shutdown().await;
-}
-
-/// Runs the real `estd` binary with `args`; (success, stdout, stderr).
-async fn estd_cli(args: Vec<String>) -> (bool, String, String) {
-    tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_estd"))
-            .args(&args)
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run estd");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
-    .await
-    .expect("join")
 }
 
 #[tokio::test]

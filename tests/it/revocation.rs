@@ -1,21 +1,12 @@
 //! CRL and OCSP as relying parties see them, checked with openssl against a
 //! real server's plain-HTTP listener.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
-use estd::orders::{self, Actor};
 use estd::model::RevocationReason;
-
-fn operator() -> Actor {
-    Actor {
-        name: "test-operator".into(),
-        cvr: None,
-    }
-}
+use estd::orders;
+use estd_testkit::*;
 
 fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new("openssl")

@@ -3,13 +3,11 @@
 //! every answer must verify. No timing is asserted; the figures are in the
 //! README's Performance section.
 
-mod common;
-mod process;
-
+use estd_testkit::process;
 use std::path::Path;
 use std::process::Command;
 
-use process::Daemon;
+use estd_testkit::process::Daemon;
 
 /// Runs `estd-bench` with `args` and returns its `RESULT` line's fields.
 fn bench(dir: &Path, args: &[&str]) -> Vec<(String, String)> {

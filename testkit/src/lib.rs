@@ -1,9 +1,13 @@
-//! Test harness: a real estd on loopback ports with real TLS and a sled store
-//! in a temp dir, a small HTTPS client, and real CSRs.
+//! estd's test kit, shared by the integration tests (`tests/it`) and the
+//! benchmark's smoke test: a real estd on loopback ports with real TLS and a
+//! sled store in a temp dir ([`TestServer`]), a small mutual-TLS HTTPS client
+//! ([`Client`]), real CSRs, the admin API client ([`api`]) and estd as a
+//! child process ([`process`]).
 
-#![allow(dead_code)]
+#![forbid(unsafe_code)]
 
 pub mod api;
+pub mod process;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,9 +16,7 @@ use std::sync::Arc;
 use base64::Engine;
 use bytes::Bytes;
 use der::{Decode, Encode};
-use estd::model::{
-    now_unix, CertRecord, CertStatus, Organisation, Profile, Serial, SystemRight,
-};
+use estd::model::{now_unix, CertRecord, CertStatus, Organisation, Profile, Serial, SystemRight};
 use estd::{App, Config, RunningServer};
 use http_body_util::{BodyExt, Full};
 use rustls::pki_types::pem::PemObject;
@@ -548,5 +550,92 @@ impl PartnerCa {
             "[[tls.client_anchors]]\ncertificate = \"{}\"\ncvr = \"{cvr}\"\nrights = [\"est-enroll\"]\n",
             anchor_path.display()
         )
+    }
+}
+
+// ---- Helpers the test areas share ----
+
+/// The operator as the order and revocation functions name an actor.
+pub fn operator() -> estd::orders::Actor {
+    estd::orders::Actor {
+        name: "test-operator".into(),
+        cvr: None,
+    }
+}
+
+/// The demo organisation as stored.
+pub fn demo_org(app: &App) -> Organisation {
+    app.store
+        .org(DEMO_CVR)
+        .expect("store")
+        .expect("demo organisation")
+}
+
+/// The stored profile with `label`.
+pub fn profile(ts: &TestServer, label: &str) -> Profile {
+    ts.app()
+        .store
+        .profile_by_label(label)
+        .expect("store")
+        .expect("profile")
+}
+
+/// `Basic base64(user:pass)`.
+pub fn basic(user: &str, pass: &str) -> String {
+    format!("Basic {}", b64(format!("{user}:{pass}").as_bytes()))
+}
+
+/// Asserts a refusal: the status and a reason in the text body.
+#[track_caller]
+pub fn assert_refused(r: &Resp, status: u16, reason: &str) {
+    assert_eq!(r.status, status, "answer: {}", r.text());
+    assert!(
+        r.text().contains(reason),
+        "expected {reason:?} in the answer {:?}",
+        r.text()
+    );
+}
+
+/// Collects a one-time-code order over EST: a CSR POSTed to `label`'s
+/// simpleenroll with the order's reference and code as Basic credentials.
+pub async fn collect(
+    ts: &TestServer,
+    label: &str,
+    reference: &str,
+    code: &str,
+    csr: &[u8],
+) -> Resp {
+    let mut c = ts.client(None).await;
+    c.send(
+        "POST",
+        &format!("/.well-known/est/{label}/simpleenroll"),
+        &[
+            ("content-type", "application/pkcs10"),
+            ("authorization", &basic(reference, code)),
+        ],
+        b64(csr).into_bytes(),
+    )
+    .await
+}
+
+impl TestServer {
+    /// How many certificates the store holds.
+    pub fn cert_count(&self) -> usize {
+        self.app().store.cert_count()
+    }
+
+    /// One admin API call with the operator's token on a fresh connection:
+    /// (status, JSON body or `null`).
+    pub async fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let r = api::Api::operator(self)
+            .await
+            .call(method, path, body)
+            .await;
+        (r.status, r.body)
     }
 }

@@ -1,14 +1,12 @@
 //! The core EST issue, end to end: a real server on loopback with real TLS,
 //! real CSRs and a real sled store in a temp dir.
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::*;
 use const_oid::db::rfc5280;
 use der::Decode;
 use estd::model::{now_unix, AuditAction, AuditOutcome, RevocationReason, SystemRight};
+use estd_testkit::*;
 use x509_cert::ext::pkix::ExtendedKeyUsage;
 
 const ENROLL: &str = "/.well-known/est/demo/simpleenroll";

@@ -2,14 +2,12 @@
 //! RFC 9266 tls-exporter value of their own connection and put it, base64, in
 //! the CSR's challengePassword. Profiles are configured through the admin API.
 
-mod common;
-
 use base64::Engine;
-use common::*;
 use der::asn1::{PrintableStringRef, SetOfVec, Utf8StringRef};
 use der::{Any, Decode, Encode};
-use estd::orders::{self, Actor, OrderRequest};
 use estd::model::{AuditAction, AuditOutcome, OrderStatus};
+use estd::orders::{self, OrderRequest};
+use estd_testkit::*;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 
@@ -67,27 +65,6 @@ fn new_key() -> rcgen::KeyPair {
     rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key")
 }
 
-/// One admin API call as the operator; the status and the JSON answer.
-async fn admin(ts: &TestServer, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut c = ts.admin_client(None).await;
-    let auth = format!("Bearer {}", ts.operator_token());
-    let mut headers = vec![("authorization", auth.as_str())];
-    let bytes = match &body {
-        Some(b) => {
-            headers.push(("content-type", "application/json"));
-            serde_json::to_vec(b).expect("json")
-        }
-        None => vec![],
-    };
-    let r = c
-        .send(method, &format!("/api/v1{path}"), &headers, bytes)
-        .await;
-    (
-        r.status,
-        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
-    )
-}
-
 /// Creates a demo-organisation profile through the admin API; returns its id.
 async fn create_profile(ts: &TestServer, label: &str, extra: Value) -> String {
     let mut body = json!({
@@ -102,7 +79,7 @@ async fn create_profile(ts: &TestServer, label: &str, extra: Value) -> String {
     for (k, v) in extra.as_object().expect("object") {
         body[k] = v.clone();
     }
-    let (status, answer) = admin(ts, "POST", "/profiles", Some(body)).await;
+    let (status, answer) = ts.admin("POST", "/profiles", Some(body)).await;
     assert_eq!(status, 201, "create profile: {answer}");
     answer["profile"]["id"].as_str().expect("id").to_owned()
 }
@@ -323,23 +300,19 @@ async fn the_option_is_set_and_changed_through_the_admin_api() {
     let ts = TestServer::start(dir.path()).await;
     let id = create_profile(&ts, "linked", json!({})).await;
     let path = format!("/profiles/{id}");
-    let (_, p) = admin(&ts, "GET", &path, None).await;
+    let (_, p) = ts.admin("GET", &path, None).await;
     assert_eq!(p["require_pop_linking"], json!(false), "off by default");
 
     let idm = ts.demo_identity();
     let (mut c, _) = linked_client(&ts, Some(&idm), false).await;
     issued_cert(&c.enroll(LINKED, &csr(&new_key(), "before", vec![])).await);
 
-    let (status, changed) = admin(
-        &ts,
-        "PATCH",
-        &path,
-        Some(json!({"require_pop_linking": true})),
-    )
-    .await;
+    let (status, changed) = ts
+        .admin("PATCH", &path, Some(json!({"require_pop_linking": true})))
+        .await;
     assert_eq!(status, 200, "{changed}");
     assert_eq!(changed["profile"]["require_pop_linking"], json!(true));
-    let (_, p) = admin(&ts, "GET", &path, None).await;
+    let (_, p) = ts.admin("GET", &path, None).await;
     assert_eq!(p["require_pop_linking"], json!(true));
     // Takes effect on the next request, on the same connection.
     assert_400(
@@ -348,24 +321,16 @@ async fn the_option_is_set_and_changed_through_the_admin_api() {
     );
 
     // A wrong type is a 400 and changes nothing.
-    let (status, problem) = admin(
-        &ts,
-        "PATCH",
-        &path,
-        Some(json!({"require_pop_linking": "yes"})),
-    )
-    .await;
+    let (status, problem) = ts
+        .admin("PATCH", &path, Some(json!({"require_pop_linking": "yes"})))
+        .await;
     assert_eq!(status, 400, "{problem}");
-    let (_, p) = admin(&ts, "GET", &path, None).await;
+    let (_, p) = ts.admin("GET", &path, None).await;
     assert_eq!(p["require_pop_linking"], json!(true));
 
-    let (status, _) = admin(
-        &ts,
-        "PATCH",
-        &path,
-        Some(json!({"require_pop_linking": false})),
-    )
-    .await;
+    let (status, _) = ts
+        .admin("PATCH", &path, Some(json!({"require_pop_linking": false})))
+        .await;
     assert_eq!(status, 200);
     issued_cert(
         &c.enroll(LINKED, &csr(&new_key(), "off-again", vec![]))
@@ -373,26 +338,14 @@ async fn the_option_is_set_and_changed_through_the_admin_api() {
     );
 
     // Kept across a restart (stored with the profile).
-    admin(
-        &ts,
-        "PATCH",
-        &path,
-        Some(json!({"require_pop_linking": true})),
-    )
-    .await;
+    ts.admin("PATCH", &path, Some(json!({"require_pop_linking": true})))
+        .await;
     drop(c);
     ts.shutdown().await;
     let ts = TestServer::start(dir.path()).await;
-    let (_, p) = admin(&ts, "GET", &path, None).await;
+    let (_, p) = ts.admin("GET", &path, None).await;
     assert_eq!(p["require_pop_linking"], json!(true));
     ts.shutdown().await;
-}
-
-fn operator() -> Actor {
-    Actor {
-        name: "test-operator".into(),
-        cvr: None,
-    }
 }
 
 fn order(ts: &TestServer, profile_id: &str) -> (String, String) {
@@ -409,13 +362,6 @@ fn order(ts: &TestServer, profile_id: &str) -> (String, String) {
     )
     .expect("order");
     (created.order.id, created.code.expect("one-time code"))
-}
-
-fn basic(user: &str, pass: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
-    )
 }
 
 async fn post_with_code(c: &mut Client, path: &str, auth: &str, csr: &[u8]) -> Resp {

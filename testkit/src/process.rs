@@ -3,21 +3,18 @@
 //! the banner parsed for the ephemeral ports, stdout and stderr captured to
 //! files, and an HTTPS client that reports failures instead of panicking.
 
-#![allow(dead_code)]
-
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
-use crate::common::{tls_config, Identity, Resp};
+use crate::{tls_config, Identity, Resp};
 
 /// How long estd may take to print its banner (the first start creates the CA).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -64,9 +61,33 @@ pub struct Daemon {
     pub stderr: PathBuf,
 }
 
+/// The estd binary: `ESTD_BIN` if set, else `estd` in the cargo target folder
+/// of the running test (`target/<profile>/deps/<test>` → `target/<profile>/estd`),
+/// where cargo puts it when it builds the test of a workspace that holds it.
+/// A library cannot see `CARGO_BIN_EXE_estd`, which cargo sets only for the
+/// estd package's own tests.
+pub fn estd_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("ESTD_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a test binary in target/<profile>/deps");
+    let bin = profile_dir.join(format!("estd{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "no estd binary at {} (run the tests with `cargo test --workspace`, \
+         build it with `cargo build --bin estd`, or set ESTD_BIN)",
+        bin.display()
+    );
+    bin
+}
+
 /// The command line `estd --config CONFIG SUBCOMMAND` with a clean log environment.
 fn estd_command(config: &Path, subcommand: &str, envs: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_estd"));
+    let mut cmd = Command::new(estd_bin());
     cmd.arg("--config").arg(config).arg(subcommand);
     // The config's log filter decides, not the caller's environment.
     cmd.env_remove("RUST_LOG");
@@ -225,6 +246,25 @@ pub fn run_to_exit(
     )
 }
 
+/// Runs `estd ARGS` (the admin CLI, say) to its end off the async runtime:
+/// (success, stdout, stderr).
+pub async fn estd_cli(args: Vec<String>) -> (bool, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new(estd_bin())
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run estd");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .expect("join")
+}
+
 /// The first certificate of a PEM file, DER.
 pub fn first_cert(path: &Path) -> Vec<u8> {
     CertificateDer::pem_file_iter(path)
@@ -237,7 +277,7 @@ pub fn first_cert(path: &Path) -> Vec<u8> {
 
 /// The demo IdM certificate and key that estd wrote to `certs`.
 pub fn demo_identity(certs: &Path) -> Identity {
-    crate::common::demo_identity_in(certs)
+    crate::demo_identity_in(certs)
 }
 
 /// The operator's admin token as estd wrote it.
@@ -246,14 +286,6 @@ pub fn operator_token(certs: &Path) -> String {
         .expect("admin-token")
         .trim()
         .to_owned()
-}
-
-/// `Basic base64(user:pass)`.
-pub fn basic(user: &str, pass: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
-    )
 }
 
 /// Why a request got no answer.
@@ -395,9 +427,9 @@ pub async fn enrol_as_demo_idm(d: &Daemon, certs: &Path, cn: &str) -> Resp {
     let mut c = TryClient::connect(d.est, &root, Some(&idm))
         .await
         .expect("mTLS");
-    let (_k, csr) = crate::common::csr_for(
-        crate::common::DEMO_ORG,
-        crate::common::DEMO_CVR,
+    let (_k, csr) = crate::csr_for(
+        crate::DEMO_ORG,
+        crate::DEMO_CVR,
         cn,
         &rcgen::PKCS_ECDSA_P256_SHA256,
     );
@@ -405,7 +437,7 @@ pub async fn enrol_as_demo_idm(d: &Daemon, certs: &Path, cn: &str) -> Resp {
         "POST",
         "/.well-known/est/demo/simpleenroll",
         &[("content-type", "application/pkcs10")],
-        crate::common::b64(&csr).into_bytes(),
+        crate::b64(&csr).into_bytes(),
     )
     .await
     .expect("answer")

@@ -2,12 +2,10 @@
 //! number, IP address and label) and machine-readable EST errors (RFC 9457
 //! problem documents on request), against a real server.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use estd::model::{Profile, SystemRight};
+use estd_testkit::*;
 
 const ENROLL: &str = "/.well-known/est/demo/simpleenroll";
 const CACERTS: &str = "/.well-known/est/cacerts";

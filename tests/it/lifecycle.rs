@@ -20,51 +20,14 @@
 //! - an unknown reference does the work of a wrong code (item 12c):
 //!   `unknown_reference_and_wrong_code_do_the_same_work`
 
-mod common;
-
-use common::api::{assert_problem, Api};
-use common::*;
-use estd::model::{
-    CertStatus, Organisation, Profile, RevocationReason, Serial, SystemRight,
-};
+use estd::model::{CertStatus, Profile, RevocationReason, Serial, SystemRight};
+use estd_testkit::api::{assert_problem, Api};
+use estd_testkit::*;
 use serde_json::{json, Value};
 use x509_cert::Certificate;
 
 const ENROLL: &str = "/.well-known/est/demo/simpleenroll";
 const REENROLL: &str = "/.well-known/est/simplereenroll";
-
-impl Api {
-    /// PATCHes a profile, asserting success (with a contact person, which
-    /// the demo profiles lack and a changed profile must have).
-    async fn change_profile(&mut self, id: &str, mut body: Value) {
-        body["contact"] = json!({"name": "Karen Hansen", "email": "karen@demo.example"});
-        let r = self.patch(&format!("/profiles/{id}"), body).await;
-        assert_eq!(r.status, 200, "profile change: {}", r.resp.text());
-    }
-}
-
-/// Asserts a refusal: the status and a reason in the text body.
-#[track_caller]
-fn assert_refused(r: &Resp, status: u16, reason: &str) {
-    assert_eq!(r.status, status, "answer: {}", r.text());
-    assert!(
-        r.text().contains(reason),
-        "expected {reason:?} in the answer {:?}",
-        r.text()
-    );
-}
-
-fn profile(ts: &TestServer, label: &str) -> Profile {
-    ts.app()
-        .store
-        .profile_by_label(label)
-        .expect("db")
-        .expect("profile")
-}
-
-fn demo_org(ts: &TestServer) -> Organisation {
-    ts.app().store.org(DEMO_CVR).expect("db").expect("demo org")
-}
 
 fn record(ts: &TestServer, serial: &Serial) -> estd::model::CertRecord {
     ts.app().store.cert(serial).expect("db").expect("record")
@@ -147,22 +110,6 @@ async fn code_profile(
     )
 }
 
-/// Collects an order over EST with HTTP Basic credentials and no certificate.
-async fn collect(ts: &TestServer, label: &str, reference: &str, code: &str, csr: &[u8]) -> Resp {
-    let mut c = ts.client(None).await;
-    let basic = format!("Basic {}", b64(format!("{reference}:{code}").as_bytes()));
-    c.send(
-        "POST",
-        &format!("/.well-known/est/{label}/simpleenroll"),
-        &[
-            ("content-type", "application/pkcs10"),
-            ("authorization", &basic),
-        ],
-        b64(csr).into_bytes(),
-    )
-    .await
-}
-
 // ---- Item 10 ----
 
 /// An IdM certificate with only `est-enroll` may not enrol under a profile
@@ -172,7 +119,7 @@ async fn collect(ts: &TestServer, label: &str, reference: &str, code: &str, csr:
 async fn est_enroll_cannot_mint_admin_api() {
     let dir = tempfile::tempdir().expect("tmp");
     let ts = TestServer::start(dir.path()).await;
-    let org = demo_org(&ts);
+    let org = demo_org(ts.app());
     let admins = Profile {
         rights: vec![SystemRight::AdminApi],
         ..Profile::system(DEMO_CVR, "Admin tools", "admins")

@@ -3,14 +3,12 @@
 //! its configured concurrency so that a flood of nonce requests (each one a
 //! fresh signature) cannot take every core from the EST path.
 
-mod common;
-
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use common::*;
 use der::asn1::OctetString;
 use der::Encode;
+use estd_testkit::*;
 use http_body_util::{BodyExt, Full};
 use tokio::net::{TcpSocket, TcpStream};
 use x509_cert::serial_number::SerialNumber;
@@ -98,11 +96,6 @@ async fn post_ocsp(
     (status, retry)
 }
 
-/// The value of a counter or gauge line `name{labels} value` from `/metrics`.
-async fn metric(ts: &TestServer, line_prefix: &str) -> u64 {
-    ts.metric(line_prefix).await
-}
-
 #[tokio::test]
 async fn a_burst_of_nonce_ocsp_requests_beyond_the_limit_gets_429() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -140,7 +133,7 @@ async fn a_burst_of_nonce_ocsp_requests_beyond_the_limit_gets_429() {
     let mut other = plain_client(addr, [127, 0, 0, 3]).await;
     assert_eq!(post_ocsp(&mut other, nonce_request(9, 9)).await.0, 200);
     assert_eq!(
-        metric(&ts, "estd_rate_limited_total{kind=\"public\"}").await,
+        ts.metric("estd_rate_limited_total{kind=\"public\"}").await,
         4
     );
     ts.shutdown().await;
@@ -172,14 +165,15 @@ async fn ocsp_signing_never_exceeds_its_permits_while_enrolments_go_on() {
         r.expect("flood worker");
     }
     assert_eq!(
-        metric(&ts, "estd_ocsp_responses_total{status=\"unknown\"}").await,
+        ts.metric("estd_ocsp_responses_total{status=\"unknown\"}")
+            .await,
         32 * 40
     );
-    let peak = metric(&ts, "estd_ocsp_signing_peak").await;
+    let peak = ts.metric("estd_ocsp_signing_peak").await;
     assert_eq!(
         peak, 1,
         "OCSP answers were signed one at a time (revocation.ocsp_signing_concurrency = 1), and the flood reached it"
     );
-    assert_eq!(metric(&ts, "estd_ocsp_signing_in_progress").await, 0);
+    assert_eq!(ts.metric("estd_ocsp_signing_in_progress").await, 0);
     ts.shutdown().await;
 }

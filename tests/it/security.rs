@@ -64,18 +64,16 @@
 //! - `/cacerts` serves the whole chain (issuing CA and root): est_core.rs
 //!   `cacerts_carries_the_whole_chain`
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use common::api::{assert_problem, Api};
-use common::*;
 use der::asn1::BitString;
 use der::{Decode, Encode};
-use estd::model::{Organisation, Profile, SystemRight};
+use estd::model::SystemRight;
+use estd_testkit::api::{assert_problem, Api};
+use estd_testkit::*;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -85,33 +83,6 @@ use x509_cert::Certificate;
 
 const ENROLL: &str = "/.well-known/est/demo/simpleenroll";
 const REENROLL: &str = "/.well-known/est/simplereenroll";
-
-/// Asserts a refusal: the status and a reason in the text body.
-#[track_caller]
-fn assert_refused(r: &Resp, status: u16, reason: &str) {
-    assert_eq!(r.status, status, "answer: {}", r.text());
-    assert!(
-        r.text().contains(reason),
-        "expected {reason:?} in the answer {:?}",
-        r.text()
-    );
-}
-
-fn cert_count(ts: &TestServer) -> usize {
-    ts.app().store.cert_count()
-}
-
-fn demo_org(ts: &TestServer) -> Organisation {
-    ts.app().store.org(DEMO_CVR).expect("db").expect("demo org")
-}
-
-fn profile(ts: &TestServer, label: &str) -> Profile {
-    ts.app()
-        .store
-        .profile_by_label(label)
-        .expect("db")
-        .expect("profile")
-}
 
 fn subject_params(org: &str, cvr: &str, cn: &str) -> rcgen::CertificateParams {
     let mut p = rcgen::CertificateParams::default();
@@ -206,22 +177,6 @@ async fn create_profile(api: &mut Api, body: Value) -> Value {
     r.body
 }
 
-/// Collects an order over EST with HTTP Basic credentials and no certificate.
-async fn collect(ts: &TestServer, label: &str, reference: &str, code: &str, csr: &[u8]) -> Resp {
-    let mut c = ts.client(None).await;
-    let basic = format!("Basic {}", b64(format!("{reference}:{code}").as_bytes()));
-    c.send(
-        "POST",
-        &format!("/.well-known/est/{label}/simpleenroll"),
-        &[
-            ("content-type", "application/pkcs10"),
-            ("authorization", &basic),
-        ],
-        b64(csr).into_bytes(),
-    )
-    .await
-}
-
 /// A one-time-code profile of the demo organisation with an order for its own
 /// certificate (CN = the profile's name): (reference, code).
 async fn code_order(op: &mut Api, name: &str, label: &str) -> (String, String) {
@@ -270,7 +225,7 @@ async fn expired_client_certificates_are_refused() {
 
     // One of this CA's IdM certificates (est-enroll and admin-api), re-signed
     // with a validity that ended yesterday; the store holds that very DER.
-    let org = demo_org(&ts);
+    let org = demo_org(ts.app());
     let idm_profile = profile(&ts, "demo-idm");
     let (serial, fresh) = ts.issue_direct(&org, &idm_profile, "Expired IdM", 365);
     let expired_der = resign(&ts, &fresh.chain[0], |tbs| {
@@ -293,7 +248,7 @@ async fn expired_client_certificates_are_refused() {
         chain: vec![CertificateDer::from(expired_der)],
         key: fresh.key.clone_key(),
     };
-    let before = cert_count(&ts);
+    let before = ts.cert_count();
 
     let mut c = ts.client(Some(&expired)).await;
     let r = c.enroll(ENROLL, &demo_csr("after-expiry").1).await;
@@ -310,7 +265,7 @@ async fn expired_client_certificates_are_refused() {
     let mut c = ts.client(Some(&partner(true))).await;
     let r = c.enroll(ENROLL, &demo_csr("partner-expired").1).await;
     assert_refused(&r, 403, "client certificate has expired");
-    assert_eq!(cert_count(&ts), before, "nothing was issued");
+    assert_eq!(ts.cert_count(), before, "nothing was issued");
 
     // Controls: the same kinds of certificate, still valid, are accepted.
     let (_, current) = ts.issue_direct(&org, &idm_profile, "Current IdM", 365);
@@ -328,7 +283,8 @@ async fn revoked_client_certificate_is_refused_everywhere() {
     let mut op = Api::operator(&ts).await;
     // An IdM system certificate (est-enroll, admin-api) that works, and a
     // device certificate it enrolled, which could renew itself.
-    let (serial, idm) = ts.issue_direct(&demo_org(&ts), &profile(&ts, "demo-idm"), "IdM 2", 365);
+    let (serial, idm) =
+        ts.issue_direct(&demo_org(ts.app()), &profile(&ts, "demo-idm"), "IdM 2", 365);
     let mut c = ts.client(Some(&idm)).await;
     let (device_key, csr) = demo_csr("device-r");
     let device = issued_cert(&c.enroll(ENROLL, &csr).await);
@@ -352,7 +308,7 @@ async fn revoked_client_certificate_is_refused_everywhere() {
             .await;
         assert_eq!(r.status, 200, "{}", r.resp.text());
     }
-    let before = cert_count(&ts);
+    let before = ts.cert_count();
 
     // Re-enrolment with the revoked device certificate: the known failure.
     let mut d = ts.client(Some(&device_holder)).await;
@@ -378,7 +334,7 @@ async fn revoked_client_certificate_is_refused_everywhere() {
         401,
         "client certificate is revoked",
     );
-    assert_eq!(cert_count(&ts), before, "nothing was issued");
+    assert_eq!(ts.cert_count(), before, "nothing was issued");
     ts.shutdown().await;
 }
 
@@ -400,13 +356,13 @@ async fn blocked_user_certificate_is_refused() {
         .await;
     assert_eq!(r.status, 200, "{}", r.resp.text());
     assert_eq!(r.body["status"], json!("blocked"));
-    let before = cert_count(&ts);
+    let before = ts.cert_count();
     let mut c = ts.client(Some(&holder)).await;
     let r = c.enroll(REENROLL, &demo_csr(USER_NAME).1).await;
     assert_refused(&r, 403, "client certificate is blocked");
     let r = c.enroll(ENROLL, &demo_csr(USER_NAME).1).await;
     assert_refused(&r, 403, "client certificate is blocked");
-    assert_eq!(cert_count(&ts), before, "nothing was issued");
+    assert_eq!(ts.cert_count(), before, "nothing was issued");
     ts.shutdown().await;
 }
 
@@ -423,7 +379,7 @@ async fn another_organisations_certificate_is_refused() {
     );
     let bravo_csr =
         |cn: &str| csr_for("Bravo A/S", "55667780", cn, &rcgen::PKCS_ECDSA_P256_SHA256).1;
-    let before = cert_count(&ts);
+    let before = ts.cert_count();
     let mut c = ts.client(Some(&bravo)).await;
     // Under the demo organisation's profile, with either organisation's subject.
     let r = c.enroll(ENROLL, &bravo_csr("b-1")).await;
@@ -445,7 +401,7 @@ async fn another_organisations_certificate_is_refused() {
     // The admin API: Bravo's certificate has no admin-api right.
     let mut api = Api::with_cert(&ts, &bravo).await;
     assert_problem(&api.get("/profiles").await, 403, "admin-api");
-    assert_eq!(cert_count(&ts), before, "nothing was issued");
+    assert_eq!(ts.cert_count(), before, "nothing was issued");
     // Control: its own profile and subject work.
     issued_cert(
         &c.enroll("/.well-known/est/bravo/simpleenroll", &bravo_csr("b-2"))
@@ -460,7 +416,7 @@ async fn untrusted_client_certificates_are_refused() {
     let ts = TestServer::start(dir.path()).await;
     let demo = ts.demo_identity();
     let demo_cert = Certificate::from_der(&demo.chain[0]).expect("demo cert");
-    let before = cert_count(&ts);
+    let before = ts.cert_count();
 
     // 1. Self-signed, copying the demo IdM's subject.
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
@@ -523,7 +479,7 @@ async fn untrusted_client_certificates_are_refused() {
     // 4. Signed with our issuing CA's key but never issued (not in the store):
     // the server's record, not the signature alone, decides.
     let (_, fresh) = ts.issue_direct(
-        &demo_org(&ts),
+        &demo_org(ts.app()),
         &profile(&ts, "demo-idm"),
         "Never issued",
         365,
@@ -537,7 +493,7 @@ async fn untrusted_client_certificates_are_refused() {
         chain: vec![CertificateDer::from(unknown_der)],
         key: fresh.key.clone_key(),
     };
-    let before_unknown = cert_count(&ts);
+    let before_unknown = ts.cert_count();
     let mut c = ts.client(Some(&unknown)).await;
     let r = c.enroll(ENROLL, &demo_csr("unknown").1).await;
     assert_refused(&r, 403, "client certificate is not known to this server");
@@ -549,7 +505,7 @@ async fn untrusted_client_certificates_are_refused() {
         401,
         "client certificate is not known to this server",
     );
-    assert_eq!(cert_count(&ts), before_unknown, "nothing was issued");
+    assert_eq!(ts.cert_count(), before_unknown, "nothing was issued");
     assert_eq!(before_unknown, before + 1, "only the set-up certificate");
     // Control: the genuine certificate behind the forgery works.
     let mut c = ts.client(Some(&demo)).await;
@@ -563,13 +519,13 @@ async fn untrusted_client_certificates_are_refused() {
 async fn system_certificate_without_est_enroll_cannot_enrol() {
     let dir = tempfile::tempdir().expect("tmp");
     let ts = TestServer::start(dir.path()).await;
-    let org = demo_org(&ts);
+    let org = demo_org(ts.app());
     // A device certificate of the demo profile (no rights), and an admin-only one.
     let (_, device) = ts.issue_direct(&org, &profile(&ts, "demo"), "plain device", 365);
     let mut admin_only = profile(&ts, "demo-idm");
     admin_only.rights = vec![SystemRight::AdminApi];
     let (_, admin) = ts.issue_direct(&org, &admin_only, "admin only", 365);
-    let before = cert_count(&ts);
+    let before = ts.cert_count();
     for id in [&device, &admin] {
         let mut c = ts.client(Some(id)).await;
         for path in [ENROLL, "/.well-known/est/simpleenroll"] {
@@ -581,7 +537,7 @@ async fn system_certificate_without_est_enroll_cannot_enrol() {
             );
         }
     }
-    assert_eq!(cert_count(&ts), before, "nothing was issued");
+    assert_eq!(ts.cert_count(), before, "nothing was issued");
     // Control: the same request with the est-enroll right.
     let mut c = ts.client(Some(&ts.demo_identity())).await;
     issued_cert(&c.enroll(ENROLL, &demo_csr("new device").1).await);
@@ -600,7 +556,7 @@ async fn user_certificate_cannot_enrol_for_someone_else() {
     let created = create_profile(&mut op, b).await;
     let reference = created["order"]["reference"].as_str().expect("reference");
     let code = created["order"]["code"].as_str().expect("code");
-    let before = cert_count(&ts);
+    let before = ts.cert_count();
     let other_name = demo_csr_with("Anne Andersen", |_| {});
     let r = collect(&ts, "staff-b", reference, code, &other_name).await;
     assert_refused(&r, 403, "CN must be \"Jens Jensen\", as ordered");
@@ -621,14 +577,14 @@ async fn user_certificate_cannot_enrol_for_someone_else() {
     });
     let r = collect(&ts, "staff-b", reference, code, &other_subject_email).await;
     assert_refused(&r, 403, "emailAddress is not allowed in the subject");
-    assert_eq!(cert_count(&ts), before, "nothing was issued");
+    assert_eq!(ts.cert_count(), before, "nothing was issued");
     // Control: the refusals spent nothing; the right CSR collects.
     let r = collect(&ts, "staff-b", reference, code, &demo_csr(USER_NAME).1).await;
     issued_cert(&r);
 
     // Holding Jens's certificate: neither renewal nor enrolment for Anne.
     let (holder, cert, label) = user_certificate(&ts, &mut op).await;
-    let before = cert_count(&ts);
+    let before = ts.cert_count();
     let mut c = ts.client(Some(&holder)).await;
     let r = c.enroll(REENROLL, &other_name).await;
     assert_refused(
@@ -660,7 +616,7 @@ async fn user_certificate_cannot_enrol_for_someone_else() {
             "the client certificate does not carry the est-enroll right",
         );
     }
-    assert_eq!(cert_count(&ts), before, "nothing was issued");
+    assert_eq!(ts.cert_count(), before, "nothing was issued");
     // Control: renewing as Jens, with Jens's name, works and keeps the e-mail.
     let renewed = issued_cert(&c.enroll(REENROLL, &demo_csr(USER_NAME).1).await);
     assert_eq!(
@@ -678,7 +634,7 @@ async fn user_certificate_cannot_enrol_for_someone_else() {
 async fn csr_asking_for_more_than_the_profile_is_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let ts = TestServer::start(dir.path()).await;
-    let before = cert_count(&ts);
+    let before = ts.cert_count();
     let mut c = ts.client(Some(&ts.demo_identity())).await;
     // The demo profile: system certificates, DNS names below
     // .devices.demo.example, no IP addresses, no e-mail.
@@ -799,7 +755,7 @@ async fn csr_asking_for_more_than_the_profile_is_refused() {
         assert_eq!(r.status, 403, "{what}: {}", r.text());
         assert_refused(&r, 403, reason);
     }
-    assert_eq!(cert_count(&ts), before, "nothing was issued");
+    assert_eq!(ts.cert_count(), before, "nothing was issued");
     // Control: what the profile does allow.
     let ok = demo_csr_with("allowed", |p| {
         p.subject_alt_names = vec![rcgen::SanType::DnsName(ia5("a.devices.demo.example"))];
@@ -861,7 +817,7 @@ async fn weak_keys_are_refused() {
         &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime192v1"],
     );
     let rsa2048 = openssl_csr(&work, "rsa2048", &["-newkey", "rsa:2048"]);
-    let before = cert_count(&ts);
+    let before = ts.cert_count();
     let mut c = ts.client(Some(&ts.demo_identity())).await;
     // Never accepted, whatever the profile.
     let r = c.enroll(ENROLL, &rsa1024).await;
@@ -893,11 +849,11 @@ async fn weak_keys_are_refused() {
     // A holder cannot renew onto a weak key either.
     let (key, csr) = demo_csr("rsa1024");
     let cert = issued_cert(&c.enroll(ENROLL, &csr).await);
-    let before_renewal = cert_count(&ts);
+    let before_renewal = ts.cert_count();
     let mut holder = ts.client(Some(&Identity::new(der_of(&cert), &key))).await;
     let r = holder.enroll(REENROLL, &rsa1024).await;
     assert_refused(&r, 400, "RSA-1024");
-    assert_eq!(cert_count(&ts), before_renewal);
+    assert_eq!(ts.cert_count(), before_renewal);
     assert_eq!(before_renewal, before + 1, "only the control certificate");
     // Control: the openssl-made RSA-2048 CSR is fine under the demo profile.
     issued_cert(&c.enroll(ENROLL, &rsa2048).await);
@@ -1039,7 +995,7 @@ async fn one_time_code_works_once() {
         )
         .await,
     );
-    let before = cert_count(&ts);
+    let before = ts.cert_count();
     let again = collect(
         &ts,
         "doors",
@@ -1072,7 +1028,7 @@ async fn one_time_code_works_once() {
         )
         .await;
     assert_refused(&r, 401, "unknown reference number or wrong one-time code");
-    assert_eq!(cert_count(&ts), before, "nothing more was issued");
+    assert_eq!(ts.cert_count(), before, "nothing more was issued");
     let order = ts
         .app()
         .store
@@ -1088,7 +1044,7 @@ async fn one_time_code_works_once() {
 
     // At the same time: of eight simultaneous uses, exactly one gets a certificate.
     let (reference, code) = code_order(&mut op, "Gate controller", "gates").await;
-    let before = cert_count(&ts);
+    let before = ts.cert_count();
     let addr = ts.server.est_addr;
     let root = ts.root_der();
     let mut tasks = Vec::new();
@@ -1121,7 +1077,7 @@ async fn one_time_code_works_once() {
     }
     assert_eq!(issued.len(), 1, "exactly one collection succeeds");
     assert_eq!(
-        cert_count(&ts),
+        ts.cert_count(),
         before + 1,
         "exactly one certificate stored"
     );
@@ -1144,7 +1100,7 @@ async fn five_wrong_codes_lock_the_order() {
     let ts = TestServer::start(dir.path()).await;
     let mut op = Api::operator(&ts).await;
     let (reference, code) = code_order(&mut op, "Meter", "meters").await;
-    let before = cert_count(&ts);
+    let before = ts.cert_count();
     let csr = demo_csr("Meter").1;
     // An unknown reference number answers exactly like a wrong code.
     let unknown = collect(&ts, "meters", "999999999999", &code, &csr).await;
@@ -1164,7 +1120,7 @@ async fn five_wrong_codes_lock_the_order() {
     assert_refused(&r, 403, "the order is locked after 5 wrong codes");
     let r = collect(&ts, "meters", &reference, "GUESS00000000099", &csr).await;
     assert_refused(&r, 403, "the order is locked after 5 wrong codes");
-    assert_eq!(cert_count(&ts), before, "nothing was issued");
+    assert_eq!(ts.cert_count(), before, "nothing was issued");
     let order = ts
         .app()
         .store
@@ -1380,7 +1336,7 @@ async fn admin_api_token_of_another_organisation_sees_and_changes_nothing() {
     assert_eq!(r.status, 201, "{}", r.resp.text());
     let mut bravo = Api::token(&ts, r.body["token"].as_str().expect("token")).await;
     let orders_before = store.orders().count();
-    let certs_before = cert_count(&ts);
+    let certs_before = ts.cert_count();
     let tokens_audit_before = store.audit_events().count();
 
     let not_found = [
@@ -1516,7 +1472,7 @@ async fn admin_api_token_of_another_organisation_sees_and_changes_nothing() {
 
     // Nothing of A's changed.
     assert_eq!(store.orders().count(), orders_before, "no order created");
-    assert_eq!(cert_count(&ts), certs_before, "no certificate issued");
+    assert_eq!(ts.cert_count(), certs_before, "no certificate issued");
     let now = estd::model::now_unix();
     for s in [device, user] {
         let rec = store.cert(&s).expect("db").expect("cert");
@@ -1532,7 +1488,7 @@ async fn admin_api_token_of_another_organisation_sees_and_changes_nothing() {
             .expect("profile")
             .approval_required
     );
-    assert!(!demo_org(&ts).allow_seal);
+    assert!(!demo_org(ts.app()).allow_seal);
     assert_eq!(
         store
             .audit_events()
@@ -1578,7 +1534,7 @@ async fn registration_authority_peer_cannot_bypass_the_cas_restrictions() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.resp.text());
-    let org_before = demo_org(&ts);
+    let org_before = demo_org(ts.app());
     // B, with an IdM (est-enroll, admin-api) and an approval-held profile on
     // which B's enrolment waits.
     let bravo = ts.add_org(
@@ -1600,7 +1556,7 @@ async fn registration_authority_peer_cannot_bypass_the_cas_restrictions() {
     let mut hash = [0u8; 32];
     hash.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &held_csr).as_ref());
     let held = store.held_order(&hash).expect("db").expect("held").id;
-    let certs_before = cert_count(&ts);
+    let certs_before = ts.cert_count();
     let orders_before = store.orders().count();
 
     // A's IdM (est-enroll and admin-api for A) over EST.
@@ -1738,9 +1694,13 @@ async fn registration_authority_peer_cannot_bypass_the_cas_restrictions() {
     }
 
     // Nothing was issued, ordered, approved or changed.
-    assert_eq!(cert_count(&ts), certs_before, "no certificate issued");
+    assert_eq!(ts.cert_count(), certs_before, "no certificate issued");
     assert_eq!(store.orders().count(), orders_before, "no order created");
-    assert_eq!(demo_org(&ts), org_before, "A's registration is unchanged");
+    assert_eq!(
+        demo_org(ts.app()),
+        org_before,
+        "A's registration is unchanged"
+    );
     assert!(store.org("99887761").expect("db").is_none());
     assert_eq!(
         store
@@ -1799,7 +1759,7 @@ async fn reenrolment_must_keep_subject_and_subject_alt_name() {
     let csr = p.serialize_request(&key).expect("csr").der().to_vec();
     let old = issued_cert(&idm.enroll(ENROLL, &csr).await);
     let mut c = ts.client(Some(&Identity::new(der_of(&old), &key))).await;
-    let before = cert_count(&ts);
+    let before = ts.cert_count();
 
     let subject = "re-enrolment must keep the certificate's Subject unchanged";
     let alt = "re-enrolment must keep the certificate's SubjectAltName unchanged";
@@ -1872,7 +1832,7 @@ async fn reenrolment_must_keep_subject_and_subject_alt_name() {
         .enroll("/.well-known/est/demo-idm/simplereenroll", &same)
         .await;
     assert_refused(&r, 403, "label of the certificate's own profile");
-    assert_eq!(cert_count(&ts), before, "nothing was issued");
+    assert_eq!(ts.cert_count(), before, "nothing was issued");
 
     // Control: the same subject and SAN with a new key renews.
     let renewed = issued_cert(&c.enroll(REENROLL, &same).await);
@@ -1896,7 +1856,7 @@ async fn simultaneous_guesses_cannot_get_past_the_lockout() {
     )
     .await;
     let mut op = Api::operator(&ts).await;
-    let before = cert_count(&ts);
+    let before = ts.cert_count();
     const GUESSES: usize = 48;
     // Several rounds on fresh orders: a race needs requests that overlap.
     for round in 0..4 {
@@ -1955,6 +1915,6 @@ async fn simultaneous_guesses_cannot_get_past_the_lockout() {
         let r = collect(&ts, &label, &reference, &code, &csr).await;
         assert_refused(&r, 403, "the order is locked after 5 wrong codes");
     }
-    assert_eq!(cert_count(&ts), before, "nothing was issued");
+    assert_eq!(ts.cert_count(), before, "nothing was issued");
     ts.shutdown().await;
 }

@@ -1,7 +1,7 @@
 //! The admin API as a test calls it: one keep-alive HTTPS connection, a
 //! bearer token or a client certificate, JSON in and out.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::{Client, Identity, Resp, TestServer};
 
@@ -85,6 +85,14 @@ impl Api {
 
     pub async fn delete(&mut self, path: &str) -> Reply {
         self.call("DELETE", path, None).await
+    }
+
+    /// PATCHes a profile, asserting success (with a contact person, which
+    /// the demo profiles lack and a changed profile must have).
+    pub async fn change_profile(&mut self, id: &str, mut body: Value) {
+        body["contact"] = json!({"name": "Karen Hansen", "email": "karen@demo.example"});
+        let r = self.patch(&format!("/profiles/{id}"), body).await;
+        assert_eq!(r.status, 200, "profile change: {}", r.resp.text());
     }
 }
 

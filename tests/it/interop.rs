@@ -3,14 +3,12 @@
 //! `estclient` (the reference EST client) collecting a one-time-code order,
 //! which it can only do after a `WWW-Authenticate` challenge it recognises.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::*;
-use estd::orders::{self, Actor, OrderRequest};
 use estd::model::{Contact, Identification, Issuance, Profile};
+use estd::orders::{self, Actor, OrderRequest};
+use estd_testkit::*;
 
 /// Splits a raw HTTP/1.1 answer into its header lines (status line excluded).
 fn header_lines(raw: &[u8]) -> Vec<String> {

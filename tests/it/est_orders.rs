@@ -2,32 +2,14 @@
 //! real EST, with orders created through the same lifecycle operations the
 //! admin API uses.
 
-mod common;
-
 use base64::Engine;
-use common::*;
 use der::Decode;
-use estd::orders::{self, Actor, OrderRequest};
-use estd::model::{
-    Contact, Identification, Issuance, OrderStatus, Profile, RevocationReason,
-};
+use estd::model::{Contact, Identification, Issuance, OrderStatus, Profile, RevocationReason};
+use estd::orders::{self, OrderRequest};
+use estd_testkit::*;
 
 const COLLECT: &str = "/.well-known/est/simpleenroll";
 const REENROLL: &str = "/.well-known/est/simplereenroll";
-
-fn operator() -> Actor {
-    Actor {
-        name: "test-operator".into(),
-        cvr: None,
-    }
-}
-
-fn basic(user: &str, pass: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
-    )
-}
 
 /// A profile of the demo organisation with the given methods.
 fn add_profile(

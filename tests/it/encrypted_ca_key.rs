@@ -4,16 +4,15 @@
 //! missing or exposed passphrase stops start-up with a clear message; and
 //! `estd init` with a passphrase writes CA keys that openssl can open.
 
-mod common;
-mod process;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::pkcs7_certs;
 use der::{Decode, Encode};
-use process::{enrol_as_demo_idm, first_cert, run_to_exit, toml_str, write_config, Daemon};
+use estd_testkit::pkcs7_certs;
+use estd_testkit::process::{
+    enrol_as_demo_idm, first_cert, run_to_exit, toml_str, write_config, Daemon,
+};
 
 const PASS_VAR: &str = "ESTD_TEST_CA_PASSPHRASE";
 const PASS: &str = "Kalkun-Fjord 7 ørred";

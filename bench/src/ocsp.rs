@@ -199,10 +199,7 @@ fn parse_hex(s: &str) -> Option<Vec<u8>> {
     if s.is_empty() || s.len() % 2 != 0 {
         return None;
     }
-    s.as_bytes()
-        .chunks(2)
-        .map(estd::model::hex_byte)
-        .collect()
+    s.as_bytes().chunks(2).map(estd::model::hex_byte).collect()
 }
 
 /// Reads `<HEX> good|revoked|unknown` lines; blank lines and `#` comments are skipped.

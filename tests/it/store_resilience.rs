@@ -6,14 +6,12 @@
 //! Real server on loopback, real TLS, real sled in a temp dir (or on a small
 //! tmpfs for the full-disk test).
 
-mod common;
-mod process;
-
+use estd_testkit::process;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
 use estd::model::{now_unix, AuditAction, AuditEvent, AuditOutcome};
+use estd_testkit::*;
 use serde_json::Value;
 
 /// Rate limits off: these tests are about the store, not the limiter.

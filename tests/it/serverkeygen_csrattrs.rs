@@ -4,19 +4,16 @@
 //! (RFC 7030 4.5). Against a real estd on loopback with real TLS; the last
 //! tests run Cisco libest's `estclient` where it is installed.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::str::FromStr;
 
-use base64::Engine;
-use common::*;
 use const_oid::db::{rfc4519, rfc5912, rfc8410};
 use der::asn1::{BitString, ObjectIdentifier, SetOfVec};
 use der::{Any, Decode, Encode, Tag, Tagged};
-use estd::orders::{self, Actor, OrderRequest};
 use estd::model::{Identification, Issuance, KeyAlgorithm, Profile};
+use estd::orders::{self, Actor, OrderRequest};
+use estd_testkit::*;
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use x509_cert::name::Name;
 use x509_cert::request::{CertReq, CertReqInfo, Version};
@@ -26,13 +23,6 @@ const OI: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.97");
 const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
 const CHALLENGE_PASSWORD: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.7");
-
-fn basic(user: &str, pass: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
-    )
-}
 
 /// A one-time-code, browser-issuance profile "Laptop" of the demo organisation.
 fn keygen_profile(ts: &TestServer, label: &str, allowed: Option<Vec<KeyAlgorithm>>) -> Profile {

@@ -6,38 +6,15 @@
 //!   (the BMPString challengePassword is in est_pop.rs);
 //! - item 12, labels without regard to case: `labels_are_case_insensitive`.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
 use der::{Decode, Encode};
+use estd_testkit::*;
 use serde_json::{json, Value};
 use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::request::CertReq;
 
 const ENROLL: &str = "/.well-known/est/demo/simpleenroll";
-
-/// One admin API call as the operator: the status and the JSON answer.
-async fn admin(ts: &TestServer, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut c = ts.admin_client(None).await;
-    let auth = format!("Bearer {}", ts.operator_token());
-    let mut headers = vec![("authorization", auth.as_str())];
-    let bytes = match &body {
-        Some(b) => {
-            headers.push(("content-type", "application/json"));
-            serde_json::to_vec(b).expect("json")
-        }
-        None => vec![],
-    };
-    let r = c
-        .send(method, &format!("/api/v1{path}"), &headers, bytes)
-        .await;
-    (
-        r.status,
-        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
-    )
-}
 
 /// A profile body for the demo organisation, enrolled by API over EST.
 fn profile_body(name: &str, label: &str) -> Value {
@@ -57,21 +34,6 @@ fn profile_body(name: &str, label: &str) -> Value {
 fn assert_invalid(answer: &(u16, Value), field: &str) {
     assert_eq!(answer.0, 400, "answer: {}", answer.1);
     assert_eq!(answer.1["field"], field, "answer: {}", answer.1);
-}
-
-/// Asserts a refusal: the status and a reason in the text body.
-#[track_caller]
-fn assert_refused(r: &Resp, status: u16, reason: &str) {
-    assert_eq!(r.status, status, "answer: {}", r.text());
-    assert!(
-        r.text().contains(reason),
-        "expected {reason:?} in the answer {:?}",
-        r.text()
-    );
-}
-
-fn cert_count(ts: &TestServer) -> usize {
-    ts.app().store.cert_count()
 }
 
 /// Whether `openssl x509` reads the certificate.
@@ -172,13 +134,13 @@ async fn non_canonical_keys_are_refused() {
             "not on the curve",
         ),
     ];
-    let before = cert_count(&ts);
+    let before = ts.cert_count();
     for (what, csr, reason) in &cases {
         let r = c.enroll(ENROLL, csr).await;
         assert_eq!(r.status, 400, "{what}: {}", r.text());
         assert_refused(&r, 400, reason);
     }
-    assert_eq!(cert_count(&ts), before, "nothing was issued");
+    assert_eq!(ts.cert_count(), before, "nothing was issued");
 
     // Control: the canonical form of each key type issues, through the same
     // re-signing path, and OpenSSL reads the certificate.
@@ -214,33 +176,35 @@ fn bad_emails() -> Vec<String> {
 async fn bad_email_domains_are_refused_and_never_issued() {
     let dir = tempfile::tempdir().expect("tmp");
     let ts = TestServer::start(dir.path()).await;
-    let (status, created) =
-        admin(&ts, "POST", "/profiles", Some(profile_body("Mail", "mail"))).await;
+    let (status, created) = ts
+        .admin("POST", "/profiles", Some(profile_body("Mail", "mail")))
+        .await;
     assert_eq!(status, 201, "{created}");
     let id = created["profile"]["id"].as_str().expect("id").to_owned();
-    let before = cert_count(&ts);
+    let before = ts.cert_count();
 
     for bad in bad_emails() {
         // The profile's e-mail, on create and on change.
         let mut b = profile_body("Other", "other");
         b["email"] = json!(bad);
-        assert_invalid(&admin(&ts, "POST", "/profiles", Some(b)).await, "email");
+        assert_invalid(&ts.admin("POST", "/profiles", Some(b)).await, "email");
         let patch = json!({"email": bad});
         assert_invalid(
-            &admin(&ts, "PATCH", &format!("/profiles/{id}"), Some(patch)).await,
+            &ts.admin("PATCH", &format!("/profiles/{id}"), Some(patch))
+                .await,
             "email",
         );
         // The contact's.
         let mut b = profile_body("Other", "other");
         b["contact"]["email"] = json!(bad);
         assert_invalid(
-            &admin(&ts, "POST", "/profiles", Some(b)).await,
+            &ts.admin("POST", "/profiles", Some(b)).await,
             "contact.email",
         );
         // A user's, in an order.
         let order = json!({"profile_id": id, "user": {"name": "Jens Jensen", "email": bad}});
         assert_invalid(
-            &admin(&ts, "POST", "/orders", Some(order)).await,
+            &ts.admin("POST", "/orders", Some(order)).await,
             "user.email",
         );
     }
@@ -257,7 +221,7 @@ async fn bad_email_domains_are_refused_and_never_issued() {
             .await;
         assert_refused(&r, 403, "subject alternative name not allowed");
     }
-    assert_eq!(cert_count(&ts), before, "nothing was issued");
+    assert_eq!(ts.cert_count(), before, "nothing was issued");
     // Control: a good address is issued.
     p.email = Some("ops@demo.example".into());
     ts.app().store.put_profile(&p).expect("put");
@@ -289,7 +253,7 @@ async fn subject_text_is_refused_over_est_and_the_admin_api() {
     let dir = tempfile::tempdir().expect("tmp");
     let ts = TestServer::start(dir.path()).await;
     let mut c = ts.client(Some(&ts.demo_identity())).await;
-    let before = cert_count(&ts);
+    let before = ts.cert_count();
     for cn in SPOOFS {
         let r = c.enroll(ENROLL, &demo_csr(cn).1).await;
         assert_refused(&r, 403, "subject not allowed: CN");
@@ -298,7 +262,7 @@ async fn subject_text_is_refused_over_est_and_the_admin_api() {
     // emailAddress in the subject, equal to the profile's e-mail.
     let mut b = profile_body("Mail", "mail");
     b["email"] = json!("ops@demo.example");
-    let (status, created) = admin(&ts, "POST", "/profiles", Some(b)).await;
+    let (status, created) = ts.admin("POST", "/profiles", Some(b)).await;
     assert_eq!(status, 201, "{created}");
     let key = key(&rcgen::PKCS_ECDSA_P256_SHA256);
     let mut params = csr_params(DEMO_ORG, DEMO_CVR, "mail");
@@ -311,7 +275,7 @@ async fn subject_text_is_refused_over_est_and_the_admin_api() {
         .enroll("/.well-known/est/mail/simpleenroll", &with_email)
         .await;
     assert_refused(&r, 403, "emailAddress is not allowed in the subject");
-    assert_eq!(cert_count(&ts), before, "nothing was issued");
+    assert_eq!(ts.cert_count(), before, "nothing was issued");
     // Control: without it, the e-mail is in the SAN.
     let cert = issued_cert(
         &c.enroll("/.well-known/est/mail/simpleenroll", &demo_csr("mail").1)
@@ -325,12 +289,12 @@ async fn subject_text_is_refused_over_est_and_the_admin_api() {
     let id = created["profile"]["id"].as_str().expect("id").to_owned();
     for spoof in SPOOFS.iter().filter(|s| s.trim() == **s) {
         assert_invalid(
-            &admin(&ts, "POST", "/profiles", Some(profile_body(spoof, "spoof"))).await,
+            &ts.admin("POST", "/profiles", Some(profile_body(spoof, "spoof")))
+                .await,
             "name",
         );
         assert_invalid(
-            &admin(
-                &ts,
+            &ts.admin(
                 "PATCH",
                 &format!("/profiles/{id}"),
                 Some(json!({"name": spoof})),
@@ -341,18 +305,14 @@ async fn subject_text_is_refused_over_est_and_the_admin_api() {
         let mut b = profile_body("Other", "other");
         b["contact"]["name"] = json!(spoof);
         assert_invalid(
-            &admin(&ts, "POST", "/profiles", Some(b)).await,
+            &ts.admin("POST", "/profiles", Some(b)).await,
             "contact.name",
         );
         let order =
             json!({"profile_id": id, "user": {"name": spoof, "email": "jens@demo.example"}});
+        assert_invalid(&ts.admin("POST", "/orders", Some(order)).await, "user.name");
         assert_invalid(
-            &admin(&ts, "POST", "/orders", Some(order)).await,
-            "user.name",
-        );
-        assert_invalid(
-            &admin(
-                &ts,
+            &ts.admin(
                 "PATCH",
                 &format!("/organisations/{DEMO_CVR}"),
                 Some(json!({"name": spoof})),
@@ -375,32 +335,28 @@ async fn labels_are_case_insensitive() {
     let dir = tempfile::tempdir().expect("tmp");
     let ts = TestServer::start(dir.path()).await;
     for label in ["DEMO", "Demo"] {
-        let (status, body) = admin(
-            &ts,
-            "POST",
-            "/profiles",
-            Some(profile_body("Shadow", label)),
-        )
-        .await;
+        let (status, body) = ts
+            .admin("POST", "/profiles", Some(profile_body("Shadow", label)))
+            .await;
         assert_eq!(status, 409, "{label}: {body}");
     }
     // A new label is kept in lower case, and found in any case.
-    let (status, created) = admin(
-        &ts,
-        "POST",
-        "/profiles",
-        Some(profile_body("Sensors", "Door-Sensors")),
-    )
-    .await;
+    let (status, created) = ts
+        .admin(
+            "POST",
+            "/profiles",
+            Some(profile_body("Sensors", "Door-Sensors")),
+        )
+        .await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["profile"]["est_label"], "door-sensors");
-    let (status, _) = admin(
-        &ts,
-        "POST",
-        "/profiles",
-        Some(profile_body("Other", "door-SENSORS")),
-    )
-    .await;
+    let (status, _) = ts
+        .admin(
+            "POST",
+            "/profiles",
+            Some(profile_body("Other", "door-SENSORS")),
+        )
+        .await;
     assert_eq!(status, 409);
 
     let demo = ts

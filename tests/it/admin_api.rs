@@ -2,13 +2,12 @@
 //! sled store, called over HTTPS with the operator's token, an
 //! organisation's token, or a client certificate; and the `estd admin` CLI.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
 use der::Decode;
-use estd::model::{CertKind, Organisation, Profile, Serial, SystemRight};
+use estd::model::{CertKind, Profile, Serial, SystemRight};
+use estd_testkit::process::estd_cli;
+use estd_testkit::*;
 use serde_json::{json, Value};
 
 /// An admin API caller over one keep-alive connection.
@@ -161,14 +160,6 @@ fn code_profile_body(name: &str, label: &str) -> Value {
     let mut b = profile_body(name, label);
     b["identification"] = json!("one-time-code");
     b
-}
-
-fn demo_org(ts: &TestServer) -> Organisation {
-    ts.app()
-        .store
-        .org(DEMO_CVR)
-        .expect("store")
-        .expect("demo org")
 }
 
 fn stored_profile(ts: &TestServer, id: &str) -> Profile {
@@ -729,7 +720,7 @@ async fn profiles_are_searched_paged_and_exported_as_csv() {
     assert_problem(&op.get("/profiles?sort=name").await, 400, Some("sort"));
 
     // CSV of one profile: the issued certificate's row.
-    let org = demo_org(&ts);
+    let org = demo_org(ts.app());
     let alpha = stored_profile(&ts, &ids[0]);
     let (serial, _) = ts.issue_direct(&org, &alpha, "alpha-device", 200);
     let r = op
@@ -897,7 +888,7 @@ async fn an_organisation_sees_and_changes_only_its_own() {
         .expect("ref")
         .to_owned();
     let (a_serial, _) = ts.issue_direct(
-        &demo_org(&ts),
+        &demo_org(ts.app()),
         &stored_profile(&ts, &a_profile),
         "a-device",
         100,
@@ -1088,7 +1079,7 @@ async fn an_organisation_sees_and_changes_only_its_own() {
     // A certificate without the admin-api right is refused.
     let mut no_right = stored_profile(&ts, &a_profile);
     no_right.rights = vec![SystemRight::EstEnroll];
-    let (_, identity) = ts.issue_direct(&demo_org(&ts), &no_right, "no-admin", 30);
+    let (_, identity) = ts.issue_direct(&demo_org(ts.app()), &no_right, "no-admin", 30);
     let mut plain = Api::with_cert(&ts, &identity).await;
     assert_problem(&plain.get("/profiles").await, 403, None);
     ts.shutdown().await;
@@ -1106,7 +1097,7 @@ async fn certificates_are_revoked_blocked_and_renewed() {
         .create_profile(code_profile_body("Servers", "servers"))
         .await;
     let profile = stored_profile(&ts, created["profile"]["id"].as_str().expect("id"));
-    let org = demo_org(&ts);
+    let org = demo_org(ts.app());
     let (serial, _) = ts.issue_direct(&org, &profile, "server-1", 100);
 
     let r = op.get(&format!("/certificates/{serial}")).await;
@@ -1428,24 +1419,6 @@ async fn calls_without_valid_credentials_get_401() {
     ts.shutdown().await;
 }
 
-/// Runs the real `estd` binary with `args`; (success, stdout, stderr).
-async fn estd_cli(args: Vec<String>) -> (bool, String, String) {
-    tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_estd"))
-            .args(&args)
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run estd");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
-    .await
-    .expect("join")
-}
-
 #[tokio::test]
 async fn the_admin_cli_works_against_a_real_server() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -1523,7 +1496,7 @@ async fn the_admin_cli_works_against_a_real_server() {
     assert!(out.contains("2 orders"), "{out}");
 
     // export: CSV on stdout with the certificate's row.
-    let (serial, _) = ts.issue_direct(&demo_org(&ts), &profile, "cli-device", 50);
+    let (serial, _) = ts.issue_direct(&demo_org(ts.app()), &profile, "cli-device", 50);
     let (ok, out, err) = cli(&["export", "--cvr", DEMO_CVR]).await;
     assert!(ok, "export failed: {err}");
     let (header, rows) = csv_rows(out.as_bytes());

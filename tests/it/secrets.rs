@@ -3,15 +3,14 @@
 //! estd's output; key files are written with mode 0600, and estd refuses to
 //! start on a private key that group or others can read.
 
-mod common;
-mod process;
-
+use estd_testkit::process;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use base64::Engine;
-use common::{b64, csr_for, DEMO_CVR, DEMO_ORG};
-use process::{basic, first_cert, operator_token, run_to_exit, Admin, Daemon, TryClient};
+use estd_testkit::basic;
+use estd_testkit::process::{first_cert, operator_token, run_to_exit, Admin, Daemon, TryClient};
+use estd_testkit::{b64, csr_for, DEMO_CVR, DEMO_ORG};
 
 const B64: base64::engine::general_purpose::GeneralPurpose =
     base64::engine::general_purpose::STANDARD;
@@ -78,7 +77,7 @@ fn assert_absent(log: &str, what: &str, needles: &[String]) {
     }
 }
 
-async fn post_csr(d: &Daemon, root: &[u8], path: &str, auth: &str, cn: &str) -> common::Resp {
+async fn post_csr(d: &Daemon, root: &[u8], path: &str, auth: &str, cn: &str) -> estd_testkit::Resp {
     let (_key, csr) = csr_for(DEMO_ORG, DEMO_CVR, cn, &rcgen::PKCS_ECDSA_P256_SHA256);
     let mut c = TryClient::connect(d.est, root, None)
         .await
