@@ -282,45 +282,30 @@ fn write_serials(path: &Path, serials: &[(Serial, bool)]) -> Result<(), SetupErr
     Ok(())
 }
 
-/// Runs `--op fill`.
-pub(crate) fn run(cli: &Cli) -> Result<ExitCode, SetupError> {
-    let pct = cli.revoked_percent;
+/// `--revoked-percent` as parts per million.
+fn revoked_ppm(pct: f64) -> Result<u64, SetupError> {
     if !(pct.is_finite() && (0.0..=100.0).contains(&pct)) {
         return Err(SetupError::Usage(
             "--revoked-percent must be between 0 and 100".into(),
         ));
     }
-    let ppm = (pct * 10_000.0).round() as u64;
-    let count = cli.count;
-    let threads = match cli.threads {
+    Ok((pct * 10_000.0).round() as u64)
+}
+
+/// `--threads` (default: the number of CPUs), at most one per certificate.
+fn thread_count(threads: Option<u32>, count: u64) -> usize {
+    match threads {
         Some(t) => t as usize,
         None => std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
     }
     .min(count as usize)
-    .max(1);
+    .max(1)
+}
 
-    let config =
-        Config::load(cli.config.as_deref()).map_err(|e| SetupError::Usage(e.to_string()))?;
-    let data_dir = config.paths.data_dir.clone();
-    let serials_path: PathBuf = cli
-        .serials
-        .clone()
-        .unwrap_or_else(|| data_dir.join(SERIALS_FILE));
-    let du_before = dir_size(&data_dir);
-    eprintln!(
-        "estd-bench: fill: opening the store in {} (certs in {}); the server must be stopped",
-        data_dir.display(),
-        config.paths.certs_dir.display()
-    );
-    let init_started = Instant::now();
-    let init = App::init(config).map_err(|e| SetupError::Store(format!("initialising: {e}")))?;
-    let init_secs = init_started.elapsed().as_secs_f64();
-    let app: &App = &init.app;
-    let certs_before = app.store.cert_count();
-    let store_before = app.store.size_on_disk();
-
+/// The profile (`--label`) and organisation (`--cvr`) to issue under.
+fn fill_target(app: &App, cli: &Cli) -> Result<(Profile, Organisation), SetupError> {
     let profile = app
         .store
         .profile_by_label(&cli.label)
@@ -337,9 +322,122 @@ pub(crate) fn run(cli: &Cli) -> Result<ExitCode, SetupError> {
             cli.label, profile.cvr, org.cvr
         )));
     }
+    Ok((profile, org))
+}
+
+/// Issues `count` certificates on `threads` threads; (index, serial) in index order.
+fn issue_all(
+    ctx: &IssueCtx<'_>,
+    threads: usize,
+    count: u64,
+) -> Result<Vec<(u64, Serial)>, SetupError> {
+    let parts: Vec<Result<Vec<(u64, Serial)>, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads as u64)
+            .map(|t| scope.spawn(move || issue_share(ctx, t, threads as u64, count)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("an issuing thread panicked".into()))
+            })
+            .collect()
+    });
+    let mut issued: Vec<(u64, Serial)> = Vec::with_capacity(count as usize);
+    for part in parts {
+        issued.extend(part.map_err(SetupError::Store)?);
+    }
+    issued.sort_unstable_by_key(|(i, _)| *i);
+    Ok(issued)
+}
+
+/// Signs a fresh CRL; its size in bytes.
+fn sign_crl(app: &App) -> Result<usize, SetupError> {
+    let crl_started = Instant::now();
+    let crl = app
+        .revocation
+        .regenerate_crl(&app.ca, &app.store, &app.metrics)
+        .map_err(|e| SetupError::Store(format!("signing the CRL: {e}")))?;
     eprintln!(
-        "estd-bench: fill: store opened in {init_secs:.2} s with {certs_before} certificates, {:.1} MB on disk",
-        mb(store_before)
+        "estd-bench: fill: CRL number {} signed in {:.3} s ({} bytes)",
+        crl.number,
+        crl_started.elapsed().as_secs_f64(),
+        crl.der.len()
+    );
+    Ok(crl.der.len())
+}
+
+/// Seconds each phase of the fill took.
+#[derive(Default)]
+struct Timings {
+    init: f64,
+    issue: f64,
+    revoke: f64,
+    crl: f64,
+    flush: f64,
+    /// Issue, revoke, CRL and flush.
+    total: f64,
+    close: f64,
+}
+
+/// What the fill did, for the report.
+#[derive(Default)]
+struct Filled {
+    threads: usize,
+    /// Certificates issued, and how many of them were revoked.
+    issued: u64,
+    revoked: usize,
+    /// Certificates in the store before and after.
+    certs_before: usize,
+    certs_after: usize,
+    /// sled's size_on_disk before and after, bytes.
+    store_before: u64,
+    store_after: u64,
+    /// The data directory's size before, after the flush and after closing, bytes.
+    du_before: u64,
+    du_after_flush: u64,
+    du_after: u64,
+    crl_bytes: usize,
+    serials_path: PathBuf,
+    secs: Timings,
+}
+
+/// Runs `--op fill`.
+pub(crate) fn run(cli: &Cli) -> Result<ExitCode, SetupError> {
+    let pct = cli.revoked_percent;
+    let ppm = revoked_ppm(pct)?;
+    let count = cli.count;
+    let threads = thread_count(cli.threads, count);
+    let mut out = Filled {
+        threads,
+        ..Filled::default()
+    };
+
+    let config =
+        Config::load(cli.config.as_deref()).map_err(|e| SetupError::Usage(e.to_string()))?;
+    let data_dir = config.paths.data_dir.clone();
+    out.serials_path = cli
+        .serials
+        .clone()
+        .unwrap_or_else(|| data_dir.join(SERIALS_FILE));
+    out.du_before = dir_size(&data_dir);
+    eprintln!(
+        "estd-bench: fill: opening the store in {} (certs in {}); the server must be stopped",
+        data_dir.display(),
+        config.paths.certs_dir.display()
+    );
+    let init_started = Instant::now();
+    let init = App::init(config).map_err(|e| SetupError::Store(format!("initialising: {e}")))?;
+    out.secs.init = init_started.elapsed().as_secs_f64();
+    let app: &App = &init.app;
+    out.certs_before = app.store.cert_count();
+    out.store_before = app.store.size_on_disk();
+    let (profile, org) = fill_target(app, cli)?;
+    eprintln!(
+        "estd-bench: fill: store opened in {:.2} s with {} certificates, {:.1} MB on disk",
+        out.secs.init,
+        out.certs_before,
+        mb(out.store_before)
     );
     let keys = generate_keys()?;
 
@@ -357,27 +455,8 @@ pub(crate) fn run(cli: &Cli) -> Result<ExitCode, SetupError> {
         stop: AtomicBool::new(false),
     };
     let started = Instant::now();
-    let parts: Vec<Result<Vec<(u64, Serial)>, String>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads as u64)
-            .map(|t| {
-                let ctx = &ctx;
-                scope.spawn(move || issue_share(ctx, t, threads as u64, count))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("an issuing thread panicked".into()))
-            })
-            .collect()
-    });
-    let mut issued: Vec<(u64, Serial)> = Vec::with_capacity(count as usize);
-    for part in parts {
-        issued.extend(part.map_err(SetupError::Store)?);
-    }
-    issued.sort_unstable_by_key(|(i, _)| *i);
-    let issue_secs = started.elapsed().as_secs_f64();
+    let issued = issue_all(&ctx, threads, count)?;
+    out.secs.issue = started.elapsed().as_secs_f64();
 
     // Revoke.
     let listed: Vec<(Serial, bool)> = issued
@@ -392,82 +471,89 @@ pub(crate) fn run(cli: &Cli) -> Result<ExitCode, SetupError> {
     );
     let revoke_started = Instant::now();
     revoke_all(app, &to_revoke, threads)?;
-    let revoke_secs = revoke_started.elapsed().as_secs_f64();
+    out.secs.revoke = revoke_started.elapsed().as_secs_f64();
 
-    // CRL.
     let crl_started = Instant::now();
-    let crl = app
-        .revocation
-        .regenerate_crl(&app.ca, &app.store, &app.metrics)
-        .map_err(|e| SetupError::Store(format!("signing the CRL: {e}")))?;
-    let crl_secs = crl_started.elapsed().as_secs_f64();
-    eprintln!(
-        "estd-bench: fill: CRL number {} signed in {crl_secs:.3} s ({} bytes)",
-        crl.number,
-        crl.der.len()
-    );
+    out.crl_bytes = sign_crl(app)?;
+    out.secs.crl = crl_started.elapsed().as_secs_f64();
 
     // Flush.
     let flush_started = Instant::now();
     app.store
         .flush()
         .map_err(|e| SetupError::Store(format!("flushing: {e}")))?;
-    let flush_secs = flush_started.elapsed().as_secs_f64();
-    let total_secs = started.elapsed().as_secs_f64();
-
-    let certs_after = app.store.cert_count();
-    let store_after = app.store.size_on_disk();
-    let du_after_flush = dir_size(&data_dir);
+    out.secs.flush = flush_started.elapsed().as_secs_f64();
+    out.secs.total = started.elapsed().as_secs_f64();
+    out.certs_after = app.store.cert_count();
+    out.store_after = app.store.size_on_disk();
+    out.du_after_flush = dir_size(&data_dir);
 
     let close_started = Instant::now();
     drop(init);
-    let close_secs = close_started.elapsed().as_secs_f64();
-    let du_after = dir_size(&data_dir);
+    out.secs.close = close_started.elapsed().as_secs_f64();
+    out.du_after = dir_size(&data_dir);
 
-    write_serials(&serials_path, &listed)?;
+    write_serials(&out.serials_path, &listed)?;
+    out.issued = listed.len() as u64;
+    out.revoked = to_revoke.len();
+    report(&out);
+    Ok(ExitCode::SUCCESS)
+}
 
-    let n = listed.len() as u64;
-    let rate = if total_secs > 0.0 {
-        n as f64 / total_secs
-    } else {
-        0.0
-    };
-    let issue_rate = if issue_secs > 0.0 {
-        n as f64 / issue_secs
-    } else {
-        0.0
-    };
-    let per_cert_store = store_after.saturating_sub(store_before) / n.max(1);
-    let per_cert_du = du_after.saturating_sub(du_before) / n.max(1);
+/// Prints the report and the `RESULT` line.
+fn report(f: &Filled) {
+    let (n, t) = (f.issued, &f.secs);
+    let per_second = |secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    let rate = per_second(t.total);
+    let issue_rate = per_second(t.issue);
+    let per_cert_store = f.store_after.saturating_sub(f.store_before) / n.max(1);
+    let per_cert_du = f.du_after.saturating_sub(f.du_before) / n.max(1);
     println!("estd-bench report");
     println!("  op:            fill");
-    println!("  threads:       {threads}");
-    println!("  issued:        {n} ({} revoked)", to_revoke.len());
-    println!("  certificates:  {certs_before} before, {certs_after} after (kept count)");
-    println!("  store open:    {init_secs:.3} s (App::init)");
-    println!("  issue+store:   {issue_secs:.3} s ({issue_rate:.1} certificates/s)");
-    println!("  revoke:        {revoke_secs:.3} s");
-    println!("  CRL:           {crl_secs:.3} s ({} bytes)", crl.der.len());
-    println!("  flush:         {flush_secs:.3} s");
-    println!("  total:         {total_secs:.3} s ({rate:.1} certificates/s)");
-    println!("  close:         {close_secs:.3} s (dropping the store)");
+    println!("  threads:       {}", f.threads);
+    println!("  issued:        {n} ({} revoked)", f.revoked);
+    println!(
+        "  certificates:  {} before, {} after (kept count)",
+        f.certs_before, f.certs_after
+    );
+    println!("  store open:    {:.3} s (App::init)", t.init);
+    println!(
+        "  issue+store:   {:.3} s ({issue_rate:.1} certificates/s)",
+        t.issue
+    );
+    println!("  revoke:        {:.3} s", t.revoke);
+    println!("  CRL:           {:.3} s ({} bytes)", t.crl, f.crl_bytes);
+    println!("  flush:         {:.3} s", t.flush);
+    println!(
+        "  total:         {:.3} s ({rate:.1} certificates/s)",
+        t.total
+    );
+    println!("  close:         {:.3} s (dropping the store)", t.close);
     println!(
         "  size_on_disk:  {:.1} MB before, {:.1} MB after ({per_cert_store} bytes per certificate)",
-        mb(store_before),
-        mb(store_after)
+        mb(f.store_before),
+        mb(f.store_after)
     );
     println!(
         "  data dir:      {:.1} MB before, {:.1} MB after flush, {:.1} MB after close ({per_cert_du} bytes per certificate)",
-        mb(du_before),
-        mb(du_after_flush),
-        mb(du_after)
+        mb(f.du_before),
+        mb(f.du_after_flush),
+        mb(f.du_after)
     );
-    println!("  serials:       {}", serials_path.display());
+    println!("  serials:       {}", f.serials_path.display());
     println!(
-        "RESULT op=fill count={n} revoked={} threads={threads} secs={total_secs:.3} rate={rate:.1} issue_secs={issue_secs:.3} revoke_secs={revoke_secs:.3} crl_secs={crl_secs:.3} flush_secs={flush_secs:.3} store_bytes_before={store_before} store_bytes_after={store_after} du_bytes_after={du_after} bytes_per_cert={per_cert_du}",
-        to_revoke.len()
+        "RESULT op=fill count={n} revoked={} threads={} secs={:.3} rate={rate:.1} issue_secs={:.3} revoke_secs={:.3} crl_secs={:.3} flush_secs={:.3} store_bytes_before={} store_bytes_after={} du_bytes_after={} bytes_per_cert={per_cert_du}",
+        f.revoked,
+        f.threads,
+        t.total,
+        t.issue,
+        t.revoke,
+        t.crl,
+        t.flush,
+        f.store_before,
+        f.store_after,
+        f.du_after
     );
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

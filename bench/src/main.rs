@@ -896,171 +896,144 @@ fn real_main(cli: Cli) -> Result<ExitCode, SetupError> {
         Op::Ocsp => return ocsp::main(cli),
         Op::Enroll | Op::Reenroll | Op::Cacerts => {}
     }
-    if !cli.label.is_empty() && !estd::est::is_valid_label(&cli.label) {
-        return Err(SetupError::Usage(format!(
-            "--label {:?} is not a valid EST label",
-            cli.label
-        )));
-    }
-    let url = parse_url(&cli.url)?;
-    let server_name = ServerName::try_from(cli.server_name.clone())
-        .map_err(|e| SetupError::Usage(format!("--server-name: {e}")))?;
-
-    let roots_der = load_certs(&cli.ca)?;
-    let mut roots = RootCertStore::empty();
-    let mut anchors = Vec::with_capacity(roots_der.len());
-    for der in &roots_der {
-        roots.add(der.clone())?;
-        let anchor = webpki::anchor_from_trusted_cert(der).map_err(|e| SetupError::File {
-            path: cli.ca.clone(),
-            reason: format!("not a usable trust anchor: {e}"),
-        })?;
-        anchors.push(anchor.to_owned());
-    }
-    let idm_chain = load_certs(&cli.cert)?;
-    let idm_key = load_key(&cli.key)?;
-
-    let rss_before = match cli.server_pid {
-        Some(pid) => Some(read_rss(pid).map_err(SetupError::Io)?),
-        None => None,
-    };
-
+    let setup = Setup::load(&cli)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| SetupError::Io(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(run(
-        cli,
-        url,
-        server_name,
-        roots,
-        roots_der,
-        anchors,
-        idm_chain,
-        idm_key,
-        rss_before,
-    ))
+    runtime.block_on(run(cli, setup))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run(
-    cli: Cli,
+/// What the EST operations read from the command line and files before the
+/// runtime starts.
+struct Setup {
     url: BaseUrl,
     server_name: ServerName<'static>,
+    /// The trust anchors from `--ca`, as rustls roots, DER and webpki anchors.
     roots: RootCertStore,
     roots_der: Vec<CertificateDer<'static>>,
     anchors: Vec<TrustAnchor<'static>>,
+    /// The demo IdM system's identity.
     idm_chain: Vec<CertificateDer<'static>>,
     idm_key: PrivateKeyDer<'static>,
+    /// The server's memory (VmRSS, VmHWM) at start, with `--server-pid`.
     rss_before: Option<(u64, u64)>,
-) -> Result<ExitCode, SetupError> {
-    let addr = tokio::net::lookup_host(&url.authority)
+}
+
+impl Setup {
+    fn load(cli: &Cli) -> Result<Setup, SetupError> {
+        if !cli.label.is_empty() && !estd::est::is_valid_label(&cli.label) {
+            return Err(SetupError::Usage(format!(
+                "--label {:?} is not a valid EST label",
+                cli.label
+            )));
+        }
+        let url = parse_url(&cli.url)?;
+        let server_name = ServerName::try_from(cli.server_name.clone())
+            .map_err(|e| SetupError::Usage(format!("--server-name: {e}")))?;
+        let roots_der = load_certs(&cli.ca)?;
+        let mut roots = RootCertStore::empty();
+        let mut anchors = Vec::with_capacity(roots_der.len());
+        for der in &roots_der {
+            roots.add(der.clone())?;
+            let anchor = webpki::anchor_from_trusted_cert(der).map_err(|e| SetupError::File {
+                path: cli.ca.clone(),
+                reason: format!("not a usable trust anchor: {e}"),
+            })?;
+            anchors.push(anchor.to_owned());
+        }
+        let idm_chain = load_certs(&cli.cert)?;
+        let idm_key = load_key(&cli.key)?;
+        let rss_before = match cli.server_pid {
+            Some(pid) => Some(read_rss(pid).map_err(SetupError::Io)?),
+            None => None,
+        };
+        Ok(Setup {
+            url,
+            server_name,
+            roots,
+            roots_der,
+            anchors,
+            idm_chain,
+            idm_key,
+            rss_before,
+        })
+    }
+}
+
+/// How the requests are divided among the workers.
+#[derive(Debug, Clone, Copy)]
+struct Shares {
+    /// `--requests`.
+    total: usize,
+    /// `--workers`.
+    workers: usize,
+    /// Whether the run lasts `--duration` rather than `total` requests.
+    timed: bool,
+}
+
+impl Shares {
+    /// How many requests worker `w` sends.
+    fn share(self, w: usize) -> usize {
+        self.total / self.workers + usize::from(w < self.total % self.workers)
+    }
+
+    /// How many CSRs worker `w` holds: its share, and at least one when it
+    /// cycles through them for a duration.
+    fn pool(self, w: usize) -> usize {
+        if self.timed {
+            self.share(w).max(1)
+        } else {
+            self.share(w)
+        }
+    }
+}
+
+/// Set-up, the timed phase, and the report of one EST operation.
+async fn run(cli: Cli, setup: Setup) -> Result<ExitCode, SetupError> {
+    let addr = tokio::net::lookup_host(&setup.url.authority)
         .await
-        .map_err(|e| SetupError::Usage(format!("cannot resolve {}: {e}", url.authority)))?
+        .map_err(|e| SetupError::Usage(format!("cannot resolve {}: {e}", setup.url.authority)))?
         .next()
-        .ok_or_else(|| SetupError::Usage(format!("{} resolves to no address", url.authority)))?;
-    let workers = cli.workers as usize;
+        .ok_or_else(|| {
+            SetupError::Usage(format!("{} resolves to no address", setup.url.authority))
+        })?;
     let resumption = cli.conn == ConnMode::Reuse;
     // The IdM system's config, built once; used for set-up and for enroll/cacerts.
     let idm_config = client_config(
-        &roots,
-        idm_chain,
-        idm_key.clone_key(),
+        &setup.roots,
+        setup.idm_chain,
+        setup.idm_key.clone_key(),
         cli.tls12,
         resumption,
     )?;
     let mut ctx = Ctx {
         addr,
-        authority: url.authority.clone(),
-        server_name,
-        est_base: format!("{}{EST_PATH}", url.path),
+        authority: setup.url.authority.clone(),
+        server_name: setup.server_name,
+        est_base: format!("{}{EST_PATH}", setup.url.path),
         label_segment: if cli.label.is_empty() {
             String::new()
         } else {
             format!("{}/", cli.label)
         },
-        anchors,
+        anchors: setup.anchors,
         intermediates: Vec::new(),
         algs: rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
         conn_mode: cli.conn,
         error_samples: Mutex::new(Vec::new()),
-        client_roots: roots.clone(),
+        client_roots: setup.roots,
         tls12: cli.tls12,
         resumption,
     };
+    ctx.intermediates = fetch_issuing_ca(&ctx, &idm_config, &setup.roots_der).await?;
 
-    // The issuing CA, once.
-    let mut slot = None;
-    let cacerts_path = ctx.cacerts_path();
-    let body = exchange(&ctx, &idm_config, &mut slot, &Call::Get(&cacerts_path))
-        .await
-        .map_err(|e| SetupError::Server(format!("fetching cacerts: {e}")))?;
-    drop(slot);
-    let ca_certs =
-        verify_cacerts(&body).map_err(|e| SetupError::Server(format!("cacerts: {e}")))?;
-    for cert in &ca_certs {
-        let der = cert
-            .to_der()
-            .map_err(|e| SetupError::Server(format!("cacerts: {e}")))?;
-        let self_signed = cert.tbs_certificate.subject == cert.tbs_certificate.issuer;
-        if !self_signed && !roots_der.iter().any(|r| r.as_ref() == der.as_slice()) {
-            ctx.intermediates.push(CertificateDer::from(der));
-        }
-    }
-    if ctx.intermediates.len() != 1 {
-        return Err(SetupError::Server(format!(
-            "cacerts: expected one issuing CA besides the root, found {}",
-            ctx.intermediates.len()
-        )));
-    }
-    eprintln!(
-        "estd-bench: issuing CA {}",
-        ca_certs
-            .iter()
-            .find(|c| c.tbs_certificate.subject != c.tbs_certificate.issuer)
-            .map(|c| c.tbs_certificate.subject.to_string())
-            .unwrap_or_default()
-    );
-
-    // How many requests each worker sends, and how many CSRs it holds.
-    let total = cli.requests as usize;
-    let share = |w: usize| total / workers + usize::from(w < total % workers);
-    let pool = |w: usize| {
-        if cli.duration.is_some() {
-            share(w).max(1)
-        } else {
-            share(w)
-        }
+    let shares = Shares {
+        total: cli.requests as usize,
+        workers: cli.workers as usize,
+        timed: cli.duration.is_some(),
     };
-    let mut specs: Vec<(String, bool)> = Vec::new();
-    match cli.op {
-        Op::Cacerts => {}
-        Op::Fill | Op::Ocsp => {
-            return Err(SetupError::Usage(format!(
-                "{} is not an EST operation",
-                cli.op.name()
-            )))
-        }
-        Op::Enroll => {
-            // Worker w takes CSRs w, w+W, w+2W, ...: every subject is distinct.
-            for w in 0..workers {
-                for j in 0..pool(w) {
-                    specs.push((format!("bench-{}", w + j * workers), false));
-                }
-            }
-        }
-        Op::Reenroll => {
-            // Per worker: its identity's key, then its renewal CSRs, same
-            // subject; every key is kept, as each renewal becomes the client
-            // certificate of the next.
-            for w in 0..workers {
-                specs.push((format!("bench-{w}"), true));
-                for _ in 0..pool(w) {
-                    specs.push((format!("bench-{w}"), true));
-                }
-            }
-        }
-    }
+    let specs = job_specs(cli.op, shares)?;
     let (org, cvr, key_type) = (cli.org.clone(), cli.cvr.clone(), cli.key_type);
     let generated = if specs.is_empty() {
         Vec::new()
@@ -1071,96 +1044,12 @@ async fn run(
     };
 
     let ctx = Arc::new(ctx);
-    let mut plans: Vec<Worker> = Vec::with_capacity(workers);
-    let mut gen_iter = generated.iter();
-    match cli.op {
-        Op::Fill | Op::Ocsp => {}
-        Op::Cacerts => {
-            for w in 0..workers {
-                plans.push(Worker {
-                    config: idm_config.clone(),
-                    jobs: Vec::new(),
-                    count: share(w) as u64,
-                    expected_subject: None,
-                });
-            }
-        }
-        Op::Enroll => {
-            for w in 0..workers {
-                let jobs = gen_iter
-                    .by_ref()
-                    .take(pool(w))
-                    .map(job_from)
-                    .collect::<Result<Vec<_>, _>>()?;
-                plans.push(Worker {
-                    config: idm_config.clone(),
-                    jobs,
-                    count: share(w) as u64,
-                    expected_subject: None,
-                });
-            }
-        }
-        Op::Reenroll => {
-            // Enrol one identity per worker (untimed), concurrently.
-            let mut identities = Vec::with_capacity(workers);
-            let mut renewals = Vec::with_capacity(workers);
-            for w in 0..workers {
-                let ident = gen_iter
-                    .next()
-                    .ok_or_else(|| SetupError::Generate("too few CSRs".into()))?;
-                let jobs = gen_iter
-                    .by_ref()
-                    .take(pool(w))
-                    .map(job_from)
-                    .collect::<Result<Vec<_>, _>>()?;
-                identities.push((job_from(ident)?, ident.pkcs8.clone()));
-                renewals.push(jobs);
-            }
-            eprintln!("estd-bench: enrolling {workers} re-enrolment identities");
-            let mut tasks = Vec::with_capacity(workers);
-            for (job, _) in &identities {
-                let ctx = ctx.clone();
-                let config = idm_config.clone();
-                let body = job.body.clone();
-                let (spki, subj) = (job.spki_der.clone(), job.subject_der.clone());
-                tasks.push(tokio::spawn(async move {
-                    let mut slot = None;
-                    let path = ctx.enroll_path();
-                    let answer =
-                        exchange(&ctx, &config, &mut slot, &Call::PostCsr(&path, body)).await?;
-                    verify_issued(&ctx, &answer, &spki, &subj)
-                }));
-            }
-            for ((task, (_, pkcs8)), (w, jobs)) in tasks
-                .into_iter()
-                .zip(identities)
-                .zip(renewals.into_iter().enumerate())
-            {
-                let cert_der = task
-                    .await
-                    .map_err(|e| SetupError::Server(format!("identity task failed: {e}")))?
-                    .map_err(|e| SetupError::Server(format!("enrolling identity {w}: {e}")))?;
-                let cert = Certificate::from_der(&cert_der)
-                    .map_err(|e| SetupError::Server(format!("identity {w}: {e}")))?;
-                let expected = cert
-                    .tbs_certificate
-                    .subject
-                    .to_der()
-                    .map_err(|e| SetupError::Server(format!("identity {w}: {e}")))?;
-                let pkcs8 =
-                    pkcs8.ok_or_else(|| SetupError::Generate("identity key not kept".into()))?;
-                let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8));
-                let chain = vec![CertificateDer::from(cert_der), ctx.intermediates[0].clone()];
-                let config = client_config(&roots, chain, key, cli.tls12, resumption)?;
-                plans.push(Worker {
-                    config,
-                    jobs,
-                    count: share(w) as u64,
-                    expected_subject: Some(expected),
-                });
-            }
-        }
-    }
+    let plans = match cli.op {
+        Op::Cacerts => cacerts_plans(&idm_config, shares),
+        Op::Enroll => enroll_plans(&idm_config, &generated, shares)?,
+        Op::Reenroll => reenroll_plans(&ctx, &idm_config, &generated, shares).await?,
+        Op::Fill | Op::Ocsp => Vec::new(),
+    };
 
     let rss_start = match cli.server_pid {
         Some(pid) => Some(read_rss(pid).map_err(SetupError::Io)?),
@@ -1168,21 +1057,237 @@ async fn run(
     };
     match cli.duration {
         Some(d) => eprintln!(
-            "estd-bench: timed phase: {} for {d} s, {workers} workers, conn={}",
+            "estd-bench: timed phase: {} for {d} s, {} workers, conn={}",
             cli.op.name(),
+            shares.workers,
             cli.conn.name()
         ),
         None => eprintln!(
-            "estd-bench: timed phase: {} x {total}, {workers} workers, conn={}",
+            "estd-bench: timed phase: {} x {}, {} workers, conn={}",
             cli.op.name(),
+            shares.total,
+            shares.workers,
             cli.conn.name()
         ),
     }
+    let summary = timed_phase(&ctx, cli.op, plans, cli.duration).await;
+    let rss_after = cli.server_pid.map(read_rss);
+    let rss = Rss {
+        before: setup.rss_before,
+        start: rss_start,
+        after: rss_after,
+    };
+    Ok(report(&cli, &ctx, summary, rss))
+}
+
+/// Fetches `cacerts` once as the IdM system and returns the issuing CA: the
+/// one certificate that is neither self-signed nor a trust anchor.
+async fn fetch_issuing_ca(
+    ctx: &Ctx,
+    idm_config: &Arc<ClientConfig>,
+    roots_der: &[CertificateDer<'static>],
+) -> Result<Vec<CertificateDer<'static>>, SetupError> {
+    let mut slot = None;
+    let cacerts_path = ctx.cacerts_path();
+    let body = exchange(ctx, idm_config, &mut slot, &Call::Get(&cacerts_path))
+        .await
+        .map_err(|e| SetupError::Server(format!("fetching cacerts: {e}")))?;
+    drop(slot);
+    let ca_certs =
+        verify_cacerts(&body).map_err(|e| SetupError::Server(format!("cacerts: {e}")))?;
+    let mut intermediates = Vec::new();
+    for cert in &ca_certs {
+        let der = cert
+            .to_der()
+            .map_err(|e| SetupError::Server(format!("cacerts: {e}")))?;
+        let self_signed = cert.tbs_certificate.subject == cert.tbs_certificate.issuer;
+        if !self_signed && !roots_der.iter().any(|r| r.as_ref() == der.as_slice()) {
+            intermediates.push(CertificateDer::from(der));
+        }
+    }
+    if intermediates.len() != 1 {
+        return Err(SetupError::Server(format!(
+            "cacerts: expected one issuing CA besides the root, found {}",
+            intermediates.len()
+        )));
+    }
+    eprintln!(
+        "estd-bench: issuing CA {}",
+        ca_certs
+            .iter()
+            .find(|c| c.tbs_certificate.subject != c.tbs_certificate.issuer)
+            .map(|c| c.tbs_certificate.subject.to_string())
+            .unwrap_or_default()
+    );
+    Ok(intermediates)
+}
+
+/// The CSRs to generate, in order: (common name, whether the key is kept).
+fn job_specs(op: Op, shares: Shares) -> Result<Vec<(String, bool)>, SetupError> {
+    let workers = shares.workers;
+    let mut specs: Vec<(String, bool)> = Vec::new();
+    match op {
+        Op::Cacerts => {}
+        Op::Fill | Op::Ocsp => {
+            return Err(SetupError::Usage(format!(
+                "{} is not an EST operation",
+                op.name()
+            )))
+        }
+        Op::Enroll => {
+            // Worker w takes CSRs w, w+W, w+2W, ...: every subject is distinct.
+            for w in 0..workers {
+                for j in 0..shares.pool(w) {
+                    specs.push((format!("bench-{}", w + j * workers), false));
+                }
+            }
+        }
+        Op::Reenroll => {
+            // Per worker: its identity's key, then its renewal CSRs, same
+            // subject; every key is kept, as each renewal becomes the client
+            // certificate of the next.
+            for w in 0..workers {
+                specs.push((format!("bench-{w}"), true));
+                for _ in 0..shares.pool(w) {
+                    specs.push((format!("bench-{w}"), true));
+                }
+            }
+        }
+    }
+    Ok(specs)
+}
+
+/// `cacerts`: every worker asks as the IdM system, with no CSRs.
+fn cacerts_plans(idm_config: &Arc<ClientConfig>, shares: Shares) -> Vec<Worker> {
+    (0..shares.workers)
+        .map(|w| Worker {
+            config: idm_config.clone(),
+            jobs: Vec::new(),
+            count: shares.share(w) as u64,
+            expected_subject: None,
+        })
+        .collect()
+}
+
+/// `enroll`: every worker enrols as the IdM system, with its pool of CSRs.
+fn enroll_plans(
+    idm_config: &Arc<ClientConfig>,
+    generated: &[Generated],
+    shares: Shares,
+) -> Result<Vec<Worker>, SetupError> {
+    let mut gen_iter = generated.iter();
+    let mut plans = Vec::with_capacity(shares.workers);
+    for w in 0..shares.workers {
+        let jobs = gen_iter
+            .by_ref()
+            .take(shares.pool(w))
+            .map(job_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        plans.push(Worker {
+            config: idm_config.clone(),
+            jobs,
+            count: shares.share(w) as u64,
+            expected_subject: None,
+        });
+    }
+    Ok(plans)
+}
+
+/// `reenroll`: enrols one identity per worker (untimed, concurrently); each
+/// worker then renews as that identity, with its pool of renewal CSRs.
+async fn reenroll_plans(
+    ctx: &Arc<Ctx>,
+    idm_config: &Arc<ClientConfig>,
+    generated: &[Generated],
+    shares: Shares,
+) -> Result<Vec<Worker>, SetupError> {
+    let workers = shares.workers;
+    let mut gen_iter = generated.iter();
+    let mut identities = Vec::with_capacity(workers);
+    let mut renewals = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let ident = gen_iter
+            .next()
+            .ok_or_else(|| SetupError::Generate("too few CSRs".into()))?;
+        let jobs = gen_iter
+            .by_ref()
+            .take(shares.pool(w))
+            .map(job_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        identities.push((job_from(ident)?, ident.pkcs8.clone()));
+        renewals.push(jobs);
+    }
+    eprintln!("estd-bench: enrolling {workers} re-enrolment identities");
+    let tasks: Vec<_> = identities
+        .iter()
+        .map(|(job, _)| tokio::spawn(enrol_identity(ctx.clone(), idm_config.clone(), job)))
+        .collect();
+    let mut plans = Vec::with_capacity(workers);
+    for ((task, (_, pkcs8)), (w, jobs)) in tasks
+        .into_iter()
+        .zip(identities)
+        .zip(renewals.into_iter().enumerate())
+    {
+        let cert_der = task
+            .await
+            .map_err(|e| SetupError::Server(format!("identity task failed: {e}")))?
+            .map_err(|e| SetupError::Server(format!("enrolling identity {w}: {e}")))?;
+        let (config, expected) = renewal_identity(ctx, w, cert_der, pkcs8)?;
+        plans.push(Worker {
+            config,
+            jobs,
+            count: shares.share(w) as u64,
+            expected_subject: Some(expected),
+        });
+    }
+    Ok(plans)
+}
+
+/// Enrols `job` as the IdM system and returns the verified certificate, DER.
+fn enrol_identity(
+    ctx: Arc<Ctx>,
+    config: Arc<ClientConfig>,
+    job: &Job,
+) -> impl std::future::Future<Output = Result<Vec<u8>, String>> + Send + 'static {
+    let body = job.body.clone();
+    let (spki, subj) = (job.spki_der.clone(), job.subject_der.clone());
+    async move {
+        let mut slot = None;
+        let path = ctx.enroll_path();
+        let answer = exchange(&ctx, &config, &mut slot, &Call::PostCsr(&path, body)).await?;
+        verify_issued(&ctx, &answer, &spki, &subj)
+    }
+}
+
+/// The TLS config of worker `w`'s re-enrolment identity (its certificate
+/// `cert_der` and key), and the subject DER every renewal must carry.
+fn renewal_identity(
+    ctx: &Ctx,
+    w: usize,
+    cert_der: Vec<u8>,
+    pkcs8: Option<Vec<u8>>,
+) -> Result<(Arc<ClientConfig>, Vec<u8>), SetupError> {
+    let cert = Certificate::from_der(&cert_der)
+        .map_err(|e| SetupError::Server(format!("identity {w}: {e}")))?;
+    let expected = cert
+        .tbs_certificate
+        .subject
+        .to_der()
+        .map_err(|e| SetupError::Server(format!("identity {w}: {e}")))?;
+    let pkcs8 = pkcs8.ok_or_else(|| SetupError::Generate("identity key not kept".into()))?;
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8));
+    let chain = vec![CertificateDer::from(cert_der), ctx.intermediates[0].clone()];
+    let config = client_config(&ctx.client_roots, chain, key, ctx.tls12, ctx.resumption)?;
+    Ok((config, expected))
+}
+
+/// Runs every worker's plan (until `duration` if given) and adds up what they did.
+async fn timed_phase(ctx: &Arc<Ctx>, op: Op, plans: Vec<Worker>, duration: Option<f64>) -> Summary {
     let started = Instant::now();
-    let deadline = cli.duration.map(|d| started + Duration::from_secs_f64(d));
+    let deadline = duration.map(|d| started + Duration::from_secs_f64(d));
     let handles: Vec<_> = plans
         .into_iter()
-        .map(|plan| tokio::spawn(run_worker(ctx.clone(), cli.op, plan, deadline)))
+        .map(|plan| tokio::spawn(run_worker(ctx.clone(), op, plan, deadline)))
         .collect();
     let mut summary = Summary {
         attempted: 0,
@@ -1206,26 +1311,43 @@ async fn run(
         }
     }
     summary.secs = started.elapsed().as_secs_f64();
-    let rss_after = cli.server_pid.map(read_rss);
-
-    Ok(report(
-        &cli, &ctx, summary, rss_before, rss_start, rss_after,
-    ))
+    summary
 }
 
-fn report(
-    cli: &Cli,
-    ctx: &Ctx,
-    mut s: Summary,
-    rss_before: Option<(u64, u64)>,
-    rss_start: Option<(u64, u64)>,
-    rss_after: Option<Result<(u64, u64), String>>,
-) -> ExitCode {
-    s.latencies.sort_unstable();
-    let p50 = percentile_ms(&s.latencies, 0.50);
-    let p90 = percentile_ms(&s.latencies, 0.90);
-    let p99 = percentile_ms(&s.latencies, 0.99);
-    let max = s.latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+/// The server's memory (VmRSS, VmHWM in kB), read with `--server-pid`.
+struct Rss {
+    /// At start.
+    before: Option<(u64, u64)>,
+    /// Before the timed phase.
+    start: Option<(u64, u64)>,
+    /// After it, or why it could not be read.
+    after: Option<Result<(u64, u64), String>>,
+}
+
+/// Latency percentiles and maximum, milliseconds.
+struct Latency {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Latency {
+    fn of(latencies: &mut [Duration]) -> Latency {
+        latencies.sort_unstable();
+        Latency {
+            p50: percentile_ms(latencies, 0.50),
+            p90: percentile_ms(latencies, 0.90),
+            p99: percentile_ms(latencies, 0.99),
+            max: latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        }
+    }
+}
+
+/// Prints the report and the `RESULT` line; fails when any request failed
+/// or none was verified.
+fn report(cli: &Cli, ctx: &Ctx, mut s: Summary, rss: Rss) -> ExitCode {
+    let lat = Latency::of(&mut s.latencies);
     let rate = if s.secs > 0.0 {
         s.verified as f64 / s.secs
     } else {
@@ -1246,30 +1368,18 @@ fn report(
     println!("  elapsed:       {:.3} s", s.secs);
     println!("  rate:          {rate:.1} verified ops/s");
     println!(
-        "  latency ms:    p50 {p50:.2}  p90 {p90:.2}  p99 {p99:.2}  max {max:.2}{}",
+        "  latency ms:    p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}{}",
+        lat.p50,
+        lat.p90,
+        lat.p99,
+        lat.max,
         if cli.conn == ConnMode::New {
             "  (including the connection and handshake)"
         } else {
             ""
         }
     );
-    let mut rss_kb = String::from("-");
-    if let Some(pid) = cli.server_pid {
-        if let Some((rss, _)) = rss_before {
-            println!("  server RSS:    {rss} kB at start (pid {pid})");
-        }
-        if let Some((rss, _)) = rss_start {
-            println!("  server RSS:    {rss} kB before the timed phase");
-        }
-        match rss_after {
-            Some(Ok((rss, hwm))) => {
-                println!("  server RSS:    {rss} kB after (peak VmHWM {hwm} kB)");
-                rss_kb = rss.to_string();
-            }
-            Some(Err(e)) => println!("  server RSS:    unreadable after the run: {e}"),
-            None => {}
-        }
-    }
+    let rss_kb = print_rss(cli.server_pid, rss);
     if let Ok(samples) = ctx.error_samples.lock() {
         if !samples.is_empty() {
             println!("  first errors:");
@@ -1288,10 +1398,10 @@ fn report(
         s.errors,
         s.secs,
         rate,
-        p50,
-        p90,
-        p99,
-        max,
+        lat.p50,
+        lat.p90,
+        lat.p99,
+        lat.max,
         rss_kb
     );
     if s.errors > 0 || s.verified == 0 {
@@ -1299,6 +1409,29 @@ fn report(
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Prints the server's memory lines (with `--server-pid`) and returns the
+/// `rss_kb` field of the `RESULT` line: the size after the run, or `-`.
+fn print_rss(server_pid: Option<u32>, rss: Rss) -> String {
+    let mut rss_kb = String::from("-");
+    if let Some(pid) = server_pid {
+        if let Some((kb, _)) = rss.before {
+            println!("  server RSS:    {kb} kB at start (pid {pid})");
+        }
+        if let Some((kb, _)) = rss.start {
+            println!("  server RSS:    {kb} kB before the timed phase");
+        }
+        match rss.after {
+            Some(Ok((kb, hwm))) => {
+                println!("  server RSS:    {kb} kB after (peak VmHWM {hwm} kB)");
+                rss_kb = kb.to_string();
+            }
+            Some(Err(e)) => println!("  server RSS:    unreadable after the run: {e}"),
+            None => {}
+        }
+    }
+    rss_kb
 }
 
 #[cfg(test)]

@@ -680,66 +680,73 @@ async fn run_worker(
     stats
 }
 
-/// Runs `--op ocsp`.
-pub(crate) fn main(cli: Cli) -> Result<ExitCode, SetupError> {
-    let (authority, path) = parse_http_url(&cli.ocsp_url)?;
-    let serials_path = cli
-        .serials
-        .clone()
-        .ok_or_else(|| SetupError::Usage("--op ocsp needs --serials FILE".into()))?;
-    let issuer_der = load_certs(&cli.issuer)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| SetupError::Usage("--issuer holds no certificate".into()))?;
-    let issuer = Certificate::from_der(issuer_der.as_ref()).map_err(|e| SetupError::File {
-        path: cli.issuer.clone(),
-        reason: format!("not an X.509 certificate: {e}"),
-    })?;
-    let sha1 = |data: &[u8]| digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, data);
-    let enc = |e: der::Error| SetupError::Generate(format!("encoding: {e}"));
-    let name_der = issuer.tbs_certificate.subject.to_der().map_err(enc)?;
-    let name_hash = OctetString::new(sha1(&name_der).as_ref()).map_err(enc)?;
-    let key_hash = OctetString::new(
-        sha1(
-            issuer
-                .tbs_certificate
-                .subject_public_key_info
-                .subject_public_key
-                .raw_bytes(),
-        )
-        .as_ref(),
-    )
-    .map_err(enc)?;
-    let hash_alg = AlgorithmIdentifierOwned {
-        oid: SHA1,
-        parameters: Some(Any::from(Null)),
-    };
+/// The issuing CA and the CertID fields that name it (SHA-1, RFC 6960 4.1.1).
+struct IssuerId {
+    issuer: Certificate,
+    hash_alg: AlgorithmIdentifierOwned,
+    name_hash: OctetString,
+    key_hash: OctetString,
+}
 
-    let serials = read_serials(&serials_path)?;
-    let revoked_in_file = serials
-        .iter()
-        .filter(|(_, e)| *e == Expected::Revoked)
-        .count();
-    eprintln!(
-        "estd-bench: {} serials in {} ({revoked_in_file} revoked); issuing CA {}",
-        serials.len(),
-        serials_path.display(),
-        issuer.tbs_certificate.subject
-    );
-    let total = cli.requests as usize;
-    let pool = total.min(MAX_POOL);
-    let method = match cli.method {
-        crate::OcspMethod::Post => Method::POST,
-        crate::OcspMethod::Get => Method::GET,
-    };
+impl IssuerId {
+    /// Reads the first certificate of `--issuer` and hashes its name and key.
+    fn load(path: &Path) -> Result<IssuerId, SetupError> {
+        let issuer_der = load_certs(path)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| SetupError::Usage("--issuer holds no certificate".into()))?;
+        let issuer = Certificate::from_der(issuer_der.as_ref()).map_err(|e| SetupError::File {
+            path: path.to_path_buf(),
+            reason: format!("not an X.509 certificate: {e}"),
+        })?;
+        let sha1 = |data: &[u8]| digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, data);
+        let name_der = issuer.tbs_certificate.subject.to_der().map_err(encoding)?;
+        let name_hash = OctetString::new(sha1(&name_der).as_ref()).map_err(encoding)?;
+        let key_hash = OctetString::new(
+            sha1(
+                issuer
+                    .tbs_certificate
+                    .subject_public_key_info
+                    .subject_public_key
+                    .raw_bytes(),
+            )
+            .as_ref(),
+        )
+        .map_err(encoding)?;
+        let hash_alg = AlgorithmIdentifierOwned {
+            oid: SHA1,
+            parameters: Some(Any::from(Null)),
+        };
+        Ok(IssuerId {
+            issuer,
+            hash_alg,
+            name_hash,
+            key_hash,
+        })
+    }
+}
+
+fn encoding(e: der::Error) -> SetupError {
+    SetupError::Generate(format!("encoding: {e}"))
+}
+
+/// Encodes `pool` requests about serials drawn at random from `serials`,
+/// each with a fresh nonce under `--nonce`. `path` is the responder's path
+/// from `--ocsp-url`.
+fn encode_jobs(
+    cli: &Cli,
+    id: &IssuerId,
+    serials: &[(Vec<u8>, Expected)],
+    path: &str,
+    pool: usize,
+) -> Result<Vec<Job>, SetupError> {
     let responder_path = if path.is_empty() {
         "/".to_owned()
     } else {
-        path.clone()
+        path.to_owned()
     };
     let mut rng = XorShift::from_clock();
     let mut jobs = Vec::with_capacity(pool);
-    let prep = Instant::now();
     for _ in 0..pool {
         let (hex, expected) = &serials[rng.below(serials.len())];
         let serial = SerialNumber::new(hex).map_err(|e| {
@@ -755,8 +762,14 @@ pub(crate) fn main(cli: Cli) -> Result<ExitCode, SetupError> {
         } else {
             None
         };
-        let der = encode_request(&hash_alg, &name_hash, &key_hash, &serial, nonce.as_deref())
-            .map_err(enc)?;
+        let der = encode_request(
+            &id.hash_alg,
+            &id.name_hash,
+            &id.key_hash,
+            &serial,
+            nonce.as_deref(),
+        )
+        .map_err(encoding)?;
         let (body, target) = match cli.method {
             crate::OcspMethod::Post => (Bytes::from(der), responder_path.clone()),
             crate::OcspMethod::Get => (Bytes::new(), format!("{path}/{}", get_segment(&der))),
@@ -769,6 +782,85 @@ pub(crate) fn main(cli: Cli) -> Result<ExitCode, SetupError> {
             nonce,
         });
     }
+    Ok(jobs)
+}
+
+impl WorkerStats {
+    /// Adds what another worker measured.
+    fn add(&mut self, s: WorkerStats) {
+        self.attempted += s.attempted;
+        self.verified += s.verified;
+        self.errors += s.errors;
+        self.good += s.good;
+        self.revoked += s.revoked;
+        self.unknown += s.unknown;
+        self.connects += s.connects;
+        self.bytes += s.bytes;
+        self.verify += s.verify;
+        self.latencies.extend(s.latencies);
+    }
+}
+
+/// Runs `workers` workers sharing `total` requests (or until `deadline`)
+/// and adds up what they measured.
+async fn timed_phase(
+    ctx: &Arc<Ctx>,
+    workers: usize,
+    total: usize,
+    deadline: Option<Instant>,
+) -> WorkerStats {
+    let share = |w: usize| (total / workers + usize::from(w < total % workers)) as u64;
+    let handles: Vec<_> = (0..workers)
+        .map(|w| tokio::spawn(run_worker(ctx.clone(), w, workers, share(w), deadline)))
+        .collect();
+    let mut sum = WorkerStats::default();
+    for h in handles {
+        match h.await {
+            Ok(s) => sum.add(s),
+            Err(e) => {
+                sum.errors += 1;
+                ctx.note_error(format!("worker task failed: {e}"));
+            }
+        }
+    }
+    sum
+}
+
+/// CPU time and memory measured around the timed phase.
+struct Costs {
+    /// Wall-clock seconds of the timed phase.
+    secs: f64,
+    /// CPU seconds of the benchmark itself and (with `--server-pid`) of the server.
+    self_cpu: Option<f64>,
+    server_cpu: Option<f64>,
+    /// The server's VmRSS and VmHWM, kB, before and after.
+    rss_before: Option<(u64, u64)>,
+    rss_after: Option<Result<(u64, u64), String>>,
+}
+
+/// Runs `--op ocsp`.
+pub(crate) fn main(cli: Cli) -> Result<ExitCode, SetupError> {
+    let (authority, path) = parse_http_url(&cli.ocsp_url)?;
+    let serials_path = cli
+        .serials
+        .clone()
+        .ok_or_else(|| SetupError::Usage("--op ocsp needs --serials FILE".into()))?;
+    let id = IssuerId::load(&cli.issuer)?;
+    let serials = read_serials(&serials_path)?;
+    let revoked_in_file = serials
+        .iter()
+        .filter(|(_, e)| *e == Expected::Revoked)
+        .count();
+    eprintln!(
+        "estd-bench: {} serials in {} ({revoked_in_file} revoked); issuing CA {}",
+        serials.len(),
+        serials_path.display(),
+        id.issuer.tbs_certificate.subject
+    );
+    let total = cli.requests as usize;
+    let pool = total.min(MAX_POOL);
+    let prep = Instant::now();
+    let jobs = encode_jobs(&cli, &id, &serials, &path, pool)?;
     eprintln!(
         "estd-bench: {pool} OCSP requests encoded in {:.2} s",
         prep.elapsed().as_secs_f64()
@@ -790,18 +882,20 @@ pub(crate) fn main(cli: Cli) -> Result<ExitCode, SetupError> {
     let ctx = Arc::new(Ctx {
         addr,
         authority,
-        method,
+        method: match cli.method {
+            crate::OcspMethod::Post => Method::POST,
+            crate::OcspMethod::Get => Method::GET,
+        },
         conn_mode: cli.conn,
-        issuer,
-        hash_alg,
-        name_hash,
-        key_hash,
+        issuer: id.issuer,
+        hash_alg: id.hash_alg,
+        name_hash: id.name_hash,
+        key_hash: id.key_hash,
         responders: RwLock::new(Vec::new()),
         jobs,
         error_samples: Mutex::new(Vec::new()),
     });
     let workers = cli.workers as usize;
-    let share = |w: usize| (total / workers + usize::from(w < total % workers)) as u64;
     match cli.duration {
         Some(d) => eprintln!(
             "estd-bench: timed phase: ocsp {} for {d} s, {workers} workers, conn={}, nonce={}",
@@ -816,52 +910,29 @@ pub(crate) fn main(cli: Cli) -> Result<ExitCode, SetupError> {
             cli.nonce
         ),
     }
+    let server_cpu_now = || cli.server_pid.and_then(|p| cpu_secs(&p.to_string()));
     let self_cpu_start = cpu_secs("self");
-    let server_cpu_start = cli.server_pid.and_then(|p| cpu_secs(&p.to_string()));
+    let server_cpu_start = server_cpu_now();
     let started = Instant::now();
     let deadline = cli.duration.map(|d| started + Duration::from_secs_f64(d));
-    let mut sum = runtime.block_on(async {
-        let handles: Vec<_> = (0..workers)
-            .map(|w| tokio::spawn(run_worker(ctx.clone(), w, workers, share(w), deadline)))
-            .collect();
-        let mut sum = WorkerStats::default();
-        for h in handles {
-            match h.await {
-                Ok(s) => {
-                    sum.attempted += s.attempted;
-                    sum.verified += s.verified;
-                    sum.errors += s.errors;
-                    sum.good += s.good;
-                    sum.revoked += s.revoked;
-                    sum.unknown += s.unknown;
-                    sum.connects += s.connects;
-                    sum.bytes += s.bytes;
-                    sum.verify += s.verify;
-                    sum.latencies.extend(s.latencies);
-                }
-                Err(e) => {
-                    sum.errors += 1;
-                    ctx.note_error(format!("worker task failed: {e}"));
-                }
-            }
-        }
-        sum
-    });
+    let sum = runtime.block_on(timed_phase(&ctx, workers, total, deadline));
     let secs = started.elapsed().as_secs_f64();
-    let self_cpu = match (self_cpu_start, cpu_secs("self")) {
-        (Some(a), Some(b)) => Some(b - a),
-        _ => None,
+    let spent = |start: Option<f64>, end: Option<f64>| Some(end? - start?);
+    let costs = Costs {
+        secs,
+        self_cpu: spent(self_cpu_start, cpu_secs("self")),
+        server_cpu: spent(server_cpu_start, server_cpu_now()),
+        rss_before,
+        rss_after: cli.server_pid.map(read_rss),
     };
-    let server_cpu = match (
-        server_cpu_start,
-        cli.server_pid.and_then(|p| cpu_secs(&p.to_string())),
-    ) {
-        (Some(a), Some(b)) => Some(b - a),
-        _ => None,
-    };
-    let rss_after = cli.server_pid.map(read_rss);
     drop(runtime);
+    Ok(report(&cli, &ctx, sum, costs))
+}
 
+/// Prints the report and the `RESULT` line; fails when any request failed
+/// or none was verified.
+fn report(cli: &Cli, ctx: &Ctx, mut sum: WorkerStats, costs: Costs) -> ExitCode {
+    let secs = costs.secs;
     sum.latencies.sort_unstable();
     let p50 = percentile_ms(&sum.latencies, 0.50);
     let p90 = percentile_ms(&sum.latencies, 0.90);
@@ -881,6 +952,7 @@ pub(crate) fn main(cli: Cli) -> Result<ExitCode, SetupError> {
     } else {
         0.0
     };
+    let workers = cli.workers;
     println!("estd-bench report");
     println!("  op:            ocsp");
     println!(
@@ -915,26 +987,7 @@ pub(crate) fn main(cli: Cli) -> Result<ExitCode, SetupError> {
             0.0
         }
     );
-    let cpu = |c: Option<f64>| match c {
-        Some(c) => format!("{c:.2} s ({:.0}% of one core)", 100.0 * c / secs.max(1e-9)),
-        None => "-".into(),
-    };
-    println!("  bench CPU:     {}", cpu(self_cpu));
-    let mut rss_kb = String::from("-");
-    if let Some(pid) = cli.server_pid {
-        println!("  server CPU:    {}", cpu(server_cpu));
-        if let Some((rss, _)) = rss_before {
-            println!("  server RSS:    {rss} kB before the timed phase (pid {pid})");
-        }
-        match rss_after {
-            Some(Ok((rss, hwm))) => {
-                println!("  server RSS:    {rss} kB after (peak VmHWM {hwm} kB)");
-                rss_kb = rss.to_string();
-            }
-            Some(Err(e)) => println!("  server RSS:    unreadable after the run: {e}"),
-            None => {}
-        }
-    }
+    let rss_kb = print_costs(cli.server_pid, &costs);
     if let Ok(samples) = ctx.error_samples.lock() {
         if !samples.is_empty() {
             println!("  first errors:");
@@ -951,14 +1004,43 @@ pub(crate) fn main(cli: Cli) -> Result<ExitCode, SetupError> {
         cli.conn.name(),
         sum.verified,
         sum.errors,
-        opt(self_cpu),
-        opt(server_cpu)
+        opt(costs.self_cpu),
+        opt(costs.server_cpu)
     );
     if sum.errors > 0 || sum.verified == 0 {
-        Ok(ExitCode::FAILURE)
+        ExitCode::FAILURE
     } else {
-        Ok(ExitCode::SUCCESS)
+        ExitCode::SUCCESS
     }
+}
+
+/// Prints the CPU lines and (with `--server-pid`) the server's, and returns
+/// the `rss_kb` field of the `RESULT` line: the size after the run, or `-`.
+fn print_costs(server_pid: Option<u32>, costs: &Costs) -> String {
+    let cpu = |c: Option<f64>| match c {
+        Some(c) => format!(
+            "{c:.2} s ({:.0}% of one core)",
+            100.0 * c / costs.secs.max(1e-9)
+        ),
+        None => "-".into(),
+    };
+    println!("  bench CPU:     {}", cpu(costs.self_cpu));
+    let mut rss_kb = String::from("-");
+    if let Some(pid) = server_pid {
+        println!("  server CPU:    {}", cpu(costs.server_cpu));
+        if let Some((rss, _)) = costs.rss_before {
+            println!("  server RSS:    {rss} kB before the timed phase (pid {pid})");
+        }
+        match &costs.rss_after {
+            Some(Ok((rss, hwm))) => {
+                println!("  server RSS:    {rss} kB after (peak VmHWM {hwm} kB)");
+                rss_kb = rss.to_string();
+            }
+            Some(Err(e)) => println!("  server RSS:    unreadable after the run: {e}"),
+            None => {}
+        }
+    }
+    rss_kb
 }
 
 #[cfg(test)]
