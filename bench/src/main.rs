@@ -1380,14 +1380,7 @@ fn report(cli: &Cli, ctx: &Ctx, mut s: Summary, rss: Rss) -> ExitCode {
         }
     );
     let rss_kb = print_rss(cli.server_pid, rss);
-    if let Ok(samples) = ctx.error_samples.lock() {
-        if !samples.is_empty() {
-            println!("  first errors:");
-            for e in samples.iter() {
-                println!("    - {e}");
-            }
-        }
-    }
+    print_first_errors(&ctx.error_samples);
     println!(
         "RESULT op={} key={} conn={} workers={} verified={} errors={} secs={:.3} rate={:.1} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2} rss_kb={}",
         cli.op.name(),
@@ -1408,6 +1401,18 @@ fn report(cli: &Cli, ctx: &Ctx, mut s: Summary, rss: Rss) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Prints the error messages kept for the report, if any.
+fn print_first_errors(samples: &Mutex<Vec<String>>) {
+    if let Ok(samples) = samples.lock() {
+        if !samples.is_empty() {
+            println!("  first errors:");
+            for e in samples.iter() {
+                println!("    - {e}");
+            }
+        }
     }
 }
 

@@ -47,7 +47,10 @@ use x509_ocsp::{
     Request as OcspSingleRequest, ResponderId, TbsRequest, Version,
 };
 
-use crate::{load_certs, percentile_ms, read_rss, Cli, ConnMode, SetupError, ERROR_BODY_CHARS};
+use crate::{
+    load_certs, percentile_ms, print_first_errors, read_rss, Cli, ConnMode, SetupError,
+    ERROR_BODY_CHARS,
+};
 
 /// SHA-1 (the CertID hash every OCSP responder must accept).
 const SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
@@ -988,14 +991,7 @@ fn report(cli: &Cli, ctx: &Ctx, mut sum: WorkerStats, costs: Costs) -> ExitCode 
         }
     );
     let rss_kb = print_costs(cli.server_pid, &costs);
-    if let Ok(samples) = ctx.error_samples.lock() {
-        if !samples.is_empty() {
-            println!("  first errors:");
-            for e in samples.iter() {
-                println!("    - {e}");
-            }
-        }
-    }
+    print_first_errors(&ctx.error_samples);
     let opt = |c: Option<f64>| c.map_or_else(|| "-".to_owned(), |c| format!("{c:.2}"));
     println!(
         "RESULT op=ocsp method={} nonce={} conn={} workers={workers} verified={} errors={} secs={secs:.3} rate={rate:.1} p50_ms={p50:.2} p90_ms={p90:.2} p99_ms={p99:.2} max_ms={max:.2} rss_kb={rss_kb} bench_cpu_s={} server_cpu_s={}",

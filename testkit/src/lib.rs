@@ -488,6 +488,12 @@ pub struct PartnerCa {
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
 }
 
+impl Default for PartnerCa {
+    fn default() -> Self {
+        PartnerCa::new()
+    }
+}
+
 impl PartnerCa {
     /// A fresh P-256 CA named "Partner CA".
     pub fn new() -> PartnerCa {
@@ -637,5 +643,45 @@ impl TestServer {
             .call(method, path, body)
             .await;
         (r.status, r.body)
+    }
+}
+
+/// An order for the profile `profile_id` with the profile's own methods,
+/// made by the [`operator`].
+pub fn order_for(app: &App, profile_id: &str) -> estd::orders::CreatedOrder {
+    estd::orders::create_order(
+        app,
+        &operator(),
+        &estd::orders::OrderRequest {
+            profile_id: profile_id.into(),
+            user: None,
+            identification: None,
+            issuance: None,
+        },
+        None,
+    )
+    .expect("order")
+}
+
+/// [`order_for`] as (reference, one-time code).
+pub fn order_code(app: &App, profile_id: &str) -> (String, String) {
+    let created = order_for(app, profile_id);
+    (created.order.id, created.code.expect("one-time code"))
+}
+
+impl TestServer {
+    /// `estd admin` and the options that reach this server's admin API as
+    /// the operator; a test appends the subcommand.
+    pub fn admin_cli_args(&self) -> Vec<String> {
+        let certs = self.dir.join("certs");
+        vec![
+            "admin".to_string(),
+            "--url".into(),
+            format!("https://127.0.0.1:{}", self.server.admin_addr.port()),
+            "--ca".into(),
+            certs.join("root-ca.pem").display().to_string(),
+            "--token-file".into(),
+            certs.join("admin-token").display().to_string(),
+        ]
     }
 }

@@ -1423,16 +1423,7 @@ async fn calls_without_valid_credentials_get_401() {
 async fn the_admin_cli_works_against_a_real_server() {
     let dir = tempfile::tempdir().expect("tmp");
     let ts = TestServer::start(dir.path()).await;
-    let certs = ts.dir.join("certs");
-    let conn = vec![
-        "admin".to_string(),
-        "--url".into(),
-        format!("https://127.0.0.1:{}", ts.server.admin_addr.port()),
-        "--ca".into(),
-        certs.join("root-ca.pem").display().to_string(),
-        "--token-file".into(),
-        certs.join("admin-token").display().to_string(),
-    ];
+    let conn = ts.admin_cli_args();
     let cli = |extra: &[&str]| {
         let mut a = conn.clone();
         a.extend(extra.iter().map(|s| s.to_string()));

@@ -306,16 +306,7 @@ async fn a_start_without_a_usable_operator_token_writes_a_new_one() {
 async fn the_cli_creates_lists_and_revokes_tokens() {
     let dir = tempfile::tempdir().expect("tmp");
     let ts = TestServer::start(dir.path()).await;
-    let certs = ts.dir.join("certs");
-    let conn = vec![
-        "admin".to_string(),
-        "--url".into(),
-        format!("https://127.0.0.1:{}", ts.server.admin_addr.port()),
-        "--ca".into(),
-        certs.join("root-ca.pem").display().to_string(),
-        "--token-file".into(),
-        certs.join("admin-token").display().to_string(),
-    ];
+    let conn = ts.admin_cli_args();
     let cli = |extra: &[&str]| {
         let mut a = conn.clone();
         a.extend(extra.iter().map(|s| s.to_string()));
@@ -379,7 +370,9 @@ fn tokens_of_a_store_written_by_6dd7785_are_listed() {
     }
     std::fs::create_dir(dir.path().join("blobs")).expect("blobs");
     let store = estd::store::Store::open(dir.path(), 8 << 20).expect("open the old store");
-    let mut tokens: Vec<(Option<String>, String, Option<u64>, Option<u64>)> = store
+    // (cvr, name, expires_at, revoked_at) of each stored token.
+    type Row = (Option<String>, String, Option<u64>, Option<u64>);
+    let mut tokens: Vec<Row> = store
         .tokens()
         .map(|t| t.expect("decodes"))
         .map(|(_, t)| (t.cvr, t.name, t.expires_at, t.revoked_at))

@@ -35,22 +35,6 @@ fn add_profile(
     p
 }
 
-/// Orders a certificate for `profile` with its own methods, as an operator.
-fn order_for(app: &estd::App, profile: &Profile) -> orders::CreatedOrder {
-    orders::create_order(
-        app,
-        &operator(),
-        &OrderRequest {
-            profile_id: profile.id.clone(),
-            user: None,
-            identification: None,
-            issuance: None,
-        },
-        None,
-    )
-    .expect("order")
-}
-
 async fn collect(ts: &TestServer, reference: &str, code: &str, cn: &str) -> (rcgen::KeyPair, Resp) {
     let (key, csr) = demo_csr(cn);
     let mut c = ts.client(None).await;
@@ -82,7 +66,7 @@ async fn one_time_code_lifecycle() {
         Issuance::Est,
         false,
     );
-    let created = order_for(&app, &profile);
+    let created = order_for(&app, &profile.id);
     let code = created.code.expect("a one-time code is shown once");
     let reference = created.order.id.clone();
     let stored = app.store.order(&reference).expect("db").expect("order");
@@ -175,7 +159,7 @@ async fn five_wrong_codes_lock_the_order_until_a_new_code() {
         Issuance::Est,
         false,
     );
-    let created = order_for(&app, &profile);
+    let created = order_for(&app, &profile.id);
     let code = created.code.expect("code");
     let reference = created.order.id;
     for _ in 0..5 {
@@ -321,7 +305,7 @@ async fn serverkeygen_returns_a_key_that_matches_its_certificate() {
         Issuance::Browser,
         false,
     );
-    let created = order_for(&app, &profile);
+    let created = order_for(&app, &profile.id);
     let code = created.code.expect("code");
     let (_throwaway, csr) = demo_csr("Laptop");
     let mut c = ts.client(None).await;

@@ -6,7 +6,7 @@ use base64::Engine;
 use der::asn1::{PrintableStringRef, SetOfVec, Utf8StringRef};
 use der::{Any, Decode, Encode};
 use estd::model::{AuditAction, AuditOutcome, OrderStatus};
-use estd::orders::{self, OrderRequest};
+use estd::orders;
 use estd_testkit::*;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
@@ -348,22 +348,6 @@ async fn the_option_is_set_and_changed_through_the_admin_api() {
     ts.shutdown().await;
 }
 
-fn order(ts: &TestServer, profile_id: &str) -> (String, String) {
-    let created = orders::create_order(
-        ts.app(),
-        &operator(),
-        &OrderRequest {
-            profile_id: profile_id.into(),
-            user: None,
-            identification: None,
-            issuance: None,
-        },
-        None,
-    )
-    .expect("order");
-    (created.order.id, created.code.expect("one-time code"))
-}
-
 async fn post_with_code(c: &mut Client, path: &str, auth: &str, csr: &[u8]) -> Resp {
     c.send(
         "POST",
@@ -387,7 +371,7 @@ async fn one_time_code_collection_links_and_a_failed_link_spends_no_code() {
         json!({"require_pop_linking": true, "identification": "one-time-code"}),
     )
     .await;
-    let (reference, code) = order(&ts, &id);
+    let (reference, code) = order_code(ts.app(), &id);
     let auth = basic(&reference, &code);
     let cn = "Profile linked";
     let (mut c, bind) = linked_client(&ts, None, false).await;
@@ -494,7 +478,7 @@ async fn serverkeygen_does_not_link() {
         }),
     )
     .await;
-    let (reference, code) = order(&ts, &id);
+    let (reference, code) = order_code(ts.app(), &id);
     // The client's CSR key is thrown away: there is no possession to link.
     let (mut c, _) = linked_client(&ts, None, false).await;
     let r = post_with_code(

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use estd::model::{Contact, Identification, Issuance, Profile};
-use estd::orders::{self, Actor, OrderRequest};
 use estd_testkit::*;
 
 /// Splits a raw HTTP/1.1 answer into its header lines (status line excluded).
@@ -115,21 +114,7 @@ async fn libest_collects_a_one_time_code_order_after_the_challenge() {
         ..Profile::system(DEMO_CVR, "Door controller", "doors")
     };
     app.store.put_profile(&profile).expect("profile");
-    let created = orders::create_order(
-        &app,
-        &Actor {
-            name: "test-operator".into(),
-            cvr: None,
-        },
-        &OrderRequest {
-            profile_id: profile.id.clone(),
-            user: None,
-            identification: None,
-            issuance: None,
-        },
-        None,
-    )
-    .expect("order");
+    let created = order_for(&app, &profile.id);
     let code = created.code.expect("one-time code");
     let reference = created.order.id.clone();
 

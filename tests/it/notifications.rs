@@ -234,18 +234,7 @@ async fn order_notice_is_delivered_without_the_code() {
     let ts = TestServer::start_with(dir.path(), &sink.config()).await;
     let app = ts.app();
     let profile = contact_profile(app, "mailed", Some(CONTACT));
-    let created = create_order(
-        app,
-        &operator(),
-        &OrderRequest {
-            profile_id: profile.id.clone(),
-            user: None,
-            identification: None,
-            issuance: None,
-        },
-        None,
-    )
-    .expect("order");
+    let created = order_for(app, &profile.id);
     let code = created.code.clone().expect("one-time code");
     let reference = created.order.id.clone();
 
@@ -395,18 +384,7 @@ async fn failed_delivery_is_counted_and_backed_off() {
     let ts = TestServer::start_with(dir.path(), &extra).await;
     let app = ts.app();
     let profile = contact_profile(app, "unreachable", Some(CONTACT));
-    let created = create_order(
-        app,
-        &operator(),
-        &OrderRequest {
-            profile_id: profile.id.clone(),
-            user: None,
-            identification: None,
-            issuance: None,
-        },
-        None,
-    )
-    .expect("order");
+    let created = order_for(app, &profile.id);
     let ours = |app: &App| {
         outbox(app)
             .into_iter()

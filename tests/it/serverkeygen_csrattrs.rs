@@ -12,7 +12,6 @@ use const_oid::db::{rfc4519, rfc5912, rfc8410};
 use der::asn1::{BitString, ObjectIdentifier, SetOfVec};
 use der::{Any, Decode, Encode, Tag, Tagged};
 use estd::model::{Identification, Issuance, KeyAlgorithm, Profile};
-use estd::orders::{self, Actor, OrderRequest};
 use estd_testkit::*;
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use x509_cert::name::Name;
@@ -36,26 +35,6 @@ fn keygen_profile(ts: &TestServer, label: &str, allowed: Option<Vec<KeyAlgorithm
     }
     ts.app().store.put_profile(&p).expect("profile");
     p
-}
-
-/// An order for `profile` as an operator: (reference, one-time code).
-fn order(ts: &TestServer, profile: &Profile) -> (String, String) {
-    let created = orders::create_order(
-        ts.app(),
-        &Actor {
-            name: "test-operator".into(),
-            cvr: None,
-        },
-        &OrderRequest {
-            profile_id: profile.id.clone(),
-            user: None,
-            identification: None,
-            issuance: None,
-        },
-        None,
-    )
-    .expect("order");
-    (created.order.id.clone(), created.code.expect("code"))
 }
 
 /// A CSR over `spki` with a signature that is only filler: what a client
@@ -210,7 +189,7 @@ async fn serverkeygen_fills_in_the_organisation_of_a_cn_only_csr() {
     let dir = tempfile::tempdir().expect("tmp");
     let ts = TestServer::start(dir.path()).await;
     let profile = keygen_profile(&ts, "laptops", None);
-    let (reference, code) = order(&ts, &profile);
+    let (reference, code) = order_code(ts.app(), &profile.id);
     let r = serverkeygen(
         &ts,
         &reference,
@@ -229,7 +208,7 @@ async fn serverkeygen_fills_in_the_organisation_of_a_cn_only_csr() {
     );
 
     // A CSR that names another organisation is still refused.
-    let (reference, code) = order(&ts, &profile);
+    let (reference, code) = order_code(ts.app(), &profile.id);
     let (_k, foreign) = csr_for(
         "Another A/S",
         DEMO_CVR,
@@ -254,7 +233,7 @@ async fn serverkeygen_ignores_the_csrs_key_and_signature() {
     .expect("subject");
 
     // A P-256 CSR whose signature does not verify: a P-256 key comes back.
-    let (reference, code) = order(&ts, &profile);
+    let (reference, code) = order_code(ts.app(), &profile.id);
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
     let bad = unsigned_csr(subject.clone(), spki_of(&key), rfc5912::ECDSA_WITH_SHA_256);
     assert!(
@@ -283,7 +262,7 @@ async fn serverkeygen_ignores_the_csrs_key_and_signature() {
     );
 
     // A placeholder RSA-1024 key with a filler signature: an RSA-2048 key comes back.
-    let (reference, code) = order(&ts, &profile);
+    let (reference, code) = order_code(ts.app(), &profile.id);
     let placeholder = unsigned_csr(
         subject,
         rsa_1024_placeholder(),
@@ -303,7 +282,7 @@ async fn serverkeygen_ignores_the_csrs_key_and_signature() {
     );
 
     // What is not a CSR at all is still a 400.
-    let (reference, code) = order(&ts, &profile);
+    let (reference, code) = order_code(ts.app(), &profile.id);
     let r = serverkeygen(&ts, &reference, &code, b"\x30\x03abc").await;
     assert_eq!(r.status, 400, "{}", r.text());
     ts.shutdown().await;
@@ -328,7 +307,7 @@ async fn serverkeygen_makes_a_key_of_the_csrs_type_within_the_profile() {
         ),
         (&rcgen::PKCS_ED25519, rfc8410::ID_ED_25519, None),
     ] {
-        let (reference, code) = order(&ts, &profile);
+        let (reference, code) = order_code(ts.app(), &profile.id);
         let (_k, csr) = csr_for(DEMO_ORG, DEMO_CVR, "Laptop", alg);
         let (key, _, cert) = key_and_cert(&serverkeygen(&ts, &reference, &code, &csr).await);
         let spki = &cert.tbs_certificate.subject_public_key_info;
@@ -345,7 +324,7 @@ async fn serverkeygen_makes_a_key_of_the_csrs_type_within_the_profile() {
 
     // A key type the profile does not allow is refused with the reason.
     let p256_only = keygen_profile(&ts, "p256-laptops", Some(vec![KeyAlgorithm::P256]));
-    let (reference, code) = order(&ts, &p256_only);
+    let (reference, code) = order_code(ts.app(), &p256_only.id);
     let r = serverkeygen(
         &ts,
         &reference,
@@ -524,7 +503,7 @@ async fn libest_serverkeygen_gets_an_rsa_key_and_its_certificate() {
         return;
     }
     let profile = keygen_profile(&ts, "laptops", None);
-    let (reference, code) = order(&ts, &profile);
+    let (reference, code) = order_code(ts.app(), &profile.id);
     let csr_key =
         rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
             .expect("RSA key");
