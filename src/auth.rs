@@ -9,8 +9,8 @@ use der::Decode;
 use rustls::pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use x509_cert::certificate::Certificate;
 
-use crate::files::read_certs;
 use crate::config::ClientAnchorConfig;
+use crate::files::read_certs;
 use crate::model::{CertRecord, CertStatus, RevocationReason, Serial, SystemRight, UnixSeconds};
 use std::sync::Arc;
 

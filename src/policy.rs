@@ -732,4 +732,608 @@ mod tests {
         assert!(!is_host_name(&format!("{}.example", "a".repeat(64))));
         assert!(is_host_name(&format!("{}.example", "a".repeat(63))));
     }
+    // ---- The rule tables, called directly. Each table also keeps an
+    // end-to-end test in tests/it that checks it is wired to the server. ----
+
+    /// A requested extension holding `value`.
+    fn ext<T: AssociatedOid + Encode>(value: &T) -> Extension {
+        Extension {
+            extn_id: T::OID,
+            critical: false,
+            extn_value: OctetString::new(value.to_der().expect("der")).expect("octets"),
+        }
+    }
+
+    /// A CSR named "device" asking for the extension `e`.
+    fn csr_asking(e: Extension) -> VerifiedCsr {
+        let mut c = csr_named("device");
+        c.requested_extensions = vec![e];
+        c
+    }
+
+    /// A CSR named "device" asking for the SANs `names`.
+    fn csr_with_sans(names: Vec<GeneralName>) -> VerifiedCsr {
+        csr_asking(ext(&SubjectAltName(names)))
+    }
+
+    fn dns(name: &str) -> GeneralName {
+        GeneralName::DnsName(Ia5String::new(name).expect("ascii"))
+    }
+
+    fn email(address: &str) -> GeneralName {
+        GeneralName::Rfc822Name(Ia5String::new(address).expect("ascii"))
+    }
+
+    fn ip(octets: &[u8]) -> GeneralName {
+        GeneralName::IpAddress(OctetString::new(octets).expect("octets"))
+    }
+
+    /// A name of single-valued RDNs with UTF8String values.
+    fn name(rdns: &[&[(ObjectIdentifier, &str)]]) -> Name {
+        use x509_cert::attr::AttributeTypeAndValue;
+        use x509_cert::name::RelativeDistinguishedName;
+        let mut n = Name::default();
+        for rdn in rdns {
+            let atvs: Vec<AttributeTypeAndValue> = rdn
+                .iter()
+                .map(|(oid, v)| AttributeTypeAndValue {
+                    oid: *oid,
+                    value: der::Any::new(der::Tag::Utf8String, v.as_bytes()).expect("value"),
+                })
+                .collect();
+            n.0.push(RelativeDistinguishedName::try_from(atvs).expect("rdn"));
+        }
+        n
+    }
+
+    /// C, O, organizationIdentifier and CN of the demo organisation, then `more`.
+    fn demo_subject(cn: &str, more: &[(ObjectIdentifier, &str)]) -> Name {
+        let oi = organization_identifier(&org().cvr);
+        let mut rdns: Vec<&[(ObjectIdentifier, &str)]> = Vec::new();
+        let base = [
+            (rfc4519::C, "DK"),
+            (rfc4519::O, "Demo Organisation ApS"),
+            (ORGANIZATION_IDENTIFIER, oi.as_str()),
+            (rfc4519::CN, cn),
+        ];
+        for a in base.iter().chain(more) {
+            rdns.push(std::slice::from_ref(a));
+        }
+        name(&rdns)
+    }
+
+    /// The subject check's answer for a CSR with `subject`.
+    fn subject_answer(subject: Name) -> Result<CertTemplate, PolicyError> {
+        let mut c = csr_named("device");
+        c.subject = subject;
+        enroll_template(&c, &org(), &profile())
+    }
+
+    /// A certificate of the demo organisation named `cn` with `sans`, as
+    /// re-enrolment finds it (self-signed: policy reads only its names).
+    fn old_cert(cn: &str, sans: Vec<rcgen::SanType>) -> Certificate {
+        let mut p = rcgen::CertificateParams::default();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(rcgen::DnType::CountryName, "DK");
+        p.distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Demo Organisation ApS");
+        p.distinguished_name.push(
+            rcgen::DnType::CustomDnType(vec![2, 5, 4, 97]),
+            organization_identifier(&org().cvr),
+        );
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p.subject_alt_names = sans;
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let cert = p.self_signed(&key).expect("certificate");
+        Certificate::from_der(cert.der()).expect("parse")
+    }
+
+    fn ia5(s: &str) -> rcgen::string::Ia5String {
+        rcgen::string::Ia5String::try_from(s).expect("ascii")
+    }
+
+    /// As tests/it/security.rs `csr_asking_for_more_than_the_profile_is_refused`:
+    /// basicConstraints, keyUsage and extendedKeyUsage beyond what the
+    /// certificate kind gets are refused; within it they are accepted.
+    #[test]
+    fn requested_extensions_may_not_ask_for_more_than_the_profile() {
+        use const_oid::db::rfc5280::{
+            ID_KP_CLIENT_AUTH, ID_KP_CODE_SIGNING, ID_KP_EMAIL_PROTECTION, ID_KP_OCSP_SIGNING,
+            ID_KP_SERVER_AUTH,
+        };
+        use x509_cert::ext::pkix::KeyUsages;
+        let ca = |path_len_constraint| BasicConstraints {
+            ca: true,
+            path_len_constraint,
+        };
+        let ku = |f: der::flagset::FlagSet<KeyUsages>| ext(&KeyUsage(f));
+        let eku = |oids: &[ObjectIdentifier]| ext(&ExtendedKeyUsage(oids.to_vec()));
+        let refused = [
+            (ext(&ca(None)), "CA:true"),
+            (ext(&ca(Some(0))), "CA:true"),
+            (
+                ku(KeyUsages::DigitalSignature | KeyUsages::KeyCertSign),
+                "keyUsage beyond the profile's",
+            ),
+            (
+                ku(KeyUsages::CRLSign.into()),
+                "keyUsage beyond the profile's",
+            ),
+            // keyEncipherment is for RSA keys; this CSR's key is P-256.
+            (
+                ku(KeyUsages::KeyEncipherment.into()),
+                "keyUsage beyond the profile's",
+            ),
+            (
+                eku(&[ID_KP_CLIENT_AUTH, ID_KP_CODE_SIGNING]),
+                "extendedKeyUsage 1.3.6.1.5.5.7.3.3",
+            ),
+            (
+                eku(&[ID_KP_OCSP_SIGNING]),
+                "extendedKeyUsage 1.3.6.1.5.5.7.3.9",
+            ),
+            (
+                eku(&[ID_KP_EMAIL_PROTECTION]),
+                "extendedKeyUsage 1.3.6.1.5.5.7.3.4",
+            ),
+        ];
+        for (e, why) in refused {
+            assert_eq!(
+                enroll_template(&csr_asking(e), &org(), &profile()).err(),
+                Some(PolicyError::Extension(why.into())),
+                "{why}"
+            );
+        }
+        // A malformed value is refused, naming the extension.
+        let mut garbage = ext(&ca(None));
+        garbage.extn_value = OctetString::new(vec![0xff, 0x00]).expect("octets");
+        assert_eq!(
+            enroll_template(&csr_asking(garbage), &org(), &profile()).err(),
+            Some(PolicyError::Extension("malformed basicConstraints".into()))
+        );
+        // Within the profile: accepted (and never copied: the CA decides).
+        let allowed = [
+            ext(&BasicConstraints {
+                ca: false,
+                path_len_constraint: None,
+            }),
+            ku(KeyUsages::DigitalSignature.into()),
+            eku(&[ID_KP_CLIENT_AUTH, ID_KP_SERVER_AUTH]),
+        ];
+        for e in allowed {
+            let id = e.extn_id;
+            assert!(
+                enroll_template(&csr_asking(e), &org(), &profile()).is_ok(),
+                "{id}"
+            );
+        }
+        // What a kind gets decides: keyEncipherment for an RSA key, and
+        // emailProtection for an organisation certificate.
+        let mut rsa = csr_asking(ku(KeyUsages::KeyEncipherment.into()));
+        rsa.key = SubjectKey::Rsa { bits: 2048 };
+        assert!(enroll_template(&rsa, &org(), &profile()).is_ok());
+        let organisation = Profile {
+            kind: CertKind::Organisation,
+            ..profile()
+        };
+        let c = csr_asking(eku(&[ID_KP_EMAIL_PROTECTION]));
+        assert!(enroll_template(&c, &org(), &organisation).is_ok());
+    }
+
+    /// As tests/it/security.rs `csr_asking_for_more_than_the_profile_is_refused`
+    /// (its SAN cases): DNS names below the profile's suffix only, IP
+    /// addresses only where the profile allows them, the profile's own e-mail
+    /// only, and no other kind of name.
+    #[test]
+    fn subject_alt_names_follow_the_profile() {
+        let refused = [
+            (dns("www.bank.example"), "DNS name www.bank.example"),
+            (dns("devices.demo.example"), "DNS name devices.demo.example"),
+            (
+                dns("x.evildevices.demo.example"),
+                "DNS name x.evildevices.demo.example",
+            ),
+            (ip(&[10, 0, 0, 1]), "IP address"),
+            (email("ceo@demo.example"), "e-mail ceo@demo.example"),
+            (
+                GeneralName::UniformResourceIdentifier(
+                    Ia5String::new("https://demo.example/").expect("ascii"),
+                ),
+                "only DNS, IP and e-mail names are allowed",
+            ),
+        ];
+        for (gn, why) in refused {
+            assert_eq!(
+                enroll_template(&csr_with_sans(vec![gn]), &org(), &profile()).err(),
+                Some(PolicyError::San(why.into())),
+                "{why}"
+            );
+        }
+        // A rule without the leading dot is one exact name (any case).
+        let exact = Profile {
+            dns_names: vec!["gw.demo.example".into()],
+            ..profile()
+        };
+        let t = enroll_template(&csr_with_sans(vec![dns("GW.demo.example")]), &org(), &exact);
+        assert_eq!(t.expect("exact name").sans, vec![dns("GW.demo.example")]);
+        for below in ["a.gw.demo.example", "gw.demo.example.evil"] {
+            let c = csr_with_sans(vec![dns(below)]);
+            assert!(enroll_template(&c, &org(), &exact).is_err(), "{below}");
+        }
+        // IP addresses where the profile allows them: 4 or 16 bytes only.
+        let with_ip = Profile {
+            allow_ip_sans: true,
+            ..profile()
+        };
+        for octets in [
+            &[10, 0, 0, 1][..],
+            &[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        ] {
+            let c = csr_with_sans(vec![ip(octets)]);
+            assert!(enroll_template(&c, &org(), &with_ip).is_ok(), "{octets:?}");
+        }
+        let c = csr_with_sans(vec![ip(&[10, 0, 0, 1, 0])]);
+        assert_eq!(
+            enroll_template(&c, &org(), &with_ip).err(),
+            Some(PolicyError::San("IP address".into()))
+        );
+        // The profile's own e-mail, in any case, is carried once, as the profile spells it.
+        let with_email = Profile {
+            email: Some("ops@demo.example".into()),
+            ..profile()
+        };
+        let c = csr_with_sans(vec![
+            email("OPS@demo.example"),
+            dns("a.devices.demo.example"),
+            dns("a.devices.demo.example"),
+        ]);
+        let t = enroll_template(&c, &org(), &with_email).expect("template");
+        assert_eq!(
+            t.sans,
+            vec![dns("a.devices.demo.example"), email("ops@demo.example")]
+        );
+        assert_eq!(email_of(&t.sans).as_deref(), Some("ops@demo.example"));
+    }
+
+    /// As tests/it/security.rs `weak_keys_are_refused` (its profile cases) and
+    /// tests/it/serverkeygen_csrattrs.rs: the profile's key types, and its
+    /// RSA floor, which is never below 2048 bits.
+    #[test]
+    fn the_key_policy_decides_key_type_and_rsa_size() {
+        let with_keys = |allowed: Vec<KeyAlgorithm>, min_rsa_bits| Profile {
+            key_policy: crate::model::KeyPolicy {
+                allowed,
+                min_rsa_bits,
+            },
+            ..profile()
+        };
+        let answer = |p: &Profile, key| {
+            let mut c = csr_named("device");
+            c.key = key;
+            enroll_template(&c, &org(), p)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        let p256_only = with_keys(vec![KeyAlgorithm::P256], 2048);
+        assert_eq!(answer(&p256_only, SubjectKey::P256), Ok(()));
+        assert_eq!(
+            answer(&p256_only, SubjectKey::P384),
+            Err("key not allowed by the profile: P384 (the profile accepts [P256])".into())
+        );
+        let strong_rsa = with_keys(vec![KeyAlgorithm::Rsa, KeyAlgorithm::P256], 3072);
+        assert_eq!(
+            answer(&strong_rsa, SubjectKey::Rsa { bits: 2048 }),
+            Err("key not allowed by the profile: RSA-2048 is below the profile's 3072 bits".into())
+        );
+        assert_eq!(answer(&strong_rsa, SubjectKey::Rsa { bits: 3072 }), Ok(()));
+        assert!(answer(&strong_rsa, SubjectKey::Ed25519).is_err());
+        // A floor stored below 2048 still means 2048.
+        let low_floor = with_keys(vec![KeyAlgorithm::Rsa], 1024);
+        assert_eq!(
+            answer(&low_floor, SubjectKey::Rsa { bits: 1024 }),
+            Err("key not allowed by the profile: RSA-1024 is below the profile's 2048 bits".into())
+        );
+        // The default policy takes every type estd issues for.
+        for key in [
+            SubjectKey::P256,
+            SubjectKey::P384,
+            SubjectKey::Rsa { bits: 4096 },
+            SubjectKey::Ed25519,
+        ] {
+            assert_eq!(answer(&profile(), key), Ok(()), "{key:?}");
+        }
+    }
+
+    /// As tests/it/est_core.rs `organisations_are_isolated` and
+    /// tests/it/validation.rs `subject_text_is_refused_over_est_and_the_admin_api`:
+    /// the subject convention C=DK, O, organizationIdentifier of the caller's
+    /// organisation, a CN, and nothing else.
+    #[test]
+    fn the_subject_follows_the_convention() {
+        let oi = organization_identifier(&org().cvr);
+        let subject = |rdns: &[(ObjectIdentifier, &str)]| {
+            let one: Vec<&[(ObjectIdentifier, &str)]> =
+                rdns.iter().map(std::slice::from_ref).collect();
+            subject_answer(name(&one)).err()
+        };
+        fn org_only<'a>(oi: &'a str, cn: &'a str) -> Vec<(ObjectIdentifier, &'a str)> {
+            vec![
+                (rfc4519::C, "DK"),
+                (rfc4519::O, "Demo Organisation ApS"),
+                (ORGANIZATION_IDENTIFIER, oi),
+                (rfc4519::CN, cn),
+            ]
+        }
+        // Another organisation's name or number.
+        let mut other_o = org_only(&oi, "device");
+        other_o[1].1 = "Other ApS";
+        assert_eq!(subject(&other_o), Some(PolicyError::ForeignOrganisation));
+        let mut other_oi = org_only(&oi, "device");
+        other_oi[2].1 = "NTRDK-87654321";
+        assert_eq!(subject(&other_oi), Some(PolicyError::ForeignOrganisation));
+        let bad = |why: &str| Some(PolicyError::Subject(why.into()));
+        let mut sweden = org_only(&oi, "device");
+        sweden[0].1 = "SE";
+        assert_eq!(subject(&sweden), bad("C must be DK"));
+        let long = "a".repeat(65);
+        for cn in ["", long.as_str()] {
+            assert_eq!(
+                subject(&org_only(&oi, cn)),
+                bad("CN must be 1 to 64 characters"),
+                "{cn:?}"
+            );
+        }
+        assert_eq!(
+            subject(&org_only(&oi, "device")[..3]),
+            bad("CN is required")
+        );
+        assert_eq!(
+            subject(&[(rfc4519::C, "DK"), (rfc4519::CN, "device")]),
+            bad(&format!(
+                "O={:?} and organizationIdentifier={:?} are required",
+                org().name,
+                oi
+            ))
+        );
+        let mut twice = org_only(&oi, "device");
+        twice.push((rfc4519::CN, "device"));
+        assert_eq!(subject(&twice), bad("CN appears twice"));
+        let mut ou = org_only(&oi, "device");
+        ou.push((rfc4519::OU, "IT"));
+        assert_eq!(
+            subject(&ou),
+            bad("attribute 2.5.4.11 is not allowed by the profile")
+        );
+        let mut empty_serial = org_only(&oi, "device");
+        empty_serial.push((rfc4519::SERIAL_NUMBER, ""));
+        assert_eq!(
+            subject(&empty_serial),
+            bad("serialNumber must be 1 to 64 characters")
+        );
+        // One RDN with two values.
+        let multi = name(&[
+            &[(rfc4519::C, "DK")],
+            &[
+                (rfc4519::O, "Demo Organisation ApS"),
+                (ORGANIZATION_IDENTIFIER, oi.as_str()),
+            ],
+            &[(rfc4519::CN, "device")],
+        ]);
+        assert_eq!(
+            subject_answer(multi).err(),
+            bad("multi-valued RDNs are not allowed")
+        );
+        // Control: a serialNumber is allowed, and display_name spells the names out.
+        let ok = demo_subject("device", &[(rfc4519::SERIAL_NUMBER, "42")]);
+        assert!(subject_answer(ok.clone()).is_ok());
+        assert_eq!(
+            display_name(&ok),
+            format!(
+                "C=DK, O=Demo Organisation ApS, organizationIdentifier={oi}, CN=device, \
+                 serialNumber=42"
+            )
+        );
+    }
+
+    /// As tests/it/est_orders.rs and tests/it/lifecycle.rs (order collection):
+    /// a collected CSR must name what was ordered, and a user order becomes a
+    /// user certificate with the user's e-mail and no system rights.
+    #[test]
+    fn a_collected_csr_names_what_was_ordered() {
+        let p = Profile {
+            rights: vec![crate::model::SystemRight::EstEnroll],
+            ..profile()
+        };
+        let holder = OrderHolder::Profile;
+        assert!(collect_template(&csr_named("Demo devices"), &org(), &p, &holder).is_ok());
+        assert_eq!(
+            collect_template(&csr_named("someone else"), &org(), &p, &holder).err(),
+            Some(PolicyError::Subject(
+                "CN must be \"Demo devices\", as ordered".into()
+            ))
+        );
+        let user = OrderHolder::User {
+            name: "Jens Jensen".into(),
+            email: "jens@demo.example".into(),
+        };
+        let effective = effective_profile(&p, &user);
+        assert_eq!(effective.kind, CertKind::User);
+        assert_eq!(effective.email.as_deref(), Some("jens@demo.example"));
+        assert!(effective.rights.is_empty());
+        assert_eq!(effective_profile(&p, &holder), p);
+        let t = collect_template(&csr_named("Jens Jensen"), &org(), &effective, &user)
+            .expect("user template");
+        assert_eq!(t.sans, vec![email("jens@demo.example")]);
+        assert_eq!(t.usage, CertUsage::Leaf(CertKind::User));
+        assert!(collect_template(&csr_named("Demo devices"), &org(), &effective, &user).is_err());
+    }
+
+    /// As tests/it/security.rs `reenrolment_must_keep_subject_and_subject_alt_name`:
+    /// a renewal keeps the subject and the SANs (RFC 7030 4.2.2); a CSR may
+    /// leave out only the profile's e-mail.
+    #[test]
+    fn reenrolment_keeps_subject_and_names() {
+        let p = Profile {
+            email: Some("ops@demo.example".into()),
+            ..profile()
+        };
+        let old = old_cert(
+            "device-1",
+            vec![
+                rcgen::SanType::DnsName(ia5("a.devices.demo.example")),
+                rcgen::SanType::Rfc822Name(ia5("ops@demo.example")),
+            ],
+        );
+        let renewal = |cn: &str, sans: Vec<GeneralName>| {
+            let mut c = csr_with_sans(sans);
+            c.subject = crate::seed::system_subject(&org(), cn).expect("subject");
+            reenroll_template(&c, &old, &p)
+        };
+        let t = renewal(
+            "device-1",
+            vec![dns("a.devices.demo.example"), email("ops@demo.example")],
+        )
+        .expect("same names");
+        assert_eq!(t.subject, old.tbs_certificate.subject);
+        assert_eq!(t.sans, cert_sans(&old));
+        // Leaving out the e-mail still asks for the same names; it stays.
+        let t = renewal("device-1", vec![dns("a.devices.demo.example")]).expect("without e-mail");
+        assert_eq!(t.sans, cert_sans(&old));
+        assert_eq!(
+            renewal("device-2", vec![dns("a.devices.demo.example")]).err(),
+            Some(PolicyError::ReenrollMismatch("Subject"))
+        );
+        for sans in [
+            vec![],
+            vec![dns("b.devices.demo.example")],
+            vec![dns("a.devices.demo.example"), dns("b.devices.demo.example")],
+        ] {
+            assert_eq!(
+                renewal("device-1", sans.clone()).err(),
+                Some(PolicyError::ReenrollMismatch("SubjectAltName")),
+                "{sans:?}"
+            );
+        }
+    }
+
+    /// As tests/it/lifecycle.rs `reenrolment_refuses_names_the_profile_no_longer_allows`:
+    /// every name of the old certificate is checked against the profile and
+    /// organisation as they are now, and the first one refused is named.
+    #[test]
+    fn a_name_no_longer_allowed_refuses_the_renewal() {
+        let then = Profile {
+            allow_ip_sans: true,
+            email: Some("ops@demo.example".into()),
+            ..profile()
+        };
+        let old = old_cert(
+            "device-1",
+            vec![
+                rcgen::SanType::DnsName(ia5("a.devices.demo.example")),
+                rcgen::SanType::IpAddress(std::net::IpAddr::from([10, 0, 0, 1])),
+                rcgen::SanType::Rfc822Name(ia5("ops@demo.example")),
+            ],
+        );
+        assert_eq!(check_names_still_allowed(&old, &org(), &then), Ok(()));
+        let gone = |why: &str| Some(PolicyError::NoLongerAllowed(why.into()));
+        let other_suffix = Profile {
+            dns_names: vec![".other.demo.example".into()],
+            ..then.clone()
+        };
+        assert_eq!(
+            check_names_still_allowed(&old, &org(), &other_suffix).err(),
+            gone("DNS name a.devices.demo.example")
+        );
+        let no_ip = Profile {
+            allow_ip_sans: false,
+            ..then.clone()
+        };
+        assert_eq!(
+            check_names_still_allowed(&old, &org(), &no_ip).err(),
+            gone("IP address 10.0.0.1")
+        );
+        let new_email = Profile {
+            email: Some("it@demo.example".into()),
+            ..then.clone()
+        };
+        assert_eq!(
+            check_names_still_allowed(&old, &org(), &new_email).err(),
+            gone("e-mail ops@demo.example")
+        );
+        let renamed = Organisation {
+            name: "Demo Holding ApS".into(),
+            ..org()
+        };
+        assert!(matches!(
+            check_names_still_allowed(&old, &renamed, &then),
+            Err(PolicyError::NoLongerAllowed(m)) if m.starts_with("subject (")
+        ));
+    }
+
+    /// As tests/it/est_pop.rs: with the profile's option, the challengePassword
+    /// must be the base64 tls-exporter binding of the connection; without
+    /// it, the attribute is ignored whatever it holds.
+    #[test]
+    fn pop_linking_compares_the_challenge_password_with_the_binding() {
+        use base64::Engine as _;
+        let exporter = [7u8; crate::tls::TLS_EXPORTER_LEN];
+        let binding = ChannelBinding::TlsExporter(exporter);
+        let padded = base64::engine::general_purpose::STANDARD.encode(exporter);
+        let unpadded = base64::engine::general_purpose::STANDARD_NO_PAD.encode(exporter);
+        let with_password = |pw: Option<Result<String, String>>| {
+            let mut c = csr_named("device");
+            c.challenge_password = pw;
+            c
+        };
+        let linking = Profile {
+            require_pop_linking: true,
+            ..profile()
+        };
+        let check = |p: &Profile, pw: Option<Result<String, String>>, b: &ChannelBinding| {
+            check_pop_linking(p, &with_password(pw), b)
+        };
+        // Not required: anything goes, even on TLS 1.2.
+        assert_eq!(
+            check(
+                &profile(),
+                Some(Err("binary".into())),
+                &ChannelBinding::Tls12
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(&profile(), None, &ChannelBinding::Unavailable),
+            Ok(())
+        );
+        // Required.
+        for right in [padded.clone(), unpadded, format!(" {padded}\n")] {
+            assert_eq!(
+                check(&linking, Some(Ok(right.clone())), &binding),
+                Ok(()),
+                "{right:?}"
+            );
+        }
+        assert_eq!(
+            check(&linking, Some(Ok(padded.clone())), &ChannelBinding::Tls12),
+            Err(LinkingError::Tls12)
+        );
+        assert_eq!(
+            check(&linking, Some(Ok(padded)), &ChannelBinding::Unavailable),
+            Err(LinkingError::Unavailable)
+        );
+        assert_eq!(check(&linking, None, &binding), Err(LinkingError::Missing));
+        let other = base64::engine::general_purpose::STANDARD.encode([8u8; 32]);
+        for wrong in [
+            Some(Ok(other)),
+            Some(Ok("not base64!".into())),
+            Some(Ok(String::new())),
+            Some(Err("not text".into())),
+        ] {
+            assert_eq!(
+                check(&linking, wrong.clone(), &binding),
+                Err(LinkingError::Mismatch),
+                "{wrong:?}"
+            );
+        }
+    }
 }

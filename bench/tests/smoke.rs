@@ -1,0 +1,147 @@
+//! The benchmark, run briefly as CI's smoke test: `estd-bench` fills a store,
+//! then drives a real `estd` over real mutual TLS for every operation, and
+//! every answer must verify. No timing is asserted; the figures are in the
+//! README's Performance section.
+
+use estd_testkit::process;
+use std::path::Path;
+use std::process::Command;
+
+use estd_testkit::process::Daemon;
+
+/// Runs `estd-bench` with `args` and returns its `RESULT` line's fields.
+fn bench(dir: &Path, args: &[&str]) -> Vec<(String, String)> {
+    let out = Command::new(env!("CARGO_BIN_EXE_estd-bench"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run estd-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "estd-bench {args:?} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("RESULT "))
+        .unwrap_or_else(|| panic!("no RESULT line from estd-bench {args:?}:\n{stdout}"));
+    line.split_whitespace()
+        .skip(1)
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn field<'a>(result: &'a [(String, String)], key: &str) -> &'a str {
+    result
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {key} in {result:?}"))
+}
+
+/// Asserts that every attempted operation was verified and none failed.
+fn assert_all_verified(result: &[(String, String)], expected: u64) {
+    assert_eq!(field(result, "errors"), "0", "{result:?}");
+    assert_eq!(
+        field(result, "verified").parse::<u64>().ok(),
+        Some(expected),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn every_benchmark_operation_runs_and_verifies() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    // One IdM certificate at full speed is far past the default per-client
+    // limits; the benchmark measures the enrolment path, not the limiter.
+    let config = process::write_config(dir, "warn", process::NO_CLIENT_RATE_LIMITS);
+    let config_arg = config.display().to_string();
+
+    // First start creates the CA and the demo identity; the fill needs the server stopped.
+    drop(Daemon::start(dir, &config, &[], "first").expect("first start"));
+    let fill = bench(
+        dir,
+        &[
+            "--op",
+            "fill",
+            "--config",
+            &config_arg,
+            "--count",
+            "2000",
+            "--revoked-percent",
+            "5",
+        ],
+    );
+    assert_eq!(field(&fill, "op"), "fill", "{fill:?}");
+
+    let d = Daemon::start(dir, &config, &[], "bench").expect("start estd");
+    let url = format!("https://127.0.0.1:{}", d.est.port());
+    let certs = dir.join("certs");
+    let path = |f: &str| certs.join(f).display().to_string();
+    let (ca, cert, key) = (
+        path("root-ca.pem"),
+        path("demo-idm.pem"),
+        path("demo-idm.key"),
+    );
+    let common = [
+        "--url",
+        &url,
+        "--ca",
+        &ca,
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "--workers",
+        "4",
+    ];
+    let runs: &[(&[&str], u64)] = &[
+        (&["--op", "enroll", "--requests", "200"], 200),
+        (&["--op", "enroll", "--conn", "new", "--requests", "40"], 40),
+        (
+            &[
+                "--op",
+                "enroll",
+                "--key-type",
+                "ed25519",
+                "--requests",
+                "40",
+            ],
+            40,
+        ),
+        (&["--op", "enroll", "--tls12", "--requests", "40"], 40),
+        (&["--op", "reenroll", "--requests", "40"], 40),
+        (&["--op", "cacerts", "--requests", "200"], 200),
+    ];
+    for (args, expected) in runs {
+        let mut all: Vec<&str> = common.to_vec();
+        all.extend_from_slice(args);
+        let result = bench(dir, &all);
+        assert_all_verified(&result, *expected);
+    }
+
+    let ocsp_url = format!("http://127.0.0.1:{}/ocsp", d.public.port());
+    let serials = dir.join("data").join("fill-serials.txt");
+    let ocsp = bench(
+        dir,
+        &[
+            "--op",
+            "ocsp",
+            "--ocsp-url",
+            &ocsp_url,
+            "--serials",
+            &serials.display().to_string(),
+            "--issuer",
+            &path("issuing-ca.pem"),
+            "--workers",
+            "4",
+            "--requests",
+            "400",
+        ],
+    );
+    assert_all_verified(&ocsp, 400);
+}

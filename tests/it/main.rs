@@ -1,0 +1,34 @@
+//! estd's integration tests: one test binary, one module per area. The
+//! shared helpers (test server, mutual-TLS client, CSR builders, admin API
+//! client, estd as a child process) are the `estd-testkit` crate.
+//!
+//! Every test here shares one process with the others, so none of them may
+//! change process-wide state: no `std::env::set_var`, no current directory,
+//! no umask, no global tracing subscriber; each server listens on ports the
+//! OS picks (`127.0.0.1:0`) and keeps its files in its own temp dir.
+
+#![forbid(unsafe_code)]
+
+mod admin_api;
+mod admin_tokens;
+mod conformance;
+mod connections;
+mod crash;
+mod encrypted_ca_key;
+mod est_core;
+mod est_orders;
+mod est_pop;
+mod fuzz_smoke;
+mod interop;
+mod lifecycle;
+mod limits;
+mod notifications;
+mod ocsp_load;
+mod rate_limits;
+mod revocation;
+mod secrets;
+mod security;
+mod serverkeygen_csrattrs;
+mod store_resilience;
+mod store_upgrade;
+mod validation;

@@ -1,0 +1,273 @@
+//! CRL and OCSP as relying parties see them, checked with openssl against a
+//! real server's plain-HTTP listener.
+
+use std::path::Path;
+use std::process::Command;
+
+use estd::model::RevocationReason;
+use estd::orders;
+use estd_testkit::*;
+
+fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn pem(der: &[u8]) -> String {
+    estd::files::cert_pem(der)
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.expect("read");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head, raw[split + 4..].to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crl_and_ocsp_follow_a_revocation_and_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).expect("work dir");
+    let ts = TestServer::start(dir.path()).await;
+    let public = ts.server.public_addr;
+    let app = ts.app().clone();
+    std::fs::write(work.join("issuing.pem"), pem(app.ca.issuing_der())).expect("write");
+    std::fs::write(
+        work.join("chain.pem"),
+        format!("{}{}", pem(app.ca.issuing_der()), pem(app.ca.root_der())),
+    )
+    .expect("write");
+
+    let mut c = ts.client(Some(&ts.demo_identity())).await;
+    let good = issued_cert(
+        &c.enroll(
+            "/.well-known/est/demo/simpleenroll",
+            &demo_csr("stays-good").1,
+        )
+        .await,
+    );
+    let bad = issued_cert(
+        &c.enroll(
+            "/.well-known/est/demo/simpleenroll",
+            &demo_csr("gets-revoked").1,
+        )
+        .await,
+    );
+    std::fs::write(work.join("good.pem"), pem(&der_of(&good))).expect("write");
+    std::fs::write(work.join("bad.pem"), pem(&der_of(&bad))).expect("write");
+    let url = format!("http://{public}/ocsp");
+
+    // OCSP before: good, nonce echoed, response verifies against the chain.
+    let (ok, out) = openssl(
+        &work,
+        &[
+            "ocsp",
+            "-issuer",
+            "issuing.pem",
+            "-cert",
+            "bad.pem",
+            "-url",
+            &url,
+            "-CAfile",
+            "chain.pem",
+            "-resp_text",
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("bad.pem: good"), "{out}");
+    assert!(out.contains("Response verify OK"), "{out}");
+    assert!(out.contains("OCSP Nonce"), "nonce echoed: {out}");
+    assert!(!out.contains("WARNING: no nonce"), "{out}");
+
+    // The CRL before: parses, lists nothing yet, and verify -crl_check accepts.
+    let (status, head, crl) = http_get(public, "/crl/issuing-ca.crl").await;
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.contains("Content-Type: application/pkix-crl"),
+        "{head}"
+    );
+    std::fs::write(work.join("crl.der"), &crl).expect("write");
+    let (ok, out) = openssl(
+        &work,
+        &["crl", "-inform", "DER", "-in", "crl.der", "-text", "-noout"],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("X509v3 CRL Number"), "{out}");
+    assert!(out.contains("X509v3 Authority Key Identifier"), "{out}");
+    assert!(out.contains("Next Update"), "{out}");
+    let crl_number_before: u64 = app.revocation.current_crl().number;
+
+    // Revoke: visible in the CRL and OCSP when revoke() returns.
+    orders::revoke(
+        &app,
+        &operator(),
+        &serial_of(&bad),
+        RevocationReason::SuspectedMisuse,
+    )
+    .expect("revoke");
+    let (ok, out) = openssl(
+        &work,
+        &[
+            "ocsp",
+            "-issuer",
+            "issuing.pem",
+            "-cert",
+            "bad.pem",
+            "-url",
+            &url,
+            "-CAfile",
+            "chain.pem",
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("bad.pem: revoked"), "{out}");
+    assert!(
+        out.contains("Key Compromise") || out.contains("keyCompromise"),
+        "{out}"
+    );
+    let (_, _, crl) = http_get(public, "/crl/issuing-ca.crl").await;
+    std::fs::write(work.join("crl.der"), &crl).expect("write");
+    openssl(
+        &work,
+        &["crl", "-inform", "DER", "-in", "crl.der", "-out", "crl.pem"],
+    );
+    let (ok, out) = openssl(
+        &work,
+        &[
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            "chain.pem",
+            "-CRLfile",
+            "crl.pem",
+            "bad.pem",
+        ],
+    );
+    assert!(!ok && out.contains("certificate revoked"), "{out}");
+    let (ok, out) = openssl(
+        &work,
+        &[
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            "chain.pem",
+            "-CRLfile",
+            "crl.pem",
+            "good.pem",
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(app.revocation.current_crl().number > crl_number_before);
+
+    // The GET form, with HTTP caching headers; the answer for the good certificate.
+    let (ok, out) = openssl(
+        &work,
+        &[
+            "ocsp",
+            "-issuer",
+            "issuing.pem",
+            "-cert",
+            "good.pem",
+            "-no_nonce",
+            "-reqout",
+            "req.der",
+        ],
+    );
+    assert!(ok, "{out}");
+    let req = std::fs::read(work.join("req.der")).expect("req");
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &req)
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    let (status, head, body) = http_get(public, &format!("/ocsp/{b64}")).await;
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("Cache-Control: public, max-age="), "{head}");
+    std::fs::write(work.join("resp.der"), &body).expect("write");
+    let (ok, out) = openssl(
+        &work,
+        &[
+            "ocsp",
+            "-respin",
+            "resp.der",
+            "-issuer",
+            "issuing.pem",
+            "-cert",
+            "good.pem",
+            "-CAfile",
+            "chain.pem",
+        ],
+    );
+    assert!(ok && out.contains("good.pem: good"), "{out}");
+
+    // An unknown serial: unknown. Garbage: malformedRequest.
+    let (ok, out) = openssl(
+        &work,
+        &[
+            "ocsp",
+            "-issuer",
+            "issuing.pem",
+            "-serial",
+            "0x4000000000000000000000000000beef",
+            "-url",
+            &url,
+            "-CAfile",
+            "chain.pem",
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains(": unknown"), "{out}");
+    let (status, _, body) = http_get(public, "/ocsp/bm90IGFuIE9DU1AgcmVxdWVzdA%3D%3D").await;
+    assert_eq!(status, 200);
+    std::fs::write(work.join("bad-resp.der"), &body).expect("write");
+    let (_, out) = openssl(
+        &work,
+        &["ocsp", "-respin", "bad-resp.der", "-resp_text", "-noverify"],
+    );
+    assert!(out.to_lowercase().contains("malformedrequest"), "{out}");
+
+    // After a restart: the same CRL number or higher, and the revocation still listed.
+    let number = app.revocation.current_crl().number;
+    drop(app);
+    drop(c);
+    ts.shutdown().await;
+    let ts = TestServer::start(dir.path()).await;
+    assert!(ts.app().revocation.current_crl().number >= number);
+    let (_, _, crl) = http_get(ts.server.public_addr, "/crl/issuing-ca.crl").await;
+    std::fs::write(work.join("crl2.der"), &crl).expect("write");
+    let (ok, out) = openssl(
+        &work,
+        &[
+            "crl", "-inform", "DER", "-in", "crl2.der", "-text", "-noout",
+        ],
+    );
+    assert!(ok, "{out}");
+    let hex = serial_of(&bad).to_string();
+    assert!(
+        out.to_uppercase().contains(&hex),
+        "revoked serial {hex} still listed: {out}"
+    );
+    ts.shutdown().await;
+}
