@@ -25,7 +25,7 @@ pub struct App {
     /// The configuration in force.
     pub config: Config,
     /// The issuing CA.
-    pub ca: Ca,
+    pub ca: Arc<Ca>,
     /// The store (the engine behind it is the store module's business).
     pub store: Arc<dyn Store>,
     /// Client-certificate trust.
@@ -151,7 +151,7 @@ impl App {
             limits,
             ocsp_gate,
             config,
-            ca,
+            ca: Arc::new(ca),
             store,
             trust,
             metrics,
@@ -165,6 +165,17 @@ impl App {
             demo,
             admin_token,
         })
+    }
+
+    /// The handles a unit of work may use.
+    pub fn services(&self) -> crate::service::Services<'_> {
+        crate::service::Services {
+            store: &self.store,
+            ca: &self.ca,
+            revocation: &self.revocation,
+            config: &self.config,
+            metrics: &self.metrics,
+        }
     }
 
     /// Path of a file under `certs/`.

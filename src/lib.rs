@@ -72,6 +72,7 @@ pub mod revocation;
 pub mod run;
 pub mod seed;
 pub mod server;
+pub mod service;
 pub mod store;
 pub mod tls;
 

@@ -10,6 +10,7 @@
 
 mod body;
 mod connection;
+pub mod error;
 mod log;
 mod router;
 mod spelling;

@@ -1,0 +1,18 @@
+//! The one mapping from the domain's errors to HTTP statuses, shared by the
+//! EST and admin protocols (each still chooses its body: text or problem+json).
+
+use http::StatusCode;
+
+use crate::service::Error;
+
+/// The status a service error is answered with.
+pub fn status(e: &Error) -> StatusCode {
+    match e {
+        Error::Invalid { .. } | Error::Csr(_) | Error::Linking(_) => StatusCode::BAD_REQUEST,
+        Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        Error::Forbidden(_) | Error::Policy(_) => StatusCode::FORBIDDEN,
+        Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::Conflict(_) => StatusCode::CONFLICT,
+        Error::Store(_) | Error::Ca(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}

@@ -1,0 +1,42 @@
+//! Units of work: each public function here is one thing a caller asks estd
+//! to do (enrol, re-enrol, collect, order, approve, renew, revoke, block, a
+//! token, …), and each is durable when it returns: whatever it answers is on
+//! disk.
+//!
+//! Protocol handlers (`est/`, `admin/`, `public.rs`) parse a request, call
+//! one function here, and encode its result. Services decide nothing about
+//! HTTP: they return domain values or a [`Error`], and the protocols map
+//! errors to statuses once ([`crate::http::error`]).
+//!
+//! Services reach the rest of estd only through [`Services`]: the store
+//! trait, the CA (which signs through its `Signer` seam), revocation state,
+//! the configuration and metrics. They never import `crate::app`, so the
+//! lifecycle can be used and tested without the whole application.
+
+use std::sync::Arc;
+
+use crate::ca::Ca;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::revocation::Revocation;
+use crate::store::Store;
+
+mod error;
+
+pub use error::Error;
+
+/// What a unit of work may use. Cheap to copy: it borrows from the
+/// application state, which outlives every request.
+#[derive(Clone, Copy)]
+pub struct Services<'a> {
+    /// The store: every write a service makes goes through its units of work.
+    pub store: &'a Arc<dyn Store>,
+    /// The issuing CA.
+    pub ca: &'a Arc<Ca>,
+    /// CRL and OCSP state, told about revocations.
+    pub revocation: &'a Revocation,
+    /// The configuration in force.
+    pub config: &'a Config,
+    /// Metrics.
+    pub metrics: &'a Metrics,
+}
