@@ -240,17 +240,13 @@ fn check_subject(subject: &Name, org: &Organisation) -> Result<(), PolicyError> 
                 }
                 oi = true;
             }
-            rfc4519::C => {
-                if v != "DK" {
-                    return Err(PolicyError::Subject("C must be DK".into()));
-                }
+            rfc4519::C if v != "DK" => {
+                return Err(PolicyError::Subject("C must be DK".into()));
             }
-            rfc4519::SERIAL_NUMBER => {
-                if v.is_empty() || v.chars().count() > 64 {
-                    return Err(PolicyError::Subject(
-                        "serialNumber must be 1 to 64 characters".into(),
-                    ));
-                }
+            rfc4519::SERIAL_NUMBER if v.is_empty() || v.chars().count() > 64 => {
+                return Err(PolicyError::Subject(
+                    "serialNumber must be 1 to 64 characters".into(),
+                ));
             }
             // RFC 5280 4.1.2.6: e-mail addresses belong in the
             // subjectAltName, where the profile's e-mail is put; the

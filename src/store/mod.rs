@@ -469,10 +469,7 @@ impl dyn Store {
         Ok(match changed {
             None => None,
             Some(Some(order)) => Some(Ok(order)),
-            Some(None) => match refused {
-                Some(e) => Some(Err(e)),
-                None => None,
-            },
+            Some(None) => refused.map(Err),
         })
     }
 }

@@ -74,14 +74,34 @@ fn check(store: &Arc<dyn Store>, e: &Expected) -> (usize, usize, usize, usize, u
     for t in e.tokens {
         assert!(names.iter().any(|n| n == t), "token {t} in {names:?}");
     }
-    let certs = store.certs().map(|c| c.expect("decodes")).count();
+    let certs = store
+        .certs()
+        .collect::<Result<Vec<_>, _>>()
+        .expect("decodes")
+        .len();
     assert_eq!(certs, store.cert_count());
     (
         certs,
-        store.orders().map(|o| o.expect("decodes")).count(),
-        store.profiles().map(|p| p.expect("decodes")).count(),
-        store.audit_events().map(|a| a.expect("decodes")).count(),
-        store.revoked_entries().map(|r| r.expect("decodes")).count(),
+        store
+            .orders()
+            .collect::<Result<Vec<_>, _>>()
+            .expect("decodes")
+            .len(),
+        store
+            .profiles()
+            .collect::<Result<Vec<_>, _>>()
+            .expect("decodes")
+            .len(),
+        store
+            .audit_events()
+            .collect::<Result<Vec<_>, _>>()
+            .expect("decodes")
+            .len(),
+        store
+            .revoked_entries()
+            .collect::<Result<Vec<_>, _>>()
+            .expect("decodes")
+            .len(),
     )
 }
 

@@ -104,7 +104,7 @@ impl PreparedIssuance {
 #[derive(Default)]
 struct Batch {
     flushes: Vec<Reply<()>>,
-    issues: Vec<Box<PreparedIssuance>>,
+    issues: Vec<PreparedIssuance>,
     probes: Vec<Reply<()>>,
 }
 
@@ -114,7 +114,7 @@ impl Batch {
         for job in jobs.drain(..) {
             match job {
                 Job::Flush(w) => batch.flushes.push(w),
-                Job::Issue(i) => batch.issues.push(i),
+                Job::Issue(i) => batch.issues.push(*i),
                 Job::Probe(w) => batch.probes.push(w),
             }
         }
@@ -156,7 +156,7 @@ fn next_job(shared: &Shared, rx: &mpsc::Receiver<Job>) -> Option<Job> {
 }
 
 /// Writes a batch's issuances and flushes; records the store's health.
-fn write_batch(shared: &Shared, issues: &[Box<PreparedIssuance>]) -> Result<Outcomes, StoreError> {
+fn write_batch(shared: &Shared, issues: &[PreparedIssuance]) -> Result<Outcomes, StoreError> {
     // Not recovered: sled would refuse anyway; answer at once.
     if let Some(e) = shared.health.error() {
         return Err(e.unavailable());
@@ -251,10 +251,7 @@ struct Tx<'a> {
 type Step<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
 /// One transaction for the whole batch; each issuance gets its own outcome.
-fn write_issuances(
-    trees: &Trees,
-    issues: &[Box<PreparedIssuance>],
-) -> Result<Outcomes, StoreError> {
+fn write_issuances(trees: &Trees, issues: &[PreparedIssuance]) -> Result<Outcomes, StoreError> {
     // Ids are taken outside the transaction, which may run more than once.
     let audit_ids = issues
         .iter()
