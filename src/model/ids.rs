@@ -1,0 +1,147 @@
+//! Identifiers: CVR numbers, certificate serial numbers, profile ids and
+//! order reference numbers.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// What a valid CVR number is, for error messages.
+pub const CVR_RULE: &str = "must be a CVR number: 8 digits, not starting with 0, modulus-11 check";
+
+/// Whether `s` is a CVR number: 8 ASCII digits, the first not 0, whose
+/// weighted sum (weights 2, 7, 6, 5, 4, 3, 2, 1) is divisible by 11 (the
+/// CVR register's check, which also catches one mistyped or two swapped digits).
+pub fn is_valid_cvr(s: &str) -> bool {
+    const WEIGHTS: [u32; 8] = [2, 7, 6, 5, 4, 3, 2, 1];
+    let b = s.as_bytes();
+    if b.len() != 8 || !b.iter().all(u8::is_ascii_digit) || b[0] == b'0' {
+        return false;
+    }
+    let sum: u32 = b
+        .iter()
+        .zip(WEIGHTS)
+        .map(|(d, w)| u32::from(d - b'0') * w)
+        .sum();
+    sum % 11 == 0
+}
+
+/// The subject attribute value that names an organisation by CVR
+/// (ETSI EN 319 412-1 semantics identifier, as in Danish OCES certificates).
+pub fn organization_identifier(cvr: &str) -> String {
+    format!("NTRDK-{cvr}")
+}
+
+/// The value of one hex digit, `[0-9A-Fa-f]` only.
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// The byte two hex digits spell, or `None` for anything else. Unlike
+/// `u8::from_str_radix`, which takes a sign (`"+B"` is 11), only digits pass.
+pub fn hex_byte(pair: &[u8]) -> Option<u8> {
+    match pair {
+        [hi, lo] => Some(hex_digit(*hi)? << 4 | hex_digit(*lo)?),
+        _ => None,
+    }
+}
+
+/// A certificate serial number: 16 bytes, positive, never starting with a zero byte.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Serial(pub [u8; 16]);
+
+impl Serial {
+    /// Parses the hex form (as printed by `openssl x509 -serial`): exactly 32
+    /// hex digits, either case. Surrounding whitespace is tolerated (URLs and
+    /// pasted text), nothing inside it: no sign, no separators.
+    pub fn from_hex(s: &str) -> Option<Serial> {
+        let s = s.trim().as_bytes();
+        if s.len() != 32 {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        for (i, pair) in s.chunks(2).enumerate() {
+            out[i] = hex_byte(pair)?;
+        }
+        Some(Serial(out))
+    }
+
+    /// From the big-endian content bytes of a DER INTEGER, if it has our shape.
+    pub fn from_der_bytes(bytes: &[u8]) -> Option<Serial> {
+        <[u8; 16]>::try_from(bytes).ok().map(Serial)
+    }
+}
+
+impl fmt::Display for Serial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02X}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Serial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Serial({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cvr_validation() {
+        assert!(is_valid_cvr("12345674"));
+        assert!(is_valid_cvr("87654311"));
+        // Fails the modulus-11 check (the old demo CVR).
+        assert!(!is_valid_cvr("12345678"));
+        // Passes modulus 11 trivially, but no CVR number starts with 0.
+        assert!(!is_valid_cvr("00000000"));
+        assert!(!is_valid_cvr("01234567"));
+        assert!(!is_valid_cvr("1234567"));
+        assert!(!is_valid_cvr("1234567a"));
+        assert!(!is_valid_cvr("123456789"));
+    }
+
+    #[test]
+    fn serial_hex_round_trip() {
+        let s = Serial([0x4a; 16]);
+        assert_eq!(Serial::from_hex(&s.to_string()), Some(s));
+        assert_eq!(Serial::from_hex("zz"), None);
+        let lower = s.to_string().to_ascii_lowercase();
+        assert_eq!(Serial::from_hex(&lower), Some(s));
+        assert_eq!(Serial::from_hex(&format!(" {s}\n")), Some(s));
+    }
+
+    /// Found by the outside test: `+B` was read as `0B` (from_str_radix takes a sign).
+    #[test]
+    fn serial_hex_is_strict() {
+        let s = "4A4A4A4A4A4A4A4A4A4A4A4A4A4A4A0B";
+        assert!(Serial::from_hex(s).is_some());
+        for bad in [
+            "4A4A4A4A4A4A4A4A4A4A4A4A4A4A4A+B",
+            "+A4A4A4A4A4A4A4A4A4A4A4A4A4A4A0B",
+            "4A4A4A4A4A4A4A4A4A4A4A4A4A4A4A-0",
+            "-04A4A4A4A4A4A4A4A4A4A4A4A4A4A0B",
+            "4A4A4A4A4A4A4A4A4A4A4A4A4A4A4A 0B",
+            "4A4A4A4A4A4A4A4A4A4A4A4A4A4A4A B",
+            "4A4A4A4A4A4A4A4A4A4A4A4A4A4A4A\tB",
+            "4A4A4A4A4A4A4A4A4A4A4A4A4A4A4A0x",
+            "4A:4A:4A:4A:4A:4A:4A:4A:4A:4A:4A:4A:4A:4A:4A:0B",
+        ] {
+            assert_eq!(Serial::from_hex(bad), None, "{bad:?} was accepted");
+        }
+        assert_eq!(hex_byte(b"+B"), None);
+        assert_eq!(hex_byte(b"-0"), None);
+        assert_eq!(hex_byte(b" B"), None);
+        assert_eq!(hex_byte(b"0B"), Some(0x0b));
+        assert_eq!(hex_byte(b"fF"), Some(0xff));
+        assert_eq!(hex_byte(b"F"), None);
+    }
+}
