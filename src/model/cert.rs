@@ -1,5 +1,7 @@
 //! Issued certificates and their states.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 use super::{CertKind, IllegalTransition, Serial, SystemRight, UnixSeconds};
@@ -64,6 +66,40 @@ pub enum CertStatus {
     },
 }
 
+/// A certificate's state as the service shows it: the stored status, with
+/// expiry derived from the time asked about and a block told apart from a
+/// revocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CertState {
+    /// Valid.
+    Issued,
+    /// Past its notAfter (and not revoked).
+    Expired,
+    /// Revoked.
+    Revoked,
+    /// Blocked by its holder (a revocation with reason `blocked`).
+    Blocked,
+}
+
+impl CertState {
+    /// The name the API, CSV exports and messages use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertState::Issued => "issued",
+            CertState::Expired => "expired",
+            CertState::Revoked => "revoked",
+            CertState::Blocked => "blocked",
+        }
+    }
+}
+
+impl fmt::Display for CertState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A certificate issued by this CA.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertRecord {
@@ -110,16 +146,16 @@ impl CertRecord {
         self.rights.contains(&right)
     }
 
-    /// Display name of the current state.
-    pub fn state_name(&self, now: UnixSeconds) -> &'static str {
+    /// The current state: the stored status, with expiry derived from `now`.
+    pub fn state(&self, now: UnixSeconds) -> CertState {
         match self.status {
             CertStatus::Revoked {
                 reason: RevocationReason::Blocked,
                 ..
-            } => "blocked",
-            CertStatus::Revoked { .. } => "revoked",
-            CertStatus::Issued if self.is_expired(now) => "expired",
-            CertStatus::Issued => "issued",
+            } => CertState::Blocked,
+            CertStatus::Revoked { .. } => CertState::Revoked,
+            CertStatus::Issued if self.is_expired(now) => CertState::Expired,
+            CertStatus::Issued => CertState::Issued,
         }
     }
 
@@ -135,7 +171,7 @@ impl CertRecord {
                 Ok(())
             }
             CertStatus::Revoked { .. } => Err(IllegalTransition {
-                current: self.state_name(at),
+                current: self.state(at).as_str(),
                 attempted: "revocation",
             }),
         }
@@ -165,8 +201,30 @@ mod tests {
             published: false,
             email: None,
         };
+        assert_eq!(r.state(100), CertState::Issued);
+        assert_eq!(r.state(101), CertState::Expired);
         assert!(r.revoke(RevocationReason::Superseded, 1).is_ok());
+        assert_eq!(r.state(1), CertState::Revoked);
         let e = r.revoke(RevocationReason::Other, 2).unwrap_err();
         assert_eq!(e.current, "revoked");
+        r.status = CertStatus::Revoked {
+            at: 1,
+            reason: RevocationReason::Blocked,
+        };
+        assert_eq!(r.state(1), CertState::Blocked);
+    }
+
+    #[test]
+    fn cert_state_names() {
+        for (state, name) in [
+            (CertState::Issued, "issued"),
+            (CertState::Expired, "expired"),
+            (CertState::Revoked, "revoked"),
+            (CertState::Blocked, "blocked"),
+        ] {
+            assert_eq!(state.as_str(), name);
+            assert_eq!(state.to_string(), name);
+            assert_eq!(serde_json::to_value(state).ok(), Some(name.into()));
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! Admin API tokens as stored, and their states.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 use super::UnixSeconds;
@@ -28,14 +30,72 @@ impl TokenRecord {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|at| now < at)
     }
 
-    /// `active`, `expired` or `revoked`, as the API shows it.
-    pub fn state_name(&self, now: UnixSeconds) -> &'static str {
+    /// Its state at `now`, as the API shows it.
+    pub fn state(&self, now: UnixSeconds) -> TokenState {
         if self.revoked_at.is_some() {
-            "revoked"
+            TokenState::Revoked
         } else if self.is_usable(now) {
-            "active"
+            TokenState::Active
         } else {
-            "expired"
+            TokenState::Expired
+        }
+    }
+}
+
+/// An admin API token's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenState {
+    /// Accepted.
+    Active,
+    /// Past its expiry.
+    Expired,
+    /// Revoked.
+    Revoked,
+}
+
+impl TokenState {
+    /// The name the API shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenState::Active => "active",
+            TokenState::Expired => "expired",
+            TokenState::Revoked => "revoked",
+        }
+    }
+}
+
+impl fmt::Display for TokenState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_states() {
+        let mut t = TokenRecord {
+            cvr: None,
+            name: "t".into(),
+            created_at: 0,
+            expires_at: Some(10),
+            revoked_at: None,
+        };
+        assert_eq!(t.state(9), TokenState::Active);
+        assert_eq!(t.state(10), TokenState::Expired);
+        t.revoked_at = Some(5);
+        assert_eq!(t.state(9), TokenState::Revoked);
+        for (state, name) in [
+            (TokenState::Active, "active"),
+            (TokenState::Expired, "expired"),
+            (TokenState::Revoked, "revoked"),
+        ] {
+            assert_eq!(state.as_str(), name);
+            assert_eq!(state.to_string(), name);
+            assert_eq!(serde_json::to_value(state).ok(), Some(name.into()));
         }
     }
 }
