@@ -39,7 +39,7 @@ pub struct App {
     /// Request rate limits on the EST and plain-HTTP listeners.
     pub limits: crate::ratelimit::RateLimits,
     /// How many OCSP requests are answered at once.
-    pub ocsp_gate: crate::public::OcspGate,
+    pub ocsp_gate: crate::revocation::OcspGate,
 }
 
 /// Errors at start-up.
@@ -146,7 +146,8 @@ impl App {
             .crl_size_bytes
             .set(revocation.current_crl().der.len() as i64);
         let limits = crate::ratelimit::RateLimits::new(&config.rate_limit)?;
-        let ocsp_gate = crate::public::OcspGate::new(config.revocation.ocsp_signing_concurrency);
+        let ocsp_gate =
+            crate::revocation::OcspGate::new(config.revocation.ocsp_signing_concurrency);
         let app = Arc::new(App {
             limits,
             ocsp_gate,

@@ -242,7 +242,7 @@ pub fn write_expiry_notices(app: &App, now: UnixSeconds) -> Result<usize, Notify
     let mut written = 0;
     for rec in app.store.certs_expiring(now, horizon.saturating_add(1)) {
         let rec = rec?;
-        if rec.state_name(now) != "issued"
+        if rec.state(now) != crate::model::CertState::Issued
             || rec.not_after > horizon
             || already_noticed.contains(&rec.serial)
         {

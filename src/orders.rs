@@ -740,8 +740,8 @@ static RENEWAL_ORDERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 pub fn renew(app: &App, actor: &Actor, serial: &Serial) -> Result<CreatedOrder, OpError> {
     let rec = visible_cert(app, actor, serial)?;
     let now = now_unix();
-    let state = rec.state_name(now);
-    if state != "issued" {
+    let state = rec.state(now);
+    if state != crate::model::CertState::Issued {
         return Err(OpError::Conflict(format!(
             "certificate is {state}; renewal is possible only before expiry and revocation (order a new certificate)"
         )));
@@ -808,7 +808,7 @@ pub fn display_status(app: &App, order: &Order, now: UnixSeconds) -> String {
     match order.status {
         OrderStatus::Pending if order.renews.is_some() => "in-progress".into(),
         OrderStatus::Issued { serial } => match app.store.cert(&serial) {
-            Ok(Some(c)) => c.state_name(now).into(),
+            Ok(Some(c)) => c.state(now).as_str().into(),
             _ => "issued".into(),
         },
         s => s.name().into(),

@@ -4,12 +4,12 @@
 //!
 //! Because anyone may ask, requests are rate-limited per address
 //! (`[rate_limit.public]`), and OCSP answers are computed at most
-//! `revocation.ocsp_signing_concurrency` at a time ([`OcspGate`]): a request
+//! `revocation.ocsp_signing_concurrency` at a time
+//! ([`OcspGate`](crate::revocation::OcspGate)): a request
 //! with a nonce costs a fresh signature, and a flood of them must not take
 //! the cores that enrolments need.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -22,7 +22,6 @@ use hyper::body::Incoming;
 
 use crate::app::App;
 use crate::http::RequestLog;
-use crate::metrics::Metrics;
 use crate::model::now_unix;
 use crate::revocation::OcspAnswer;
 
@@ -43,58 +42,6 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
-}
-
-/// Bounds how many OCSP requests are answered (looked up and signed) at
-/// once. The work runs in place on the async worker that holds a permit, so
-/// with one permit OCSP occupies at most one core, whatever the load; the
-/// other requests wait for their turn without using any.
-pub struct OcspGate {
-    permits: tokio::sync::Semaphore,
-    in_progress: AtomicI64,
-    peak: AtomicI64,
-}
-
-impl OcspGate {
-    /// A gate with `permits` (at least 1) answers at a time.
-    pub fn new(permits: usize) -> OcspGate {
-        OcspGate {
-            permits: tokio::sync::Semaphore::new(permits.max(1)),
-            in_progress: AtomicI64::new(0),
-            peak: AtomicI64::new(0),
-        }
-    }
-
-    /// Answers a DER OCSPRequest when a permit is free.
-    async fn answer(&self, app: &App, request: &[u8]) -> OcspAnswer {
-        // The semaphore is never closed; were it, answering anyway is safe.
-        let _permit = self.permits.acquire().await.ok();
-        let _counted = Counted::enter(self, &app.metrics);
-        app.revocation.ocsp(&app.store, request)
-    }
-}
-
-/// Counts an answer in progress for the gauges, also if it is cancelled.
-struct Counted<'a> {
-    gate: &'a OcspGate,
-    metrics: &'a Metrics,
-}
-
-impl<'a> Counted<'a> {
-    fn enter(gate: &'a OcspGate, metrics: &'a Metrics) -> Counted<'a> {
-        let now = gate.in_progress.fetch_add(1, Ordering::SeqCst) + 1;
-        let peak = gate.peak.fetch_max(now, Ordering::SeqCst).max(now);
-        metrics.ocsp_in_progress.set(now);
-        metrics.ocsp_peak.set(peak);
-        Counted { gate, metrics }
-    }
-}
-
-impl Drop for Counted<'_> {
-    fn drop(&mut self) {
-        let now = self.gate.in_progress.fetch_sub(1, Ordering::SeqCst) - 1;
-        self.metrics.ocsp_in_progress.set(now);
-    }
 }
 
 /// Routes one request on the plain-HTTP listener from `remote`.
@@ -205,15 +152,15 @@ async fn ocsp(app: &Arc<App>, req: Request<Incoming>, ocsp_path: &str) -> Respon
                 .unwrap_or("")
                 .trim_start_matches('/');
             match decode_ocsp_get(encoded) {
-                Some(der) => (app.ocsp_gate.answer(app, &der).await, true),
-                None => (app.ocsp_gate.answer(app, b"").await, false),
+                Some(der) => (ocsp_answer(app, &der).await, true),
+                None => (ocsp_answer(app, b"").await, false),
             }
         }
         Method::POST => {
             let limit = MAX_OCSP_REQUEST;
             let timeout = app.config.server.body_read_timeout();
             match crate::est::read_body(req, limit, timeout).await {
-                Ok((_, body)) => (app.ocsp_gate.answer(app, &body).await, false),
+                Ok((_, body)) => (ocsp_answer(app, &body).await, false),
                 Err(e) => {
                     let mut r = plain(e.status(), "OCSP request body refused\n");
                     *r.status_mut() = e.status();
@@ -230,9 +177,16 @@ async fn ocsp(app: &Arc<App>, req: Request<Incoming>, ocsp_path: &str) -> Respon
     };
     app.metrics
         .ocsp_responses
-        .with_label_values(&[answer.status])
+        .with_label_values(&[answer.status.as_str()])
         .inc();
     ocsp_response(answer, cacheable)
+}
+
+/// Answers a DER OCSPRequest through the gate.
+async fn ocsp_answer(app: &App, request: &[u8]) -> OcspAnswer {
+    app.ocsp_gate
+        .answer(&app.revocation, &app.store, &app.metrics, request)
+        .await
 }
 
 fn ocsp_response(answer: OcspAnswer, cacheable: bool) -> Response<Full<Bytes>> {

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -23,6 +23,64 @@ use crate::metrics::Metrics;
 use crate::model::{now_unix, CertStatus, Serial, UnixSeconds};
 use crate::store::StoredCrl;
 use crate::store::{Store, StoreError};
+
+/// Bounds how many OCSP requests are answered (looked up and signed) at
+/// once. The work runs in place on the async worker that holds a permit, so
+/// with one permit OCSP occupies at most one core, whatever the load; the
+/// other requests wait for their turn without using any.
+pub struct OcspGate {
+    permits: tokio::sync::Semaphore,
+    in_progress: AtomicI64,
+    peak: AtomicI64,
+}
+
+impl OcspGate {
+    /// A gate with `permits` (at least 1) answers at a time.
+    pub fn new(permits: usize) -> OcspGate {
+        OcspGate {
+            permits: tokio::sync::Semaphore::new(permits.max(1)),
+            in_progress: AtomicI64::new(0),
+            peak: AtomicI64::new(0),
+        }
+    }
+
+    /// Answers a DER OCSPRequest when a permit is free.
+    pub async fn answer(
+        &self,
+        revocation: &Revocation,
+        store: &Arc<dyn Store>,
+        metrics: &Metrics,
+        request: &[u8],
+    ) -> OcspAnswer {
+        // The semaphore is never closed; were it, answering anyway is safe.
+        let _permit = self.permits.acquire().await.ok();
+        let _counted = Counted::enter(self, metrics);
+        revocation.ocsp(store, request)
+    }
+}
+
+/// Counts an answer in progress for the gauges, also if it is cancelled.
+struct Counted<'a> {
+    gate: &'a OcspGate,
+    metrics: &'a Metrics,
+}
+
+impl<'a> Counted<'a> {
+    fn enter(gate: &'a OcspGate, metrics: &'a Metrics) -> Counted<'a> {
+        let now = gate.in_progress.fetch_add(1, Ordering::SeqCst) + 1;
+        let peak = gate.peak.fetch_max(now, Ordering::SeqCst).max(now);
+        metrics.ocsp_in_progress.set(now);
+        metrics.ocsp_peak.set(peak);
+        Counted { gate, metrics }
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        let now = self.gate.in_progress.fetch_sub(1, Ordering::SeqCst) - 1;
+        self.metrics.ocsp_in_progress.set(now);
+    }
+}
 
 /// Errors while producing revocation information.
 #[derive(Debug, thiserror::Error)]
@@ -40,16 +98,51 @@ pub enum RevocationError {
 pub struct OcspAnswer {
     /// DER OCSPResponse.
     pub body: Bytes,
-    /// `good`, `revoked`, `unknown`, `malformed` or `error` (for metrics).
-    pub status: &'static str,
+    /// What it says (for metrics).
+    pub status: OcspStatus,
     /// Seconds an HTTP cache may keep it (GET), if cacheable.
     pub max_age: Option<u64>,
+}
+
+/// What an OCSP answer says. For a request about several certificates:
+/// `Revoked` if any is revoked, else `Unknown` if any is unknown, else `Good`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OcspStatus {
+    /// Every certificate asked about is ours and not revoked.
+    Good,
+    /// A certificate asked about is revoked.
+    Revoked,
+    /// A certificate asked about is not ours.
+    Unknown,
+    /// The request could not be parsed (`malformedRequest`).
+    Malformed,
+    /// The store or the signer failed (`internalError`).
+    Error,
+}
+
+impl OcspStatus {
+    /// The metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OcspStatus::Good => "good",
+            OcspStatus::Revoked => "revoked",
+            OcspStatus::Unknown => "unknown",
+            OcspStatus::Malformed => "malformed",
+            OcspStatus::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for OcspStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 struct Cached {
     serial: Serial,
     body: Bytes,
-    status: &'static str,
+    status: OcspStatus,
     refresh_at: UnixSeconds,
     next_update: UnixSeconds,
 }
@@ -222,7 +315,7 @@ impl Revocation {
         let Some(parsed) = responder.parse(request) else {
             return OcspAnswer {
                 body: Bytes::from(ocsp::malformed()),
-                status: "malformed",
+                status: OcspStatus::Malformed,
                 max_age: None,
             };
         };
@@ -254,7 +347,7 @@ impl Revocation {
         }
         let epoch = self.epoch.load(Ordering::SeqCst);
         let mut answers = Vec::with_capacity(parsed.items.len());
-        let mut status = "good";
+        let mut status = OcspStatus::Good;
         for item in &parsed.items {
             let lookup = match item.serial {
                 None => Lookup::Unknown,
@@ -263,7 +356,7 @@ impl Revocation {
                         tracing::error!(error = %e, "OCSP store lookup");
                         return OcspAnswer {
                             body: Bytes::from(ocsp::internal_error()),
-                            status: "error",
+                            status: OcspStatus::Error,
                             max_age: None,
                         };
                     }
@@ -279,8 +372,8 @@ impl Revocation {
             };
             status = match lookup {
                 Lookup::Good => status,
-                Lookup::Revoked { .. } => "revoked",
-                Lookup::Unknown if status == "good" => "unknown",
+                Lookup::Revoked { .. } => OcspStatus::Revoked,
+                Lookup::Unknown if status == OcspStatus::Good => OcspStatus::Unknown,
                 Lookup::Unknown => status,
             };
             answers.push((item.cert_id.clone(), lookup));
@@ -293,7 +386,7 @@ impl Revocation {
                 tracing::error!(error = %e, "signing an OCSP response");
                 return OcspAnswer {
                     body: Bytes::from(ocsp::internal_error()),
-                    status: "error",
+                    status: OcspStatus::Error,
                     max_age: None,
                 };
             }

@@ -44,7 +44,7 @@ fn to_csv(app: &App, mut certs: Vec<CertRecord>) -> Result<Vec<u8>, ApiError> {
         w.write_record([
             c.profile_id.as_str(),
             name_of(&c.profile_id),
-            c.state_name(now),
+            c.state(now).as_str(),
             &c.serial.to_string(),
             &rfc3339(c.not_after),
             c.subject.as_str(),

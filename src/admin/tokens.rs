@@ -46,8 +46,8 @@ pub(super) struct TokenView {
     /// `None` only for tokens made before tokens expired.
     expires_at: Option<String>,
     revoked_at: Option<String>,
-    /// `active`, `expired` or `revoked`.
-    state: &'static str,
+    /// Its state now.
+    state: crate::model::TokenState,
 }
 
 impl TokenView {
@@ -59,7 +59,7 @@ impl TokenView {
             created_at: rfc3339(rec.created_at),
             expires_at: rec.expires_at.map(rfc3339),
             revoked_at: rec.revoked_at.map(rfc3339),
-            state: rec.state_name(now),
+            state: rec.state(now),
         }
     }
 }

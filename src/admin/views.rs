@@ -7,9 +7,9 @@ use serde::Serialize;
 use crate::app::App;
 use crate::files::cert_pem;
 use crate::model::{
-    AuditAction, AuditEvent, AuditOutcome, CertKind, CertRecord, CertStatus, Identification,
-    Issuance, Notification, NotificationKind, Order, OrderHolder, OrderStatus, RevocationReason,
-    SystemRight, UnixSeconds,
+    AuditAction, AuditEvent, AuditOutcome, CertKind, CertRecord, CertState, CertStatus,
+    Identification, Issuance, Notification, NotificationKind, Order, OrderHolder, OrderStatus,
+    RevocationReason, SystemRight, UnixSeconds,
 };
 use crate::orders::{display_status, CreatedOrder};
 
@@ -144,8 +144,8 @@ pub struct CertView {
     pub serial: String,
     /// Subject.
     pub subject: String,
-    /// `issued`, `expired`, `revoked` or `blocked`.
-    pub status: &'static str,
+    /// The certificate's state now.
+    pub status: CertState,
     /// When it was revoked or blocked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<String>,
@@ -188,7 +188,7 @@ impl CertView {
         CertView {
             serial: rec.serial.to_string(),
             subject: rec.subject.clone(),
-            status: rec.state_name(now),
+            status: rec.state(now),
             revoked_at,
             revocation_reason,
             kind: rec.kind,
@@ -217,8 +217,8 @@ pub struct PublicCertView {
     pub subject: String,
     /// notAfter.
     pub not_after: String,
-    /// `issued`, `expired`, `revoked` or `blocked`.
-    pub status: &'static str,
+    /// The certificate's state now.
+    pub status: CertState,
     /// The certificate, PEM.
     pub pem: String,
 }
@@ -230,7 +230,7 @@ impl PublicCertView {
             serial: rec.serial.to_string(),
             subject: rec.subject.clone(),
             not_after: rfc3339(rec.not_after),
-            status: rec.state_name(now),
+            status: rec.state(now),
             pem: cert_pem(&rec.der),
         }
     }

@@ -985,8 +985,8 @@ async fn an_organisation_sees_and_changes_only_its_own() {
             .cert(&a_serial)
             .expect("store")
             .expect("cert")
-            .state_name(0),
-        "issued"
+            .state(0),
+        estd::model::CertState::Issued
     );
     assert_problem(
         &bravo.get(&format!("/organisations/{DEMO_CVR}")).await,
@@ -1516,8 +1516,8 @@ async fn the_admin_cli_works_against_a_real_server() {
             .cert(&serial)
             .expect("store")
             .expect("cert")
-            .state_name(0),
-        "revoked"
+            .state(0),
+        estd::model::CertState::Revoked
     );
 
     // Errors are reported with the problem's detail and a failing exit status.

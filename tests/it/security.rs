@@ -1284,7 +1284,10 @@ async fn admin_api_refuses_missing_and_wrong_credentials() {
         .cert(&demo_serial)
         .expect("db")
         .expect("cert");
-    assert_eq!(rec.state_name(estd::model::now_unix()), "issued");
+    assert_eq!(
+        rec.state(estd::model::now_unix()),
+        estd::model::CertState::Issued
+    );
     assert_eq!(profile(&ts, "demo").name, demo_profile.name);
     // Control: the real token works.
     let mut op = Api::operator(&ts).await;
@@ -1474,7 +1477,7 @@ async fn admin_api_token_of_another_organisation_sees_and_changes_nothing() {
     let now = estd::model::now_unix();
     for s in [device, user] {
         let rec = store.cert(&s).expect("db").expect("cert");
-        assert_eq!(rec.state_name(now), "issued");
+        assert_eq!(rec.state(now), estd::model::CertState::Issued);
     }
     let order = |id: &str| store.order(id).expect("db").expect("order");
     assert_eq!(order(&pending).status.name(), "pending");

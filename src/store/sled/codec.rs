@@ -278,13 +278,13 @@ mod tests {
             decode_token(&encode(&new).expect("encode")).expect("decode"),
             new
         );
-        assert_eq!(new.state_name(3), "revoked");
+        assert_eq!(new.state(3), crate::model::TokenState::Revoked);
         let expired = TokenRecord {
             revoked_at: None,
             ..new
         };
-        assert_eq!(expired.state_name(4), "active");
-        assert_eq!(expired.state_name(5), "expired");
+        assert_eq!(expired.state(4), crate::model::TokenState::Active);
+        assert_eq!(expired.state(5), crate::model::TokenState::Expired);
     }
 
     #[test]
