@@ -182,3 +182,37 @@ impl From<CertRejection> for EstError {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fault_of_ours_is_a_500_that_shows_no_detail() {
+        let e = EstError::from(service::Error::Internal {
+            what: "signing task",
+            source: Some("secret detail".into()),
+        });
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.to_string(), "internal error");
+        assert!(e.is_internal());
+        let r = e.into_response();
+        assert!(!r.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+
+    #[test]
+    fn a_refusal_keeps_its_text_and_its_status_from_the_one_mapping() {
+        let e = EstError::from(service::Error::Unauthenticated("wrong code".into()));
+        assert_eq!(e.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(e.to_string(), "wrong code");
+        assert!(!e.is_internal());
+        let r = e.into_response();
+        assert_eq!(
+            r.headers()[header::WWW_AUTHENTICATE],
+            "Basic realm=\"estd\""
+        );
+        let e = EstError::from(service::Error::Conflict("renewed already".into()));
+        assert_eq!(e.status(), StatusCode::CONFLICT);
+        assert_eq!(e.to_string(), "renewed already");
+    }
+}
