@@ -30,6 +30,9 @@ use crate::service::{self, Enrolled};
 pub const PKCS7_CERTS_ONLY: &str = "application/pkcs7-mime; smime-type=certs-only";
 
 /// Who is calling an enrolment endpoint.
+// Lives for one request, on the stack: boxing the principal would cost an
+// allocation per request for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Caller {
     /// A valid certificate of this CA or a configured anchor.
     Certificate(Principal),

@@ -298,7 +298,7 @@ pub(super) async fn issue_for_order(
     for _ in 0..SERIAL_ATTEMPTS {
         let issued = sign(s.ca, &template).await?;
         let serial = issued.serial;
-        let (expected_status, expected_code) = (order.status.clone(), order.code.clone());
+        let (expected_status, expected_code) = (order.status, order.code.clone());
         let check: OrderCheck = Box::new(move |current: &mut Order| {
             // Only the very state we checked may move to Issued: a code used
             // twice, or a new code issued meanwhile, finds it changed.
