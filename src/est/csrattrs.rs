@@ -51,7 +51,7 @@ pub fn handle<B>(
         Some(profile) => attributes(profile),
         None => common_attributes(),
     }
-    .map_err(|e| EstError::Internal(e.to_string()))?;
+    .map_err(EstError::Encoding)?;
     Ok(base64_response(
         CONTENT_TYPE,
         Bytes::from(codec::encode_base64_wrapped(&der)),

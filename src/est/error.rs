@@ -7,30 +7,21 @@ use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::auth::CertRejection;
-use crate::ca::csr::CsrError;
-use crate::ca::CaError;
-use crate::policy::{LinkingError, PolicyError};
 use crate::problem::Problem;
+use crate::service;
 use crate::store::StoreError;
 
-/// An EST request that cannot be served.
+/// An EST request that cannot be served: a refusal of the protocol itself,
+/// or one of the unit of work it asked for.
 #[derive(Debug, thiserror::Error)]
 pub enum EstError {
-    /// 400: malformed request or CSR.
+    /// 400: the request is malformed at the protocol level (its headers,
+    /// its body's framing or encoding).
     #[error("{0}")]
     BadRequest(String),
-    /// 401: no acceptable credentials; answered with a Basic challenge.
-    #[error("{0}")]
-    Unauthorized(String),
-    /// 403: authenticated, but not permitted.
-    #[error("{0}")]
-    Forbidden(String),
     /// 404: no such endpoint.
     #[error("not found")]
     NotFound,
-    /// 409: the request conflicts with what exists (a certificate's successor).
-    #[error("{0}")]
-    Conflict(String),
     /// 405: wrong method; carries the allowed one.
     #[error("method not allowed; use {0}")]
     MethodNotAllowed(&'static str),
@@ -52,9 +43,42 @@ pub enum EstError {
     /// 501: an optional EST operation estd does not offer.
     #[error("{0} is not supported by this server")]
     NotImplemented(&'static str),
-    /// 500: a fault of ours. The detail is logged, not shown.
+    /// 500: an answer could not be encoded. The detail is logged, not shown.
     #[error("internal error")]
-    Internal(String),
+    Encoding(#[source] der::Error),
+    /// Refused or failed by the unit of work (or by authentication, in its
+    /// terms); the status comes from [`crate::http::error::status`]. A fault
+    /// of ours shows only "internal error".
+    #[error("{}", Shown(.0))]
+    Service(#[from] service::Error),
+}
+
+/// What a client is told of a service error: its text, unless it is ours.
+struct Shown<'a>(&'a service::Error);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_internal() {
+            f.write_str("internal error")
+        } else {
+            self.0.fmt(f)
+        }
+    }
+}
+
+/// An error with its chain of causes, for the log.
+struct Chain<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
+    }
 }
 
 impl EstError {
@@ -62,17 +86,24 @@ impl EstError {
     pub fn status(&self) -> StatusCode {
         match self {
             EstError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            EstError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            EstError::Forbidden(_) => StatusCode::FORBIDDEN,
             EstError::NotFound => StatusCode::NOT_FOUND,
-            EstError::Conflict(_) => StatusCode::CONFLICT,
             EstError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             EstError::Timeout => StatusCode::REQUEST_TIMEOUT,
             EstError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             EstError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             EstError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             EstError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
-            EstError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            EstError::Encoding(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            EstError::Service(e) => crate::http::error::status(e),
+        }
+    }
+
+    /// Whether this is a fault of ours rather than of the request.
+    pub fn is_internal(&self) -> bool {
+        match self {
+            EstError::Encoding(_) => true,
+            EstError::Service(e) => e.is_internal(),
+            _ => false,
         }
     }
 
@@ -92,8 +123,8 @@ impl EstError {
 
     /// The response as a problem document if `problem_json`, else `text/plain`.
     pub fn into_response_as(self, problem_json: bool) -> Response<Full<Bytes>> {
-        if let EstError::Internal(detail) = &self {
-            tracing::error!(%detail, "internal error");
+        if self.is_internal() {
+            tracing::error!(error = %Chain(&self), "internal error");
         }
         let retry_after = match &self {
             EstError::TooManyRequests { retry_after } => Some(*retry_after),
@@ -119,7 +150,7 @@ impl EstError {
         };
         let h = resp.headers_mut();
         match self {
-            EstError::Unauthorized(_) => {
+            EstError::Service(service::Error::Unauthenticated(_)) => {
                 h.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Basic realm=\"estd\""),
@@ -134,44 +165,54 @@ impl EstError {
     }
 }
 
-impl From<CsrError> for EstError {
-    fn from(e: CsrError) -> Self {
-        EstError::BadRequest(e.to_string())
-    }
-}
-
-impl From<PolicyError> for EstError {
-    fn from(e: PolicyError) -> Self {
-        EstError::Forbidden(e.to_string())
-    }
-}
-
-impl From<LinkingError> for EstError {
-    fn from(e: LinkingError) -> Self {
-        EstError::BadRequest(e.to_string())
-    }
-}
-
 impl From<StoreError> for EstError {
     fn from(e: StoreError) -> Self {
-        EstError::Internal(e.to_string())
-    }
-}
-
-impl From<CaError> for EstError {
-    fn from(e: CaError) -> Self {
-        EstError::Internal(e.to_string())
+        EstError::Service(e.into())
     }
 }
 
 impl From<CertRejection> for EstError {
     fn from(e: CertRejection) -> Self {
-        match e {
+        EstError::Service(match e {
             // Not ours to recognise: the client may still try other credentials.
             CertRejection::Untrusted | CertRejection::Malformed => {
-                EstError::Unauthorized(e.to_string())
+                service::Error::Unauthenticated(e.to_string())
             }
-            _ => EstError::Forbidden(e.to_string()),
-        }
+            _ => service::Error::Forbidden(e.to_string()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fault_of_ours_is_a_500_that_shows_no_detail() {
+        let e = EstError::from(service::Error::Internal {
+            what: "signing task",
+            source: Some("secret detail".into()),
+        });
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.to_string(), "internal error");
+        assert!(e.is_internal());
+        let r = e.into_response();
+        assert!(!r.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+
+    #[test]
+    fn a_refusal_keeps_its_text_and_its_status_from_the_one_mapping() {
+        let e = EstError::from(service::Error::Unauthenticated("wrong code".into()));
+        assert_eq!(e.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(e.to_string(), "wrong code");
+        assert!(!e.is_internal());
+        let r = e.into_response();
+        assert_eq!(
+            r.headers()[header::WWW_AUTHENTICATE],
+            "Basic realm=\"estd\""
+        );
+        let e = EstError::from(service::Error::Conflict("renewed already".into()));
+        assert_eq!(e.status(), StatusCode::CONFLICT);
+        assert_eq!(e.to_string(), "renewed already");
     }
 }

@@ -24,6 +24,7 @@ use crate::auth::{self, ClientCert, Principal};
 use crate::http::{BodyError, Connection, RequestLog};
 use crate::model::now_unix;
 use crate::ratelimit::Caller;
+use crate::service;
 pub use error::EstError;
 
 /// Path prefix of every EST endpoint.
@@ -278,9 +279,9 @@ pub fn certificate_principal(app: &App, conn: &Connection) -> Result<Principal, 
             Err(rejection) => Err(rejection.into()),
         },
         Some(Err(rejection)) => Err(rejection.clone().into()),
-        None => Err(EstError::Unauthorized(
+        None => Err(EstError::Service(service::Error::Unauthenticated(
             "a client certificate or credentials are required".into(),
-        )),
+        ))),
     }
 }
 

@@ -47,6 +47,17 @@ pub enum Error {
     /// Signing failed; our fault.
     #[error("CA: {0}")]
     Ca(#[from] CaError),
+    /// Another fault of ours (a worker task that died, no randomness, a
+    /// retry budget spent, records that contradict each other): says what
+    /// failed, keeps the cause if there is one. Never shown to a client.
+    #[error("{what}")]
+    Internal {
+        /// What failed.
+        what: &'static str,
+        /// Why, if something below said.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
 }
 
 impl From<StoreError> for Error {
@@ -68,8 +79,22 @@ impl Error {
         }
     }
 
+    /// A fault of ours, `what` failing because of `source`.
+    pub fn internal(
+        what: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Error {
+        Error::Internal {
+            what,
+            source: Some(source.into()),
+        }
+    }
+
     /// Whether this is a fault of ours rather than of the request.
     pub fn is_internal(&self) -> bool {
-        matches!(self, Error::Store(_) | Error::Ca(_))
+        matches!(
+            self,
+            Error::Store(_) | Error::Ca(_) | Error::Internal { .. }
+        )
     }
 }

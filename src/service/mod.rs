@@ -21,9 +21,20 @@ use crate::metrics::Metrics;
 use crate::revocation::Revocation;
 use crate::store::Store;
 
+mod collect;
+mod enrol;
 mod error;
+mod held;
+mod issue;
+mod reenrol;
+mod serverkeygen;
 
+pub use collect::collect;
+pub use enrol::{enrol, Enrolled};
 pub use error::Error;
+pub use issue::Certificate;
+pub use reenrol::reenrol;
+pub use serverkeygen::{not_browser, serverkeygen, KeyAndCertificate};
 
 /// What a unit of work may use. Cheap to copy: it borrows from the
 /// application state, which outlives every request.

@@ -1,0 +1,153 @@
+//! Collection of a one-time-code order with `simpleenroll`: the reference
+//! number and code are checked (wrong codes are counted durably and lock the
+//! order after five), then the certificate is issued for the order.
+
+use aws_lc_rs::constant_time::verify_slices_are_equal;
+
+use super::issue::{self, audit_event, cpu, AuditNote, Certificate, BAD_CODE};
+use super::{Error, Services};
+use crate::ca::csr;
+use crate::model::{now_unix, AuditAction, AuditOutcome, Issuance, Order, UnixSeconds};
+use crate::orders::{self, CodeCheck};
+use crate::policy;
+use crate::store::{Store, StoreError};
+use crate::tls::ChannelBinding;
+
+/// Collects the one-time-code order `reference` with `code` and the CSR
+/// `csr_der` sent on a connection with `binding`, under `label` if given
+/// (which must be the order's profile's). Durable when it returns, refusals
+/// included: a wrong code's count survives a restart.
+pub async fn collect(
+    s: Services<'_>,
+    reference: &str,
+    code: &str,
+    label: Option<&str>,
+    csr_der: Vec<u8>,
+    binding: &ChannelBinding,
+) -> Result<Certificate, Error> {
+    let order = code_order(s, reference, code).await?;
+    if order.issuance != Issuance::Est {
+        return Err(Error::Forbidden(
+            "this order is collected with serverkeygen, not simpleenroll".into(),
+        ));
+    }
+    let (org, profile) = issue::order_profile(s, &order, label)?;
+    let holder = order.holder.clone();
+    let binding = binding.clone();
+    let ticket = s.store.expect_issuance();
+    let (template, effective) = cpu(s.ca, move || {
+        let csr = csr::parse_and_verify(&csr_der)?;
+        let effective = policy::effective_profile(&profile, &holder);
+        // Refused before the order moves: a failed link spends no code.
+        policy::check_pop_linking(&effective, &csr, &binding)?;
+        let template = policy::collect_template(&csr, &org, &effective, &holder)?;
+        Ok((template, effective))
+    })
+    .await?;
+    let note = AuditNote {
+        actor: format!("order:{}", order.id),
+        action: AuditAction::Collect,
+        detail: "collected with one-time code".into(),
+    };
+    let issued = issue::issue_for_order(s, template, &effective, &order, note, ticket).await?;
+    issue::count_issued(s, &effective.est_label, "collect");
+    Ok(issued.into())
+}
+
+/// Checks a reference number and one-time code; the order if they match.
+/// Wrong codes are counted, audited and made durable before the refusal, and
+/// lock the order after five.
+pub(super) async fn code_order(
+    s: Services<'_>,
+    reference: &str,
+    code: &str,
+) -> Result<Order, Error> {
+    let Some((order, check)) = try_code(&**s.store, reference, code, now_unix())? else {
+        // Counted (see `try_code`) and committed as a wrong code's count is,
+        // so that an unknown reference answers after the same work.
+        s.store.durable().await?;
+        return Err(Error::Unauthenticated(BAD_CODE.into()));
+    };
+    match check {
+        CodeCheck::Valid => Ok(order),
+        CodeCheck::Wrong => {
+            s.store.audit(&audit_event(
+                &format!("order:{}", order.id),
+                AuditAction::Collect,
+                AuditOutcome::Refused,
+                &order.cvr,
+                &order.profile_id,
+                None,
+                &order.id,
+                "wrong one-time code",
+            ))?;
+            // Counted durably, so that a restart does not reset the lockout.
+            s.store.durable().await?;
+            Err(Error::Unauthenticated(BAD_CODE.into()))
+        }
+        CodeCheck::Expired => Err(Error::Unauthenticated(
+            "the one-time code has expired; ask an administrator for a new code".into(),
+        )),
+        CodeCheck::Locked => Err(Error::Forbidden(
+            "the order is locked after 5 wrong codes; ask an administrator for a new code".into(),
+        )),
+        CodeCheck::Unusable => {
+            s.store.durable().await?;
+            Err(Error::Unauthenticated(BAD_CODE.into()))
+        }
+    }
+}
+
+/// Stands in for a stored code hash where there is none, so that every
+/// presented code is hashed and compared (see [`try_code`]).
+const NO_CODE_HASH: [u8; 32] = [0; 32];
+
+/// Checks `code` against order `order_id` and, if it is wrong, counts it, in
+/// one atomic step: simultaneous guesses are each judged against the count
+/// the one before left, so no more than five are ever tried. The count is
+/// durable with the next commit. `None` if there is no such order.
+///
+/// An unknown reference, or an order without an outstanding code, gets the
+/// same answer as a wrong code, and does the same work: the code is hashed
+/// and compared, and a count is written (the store's count of unmatched
+/// codes, a single fixed-size value), which the caller commits before
+/// answering as it does a wrong code's failure count.
+fn try_code(
+    store: &(dyn Store + 'static),
+    order_id: &str,
+    code: &str,
+    now: UnixSeconds,
+) -> Result<Option<(Order, CodeCheck)>, StoreError> {
+    let mut verdict = CodeCheck::Unusable;
+    let mut unchanged = None;
+    let outcome = store.update_order(order_id, |o| {
+        verdict = orders::check_code(o, code, now);
+        match (verdict, o.code.as_mut()) {
+            (CodeCheck::Wrong, Some(c)) => {
+                c.failures = c.failures.saturating_add(1);
+                Ok(())
+            }
+            _ => {
+                // Nothing to write: the order as it was judged.
+                unchanged = Some(o.clone());
+                Err(())
+            }
+        }
+    })?;
+    Ok(match outcome {
+        None => {
+            // The work a known order's check does, for the same time taken.
+            let presented = orders::code_hash(order_id, code);
+            let _ = verify_slices_are_equal(&presented, std::hint::black_box(&NO_CODE_HASH));
+            store.count_unmatched_code()?;
+            None
+        }
+        Some(Ok(counted)) => Some((counted, CodeCheck::Wrong)),
+        Some(Err(())) => {
+            if verdict == CodeCheck::Unusable {
+                store.count_unmatched_code()?;
+            }
+            unchanged.map(|o| (o, verdict))
+        }
+    })
+}
