@@ -53,7 +53,7 @@ pub enum InitError {
     File(#[from] FileError),
     /// The operator's admin token could not be created.
     #[error("creating the operator's admin token: {0}")]
-    OperatorToken(#[source] crate::orders::OpError),
+    OperatorToken(#[source] crate::service::Error),
     /// The store.
     #[error(transparent)]
     Store(#[from] StoreError),

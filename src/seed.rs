@@ -67,7 +67,7 @@ pub fn ensure_operator_token(
     let now = now_unix();
     if !store.has_usable_operator_token(now)? {
         let days = u64::from(config.admin_tokens.operator_token_days);
-        let created = crate::orders::create_token(store, None, "operator", now + days * 86_400)
+        let created = crate::service::mint_token(store, None, "operator", now + days * 86_400)
             .map_err(crate::app::InitError::OperatorToken)?;
         write_file(&path, format!("{}\n", created.token).as_bytes(), true)?;
     }
