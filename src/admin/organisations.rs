@@ -160,16 +160,10 @@ pub fn get(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
 /// permissions and the P and SE numbers are what the CA has registered and
 /// allows; an organisation's own token or certificate must not lift them.
 pub async fn update(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
-    // Another organisation's stays a 404, as everywhere else.
-    visible_org(app, actor, req.param(0))?;
-    if !actor.is_operator() {
-        return Err(ApiError::Forbidden(
-            "only a server operator can change an organisation (its name, permissions and P and SE numbers)"
-                .into(),
-        ));
-    }
-    let changes: OrganisationChanges = req.json()?;
+    // The service refuses another organisation's with 404 and a
+    // non-operator with 403 before the body is read, as the API promises.
     let org = service::update_org(app.services(), actor, req.param(0), |org| {
+        let changes: OrganisationChanges = req.json()?;
         apply_changes(org, changes)
     })
     .await?;

@@ -44,9 +44,6 @@ pub enum ApiError {
     /// 408: the body did not arrive in time.
     #[error("request body not received in time")]
     Timeout,
-    /// 409: a duplicate, or an illegal state transition (names the state).
-    #[error("{0}")]
-    Conflict(String),
     /// 413: the body is over the limit.
     #[error("request body larger than {0} bytes")]
     TooLarge(usize),
@@ -93,7 +90,6 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Encoding(_) | ApiError::Unrouted(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -107,7 +103,6 @@ impl ApiError {
         match self {
             ApiError::InvalidField { .. } => "urn:estd:error:invalid-field",
             ApiError::MalformedBody(_) => "urn:estd:error:malformed-body",
-            ApiError::Conflict(_) => "urn:estd:error:conflict",
             ApiError::Service(service::Error::Invalid { .. }) => "urn:estd:error:invalid-field",
             ApiError::Service(service::Error::Conflict(_)) => "urn:estd:error:conflict",
             _ => "about:blank",
@@ -118,7 +113,6 @@ impl ApiError {
         match self {
             ApiError::InvalidField { .. } => "Invalid field",
             ApiError::MalformedBody(_) => "Malformed request body",
-            ApiError::Conflict(_) => "Conflict with the current state",
             ApiError::Service(service::Error::Invalid { .. }) => "Invalid field",
             ApiError::Service(service::Error::Conflict(_)) => "Conflict with the current state",
             other => other.status().canonical_reason().unwrap_or("Error"),
