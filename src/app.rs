@@ -51,9 +51,9 @@ pub enum InitError {
     /// A file or folder beside the CA material (the data folder, the admin token).
     #[error(transparent)]
     File(#[from] FileError),
-    /// The operator's admin token could not be created.
-    #[error("creating the operator's admin token: {0}")]
-    OperatorToken(#[source] crate::orders::OpError),
+    /// The first-start data (the operator's admin token, the demo data).
+    #[error(transparent)]
+    Seed(#[from] seed::SeedError),
     /// The store.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -63,7 +63,6 @@ pub mod jobs;
 pub mod metrics;
 pub mod model;
 pub mod notify;
-pub mod orders;
 pub mod policy;
 pub mod problem;
 pub mod public;

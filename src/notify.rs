@@ -24,7 +24,7 @@ use crate::app::App;
 use crate::model::{
     now_unix, CertRecord, Notification, NotificationKind, OrderHolder, UnixSeconds,
 };
-use crate::orders::{notify, recipient, OpError};
+use crate::service::{notify, recipient, Notice};
 use crate::store::StoreError;
 
 /// Failed attempts after which a notice is no longer tried.
@@ -55,7 +55,7 @@ pub enum NotifyError {
     Store(#[from] StoreError),
     /// Writing a notice to the outbox failed.
     #[error("writing a notice: {0}")]
-    Notice(#[from] OpError),
+    Notice(#[from] crate::service::Error),
     /// `smtp.from` is not a mailbox such as `estd <estd@example.com>`.
     #[error("smtp.from {from:?} is not a valid sender: {reason}")]
     InvalidSender {
@@ -252,21 +252,23 @@ pub fn write_expiry_notices(app: &App, now: UnixSeconds) -> Result<usize, Notify
             continue;
         };
         notify(
-            app,
-            NotificationKind::Expiring,
-            &rec.cvr,
-            Some(to),
-            format!("Certificate expires soon: {}", rec.subject),
-            format!(
-                "Certificate {} ({}) expires on {} ({} days from now). \
-                 Renew it before then to keep using it.",
-                rec.serial,
-                rec.subject,
-                utc_date(rec.not_after),
-                rec.not_after.saturating_sub(now) / SECONDS_PER_DAY
-            ),
-            Some(rec.serial),
-            rec.order_id.as_deref(),
+            app.services(),
+            Notice {
+                kind: NotificationKind::Expiring,
+                cvr: &rec.cvr,
+                to: Some(to),
+                subject: format!("Certificate expires soon: {}", rec.subject),
+                body: format!(
+                    "Certificate {} ({}) expires on {} ({} days from now). \
+                     Renew it before then to keep using it.",
+                    rec.serial,
+                    rec.subject,
+                    utc_date(rec.not_after),
+                    rec.not_after.saturating_sub(now) / SECONDS_PER_DAY
+                ),
+                serial: Some(rec.serial),
+                order_id: rec.order_id.as_deref(),
+            },
         )?;
         already_noticed.insert(rec.serial);
         written += 1;

@@ -11,7 +11,7 @@ use crate::ca::csr::classify_key;
 use crate::ca::layout;
 use crate::ca::{Ca, CaError, CertTemplate, CertUsage};
 use crate::config::Config;
-use crate::files::{cert_pem, key_pem, write_file};
+use crate::files::{cert_pem, key_pem, write_file, FileError};
 use crate::model::{
     now_unix, organization_identifier, AuditAction, AuditEvent, AuditOutcome, CertKind, CertRecord,
     CertStatus, Identification, Organisation, Profile, SystemRight,
@@ -19,7 +19,24 @@ use crate::model::{
 use crate::policy::ORGANIZATION_IDENTIFIER;
 use std::sync::Arc;
 
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+
+/// Why the first-start data could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    /// CA material or signing.
+    #[error(transparent)]
+    Ca(#[from] CaError),
+    /// A file beside the CA material (the admin token, the demo credentials).
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// The operator's admin token could not be created.
+    #[error("creating the operator's admin token: {0}")]
+    OperatorToken(#[source] crate::service::Error),
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// EST label of the demo IdM system's own profile.
 pub const DEMO_IDM_LABEL: &str = "demo-idm";
@@ -62,13 +79,13 @@ pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 pub fn ensure_operator_token(
     config: &Config,
     store: &Arc<dyn Store>,
-) -> Result<PathBuf, crate::app::InitError> {
+) -> Result<PathBuf, SeedError> {
     let path = config.paths.certs_dir.join(ADMIN_TOKEN_FILE);
     let now = now_unix();
     if !store.has_usable_operator_token(now)? {
         let days = u64::from(config.admin_tokens.operator_token_days);
-        let created = crate::orders::create_token(store, None, "operator", now + days * 86_400)
-            .map_err(crate::app::InitError::OperatorToken)?;
+        let created = crate::service::mint_token(store, None, "operator", now + days * 86_400)
+            .map_err(SeedError::OperatorToken)?;
         write_file(&path, format!("{}\n", created.token).as_bytes(), true)?;
     }
     Ok(path)
@@ -79,7 +96,31 @@ pub fn ensure_demo(
     config: &Config,
     ca: &Ca,
     store: &Arc<dyn Store>,
-) -> Result<DemoIdentity, crate::app::InitError> {
+) -> Result<DemoIdentity, SeedError> {
+    let d = &config.demo;
+    let (org, idm_profile) = ensure_demo_catalogue(config, store)?;
+
+    let dir = &config.paths.certs_dir;
+    let cert_path = dir.join(layout::DEMO_CERT);
+    let key_path = dir.join(layout::DEMO_KEY);
+    if !cert_path.exists() || !key_path.exists() {
+        issue_demo_idm(ca, store, &org, &idm_profile, &cert_path, &key_path)?;
+    }
+    Ok(DemoIdentity {
+        cert: cert_path,
+        key: key_path,
+        label: d.est_label.clone(),
+        organisation: org.name,
+        cvr: org.cvr,
+    })
+}
+
+/// The demo organisation, its enrolment profile and the IdM system's
+/// profile, made where missing; returns the organisation and the IdM profile.
+fn ensure_demo_catalogue(
+    config: &Config,
+    store: &Arc<dyn Store>,
+) -> Result<(Organisation, Profile), SeedError> {
     let d = &config.demo;
     let org = match store.org(&d.cvr)? {
         Some(o) => o,
@@ -119,19 +160,7 @@ pub fn ensure_demo(
         }
     };
 
-    let dir = &config.paths.certs_dir;
-    let cert_path = dir.join(layout::DEMO_CERT);
-    let key_path = dir.join(layout::DEMO_KEY);
-    if !cert_path.exists() || !key_path.exists() {
-        issue_demo_idm(ca, store, &org, &idm_profile, &cert_path, &key_path)?;
-    }
-    Ok(DemoIdentity {
-        cert: cert_path,
-        key: key_path,
-        label: d.est_label.clone(),
-        organisation: org.name,
-        cvr: org.cvr,
-    })
+    Ok((org, idm_profile))
 }
 
 /// Issues the demo IdM system's certificate, records it, and writes it (with
@@ -143,7 +172,7 @@ fn issue_demo_idm(
     idm_profile: &Profile,
     cert_path: &Path,
     key_path: &Path,
-) -> Result<(), crate::app::InitError> {
+) -> Result<(), SeedError> {
     let (pkcs8, spki) = bootstrap::generate_p256_key()?;
     let key = classify_key(&spki).map_err(CaError::GeneratedKey)?;
     let subject = system_subject(org, "Demo IdM system")?;

@@ -5,10 +5,10 @@ use http::{header, HeaderMap};
 
 use super::problem::ApiError;
 use crate::app::App;
-use crate::auth::principal;
+use crate::auth::{principal, Principal};
 use crate::http::Connection;
-use crate::model::{now_unix, SystemRight};
-use crate::orders::{token_actor, Actor};
+use crate::model::{now_unix, Actor, ActorId, SystemRight};
+use crate::service::token_actor;
 
 /// The token in an `Authorization: Bearer <token>` header value.
 fn bearer_token(value: &[u8]) -> Option<&str> {
@@ -31,7 +31,7 @@ pub fn authenticate(app: &App, conn: &Connection, headers: &HeaderMap) -> Result
         let token = bearer_token(value.as_bytes()).ok_or_else(|| {
             ApiError::Unauthorized("the Authorization header must be \"Bearer <token>\"".into())
         })?;
-        return token_actor(&app.store, token)?
+        return token_actor(app.services(), token)?
             .ok_or_else(|| ApiError::Unauthorized("the bearer token is not valid".into()));
     }
     match conn.client_cert(&app.trust) {
@@ -42,8 +42,11 @@ pub fn authenticate(app: &App, conn: &Connection, headers: &HeaderMap) -> Result
         Some(Ok(cert)) => match principal(cert, &app.store, now_unix())? {
             Err(rejection) => Err(ApiError::Unauthorized(rejection.to_string())),
             Ok(p) if p.has_right(SystemRight::AdminApi) => Ok(Actor {
-                name: p.describe(),
                 cvr: Some(p.cvr().to_owned()),
+                id: match p {
+                    Principal::Holder { record, .. } => ActorId::Cert(record.serial),
+                    Principal::External { subject, .. } => ActorId::External(subject),
+                },
             }),
             Ok(_) => Err(ApiError::Forbidden(
                 "the client certificate does not carry the admin-api right".into(),

@@ -1,19 +1,18 @@
 //! Certificates: read, renew, revoke and block. The rules live in
-//! [`crate::orders`].
+//! [`crate::service::certificates`].
 
 use http::StatusCode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::commit;
 use super::orders::NoFields;
 use super::problem::ApiError;
 use super::request::ApiRequest;
 use super::response::{created, json, ApiResult};
 use super::views::{CertView, CreatedOrderView};
 use crate::app::App;
-use crate::model::{now_unix, RevocationReason, Serial};
-use crate::orders::{self as lifecycle, Actor};
+use crate::model::{now_unix, Actor, RevocationReason, Serial};
+use crate::service;
 
 /// The body of `POST /certificates/{serial}/revoke`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -70,7 +69,7 @@ fn path_serial(req: &ApiRequest) -> Result<Serial, ApiError> {
 pub fn get(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     req.query.only(&[])?;
     let serial = path_serial(req)?;
-    let rec = lifecycle::visible_cert(app, actor, &serial)?;
+    let rec = service::visible_cert(app.services(), actor, &serial)?;
     json(StatusCode::OK, &CertView::new(&rec, now_unix()))
 }
 
@@ -80,8 +79,7 @@ pub async fn renew(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     req.query.only(&[])?;
     let _: NoFields = req.json_or_default()?;
     let serial = path_serial(req)?;
-    let created_order = lifecycle::renew(app, actor, &serial)?;
-    commit(app).await?;
+    let created_order = service::renew(app.services(), actor, &serial).await?;
     let view = CreatedOrderView::new(app, created_order, now_unix());
     created(&format!("/api/v1/orders/{}", view.order.reference), &view)
 }
@@ -103,8 +101,9 @@ pub async fn revoke(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     req.query.only(&[])?;
     let serial = path_serial(req)?;
     let input: Revocation = req.json()?;
-    let (rec, also) = lifecycle::revoke_with_successors(app, actor, &serial, input.reason.into())?;
-    commit(app).await?;
+    let (rec, also) =
+        service::revoke_with_successors(app.services(), actor, &serial, input.reason.into())
+            .await?;
     let now = now_unix();
     json(
         StatusCode::OK,
@@ -120,7 +119,6 @@ pub async fn block(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     req.query.only(&[])?;
     let _: NoFields = req.json_or_default()?;
     let serial = path_serial(req)?;
-    let rec = lifecycle::revoke(app, actor, &serial, RevocationReason::Blocked)?;
-    commit(app).await?;
+    let rec = service::block(app.services(), actor, &serial).await?;
     json(StatusCode::OK, &CertView::new(&rec, now_unix()))
 }

@@ -5,12 +5,11 @@ use http::StatusCode;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::commit;
 use super::problem::ApiError;
 use super::request::ApiRequest;
 use super::response::{json, with_body, ApiResult};
 use crate::app::App;
-use crate::orders::Actor;
+use crate::model::Actor;
 
 #[derive(Serialize, JsonSchema)]
 pub(super) struct CrlInfo {
@@ -37,16 +36,7 @@ pub fn get(app: &App, _actor: &Actor, req: &ApiRequest) -> ApiResult {
 /// Signs a new CRL at once and answers with its number and times.
 pub async fn regenerate(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     req.query.only(&[])?;
-    if !actor.is_operator() {
-        return Err(ApiError::Forbidden(
-            "only a server operator can force a new CRL".into(),
-        ));
-    }
-    let crl = app
-        .revocation
-        .regenerate_crl(&app.ca, &app.store, &app.metrics)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    commit(app).await?;
+    let crl = crate::service::regenerate_crl(app.services(), actor).await?;
     json(
         StatusCode::OK,
         &CrlInfo {

@@ -8,8 +8,9 @@ use super::request::ApiRequest;
 use super::response::{csv, ApiResult};
 use super::views::rfc3339;
 use crate::app::App;
+use crate::model::Actor;
 use crate::model::{is_valid_cvr, now_unix, CertRecord, CVR_RULE};
-use crate::orders::{visible_profile, Actor};
+use crate::service::visible_profile;
 
 /// The header row of every export.
 pub const CSV_HEADER: [&str; 6] = [
@@ -37,7 +38,7 @@ fn to_csv(app: &App, mut certs: Vec<CertRecord>) -> Result<Vec<u8>, ApiError> {
         ))
     });
     let now = now_unix();
-    let fail = |e: csv::Error| ApiError::Internal(format!("writing CSV: {e}"));
+    let fail = |e: csv::Error| ApiError::Encoding(Box::new(e));
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(CSV_HEADER).map_err(fail)?;
     for c in &certs {
@@ -52,13 +53,13 @@ fn to_csv(app: &App, mut certs: Vec<CertRecord>) -> Result<Vec<u8>, ApiError> {
         .map_err(fail)?;
     }
     w.into_inner()
-        .map_err(|e| ApiError::Internal(format!("writing CSV: {e}")))
+        .map_err(|e| ApiError::Encoding(Box::new(e.into_error())))
 }
 
 /// `GET /profiles/{id}/certificates.csv`.
 pub fn profile_certificates(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     req.query.only(&[])?;
-    let profile = visible_profile(app, actor, req.param(0))?;
+    let profile = visible_profile(app.services(), actor, req.param(0))?;
     let mut certs = Vec::new();
     for c in app.store.certs() {
         let c = c?;

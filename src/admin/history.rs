@@ -10,8 +10,8 @@ use super::request::ApiRequest;
 use super::response::{json, ApiResult};
 use super::views::{AuditView, Items, NotificationView};
 use crate::app::App;
+use crate::model::Actor;
 use crate::model::{is_valid_cvr, Serial, CVR_RULE};
-use crate::orders::Actor;
 
 /// Default and largest number of audit events in one answer (the latest).
 const DEFAULT_AUDIT_LIMIT: u64 = 1000;

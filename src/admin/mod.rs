@@ -4,9 +4,9 @@
 //!
 //! A call flows: [`routes::find`] on the route table → `auth` (bearer
 //! token or a client certificate with the `admin-api` right) → the body,
-//! read within limits → one handler per resource, which reuses
-//! [`crate::orders`] for every lifecycle rule and commits the store before
-//! it answers a change. An actor that acts for an organisation sees only
+//! read within limits → one handler per resource, which parses the call and
+//! makes ONE call to a unit of work in [`crate::service`] (durable when it
+//! returns) or reads what it shows. An actor that acts for an organisation sees only
 //! that organisation's data; anything else answers 404.
 //!
 //! [`client`] and [`cli`] are the other side: `estd admin ...`.
@@ -30,7 +30,7 @@ pub mod routes;
 mod tokens;
 mod views;
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -39,7 +39,7 @@ use hyper::body::Incoming;
 
 use crate::app::App;
 use crate::http::{Connection, RequestLog};
-use crate::orders::Actor;
+use crate::model::Actor;
 use orders::OrderChange;
 use problem::ApiError;
 /// The admin API's query-string parser (public for the fuzz target).
@@ -118,7 +118,11 @@ pub fn check_body(
             let input: profiles::NewProfile = parse_json(body)?;
             let created = profiles::profile_from(&input, org, profile.id.clone())?;
             if let Some(order) = input.order() {
-                crate::orders::check_order_request(&order.request(&created), org, &created)?;
+                crate::service::orders::check_order_request(
+                    &order.request(&created),
+                    org,
+                    &created,
+                )?;
             }
             Ok(())
         }
@@ -127,30 +131,12 @@ pub fn check_body(
         }
         BodyKind::CreateOrder => {
             let request = orders::order_request(parse_json(body)?);
-            crate::orders::check_order_request(&request, org, profile)?;
+            crate::service::orders::check_order_request(&request, org, profile)?;
             Ok(())
         }
         BodyKind::RevokeCertificate => parse_json::<certificates::Revocation>(body).map(drop),
         BodyKind::NoFields => parse_json::<orders::NoFields>(body).map(drop),
     }
-}
-
-/// Serialises changes to organisations and profiles made through the API, so
-/// that a uniqueness or consistency check and the write after it are one step.
-static CATALOGUE_WRITES: Mutex<()> = Mutex::new(());
-
-fn catalogue_lock() -> MutexGuard<'static, ()> {
-    CATALOGUE_WRITES
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Makes every write so far durable before a change is answered.
-async fn commit(app: &App) -> Result<(), ApiError> {
-    app.store
-        .durable()
-        .await
-        .map_err(|e| ApiError::Internal(format!("commit: {e}")))
 }
 
 /// Routes one admin request.
@@ -265,7 +251,7 @@ async fn serve(
         Access::Public => None,
         Access::Authenticated => {
             let actor = auth::authenticate(app, conn, req.headers())?;
-            log.principal = Some(actor.name.clone());
+            log.principal = Some(actor.id.to_string());
             Some(actor)
         }
     };
@@ -298,9 +284,7 @@ fn public_endpoint(app: &App, endpoint: Endpoint, req: &ApiRequest) -> ApiResult
             ))
         }
         Endpoint::PublicCertificates => public::search(app, req),
-        other => Err(ApiError::Internal(format!(
-            "{other:?} is not a public endpoint"
-        ))),
+        other => Err(ApiError::Unrouted(other)),
     }
 }
 

@@ -1,20 +1,19 @@
 //! Certificate orders: order, list, read (deleted ones too), delete, approve,
-//! reject, and a new one-time code. The rules live in [`crate::orders`].
+//! reject, and a new one-time code. The rules live in [`crate::service::orders`].
 
 use http::StatusCode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::commit;
 use super::problem::ApiError;
 use super::request::ApiRequest;
 use super::response::{created, json, ApiResult};
 use super::views::{rfc3339, CreatedOrderView, Items, OrderView};
 use crate::app::App;
 use crate::model::{
-    is_valid_cvr, now_unix, Identification, Issuance, OrderHolder, OrderStatus, CVR_RULE,
+    is_valid_cvr, now_unix, Actor, Identification, Issuance, OrderHolder, OrderStatus, CVR_RULE,
 };
-use crate::orders::{self as lifecycle, Actor, OrderRequest};
+use crate::service::{self, OrderRequest};
 
 /// `{name, email}` of the user a certificate is ordered for.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -63,8 +62,7 @@ pub(super) fn order_request(input: NewOrder) -> OrderRequest {
 pub async fn create(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     let input: NewOrder = req.json()?;
     let request = order_request(input);
-    let created_order = lifecycle::create_order(app, actor, &request, None)?;
-    commit(app).await?;
+    let created_order = service::create_order(app.services(), actor, &request).await?;
     let view = CreatedOrderView::new(app, created_order, now_unix());
     created(&format!("/api/v1/orders/{}", view.order.reference), &view)
 }
@@ -104,7 +102,7 @@ pub fn list(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
 /// `GET /orders/{reference}`, deleted ones included (history).
 pub fn get(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     req.query.only(&[])?;
-    let order = lifecycle::visible_order(app, actor, req.param(0))?;
+    let order = service::visible_order(app.services(), actor, req.param(0))?;
     json(StatusCode::OK, &OrderView::new(app, &order, now_unix()))
 }
 
@@ -124,12 +122,12 @@ pub async fn change(app: &App, actor: &Actor, req: &ApiRequest, change: OrderCha
     req.query.only(&[])?;
     let _: NoFields = req.json_or_default()?;
     let id = req.param(0);
+    let svc = app.services();
     let order = match change {
-        OrderChange::Delete => lifecycle::delete_order(app, actor, id)?,
-        OrderChange::Approve => lifecycle::approve(app, actor, id)?,
-        OrderChange::Reject => lifecycle::reject(app, actor, id)?,
+        OrderChange::Delete => service::delete_order(svc, actor, id).await?,
+        OrderChange::Approve => service::approve(svc, actor, id).await?,
+        OrderChange::Reject => service::reject(svc, actor, id).await?,
     };
-    commit(app).await?;
     json(StatusCode::OK, &OrderView::new(app, &order, now_unix()))
 }
 
@@ -137,8 +135,7 @@ pub async fn change(app: &App, actor: &Actor, req: &ApiRequest, change: OrderCha
 pub async fn new_code(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     req.query.only(&[])?;
     let _: NoFields = req.json_or_default()?;
-    let (order, code) = lifecycle::renew_code(app, actor, req.param(0))?;
-    commit(app).await?;
+    let (order, code) = service::renew_code(app.services(), actor, req.param(0)).await?;
     json(
         StatusCode::OK,
         &NewCode {

@@ -9,10 +9,9 @@ use super::problem::ApiError;
 use super::request::ApiRequest;
 use super::response::{created, json, ApiResult};
 use super::views::Items;
-use super::{catalogue_lock, commit};
 use crate::app::App;
-use crate::model::{is_valid_cvr, AuditAction, AuditOutcome, Organisation, CVR_RULE};
-use crate::orders::{audit, Actor};
+use crate::model::{is_valid_cvr, Actor, Organisation, CVR_RULE};
+use crate::service;
 
 /// Longest organisation name: X.520's upper bound for the O attribute.
 const MAX_ORG_NAME: usize = 64;
@@ -121,10 +120,7 @@ pub(super) fn apply_changes(
 
 /// The organisation `cvr` if the actor may see it; 404 otherwise.
 pub fn visible_org(app: &App, actor: &Actor, cvr: &str) -> Result<Organisation, ApiError> {
-    match app.store.org(cvr)? {
-        Some(o) if actor.may_access(&o.cvr) => Ok(o),
-        _ => Err(ApiError::NotFound("organisation not found".into())),
-    }
+    Ok(service::visible_org(app.services(), actor, cvr)?)
 }
 
 /// `GET /organisations`: those the actor may see.
@@ -150,24 +146,7 @@ pub async fn create(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     }
     let input: NewOrganisation = req.json()?;
     let org = organisation_from(input)?;
-    if !app.store.insert_new_org(&org)? {
-        return Err(ApiError::Conflict(format!(
-            "an organisation with CVR {} already exists",
-            org.cvr
-        )));
-    }
-    audit(
-        app,
-        &actor.name,
-        AuditAction::Configure,
-        AuditOutcome::Done,
-        Some(&org.cvr),
-        None,
-        None,
-        None,
-        format!("organisation created: {}", org.name),
-    )?;
-    commit(app).await?;
+    service::create_org(app.services(), actor, &org).await?;
     created(&format!("/api/v1/organisations/{}", org.cvr), &org)
 }
 
@@ -177,84 +156,16 @@ pub fn get(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     json(StatusCode::OK, &visible_org(app, actor, req.param(0))?)
 }
 
-/// Refuses a change that would leave a profile with a seal, P number or SE
-/// number the organisation no longer has.
-fn check_profiles_still_fit(app: &App, org: &Organisation) -> Result<(), ApiError> {
-    for p in app.store.profiles() {
-        let p = p?;
-        if p.cvr != org.cvr {
-            continue;
-        }
-        if p.seal && !org.allow_seal {
-            return Err(ApiError::Conflict(format!(
-                "profile {:?} ({}) has seal generation on; turn it off there first",
-                p.name, p.id
-            )));
-        }
-        if let Some(n) = p.p_number.as_ref().filter(|n| !org.p_numbers.contains(n)) {
-            return Err(ApiError::Conflict(format!(
-                "P number {n} is used by profile {:?} ({}); change the profile first",
-                p.name, p.id
-            )));
-        }
-        if let Some(n) = p.se_number.as_ref().filter(|n| !org.se_numbers.contains(n)) {
-            return Err(ApiError::Conflict(format!(
-                "SE number {n} is used by profile {:?} ({}); change the profile first",
-                p.name, p.id
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// `PATCH /organisations/{cvr}` (operators only). The legal name, the
 /// permissions and the P and SE numbers are what the CA has registered and
 /// allows; an organisation's own token or certificate must not lift them.
 pub async fn update(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
-    // Another organisation's stays a 404, as everywhere else.
-    visible_org(app, actor, req.param(0))?;
-    if !actor.is_operator() {
-        return Err(ApiError::Forbidden(
-            "only a server operator can change an organisation (its name, permissions and P and SE numbers)"
-                .into(),
-        ));
-    }
-    let changes: OrganisationChanges = req.json()?;
-    let org = {
-        let _guard = catalogue_lock();
-        let mut org = visible_org(app, actor, req.param(0))?;
-        let before = org.clone();
-        apply_changes(&mut org, changes)?;
-        check_profiles_still_fit(app, &org)?;
-        if org != before {
-            app.store.put_org(&org)?;
-            let changed: Vec<&str> = [
-                ("name", org.name != before.name),
-                (
-                    "allow_user_certs",
-                    org.allow_user_certs != before.allow_user_certs,
-                ),
-                ("allow_seal", org.allow_seal != before.allow_seal),
-                ("p_numbers", org.p_numbers != before.p_numbers),
-                ("se_numbers", org.se_numbers != before.se_numbers),
-            ]
-            .into_iter()
-            .filter_map(|(name, differs)| differs.then_some(name))
-            .collect();
-            audit(
-                app,
-                &actor.name,
-                AuditAction::Configure,
-                AuditOutcome::Done,
-                Some(&org.cvr),
-                None,
-                None,
-                None,
-                format!("organisation changed: {}", changed.join(", ")),
-            )?;
-        }
-        org
-    };
-    commit(app).await?;
+    // The service refuses another organisation's with 404 and a
+    // non-operator with 403 before the body is read, as the API promises.
+    let org = service::update_org(app.services(), actor, req.param(0), |org| {
+        let changes: OrganisationChanges = req.json()?;
+        apply_changes(org, changes)
+    })
+    .await?;
     json(StatusCode::OK, &org)
 }

@@ -5,14 +5,15 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
-use crate::orders::OpError;
 use crate::problem::Problem;
+use crate::service;
 use crate::store::StoreError;
 
 pub use crate::problem::PROBLEM_JSON;
 
-/// A refused or failed admin API call, with its HTTP status.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// A refused or failed admin API call, with its HTTP status: the protocol's
+/// own refusals, or a unit of work's [`service::Error`].
+#[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// 400: a field (of the body, the path or the query) is invalid; names it.
     #[error("{field}: {message}")]
@@ -43,18 +44,32 @@ pub enum ApiError {
     /// 408: the body did not arrive in time.
     #[error("request body not received in time")]
     Timeout,
-    /// 409: a duplicate, or an illegal state transition (names the state).
-    #[error("{0}")]
-    Conflict(String),
     /// 413: the body is over the limit.
     #[error("request body larger than {0} bytes")]
     TooLarge(usize),
     /// 415: the body is not `application/json`.
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// 500: a fault of ours. The detail is logged, not shown.
+    /// 500: the answer could not be encoded. Logged, not shown.
     #[error("internal error")]
-    Internal(String),
+    Encoding(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// 500: a route reached a handler that does not serve it (a bug of the
+    /// route table). Logged, not shown.
+    #[error("internal error")]
+    Unrouted(super::routes::Endpoint),
+    /// What a unit of work refused or failed with; its status is the one
+    /// mapping's ([`crate::http::error::status`]).
+    #[error("{}", service_detail(.0))]
+    Service(#[from] service::Error),
+}
+
+/// What a service error shows: its own words, unless it is a fault of ours.
+fn service_detail(e: &service::Error) -> String {
+    if e.is_internal() {
+        "internal error".to_owned()
+    } else {
+        e.to_string()
+    }
 }
 
 impl ApiError {
@@ -75,10 +90,10 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Encoding(_) | ApiError::Unrouted(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Service(e) => crate::http::error::status(e),
         }
     }
 
@@ -88,7 +103,8 @@ impl ApiError {
         match self {
             ApiError::InvalidField { .. } => "urn:estd:error:invalid-field",
             ApiError::MalformedBody(_) => "urn:estd:error:malformed-body",
-            ApiError::Conflict(_) => "urn:estd:error:conflict",
+            ApiError::Service(service::Error::Invalid { .. }) => "urn:estd:error:invalid-field",
+            ApiError::Service(service::Error::Conflict(_)) => "urn:estd:error:conflict",
             _ => "about:blank",
         }
     }
@@ -97,7 +113,8 @@ impl ApiError {
         match self {
             ApiError::InvalidField { .. } => "Invalid field",
             ApiError::MalformedBody(_) => "Malformed request body",
-            ApiError::Conflict(_) => "Conflict with the current state",
+            ApiError::Service(service::Error::Invalid { .. }) => "Invalid field",
+            ApiError::Service(service::Error::Conflict(_)) => "Conflict with the current state",
             other => other.status().canonical_reason().unwrap_or("Error"),
         }
     }
@@ -105,14 +122,15 @@ impl ApiError {
     fn detail(&self) -> String {
         match self {
             ApiError::InvalidField { message, .. } => message.clone(),
+            ApiError::Service(service::Error::Invalid { message, .. }) => message.clone(),
             other => other.to_string(),
         }
     }
 
     /// The problem document as a response.
     pub fn into_response(self) -> Response<Full<Bytes>> {
-        if let ApiError::Internal(detail) = &self {
-            tracing::error!(%detail, "admin API internal error");
+        if self.status().is_server_error() {
+            tracing::error!(error = %ErrorChain(&self), "admin API internal error");
         }
         let problem = Problem {
             problem_type: self.problem_type(),
@@ -121,6 +139,9 @@ impl ApiError {
             detail: self.detail(),
             field: match &self {
                 ApiError::InvalidField { field, .. } => Some(field.clone()),
+                ApiError::Service(service::Error::Invalid { field, .. }) => {
+                    Some((*field).to_owned())
+                }
                 _ => None,
             },
             retry_after: None,
@@ -128,7 +149,7 @@ impl ApiError {
         let mut resp = problem.into_response();
         let h = resp.headers_mut();
         match &self {
-            ApiError::Unauthorized(_) => {
+            ApiError::Unauthorized(_) | ApiError::Service(service::Error::Unauthenticated(_)) => {
                 h.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer realm=\"estd-admin\""),
@@ -145,24 +166,32 @@ impl ApiError {
     }
 }
 
-impl From<OpError> for ApiError {
-    fn from(e: OpError) -> Self {
-        match e {
-            OpError::Invalid { field, message } => ApiError::invalid(field, message),
-            OpError::Forbidden(m) => ApiError::Forbidden(m),
-            OpError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
-            OpError::Conflict(m) => ApiError::Conflict(m),
-            OpError::Internal(m) => ApiError::Internal(m),
+/// An error and its sources, for the log: what is not shown to the caller.
+struct ErrorChain<'a>(&'a ApiError);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            ApiError::Service(e) => write!(f, "{e}")?,
+            ApiError::Unrouted(endpoint) => write!(f, "{endpoint:?} is not served here")?,
+            other => write!(f, "{other}")?,
         }
+        let mut source = std::error::Error::source(self.0);
+        if matches!(self.0, ApiError::Service(_)) {
+            // The service error itself was written above.
+            source = source.and_then(std::error::Error::source);
+        }
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict(m) => ApiError::Conflict(m),
-            other => ApiError::Internal(other.to_string()),
-        }
+        ApiError::Service(service::Error::from(e))
     }
 }
 
@@ -171,22 +200,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn op_errors_keep_their_status() {
-        for e in [
-            OpError::invalid("name", "is required"),
-            OpError::Forbidden("no".into()),
-            OpError::NotFound("order"),
-            OpError::Conflict("order is issued".into()),
-            OpError::Internal("x".into()),
+    fn service_errors_keep_their_status_and_shape() {
+        for (e, status) in [
+            (service::Error::invalid("name", "is required"), 400),
+            (service::Error::Forbidden("no".into()), 403),
+            (service::Error::NotFound("order"), 404),
+            (service::Error::Conflict("order is issued".into()), 409),
+            (service::Error::Randomness, 500),
         ] {
-            let status = e.status();
-            assert_eq!(ApiError::from(e).status(), status);
+            assert_eq!(ApiError::from(e).status().as_u16(), status);
         }
+        let invalid = ApiError::from(service::Error::invalid("name", "is required"));
+        assert_eq!(invalid.problem_type(), "urn:estd:error:invalid-field");
+        assert_eq!(invalid.detail(), "is required");
+        let missing = ApiError::from(service::Error::NotFound("order"));
+        assert_eq!(missing.detail(), "order not found");
     }
 
     #[test]
     fn internal_detail_is_not_shown() {
-        let e = ApiError::Internal("secret path /x".into());
+        let e = ApiError::from(service::Error::Inconsistent("secret path /x".into()));
+        assert!(!e.detail().contains("secret"));
+        let e = ApiError::Encoding("secret path /x".into());
         assert!(!e.detail().contains("secret"));
     }
 }

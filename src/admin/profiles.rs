@@ -10,16 +10,15 @@ use super::problem::ApiError;
 use super::request::ApiRequest;
 use super::response::{created, json, ApiResult};
 use super::views::CreatedOrderView;
-use super::{catalogue_lock, commit};
 use crate::app::App;
 use crate::est::is_valid_label;
 use crate::model::{
-    email_problem, is_allowed_method_pair, is_valid_cvr, now_unix, subject_text_problem,
-    AuditAction, AuditOutcome, CertKind, Contact, Identification, Issuance, KeyAlgorithm,
-    KeyPolicy, Organisation, Profile, SystemRight, CVR_RULE,
+    email_problem, is_allowed_method_pair, is_valid_cvr, now_unix, subject_text_problem, Actor,
+    CertKind, Contact, Identification, Issuance, KeyAlgorithm, KeyPolicy, Organisation, Profile,
+    SystemRight, CVR_RULE,
 };
-use crate::orders::{audit, create_order, visible_profile, Actor, OrderRequest};
 use crate::policy::is_host_name;
+use crate::service::{self, visible_profile, OrderRequest};
 
 /// Default certificate lifetime, days.
 const DEFAULT_VALIDITY_DAYS: u32 = 1095;
@@ -380,29 +379,6 @@ fn wire_name<T: Serialize>(v: &T) -> String {
     }
 }
 
-/// Refuses a name already used in the organisation, or a second default profile.
-fn check_unique(app: &App, p: &Profile) -> Result<(), ApiError> {
-    for other in app.store.profiles() {
-        let other = other?;
-        if other.cvr != p.cvr || other.id == p.id {
-            continue;
-        }
-        if other.name.eq_ignore_ascii_case(&p.name) {
-            return Err(ApiError::Conflict(format!(
-                "a profile named {:?} already exists in organisation {}; profile names are unique within an organisation",
-                other.name, p.cvr
-            )));
-        }
-        if p.org_default && other.org_default {
-            return Err(ApiError::Conflict(format!(
-                "profile {:?} ({}) is already the organisation's default; clear org_default there first",
-                other.name, other.id
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// The organisation a new profile belongs to: given, or the actor's own.
 /// An unknown or invisible one is a 400 on `cvr`.
 fn target_org(app: &App, actor: &Actor, cvr: Option<&str>) -> Result<Organisation, ApiError> {
@@ -482,41 +458,8 @@ pub async fn create(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     let input: NewProfile = req.json()?;
     let org = target_org(app, actor, input.cvr.as_deref())?;
     let profile = profile_from(&input, &org, uuid::Uuid::new_v4().to_string())?;
-    let order = {
-        let _guard = catalogue_lock();
-        check_unique(app, &profile)?;
-        app.store.put_profile(&profile)?;
-        let order = match &input.order {
-            None => None,
-            Some(o) => {
-                let request = o.request(&profile);
-                match create_order(app, actor, &request, None) {
-                    Ok(created) => Some(created),
-                    Err(e) => {
-                        // The call fails as a whole: the profile goes again.
-                        app.store.remove_profile(&profile.id)?;
-                        return Err(e.into());
-                    }
-                }
-            }
-        };
-        audit(
-            app,
-            &actor.name,
-            AuditAction::Configure,
-            AuditOutcome::Done,
-            Some(&profile.cvr),
-            Some(&profile.id),
-            None,
-            None,
-            format!(
-                "profile created: {:?} (label {})",
-                profile.name, profile.est_label
-            ),
-        )?;
-        order
-    };
-    commit(app).await?;
+    let request = input.order().map(|o| o.request(&profile));
+    let order = service::create_profile(app.services(), actor, &profile, request.as_ref()).await?;
     let now = now_unix();
     created(
         &format!("/api/v1/profiles/{}", profile.id),
@@ -530,7 +473,10 @@ pub async fn create(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
 /// `GET /profiles/{id}`.
 pub fn get(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     req.query.only(&[])?;
-    json(StatusCode::OK, &visible_profile(app, actor, req.param(0))?)
+    json(
+        StatusCode::OK,
+        &visible_profile(app.services(), actor, req.param(0))?,
+    )
 }
 
 /// Applies `changes` to `p` and checks the result against `org`.
@@ -621,34 +567,12 @@ fn apply(p: &mut Profile, changes: ProfileChanges) -> Result<(), ApiError> {
 /// approval, proof-of-possession linking; the label stays.
 pub async fn update(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     let changes: ProfileChanges = req.json()?;
-    let (profile, notice) = {
-        let _guard = catalogue_lock();
-        let before = visible_profile(app, actor, req.param(0))?;
-        let org = app
-            .store
-            .org(&before.cvr)?
-            .ok_or_else(|| ApiError::Internal(format!("organisation {} missing", before.cvr)))?;
-        let mut profile = before.clone();
-        apply_changes(&mut profile, changes, &org)?;
-        let rights_or_seal = profile.rights != before.rights || profile.seal != before.seal;
-        if profile != before {
-            check_unique(app, &profile)?;
-            app.store.put_profile(&profile)?;
-            audit(
-                app,
-                &actor.name,
-                AuditAction::Configure,
-                AuditOutcome::Done,
-                Some(&profile.cvr),
-                Some(&profile.id),
-                None,
-                None,
-                format!("profile changed: {:?}", profile.name),
-            )?;
-        }
-        (profile, rights_or_seal.then_some(RIGHTS_NOTICE))
-    };
-    commit(app).await?;
+    let changed = service::update_profile(app.services(), actor, req.param(0), |p, org| {
+        apply_changes(p, changes, org)
+    })
+    .await?;
+    let profile = changed.profile;
+    let notice = changed.rights_or_seal.then_some(RIGHTS_NOTICE);
     json(StatusCode::OK, &ChangedProfile { profile, notice })
 }
 

@@ -25,8 +25,7 @@ pub fn with_body(
 
 /// A JSON answer.
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> ApiResult {
-    let body = serde_json::to_vec(value)
-        .map_err(|e| ApiError::Internal(format!("encoding the answer: {e}")))?;
+    let body = serde_json::to_vec(value).map_err(|e| ApiError::Encoding(Box::new(e)))?;
     Ok(with_body(status, "application/json", body))
 }
 

@@ -6,14 +6,13 @@
 //! administrator role may). An organisation's actors may list and revoke its
 //! tokens (revoking a leaked one should not wait for an operator). Every
 //! token expires; a revoked or expired one is refused with 401 (see
-//! [`crate::orders::token_actor`]). Lists show a token's public id, never the
+//! [`crate::service::token_actor`]). Lists show a token's public id, never the
 //! token, which exists only in the creation answer.
 
 use http::StatusCode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::commit;
 use super::organisations::visible_org;
 use super::problem::ApiError;
 use super::request::ApiRequest;
@@ -21,8 +20,8 @@ use super::response::{created, json, ApiResult};
 use super::views::{rfc3339, Items};
 use crate::app::App;
 use crate::config::AdminTokensConfig;
-use crate::model::{now_unix, AuditAction, AuditOutcome, TokenRecord, UnixSeconds};
-use crate::orders::{audit, create_token, token_id, Actor};
+use crate::model::{now_unix, Actor, TokenRecord, UnixSeconds};
+use crate::service;
 
 /// The body of `POST /organisations/{cvr}/tokens` and `POST /tokens`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -53,7 +52,7 @@ pub(super) struct TokenView {
 impl TokenView {
     fn of(hash: &[u8; 32], rec: &TokenRecord, now: UnixSeconds) -> TokenView {
         TokenView {
-            id: token_id(hash),
+            id: service::tokens::token_id(hash),
             name: rec.name.clone(),
             cvr: rec.cvr.clone(),
             created_at: rfc3339(rec.created_at),
@@ -167,32 +166,15 @@ async fn create(app: &App, actor: &Actor, req: &ApiRequest, cvr: Option<&str>) -
     let now = now_unix();
     let input: NewToken = req.json()?;
     let (name, expires_at) = check_new_token(&input, &app.config.admin_tokens, now)?;
-    let made = create_token(&app.store, cvr, &name, expires_at)?;
-    audit(
-        app,
-        &actor.name,
-        AuditAction::Configure,
-        AuditOutcome::Done,
-        cvr,
-        None,
-        None,
-        None,
-        format!(
-            "admin token {name:?} (id {}) created, expires {}",
-            made.id,
-            rfc3339(expires_at)
-        ),
-    )?;
-    commit(app).await?;
+    let made = service::create_token(app.services(), actor, cvr, &name, expires_at).await?;
     let location = match cvr {
         Some(c) => format!("/api/v1/organisations/{c}/tokens"),
         None => "/api/v1/tokens".to_owned(),
     };
-    let hash = crate::orders::token_hash(&made.token);
     created(
         &location,
         &CreatedToken {
-            view: TokenView::of(&hash, &made.record, now),
+            view: TokenView::of(&made.hash, &made.record, now),
             token: made.token,
         },
     )
@@ -218,36 +200,8 @@ fn list(app: &App, req: &ApiRequest, cvr: Option<&str>) -> ApiResult {
 
 /// Revokes the token `id` of `cvr` (an operator's for `None`) and audits it.
 async fn revoke(app: &App, actor: &Actor, id: &str, cvr: Option<&str>) -> ApiResult {
-    let now = now_unix();
-    let mut found = None;
-    for item in app.store.tokens() {
-        let (hash, rec) = item?;
-        if rec.cvr.as_deref() == cvr && token_id(&hash) == id {
-            found = Some((hash, rec));
-            break;
-        }
-    }
-    let Some((hash, mut rec)) = found else {
-        return Err(ApiError::NotFound("token not found".into()));
-    };
-    if rec.revoked_at.is_some() {
-        return Err(ApiError::Conflict(format!("token {id} is already revoked")));
-    }
-    rec.revoked_at = Some(now);
-    app.store.put_token(&hash, &rec)?;
-    audit(
-        app,
-        &actor.name,
-        AuditAction::Configure,
-        AuditOutcome::Done,
-        cvr,
-        None,
-        None,
-        None,
-        format!("admin token {:?} (id {id}) revoked", rec.name),
-    )?;
-    commit(app).await?;
-    json(StatusCode::OK, &TokenView::of(&hash, &rec, now))
+    let (hash, rec) = service::revoke_token(app.services(), actor, cvr, id).await?;
+    json(StatusCode::OK, &TokenView::of(&hash, &rec, now_unix()))
 }
 
 /// `POST /organisations/{cvr}/tokens` (operators only).

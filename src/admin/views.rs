@@ -11,24 +11,9 @@ use crate::model::{
     Identification, Issuance, Notification, NotificationKind, Order, OrderHolder, OrderStatus,
     RevocationReason, SystemRight, UnixSeconds,
 };
-use crate::orders::{display_status, CreatedOrder};
+use crate::service::{display_status, CreatedOrder};
 
-/// RFC 3339 in UTC, whole seconds (`2026-05-01T12:00:00Z`).
-pub fn rfc3339(secs: UnixSeconds) -> String {
-    let t = i64::try_from(secs)
-        .ok()
-        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
+pub use crate::model::rfc3339;
 
 /// A person a user certificate is for.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -91,7 +76,7 @@ impl OrderView {
             .map(|c| rfc3339(c.not_after));
         OrderView {
             reference: order.id.clone(),
-            status: display_status(app, order, now),
+            status: display_status(app.services(), order, now),
             cvr: order.cvr.clone(),
             profile_id: order.profile_id.clone(),
             user: match &order.holder {

@@ -22,8 +22,7 @@ use crate::app::App;
 use crate::auth::{self, BasicCredentials, Principal};
 use crate::config::ServerConfig;
 use crate::http::{Connection, RequestLog};
-use crate::model::{AuditAction, AuditOutcome};
-use crate::orders;
+use crate::model::{ActorId, AuditAction, AuditOutcome};
 use crate::service::{self, Enrolled};
 
 /// Content type of an enrolment answer.
@@ -160,15 +159,12 @@ pub fn audit_refusal(app: &App, log: &RequestLog, action: AuditAction, e: &EstEr
     }
     let actor = log.principal.clone().unwrap_or_else(|| "anonymous".into());
     let detail = format!("{} {}", e.status().as_u16(), e);
-    if let Err(err) = orders::audit(
-        app,
-        &actor,
+    if let Err(err) = service::audit(
+        app.services(),
+        &ActorId::Named(actor),
         action,
         AuditOutcome::Refused,
-        None,
-        None,
-        None,
-        None,
+        service::Subject::default(),
         detail,
     ) {
         tracing::error!(error = %err, "writing a refusal to the audit log");

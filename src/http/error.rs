@@ -13,8 +13,12 @@ pub fn status(e: &Error) -> StatusCode {
         Error::Forbidden(_) | Error::Policy(_) => StatusCode::FORBIDDEN,
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::Conflict(_) => StatusCode::CONFLICT,
-        Error::Store(_) | Error::Ca(_) | Error::Internal { .. } => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
+        Error::Store(_)
+        | Error::Ca(_)
+        | Error::Internal { .. }
+        | Error::Revocation(_)
+        | Error::Randomness
+        | Error::NoFreeReference
+        | Error::Inconsistent(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

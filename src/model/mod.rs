@@ -4,6 +4,7 @@
 //! Records are plain data; the rules that move them between states live here as
 //! methods, so that no other module can put a record in an illegal state.
 
+mod actor;
 mod audit;
 mod cert;
 mod ids;
@@ -16,6 +17,7 @@ mod time;
 mod token;
 mod transition;
 
+pub use actor::{Actor, ActorId};
 pub use audit::*;
 pub use cert::*;
 pub use ids::*;

@@ -8,7 +8,7 @@ use super::UnixSeconds;
 
 /// An admin API token's stored form (the token itself is never stored).
 /// Its public id is derived from the key it is stored under, the token's
-/// hash (see [`crate::orders::token_id`]).
+/// hash (see [`crate::service::tokens::token_id`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRecord {
     /// Organisation it acts for; `None` for a server operator.

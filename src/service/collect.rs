@@ -2,15 +2,12 @@
 //! number and code are checked (wrong codes are counted durably and lock the
 //! order after five), then the certificate is issued for the order.
 
-use aws_lc_rs::constant_time::verify_slices_are_equal;
-
+use super::codes::{self, CodeCheck};
 use super::issue::{self, audit_event, cpu, AuditNote, Certificate, BAD_CODE};
 use super::{Error, Services};
 use crate::ca::csr;
-use crate::model::{now_unix, AuditAction, AuditOutcome, Issuance, Order, UnixSeconds};
-use crate::orders::{self, CodeCheck};
+use crate::model::{now_unix, AuditAction, AuditOutcome, Issuance, Order};
 use crate::policy;
-use crate::store::{Store, StoreError};
 use crate::tls::ChannelBinding;
 
 /// Collects the one-time-code order `reference` with `code` and the CSR
@@ -62,7 +59,7 @@ pub(super) async fn code_order(
     reference: &str,
     code: &str,
 ) -> Result<Order, Error> {
-    let Some((order, check)) = try_code(&**s.store, reference, code, now_unix())? else {
+    let Some((order, check)) = codes::try_code(s, reference, code, now_unix())? else {
         // Counted (see `try_code`) and committed as a wrong code's count is,
         // so that an unknown reference answers after the same work.
         s.store.durable().await?;
@@ -96,58 +93,4 @@ pub(super) async fn code_order(
             Err(Error::Unauthenticated(BAD_CODE.into()))
         }
     }
-}
-
-/// Stands in for a stored code hash where there is none, so that every
-/// presented code is hashed and compared (see [`try_code`]).
-const NO_CODE_HASH: [u8; 32] = [0; 32];
-
-/// Checks `code` against order `order_id` and, if it is wrong, counts it, in
-/// one atomic step: simultaneous guesses are each judged against the count
-/// the one before left, so no more than five are ever tried. The count is
-/// durable with the next commit. `None` if there is no such order.
-///
-/// An unknown reference, or an order without an outstanding code, gets the
-/// same answer as a wrong code, and does the same work: the code is hashed
-/// and compared, and a count is written (the store's count of unmatched
-/// codes, a single fixed-size value), which the caller commits before
-/// answering as it does a wrong code's failure count.
-fn try_code(
-    store: &(dyn Store + 'static),
-    order_id: &str,
-    code: &str,
-    now: UnixSeconds,
-) -> Result<Option<(Order, CodeCheck)>, StoreError> {
-    let mut verdict = CodeCheck::Unusable;
-    let mut unchanged = None;
-    let outcome = store.update_order(order_id, |o| {
-        verdict = orders::check_code(o, code, now);
-        match (verdict, o.code.as_mut()) {
-            (CodeCheck::Wrong, Some(c)) => {
-                c.failures = c.failures.saturating_add(1);
-                Ok(())
-            }
-            _ => {
-                // Nothing to write: the order as it was judged.
-                unchanged = Some(o.clone());
-                Err(())
-            }
-        }
-    })?;
-    Ok(match outcome {
-        None => {
-            // The work a known order's check does, for the same time taken.
-            let presented = orders::code_hash(order_id, code);
-            let _ = verify_slices_are_equal(&presented, std::hint::black_box(&NO_CODE_HASH));
-            store.count_unmatched_code()?;
-            None
-        }
-        Some(Ok(counted)) => Some((counted, CodeCheck::Wrong)),
-        Some(Err(())) => {
-            if verdict == CodeCheck::Unusable {
-                store.count_unmatched_code()?;
-            }
-            unchanged.map(|o| (o, verdict))
-        }
-    })
 }

@@ -5,6 +5,7 @@
 use crate::ca::csr::CsrError;
 use crate::ca::CaError;
 use crate::policy::{LinkingError, PolicyError};
+use crate::revocation::RevocationError;
 use crate::store::StoreError;
 
 /// Why a unit of work was refused or failed.
@@ -58,6 +59,19 @@ pub enum Error {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+    /// The CRL or OCSP state could not be brought up to date; our fault.
+    #[error("revocation state: {0}")]
+    Revocation(#[source] RevocationError),
+    /// The system's random generator failed; our fault.
+    #[error("no randomness")]
+    Randomness,
+    /// Every reference number drawn was taken; our fault (or a full store).
+    #[error("no free reference number")]
+    NoFreeReference,
+    /// The store holds records that contradict each other (a profile whose
+    /// organisation is gone); our fault.
+    #[error("inconsistent store: {0}")]
+    Inconsistent(String),
 }
 
 impl From<StoreError> for Error {
@@ -94,7 +108,13 @@ impl Error {
     pub fn is_internal(&self) -> bool {
         matches!(
             self,
-            Error::Store(_) | Error::Ca(_) | Error::Internal { .. }
+            Error::Store(_)
+                | Error::Ca(_)
+                | Error::Internal { .. }
+                | Error::Revocation(_)
+                | Error::Randomness
+                | Error::NoFreeReference
+                | Error::Inconsistent(_)
         )
     }
 }

@@ -10,7 +10,6 @@ use crate::model::{
     now_unix, AuditAction, AuditEvent, AuditOutcome, CertRecord, CertStatus, Identification,
     Issuance, Order, OrderHolder, OrderStatus, Organisation, Profile, Serial,
 };
-use crate::orders;
 use crate::policy;
 use crate::store::{
     Issuance as StoreIssuance, IssueOutcome, OrderCheck, OrderWrite, PendingIssuance,
@@ -91,7 +90,7 @@ pub(super) fn count_issued(s: Services<'_>, label: &str, op: &str) {
 
 /// A fresh reference number for an order made by API enrolment.
 pub(super) fn new_reference() -> Result<String, Error> {
-    orders::new_api_reference().map_err(|e| Error::internal("making a reference number", e))
+    super::codes::new_api_reference().map_err(|e| Error::internal("making a reference number", e))
 }
 
 /// An audit record of this moment.

@@ -21,20 +21,39 @@ use crate::metrics::Metrics;
 use crate::revocation::Revocation;
 use crate::store::Store;
 
+pub mod certificates;
+pub mod codes;
 mod collect;
 mod enrol;
 mod error;
 mod held;
 mod issue;
+pub mod journal;
+pub mod orders;
+pub mod organisations;
+pub mod profiles;
 mod reenrol;
 mod serverkeygen;
+pub mod tokens;
 
+pub use certificates::{
+    block, regenerate_crl, renew, revoke, revoke_with_successors, visible_cert,
+};
+pub use codes::{try_code, CodeCheck};
 pub use collect::collect;
 pub use enrol::{enrol, Enrolled};
 pub use error::Error;
 pub use issue::Certificate;
+pub use journal::{audit, notify, recipient, Notice, Subject};
+pub use orders::{
+    approve, create_order, delete_order, display_status, reject, renew_code, visible_order,
+    visible_profile, CreatedOrder, OrderRequest,
+};
+pub use organisations::{create_org, update_org, visible_org};
+pub use profiles::{create_profile, update_profile, ChangedProfile};
 pub use reenrol::reenrol;
 pub use serverkeygen::{not_browser, serverkeygen, KeyAndCertificate};
+pub use tokens::{create_token, mint_token, revoke_token, token_actor, NewToken};
 
 /// What a unit of work may use. Cheap to copy: it borrows from the
 /// application state, which outlives every request.

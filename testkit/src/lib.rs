@@ -562,9 +562,9 @@ impl PartnerCa {
 // ---- Helpers the test areas share ----
 
 /// The operator as the order and revocation functions name an actor.
-pub fn operator() -> estd::orders::Actor {
-    estd::orders::Actor {
-        name: "test-operator".into(),
+pub fn operator() -> estd::model::Actor {
+    estd::model::Actor {
+        id: estd::model::ActorId::Named("test-operator".into()),
         cvr: None,
     }
 }
@@ -648,24 +648,24 @@ impl TestServer {
 
 /// An order for the profile `profile_id` with the profile's own methods,
 /// made by the [`operator`].
-pub fn order_for(app: &App, profile_id: &str) -> estd::orders::CreatedOrder {
-    estd::orders::create_order(
-        app,
+pub async fn order_for(app: &App, profile_id: &str) -> estd::service::CreatedOrder {
+    estd::service::create_order(
+        app.services(),
         &operator(),
-        &estd::orders::OrderRequest {
+        &estd::service::OrderRequest {
             profile_id: profile_id.into(),
             user: None,
             identification: None,
             issuance: None,
         },
-        None,
     )
+    .await
     .expect("order")
 }
 
 /// [`order_for`] as (reference, one-time code).
-pub fn order_code(app: &App, profile_id: &str) -> (String, String) {
-    let created = order_for(app, profile_id);
+pub async fn order_code(app: &App, profile_id: &str) -> (String, String) {
+    let created = order_for(app, profile_id).await;
     (created.order.id, created.code.expect("one-time code"))
 }
 

@@ -5,7 +5,7 @@
 use base64::Engine;
 use der::Decode;
 use estd::model::{Contact, Identification, Issuance, OrderStatus, Profile, RevocationReason};
-use estd::orders::{self, OrderRequest};
+use estd::service::{self, OrderRequest};
 use estd_testkit::*;
 
 const COLLECT: &str = "/.well-known/est/simpleenroll";
@@ -66,7 +66,7 @@ async fn one_time_code_lifecycle() {
         Issuance::Est,
         false,
     );
-    let created = order_for(&app, &profile.id);
+    let created = order_for(&app, &profile.id).await;
     let code = created.code.expect("a one-time code is shown once");
     let reference = created.order.id.clone();
     let stored = app.store.order(&reference).expect("db").expect("order");
@@ -96,7 +96,7 @@ async fn one_time_code_lifecycle() {
     assert_eq!(order.status, OrderStatus::Issued { serial });
     assert!(order.code.is_none(), "the code is spent");
     assert_eq!(
-        orders::display_status(&app, &order, estd::model::now_unix()),
+        service::display_status(app.services(), &order, estd::model::now_unix()),
         "issued"
     );
 
@@ -127,12 +127,13 @@ async fn one_time_code_lifecycle() {
     );
 
     // Revoke the renewed one: its re-enrolment is refused, and it lists as revoked.
-    orders::revoke(
-        &app,
+    service::revoke(
+        app.services(),
         &operator(),
         &serial_of(&renewed),
         RevocationReason::SuspectedMisuse,
     )
+    .await
     .expect("revoke");
     let mut holder2 = ts
         .client(Some(&Identity::new(der_of(&renewed), &new_key)))
@@ -140,7 +141,7 @@ async fn one_time_code_lifecycle() {
     let (_k, csr3) = demo_csr("Door controller");
     assert_eq!(holder2.enroll(REENROLL, &csr3).await.status, 403);
     assert_eq!(
-        orders::display_status(&app, &renewal_order, estd::model::now_unix()),
+        service::display_status(app.services(), &renewal_order, estd::model::now_unix()),
         "revoked"
     );
     ts.shutdown().await;
@@ -159,7 +160,7 @@ async fn five_wrong_codes_lock_the_order_until_a_new_code() {
         Issuance::Est,
         false,
     );
-    let created = order_for(&app, &profile.id);
+    let created = order_for(&app, &profile.id).await;
     let code = created.code.expect("code");
     let reference = created.order.id;
     for _ in 0..5 {
@@ -175,8 +176,9 @@ async fn five_wrong_codes_lock_the_order_until_a_new_code() {
     let ts = TestServer::start(dir.path()).await;
     let (_k, still) = collect(&ts, &reference, &code, "Meter").await;
     assert_eq!(still.status, 403);
-    let (_order, new_code) =
-        orders::renew_code(ts.app(), &operator(), &reference).expect("new code");
+    let (_order, new_code) = service::renew_code(ts.app().services(), &operator(), &reference)
+        .await
+        .expect("new code");
     let (_k, old_code) = collect(&ts, &reference, &code, "Meter").await;
     assert_eq!(old_code.status, 401, "the old code no longer works");
     let (_k, ok) = collect(&ts, &reference, &new_code, "Meter").await;
@@ -203,18 +205,26 @@ async fn deleted_order_cannot_be_collected_and_issued_order_cannot_be_deleted() 
         identification: None,
         issuance: None,
     };
-    let a = orders::create_order(&app, &operator(), &req, None).expect("order");
-    orders::delete_order(&app, &operator(), &a.order.id).expect("delete pending");
+    let a = service::create_order(app.services(), &operator(), &req)
+        .await
+        .expect("order");
+    service::delete_order(app.services(), &operator(), &a.order.id)
+        .await
+        .expect("delete pending");
     let (_k, r) = collect(&ts, &a.order.id, a.code.as_deref().expect("code"), "Kiosk").await;
     assert_eq!(r.status, 401);
-    let b = orders::create_order(&app, &operator(), &req, None).expect("order");
+    let b = service::create_order(app.services(), &operator(), &req)
+        .await
+        .expect("order");
     issued_cert(
         &collect(&ts, &b.order.id, b.code.as_deref().expect("code"), "Kiosk")
             .await
             .1,
     );
-    let e = orders::delete_order(&app, &operator(), &b.order.id).expect_err("issued");
-    assert_eq!(e.status(), 409);
+    let e = service::delete_order(app.services(), &operator(), &b.order.id)
+        .await
+        .expect_err("issued");
+    assert_eq!(estd::http::error::status(&e), 409);
     assert!(e.to_string().contains("issued"), "{e}");
     ts.shutdown().await;
 }
@@ -266,7 +276,9 @@ async fn approval_required_enrolment_is_held_across_a_restart() {
         .expect("db")
         .expect("held order");
     assert_eq!(order.status, OrderStatus::Pending);
-    orders::approve(ts.app(), &operator(), &order.id).expect("approve");
+    service::approve(ts.app().services(), &operator(), &order.id)
+        .await
+        .expect("approve");
     let cert = issued_cert(&c.enroll(path, &csr).await);
     assert_eq!(
         cert.tbs_certificate
@@ -285,7 +297,9 @@ async fn approval_required_enrolment_is_held_across_a_restart() {
     let mut h2 = [0u8; 32];
     h2.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &csr2).as_ref());
     let order2 = ts.app().store.held_order(&h2).expect("db").expect("held");
-    orders::reject(ts.app(), &operator(), &order2.id).expect("reject");
+    service::reject(ts.app().services(), &operator(), &order2.id)
+        .await
+        .expect("reject");
     let r = c.enroll(path, &csr2).await;
     assert_eq!(r.status, 403);
     assert!(r.text().contains("rejected"), "{}", r.text());
@@ -305,7 +319,7 @@ async fn serverkeygen_returns_a_key_that_matches_its_certificate() {
         Issuance::Browser,
         false,
     );
-    let created = order_for(&app, &profile.id);
+    let created = order_for(&app, &profile.id).await;
     let code = created.code.expect("code");
     let (_throwaway, csr) = demo_csr("Laptop");
     let mut c = ts.client(None).await;

@@ -6,7 +6,7 @@ use base64::Engine;
 use der::asn1::{PrintableStringRef, SetOfVec, Utf8StringRef};
 use der::{Any, Decode, Encode};
 use estd::model::{AuditAction, AuditOutcome, OrderStatus};
-use estd::orders;
+use estd::service;
 use estd_testkit::*;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
@@ -371,7 +371,7 @@ async fn one_time_code_collection_links_and_a_failed_link_spends_no_code() {
         json!({"require_pop_linking": true, "identification": "one-time-code"}),
     )
     .await;
-    let (reference, code) = order_code(ts.app(), &id);
+    let (reference, code) = order_code(ts.app(), &id).await;
     let auth = basic(&reference, &code);
     let cn = "Profile linked";
     let (mut c, bind) = linked_client(&ts, None, false).await;
@@ -451,7 +451,9 @@ async fn a_held_enrolment_links_on_its_first_request_only() {
         .held_order(&hash(&linked))
         .expect("db")
         .expect("held order");
-    orders::approve(ts.app(), &operator(), &held.id).expect("approve");
+    service::approve(ts.app().services(), &operator(), &held.id)
+        .await
+        .expect("approve");
     let (mut last, _) = linked_client(&ts, Some(&idm), false).await;
     let cert = issued_cert(&last.enroll(LINKED, &linked).await);
     assert_eq!(
@@ -478,7 +480,7 @@ async fn serverkeygen_does_not_link() {
         }),
     )
     .await;
-    let (reference, code) = order_code(ts.app(), &id);
+    let (reference, code) = order_code(ts.app(), &id).await;
     // The client's CSR key is thrown away: there is no possession to link.
     let (mut c, _) = linked_client(&ts, None, false).await;
     let r = post_with_code(

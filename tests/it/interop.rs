@@ -114,7 +114,7 @@ async fn libest_collects_a_one_time_code_order_after_the_challenge() {
         ..Profile::system(DEMO_CVR, "Door controller", "doors")
     };
     app.store.put_profile(&profile).expect("profile");
-    let created = order_for(&app, &profile.id);
+    let created = order_for(&app, &profile.id).await;
     let code = created.code.expect("one-time code");
     let reference = created.order.id.clone();
 

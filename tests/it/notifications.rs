@@ -10,7 +10,7 @@ use estd::model::{
     Serial,
 };
 use estd::notify::{deliver_pending, write_expiry_notices, MAX_DELIVERY_ATTEMPTS};
-use estd::orders::{create_order, revoke, OrderRequest};
+use estd::service::{create_order, revoke, OrderRequest};
 use estd::App;
 use estd_testkit::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -234,7 +234,7 @@ async fn order_notice_is_delivered_without_the_code() {
     let ts = TestServer::start_with(dir.path(), &sink.config()).await;
     let app = ts.app();
     let profile = contact_profile(app, "mailed", Some(CONTACT));
-    let created = order_for(app, &profile.id);
+    let created = order_for(app, &profile.id).await;
     let code = created.code.clone().expect("one-time code");
     let reference = created.order.id.clone();
 
@@ -283,7 +283,14 @@ async fn revocation_notice_is_delivered() {
     let profile = contact_profile(app, "revoked", Some(CONTACT));
     let (serial, _) = ts.issue_direct(&demo_org(app), &profile, "device-1", 365);
 
-    revoke(app, &operator(), &serial, RevocationReason::Superseded).expect("revoke");
+    revoke(
+        app.services(),
+        &operator(),
+        &serial,
+        RevocationReason::Superseded,
+    )
+    .await
+    .expect("revoke");
     let report = deliver_pending(app).await.expect("delivery round");
     assert_eq!(report.failed, 0, "{report:?}");
 
@@ -306,10 +313,21 @@ async fn expiry_notice_is_written_once() {
     let app = ts.app();
     let org = demo_org(app);
     let profile = contact_profile(app, "expiring", Some(CONTACT));
+    // Revoked first: the revocation awaits its commit, and the server's own
+    // delivery job may scan for expiring certificates meanwhile; by then
+    // nothing but the revoked one exists, so the scans below find what
+    // they find on their own.
+    let (revoked, _) = ts.issue_direct(&org, &profile, "revoked-soon", 10);
+    revoke(
+        app.services(),
+        &operator(),
+        &revoked,
+        RevocationReason::Other,
+    )
+    .await
+    .expect("revoke");
     let (soon, _) = ts.issue_direct(&org, &profile, "soon", 10);
     let (later, _) = ts.issue_direct(&org, &profile, "later", 365);
-    let (revoked, _) = ts.issue_direct(&org, &profile, "revoked-soon", 10);
-    revoke(app, &operator(), &revoked, RevocationReason::Other).expect("revoke");
     let mut unknown_profile = profile.clone();
     unknown_profile.id = "estd-tls-server".into();
     let (foreign, _) = ts.issue_direct(&org, &unknown_profile, "tls", 5);
@@ -344,7 +362,7 @@ async fn expiry_notice_of_a_user_certificate_goes_to_the_user() {
     let app = ts.app();
     let profile = contact_profile(app, "users", Some(CONTACT));
     let created = create_order(
-        app,
+        app.services(),
         &operator(),
         &OrderRequest {
             profile_id: profile.id.clone(),
@@ -352,8 +370,8 @@ async fn expiry_notice_of_a_user_certificate_goes_to_the_user() {
             identification: None,
             issuance: None,
         },
-        None,
     )
+    .await
     .expect("user order");
     let (serial, _) = ts.issue_direct(&demo_org(app), &profile, "Ulla User", 10);
     app.store
@@ -384,7 +402,7 @@ async fn failed_delivery_is_counted_and_backed_off() {
     let ts = TestServer::start_with(dir.path(), &extra).await;
     let app = ts.app();
     let profile = contact_profile(app, "unreachable", Some(CONTACT));
-    let created = order_for(app, &profile.id);
+    let created = order_for(app, &profile.id).await;
     let ours = |app: &App| {
         outbox(app)
             .into_iter()

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use estd::model::RevocationReason;
-use estd::orders;
+use estd::service;
 use estd_testkit::*;
 
 fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
@@ -121,12 +121,13 @@ async fn crl_and_ocsp_follow_a_revocation_and_survive_a_restart() {
     let crl_number_before: u64 = app.revocation.current_crl().number;
 
     // Revoke: visible in the CRL and OCSP when revoke() returns.
-    orders::revoke(
-        &app,
+    service::revoke(
+        app.services(),
         &operator(),
         &serial_of(&bad),
         RevocationReason::SuspectedMisuse,
     )
+    .await
     .expect("revoke");
     let (ok, out) = openssl(
         &work,

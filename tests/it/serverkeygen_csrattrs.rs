@@ -189,7 +189,7 @@ async fn serverkeygen_fills_in_the_organisation_of_a_cn_only_csr() {
     let dir = tempfile::tempdir().expect("tmp");
     let ts = TestServer::start(dir.path()).await;
     let profile = keygen_profile(&ts, "laptops", None);
-    let (reference, code) = order_code(ts.app(), &profile.id);
+    let (reference, code) = order_code(ts.app(), &profile.id).await;
     let r = serverkeygen(
         &ts,
         &reference,
@@ -208,7 +208,7 @@ async fn serverkeygen_fills_in_the_organisation_of_a_cn_only_csr() {
     );
 
     // A CSR that names another organisation is still refused.
-    let (reference, code) = order_code(ts.app(), &profile.id);
+    let (reference, code) = order_code(ts.app(), &profile.id).await;
     let (_k, foreign) = csr_for(
         "Another A/S",
         DEMO_CVR,
@@ -233,7 +233,7 @@ async fn serverkeygen_ignores_the_csrs_key_and_signature() {
     .expect("subject");
 
     // A P-256 CSR whose signature does not verify: a P-256 key comes back.
-    let (reference, code) = order_code(ts.app(), &profile.id);
+    let (reference, code) = order_code(ts.app(), &profile.id).await;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
     let bad = unsigned_csr(subject.clone(), spki_of(&key), rfc5912::ECDSA_WITH_SHA_256);
     assert!(
@@ -262,7 +262,7 @@ async fn serverkeygen_ignores_the_csrs_key_and_signature() {
     );
 
     // A placeholder RSA-1024 key with a filler signature: an RSA-2048 key comes back.
-    let (reference, code) = order_code(ts.app(), &profile.id);
+    let (reference, code) = order_code(ts.app(), &profile.id).await;
     let placeholder = unsigned_csr(
         subject,
         rsa_1024_placeholder(),
@@ -282,7 +282,7 @@ async fn serverkeygen_ignores_the_csrs_key_and_signature() {
     );
 
     // What is not a CSR at all is still a 400.
-    let (reference, code) = order_code(ts.app(), &profile.id);
+    let (reference, code) = order_code(ts.app(), &profile.id).await;
     let r = serverkeygen(&ts, &reference, &code, b"\x30\x03abc").await;
     assert_eq!(r.status, 400, "{}", r.text());
     ts.shutdown().await;
@@ -307,7 +307,7 @@ async fn serverkeygen_makes_a_key_of_the_csrs_type_within_the_profile() {
         ),
         (&rcgen::PKCS_ED25519, rfc8410::ID_ED_25519, None),
     ] {
-        let (reference, code) = order_code(ts.app(), &profile.id);
+        let (reference, code) = order_code(ts.app(), &profile.id).await;
         let (_k, csr) = csr_for(DEMO_ORG, DEMO_CVR, "Laptop", alg);
         let (key, _, cert) = key_and_cert(&serverkeygen(&ts, &reference, &code, &csr).await);
         let spki = &cert.tbs_certificate.subject_public_key_info;
@@ -324,7 +324,7 @@ async fn serverkeygen_makes_a_key_of_the_csrs_type_within_the_profile() {
 
     // A key type the profile does not allow is refused with the reason.
     let p256_only = keygen_profile(&ts, "p256-laptops", Some(vec![KeyAlgorithm::P256]));
-    let (reference, code) = order_code(ts.app(), &p256_only.id);
+    let (reference, code) = order_code(ts.app(), &p256_only.id).await;
     let r = serverkeygen(
         &ts,
         &reference,
@@ -503,7 +503,7 @@ async fn libest_serverkeygen_gets_an_rsa_key_and_its_certificate() {
         return;
     }
     let profile = keygen_profile(&ts, "laptops", None);
-    let (reference, code) = order_code(ts.app(), &profile.id);
+    let (reference, code) = order_code(ts.app(), &profile.id).await;
     let csr_key =
         rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
             .expect("RSA key");

@@ -122,7 +122,7 @@ async fn upgrades_and_serves(name: &str, e: Expected) {
     }
     // And a real server starts on it and serves what it holds.
     let ts = TestServer::start(dir.path()).await;
-    let made = estd::orders::create_token(&ts.app().store, None, "upgrade test", u64::MAX / 2)
+    let made = estd::service::mint_token(&ts.app().store, None, "upgrade test", u64::MAX / 2)
         .expect("token");
     let mut api = Api::token(&ts, &made.token).await;
     for (hex, revoked) in e.certs {

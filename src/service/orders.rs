@@ -1,0 +1,297 @@
+//! Certificate orders as the MitID Erhverv model has them: order, delete,
+//! approve or reject a held enrolment, a new one-time code. Shared by the
+//! admin API and EST, so that both enforce the same rules and write the same
+//! history and notices.
+
+use super::codes::{new_code, new_reference};
+use super::journal::{audit, notify, recipient, Notice, Subject};
+use super::{Error, Services};
+use crate::model::{
+    email_problem, is_allowed_method_pair, now_unix, subject_text_problem, Actor, AuditAction,
+    AuditOutcome, Identification, IllegalTransition, Issuance, NotificationKind, Order,
+    OrderHolder, OrderStatus, Organisation, Profile, Serial, UnixSeconds,
+};
+
+/// What to order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRequest {
+    /// The profile.
+    pub profile_id: String,
+    /// For a user certificate: the user's name and e-mail address.
+    pub user: Option<(String, String)>,
+    /// Identification method (default: the profile's).
+    pub identification: Option<Identification>,
+    /// Issuance method (default: the profile's).
+    pub issuance: Option<Issuance>,
+}
+
+/// A created order and, for one-time-code orders, the code (shown once).
+#[derive(Debug, Clone)]
+pub struct CreatedOrder {
+    /// The order.
+    pub order: Order,
+    /// The one-time code, if any. Never stored or logged.
+    pub code: Option<String>,
+}
+
+/// Loads a profile the actor may use.
+pub fn visible_profile(
+    svc: Services<'_>,
+    actor: &Actor,
+    profile_id: &str,
+) -> Result<Profile, Error> {
+    match svc.store.profile(profile_id)? {
+        Some(p) if actor.may_access(&p.cvr) => Ok(p),
+        _ => Err(Error::NotFound("profile")),
+    }
+}
+
+/// Loads an order the actor may see (deleted ones included, for history).
+pub fn visible_order(svc: Services<'_>, actor: &Actor, id: &str) -> Result<Order, Error> {
+    match svc.store.order(id)? {
+        Some(o) if actor.may_access(&o.cvr) => Ok(o),
+        _ => Err(Error::NotFound("order")),
+    }
+}
+
+/// The checks of an order request that need no store: who holds the
+/// certificate (a user needs the organisation's consent, a name and a usable
+/// e-mail address) and which methods apply (the profile's unless overridden,
+/// as an allowed pair).
+pub fn check_order_request(
+    req: &OrderRequest,
+    org: &Organisation,
+    profile: &Profile,
+) -> Result<(OrderHolder, Identification, Issuance), Error> {
+    let holder = match &req.user {
+        None => OrderHolder::Profile,
+        Some((name, email)) => {
+            if !org.allow_user_certs {
+                return Err(Error::Forbidden(format!(
+                    "organisation {} does not allow user certificates",
+                    org.cvr
+                )));
+            }
+            if name.trim().is_empty() {
+                return Err(Error::invalid("user.name", "is required"));
+            }
+            // The user's name becomes the certificate's CN.
+            if let Some(problem) = subject_text_problem(name.trim()) {
+                return Err(Error::invalid("user.name", problem));
+            }
+            if let Some(problem) = email_problem(email) {
+                return Err(Error::invalid("user.email", problem));
+            }
+            OrderHolder::User {
+                name: name.trim().to_owned(),
+                email: email.clone(),
+            }
+        }
+    };
+    let identification = req.identification.unwrap_or(profile.identification);
+    let issuance = req.issuance.unwrap_or(profile.issuance);
+    if !is_allowed_method_pair(identification, issuance) {
+        return Err(Error::invalid(
+            "issuance",
+            format!("{issuance:?} is not allowed with identification {identification:?}"),
+        ));
+    }
+    Ok((holder, identification, issuance))
+}
+
+/// Orders a certificate for a profile or a user; durable when it returns.
+pub async fn create_order(
+    svc: Services<'_>,
+    actor: &Actor,
+    req: &OrderRequest,
+) -> Result<CreatedOrder, Error> {
+    let created = place_order(svc, actor, req, None)?;
+    svc.store.durable().await?;
+    Ok(created)
+}
+
+/// The writes of an order (the order, its audit event and its notice), not
+/// yet committed: for units of work that order as one of their steps.
+pub(crate) fn place_order(
+    svc: Services<'_>,
+    actor: &Actor,
+    req: &OrderRequest,
+    renews: Option<Serial>,
+) -> Result<CreatedOrder, Error> {
+    let profile = visible_profile(svc, actor, &req.profile_id)?;
+    let org = svc
+        .store
+        .org(&profile.cvr)?
+        .ok_or(Error::NotFound("organisation"))?;
+    let (holder, identification, issuance) = check_order_request(req, &org, &profile)?;
+    if identification == Identification::Api {
+        // No code and no one to collect it: such an order would stay open for ever.
+        return Err(Error::Conflict(format!(
+            "profile {:?} is enrolled by its IdM system over EST (identification api, \
+             simpleenroll with its est-enroll certificate); an order for it would have no \
+             one-time code and could never be collected",
+            profile.name
+        )));
+    }
+    let now = now_unix();
+    for _ in 0..8 {
+        let id = new_reference()?;
+        let (code, code_state) = if identification == Identification::OneTimeCode {
+            let (c, s) = new_code(&id, svc.config.orders.code_ttl_days, now)?;
+            (Some(c), Some(s))
+        } else {
+            (None, None)
+        };
+        let order = Order {
+            id: id.clone(),
+            cvr: profile.cvr.clone(),
+            profile_id: profile.id.clone(),
+            holder: holder.clone(),
+            identification,
+            issuance,
+            status: OrderStatus::Pending,
+            created_at: now,
+            created_by: actor.id.to_string(),
+            code: code_state,
+            renews,
+            held_csr: None,
+        };
+        if !svc.store.insert_new_order(&order)? {
+            continue; // reference number taken; draw another
+        }
+        record_order(svc, actor, &order, &profile)?;
+        return Ok(CreatedOrder { order, code });
+    }
+    Err(Error::NoFreeReference)
+}
+
+/// The audit event and the notice of a new order.
+fn record_order(
+    svc: Services<'_>,
+    actor: &Actor,
+    order: &Order,
+    profile: &Profile,
+) -> Result<(), Error> {
+    let renews = order.renews;
+    let what = if renews.is_some() {
+        "renewal"
+    } else {
+        "certificate"
+    };
+    audit(
+        svc,
+        &actor.id,
+        AuditAction::Order,
+        AuditOutcome::Done,
+        Subject {
+            cvr: Some(&order.cvr),
+            profile_id: Some(&profile.id),
+            serial: renews,
+            order_id: Some(&order.id),
+        },
+        format!(
+            "{what} ordered ({:?}/{:?})",
+            order.identification, order.issuance
+        ),
+    )?;
+    notify(
+        svc,
+        Notice {
+            kind: if renews.is_some() {
+                NotificationKind::Renewed
+            } else {
+                NotificationKind::Ordered
+            },
+            cvr: &order.cvr,
+            to: recipient(profile, &order.holder),
+            subject: format!("Certificate ready to collect: {}", profile.name),
+            body: format!(
+                "A certificate for profile \"{}\" was ordered with reference number {}. \
+                 It can be collected with the reference number and the one-time code handed to you separately.",
+                profile.name, order.id
+            ),
+            serial: renews,
+            order_id: Some(&order.id),
+        },
+    )
+}
+
+/// Moves an order to another state, audits it and commits.
+async fn change_order<F>(
+    svc: Services<'_>,
+    actor: &Actor,
+    id: &str,
+    action: AuditAction,
+    f: F,
+) -> Result<Order, Error>
+where
+    F: FnMut(&mut Order) -> Result<(), IllegalTransition>,
+{
+    let before = visible_order(svc, actor, id)?;
+    let order = match svc.store.update_order(id, f)? {
+        None => return Err(Error::NotFound("order")),
+        Some(Err(e)) => {
+            return Err(Error::Conflict(format!(
+                "order is {}; {} is not possible",
+                e.current, e.attempted
+            )))
+        }
+        Some(Ok(order)) => order,
+    };
+    audit(
+        svc,
+        &actor.id,
+        action,
+        AuditOutcome::Done,
+        Subject {
+            cvr: Some(&before.cvr),
+            profile_id: Some(&before.profile_id),
+            serial: None,
+            order_id: Some(id),
+        },
+        format!("{} → {}", before.status.name(), order.status.name()),
+    )?;
+    svc.store.durable().await?;
+    Ok(order)
+}
+
+/// "Delete certificate order": only before issue.
+pub async fn delete_order(svc: Services<'_>, actor: &Actor, id: &str) -> Result<Order, Error> {
+    change_order(svc, actor, id, AuditAction::DeleteOrder, Order::delete).await
+}
+
+/// Approves a held API enrolment.
+pub async fn approve(svc: Services<'_>, actor: &Actor, id: &str) -> Result<Order, Error> {
+    change_order(svc, actor, id, AuditAction::Approve, Order::approve).await
+}
+
+/// Rejects a held API enrolment.
+pub async fn reject(svc: Services<'_>, actor: &Actor, id: &str) -> Result<Order, Error> {
+    change_order(svc, actor, id, AuditAction::Reject, Order::reject).await
+}
+
+/// Issues a new one-time code for a pending order (unlocking it).
+pub async fn renew_code(
+    svc: Services<'_>,
+    actor: &Actor,
+    id: &str,
+) -> Result<(Order, String), Error> {
+    let (code, state) = new_code(id, svc.config.orders.code_ttl_days, now_unix())?;
+    let order = change_order(svc, actor, id, AuditAction::NewCode, |o| {
+        o.set_code(state.clone())
+    })
+    .await?;
+    Ok((order, code))
+}
+
+/// Display status of an order, as the service shows it.
+pub fn display_status(svc: Services<'_>, order: &Order, now: UnixSeconds) -> String {
+    match order.status {
+        OrderStatus::Pending if order.renews.is_some() => "in-progress".into(),
+        OrderStatus::Issued { serial } => match svc.store.cert(&serial) {
+            Ok(Some(c)) => c.state(now).as_str().into(),
+            _ => "issued".into(),
+        },
+        s => s.name().into(),
+    }
+}
