@@ -3,8 +3,8 @@
 //! creates an order that is already Issued. Profiles that require approval
 //! hold the request instead (see [`super::held`]).
 
-use super::held::{self, HeldRequest};
-use super::issue::{self, cpu, AuditNote, Certificate, NOT_PERMITTED};
+use super::held::{self, Enrolled, HeldRequest};
+use super::issue::{self, cpu, AuditNote, NOT_PERMITTED};
 use super::{Error, Services};
 use crate::auth::Principal;
 use crate::ca::csr;
@@ -12,18 +12,6 @@ use crate::model::SystemRight;
 use crate::model::{AuditAction, Identification, Issuance, OrderHolder, Organisation, Profile};
 use crate::policy;
 use crate::tls::ChannelBinding;
-
-/// What an enrolment or re-enrolment ends in.
-#[derive(Debug)]
-pub enum Enrolled {
-    /// The certificate, durable.
-    Issued(Certificate),
-    /// Held for approval (durably): retry after this many seconds.
-    Held {
-        /// Seconds.
-        retry_after: u32,
-    },
-}
 
 /// Enrols `principal` (an IdM system's certificate) under the profile of
 /// `label`, or its organisation's default, with the CSR `csr_der` sent on a

@@ -3,7 +3,6 @@
 //! CSR wait, get the certificate once an administrator approved it, or are
 //! refused once it was rejected or deleted.
 
-use super::enrol::Enrolled;
 use super::issue::{self, audit_event, AuditNote, NOT_PERMITTED};
 use super::{Error, Services};
 use crate::ca::CertTemplate;
@@ -13,6 +12,18 @@ use crate::model::{
 };
 use crate::policy;
 use crate::store::PendingIssuance;
+
+/// What an enrolment or re-enrolment ends in.
+#[derive(Debug)]
+pub enum Enrolled {
+    /// The certificate, durable.
+    Issued(issue::Certificate),
+    /// Held for approval (durably): retry after this many seconds.
+    Held {
+        /// Seconds.
+        retry_after: u32,
+    },
+}
 
 /// How many fresh reference numbers to try for a held order.
 const REFERENCE_ATTEMPTS: usize = 8;

@@ -41,8 +41,9 @@ pub use certificates::{
 };
 pub use codes::{try_code, CodeCheck};
 pub use collect::collect;
-pub use enrol::{enrol, Enrolled};
+pub use enrol::enrol;
 pub use error::Error;
+pub use held::Enrolled;
 pub use issue::Certificate;
 pub use journal::{audit, notify, recipient, Notice, Subject};
 pub use orders::{

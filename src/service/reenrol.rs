@@ -4,7 +4,7 @@
 
 use x509_cert::Certificate as X509;
 
-use super::enrol::Enrolled;
+use super::held::Enrolled;
 use super::held::{self, HeldRequest};
 use super::issue::{self, cpu, AuditNote, Certificate};
 use super::{Error, Services};
