@@ -326,7 +326,7 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
 }
 
 async fn one_round(app: &App, last_expiry_scan: &mut Option<Instant>) {
-    if last_expiry_scan.map_or(true, |at| at.elapsed() >= EXPIRY_SCAN_INTERVAL) {
+    if last_expiry_scan.is_none_or(|at| at.elapsed() >= EXPIRY_SCAN_INTERVAL) {
         *last_expiry_scan = Some(Instant::now());
         match write_expiry_notices(app, now_unix()) {
             Ok(0) => {}

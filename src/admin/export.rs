@@ -88,7 +88,7 @@ pub fn export(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     let mut certs = Vec::new();
     for c in app.store.certs() {
         let c = c?;
-        if cvr.as_deref().map_or(true, |wanted| wanted == c.cvr) {
+        if cvr.as_deref().is_none_or(|wanted| wanted == c.cvr) {
             certs.push(c);
         }
     }

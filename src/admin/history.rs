@@ -78,10 +78,10 @@ pub fn audit_log(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
         app.store
             .audit_page(before, limit, &|e: &crate::model::AuditEvent| {
                 visible(actor, e.cvr.as_deref())
-                    && cvr.map_or(true, |c| e.cvr.as_deref() == Some(c))
-                    && profile_id.map_or(true, |p| e.profile_id.as_deref() == Some(p))
-                    && serial.map_or(true, |s| e.serial == Some(s))
-                    && order.map_or(true, |o| e.order_id.as_deref() == Some(o))
+                    && cvr.is_none_or(|c| e.cvr.as_deref() == Some(c))
+                    && profile_id.is_none_or(|p| e.profile_id.as_deref() == Some(p))
+                    && serial.is_none_or(|s| e.serial == Some(s))
+                    && order.is_none_or(|o| e.order_id.as_deref() == Some(o))
             })?;
     let items: Vec<AuditItem> = events
         .iter()
@@ -107,7 +107,7 @@ pub fn notifications(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     let mut items = Vec::new();
     for n in app.store.notifications() {
         let n = n?;
-        if actor.may_access(&n.cvr) && cvr.map_or(true, |c| c == n.cvr) {
+        if actor.may_access(&n.cvr) && cvr.is_none_or(|c| c == n.cvr) {
             items.push(NotificationView::from(&n));
         }
     }

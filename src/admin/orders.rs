@@ -81,14 +81,14 @@ pub fn list(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     let mut orders = Vec::new();
     for order in app.store.orders() {
         let order = order?;
-        let user_matches = user_email.map_or(true, |wanted| match &order.holder {
+        let user_matches = user_email.is_none_or(|wanted| match &order.holder {
             OrderHolder::User { email, .. } => email.eq_ignore_ascii_case(wanted),
             OrderHolder::Profile => false,
         });
         if order.status != OrderStatus::Deleted
             && actor.may_access(&order.cvr)
-            && profile_id.map_or(true, |p| p == order.profile_id)
-            && cvr.map_or(true, |c| c == order.cvr)
+            && profile_id.is_none_or(|p| p == order.profile_id)
+            && cvr.is_none_or(|c| c == order.cvr)
             && user_matches
         {
             orders.push(order);

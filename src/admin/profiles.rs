@@ -603,8 +603,8 @@ pub fn search(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     for p in app.store.profiles() {
         let p = p?;
         if actor.may_access(&p.cvr)
-            && cvr.map_or(true, |c| c == p.cvr)
-            && needle.as_deref().map_or(true, |n| matches_text(&p, n))
+            && cvr.is_none_or(|c| c == p.cvr)
+            && needle.as_deref().is_none_or(|n| matches_text(&p, n))
         {
             found.push(p);
         }

@@ -37,8 +37,8 @@ pub fn search(app: &App, req: &ApiRequest) -> ApiResult {
     }
     let wanted = |c: &CertRecord| {
         c.published
-            && cvr.map_or(true, |w| w == c.cvr)
-            && email.map_or(true, |w| {
+            && cvr.is_none_or(|w| w == c.cvr)
+            && email.is_none_or(|w| {
                 c.email
                     .as_deref()
                     .is_some_and(|e| e.eq_ignore_ascii_case(w))
