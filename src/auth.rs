@@ -11,7 +11,9 @@ use x509_cert::certificate::Certificate;
 
 use crate::config::ClientAnchorConfig;
 use crate::files::read_certs;
-use crate::model::{CertRecord, CertStatus, RevocationReason, Serial, SystemRight, UnixSeconds};
+use crate::model::{
+    ActorId, CertRecord, CertStatus, RevocationReason, Serial, SystemRight, UnixSeconds,
+};
 use std::sync::Arc;
 
 use crate::store::{Store, StoreError};
@@ -113,8 +115,8 @@ impl Principal {
     /// A short description for logs and the audit log.
     pub fn describe(&self) -> String {
         match self {
-            Principal::Holder { record, .. } => format!("cert:{}", record.serial),
-            Principal::External { subject, .. } => format!("external:{subject}"),
+            Principal::Holder { record, .. } => ActorId::Cert(record.serial).to_string(),
+            Principal::External { subject, .. } => ActorId::External(subject.clone()).to_string(),
         }
     }
 }

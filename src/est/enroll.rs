@@ -235,7 +235,7 @@ pub fn identify(
     let has_trusted_cert = matches!(conn.client_cert(&app.trust), Some(Ok(_)));
     match basic {
         Some(creds) if !has_trusted_cert => {
-            log.principal = Some(format!("order:{}", creds.user));
+            log.principal = Some(ActorId::Order(creds.user.clone()).to_string());
             Ok(Caller::Code(creds))
         }
         _ => {

@@ -22,7 +22,7 @@ use hyper::body::Incoming;
 use crate::app::App;
 use crate::auth::{self, ClientCert, Principal};
 use crate::http::{BodyError, Connection, RequestLog};
-use crate::model::now_unix;
+use crate::model::{now_unix, ActorId};
 use crate::ratelimit::Caller;
 use crate::service;
 pub use error::EstError;
@@ -175,11 +175,15 @@ fn rate_limit(
     // media type, a body over the limit) is known to come from a certificate
     // holder or a reference number; identification later refines it.
     log.principal = match (&trusted, &basic) {
-        (Some((_, ClientCert::Issued { serial, .. })), _) => Some(format!("cert:{serial}")),
-        (Some((_, ClientCert::External { subject, .. })), _) => {
-            Some(format!("external:{}", crate::clip::clip(subject)))
+        (Some((_, ClientCert::Issued { serial, .. })), _) => {
+            Some(ActorId::Cert(*serial).to_string())
         }
-        (None, Some(creds)) => Some(format!("order:{}", crate::clip::clip_to(&creds.user, 64))),
+        (Some((_, ClientCert::External { subject, .. })), _) => {
+            Some(ActorId::External(crate::clip::clip(subject).into()).to_string())
+        }
+        (None, Some(creds)) => {
+            Some(ActorId::Order(crate::clip::clip_to(&creds.user, 64).into()).to_string())
+        }
         (None, None) => None,
     };
     let Err(limited) = app.limits.check(caller, label.unwrap_or(&DEFAULT_LABEL)) else {

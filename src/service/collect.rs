@@ -6,7 +6,7 @@ use super::codes::{self, CodeCheck};
 use super::issue::{self, audit_event, cpu, AuditNote, Certificate, BAD_CODE};
 use super::{Error, Services};
 use crate::ca::csr;
-use crate::model::{now_unix, AuditAction, AuditOutcome, Issuance, Order};
+use crate::model::{now_unix, ActorId, AuditAction, AuditOutcome, Issuance, Order};
 use crate::policy;
 use crate::tls::ChannelBinding;
 
@@ -42,7 +42,7 @@ pub async fn collect(
     })
     .await?;
     let note = AuditNote {
-        actor: format!("order:{}", order.id),
+        actor: ActorId::Order(order.id.clone()).to_string(),
         action: AuditAction::Collect,
         detail: "collected with one-time code".into(),
     };
@@ -69,7 +69,7 @@ pub(super) async fn code_order(
         CodeCheck::Valid => Ok(order),
         CodeCheck::Wrong => {
             s.store.audit(&audit_event(
-                &format!("order:{}", order.id),
+                &ActorId::Order(order.id.clone()).to_string(),
                 AuditAction::Collect,
                 AuditOutcome::Refused,
                 &order.cvr,

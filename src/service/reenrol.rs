@@ -11,7 +11,7 @@ use super::{Error, Services};
 use crate::auth::Principal;
 use crate::ca::{csr, CertTemplate};
 use crate::model::{
-    AuditAction, CertRecord, CertStatus, OrderHolder, Organisation, Profile, Serial,
+    ActorId, AuditAction, CertRecord, CertStatus, OrderHolder, Organisation, Profile, Serial,
 };
 use crate::policy;
 use crate::store::StoreError;
@@ -56,7 +56,7 @@ pub async fn reenrol(
     if let Some(again) = existing_successor(s, &old_serial, &template)? {
         return Ok(Enrolled::Issued(again));
     }
-    let actor = format!("cert:{old_serial}");
+    let actor = ActorId::Cert(old_serial).to_string();
     if effective.approval_required {
         let request = HeldRequest {
             der: &der,
