@@ -12,6 +12,7 @@ use super::views::{AuditView, Items, NotificationView};
 use crate::app::App;
 use crate::model::Actor;
 use crate::model::{is_valid_cvr, Serial, CVR_RULE};
+use crate::service;
 
 /// Default and largest number of audit events in one answer (the latest).
 const DEFAULT_AUDIT_LIMIT: u64 = 1000;
@@ -104,12 +105,9 @@ pub fn audit_log(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
 pub fn notifications(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     req.query.only(&["cvr"])?;
     let cvr = cvr_filter(req)?;
-    let mut items = Vec::new();
-    for n in app.store.notifications() {
-        let n = n?;
-        if actor.may_access(&n.cvr) && cvr.is_none_or(|c| c == n.cvr) {
-            items.push(NotificationView::from(&n));
-        }
-    }
+    let items: Vec<NotificationView> = service::list_notifications(app.services(), actor, cvr)?
+        .iter()
+        .map(NotificationView::from)
+        .collect();
     json(StatusCode::OK, &Items::all(items))
 }

@@ -10,9 +10,7 @@ use super::request::ApiRequest;
 use super::response::{created, json, ApiResult};
 use super::views::{rfc3339, CreatedOrderView, Items, OrderView};
 use crate::app::App;
-use crate::model::{
-    is_valid_cvr, now_unix, Actor, Identification, Issuance, OrderHolder, OrderStatus, CVR_RULE,
-};
+use crate::model::{is_valid_cvr, now_unix, Actor, Identification, Issuance, CVR_RULE};
 use crate::service::{self, OrderRequest};
 
 /// `{name, email}` of the user a certificate is ordered for.
@@ -77,24 +75,13 @@ pub fn list(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
         return Err(ApiError::invalid("cvr", CVR_RULE));
     }
     let user_email = q.get("user_email").map(str::trim);
+    let filter = service::OrderFilter {
+        profile_id,
+        cvr,
+        user_email,
+    };
+    let orders = service::list_orders(app.services(), actor, &filter)?;
     let now = now_unix();
-    let mut orders = Vec::new();
-    for order in app.store.orders() {
-        let order = order?;
-        let user_matches = user_email.is_none_or(|wanted| match &order.holder {
-            OrderHolder::User { email, .. } => email.eq_ignore_ascii_case(wanted),
-            OrderHolder::Profile => false,
-        });
-        if order.status != OrderStatus::Deleted
-            && actor.may_access(&order.cvr)
-            && profile_id.is_none_or(|p| p == order.profile_id)
-            && cvr.is_none_or(|c| c == order.cvr)
-            && user_matches
-        {
-            orders.push(order);
-        }
-    }
-    orders.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
     let items: Vec<OrderView> = orders.iter().map(|o| OrderView::new(app, o, now)).collect();
     json(StatusCode::OK, &Items::all(items))
 }

@@ -126,14 +126,7 @@ pub fn visible_org(app: &App, actor: &Actor, cvr: &str) -> Result<Organisation, 
 /// `GET /organisations`: those the actor may see.
 pub fn list(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     req.query.only(&[])?;
-    let mut orgs = Vec::new();
-    for org in app.store.orgs() {
-        let org = org?;
-        if actor.may_access(&org.cvr) {
-            orgs.push(org);
-        }
-    }
-    orgs.sort_by(|a, b| a.cvr.cmp(&b.cvr));
+    let orgs = service::list_orgs(app.services(), actor)?;
     json(StatusCode::OK, &Items::all(orgs))
 }
 

@@ -576,18 +576,6 @@ pub async fn update(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     json(StatusCode::OK, &ChangedProfile { profile, notice })
 }
 
-/// Whether `p` matches a search text (lower case): its UUID, name, contact
-/// person's name or e-mail, or the e-mail in its certificates.
-fn matches_text(p: &Profile, needle: &str) -> bool {
-    let has = |s: &str| s.to_lowercase().contains(needle);
-    has(&p.id)
-        || has(&p.name)
-        || p.contact
-            .as_ref()
-            .is_some_and(|c| has(&c.name) || has(&c.email))
-        || p.email.as_deref().is_some_and(has)
-}
-
 /// `GET /profiles?q=&cvr=&page=&per_page=`.
 pub fn search(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     let q = &req.query;
@@ -599,19 +587,11 @@ pub fn search(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     }
     let page = q.number("page", 1, 1, u64::from(u32::MAX))?;
     let per_page = q.number("per_page", 50, 1, 500)?;
-    let mut found = Vec::new();
-    for p in app.store.profiles() {
-        let p = p?;
-        if actor.may_access(&p.cvr)
-            && cvr.is_none_or(|c| c == p.cvr)
-            && needle.as_deref().is_none_or(|n| matches_text(&p, n))
-        {
-            found.push(p);
-        }
-    }
-    found.sort_by(|a, b| {
-        (a.name.to_lowercase(), &a.cvr, &a.id).cmp(&(b.name.to_lowercase(), &b.cvr, &b.id))
-    });
+    let filter = service::ProfileFilter {
+        text: needle.as_deref(),
+        cvr,
+    };
+    let found = service::search_profiles(app.services(), actor, &filter)?;
     let total = found.len();
     let skip = usize::try_from((page - 1).saturating_mul(per_page)).unwrap_or(usize::MAX);
     let items = found

@@ -8,7 +8,8 @@ use super::request::ApiRequest;
 use super::response::{json, ApiResult};
 use super::views::{Items, PublicCertView};
 use crate::app::App;
-use crate::model::{is_valid_cvr, now_unix, CertRecord, Serial, CVR_RULE};
+use crate::model::{is_valid_cvr, now_unix, Serial, CVR_RULE};
+use crate::service;
 
 /// Most certificates in one answer.
 const MAX_RESULTS: usize = 500;
@@ -35,34 +36,9 @@ pub fn search(app: &App, req: &ApiRequest) -> ApiResult {
             "give at least one of email, cvr and serial",
         ));
     }
-    let wanted = |c: &CertRecord| {
-        c.published
-            && cvr.is_none_or(|w| w == c.cvr)
-            && email.is_none_or(|w| {
-                c.email
-                    .as_deref()
-                    .is_some_and(|e| e.eq_ignore_ascii_case(w))
-            })
-    };
+    let filter = service::PublicFilter { email, cvr, serial };
+    let (certs, total) = service::search_public_certs(app.services(), &filter, MAX_RESULTS)?;
     let now = now_unix();
-    let mut items = Vec::new();
-    let mut total = 0;
-    if let Some(serial) = serial {
-        // A direct look-up; no need to scan.
-        if let Some(c) = app.store.cert(&serial)?.filter(|c| wanted(c)) {
-            total = 1;
-            items.push(PublicCertView::new(&c, now));
-        }
-    } else {
-        for c in app.store.certs() {
-            let c = c?;
-            if wanted(&c) {
-                total += 1;
-                if items.len() < MAX_RESULTS {
-                    items.push(PublicCertView::new(&c, now));
-                }
-            }
-        }
-    }
+    let items = certs.iter().map(|c| PublicCertView::new(c, now)).collect();
     json(StatusCode::OK, &Items { items, total })
 }

@@ -21,6 +21,7 @@ use crate::ca::csr::CHALLENGE_PASSWORD;
 use crate::http::Connection;
 use crate::model::{KeyAlgorithm, KeyPolicy, Profile};
 use crate::policy::ORGANIZATION_IDENTIFIER;
+use crate::service;
 
 /// Content type of `/csrattrs`.
 pub const CONTENT_TYPE: &str = "application/csrattrs";
@@ -36,17 +37,17 @@ pub fn handle<B>(
     label: Option<&str>,
 ) -> Result<Response<Full<Bytes>>, EstError> {
     require_method(req, http::Method::GET, "GET")?;
-    let profile = match label {
-        Some(l) => match app.store.profile_by_label(l)? {
-            Some(p) => Some(p),
-            None => return Ok(no_content()),
-        },
-        // Without a label the profile depends on who asks.
-        None => match certificate_principal(app, conn) {
-            Ok(p) => app.store.default_profile(p.cvr())?,
-            Err(_) => None,
-        },
+    // Without a label the profile depends on who asks.
+    let cvr = match label {
+        Some(_) => None,
+        None => certificate_principal(app, conn)
+            .ok()
+            .map(|p| p.cvr().to_owned()),
     };
+    let profile = service::csrattrs_profile(app.services(), label, cvr.as_deref())?;
+    if label.is_some() && profile.is_none() {
+        return Ok(no_content());
+    }
     let der = match &profile {
         Some(profile) => attributes(profile),
         None => common_attributes(),

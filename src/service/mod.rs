@@ -32,6 +32,7 @@ pub mod journal;
 pub mod orders;
 pub mod organisations;
 pub mod profiles;
+pub mod queries;
 mod reenrol;
 mod serverkeygen;
 pub mod tokens;
@@ -52,6 +53,11 @@ pub use orders::{
 };
 pub use organisations::{create_org, update_org, visible_org};
 pub use profiles::{create_profile, update_profile, ChangedProfile};
+pub use queries::{
+    csrattrs_profile, export_org_certs, export_profile_certs, list_notifications, list_orders,
+    list_orgs, list_tokens, search_profiles, search_public_certs, CertExport, OrderFilter,
+    ProfileFilter, PublicFilter,
+};
 pub use reenrol::reenrol;
 pub use serverkeygen::{not_browser, serverkeygen, KeyAndCertificate};
 pub use tokens::{create_token, mint_token, revoke_token, token_actor, NewToken};
