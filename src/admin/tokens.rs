@@ -13,7 +13,6 @@ use http::StatusCode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::organisations::visible_org;
 use super::problem::ApiError;
 use super::request::ApiRequest;
 use super::response::{created, json, ApiResult};
@@ -151,22 +150,15 @@ pub(super) fn check_new_token(
     Ok((name.to_owned(), expires_at))
 }
 
-fn require_operator(actor: &Actor, what: &str) -> Result<(), ApiError> {
-    if actor.is_operator() {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(format!(
-            "only a server operator can {what}"
-        )))
-    }
-}
-
-/// Creates a token for `cvr` (an operator's for `None`) and audits it.
+/// Creates a token for `cvr` (an operator's for `None`); the service checks
+/// the actor may, before the body is read.
 async fn create(app: &App, actor: &Actor, req: &ApiRequest, cvr: Option<&str>) -> ApiResult {
     let now = now_unix();
-    let input: NewToken = req.json()?;
-    let (name, expires_at) = check_new_token(&input, &app.config.admin_tokens, now)?;
-    let made = service::create_token(app.services(), actor, cvr, &name, expires_at).await?;
+    let input = || {
+        let input: NewToken = req.json()?;
+        check_new_token(&input, &app.config.admin_tokens, now)
+    };
+    let made = service::create_token(app.services(), actor, cvr, input).await?;
     let location = match cvr {
         Some(c) => format!("/api/v1/organisations/{c}/tokens"),
         None => "/api/v1/tokens".to_owned(),
@@ -197,18 +189,21 @@ fn list(app: &App, actor: &Actor, req: &ApiRequest, cvr: Option<&str>) -> ApiRes
     )
 }
 
-/// Revokes the token `id` of `cvr` (an operator's for `None`) and audits it.
-async fn revoke(app: &App, actor: &Actor, id: &str, cvr: Option<&str>) -> ApiResult {
-    let (hash, rec) = service::revoke_token(app.services(), actor, cvr, id).await?;
+/// Revokes the token `id` of `cvr` (an operator's for `None`); the service
+/// checks the actor may, before the query is.
+async fn revoke(app: &App, actor: &Actor, req: &ApiRequest, cvr: Option<&str>) -> ApiResult {
+    let id = match cvr {
+        Some(_) => req.param(1),
+        None => req.param(0),
+    };
+    let check = || req.query.only(&[]);
+    let (hash, rec) = service::revoke_token(app.services(), actor, cvr, id, check).await?;
     json(StatusCode::OK, &TokenView::of(&hash, &rec, now_unix()))
 }
 
 /// `POST /organisations/{cvr}/tokens` (operators only).
 pub async fn create_org_token(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
-    // Another organisation's stays a 404, as everywhere else.
-    let org = visible_org(app, actor, req.param(0))?;
-    require_operator(actor, "create admin tokens")?;
-    create(app, actor, req, Some(&org.cvr)).await
+    create(app, actor, req, Some(req.param(0))).await
 }
 
 /// `GET /organisations/{cvr}/tokens`.
@@ -218,14 +213,11 @@ pub fn list_org_tokens(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult 
 
 /// `DELETE /organisations/{cvr}/tokens/{id}`.
 pub async fn revoke_org_token(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
-    let org = visible_org(app, actor, req.param(0))?;
-    req.query.only(&[])?;
-    revoke(app, actor, req.param(1), Some(&org.cvr)).await
+    revoke(app, actor, req, Some(req.param(0))).await
 }
 
 /// `POST /tokens`: an operator token (operators only).
 pub async fn create_operator_token(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
-    require_operator(actor, "create admin tokens")?;
     create(app, actor, req, None).await
 }
 
@@ -236,9 +228,7 @@ pub fn list_operator_tokens(app: &App, actor: &Actor, req: &ApiRequest) -> ApiRe
 
 /// `DELETE /tokens/{id}` (operators only).
 pub async fn revoke_operator_token(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
-    require_operator(actor, "revoke the operators' tokens")?;
-    req.query.only(&[])?;
-    revoke(app, actor, req.param(0), None).await
+    revoke(app, actor, req, None).await
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use super::{visible_org, visible_profile, Error, Services};
+use super::tokens::token_owner;
+use super::{visible_profile, Error, Services};
 use crate::model::{
     Actor, CertRecord, Notification, Order, OrderHolder, OrderStatus, Organisation, Profile,
     Serial, TokenRecord,
@@ -112,15 +113,7 @@ pub fn list_tokens(
     actor: &Actor,
     cvr: Option<&str>,
 ) -> Result<Vec<([u8; 32], TokenRecord)>, Error> {
-    let owner = match cvr {
-        Some(c) => Some(visible_org(svc, actor, c)?.cvr),
-        None if actor.is_operator() => None,
-        None => {
-            return Err(Error::Forbidden(
-                "only a server operator can list the operators' tokens".into(),
-            ))
-        }
-    };
+    let owner = token_owner(svc, actor, cvr, false, "list the operators' tokens")?;
     let mut tokens = Vec::new();
     for item in svc.store.tokens() {
         let (hash, rec) = item?;

@@ -7,6 +7,7 @@ use aws_lc_rs::digest;
 
 use super::codes::random_bytes;
 use super::journal::{audit, Subject};
+use super::organisations::visible_org;
 use super::{Error, Services};
 use crate::model::{
     now_unix, rfc3339, Actor, ActorId, AuditAction, AuditOutcome, TokenRecord, UnixSeconds,
@@ -85,14 +86,25 @@ pub fn mint_token(
 }
 
 /// Creates an admin token for `cvr` (an operator's for `None`) on behalf of
-/// `actor`, and audits it; durable when it returns.
-pub async fn create_token(
+/// `actor` (server operators only; another organisation's is not found),
+/// with the name and expiry `input` reads from the request, and audits it;
+/// durable when it returns.
+pub async fn create_token<E, F>(
     svc: Services<'_>,
     actor: &Actor,
     cvr: Option<&str>,
-    name: &str,
-    expires_at: UnixSeconds,
-) -> Result<NewToken, Error> {
+    input: F,
+) -> Result<NewToken, E>
+where
+    E: From<Error>,
+    F: FnOnce() -> Result<(String, UnixSeconds), E>,
+{
+    let owner = token_owner(svc, actor, cvr, true, "create admin tokens")?;
+    let cvr = owner.as_deref();
+    // The request is read only once access is settled, so a caller who may
+    // not make tokens learns that before anything about its input.
+    let (name, expires_at) = input()?;
+    let name = name.as_str();
     let made = mint_token(svc.store, cvr, name, expires_at)?;
     audit(
         svc,
@@ -109,13 +121,34 @@ pub async fn create_token(
             rfc3339(expires_at)
         ),
     )?;
-    svc.store.durable().await?;
+    svc.store.durable().await.map_err(Error::from)?;
     Ok(made)
 }
 
 /// Revokes the token `id` of `cvr` (an operator's for `None`) and audits it;
 /// durable when it returns. Returns its hash and record.
-pub async fn revoke_token(
+pub async fn revoke_token<E, F>(
+    svc: Services<'_>,
+    actor: &Actor,
+    cvr: Option<&str>,
+    id: &str,
+    check: F,
+) -> Result<([u8; 32], TokenRecord), E>
+where
+    E: From<Error>,
+    F: FnOnce() -> Result<(), E>,
+{
+    let owner = token_owner(svc, actor, cvr, false, "revoke the operators' tokens")?;
+    let cvr = owner.as_deref();
+    // The protocol's own checks of the request come after access, as for
+    // every other call.
+    check()?;
+    revoke_owned_token(svc, actor, cvr, id)
+        .await
+        .map_err(E::from)
+}
+
+async fn revoke_owned_token(
     svc: Services<'_>,
     actor: &Actor,
     cvr: Option<&str>,
@@ -150,6 +183,30 @@ pub async fn revoke_token(
     )?;
     svc.store.durable().await?;
     Ok((hash, rec))
+}
+
+/// Whose tokens a call is about: organisation `cvr`, which the actor must see
+/// (and, if `org_needs_operator`, be a server operator), or the operators'
+/// own for `None` (operators only). `what` ends "only a server operator can
+/// …".
+pub(super) fn token_owner(
+    svc: Services<'_>,
+    actor: &Actor,
+    cvr: Option<&str>,
+    org_needs_operator: bool,
+    what: &str,
+) -> Result<Option<String>, Error> {
+    let owner = match cvr {
+        // Another organisation's stays a 404, as everywhere else.
+        Some(c) => Some(visible_org(svc, actor, c)?.cvr),
+        None => None,
+    };
+    if (owner.is_none() || org_needs_operator) && !actor.is_operator() {
+        return Err(Error::Forbidden(format!(
+            "only a server operator can {what}"
+        )));
+    }
+    Ok(owner)
 }
 
 /// The actor a bearer token stands for, if the token is known, not revoked
