@@ -11,7 +11,7 @@ use crate::model::{
     Identification, Issuance, Notification, NotificationKind, Order, OrderHolder, OrderStatus,
     RevocationReason, SystemRight, UnixSeconds,
 };
-use crate::service::{display_status, CreatedOrder};
+use crate::service::{order_shown, CreatedOrder};
 
 pub use crate::model::rfc3339;
 
@@ -71,12 +71,10 @@ impl OrderView {
             OrderStatus::Issued { serial } => Some(serial),
             _ => None,
         };
-        let not_after = serial
-            .and_then(|s| app.store.cert(&s).ok().flatten())
-            .map(|c| rfc3339(c.not_after));
+        let shown = order_shown(app.services(), order, now);
         OrderView {
             reference: order.id.clone(),
-            status: display_status(app.services(), order, now),
+            status: shown.status,
             cvr: order.cvr.clone(),
             profile_id: order.profile_id.clone(),
             user: match &order.holder {
@@ -91,7 +89,7 @@ impl OrderView {
             created_at: rfc3339(order.created_at),
             created_by: order.created_by.clone(),
             serial: serial.map(|s| s.to_string()),
-            not_after,
+            not_after: shown.not_after.map(rfc3339),
             renews: order.renews.map(|s| s.to_string()),
             code_expires_at: order.code.as_ref().map(|c| rfc3339(c.expires_at)),
             locked: order.is_locked(),

@@ -286,12 +286,36 @@ pub async fn renew_code(
 
 /// Display status of an order, as the service shows it.
 pub fn display_status(svc: Services<'_>, order: &Order, now: UnixSeconds) -> String {
-    match order.status {
+    order_shown(svc, order, now).status
+}
+
+/// What an order view shows beyond the order itself: its display status
+/// and, once issued, its certificate's notAfter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderShown {
+    /// `in-progress` for a pending renewal, the certificate's state once
+    /// issued (`issued` if it cannot be read), else the order's status.
+    pub status: String,
+    /// The issued certificate's notAfter.
+    pub not_after: Option<UnixSeconds>,
+}
+
+/// How `order` is shown now (one certificate look-up, no writes).
+pub fn order_shown(svc: Services<'_>, order: &Order, now: UnixSeconds) -> OrderShown {
+    let cert = match order.status {
+        OrderStatus::Issued { serial } => svc.store.cert(&serial).ok().flatten(),
+        _ => None,
+    };
+    let status = match order.status {
         OrderStatus::Pending if order.renews.is_some() => "in-progress".into(),
-        OrderStatus::Issued { serial } => match svc.store.cert(&serial) {
-            Ok(Some(c)) => c.state(now).as_str().into(),
-            _ => "issued".into(),
+        OrderStatus::Issued { .. } => match &cert {
+            Some(c) => c.state(now).as_str().into(),
+            None => "issued".into(),
         },
         s => s.name().into(),
+    };
+    OrderShown {
+        status,
+        not_after: cert.map(|c| c.not_after),
     }
 }
