@@ -8,10 +8,10 @@
 //!
 //! ## Architecture
 //!
-//! Data flows one way:
+//! Data flows one way (see ARCHITECTURE.md for the picture):
 //!
 //! ```text
-//! listener → TLS → EST or admin handler → policy → CA → store → response
+//! socket → server → TLS → http → est / admin / public → service → policy / ca → store → answer
 //! ```
 //!
 //! - [`server`] owns the listeners: TLS accept with a handshake timeout, a cap
@@ -19,10 +19,19 @@
 //!   idle keep-alive timeouts, graceful drain. It hands each request to the
 //!   listener's [`http::Router`] and knows no protocol.
 //! - [`http`] holds what listeners and handlers share: the connection context,
-//!   the one body reader, and the request log (a tracing span and a metric).
+//!   the one body reader, the request log (a tracing span and a metric), and
+//!   [`http::error::status`], the one mapping from a domain error to a status.
 //! - [`run`] wires the EST, admin and public routers into the server and
 //!   starts the background [`jobs`] (notifications, CRL and OCSP upkeep,
 //!   audit retention, rate-limit upkeep) beside it.
+//! - [`service`] holds the units of work (enrol, re-enrol, collect, order,
+//!   approve, renew, revoke, block, tokens, profiles, organisations, and the
+//!   visible reads): each handler calls one, and each is durable when it
+//!   returns. Services see the store, the CA, revocation, configuration and
+//!   metrics through [`service::Services`], never HTTP or the application;
+//!   they fail with [`service::Error`].
+//! - [`model`] is the domain: ids, organisations, profiles, orders,
+//!   certificates, tokens and audit events, with their states as enums. No I/O.
 //! - [`tls`] builds the rustls config. Client certificates are requested but
 //!   judged per request by [`auth`], so a bad one gets an HTTP status and a
 //!   reason rather than a TLS alert. Each connection's channel binding (RFC
@@ -33,8 +42,9 @@
 //! - [`policy`] decides what a profile allows a CSR to ask for, whether its
 //!   challengePassword must link it to its TLS connection, and turns a
 //!   verified CSR into a [`ca::CertTemplate`]. CSR extensions are never copied.
-//! - [`ca`] verifies CSRs (proof of possession) and signs certificates; the
-//!   EST layer reaches it only through [`ca::Ca::issue`].
+//! - [`ca`] verifies CSRs (proof of possession) and signs certificates, CRLs
+//!   and OCSP answers through the [`ca::Signer`] seam (a software key today);
+//!   the services reach it only through [`ca::Ca::issue`].
 //! - [`store`] keeps certificates, organisations, profiles and the audit log
 //!   behind the object-safe [`store::Store`] trait (the embedded engine is
 //!   its private detail), and makes writes durable before any answer.
