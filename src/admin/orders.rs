@@ -11,7 +11,7 @@ use super::response::{created, json, ApiResult};
 use super::views::{rfc3339, CreatedOrderView, Items, OrderView};
 use crate::app::App;
 use crate::model::{is_valid_cvr, now_unix, Actor, Identification, Issuance, CVR_RULE};
-use crate::service::{self, OrderRequest};
+use crate::service::{self, OrderRequest, OrderShown};
 
 /// `{name, email}` of the user a certificate is ordered for.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -61,7 +61,7 @@ pub async fn create(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     let input: NewOrder = req.json()?;
     let request = order_request(input);
     let created_order = service::create_order(app.services(), actor, &request).await?;
-    let view = CreatedOrderView::new(app, created_order, now_unix());
+    let view = CreatedOrderView::new(created_order, now_unix());
     created(&format!("/api/v1/orders/{}", view.order.reference), &view)
 }
 
@@ -80,17 +80,19 @@ pub fn list(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
         cvr,
         user_email,
     };
-    let orders = service::list_orders(app.services(), actor, &filter)?;
-    let now = now_unix();
-    let items: Vec<OrderView> = orders.iter().map(|o| OrderView::new(app, o, now)).collect();
+    let orders = service::list_orders(app.services(), actor, &filter, now_unix())?;
+    let items: Vec<OrderView> = orders
+        .into_iter()
+        .map(|(o, shown)| OrderView::new(&o, shown))
+        .collect();
     json(StatusCode::OK, &Items::all(items))
 }
 
 /// `GET /orders/{reference}`, deleted ones included (history).
 pub fn get(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     req.query.only(&[])?;
-    let order = service::visible_order(app.services(), actor, req.param(0))?;
-    json(StatusCode::OK, &OrderView::new(app, &order, now_unix()))
+    let (order, shown) = service::show_order(app.services(), actor, req.param(0), now_unix())?;
+    json(StatusCode::OK, &OrderView::new(&order, shown))
 }
 
 /// Which state change an order call makes.
@@ -115,7 +117,9 @@ pub async fn change(app: &App, actor: &Actor, req: &ApiRequest, change: OrderCha
         OrderChange::Approve => service::approve(svc, actor, id).await?,
         OrderChange::Reject => service::reject(svc, actor, id).await?,
     };
-    json(StatusCode::OK, &OrderView::new(app, &order, now_unix()))
+    // A changed order is never an issued one: nothing to look up.
+    let shown = OrderShown::of(&order, None, now_unix());
+    json(StatusCode::OK, &OrderView::new(&order, shown))
 }
 
 /// `POST /orders/{reference}/code`: a new one-time code (also unlocks).

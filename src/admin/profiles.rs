@@ -5,7 +5,6 @@ use http::StatusCode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::organisations::visible_org;
 use super::problem::ApiError;
 use super::request::ApiRequest;
 use super::response::{created, json, ApiResult};
@@ -379,9 +378,9 @@ fn wire_name<T: Serialize>(v: &T) -> String {
     }
 }
 
-/// The organisation a new profile belongs to: given, or the actor's own.
-/// An unknown or invisible one is a 400 on `cvr`.
-fn target_org(app: &App, actor: &Actor, cvr: Option<&str>) -> Result<Organisation, ApiError> {
+/// The CVR number of the organisation a new profile belongs to: given, or
+/// the actor's own (the service answers 400 on `cvr` if it cannot see it).
+fn target_cvr(actor: &Actor, cvr: Option<&str>) -> Result<String, ApiError> {
     let cvr = match (cvr.map(str::trim), actor.cvr.as_deref()) {
         (Some(c), _) => c.to_owned(),
         (None, Some(own)) => own.to_owned(),
@@ -390,8 +389,7 @@ fn target_org(app: &App, actor: &Actor, cvr: Option<&str>) -> Result<Organisatio
     if !is_valid_cvr(&cvr) {
         return Err(ApiError::invalid("cvr", CVR_RULE));
     }
-    visible_org(app, actor, &cvr)
-        .map_err(|_| ApiError::invalid("cvr", format!("no organisation with CVR {cvr}")))
+    Ok(cvr)
 }
 
 /// The profile a `POST /profiles` body describes for `org`, checked.
@@ -456,15 +454,18 @@ impl OrderInput {
 /// `POST /profiles`, with an optional order in the same call.
 pub async fn create(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     let input: NewProfile = req.json()?;
-    let org = target_org(app, actor, input.cvr.as_deref())?;
-    let profile = profile_from(&input, &org, uuid::Uuid::new_v4().to_string())?;
-    let request = input.order().map(|o| o.request(&profile));
-    let order = service::create_profile(app.services(), actor, &profile, request.as_ref()).await?;
+    let cvr = target_cvr(actor, input.cvr.as_deref())?;
+    let (profile, order) = service::create_profile(app.services(), actor, &cvr, |org| {
+        let profile = profile_from(&input, org, uuid::Uuid::new_v4().to_string())?;
+        let request = input.order().map(|o| o.request(&profile));
+        Ok::<_, ApiError>((profile, request))
+    })
+    .await?;
     let now = now_unix();
     created(
         &format!("/api/v1/profiles/{}", profile.id),
         &CreatedProfile {
-            order: order.map(|o| CreatedOrderView::new(app, o, now)),
+            order: order.map(|o| CreatedOrderView::new(o, now)),
             profile,
         },
     )

@@ -4,14 +4,13 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::app::App;
 use crate::files::cert_pem;
 use crate::model::{
     AuditAction, AuditEvent, AuditOutcome, CertKind, CertRecord, CertState, CertStatus,
     Identification, Issuance, Notification, NotificationKind, Order, OrderHolder, OrderStatus,
     RevocationReason, SystemRight, UnixSeconds,
 };
-use crate::service::{order_shown, CreatedOrder};
+use crate::service::{CreatedOrder, OrderShown};
 
 pub use crate::model::rfc3339;
 
@@ -66,12 +65,11 @@ pub struct OrderView {
 
 impl OrderView {
     /// The view of `order` now.
-    pub fn new(app: &App, order: &Order, now: UnixSeconds) -> OrderView {
+    pub fn new(order: &Order, shown: OrderShown) -> OrderView {
         let serial = match order.status {
             OrderStatus::Issued { serial } => Some(serial),
             _ => None,
         };
-        let shown = order_shown(app.services(), order, now);
         OrderView {
             reference: order.id.clone(),
             status: shown.status,
@@ -111,9 +109,10 @@ pub struct CreatedOrderView {
 
 impl CreatedOrderView {
     /// The view of a just-created order.
-    pub fn new(app: &App, created: CreatedOrder, now: UnixSeconds) -> CreatedOrderView {
+    pub fn new(created: CreatedOrder, now: UnixSeconds) -> CreatedOrderView {
+        let shown = OrderShown::of(&created.order, None, now);
         CreatedOrderView {
-            order: OrderView::new(app, &created.order, now),
+            order: OrderView::new(&created.order, shown),
             code: created.code,
         }
     }

@@ -49,7 +49,7 @@ pub use issue::Certificate;
 pub use journal::{audit, notify, recipient, Notice, Subject};
 pub use orders::{
     approve, create_order, delete_order, display_status, order_shown, reject, renew_code,
-    visible_order, visible_profile, CreatedOrder, OrderRequest, OrderShown,
+    show_order, visible_order, visible_profile, CreatedOrder, OrderRequest, OrderShown,
 };
 pub use organisations::{create_org, update_org, visible_org};
 pub use profiles::{create_profile, update_profile, ChangedProfile};

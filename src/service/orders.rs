@@ -6,6 +6,7 @@
 use super::codes::{new_code, new_reference};
 use super::journal::{audit, notify, recipient, Notice, Subject};
 use super::{Error, Services};
+use crate::model::CertRecord;
 use crate::model::{
     email_problem, is_allowed_method_pair, now_unix, subject_text_problem, Actor, AuditAction,
     AuditOutcome, Identification, IllegalTransition, Issuance, NotificationKind, Order,
@@ -306,16 +307,37 @@ pub fn order_shown(svc: Services<'_>, order: &Order, now: UnixSeconds) -> OrderS
         OrderStatus::Issued { serial } => svc.store.cert(&serial).ok().flatten(),
         _ => None,
     };
-    let status = match order.status {
-        OrderStatus::Pending if order.renews.is_some() => "in-progress".into(),
-        OrderStatus::Issued { .. } => match &cert {
-            Some(c) => c.state(now).as_str().into(),
-            None => "issued".into(),
-        },
-        s => s.name().into(),
-    };
-    OrderShown {
-        status,
-        not_after: cert.map(|c| c.not_after),
+    OrderShown::of(order, cert.as_ref(), now)
+}
+
+impl OrderShown {
+    /// How `order` is shown, given its certificate once it is issued. An
+    /// order a unit of work has just created or moved (pending, approved,
+    /// rejected, deleted, a new code) has none, so needs no look-up.
+    pub fn of(order: &Order, cert: Option<&CertRecord>, now: UnixSeconds) -> OrderShown {
+        let status = match order.status {
+            OrderStatus::Pending if order.renews.is_some() => "in-progress".into(),
+            OrderStatus::Issued { .. } => match cert {
+                Some(c) => c.state(now).as_str().into(),
+                None => "issued".into(),
+            },
+            s => s.name().into(),
+        };
+        OrderShown {
+            status,
+            not_after: cert.map(|c| c.not_after),
+        }
     }
+}
+
+/// An order the actor may see, and how it is shown now.
+pub fn show_order(
+    svc: Services<'_>,
+    actor: &Actor,
+    id: &str,
+    now: UnixSeconds,
+) -> Result<(Order, OrderShown), Error> {
+    let order = visible_order(svc, actor, id)?;
+    let shown = order_shown(svc, &order, now);
+    Ok((order, shown))
 }

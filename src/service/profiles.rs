@@ -3,7 +3,7 @@
 
 use super::journal::{audit, Subject};
 use super::orders::{place_order, visible_profile, CreatedOrder, OrderRequest};
-use super::organisations::catalogue_lock;
+use super::organisations::{catalogue_lock, visible_org};
 use super::{Error, Services};
 use crate::model::{Actor, AuditAction, AuditOutcome, Organisation, Profile};
 
@@ -30,10 +30,30 @@ fn check_unique(svc: Services<'_>, p: &Profile) -> Result<(), Error> {
     Ok(())
 }
 
-/// Creates `profile` and, if `order` is given, orders a certificate for it:
-/// both or neither (a refused order removes the profile again). Audited;
-/// durable when it returns.
-pub async fn create_profile(
+/// Creates a profile in organisation `cvr` (which the actor must see), as
+/// `build` makes it from the organisation, and, if `build` asks for one,
+/// orders a certificate for it: both or neither (a refused order removes the
+/// profile again). Audited; durable when it returns.
+pub async fn create_profile<E, F>(
+    svc: Services<'_>,
+    actor: &Actor,
+    cvr: &str,
+    build: F,
+) -> Result<(Profile, Option<CreatedOrder>), E>
+where
+    E: From<Error>,
+    F: FnOnce(&Organisation) -> Result<(Profile, Option<OrderRequest>), E>,
+{
+    let org = visible_org(svc, actor, cvr)
+        .map_err(|_| Error::invalid("cvr", format!("no organisation with CVR {cvr}")))?;
+    let (profile, order) = build(&org)?;
+    let created = store_profile(svc, actor, &profile, order.as_ref()).await?;
+    Ok((profile, created))
+}
+
+/// Stores a new profile, with its order if one comes with it, as one unit:
+/// if the order is refused, the profile goes again.
+async fn store_profile(
     svc: Services<'_>,
     actor: &Actor,
     profile: &Profile,

@@ -4,11 +4,12 @@
 
 use std::collections::HashMap;
 
+use super::orders::OrderShown;
 use super::tokens::token_owner;
 use super::{visible_profile, Error, Services};
 use crate::model::{
     Actor, CertRecord, Notification, Order, OrderHolder, OrderStatus, Organisation, Profile,
-    Serial, TokenRecord,
+    Serial, TokenRecord, UnixSeconds,
 };
 
 /// Which orders [`list_orders`] answers; `None` matches any.
@@ -28,7 +29,8 @@ pub fn list_orders(
     svc: Services<'_>,
     actor: &Actor,
     filter: &OrderFilter<'_>,
-) -> Result<Vec<Order>, Error> {
+    now: UnixSeconds,
+) -> Result<Vec<(Order, OrderShown)>, Error> {
     let mut orders = Vec::new();
     for order in svc.store.orders() {
         let order = order?;
@@ -46,7 +48,13 @@ pub fn list_orders(
         }
     }
     orders.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-    Ok(orders)
+    Ok(orders
+        .into_iter()
+        .map(|o| {
+            let shown = super::orders::order_shown(svc, &o, now);
+            (o, shown)
+        })
+        .collect())
 }
 
 /// The organisations the actor may see, by CVR.
