@@ -1419,24 +1419,32 @@ fn print_first_errors(samples: &Mutex<Vec<String>>) {
 /// Prints the server's memory lines (with `--server-pid`) and returns the
 /// `rss_kb` field of the `RESULT` line: the size after the run, or `-`.
 fn print_rss(server_pid: Option<u32>, rss: Rss) -> String {
-    let mut rss_kb = String::from("-");
-    if let Some(pid) = server_pid {
-        if let Some((kb, _)) = rss.before {
-            println!("  server RSS:    {kb} kB at start (pid {pid})");
-        }
-        if let Some((kb, _)) = rss.start {
-            println!("  server RSS:    {kb} kB before the timed phase");
-        }
-        match rss.after {
-            Some(Ok((kb, hwm))) => {
-                println!("  server RSS:    {kb} kB after (peak VmHWM {hwm} kB)");
-                rss_kb = kb.to_string();
-            }
-            Some(Err(e)) => println!("  server RSS:    unreadable after the run: {e}"),
-            None => {}
-        }
+    let Some(pid) = server_pid else {
+        return String::from("-");
+    };
+    if let Some((kb, _)) = rss.before {
+        println!("  server RSS:    {kb} kB at start (pid {pid})");
     }
-    rss_kb
+    if let Some((kb, _)) = rss.start {
+        println!("  server RSS:    {kb} kB before the timed phase");
+    }
+    print_rss_after(rss.after.as_ref())
+}
+
+/// Prints the server's memory after the run, and returns the `rss_kb` field
+/// of the `RESULT` line: its size in kB, or `-` if it was not read.
+fn print_rss_after(after: Option<&Result<(u64, u64), String>>) -> String {
+    match after {
+        Some(Ok((kb, hwm))) => {
+            println!("  server RSS:    {kb} kB after (peak VmHWM {hwm} kB)");
+            kb.to_string()
+        }
+        Some(Err(e)) => {
+            println!("  server RSS:    unreadable after the run: {e}");
+            String::from("-")
+        }
+        None => String::from("-"),
+    }
 }
 
 #[cfg(test)]

@@ -1021,22 +1021,14 @@ fn print_costs(server_pid: Option<u32>, costs: &Costs) -> String {
         None => "-".into(),
     };
     println!("  bench CPU:     {}", cpu(costs.self_cpu));
-    let mut rss_kb = String::from("-");
-    if let Some(pid) = server_pid {
-        println!("  server CPU:    {}", cpu(costs.server_cpu));
-        if let Some((rss, _)) = costs.rss_before {
-            println!("  server RSS:    {rss} kB before the timed phase (pid {pid})");
-        }
-        match &costs.rss_after {
-            Some(Ok((rss, hwm))) => {
-                println!("  server RSS:    {rss} kB after (peak VmHWM {hwm} kB)");
-                rss_kb = rss.to_string();
-            }
-            Some(Err(e)) => println!("  server RSS:    unreadable after the run: {e}"),
-            None => {}
-        }
+    let Some(pid) = server_pid else {
+        return String::from("-");
+    };
+    println!("  server CPU:    {}", cpu(costs.server_cpu));
+    if let Some((rss, _)) = costs.rss_before {
+        println!("  server RSS:    {rss} kB before the timed phase (pid {pid})");
     }
-    rss_kb
+    crate::print_rss_after(costs.rss_after.as_ref())
 }
 
 #[cfg(test)]
