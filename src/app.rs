@@ -99,10 +99,7 @@ impl App {
         let material = bootstrap::load_or_create_ca(&certs_dir, &config.ca)?;
         let ca = material.ca;
         crate::files::create_dir_all(&config.paths.data_dir)?;
-        let store = crate::store::open(
-            &config.paths.data_dir,
-            config.store.cache_mb.saturating_mul(1 << 20),
-        )?;
+        let store = crate::store::open(&config.store, &config.paths.data_dir)?;
 
         let tls_material = bootstrap::load_or_create_tls(&certs_dir, &ca)?;
         if let Some(issued) = &tls_material.issued {

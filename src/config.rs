@@ -223,15 +223,42 @@ pub struct PathsConfig {
     pub data_dir: PathBuf,
 }
 
-/// `[store]`: the embedded database.
+/// `[store]`: where estd keeps its records.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
+    /// The engine: the embedded sled (files under `paths.data_dir`), or a
+    /// PostgreSQL database shared by several nodes.
+    #[serde(default)]
+    pub engine: StoreEngine,
+    /// PostgreSQL: the connection URL (`postgres://user:pw@host:port/db`).
+    /// Read from the environment variable `ESTD_STORE_URL` when that is set,
+    /// so that a password need not sit in a file.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// PostgreSQL: connections in the pool.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
     /// The embedded engine's page cache, in MiB.
     pub cache_mb: u64,
     /// Days an audit record is kept; older ones are pruned in the background
     /// (0 keeps them for ever).
     pub audit_retention_days: u32,
+}
+
+/// `[store] engine`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreEngine {
+    /// sled, embedded: no setup, one node.
+    #[default]
+    Sled,
+    /// PostgreSQL: one database shared by every node.
+    Postgres,
+}
+
+fn default_pool_size() -> usize {
+    16
 }
 
 /// Key algorithm of a CA.
@@ -332,18 +359,27 @@ impl Config {
         Self::from_toml_layers(&[DEFAULT_TOML])
     }
 
-    /// The embedded default with `path` merged over it.
+    /// The embedded default with `path` merged over it, and the store URL
+    /// from `ESTD_STORE_URL` if that is set.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        match path {
-            None => Self::embedded(),
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                    path: p.to_path_buf(),
-                    source,
-                })?;
-                Self::from_toml_layers(&[DEFAULT_TOML, &text])
+        let text = match path {
+            None => String::new(),
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_path_buf(),
+                source,
+            })?,
+        };
+        let from_env = match std::env::var("ESTD_STORE_URL") {
+            Ok(url) if !url.is_empty() => {
+                let mut store = toml::Table::new();
+                store.insert("url".into(), toml::Value::String(url));
+                let mut layer = toml::Table::new();
+                layer.insert("store".into(), toml::Value::Table(store));
+                layer.to_string()
             }
-        }
+            _ => String::new(),
+        };
+        Self::from_toml_layers(&[DEFAULT_TOML, &text, &from_env])
     }
 
     /// Merges TOML documents, later over earlier, and deserialises the result.
@@ -392,6 +428,18 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "store.cache_mb must be at least 1".into(),
             ));
+        }
+        if self.store.engine == StoreEngine::Postgres {
+            if self.store.url.as_deref().is_none_or(str::is_empty) {
+                return Err(ConfigError::Invalid(
+                    "store.engine = \"postgres\" needs store.url (or ESTD_STORE_URL)".into(),
+                ));
+            }
+            if self.store.pool_size == 0 {
+                return Err(ConfigError::Invalid(
+                    "store.pool_size must be at least 1".into(),
+                ));
+            }
         }
         let r = &self.rate_limit;
         if r.evict_interval_secs == 0 {

@@ -36,6 +36,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::config::{StoreConfig, StoreEngine};
 use crate::model::{
     AuditEvent, CertRecord, IllegalTransition, Notification, Order, Organisation, Profile,
     RevocationReason, Serial, TokenRecord, UnixSeconds,
@@ -215,9 +216,21 @@ pub struct StoredCrl {
     pub der: Vec<u8>,
 }
 
-/// Opens (or creates) the store in `dir` with the embedded engine and a page
-/// cache of `cache_bytes`, migrating records written by older estd versions.
-pub fn open(dir: &Path, cache_bytes: u64) -> Result<Arc<dyn Store>, StoreError> {
+/// Opens (or creates) the store that `config` names: sled in `data_dir`, or
+/// the PostgreSQL database at `config.url`. Records written by older estd
+/// versions are migrated.
+pub fn open(config: &StoreConfig, data_dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
+    match config.engine {
+        StoreEngine::Sled => open_sled(data_dir, config.cache_mb.saturating_mul(1 << 20)),
+        StoreEngine::Postgres => Err(StoreError::Conflict(
+            "the postgres engine is not built yet".into(),
+        )),
+    }
+}
+
+/// Opens (or creates) the sled store in `dir` with a page cache of
+/// `cache_bytes`.
+pub fn open_sled(dir: &Path, cache_bytes: u64) -> Result<Arc<dyn Store>, StoreError> {
     Ok(Arc::new(sled::SledStore::open(dir, cache_bytes)?))
 }
 

@@ -369,7 +369,7 @@ fn tokens_of_a_store_written_by_6dd7785_are_listed() {
         std::fs::copy(fixture.join(f), dir.path().join(f)).expect("copy fixture");
     }
     std::fs::create_dir(dir.path().join("blobs")).expect("blobs");
-    let store = estd::store::open(dir.path(), 8 << 20).expect("open the old store");
+    let store = estd::store::open_sled(dir.path(), 8 << 20).expect("open the old store");
     // (cvr, name, expires_at, revoked_at) of each stored token.
     type Row = (Option<String>, String, Option<u64>, Option<u64>);
     let mut tokens: Vec<Row> = store

@@ -215,7 +215,7 @@ async fn audit_records_older_than_the_retention_are_pruned() {
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).expect("data dir");
     {
-        let store = estd::store::open(&data, 1 << 20).expect("open");
+        let store = estd::store::open_sled(&data, 1 << 20).expect("open");
         for i in 0..5 {
             store
                 .audit(&event(now_ms - 40 * day_ms + i, &format!("old-{i}")))
@@ -257,7 +257,7 @@ async fn audit_records_older_than_the_retention_are_pruned() {
 #[tokio::test]
 async fn audit_pruning_goes_in_bounded_batches() {
     let dir = tempfile::tempdir().expect("tmp");
-    let store = estd::store::open(dir.path(), 1 << 20).expect("open");
+    let store = estd::store::open_sled(dir.path(), 1 << 20).expect("open");
     for i in 0..10 {
         store.audit(&event(1_000 + i, "ancient")).expect("audit");
     }

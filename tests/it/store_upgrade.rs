@@ -109,7 +109,7 @@ async fn upgrades_and_serves(name: &str, e: Expected) {
     let dir = copy_fixture(name);
     let data = dir.path().join("data");
     let first = {
-        let store = estd::store::open(&data, 8 << 20).expect("open the old store");
+        let store = estd::store::open_sled(&data, 8 << 20).expect("open the old store");
         let summary = check(&store, &e);
         assert!(store.crl().expect("the CRL decodes").is_some());
         store.flush().expect("flush");
@@ -117,7 +117,7 @@ async fn upgrades_and_serves(name: &str, e: Expected) {
     };
     // Reopening the upgraded store changes nothing.
     {
-        let store = estd::store::open(&data, 8 << 20).expect("reopen");
+        let store = estd::store::open_sled(&data, 8 << 20).expect("reopen");
         assert_eq!(check(&store, &e), first);
     }
     // And a real server starts on it and serves what it holds.
