@@ -25,10 +25,17 @@ use crate::model::{
     now_unix, CertRecord, Notification, NotificationKind, OrderHolder, UnixSeconds,
 };
 use crate::service::{notify, recipient, Notice};
-use crate::store::StoreError;
+use crate::store::{Exclusive, StoreError};
 
 /// Failed attempts after which a notice is no longer tried.
 pub const MAX_DELIVERY_ATTEMPTS: u32 = 10;
+
+/// How long a node keeps the notices it claimed for a round before another
+/// node may take them (only if this one died while sending).
+const CLAIM_LEASE_SECS: u64 = 300;
+
+/// The most notices one round claims.
+const MAX_NOTICES_PER_ROUND: usize = 1000;
 
 /// Wait after the first failed attempt; it doubles with each further failure.
 const FIRST_RETRY_DELAY: Duration = Duration::from_secs(30);
@@ -129,11 +136,11 @@ pub async fn deliver_pending(app: &App) -> Result<DeliveryReport, NotifyError> {
     let locks = outbox_locks(app);
     let mut last_failure = locks.last_failure.lock().await;
 
-    let undelivered: Vec<Notification> = app
-        .store
-        .notifications()
-        .filter(|n| !matches!(n, Ok(n) if n.delivered_at.is_some()))
-        .collect::<Result<_, _>>()?;
+    // Claimed, so that another node sharing the store does not send them
+    // too; writing a notice back (below, also when it is skipped) releases it.
+    let undelivered =
+        app.store
+            .claim_notifications(now_unix(), CLAIM_LEASE_SECS, MAX_NOTICES_PER_ROUND)?;
 
     let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.as_str())
         .port(smtp.port)
@@ -144,11 +151,13 @@ pub async fn deliver_pending(app: &App) -> Result<DeliveryReport, NotifyError> {
         if notice.attempts >= MAX_DELIVERY_ATTEMPTS {
             last_failure.remove(&notice.id);
             report.abandoned += 1;
+            app.store.put_notification(&notice)?;
             continue;
         }
         if let Some(at) = last_failure.get(&notice.id) {
             if at.elapsed() < retry_delay(notice.attempts) {
                 report.deferred += 1;
+                app.store.put_notification(&notice)?;
                 continue;
             }
         }
@@ -226,6 +235,8 @@ pub fn write_expiry_notices(app: &App, now: UnixSeconds) -> Result<usize, Notify
         .expiry_scan
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
+    // One node at a time, so that two nodes never both write a notice.
+    let _one_node = app.store.exclusive(Exclusive::ExpiryScan)?;
 
     let horizon =
         now.saturating_add(u64::from(app.config.orders.expiry_notice_days) * SECONDS_PER_DAY);

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -21,8 +21,7 @@ use crate::ca::{Ca, CaError, IssuedCert};
 use crate::config::RevocationConfig;
 use crate::metrics::Metrics;
 use crate::model::{now_unix, CertStatus, Serial, UnixSeconds};
-use crate::store::StoredCrl;
-use crate::store::{Store, StoreError};
+use crate::store::{Exclusive, Store, StoreError, StoreEvent, StoredCrl};
 
 /// Bounds how many OCSP requests are answered (looked up and signed) at
 /// once. The work runs in place on the async worker that holds a permit, so
@@ -151,7 +150,6 @@ struct Cached {
 pub struct Revocation {
     config: RevocationConfig,
     crl: RwLock<Arc<StoredCrl>>,
-    crl_lock: Mutex<()>,
     responder: RwLock<Arc<OcspResponder>>,
     /// Keyed by the request's CertID DER, so an answer always echoes the asker's CertID.
     cache: RwLock<HashMap<Vec<u8>, Cached>>,
@@ -193,7 +191,6 @@ impl Revocation {
         let r = Revocation {
             config: config.clone(),
             crl: RwLock::new(Arc::new(crl)),
-            crl_lock: Mutex::new(()),
             responder: RwLock::new(Arc::new(signer)),
             cache: RwLock::new(HashMap::new()),
             epoch: AtomicU64::new(0),
@@ -216,23 +213,21 @@ impl Revocation {
     }
 
     /// Signs a new CRL from the revoked index, with the next CRL number, and
-    /// stores it (durable with the caller's next commit).
+    /// stores it (durable with the caller's next commit). One node at a time
+    /// signs (the store's [`Exclusive::CrlSigning`]), and the number comes
+    /// from the store's sequence, so it never goes down across nodes.
     pub fn regenerate_crl(
         &self,
         ca: &Ca,
         store: &Arc<dyn Store>,
         metrics: &Metrics,
     ) -> Result<Arc<StoredCrl>, RevocationError> {
-        let _one_at_a_time = match self.crl_lock.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let _one_at_a_time = store.exclusive(Exclusive::CrlSigning)?;
         let entries = store
             .revoked_entries()
             .map(|e| e.map(|e| (e.serial, e.at, e.reason)))
             .collect::<Result<Vec<_>, _>>()?;
-        let previous = store.crl()?.map(|c| c.number).unwrap_or(0);
-        let number = previous.max(self.current_crl().number) + 1;
+        let number = store.next_crl_number()?;
         let now = now_unix();
         let next = now + self.config.crl_next_update_hours * 3600;
         let der = ca.sign_crl(
@@ -251,11 +246,51 @@ impl Revocation {
         metrics.crl_generations.inc();
         metrics.crl_size_bytes.set(crl.der.len() as i64);
         let crl = Arc::new(crl);
-        match self.crl.write() {
-            Ok(mut g) => *g = crl.clone(),
-            Err(p) => *p.into_inner() = crl.clone(),
-        }
+        self.adopt_crl(crl.clone());
         Ok(crl)
+    }
+
+    /// Serves `crl` unless a newer one is already served (one read from the
+    /// store after another node signed may overtake this node's own).
+    fn adopt_crl(&self, crl: Arc<StoredCrl>) {
+        let mut current = match self.crl.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if crl.number >= current.number {
+            *current = crl;
+        }
+    }
+
+    /// Follows a change made by this node or another: drops cached OCSP
+    /// answers a revocation makes wrong, and serves a CRL stored by another
+    /// node.
+    pub fn follow(&self, event: StoreEvent, store: &Arc<dyn Store>) -> Result<(), StoreError> {
+        match event {
+            StoreEvent::Revoked(serial) => self.forget(Some(&serial)),
+            StoreEvent::CrlChanged => {}
+            StoreEvent::Resync => self.forget(None),
+        }
+        if matches!(event, StoreEvent::CrlChanged | StoreEvent::Resync) {
+            if let Some(crl) = store.crl()? {
+                self.adopt_crl(Arc::new(crl));
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops cached answers about `serial` (all of them for `None`), and
+    /// keeps answers being made now from being cached.
+    fn forget(&self, serial: Option<&Serial>) {
+        let mut cache = match self.cache.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        match serial {
+            Some(serial) => cache.retain(|_, c| c.serial != *serial),
+            None => cache.clear(),
+        }
     }
 
     /// Call after a revocation is in the store and before answering: drops
@@ -267,14 +302,7 @@ impl Revocation {
         store: &Arc<dyn Store>,
         metrics: &Metrics,
     ) -> Result<(), RevocationError> {
-        {
-            let mut cache = match self.cache.write() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
-            self.epoch.fetch_add(1, Ordering::SeqCst);
-            cache.retain(|_, c| c.serial != *serial);
-        }
+        self.forget(Some(serial));
         self.regenerate_crl(ca, store, metrics)?;
         Ok(())
     }

@@ -144,7 +144,10 @@ impl ApiError {
                 }
                 _ => None,
             },
-            retry_after: None,
+            retry_after: match &self {
+                ApiError::Service(e) => crate::http::error::retry_after(e),
+                _ => None,
+            },
         };
         let mut resp = problem.into_response();
         let h = resp.headers_mut();

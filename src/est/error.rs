@@ -128,6 +128,7 @@ impl EstError {
         }
         let retry_after = match &self {
             EstError::TooManyRequests { retry_after } => Some(*retry_after),
+            EstError::Service(e) => crate::http::error::retry_after(e),
             _ => None,
         };
         let mut resp = if problem_json {

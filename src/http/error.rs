@@ -13,6 +13,7 @@ pub fn status(e: &Error) -> StatusCode {
         Error::Forbidden(_) | Error::Policy(_) => StatusCode::FORBIDDEN,
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::Conflict(_) => StatusCode::CONFLICT,
+        Error::Store(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
         Error::Store(_)
         | Error::Ca(_)
         | Error::Internal { .. }
@@ -21,4 +22,13 @@ pub fn status(e: &Error) -> StatusCode {
         | Error::NoFreeReference
         | Error::Inconsistent(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
+}
+
+/// Seconds a client is asked to wait before trying again after a 503.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
+/// `Retry-After` for an error that passes by itself (the database cannot be
+/// reached for a moment).
+pub fn retry_after(e: &Error) -> Option<u64> {
+    (status(e) == StatusCode::SERVICE_UNAVAILABLE).then_some(RETRY_AFTER_SECS)
 }

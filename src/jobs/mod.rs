@@ -6,6 +6,7 @@ mod audit_retention;
 mod notify;
 mod rate_limits;
 mod revocation;
+mod store_events;
 
 use std::sync::Arc;
 
@@ -21,5 +22,10 @@ pub fn spawn_all(app: &Arc<App>, shutdown: &watch::Receiver<bool>) -> Vec<JoinHa
         tokio::spawn(revocation::run(app.clone(), shutdown.clone())),
         tokio::spawn(audit_retention::run(app.clone(), shutdown.clone())),
         tokio::spawn(rate_limits::run(app.clone(), shutdown.clone())),
+        tokio::spawn(store_events::run(
+            app.clone(),
+            app.store.events(),
+            shutdown.clone(),
+        )),
     ]
 }

@@ -29,6 +29,9 @@
 //! - Implement it in `sled/` (and any later engine), and add a record-format
 //!   migration there if the stored layout changes.
 
+pub mod copy;
+mod postgres;
+mod record;
 mod sled;
 
 use std::future::Future;
@@ -76,6 +79,10 @@ pub enum StoreError {
         /// The newest version this estd reads.
         supported: u32,
     },
+    /// The database cannot be reached (the connection broke, or no new one
+    /// could be made in time). Transient: estd reconnects by itself.
+    #[error("the database cannot be reached: {0}")]
+    Unreachable(#[source] Source),
     /// The store was closed (its writer is gone).
     #[error("the store is closed")]
     Closed,
@@ -103,6 +110,12 @@ impl StoreError {
     /// A codec failure.
     pub fn codec(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
         StoreError::Codec(Arc::new(e))
+    }
+
+    /// Whether the store may work again by itself soon (so a request may be
+    /// retried later: 503 with `Retry-After`).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unreachable(_))
     }
 
     /// This error as the reason writes are refused (not wrapped twice).
@@ -145,7 +158,7 @@ pub enum IssueOutcome {
 }
 
 /// A check applied to the stored order, in the write that stores the certificate.
-pub type OrderCheck = Box<dyn Fn(&mut Order) -> Result<(), String> + Send>;
+pub type OrderCheck = Box<dyn Fn(&mut Order) -> Result<(), String> + Send + Sync>;
 
 /// How an issuance touches its order.
 // Built once per issuance and moved once into the batch: boxing the larger
@@ -216,15 +229,117 @@ pub struct StoredCrl {
     pub der: Vec<u8>,
 }
 
+/// A change that caches must follow, made by this node or by another node
+/// sharing the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// A certificate was revoked: drop cached OCSP answers about it.
+    Revoked(Serial),
+    /// A new CRL was stored: read it again.
+    CrlChanged,
+    /// Events may have been missed (the feed reconnected): drop every
+    /// cached answer and read the CRL again.
+    Resync,
+}
+
+/// Work that one node at a time does, across every node sharing the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exclusive {
+    /// Signing and storing a CRL.
+    CrlSigning,
+    /// The scan that writes expiry notices (so that no notice is written twice).
+    ExpiryScan,
+}
+
+/// Held while this node does [`Exclusive`] work; dropping it lets another in.
+#[must_use]
+pub struct ExclusiveGuard(#[allow(dead_code)] Box<dyn Send>);
+
+impl ExclusiveGuard {
+    /// Wraps an engine's lock; dropping the guard releases it.
+    pub fn new(lock: Box<dyn Send>) -> ExclusiveGuard {
+        ExclusiveGuard(lock)
+    }
+}
+
+/// One stored record of any kind, with its key: what `estd store copy`
+/// moves from one engine to another ([`Store::export`], [`Store::import`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub enum Record {
+    /// A certificate.
+    Cert(CertRecord),
+    /// A CRL entry of a revoked certificate.
+    Revoked(RevokedEntry),
+    /// An organisation.
+    Org(Organisation),
+    /// A certificate profile.
+    Profile(Profile),
+    /// An order.
+    Order(Order),
+    /// The order that holds a CSR (approval-required enrolment).
+    Held {
+        /// SHA-256 of the CSR.
+        csr_hash: [u8; 32],
+        /// The order's reference number.
+        order_id: String,
+    },
+    /// An admin token's record, under the token's hash.
+    Token {
+        /// SHA-256 of the token.
+        hash: [u8; 32],
+        /// The record.
+        rec: TokenRecord,
+    },
+    /// An outbox notice (its id is kept).
+    Notification(Notification),
+    /// An audit record with its id (kept, so order and cursors survive).
+    Audit {
+        /// The record's id.
+        id: u64,
+        /// The event.
+        event: AuditEvent,
+    },
+    /// The current CRL.
+    Crl(StoredCrl),
+    /// A counter.
+    Counter {
+        /// Which.
+        name: Counter,
+        /// Its value.
+        value: u64,
+    },
+}
+
+/// The counters a store keeps besides its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Counter {
+    /// One-time codes presented for no order with an outstanding code.
+    UnmatchedCodes,
+    /// The last CRL number handed out.
+    CrlNumber,
+}
+
 /// Opens (or creates) the store that `config` names: sled in `data_dir`, or
 /// the PostgreSQL database at `config.url`. Records written by older estd
 /// versions are migrated.
 pub fn open(config: &StoreConfig, data_dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
     match config.engine {
         StoreEngine::Sled => open_sled(data_dir, config.cache_mb.saturating_mul(1 << 20)),
-        StoreEngine::Postgres => Err(StoreError::Conflict(
-            "the postgres engine is not built yet".into(),
-        )),
+        StoreEngine::Postgres => {
+            let url = config.url.as_deref().unwrap_or_default();
+            Ok(Arc::new(postgres::PgStore::open(url, config.pool_size)?))
+        }
+    }
+}
+
+/// Opens a store named by a location: a `postgres://` or `postgresql://`
+/// URL (with a pool of `pool_size`), or else a sled directory.
+pub fn open_location(location: &str, pool_size: usize) -> Result<Arc<dyn Store>, StoreError> {
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::open(location, pool_size)?))
+    } else {
+        std::fs::create_dir_all(location).map_err(StoreError::engine)?;
+        open_sled(Path::new(location), 64 << 20)
     }
 }
 
@@ -270,6 +385,20 @@ pub trait Store: Send + Sync {
         issuance: Issuance,
         ticket: PendingIssuance,
     ) -> BoxFuture<'_, Result<IssueOutcome, StoreError>>;
+
+    // --- several nodes ---
+
+    /// Changes that caches must follow (revocations, a new CRL), whether this
+    /// node or another made them.
+    fn events(&self) -> tokio::sync::broadcast::Receiver<StoreEvent>;
+
+    /// Waits until this node alone does `work`, across every node sharing
+    /// the store, and holds it until the guard is dropped.
+    fn exclusive(&self, work: Exclusive) -> Result<ExclusiveGuard, StoreError>;
+
+    /// The next CRL number, from a sequence: never repeated, never lower,
+    /// on any node.
+    fn next_crl_number(&self) -> Result<u64, StoreError>;
 
     // --- certificates ---
 
@@ -410,6 +539,17 @@ pub trait Store: Send + Sync {
     /// The outbox, oldest first.
     fn notifications(&self) -> BoxIter<'_, Notification>;
 
+    /// Claims up to `max` undelivered notices, oldest first, for this node
+    /// for `lease_secs`: no other node gets them until the lease ends (so a
+    /// notice is sent once, and a node that dies while sending lets another
+    /// retry it).
+    fn claim_notifications(
+        &self,
+        now: UnixSeconds,
+        lease_secs: u64,
+        max: usize,
+    ) -> Result<Vec<Notification>, StoreError>;
+
     // --- audit ---
 
     /// Appends an event to the audit log (texts clipped to
@@ -432,6 +572,16 @@ pub trait Store: Send + Sync {
     /// Removes up to `max` of the oldest audit records written before
     /// `cutoff_ms`; returns how many went.
     fn prune_audit(&self, cutoff_ms: u64, max: usize) -> Result<usize, StoreError>;
+
+    // --- moving an installation ---
+
+    /// Every record and counter, kind by kind, each kind in key order.
+    fn export(&self) -> BoxIter<'_, Record>;
+
+    /// *Durable.* Writes records as they are, keys (and ids) included, in
+    /// one transaction; for filling an empty store with [`Store::export`]'s
+    /// output. Records of an existing key are replaced.
+    fn import(&self, records: Vec<Record>) -> Result<(), StoreError>;
 }
 
 impl dyn Store {

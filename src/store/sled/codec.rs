@@ -4,74 +4,10 @@
 //! bumps [`RECORD_VERSION`] and the old layout moves to [`legacy`], from
 //! which `migrate.rs` re-encodes stores when they are opened.
 
-use serde::{de::DeserializeOwned, Serialize};
-
-use crate::model::{AuditEvent, Profile, TokenRecord};
+use crate::model::{Profile, TokenRecord};
 use crate::store::StoreError;
 
-/// The layout version written in front of every record.
-pub(super) const RECORD_VERSION: u8 = 1;
-
-/// A record that is not one this estd can read.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum RecordError {
-    /// An empty value where a record was expected.
-    #[error("empty record")]
-    Empty,
-    /// A record of a layout version this estd does not know.
-    #[error("record layout version {0} is unknown (this estd writes {RECORD_VERSION})")]
-    UnknownVersion(u8),
-    /// postcard failed.
-    #[error(transparent)]
-    Postcard(#[from] postcard::Error),
-}
-
-impl From<RecordError> for StoreError {
-    fn from(e: RecordError) -> StoreError {
-        StoreError::codec(e)
-    }
-}
-
-/// Encodes a record with its version.
-pub(super) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
-    postcard::to_extend(v, vec![RECORD_VERSION]).map_err(|e| RecordError::from(e).into())
-}
-
-/// The postcard body of a record of the current version.
-fn body(b: &[u8]) -> Result<&[u8], RecordError> {
-    match b.split_first() {
-        Some((&RECORD_VERSION, rest)) => Ok(rest),
-        Some((&v, _)) => Err(RecordError::UnknownVersion(v)),
-        None => Err(RecordError::Empty),
-    }
-}
-
-/// Decodes a record of the current version.
-pub(super) fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
-    Ok(postcard::from_bytes(body(b)?).map_err(RecordError::from)?)
-}
-
-/// The time of an audit record (its first field) without decoding the rest.
-pub(super) fn audit_at_ms(b: &[u8]) -> Result<u64, StoreError> {
-    let (at_ms, _) = postcard::take_from_bytes::<u64>(body(b)?).map_err(RecordError::from)?;
-    Ok(at_ms)
-}
-
-/// The event with every text cut to [`crate::clip::MAX_CHARS`]: much of it
-/// comes from clients (error texts quoting their input, names, subjects).
-pub(super) fn bounded_event(event: &AuditEvent) -> AuditEvent {
-    use crate::clip::clip_in_place;
-    let mut e = event.clone();
-    clip_in_place(&mut e.actor);
-    clip_in_place(&mut e.detail);
-    for s in [&mut e.cvr, &mut e.profile_id, &mut e.order_id]
-        .into_iter()
-        .flatten()
-    {
-        clip_in_place(s);
-    }
-    e
-}
+pub(super) use crate::store::record::{audit_at_ms, bounded_event, decode, encode, RecordError};
 
 /// Layouts of stores written before records carried a version (store
 /// schema "2": estd b1190f4 and earlier). Read only by the migration.
@@ -291,7 +227,7 @@ mod tests {
     fn a_record_of_an_unknown_version_is_an_error() {
         let mut v = encode(&5u64).expect("encode");
         assert_eq!(decode::<u64>(&v).expect("decode"), 5);
-        v[0] = RECORD_VERSION + 1;
+        v[0] = crate::store::record::RECORD_VERSION + 1;
         assert!(decode::<u64>(&v).is_err());
         assert!(decode::<u64>(&[]).is_err());
     }

@@ -36,6 +36,8 @@ mod commit;
 mod health;
 mod labels;
 mod migrate;
+mod moving;
+mod nodes;
 mod orders;
 mod profiles;
 mod recovery;
@@ -54,14 +56,16 @@ use crate::model::{
     RevocationReason, Serial, TokenRecord, UnixSeconds,
 };
 use crate::store::{
-    AuditPage, BoxFuture, BoxIter, Issuance, IssueOutcome, PendingIssuance, RevokedEntry, Store,
-    StoreError, StoreHealth, StoredCrl,
+    AuditPage, BoxFuture, BoxIter, Exclusive, ExclusiveGuard, Issuance, IssueOutcome,
+    PendingIssuance, RevokedEntry, Store, StoreError, StoreEvent, StoreHealth, StoredCrl,
 };
 use trees::{open_trees, Shared, Trees};
 
 /// The sled store; the crate sees it only as `dyn Store`.
 pub(super) struct SledStore {
     shared: Arc<Shared>,
+    local: nodes::Local,
+    events: tokio::sync::broadcast::Sender<StoreEvent>,
     /// `None` only while dropping.
     commits: Option<mpsc::Sender<commit::Job>>,
     committer: Option<std::thread::JoinHandle<()>>,
@@ -100,6 +104,8 @@ impl SledStore {
             .map_err(StoreError::engine)?;
         Ok(SledStore {
             shared,
+            local: nodes::Local::default(),
+            events: tokio::sync::broadcast::channel(1024).0,
             commits: Some(tx),
             committer: Some(committer),
         })
@@ -228,6 +234,18 @@ impl Store for SledStore {
         })
     }
 
+    fn events(&self) -> tokio::sync::broadcast::Receiver<StoreEvent> {
+        self.events.subscribe()
+    }
+
+    fn exclusive(&self, work: Exclusive) -> Result<ExclusiveGuard, StoreError> {
+        SledStore::exclusive(self, work)
+    }
+
+    fn next_crl_number(&self) -> Result<u64, StoreError> {
+        SledStore::next_crl_number(self)
+    }
+
     fn insert_new_cert(&self, rec: &CertRecord) -> Result<(), StoreError> {
         SledStore::insert_new_cert(self, rec)
     }
@@ -259,7 +277,12 @@ impl Store for SledStore {
         reason: RevocationReason,
         at: UnixSeconds,
     ) -> Result<Result<CertRecord, IllegalTransition>, StoreError> {
-        SledStore::revoke_cert(self, serial, reason, at)
+        let revoked = SledStore::revoke_cert(self, serial, reason, at)?;
+        if revoked.is_ok() {
+            // No receiver (no OCSP cache yet) is no error.
+            let _ = self.events.send(StoreEvent::Revoked(*serial));
+        }
+        Ok(revoked)
     }
     fn revoked_entries(&self) -> BoxIter<'_, RevokedEntry> {
         self.values(|t| &t.revoked, codec::decode)
@@ -268,7 +291,9 @@ impl Store for SledStore {
         SledStore::crl(self)
     }
     fn put_crl(&self, crl: &StoredCrl) -> Result<(), StoreError> {
-        SledStore::put_crl(self, crl)
+        SledStore::put_crl(self, crl)?;
+        let _ = self.events.send(StoreEvent::CrlChanged);
+        Ok(())
     }
     fn orgs(&self) -> BoxIter<'_, Organisation> {
         self.values(|t| &t.orgs, codec::decode)
@@ -344,8 +369,18 @@ impl Store for SledStore {
         SledStore::push_notification(self, n)
     }
     fn put_notification(&self, n: &Notification) -> Result<(), StoreError> {
+        self.release_claim(n.id);
         SledStore::put_notification(self, n)
     }
+    fn claim_notifications(
+        &self,
+        now: UnixSeconds,
+        lease_secs: u64,
+        max: usize,
+    ) -> Result<Vec<Notification>, StoreError> {
+        SledStore::claim_notifications(self, now, lease_secs, max)
+    }
+
     fn notifications(&self) -> BoxIter<'_, Notification> {
         self.values(|t| &t.outbox, codec::decode)
     }
@@ -365,5 +400,13 @@ impl Store for SledStore {
     }
     fn prune_audit(&self, cutoff_ms: u64, max: usize) -> Result<usize, StoreError> {
         SledStore::prune_audit(self, cutoff_ms, max)
+    }
+
+    fn export(&self) -> BoxIter<'_, crate::store::Record> {
+        self.export_all()
+    }
+
+    fn import(&self, records: Vec<crate::store::Record>) -> Result<(), StoreError> {
+        self.import_all(records)
     }
 }

@@ -12,7 +12,7 @@ use crate::store::StoreError;
 /// used). Written as a wrong code's failure count is, so that every
 /// "unknown reference number or wrong one-time code" answer costs the same
 /// store work (see `orders::try_code`).
-const UNMATCHED_CODE_KEY: &[u8] = b"unmatched_code_attempts";
+pub(super) const UNMATCHED_CODE_KEY: &[u8] = b"unmatched_code_attempts";
 
 impl SledStore {
     /// Inserts a new order; `Ok(false)` if the reference number is taken.

@@ -1,0 +1,475 @@
+//! Group commit on PostgreSQL: concurrent issuances share one transaction.
+//!
+//! Each issuance writes a certificate, its order and an audit record, and is
+//! answered only once they are committed. Committers (a few tasks, each with
+//! its own connection) take whatever issuances are waiting, lock the orders
+//! and certificates they touch (in key order, so two batches never wait on
+//! each other in a circle), apply the rules in memory in arrival order (so a
+//! second collection of one code in the same batch sees the first), and write
+//! everything with one statement per table. While one committer waits for
+//! its commit, the next gathers a batch.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Pool, Transaction};
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use super::{db_error, pool_error, Health};
+use crate::model::{CertRecord, CertStatus, Order, Serial};
+use crate::store::record::{bounded_event, decode, encode};
+use crate::store::{
+    BoxFuture, Issuance, IssueOutcome, OrderCheck, OrderWrite, PendingIssuance, StoreError,
+};
+
+/// Committers working at once (each holds a connection while it writes).
+const COMMITTERS: usize = 3;
+
+/// The most issuances in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// How long a committer waits for issuances that were announced (being
+/// signed) before it writes without them.
+const MAX_LINGER: Duration = Duration::from_millis(1);
+
+/// Times a batch is tried again after another writer took a key it was
+/// about to insert (a serial or a reference number, both drawn at random).
+const RETRIES: usize = 3;
+
+type Reply = oneshot::Sender<Result<IssueOutcome, StoreError>>;
+
+struct Job {
+    cert: CertRecord,
+    cert_value: Vec<u8>,
+    order: OrderWrite,
+    link_renewal: Option<Serial>,
+    audit_at_ms: i64,
+    audit: Vec<u8>,
+    reply: Reply,
+}
+
+/// Counts an issuance announced and not yet handed over.
+struct Announced(Arc<AtomicUsize>);
+
+impl Drop for Announced {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The handle the store keeps.
+pub(super) struct Committer {
+    jobs: mpsc::UnboundedSender<Job>,
+    announced: Arc<AtomicUsize>,
+}
+
+impl Committer {
+    /// Starts the committers on `handle`.
+    pub(super) fn start(
+        handle: &tokio::runtime::Handle,
+        pool: Pool,
+        health: Arc<Health>,
+    ) -> Committer {
+        let (jobs, rx) = mpsc::unbounded_channel();
+        let rx = Arc::new(Mutex::new(rx));
+        let announced = Arc::new(AtomicUsize::new(0));
+        for _ in 0..COMMITTERS {
+            handle.spawn(run(
+                rx.clone(),
+                pool.clone(),
+                announced.clone(),
+                health.clone(),
+            ));
+        }
+        Committer { jobs, announced }
+    }
+
+    pub(super) fn expect(&self) -> PendingIssuance {
+        self.announced.fetch_add(1, Ordering::AcqRel);
+        PendingIssuance::new(Box::new(Announced(self.announced.clone())))
+    }
+
+    pub(super) fn submit(
+        &self,
+        issuance: Issuance,
+        ticket: PendingIssuance,
+    ) -> BoxFuture<'static, Result<IssueOutcome, StoreError>> {
+        let (reply, answer) = oneshot::channel();
+        let prepared = (|| {
+            Ok::<_, StoreError>(Job {
+                cert_value: encode(&issuance.cert)?,
+                audit_at_ms: issuance.audit.at_ms as i64,
+                audit: encode(&bounded_event(&issuance.audit))?,
+                cert: issuance.cert,
+                order: issuance.order,
+                link_renewal: issuance.link_renewal,
+                reply,
+            })
+        })();
+        let sent = prepared.and_then(|job| self.jobs.send(job).map_err(|_| StoreError::Closed));
+        // Handed over (or failed): the committer need not wait for it.
+        drop(ticket);
+        Box::pin(async move {
+            sent?;
+            answer.await.unwrap_or(Err(StoreError::Closed))
+        })
+    }
+}
+
+async fn run(
+    rx: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>,
+    pool: Pool,
+    announced: Arc<AtomicUsize>,
+    health: Arc<Health>,
+) {
+    loop {
+        let batch = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            gather(&mut rx, first, &announced).await
+        };
+        let (jobs, replies): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|mut j| {
+                let (dummy, _) = oneshot::channel();
+                let reply = std::mem::replace(&mut j.reply, dummy);
+                (j, reply)
+            })
+            .unzip();
+        let written = write_batch(&pool, &jobs).await;
+        health.record(&written);
+        match written {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Takes what is waiting, and waits briefly for issuances still being signed.
+async fn gather(
+    rx: &mut mpsc::UnboundedReceiver<Job>,
+    first: Job,
+    announced: &AtomicUsize,
+) -> Vec<Job> {
+    let started = Instant::now();
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(more) => {
+                batch.push(more);
+                continue;
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) => {}
+        }
+        let left = MAX_LINGER.saturating_sub(started.elapsed());
+        if announced.load(Ordering::Acquire) == 0 || left.is_zero() {
+            break;
+        }
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some(more)) => batch.push(more),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// What the batch's rules decided for one issuance.
+struct Decided {
+    outcome: IssueOutcome,
+}
+
+/// One transaction for the batch; each issuance gets its own outcome.
+async fn write_batch(
+    pool: &Pool,
+    jobs: &[Job],
+) -> Result<Vec<Result<IssueOutcome, StoreError>>, StoreError> {
+    let mut client = pool.get().await.map_err(pool_error)?;
+    for _ in 0..RETRIES {
+        let tx = client.transaction().await.map_err(db_error)?;
+        match try_batch(&tx, jobs).await? {
+            Some(outcomes) => {
+                tx.commit().await.map_err(db_error)?;
+                return Ok(outcomes);
+            }
+            // Another writer inserted a key of ours meanwhile: read again.
+            None => tx.rollback().await.map_err(db_error)?,
+        }
+    }
+    Err(StoreError::Conflict(
+        "issuance kept colliding with concurrent writes".into(),
+    ))
+}
+
+/// Applies the batch inside `tx`; `None` if an insert met a key that a
+/// concurrent transaction committed after this one read (try again).
+async fn try_batch(
+    tx: &Transaction<'_>,
+    jobs: &[Job],
+) -> Result<Option<Vec<Result<IssueOutcome, StoreError>>>, StoreError> {
+    // Lock what the batch reads, in key order: orders, then certificates.
+    let mut order_ids: Vec<String> = jobs
+        .iter()
+        .map(|j| match &j.order {
+            OrderWrite::New(o) => o.id.clone(),
+            OrderWrite::Change { id, .. } => id.clone(),
+        })
+        .collect();
+    order_ids.sort();
+    order_ids.dedup();
+    let mut orders: HashMap<String, Order> = HashMap::new();
+    for row in tx
+        .query(
+            "SELECT id, rec FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            &[&order_ids],
+        )
+        .await
+        .map_err(db_error)?
+    {
+        orders.insert(row.get(0), decode(row.get::<_, &[u8]>(1))?);
+    }
+    let mut serials: Vec<Vec<u8>> = jobs
+        .iter()
+        .flat_map(|j| std::iter::once(j.cert.serial).chain(j.link_renewal))
+        .map(|s| s.0.to_vec())
+        .collect();
+    serials.sort();
+    serials.dedup();
+    let mut certs: HashMap<Serial, CertRecord> = HashMap::new();
+    for row in tx
+        .query(
+            "SELECT rec FROM certs WHERE serial = ANY($1) ORDER BY serial FOR UPDATE",
+            &[&serials],
+        )
+        .await
+        .map_err(db_error)?
+    {
+        let rec: CertRecord = decode(row.get::<_, &[u8]>(0))?;
+        certs.insert(rec.serial, rec);
+    }
+    // Successors of renewed certificates, to see whether they still stand.
+    let successors: Vec<Vec<u8>> = certs
+        .values()
+        .filter_map(|c| c.renewed_by)
+        .filter(|s| !certs.contains_key(s))
+        .map(|s| s.0.to_vec())
+        .collect();
+    if !successors.is_empty() {
+        for row in tx
+            .query(
+                "SELECT rec FROM certs WHERE serial = ANY($1)",
+                &[&successors],
+            )
+            .await
+            .map_err(db_error)?
+        {
+            let rec: CertRecord = decode(row.get::<_, &[u8]>(0))?;
+            certs.insert(rec.serial, rec);
+        }
+    }
+
+    // The rules, in arrival order, on the records as the batch leaves them.
+    let existing_orders: HashSet<String> = orders.keys().cloned().collect();
+    let mut new_serials: HashSet<Serial> = HashSet::new();
+    let mut changed_orders: Vec<String> = Vec::new();
+    let mut relinked: Vec<Serial> = Vec::new();
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    let mut stored: Vec<&Job> = Vec::new();
+    for job in jobs {
+        let decided = decide(job, &mut orders, &mut certs, &new_serials);
+        match decided {
+            Ok(Decided {
+                outcome: IssueOutcome::Stored,
+            }) => {
+                new_serials.insert(job.cert.serial);
+                certs.insert(job.cert.serial, job.cert.clone());
+                changed_orders.push(order_id(job).to_string());
+                if let Some(old) = job.link_renewal {
+                    if certs.contains_key(&old) {
+                        relinked.push(old);
+                    }
+                }
+                stored.push(job);
+                outcomes.push(Ok(IssueOutcome::Stored));
+            }
+            Ok(Decided { outcome }) => outcomes.push(Ok(outcome)),
+            Err(e) => outcomes.push(Err(e)),
+        }
+    }
+    if stored.is_empty() {
+        return Ok(Some(outcomes));
+    }
+
+    // The writes: one statement per table.
+    let cert_serials: Vec<Vec<u8>> = stored.iter().map(|j| j.cert.serial.0.to_vec()).collect();
+    let not_afters: Vec<i64> = stored.iter().map(|j| j.cert.not_after as i64).collect();
+    let cert_values: Vec<Vec<u8>> = stored.iter().map(|j| j.cert_value.clone()).collect();
+    let inserted = tx
+        .execute(
+            "INSERT INTO certs (serial, not_after, rec)
+             SELECT * FROM UNNEST($1::bytea[], $2::int8[], $3::bytea[])
+             ON CONFLICT DO NOTHING",
+            &[&cert_serials, &not_afters, &cert_values],
+        )
+        .await
+        .map_err(db_error)?;
+    if inserted as usize != stored.len() {
+        return Ok(None);
+    }
+
+    changed_orders.sort();
+    changed_orders.dedup();
+    let (mut new_ids, mut new_values, mut upd_ids, mut upd_values) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for id in changed_orders {
+        let Some(order) = orders.get(&id) else {
+            continue;
+        };
+        let value = encode(order)?;
+        if existing_orders.contains(&id) {
+            upd_ids.push(id);
+            upd_values.push(value);
+        } else {
+            new_ids.push(id);
+            new_values.push(value);
+        }
+    }
+    if !new_ids.is_empty() {
+        let n = tx
+            .execute(
+                "INSERT INTO orders (id, rec)
+                 SELECT * FROM UNNEST($1::text[], $2::bytea[])
+                 ON CONFLICT DO NOTHING",
+                &[&new_ids, &new_values],
+            )
+            .await
+            .map_err(db_error)?;
+        if n as usize != new_ids.len() {
+            return Ok(None);
+        }
+    }
+    if !upd_ids.is_empty() {
+        tx.execute(
+            "UPDATE orders SET rec = v.rec
+             FROM UNNEST($1::text[], $2::bytea[]) AS v(id, rec)
+             WHERE orders.id = v.id",
+            &[&upd_ids, &upd_values],
+        )
+        .await
+        .map_err(db_error)?;
+    }
+    relinked.sort();
+    relinked.dedup();
+    if !relinked.is_empty() {
+        let mut keys = Vec::new();
+        let mut values = Vec::new();
+        for s in &relinked {
+            if let Some(rec) = certs.get(s) {
+                keys.push(s.0.to_vec());
+                values.push(encode(rec)?);
+            }
+        }
+        tx.execute(
+            "UPDATE certs SET rec = v.rec
+             FROM UNNEST($1::bytea[], $2::bytea[]) AS v(serial, rec)
+             WHERE certs.serial = v.serial",
+            &[&keys, &values],
+        )
+        .await
+        .map_err(db_error)?;
+    }
+    let audit_at: Vec<i64> = stored.iter().map(|j| j.audit_at_ms).collect();
+    let audit_values: Vec<Vec<u8>> = stored.iter().map(|j| j.audit.clone()).collect();
+    tx.execute(
+        "INSERT INTO audit (at_ms, rec) SELECT * FROM UNNEST($1::int8[], $2::bytea[])",
+        &[&audit_at, &audit_values],
+    )
+    .await
+    .map_err(db_error)?;
+    tx.execute(
+        "UPDATE counters SET value = value + $1 WHERE name = 'certs'",
+        &[&(stored.len() as i64)],
+    )
+    .await
+    .map_err(db_error)?;
+    Ok(Some(outcomes))
+}
+
+fn order_id(job: &Job) -> &str {
+    match &job.order {
+        OrderWrite::New(o) => &o.id,
+        OrderWrite::Change { id, .. } => id,
+    }
+}
+
+/// The rules of one issuance against the records as the batch has left
+/// them; on `Stored`, the order and the renewed certificate are updated in
+/// the maps (the caller adds the new certificate).
+fn decide(
+    job: &Job,
+    orders: &mut HashMap<String, Order>,
+    certs: &mut HashMap<Serial, CertRecord>,
+    new_serials: &HashSet<Serial>,
+) -> Result<Decided, StoreError> {
+    let refused = |outcome| Ok(Decided { outcome });
+    if certs.contains_key(&job.cert.serial) || new_serials.contains(&job.cert.serial) {
+        return refused(IssueOutcome::SerialTaken);
+    }
+    let order = match &job.order {
+        OrderWrite::New(o) => {
+            if orders.contains_key(&o.id) {
+                return refused(IssueOutcome::OrderRefused("reference number taken".into()));
+            }
+            o.clone()
+        }
+        OrderWrite::Change { id, check } => {
+            let Some(current) = orders.get(id) else {
+                return refused(IssueOutcome::OrderRefused("no such order".into()));
+            };
+            let mut changed = current.clone();
+            if let Err(why) = apply(check, &mut changed) {
+                return refused(IssueOutcome::OrderRefused(why));
+            }
+            changed
+        }
+    };
+    let mut relinked = None;
+    if let Some(old_serial) = job.link_renewal {
+        if let Some(old) = certs.get(&old_serial) {
+            if let Some(successor) = old.renewed_by.filter(|s| *s != job.cert.serial) {
+                let stands = certs
+                    .get(&successor)
+                    .is_some_and(|s| s.status == CertStatus::Issued);
+                if stands {
+                    return refused(IssueOutcome::AlreadyRenewed(successor));
+                }
+            }
+            let mut old = old.clone();
+            old.renewed_by = Some(job.cert.serial);
+            relinked = Some(old);
+        }
+    }
+    orders.insert(order.id.clone(), order);
+    if let Some(old) = relinked {
+        certs.insert(old.serial, old);
+    }
+    Ok(Decided {
+        outcome: IssueOutcome::Stored,
+    })
+}
+
+fn apply(check: &OrderCheck, order: &mut Order) -> Result<(), String> {
+    check(order)
+}

@@ -1,0 +1,233 @@
+//! Export and import of every record (`estd store copy`), keys and ids kept.
+//! An import is one transaction, with one statement per kind of record.
+
+use super::rows::{Key, Paged};
+use super::{db_error, fold, PgStore};
+use crate::store::record::{bounded_event, decode, encode};
+use crate::store::{BoxIter, Counter, Record, Store, StoreError};
+
+impl PgStore {
+    pub(super) fn export_all(&self) -> BoxIter<'_, Record> {
+        let held = Paged::new(
+            self,
+            "SELECT csr_hash, order_id FROM held WHERE csr_hash > $1 ORDER BY csr_hash LIMIT 500",
+            Key::Bytes(Vec::new()),
+            |row| {
+                let csr_hash: [u8; 32] = row
+                    .get::<_, &[u8]>(0)
+                    .try_into()
+                    .map_err(|_| StoreError::Conflict("malformed held-CSR key".into()))?;
+                Ok(Record::Held {
+                    csr_hash,
+                    order_id: row.get(1),
+                })
+            },
+        );
+        let audit = Paged::new(
+            self,
+            "SELECT id, rec FROM audit WHERE id > $1 ORDER BY id LIMIT 500",
+            Key::Int(-1),
+            |row| {
+                Ok(Record::Audit {
+                    id: row.get::<_, i64>(0) as u64,
+                    event: decode(row.get::<_, &[u8]>(1))?,
+                })
+            },
+        );
+        let tail = std::iter::once(()).flat_map(move |()| {
+            let crl = self.crl().transpose().map(|c| c.map(Record::Crl));
+            let counters: Vec<Result<Record, StoreError>> = match self.counters() {
+                Ok(c) => c
+                    .into_iter()
+                    .map(|(name, value)| Ok(Record::Counter { name, value }))
+                    .collect(),
+                Err(e) => vec![Err(e)],
+            };
+            crl.into_iter().chain(counters)
+        });
+        Box::new(
+            Store::certs(self)
+                .map(|r| r.map(Record::Cert))
+                .chain(Store::revoked_entries(self).map(|r| r.map(Record::Revoked)))
+                .chain(Store::orgs(self).map(|r| r.map(Record::Org)))
+                .chain(Store::profiles(self).map(|r| r.map(Record::Profile)))
+                .chain(Store::orders(self).map(|r| r.map(Record::Order)))
+                .chain(held)
+                .chain(
+                    Store::tokens(self).map(|r| r.map(|(hash, rec)| Record::Token { hash, rec })),
+                )
+                .chain(Store::notifications(self).map(|r| r.map(Record::Notification)))
+                .chain(audit)
+                .chain(tail),
+        )
+    }
+
+    fn counters(&self) -> Result<Vec<(Counter, u64)>, StoreError> {
+        self.with(|c| async move {
+            let row = c
+                .query_one(
+                    "SELECT (SELECT value FROM counters WHERE name = 'unmatched_codes'),
+                            (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM crl_number)",
+                    &[],
+                )
+                .await
+                .map_err(db_error)?;
+            Ok(vec![
+                (Counter::UnmatchedCodes, row.get::<_, i64>(0).max(0) as u64),
+                (Counter::CrlNumber, row.get::<_, i64>(1).max(0) as u64),
+            ])
+        })
+    }
+
+    pub(super) fn import_all(&self, records: Vec<Record>) -> Result<(), StoreError> {
+        let batch = Batch::of(records)?;
+        self.with(move |mut c| async move {
+            let tx = c.transaction().await.map_err(db_error)?;
+            if !batch.cert_serials.is_empty() {
+                tx.execute(
+                        "INSERT INTO certs (serial, not_after, rec)
+                         SELECT * FROM UNNEST($1::bytea[], $2::int8[], $3::bytea[])
+                         ON CONFLICT (serial) DO UPDATE SET not_after = EXCLUDED.not_after, rec = EXCLUDED.rec",
+                        &[&batch.cert_serials, &batch.cert_not_after, &batch.cert_values],
+                    )
+                    .await
+                    .map_err(db_error)?;
+            }
+            if !batch.audit_ids.is_empty() {
+                tx.execute(
+                    "INSERT INTO audit (id, at_ms, rec)
+                     SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::bytea[])
+                     ON CONFLICT (id) DO UPDATE SET at_ms = EXCLUDED.at_ms, rec = EXCLUDED.rec",
+                    &[&batch.audit_ids, &batch.audit_at, &batch.audit_values],
+                )
+                .await
+                .map_err(db_error)?;
+            }
+            for (sql, params) in &batch.rows {
+                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                    params.iter().map(|p| p as _).collect();
+                tx.execute(*sql, &refs).await.map_err(db_error)?;
+            }
+            // Counts and sequences follow what is now stored.
+            tx.batch_execute(
+                "UPDATE counters SET value = (SELECT count(*) FROM certs) WHERE name = 'certs';
+                 SELECT setval(pg_get_serial_sequence('audit', 'id'),
+                               GREATEST((SELECT max(id) FROM audit), 1));
+                 SELECT setval(pg_get_serial_sequence('outbox', 'id'),
+                               GREATEST((SELECT max(id) FROM outbox), 1));",
+            )
+            .await
+            .map_err(db_error)?;
+            tx.commit().await.map_err(db_error)
+        })
+    }
+}
+
+/// An import sorted into statements.
+#[derive(Default)]
+struct Batch {
+    cert_serials: Vec<Vec<u8>>,
+    cert_not_after: Vec<i64>,
+    cert_values: Vec<Vec<u8>>,
+    audit_ids: Vec<i64>,
+    audit_at: Vec<i64>,
+    audit_values: Vec<Vec<u8>>,
+    rows: Vec<(&'static str, Vec<Key>)>,
+}
+
+impl Batch {
+    fn of(records: Vec<Record>) -> Result<Batch, StoreError> {
+        let mut b = Batch::default();
+        for record in records {
+            match record {
+                Record::Cert(rec) => {
+                    b.cert_serials.push(rec.serial.0.to_vec());
+                    b.cert_not_after.push(rec.not_after as i64);
+                    b.cert_values.push(encode(&rec)?);
+                }
+                Record::Audit { id, event } => {
+                    b.audit_ids.push(id as i64);
+                    b.audit_at.push(event.at_ms as i64);
+                    b.audit_values.push(encode(&bounded_event(&event))?);
+                }
+                Record::Revoked(e) => b.rows.push((
+                    "INSERT INTO revoked (serial, rec) VALUES ($1, $2)
+                     ON CONFLICT (serial) DO UPDATE SET rec = EXCLUDED.rec",
+                    vec![e.serial.0.to_vec().into(), encode(&e)?.into()],
+                )),
+                Record::Org(o) => b.rows.push((
+                    "INSERT INTO orgs (cvr, rec) VALUES ($1, $2)
+                     ON CONFLICT (cvr) DO UPDATE SET rec = EXCLUDED.rec",
+                    vec![o.cvr.clone().into(), encode(&o)?.into()],
+                )),
+                Record::Profile(p) => b.rows.push((
+                    "INSERT INTO profiles (id, cvr, name_key, label_key, org_default, rec)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (id) DO UPDATE SET cvr = EXCLUDED.cvr, name_key = EXCLUDED.name_key,
+                         label_key = EXCLUDED.label_key, org_default = EXCLUDED.org_default,
+                         rec = EXCLUDED.rec",
+                    vec![
+                        p.id.clone().into(),
+                        p.cvr.clone().into(),
+                        fold(&p.name).into(),
+                        fold(&p.est_label).into(),
+                        Key::Bool(p.org_default),
+                        encode(&p)?.into(),
+                    ],
+                )),
+                Record::Order(o) => b.rows.push((
+                    "INSERT INTO orders (id, rec) VALUES ($1, $2)
+                     ON CONFLICT (id) DO UPDATE SET rec = EXCLUDED.rec",
+                    vec![o.id.clone().into(), encode(&o)?.into()],
+                )),
+                Record::Held { csr_hash, order_id } => b.rows.push((
+                    "INSERT INTO held (csr_hash, order_id) VALUES ($1, $2)
+                     ON CONFLICT (csr_hash) DO UPDATE SET order_id = EXCLUDED.order_id",
+                    vec![csr_hash.to_vec().into(), order_id.into()],
+                )),
+                Record::Token { hash, rec } => b.rows.push((
+                    "INSERT INTO tokens (hash, operator, rec) VALUES ($1, $2, $3)
+                     ON CONFLICT (hash) DO UPDATE SET operator = EXCLUDED.operator, rec = EXCLUDED.rec",
+                    vec![
+                        hash.to_vec().into(),
+                        Key::Bool(rec.cvr.is_none()),
+                        encode(&rec)?.into(),
+                    ],
+                )),
+                Record::Notification(n) => b.rows.push((
+                    "INSERT INTO outbox (id, delivered, rec) VALUES ($1, $2, $3)
+                     ON CONFLICT (id) DO UPDATE SET delivered = EXCLUDED.delivered, rec = EXCLUDED.rec",
+                    vec![
+                        Key::Int(n.id as i64),
+                        Key::Bool(n.delivered_at.is_some()),
+                        encode(&n)?.into(),
+                    ],
+                )),
+                Record::Crl(crl) => b.rows.push((
+                    "INSERT INTO crl (one, rec) VALUES (true, $1)
+                     ON CONFLICT (one) DO UPDATE SET rec = EXCLUDED.rec",
+                    vec![encode(&crl)?.into()],
+                )),
+                Record::Counter {
+                    name: Counter::UnmatchedCodes,
+                    value,
+                } => b.rows.push((
+                    "UPDATE counters SET value = $1 WHERE name = 'unmatched_codes'",
+                    vec![Key::Int(value as i64)],
+                )),
+                Record::Counter {
+                    name: Counter::CrlNumber,
+                    value,
+                } => {
+                    if value > 0 {
+                        b.rows.push((
+                            "SELECT setval('crl_number', $1)",
+                            vec![Key::Int(value as i64)],
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(b)
+    }
+}
