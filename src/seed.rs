@@ -133,34 +133,54 @@ fn ensure_demo_catalogue(
                 p_numbers: vec![],
                 se_numbers: vec![],
             };
-            store.put_org(&o)?;
-            o
+            // Another node sharing the store may seed at the same moment:
+            // the first write wins, and this node takes what it wrote.
+            if !store.insert_new_org(&o)? {
+                store.org(&d.cvr)?.unwrap_or(o)
+            } else {
+                o
+            }
         }
     };
     if store.profile_by_label(&d.est_label)?.is_none() {
-        store.put_profile(&Profile {
-            org_default: true,
-            validity_days: 3 * 365,
-            dns_names: vec![".devices.demo.example".into()],
-            ..Profile::system(&org.cvr, &d.profile_name, &d.est_label)
-        })?;
+        seed_profile(
+            store,
+            Profile {
+                org_default: true,
+                validity_days: 3 * 365,
+                dns_names: vec![".devices.demo.example".into()],
+                ..Profile::system(&org.cvr, &d.profile_name, &d.est_label)
+            },
+        )?;
     }
     let idm_profile = match store.profile_by_label(DEMO_IDM_LABEL)? {
         Some(p) => p,
-        None => {
-            let p = Profile {
+        None => seed_profile(
+            store,
+            Profile {
                 rights: vec![SystemRight::EstEnroll, SystemRight::AdminApi],
                 validity_days: 3 * 365,
                 // Not enrollable by API: the IdM certificate is handed out, not self-served.
                 identification: Identification::OneTimeCode,
                 ..Profile::system(&org.cvr, "Demo IdM system", DEMO_IDM_LABEL)
-            };
-            store.put_profile(&p)?;
-            p
-        }
+            },
+        )?,
     };
 
     Ok((org, idm_profile))
+}
+
+/// Stores a demo profile, or takes the one with its label that another node
+/// sharing the store wrote first (the label is unique in the store).
+fn seed_profile(store: &Arc<dyn Store>, p: Profile) -> Result<Profile, SeedError> {
+    match store.put_profile(&p) {
+        Ok(()) => Ok(p),
+        Err(StoreError::Conflict(why)) => match store.profile_by_label(&p.est_label)? {
+            Some(theirs) => Ok(theirs),
+            None => Err(StoreError::Conflict(why).into()),
+        },
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Issues the demo IdM system's certificate, records it, and writes it (with
