@@ -11,6 +11,9 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use std::sync::Arc;
+
+use super::cache::{Catalogue, CATALOGUE_PAYLOAD};
 use super::EVENTS_CHANNEL;
 use crate::model::Serial;
 use crate::store::StoreEvent;
@@ -39,6 +42,7 @@ pub(super) fn listen(
     handle: &tokio::runtime::Handle,
     config: tokio_postgres::Config,
     events: broadcast::Sender<StoreEvent>,
+    catalogue: Arc<Catalogue>,
 ) {
     handle.spawn(async move {
         let mut listened_before = false;
@@ -61,6 +65,7 @@ pub(super) fn listen(
                         }
                     };
                     if ready {
+                        catalogue.set_listening(true);
                         if listened_before {
                             let _ = events.send(StoreEvent::Resync);
                         }
@@ -69,11 +74,14 @@ pub(super) fn listen(
                             std::future::poll_fn(|cx| connection.poll_message(cx)).await
                         {
                             if let AsyncMessage::Notification(n) = message {
-                                if let Some(event) = parse(n.payload()) {
+                                if n.payload() == CATALOGUE_PAYLOAD {
+                                    catalogue.forget();
+                                } else if let Some(event) = parse(n.payload()) {
                                     let _ = events.send(event);
                                 }
                             }
                         }
+                        catalogue.set_listening(false);
                         tracing::warn!("store event listener lost its connection; reconnecting");
                     }
                     drop(client);

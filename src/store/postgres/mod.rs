@@ -18,6 +18,7 @@
 //! Schema migrations are refinery's (`migrations/`), run at start-up under an
 //! advisory lock, so nodes starting together migrate once.
 
+mod cache;
 mod commit;
 mod events;
 mod moving;
@@ -69,6 +70,7 @@ pub(super) struct PgStore {
     commits: commit::Committer,
     events: broadcast::Sender<StoreEvent>,
     health: Arc<Health>,
+    catalogue: Arc<cache::Catalogue>,
 }
 
 impl Drop for PgStore {
@@ -188,12 +190,18 @@ impl PgStore {
             commits,
             events,
             health,
+            catalogue: Arc::new(cache::Catalogue::default()),
         };
         store.block({
             let pool = store.pool.clone();
             async move { migrate(&pool).await }
         })?;
-        events::listen(&store.handle, pg_config, store.events.clone());
+        events::listen(
+            &store.handle,
+            pg_config,
+            store.events.clone(),
+            store.catalogue.clone(),
+        );
         Ok(store)
     }
 
@@ -269,6 +277,30 @@ impl PgStore {
                 params.iter().map(|p| p as _).collect();
             c.execute(&stmt, &refs).await.map_err(db_error)
         })
+    }
+
+    /// One statement that changes profiles or organisations, announced to
+    /// every node's copy of them in the same transaction; the number of rows
+    /// it touched.
+    fn exec_announced(&self, sql: &'static str, params: Vec<rows::Param>) -> Result<u64, StoreError> {
+        let n = self.with(move |mut c| async move {
+            let tx = c.transaction().await.map_err(db_error)?;
+            let stmt = tx.prepare_cached(sql).await.map_err(db_error)?;
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                params.iter().map(|p| p as _).collect();
+            let n = tx.execute(&stmt, &refs).await.map_err(db_error)?;
+            tx.execute(
+                "SELECT pg_notify($1, $2)",
+                &[&EVENTS_CHANNEL, &cache::CATALOGUE_PAYLOAD],
+            )
+            .await
+            .map_err(db_error)?;
+            tx.commit().await.map_err(db_error)?;
+            Ok(n)
+        });
+        // Whatever the outcome, this node reads its own write from now on.
+        self.catalogue.forget();
+        n
     }
 
     /// Every record of a list, decoded, in key order, read a page at a time.
@@ -670,7 +702,7 @@ impl Store for PgStore {
     }
 
     fn put_org(&self, org: &Organisation) -> Result<(), StoreError> {
-        self.exec(
+        self.exec_announced(
             "INSERT INTO orgs (cvr, rec) VALUES ($1, $2)
              ON CONFLICT (cvr) DO UPDATE SET rec = EXCLUDED.rec",
             vec![org.cvr.clone().into(), encode(org)?.into()],
@@ -679,17 +711,25 @@ impl Store for PgStore {
     }
 
     fn insert_new_org(&self, org: &Organisation) -> Result<bool, StoreError> {
-        Ok(self.exec(
+        Ok(self.exec_announced(
             "INSERT INTO orgs (cvr, rec) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             vec![org.cvr.clone().into(), encode(org)?.into()],
         )? == 1)
     }
 
     fn org(&self, cvr: &str) -> Result<Option<Organisation>, StoreError> {
-        self.get(
+        if let Some(o) = self.catalogue.org(cvr) {
+            return Ok(Some(o));
+        }
+        let reading = self.catalogue.begin();
+        let found: Option<Organisation> = self.get(
             "SELECT rec FROM orgs WHERE cvr = $1",
             Key::Text(cvr.to_string()),
-        )
+        )?;
+        if let Some(o) = &found {
+            self.catalogue.keep_org(reading, cvr.to_string(), o);
+        }
+        Ok(found)
     }
 
     fn profiles(&self) -> BoxIter<'_, Profile> {
@@ -700,7 +740,7 @@ impl Store for PgStore {
     }
 
     fn put_profile(&self, p: &Profile) -> Result<(), StoreError> {
-        self.exec(
+        self.exec_announced(
             "INSERT INTO profiles (id, cvr, name_key, label_key, org_default, rec)
              VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (id) DO UPDATE SET cvr = EXCLUDED.cvr, name_key = EXCLUDED.name_key,
@@ -726,7 +766,7 @@ impl Store for PgStore {
     }
 
     fn remove_profile(&self, id: &str) -> Result<(), StoreError> {
-        self.exec(
+        self.exec_announced(
             "DELETE FROM profiles WHERE id = $1",
             vec![id.to_string().into()],
         )
@@ -741,17 +781,35 @@ impl Store for PgStore {
     }
 
     fn profile_by_label(&self, label: &str) -> Result<Option<Profile>, StoreError> {
-        self.get(
+        let key = fold(label);
+        if let Some(p) = self.catalogue.profile_by_label(&key) {
+            return Ok(Some(p));
+        }
+        let reading = self.catalogue.begin();
+        let found: Option<Profile> = self.get(
             "SELECT rec FROM profiles WHERE label_key = $1",
-            Key::Text(fold(label)),
-        )
+            Key::Text(key.clone()),
+        )?;
+        if let Some(p) = &found {
+            self.catalogue.keep_profile_by_label(reading, key, p);
+        }
+        Ok(found)
     }
 
     fn default_profile(&self, cvr: &str) -> Result<Option<Profile>, StoreError> {
-        self.get(
+        if let Some(p) = self.catalogue.default_profile(cvr) {
+            return Ok(Some(p));
+        }
+        let reading = self.catalogue.begin();
+        let found: Option<Profile> = self.get(
             "SELECT rec FROM profiles WHERE cvr = $1 AND org_default",
             Key::Text(cvr.to_string()),
-        )
+        )?;
+        if let Some(p) = &found {
+            self.catalogue
+                .keep_default_profile(reading, cvr.to_string(), p);
+        }
+        Ok(found)
     }
 
     fn insert_new_order(&self, order: &Order) -> Result<bool, StoreError> {

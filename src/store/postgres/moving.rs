@@ -118,8 +118,15 @@ impl PgStore {
             )
             .await
             .map_err(db_error)?;
+            tx.execute(
+                "SELECT pg_notify($1, $2)",
+                &[&super::EVENTS_CHANNEL, &super::cache::CATALOGUE_PAYLOAD],
+            )
+            .await
+            .map_err(db_error)?;
             tx.commit().await.map_err(db_error)
         })
+        .inspect(|_| self.catalogue.forget())
     }
 }
 
