@@ -213,33 +213,40 @@ async fn write_batch(
     ))
 }
 
+/// The statements of a batch, prepared once per connection.
+const LOCK_ORDERS: &str = "SELECT id, rec FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+const LOCK_CERTS: &str =
+    "SELECT rec FROM certs WHERE serial = ANY($1) ORDER BY serial FOR UPDATE";
+const READ_CERTS: &str = "SELECT rec FROM certs WHERE serial = ANY($1)";
+const INSERT_CERTS: &str = "INSERT INTO certs (serial, not_after, rec)
+     SELECT * FROM UNNEST($1::bytea[], $2::int8[], $3::bytea[])
+     ON CONFLICT DO NOTHING";
+const INSERT_ORDERS: &str = "INSERT INTO orders (id, rec)
+     SELECT * FROM UNNEST($1::text[], $2::bytea[])
+     ON CONFLICT DO NOTHING";
+const UPDATE_ORDERS: &str = "UPDATE orders SET rec = v.rec
+     FROM UNNEST($1::text[], $2::bytea[]) AS v(id, rec)
+     WHERE orders.id = v.id";
+const UPDATE_CERTS: &str = "UPDATE certs SET rec = v.rec
+     FROM UNNEST($1::bytea[], $2::bytea[]) AS v(serial, rec)
+     WHERE certs.serial = v.serial";
+const INSERT_AUDIT: &str =
+    "INSERT INTO audit (at_ms, rec) SELECT * FROM UNNEST($1::int8[], $2::bytea[])";
+
 /// Applies the batch inside `tx`; `None` if an insert met a key that a
 /// concurrent transaction committed after this one read (try again).
+///
+/// Independent statements are sent together (tokio-postgres pipelines the
+/// futures of one connection), so a batch costs three round trips besides
+/// its commit: the locking reads, the writes, and rarely the successors.
 async fn try_batch(
     tx: &Transaction<'_>,
     jobs: &[Job],
 ) -> Result<Option<Vec<Result<IssueOutcome, StoreError>>>, StoreError> {
     // Lock what the batch reads, in key order: orders, then certificates.
-    let mut order_ids: Vec<String> = jobs
-        .iter()
-        .map(|j| match &j.order {
-            OrderWrite::New(o) => o.id.clone(),
-            OrderWrite::Change { id, .. } => id.clone(),
-        })
-        .collect();
+    let mut order_ids: Vec<String> = jobs.iter().map(|j| order_id(j).to_string()).collect();
     order_ids.sort();
     order_ids.dedup();
-    let mut orders: HashMap<String, Order> = HashMap::new();
-    for row in tx
-        .query(
-            "SELECT id, rec FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-            &[&order_ids],
-        )
-        .await
-        .map_err(db_error)?
-    {
-        orders.insert(row.get(0), decode(row.get::<_, &[u8]>(1))?);
-    }
     let mut serials: Vec<Vec<u8>> = jobs
         .iter()
         .flat_map(|j| std::iter::once(j.cert.serial).chain(j.link_renewal))
@@ -247,15 +254,24 @@ async fn try_batch(
         .collect();
     serials.sort();
     serials.dedup();
+    let (lock_orders, lock_certs) = tokio::try_join!(
+        tx.prepare_cached(LOCK_ORDERS),
+        tx.prepare_cached(LOCK_CERTS)
+    )
+    .map_err(db_error)?;
+    // Orders are locked before certificates in every batch; both reads
+    // travel together but run in this order on the server.
+    let (order_rows, cert_rows) = tokio::try_join!(
+        async { tx.query(&lock_orders, &[&order_ids]).await },
+        async { tx.query(&lock_certs, &[&serials]).await }
+    )
+    .map_err(db_error)?;
+    let mut orders: HashMap<String, Order> = HashMap::new();
+    for row in order_rows {
+        orders.insert(row.get(0), decode(row.get::<_, &[u8]>(1))?);
+    }
     let mut certs: HashMap<Serial, CertRecord> = HashMap::new();
-    for row in tx
-        .query(
-            "SELECT rec FROM certs WHERE serial = ANY($1) ORDER BY serial FOR UPDATE",
-            &[&serials],
-        )
-        .await
-        .map_err(db_error)?
-    {
+    for row in cert_rows {
         let rec: CertRecord = decode(row.get::<_, &[u8]>(0))?;
         certs.insert(rec.serial, rec);
     }
@@ -267,14 +283,8 @@ async fn try_batch(
         .map(|s| s.0.to_vec())
         .collect();
     if !successors.is_empty() {
-        for row in tx
-            .query(
-                "SELECT rec FROM certs WHERE serial = ANY($1)",
-                &[&successors],
-            )
-            .await
-            .map_err(db_error)?
-        {
+        let read = tx.prepare_cached(READ_CERTS).await.map_err(db_error)?;
+        for row in tx.query(&read, &[&successors]).await.map_err(db_error)? {
             let rec: CertRecord = decode(row.get::<_, &[u8]>(0))?;
             certs.insert(rec.serial, rec);
         }
@@ -312,23 +322,10 @@ async fn try_batch(
         return Ok(Some(outcomes));
     }
 
-    // The writes: one statement per table.
+    // The writes: one statement per table, all sent at once.
     let cert_serials: Vec<Vec<u8>> = stored.iter().map(|j| j.cert.serial.0.to_vec()).collect();
     let not_afters: Vec<i64> = stored.iter().map(|j| j.cert.not_after as i64).collect();
-    let cert_values: Vec<Vec<u8>> = stored.iter().map(|j| j.cert_value.clone()).collect();
-    let inserted = tx
-        .execute(
-            "INSERT INTO certs (serial, not_after, rec)
-             SELECT * FROM UNNEST($1::bytea[], $2::int8[], $3::bytea[])
-             ON CONFLICT DO NOTHING",
-            &[&cert_serials, &not_afters, &cert_values],
-        )
-        .await
-        .map_err(db_error)?;
-    if inserted as usize != stored.len() {
-        return Ok(None);
-    }
-
+    let cert_values: Vec<&[u8]> = stored.iter().map(|j| j.cert_value.as_slice()).collect();
     changed_orders.sort();
     changed_orders.dedup();
     let (mut new_ids, mut new_values, mut upd_ids, mut upd_values) =
@@ -346,65 +343,78 @@ async fn try_batch(
             new_values.push(value);
         }
     }
-    if !new_ids.is_empty() {
-        let n = tx
-            .execute(
-                "INSERT INTO orders (id, rec)
-                 SELECT * FROM UNNEST($1::text[], $2::bytea[])
-                 ON CONFLICT DO NOTHING",
-                &[&new_ids, &new_values],
-            )
-            .await
-            .map_err(db_error)?;
-        if n as usize != new_ids.len() {
-            return Ok(None);
-        }
-    }
-    if !upd_ids.is_empty() {
-        tx.execute(
-            "UPDATE orders SET rec = v.rec
-             FROM UNNEST($1::text[], $2::bytea[]) AS v(id, rec)
-             WHERE orders.id = v.id",
-            &[&upd_ids, &upd_values],
-        )
-        .await
-        .map_err(db_error)?;
-    }
     relinked.sort();
     relinked.dedup();
-    if !relinked.is_empty() {
-        let mut keys = Vec::new();
-        let mut values = Vec::new();
-        for s in &relinked {
-            if let Some(rec) = certs.get(s) {
-                keys.push(s.0.to_vec());
-                values.push(encode(rec)?);
-            }
+    let mut relinked_keys = Vec::new();
+    let mut relinked_values = Vec::new();
+    for s in &relinked {
+        if let Some(rec) = certs.get(s) {
+            relinked_keys.push(s.0.to_vec());
+            relinked_values.push(encode(rec)?);
         }
-        tx.execute(
-            "UPDATE certs SET rec = v.rec
-             FROM UNNEST($1::bytea[], $2::bytea[]) AS v(serial, rec)
-             WHERE certs.serial = v.serial",
-            &[&keys, &values],
-        )
-        .await
-        .map_err(db_error)?;
     }
     let audit_at: Vec<i64> = stored.iter().map(|j| j.audit_at_ms).collect();
-    let audit_values: Vec<Vec<u8>> = stored.iter().map(|j| j.audit.clone()).collect();
-    tx.execute(
-        "INSERT INTO audit (at_ms, rec) SELECT * FROM UNNEST($1::int8[], $2::bytea[])",
-        &[&audit_at, &audit_values],
+    let audit_values: Vec<&[u8]> = stored.iter().map(|j| j.audit.as_slice()).collect();
+    let stored_count = stored.len() as i64;
+    let shard = cert_count_shard();
+
+    let (insert_certs, insert_orders, update_orders, update_certs, insert_audit, count) = tokio::try_join!(
+        tx.prepare_cached(INSERT_CERTS),
+        tx.prepare_cached(INSERT_ORDERS),
+        tx.prepare_cached(UPDATE_ORDERS),
+        tx.prepare_cached(UPDATE_CERTS),
+        tx.prepare_cached(INSERT_AUDIT),
+        tx.prepare_cached(super::ADD_TO_CERT_COUNT),
     )
-    .await
     .map_err(db_error)?;
-    tx.execute(
-        "UPDATE counters SET value = value + $1 WHERE name = 'certs'",
-        &[&(stored.len() as i64)],
+    let skip = || async { Ok::<u64, tokio_postgres::Error>(0) };
+    let (inserted, new_orders, _, _, _, _) = tokio::try_join!(
+        async {
+            tx.execute(&insert_certs, &[&cert_serials, &not_afters, &cert_values])
+                .await
+        },
+        async {
+            if new_ids.is_empty() {
+                skip().await
+            } else {
+                tx.execute(&insert_orders, &[&new_ids, &new_values]).await
+            }
+        },
+        async {
+            if upd_ids.is_empty() {
+                skip().await
+            } else {
+                tx.execute(&update_orders, &[&upd_ids, &upd_values]).await
+            }
+        },
+        async {
+            if relinked_keys.is_empty() {
+                skip().await
+            } else {
+                tx.execute(&update_certs, &[&relinked_keys, &relinked_values])
+                    .await
+            }
+        },
+        async { tx.execute(&insert_audit, &[&audit_at, &audit_values]).await },
+        async { tx.execute(&count, &[&shard, &stored_count]).await },
     )
-    .await
     .map_err(db_error)?;
+    // A serial or reference number committed by another writer since the
+    // locking reads: the caller rolls back and reads again.
+    if inserted as usize != stored.len() || new_orders as usize != new_ids.len() {
+        return Ok(None);
+    }
     Ok(Some(outcomes))
+}
+
+/// The row of `counters` this batch adds its certificates to: one of
+/// several, so that committers (of this node and of others) do not queue on
+/// one row lock until their commits; `cert_count` adds them up.
+fn cert_count_shard() -> String {
+    let mut pick = [0u8; 1];
+    // Any row will do; a failed draw only means more sharing of row 0.
+    let _ = aws_lc_rs::rand::fill(&mut pick);
+    format!("certs/{}", usize::from(pick[0]) % super::CERT_COUNT_SHARDS)
 }
 
 fn order_id(job: &Job) -> &str {

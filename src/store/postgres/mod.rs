@@ -61,6 +61,18 @@ const MIGRATION_LOCK: i64 = 0x6573_7464_0001;
 /// The channel of [`StoreEvent`]s.
 const EVENTS_CHANNEL: &str = "estd_events";
 
+/// Rows the stored-certificate count is spread over (`certs`, `certs/0`…):
+/// writers add to one row each, readers add them up.
+const CERT_COUNT_SHARDS: usize = 16;
+
+/// Adds `$2` to the count row `$1`, creating it.
+const ADD_TO_CERT_COUNT: &str = "INSERT INTO counters (name, value) VALUES ($1, $2)
+     ON CONFLICT (name) DO UPDATE SET value = counters.value + EXCLUDED.value";
+
+/// The stored-certificate count.
+const CERT_COUNT: &str = "SELECT coalesce(sum(value), 0)::int8 FROM counters
+     WHERE name = 'certs' OR name LIKE 'certs/%'";
+
 /// The PostgreSQL store; the crate sees it only as `dyn Store`.
 pub(super) struct PgStore {
     /// `None` only while dropping.
@@ -529,12 +541,9 @@ impl Store for PgStore {
             if n == 0 {
                 return Err(StoreError::SerialTaken);
             }
-            tx.execute(
-                "UPDATE counters SET value = value + 1 WHERE name = 'certs'",
-                &[],
-            )
-            .await
-            .map_err(db_error)?;
+            tx.execute(ADD_TO_CERT_COUNT, &[&"certs", &1i64])
+                .await
+                .map_err(db_error)?;
             tx.commit().await.map_err(db_error)
         })
     }
@@ -549,10 +558,11 @@ impl Store for PgStore {
     fn contains_serial(&self, serial: &Serial) -> Result<bool, StoreError> {
         let key = serial.0.to_vec();
         self.with(move |c| async move {
-            let row = c
-                .query_opt("SELECT 1 FROM certs WHERE serial = $1", &[&key])
+            let stmt = c
+                .prepare_cached("SELECT 1 FROM certs WHERE serial = $1")
                 .await
                 .map_err(db_error)?;
+            let row = c.query_opt(&stmt, &[&key]).await.map_err(db_error)?;
             Ok(row.is_some())
         })
     }
@@ -578,7 +588,7 @@ impl Store for PgStore {
     fn cert_count(&self) -> usize {
         self.with(|c| async move {
             let row = c
-                .query_one("SELECT value FROM counters WHERE name = 'certs'", &[])
+                .query_one(CERT_COUNT, &[])
                 .await
                 .map_err(db_error)?;
             Ok(row.get::<_, i64>(0).max(0) as usize)

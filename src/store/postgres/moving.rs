@@ -84,12 +84,23 @@ impl PgStore {
         self.with(move |mut c| async move {
             let tx = c.transaction().await.map_err(db_error)?;
             if !batch.cert_serials.is_empty() {
-                tx.execute(
-                        "INSERT INTO certs (serial, not_after, rec)
-                         SELECT * FROM UNNEST($1::bytea[], $2::int8[], $3::bytea[])
-                         ON CONFLICT (serial) DO UPDATE SET not_after = EXCLUDED.not_after, rec = EXCLUDED.rec",
+                // Counts the rows that are new (xmax = 0), not the ones
+                // replaced, so the count needs no full scan afterwards.
+                let fresh: i64 = tx
+                    .query_one(
+                        "WITH written AS (
+                             INSERT INTO certs (serial, not_after, rec)
+                             SELECT * FROM UNNEST($1::bytea[], $2::int8[], $3::bytea[])
+                             ON CONFLICT (serial) DO UPDATE
+                                 SET not_after = EXCLUDED.not_after, rec = EXCLUDED.rec
+                             RETURNING (xmax = 0) AS fresh)
+                         SELECT count(*) FILTER (WHERE fresh) FROM written",
                         &[&batch.cert_serials, &batch.cert_not_after, &batch.cert_values],
                     )
+                    .await
+                    .map_err(db_error)?
+                    .get(0);
+                tx.execute(super::ADD_TO_CERT_COUNT, &[&"certs", &fresh])
                     .await
                     .map_err(db_error)?;
             }
@@ -108,10 +119,9 @@ impl PgStore {
                     params.iter().map(|p| p as _).collect();
                 tx.execute(*sql, &refs).await.map_err(db_error)?;
             }
-            // Counts and sequences follow what is now stored.
+            // Sequences follow what is now stored.
             tx.batch_execute(
-                "UPDATE counters SET value = (SELECT count(*) FROM certs) WHERE name = 'certs';
-                 SELECT setval(pg_get_serial_sequence('audit', 'id'),
+                "SELECT setval(pg_get_serial_sequence('audit', 'id'),
                                GREATEST((SELECT max(id) FROM audit), 1));
                  SELECT setval(pg_get_serial_sequence('outbox', 'id'),
                                GREATEST((SELECT max(id) FROM outbox), 1));",
