@@ -75,12 +75,14 @@ impl Committer {
         let (jobs, rx) = mpsc::unbounded_channel();
         let rx = Arc::new(Mutex::new(rx));
         let announced = Arc::new(AtomicUsize::new(0));
-        for _ in 0..COMMITTERS {
+        let first_shard = random_shard();
+        for k in 0..COMMITTERS {
             handle.spawn(run(
                 rx.clone(),
                 pool.clone(),
                 announced.clone(),
                 health.clone(),
+                format!("certs/{}", (first_shard + k) % super::CERT_COUNT_SHARDS),
             ));
         }
         Committer { jobs, announced }
@@ -123,6 +125,7 @@ async fn run(
     pool: Pool,
     announced: Arc<AtomicUsize>,
     health: Arc<Health>,
+    count_row: String,
 ) {
     loop {
         let batch = {
@@ -140,7 +143,7 @@ async fn run(
                 (j, reply)
             })
             .unzip();
-        let written = write_batch(&pool, &jobs).await;
+        let written = write_batch(&pool, &jobs, &count_row).await;
         health.record(&written);
         match written {
             Ok(outcomes) => {
@@ -195,11 +198,12 @@ struct Decided {
 async fn write_batch(
     pool: &Pool,
     jobs: &[Job],
+    count_row: &str,
 ) -> Result<Vec<Result<IssueOutcome, StoreError>>, StoreError> {
     let mut client = pool.get().await.map_err(pool_error)?;
     for _ in 0..RETRIES {
         let tx = client.transaction().await.map_err(db_error)?;
-        match try_batch(&tx, jobs).await? {
+        match try_batch(&tx, jobs, count_row).await? {
             Some(outcomes) => {
                 tx.commit().await.map_err(db_error)?;
                 return Ok(outcomes);
@@ -215,8 +219,7 @@ async fn write_batch(
 
 /// The statements of a batch, prepared once per connection.
 const LOCK_ORDERS: &str = "SELECT id, rec FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE";
-const LOCK_CERTS: &str =
-    "SELECT rec FROM certs WHERE serial = ANY($1) ORDER BY serial FOR UPDATE";
+const LOCK_CERTS: &str = "SELECT rec FROM certs WHERE serial = ANY($1) ORDER BY serial FOR UPDATE";
 const READ_CERTS: &str = "SELECT rec FROM certs WHERE serial = ANY($1)";
 const INSERT_CERTS: &str = "INSERT INTO certs (serial, not_after, rec)
      SELECT * FROM UNNEST($1::bytea[], $2::int8[], $3::bytea[])
@@ -242,6 +245,7 @@ const INSERT_AUDIT: &str =
 async fn try_batch(
     tx: &Transaction<'_>,
     jobs: &[Job],
+    count_row: &str,
 ) -> Result<Option<Vec<Result<IssueOutcome, StoreError>>>, StoreError> {
     // Lock what the batch reads, in key order: orders, then certificates.
     let mut order_ids: Vec<String> = jobs.iter().map(|j| order_id(j).to_string()).collect();
@@ -356,17 +360,17 @@ async fn try_batch(
     let audit_at: Vec<i64> = stored.iter().map(|j| j.audit_at_ms).collect();
     let audit_values: Vec<&[u8]> = stored.iter().map(|j| j.audit.as_slice()).collect();
     let stored_count = stored.len() as i64;
-    let shard = cert_count_shard();
 
-    let (insert_certs, insert_orders, update_orders, update_certs, insert_audit, count) = tokio::try_join!(
-        tx.prepare_cached(INSERT_CERTS),
-        tx.prepare_cached(INSERT_ORDERS),
-        tx.prepare_cached(UPDATE_ORDERS),
-        tx.prepare_cached(UPDATE_CERTS),
-        tx.prepare_cached(INSERT_AUDIT),
-        tx.prepare_cached(super::ADD_TO_CERT_COUNT),
-    )
-    .map_err(db_error)?;
+    let (insert_certs, insert_orders, update_orders, update_certs, insert_audit, count) =
+        tokio::try_join!(
+            tx.prepare_cached(INSERT_CERTS),
+            tx.prepare_cached(INSERT_ORDERS),
+            tx.prepare_cached(UPDATE_ORDERS),
+            tx.prepare_cached(UPDATE_CERTS),
+            tx.prepare_cached(INSERT_AUDIT),
+            tx.prepare_cached(super::ADD_TO_CERT_COUNT),
+        )
+        .map_err(db_error)?;
     let skip = || async { Ok::<u64, tokio_postgres::Error>(0) };
     let (inserted, new_orders, _, _, _, _) = tokio::try_join!(
         async {
@@ -396,7 +400,7 @@ async fn try_batch(
             }
         },
         async { tx.execute(&insert_audit, &[&audit_at, &audit_values]).await },
-        async { tx.execute(&count, &[&shard, &stored_count]).await },
+        async { tx.execute(&count, &[&count_row, &stored_count]).await },
     )
     .map_err(db_error)?;
     // A serial or reference number committed by another writer since the
@@ -407,14 +411,15 @@ async fn try_batch(
     Ok(Some(outcomes))
 }
 
-/// The row of `counters` this batch adds its certificates to: one of
-/// several, so that committers (of this node and of others) do not queue on
-/// one row lock until their commits; `cert_count` adds them up.
-fn cert_count_shard() -> String {
+/// Where this node's committers start in the rows of the certificate
+/// count: each committer adds to a row of its own, and nodes pick at random,
+/// so that no committer waits on another's row lock until its commit;
+/// `cert_count` adds the rows up.
+fn random_shard() -> usize {
     let mut pick = [0u8; 1];
-    // Any row will do; a failed draw only means more sharing of row 0.
+    // Any row will do; a failed draw only means sharing row 0's neighbours.
     let _ = aws_lc_rs::rand::fill(&mut pick);
-    format!("certs/{}", usize::from(pick[0]) % super::CERT_COUNT_SHARDS)
+    usize::from(pick[0]) % super::CERT_COUNT_SHARDS
 }
 
 fn order_id(job: &Job) -> &str {

@@ -63,7 +63,7 @@ const EVENTS_CHANNEL: &str = "estd_events";
 
 /// Rows the stored-certificate count is spread over (`certs`, `certs/0`…):
 /// writers add to one row each, readers add them up.
-const CERT_COUNT_SHARDS: usize = 16;
+const CERT_COUNT_SHARDS: usize = 64;
 
 /// Adds `$2` to the count row `$1`, creating it.
 const ADD_TO_CERT_COUNT: &str = "INSERT INTO counters (name, value) VALUES ($1, $2)
@@ -294,7 +294,11 @@ impl PgStore {
     /// One statement that changes profiles or organisations, announced to
     /// every node's copy of them in the same transaction; the number of rows
     /// it touched.
-    fn exec_announced(&self, sql: &'static str, params: Vec<rows::Param>) -> Result<u64, StoreError> {
+    fn exec_announced(
+        &self,
+        sql: &'static str,
+        params: Vec<rows::Param>,
+    ) -> Result<u64, StoreError> {
         let n = self.with(move |mut c| async move {
             let tx = c.transaction().await.map_err(db_error)?;
             let stmt = tx.prepare_cached(sql).await.map_err(db_error)?;
@@ -587,10 +591,7 @@ impl Store for PgStore {
 
     fn cert_count(&self) -> usize {
         self.with(|c| async move {
-            let row = c
-                .query_one(CERT_COUNT, &[])
-                .await
-                .map_err(db_error)?;
+            let row = c.query_one(CERT_COUNT, &[]).await.map_err(db_error)?;
             Ok(row.get::<_, i64>(0).max(0) as usize)
         })
         .unwrap_or(0)

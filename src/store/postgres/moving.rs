@@ -95,7 +95,11 @@ impl PgStore {
                                  SET not_after = EXCLUDED.not_after, rec = EXCLUDED.rec
                              RETURNING (xmax = 0) AS fresh)
                          SELECT count(*) FILTER (WHERE fresh) FROM written",
-                        &[&batch.cert_serials, &batch.cert_not_after, &batch.cert_values],
+                        &[
+                            &batch.cert_serials,
+                            &batch.cert_not_after,
+                            &batch.cert_values,
+                        ],
                     )
                     .await
                     .map_err(db_error)?
