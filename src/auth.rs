@@ -266,11 +266,25 @@ impl ClientTrust {
 
 /// Resolves a verified client certificate to a principal for this request:
 /// still valid now, in the store, and not revoked.
-pub fn principal(
+pub async fn principal(
     cert: &ClientCert,
     store: &Arc<dyn Store>,
     now: UnixSeconds,
 ) -> Result<Result<Principal, CertRejection>, StoreError> {
+    let stored = match cert {
+        ClientCert::Issued { serial, .. } => Some(store.fetch_cert(serial).await?),
+        ClientCert::External { .. } => None,
+    };
+    Ok(judge(cert, stored, now))
+}
+
+/// The principal a client certificate stands for, given what the store
+/// holds under its serial (`stored`, for certificates estd issued).
+fn judge(
+    cert: &ClientCert,
+    stored: Option<Option<CertRecord>>,
+    now: UnixSeconds,
+) -> Result<Principal, CertRejection> {
     match cert {
         ClientCert::Issued {
             serial,
@@ -279,30 +293,28 @@ pub fn principal(
             not_after,
         } => {
             if now > *not_after {
-                return Ok(Err(CertRejection::Expired));
+                return Err(CertRejection::Expired);
             }
-            let Some(record) = store.cert(serial)? else {
-                return Ok(Err(CertRejection::Unknown));
+            let Some(record) = stored.flatten().filter(|r| r.serial == *serial) else {
+                return Err(CertRejection::Unknown);
             };
             // Same serial is not enough: it must be the very certificate we issued.
             if record.der != *der {
-                return Ok(Err(CertRejection::Unknown));
+                return Err(CertRejection::Unknown);
             }
             match record.status {
-                CertStatus::Issued if record.is_expired(now) => {
-                    return Ok(Err(CertRejection::Expired))
-                }
+                CertStatus::Issued if record.is_expired(now) => return Err(CertRejection::Expired),
                 CertStatus::Issued => {}
                 CertStatus::Revoked {
                     reason: RevocationReason::Blocked,
                     ..
-                } => return Ok(Err(CertRejection::Blocked)),
-                CertStatus::Revoked { .. } => return Ok(Err(CertRejection::Revoked)),
+                } => return Err(CertRejection::Blocked),
+                CertStatus::Revoked { .. } => return Err(CertRejection::Revoked),
             }
-            Ok(Ok(Principal::Holder {
+            Ok(Principal::Holder {
                 record,
                 cert: cert.clone(),
-            }))
+            })
         }
         ClientCert::External {
             cvr,
@@ -311,13 +323,13 @@ pub fn principal(
             not_after,
         } => {
             if now > *not_after {
-                return Ok(Err(CertRejection::Expired));
+                return Err(CertRejection::Expired);
             }
-            Ok(Ok(Principal::External {
+            Ok(Principal::External {
                 cvr: cvr.clone(),
                 rights: rights.clone(),
                 subject: subject.clone(),
-            }))
+            })
         }
     }
 }

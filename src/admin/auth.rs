@@ -20,7 +20,11 @@ fn bearer_token(value: &[u8]) -> Option<&str> {
 
 /// Resolves the caller to an [`Actor`], or refuses with 401 (no or bad
 /// credentials) or 403 (a good certificate without the `admin-api` right).
-pub fn authenticate(app: &App, conn: &Connection, headers: &HeaderMap) -> Result<Actor, ApiError> {
+pub async fn authenticate(
+    app: &App,
+    conn: &Connection,
+    headers: &HeaderMap,
+) -> Result<Actor, ApiError> {
     let mut authorization = headers.get_all(header::AUTHORIZATION).iter();
     if let Some(value) = authorization.next() {
         if authorization.next().is_some() {
@@ -39,7 +43,7 @@ pub fn authenticate(app: &App, conn: &Connection, headers: &HeaderMap) -> Result
             "a bearer token, or a client certificate with the admin-api right, is required".into(),
         )),
         Some(Err(rejection)) => Err(ApiError::Unauthorized(rejection.to_string())),
-        Some(Ok(cert)) => match principal(cert, &app.store, now_unix())? {
+        Some(Ok(cert)) => match principal(cert, &app.store, now_unix()).await? {
             Err(rejection) => Err(ApiError::Unauthorized(rejection.to_string())),
             Ok(p) if p.has_right(SystemRight::AdminApi) => Ok(Actor {
                 cvr: Some(p.cvr().to_owned()),

@@ -250,7 +250,7 @@ async fn serve(
     let actor = match route.access {
         Access::Public => None,
         Access::Authenticated => {
-            let actor = auth::authenticate(app, conn, req.headers())?;
+            let actor = auth::authenticate(app, conn, req.headers()).await?;
             log.principal = Some(actor.id.to_string());
             Some(actor)
         }

@@ -30,7 +30,7 @@ const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.
 const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
 
 /// Answers for the label's profile, or the caller's organisation's default.
-pub fn handle<B>(
+pub async fn handle<B>(
     app: &App,
     conn: &Connection,
     req: &Request<B>,
@@ -41,6 +41,7 @@ pub fn handle<B>(
     let cvr = match label {
         Some(_) => None,
         None => certificate_principal(app, conn)
+            .await
             .ok()
             .map(|p| p.cvr().to_owned()),
     };

@@ -79,7 +79,7 @@ async fn enroll_inner(
     let (parts, der) = read_csr_body(&app.config.server, req).await?;
     let s = app.services();
     let binding = conn.channel_binding();
-    Ok(match identify(app, conn, &parts.headers, log)? {
+    Ok(match identify(app, conn, &parts.headers, log).await? {
         Caller::Certificate(principal) => service::enrol(s, principal, label, der, binding).await?,
         Caller::Code(creds) => {
             let (reference, code) = (&creds.user, &creds.password);
@@ -96,7 +96,7 @@ async fn reenroll_inner(
     log: &mut RequestLog,
 ) -> Result<Enrolled, EstError> {
     let (_parts, der) = read_csr_body(&app.config.server, req).await?;
-    let principal = certificate_principal(app, conn)?;
+    let principal = certificate_principal(app, conn).await?;
     log.principal = Some(principal.describe());
     let binding = conn.channel_binding();
     Ok(service::reenrol(app.services(), principal, label, der, binding).await?)
@@ -223,7 +223,7 @@ where
 /// Identifies the caller: a client certificate wins; without one (or with one
 /// that is not trusted), non-empty Basic credentials are a reference number
 /// and one-time code, which the unit of work checks.
-pub fn identify(
+pub async fn identify(
     app: &App,
     conn: &Connection,
     headers: &HeaderMap,
@@ -239,7 +239,7 @@ pub fn identify(
             Ok(Caller::Code(creds))
         }
         _ => {
-            let p = certificate_principal(app, conn)?;
+            let p = certificate_principal(app, conn).await?;
             log.principal = Some(p.describe());
             Ok(Caller::Certificate(p))
         }

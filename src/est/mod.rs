@@ -124,7 +124,7 @@ pub async fn handle(
     let label = label.as_deref();
     let result = match op {
         Operation::CaCerts => cacerts::handle(app, &req),
-        Operation::CsrAttrs => csrattrs::handle(app, conn, &req, label),
+        Operation::CsrAttrs => csrattrs::handle(app, conn, &req, label).await,
         Operation::SimpleEnroll => {
             enroll::simple_enroll(app, conn, req, label, &mut log, problem_json).await
         }
@@ -276,9 +276,9 @@ where
 
 /// Identifies the caller by client certificate. Basic credentials are not a
 /// certificate holder's identity; the one-time-code path handles them.
-pub fn certificate_principal(app: &App, conn: &Connection) -> Result<Principal, EstError> {
+pub async fn certificate_principal(app: &App, conn: &Connection) -> Result<Principal, EstError> {
     match conn.client_cert(&app.trust) {
-        Some(Ok(cert)) => match auth::principal(cert, &app.store, now_unix())? {
+        Some(Ok(cert)) => match auth::principal(cert, &app.store, now_unix()).await? {
             Ok(p) => Ok(p),
             Err(rejection) => Err(rejection.into()),
         },

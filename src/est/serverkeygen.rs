@@ -45,7 +45,7 @@ async fn inner(
     log: &mut RequestLog,
 ) -> Result<Response<Full<Bytes>>, EstError> {
     let (parts, der) = read_csr_body(&app.config.server, req).await?;
-    let Caller::Code(creds) = identify(app, conn, &parts.headers, log)? else {
+    let Caller::Code(creds) = identify(app, conn, &parts.headers, log).await? else {
         return Err(service::not_browser().into());
     };
     let (reference, code) = (&creds.user, &creds.password);

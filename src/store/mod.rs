@@ -409,6 +409,13 @@ pub trait Store: Send + Sync {
     /// Looks a certificate up by serial.
     fn cert(&self, serial: &Serial) -> Result<Option<CertRecord>, StoreError>;
 
+    /// [`Store::cert`] for a request handler: an engine that waits on the
+    /// network answers without holding up the handler's worker thread.
+    fn fetch_cert(&self, serial: &Serial) -> BoxFuture<'_, Result<Option<CertRecord>, StoreError>> {
+        let found = self.cert(serial);
+        Box::pin(std::future::ready(found))
+    }
+
     /// Whether a serial is in the store.
     fn contains_serial(&self, serial: &Serial) -> Result<bool, StoreError>;
 

@@ -559,6 +559,19 @@ impl Store for PgStore {
         )
     }
 
+    fn fetch_cert(&self, serial: &Serial) -> BoxFuture<'_, Result<Option<CertRecord>, StoreError>> {
+        let key = serial.0.to_vec();
+        self.spawn(move |pool| async move {
+            let c = pool.get().await.map_err(pool_error)?;
+            let stmt = c
+                .prepare_cached("SELECT rec FROM certs WHERE serial = $1")
+                .await
+                .map_err(db_error)?;
+            let row = c.query_opt(&stmt, &[&key]).await.map_err(db_error)?;
+            row.map(|r| decode(r.get::<_, &[u8]>(0))).transpose()
+        })
+    }
+
     fn contains_serial(&self, serial: &Serial) -> Result<bool, StoreError> {
         let key = serial.0.to_vec();
         self.with(move |c| async move {
