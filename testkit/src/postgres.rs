@@ -27,9 +27,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Connections the server allows: every test server has a pool (8 by the
-/// suite's config) and a listener, and a few tests run at once.
+/// Connections the server allows: every test server has a pool
+/// ([`POOL_SIZE`]) and a listener, and a few tests run at once.
 const MAX_CONNECTIONS: u32 = 600;
+
+/// Connections in each test server's pool (estd's default is 16).
+const POOL_SIZE: i64 = 8;
 
 /// The superuser role the clusters are made with.
 const SUPERUSER: &str = "postgres";
@@ -65,8 +68,8 @@ pub fn sled_only(why: &str) -> bool {
 /// restarted on its folder finds its records again.
 pub fn store_lines_for(dir: &Path) -> String {
     format!(
-        "engine = \"postgres\"\nurl = \"{}\"\npool_size = 8\n",
-        database_for(dir)
+        "engine = \"postgres\"\nurl = {}\npool_size = {POOL_SIZE}\n",
+        toml::Value::String(database_for(dir))
     )
 }
 
@@ -74,17 +77,28 @@ pub fn store_lines_for(dir: &Path) -> String {
 /// cluster's database for `dir`, when this suite runs on PostgreSQL and
 /// `extra` chooses no engine itself; `extra` unchanged otherwise.
 pub fn with_store_for(dir: &Path, extra: &str) -> String {
-    if !suite_on_postgres() || extra.contains("engine =") || extra.contains("engine=") {
+    if !suite_on_postgres() {
         return extra.to_owned();
     }
-    let lines = store_lines_for(dir);
-    match extra.find("[store]\n") {
-        Some(at) => {
-            let after = at + "[store]\n".len();
-            format!("{}{lines}{}", &extra[..after], &extra[after..])
-        }
-        None => format!("{extra}\n[store]\n{lines}"),
+    let Ok(mut table) = toml::from_str::<toml::Table>(extra) else {
+        // Not TOML: estd will say so; nothing to add to.
+        return extra.to_owned();
+    };
+    let store = table
+        .entry("store")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let Some(store) = store.as_table_mut() else {
+        return extra.to_owned();
+    };
+    if store.contains_key("engine") {
+        return extra.to_owned();
     }
+    store.insert("engine".into(), "postgres".into());
+    store.insert("url".into(), database_for(dir).into());
+    store
+        .entry("pool_size")
+        .or_insert(toml::Value::Integer(POOL_SIZE));
+    toml::to_string(&table).unwrap_or_else(|_| extra.to_owned())
 }
 
 /// The database of the shared cluster that belongs to `dir` (made on first use).
@@ -397,7 +411,16 @@ impl Cluster {
     /// Runs SQL as the superuser on database `db` with `psql`.
     pub fn psql(&self, db: &str, sql: &str) -> Result<String, String> {
         let out = Command::new(self.bin.join("psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+            ])
             .arg("-p")
             .arg(self.port.to_string())
             .args(["-U", SUPERUSER, "-d", db, "-c", sql])

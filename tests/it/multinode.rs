@@ -189,7 +189,9 @@ fn ocsp_request(issuing: &Certificate, cert: &Certificate) -> Vec<u8> {
                         parameters: Some(der::asn1::Null.into()),
                     },
                     issuer_name_hash: sha1(&tbs.subject.to_der().expect("name")),
-                    issuer_key_hash: sha1(tbs.subject_public_key_info.subject_public_key.raw_bytes()),
+                    issuer_key_hash: sha1(
+                        tbs.subject_public_key_info.subject_public_key.raw_bytes(),
+                    ),
                     serial_number: cert.tbs_certificate.serial_number.clone(),
                 },
                 single_request_extensions: None,
@@ -285,7 +287,8 @@ async fn a_revocation_on_one_node_shows_in_ocsp_on_the_others_within_a_second() 
         }
         eprintln!("round {round}: revoked on node {revoker}; OCSP said revoked after {seen:?}");
         for (i, s) in seen.iter().enumerate() {
-            let s = s.unwrap_or_else(|| panic!("node {i} still answers good 3 s after the revocation"));
+            let s =
+                s.unwrap_or_else(|| panic!("node {i} still answers good 3 s after the revocation"));
             assert!(
                 s < Duration::from_secs(1),
                 "node {i} answered revoked only after {s:?} (must be within 1 s)"
@@ -317,7 +320,11 @@ async fn twenty_parallel_collections_of_one_code_across_nodes_give_one_certifica
     let profile_id = v["profile"]["id"].as_str().expect("profile id").to_owned();
     let body = serde_json::json!({ "profile_id": profile_id }).to_string();
     // The order is made on node 1: node 0 and 2 learn of it through the database.
-    let v = n.admin(1).await.json("POST", "/orders", Some(&body), 201).await;
+    let v = n
+        .admin(1)
+        .await
+        .json("POST", "/orders", Some(&body), 201)
+        .await;
     let reference = v["reference"].as_str().expect("reference").to_owned();
     let code = v["code"].as_str().expect("code").to_owned();
 
@@ -369,14 +376,24 @@ async fn twenty_parallel_collections_of_one_code_across_nodes_give_one_certifica
         "one code, 20 collections: {} certificate(s), refusals by status {refused:?}",
         issued.len()
     );
-    assert_eq!(issued.len(), 1, "one one-time code gave {} certificates", issued.len());
+    assert_eq!(
+        issued.len(),
+        1,
+        "one one-time code gave {} certificates",
+        issued.len()
+    );
     let store = n.store();
     let of_order: Vec<_> = store
         .certs()
         .map(|c| c.expect("cert"))
         .filter(|c| c.order_id.as_deref() == Some(reference.as_str()))
         .collect();
-    assert_eq!(of_order.len(), 1, "the order has {} certificates", of_order.len());
+    assert_eq!(
+        of_order.len(),
+        1,
+        "the order has {} certificates",
+        of_order.len()
+    );
     assert_eq!(of_order[0].der, issued[0].1.to_der().expect("der"));
 }
 
@@ -424,10 +441,16 @@ async fn load_worker(
             )
             .await
         {
-            Ok(r) if r.status == 200 => {
-                got.push((node, cert_of(&r.body).to_der().expect("der"), Instant::now()))
-            }
-            Ok(r) => panic!("node {node} refused an enrolment: {} {}", r.status, r.text()),
+            Ok(r) if r.status == 200 => got.push((
+                node,
+                cert_of(&r.body).to_der().expect("der"),
+                Instant::now(),
+            )),
+            Ok(r) => panic!(
+                "node {node} refused an enrolment: {} {}",
+                r.status,
+                r.text()
+            ),
             Err(NoAnswer::Unknown(_)) => {
                 lost += 1;
                 client = None;
@@ -494,7 +517,10 @@ async fn sigkill_of_one_node_under_load_loses_no_certificate_and_duplicates_no_s
         before.iter().all(|c| *c > 0),
         "the load did not reach every node: {before:?}"
     );
-    assert!(after[0] + after[1] > 0, "the other nodes served nothing after the kill");
+    assert!(
+        after[0] + after[1] > 0,
+        "the other nodes served nothing after the kill"
+    );
     assert_eq!(after[2], 0, "a killed node answered");
 
     let mut serials = HashSet::new();
@@ -507,7 +533,10 @@ async fn sigkill_of_one_node_under_load_loses_no_certificate_and_duplicates_no_s
             .cert(&serial)
             .expect("read")
             .unwrap_or_else(|| panic!("certificate {serial} from node {node} is not stored"));
-        assert_eq!(&stored.der, der, "stored {serial} differs from the one received");
+        assert_eq!(
+            &stored.der, der,
+            "stored {serial} differs from the one received"
+        );
     }
     // The survivors still work, and see the same database.
     let survivor = enrol(n.nodes[1].est, &n.root, &n.idm(), "after-kill").await;
@@ -609,7 +638,11 @@ async fn the_crl_number_never_goes_down_across_nodes() {
     let mut by_number: HashMap<u64, Vec<u8>> = HashMap::new();
     for node in 0..3 {
         let mine: Vec<&Seen> = all.iter().filter(|s| s.node == node).collect();
-        assert!(mine.len() > 10, "node {node} was asked only {} times", mine.len());
+        assert!(
+            mine.len() > 10,
+            "node {node} was asked only {} times",
+            mine.len()
+        );
         for w in mine.windows(2) {
             assert!(
                 w[1].number >= w[0].number,
@@ -619,11 +652,20 @@ async fn the_crl_number_never_goes_down_across_nodes() {
             );
         }
         let last = mine.last().expect("one").number;
-        assert_eq!(last, newest, "node {node} still serves CRL {last}, the newest is {newest}");
+        assert_eq!(
+            last, newest,
+            "node {node} still serves CRL {last}, the newest is {newest}"
+        );
     }
     for s in &all {
-        let d = by_number.entry(s.number).or_insert_with(|| s.digest.clone());
-        assert_eq!(*d, s.digest, "two different CRLs carry the number {}", s.number);
+        let d = by_number
+            .entry(s.number)
+            .or_insert_with(|| s.digest.clone());
+        assert_eq!(
+            *d, s.digest,
+            "two different CRLs carry the number {}",
+            s.number
+        );
     }
     // Across nodes: no node serves a lower number than one any node served
     // a second before it was asked.
@@ -678,11 +720,7 @@ async fn a_notice_is_delivered_once_across_nodes() {
     let mine = |sink: &crate::notifications::SmtpSink| {
         sink.received()
             .into_iter()
-            .filter(|m| {
-                m.recipients
-                    .iter()
-                    .any(|r| r.starts_with("multinode-"))
-            })
+            .filter(|m| m.recipients.iter().any(|r| r.starts_with("multinode-")))
             .count()
     };
     while mine(&sink) < NOTICES && Instant::now() < deadline {
@@ -711,10 +749,15 @@ async fn a_notice_is_delivered_once_across_nodes() {
         .filter(|n| n.to.starts_with("multinode-") && n.delivered_at.is_none())
         .map(|n| n.id)
         .collect();
-    assert!(undelivered.is_empty(), "not marked delivered: {undelivered:?}");
+    assert!(
+        undelivered.is_empty(),
+        "not marked delivered: {undelivered:?}"
+    );
     // Sanity: the certificates of this installation are in PostgreSQL, not sled.
     assert!(
-        store.certs().any(|c| c.is_ok_and(|c| c.status == CertStatus::Issued)),
+        store
+            .certs()
+            .any(|c| c.is_ok_and(|c| c.status == CertStatus::Issued)),
         "the shared database holds the seeded certificates"
     );
 }

@@ -29,11 +29,7 @@ async fn own_cluster() -> Arc<Cluster> {
 }
 
 /// Runs `f` on the cluster off the async runtime.
-async fn on_cluster(
-    c: &Arc<Cluster>,
-    what: &'static str,
-    f: fn(&Cluster) -> Result<(), String>,
-) {
+async fn on_cluster(c: &Arc<Cluster>, what: &'static str, f: fn(&Cluster) -> Result<(), String>) {
     let c = c.clone();
     tokio::task::spawn_blocking(move || f(&c).unwrap_or_else(|e| panic!("{what}: {e}")))
         .await
@@ -66,7 +62,12 @@ async fn an_unreachable_database_is_503_with_retry_after_and_estd_reconnects() {
         let (_k, csr) = demo_csr(&format!("while-down-{i}"));
         let mut c = ts.client(Some(&idm)).await;
         let r = c.enroll(ENROLL, &csr).await;
-        assert_eq!(r.status, 503, "enrolment with the database down: {}", r.text());
+        assert_eq!(
+            r.status,
+            503,
+            "enrolment with the database down: {}",
+            r.text()
+        );
         let retry: u64 = r
             .header("retry-after")
             .unwrap_or_else(|| panic!("503 without Retry-After: {:?}", r.headers))
@@ -106,7 +107,10 @@ async fn an_unreachable_database_is_503_with_retry_after_and_estd_reconnects() {
     );
     let ready = Instant::now();
     while readyz(&ts).await != 200 {
-        assert!(ready.elapsed() < Duration::from_secs(10), "readiness stays failed");
+        assert!(
+            ready.elapsed() < Duration::from_secs(10),
+            "readiness stays failed"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Exactly the two certificates answered are stored: nothing was issued

@@ -131,13 +131,21 @@ async fn notification_claims_are_exclusive_across_handles() {
         let union: BTreeSet<u64> = sa.union(&sb).copied().collect();
         assert_eq!(union, all, "{}: every notice claimed once", p.engine);
         // Leased: nobody gets them again before the lease ends ...
-        assert!(p.b.claim_notifications(now_unix(), 600, 100).expect("claim").is_empty());
+        assert!(p
+            .b
+            .claim_notifications(now_unix(), 600, 100)
+            .expect("claim")
+            .is_empty());
         // ... and after it, they can be claimed again (a node died while sending).
-        let later = p
-            .a
-            .claim_notifications(now_unix() + 601, 600, 100)
-            .expect("claim");
-        assert_eq!(later.len(), 40, "{}: expired leases are claimable", p.engine);
+        let later =
+            p.a.claim_notifications(now_unix() + 601, 600, 100)
+                .expect("claim");
+        assert_eq!(
+            later.len(),
+            40,
+            "{}: expired leases are claimable",
+            p.engine
+        );
     }
 }
 
@@ -163,28 +171,33 @@ async fn crl_numbers_strictly_increase_across_handles() {
         let (ta, tb) = (take(p.a.clone()), take(p.b.clone()));
         let (na, nb) = (ta.join().expect("A"), tb.join().expect("B"));
         for ns in [&na, &nb] {
-            assert!(
-                ns.windows(2).all(|w| w[0] < w[1]),
-                "{}: {ns:?}",
-                p.engine
-            );
+            assert!(ns.windows(2).all(|w| w[0] < w[1]), "{}: {ns:?}", p.engine);
             assert!(ns[0] > last, "{}: below an earlier number", p.engine);
         }
         let all: BTreeSet<u64> = na.iter().chain(&nb).copied().collect();
-        assert_eq!(all.len(), 100, "{}: a CRL number was handed out twice", p.engine);
+        assert_eq!(
+            all.len(),
+            100,
+            "{}: a CRL number was handed out twice",
+            p.engine
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exclusive_work_excludes_across_handles() {
     for p in pairs() {
-        let held = p.a.exclusive(Exclusive::CrlSigning).expect("A takes the lock");
+        let held =
+            p.a.exclusive(Exclusive::CrlSigning)
+                .expect("A takes the lock");
         // Other work is not held up by it.
         drop(p.b.exclusive(Exclusive::ExpiryScan).expect("other work"));
         let (tx, rx) = mpsc::channel();
         let b = p.b.clone();
         let waiter = std::thread::spawn(move || {
-            let guard = b.exclusive(Exclusive::CrlSigning).expect("B takes the lock");
+            let guard = b
+                .exclusive(Exclusive::CrlSigning)
+                .expect("B takes the lock");
             tx.send(Instant::now()).expect("send");
             drop(guard);
         });
@@ -212,11 +225,10 @@ async fn a_revocation_on_one_handle_is_an_event_on_the_other_within_a_second() {
         p.a.insert_new_cert(&rec).expect("insert");
         let mut events = p.b.events();
         let started = Instant::now();
-        let revoked = p
-            .a
-            .revoke_cert(&rec.serial, RevocationReason::SuspectedMisuse, now_unix())
-            .expect("store")
-            .expect("revocable");
+        let revoked =
+            p.a.revoke_cert(&rec.serial, RevocationReason::SuspectedMisuse, now_unix())
+                .expect("store")
+                .expect("revocable");
         assert!(matches!(revoked.status, CertStatus::Revoked { .. }));
         let deadline = started + Duration::from_secs(1);
         loop {
@@ -290,7 +302,9 @@ async fn store_copy_sled_to_postgres_and_back_keeps_every_record() {
     }
     let sled = sled_dir.display().to_string();
     let before = summary_of(&sled);
-    for kind in ["certs", "revoked", "orgs", "profiles", "orders", "tokens", "audit"] {
+    for kind in [
+        "certs", "revoked", "orgs", "profiles", "orders", "tokens", "audit",
+    ] {
         assert!(
             before.counts.get(kind).is_some_and(|n| *n > 0),
             "the source has no {kind}: {before}"

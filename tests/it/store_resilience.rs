@@ -216,8 +216,8 @@ async fn audit_records_older_than_the_retention_are_pruned() {
     std::fs::create_dir_all(&data).expect("data dir");
     {
         // The store estd will use (sled in `data`, or the suite's database).
-        let store = estd::store::open(&test_config(dir.path(), retention).store, &data)
-            .expect("open");
+        let store =
+            estd::store::open(&test_config(dir.path(), retention).store, &data).expect("open");
         for i in 0..5 {
             store
                 .audit(&event(now_ms - 40 * day_ms + i, &format!("old-{i}")))

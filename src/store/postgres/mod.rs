@@ -297,7 +297,11 @@ impl PgStore {
     /// One statement that changes profiles or organisations, announced to
     /// every node's copy of them in the same transaction; the number of rows
     /// it touched.
-    fn exec_announced(&self, sql: &'static str, params: Vec<rows::Param>) -> Result<u64, StoreError> {
+    fn exec_announced(
+        &self,
+        sql: &'static str,
+        params: Vec<rows::Param>,
+    ) -> Result<u64, StoreError> {
         let n = self.with(move |mut c| async move {
             let tx = c.transaction().await.map_err(db_error)?;
             let stmt = tx.prepare_cached(sql).await.map_err(db_error)?;
