@@ -109,7 +109,9 @@ async fn notification_claims_are_exclusive_across_handles() {
                 let mut got = Vec::new();
                 loop {
                     let batch = s.claim_notifications(now_unix(), 600, 3).expect("claim");
-                    if batch.is_empty() {
+                    // More claims than notices: some were claimed again (the
+                    // check below says which), so stop rather than spin.
+                    if batch.is_empty() || got.len() > 100 {
                         return got;
                     }
                     got.extend(batch.into_iter().map(|n| n.id));
