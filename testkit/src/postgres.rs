@@ -347,7 +347,8 @@ impl Cluster {
             let conf = format!(
                 "\n# estd tests\nlisten_addresses = '127.0.0.1'\nport = {port}\n\
                  unix_socket_directories = '{}'\nmax_connections = {MAX_CONNECTIONS}\n\
-                 fsync = on\nsynchronous_commit = on\nshared_buffers = 32MB\n",
+                 fsync = on\nsynchronous_commit = on\nshared_buffers = 32MB\n\
+                 max_wal_size = 256MB\nmin_wal_size = 64MB\n",
                 root.join("sock").display()
             );
             std::fs::write(data.join("postgresql.auto.conf"), conf)
