@@ -1,12 +1,15 @@
 //! estd's test kit, shared by the integration tests (`tests/it`) and the
 //! benchmark's smoke test: a real estd on loopback ports with real TLS and a
 //! sled store in a temp dir ([`TestServer`]), a small mutual-TLS HTTPS client
-//! ([`Client`]), real CSRs, the admin API client ([`api`]) and estd as a
-//! child process ([`process`]).
+//! ([`Client`]), real CSRs, the admin API client ([`api`]), estd as a
+//! child process ([`process`]) and a real PostgreSQL started by the tests
+//! ([`postgres`]). In the test binary `it_postgres` every test server's
+//! store is a fresh PostgreSQL database instead of sled.
 
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod postgres;
 pub mod process;
 
 use std::net::SocketAddr;
@@ -38,7 +41,14 @@ pub fn test_config(dir: &Path, extra: &str) -> Config {
         dir.join("certs").display(),
         dir.join("data").display()
     );
-    Config::from_toml_layers(&[estd::config::DEFAULT_TOML, &layer, extra]).expect("test config")
+    // The suite on PostgreSQL (tests/it_postgres): the folder's own database.
+    let store = if postgres::suite_on_postgres() {
+        format!("[store]\n{}", postgres::store_lines_for(dir))
+    } else {
+        String::new()
+    };
+    Config::from_toml_layers(&[estd::config::DEFAULT_TOML, &layer, &store, extra])
+        .expect("test config")
 }
 
 impl TestServer {

@@ -30,8 +30,11 @@ pub const NO_CLIENT_RATE_LIMITS: &str =
     "[rate_limit.client]\nenabled = false\n[rate_limit.label]\nenabled = false\n";
 
 /// Writes `dir/estd.toml`: loopback ephemeral ports, certs and data under
-/// `dir`, the log filter, and `extra` appended (whole tables only).
+/// `dir`, the log filter, and `extra` appended (whole tables only). In the
+/// suite on PostgreSQL the `[store]` table names the folder's own database
+/// unless `extra` chooses an engine.
 pub fn write_config(dir: &Path, log_filter: &str, extra: &str) -> PathBuf {
+    let extra = crate::postgres::with_store_for(dir, extra);
     let text = format!(
         "[server]\nest_listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
          [revocation]\nhttp_listen = \"127.0.0.1:0\"\n\

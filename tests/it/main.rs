@@ -2,6 +2,12 @@
 //! shared helpers (test server, mutual-TLS client, CSR builders, admin API
 //! client, estd as a child process) are the `estd-testkit` crate.
 //!
+//! Every module here runs a second time on PostgreSQL in `tests/it_postgres`,
+//! unless that binary's `NOT_HERE` lists it with the reason; its guard test
+//! fails for a module that is neither. The PostgreSQL-only modules
+//! (`multinode`, `pg_failure`, and `store_contract` on both engines) start
+//! PostgreSQL themselves (`estd_testkit::postgres`).
+//!
 //! Every test here shares one process with the others, so none of them may
 //! change process-wide state: no `std::env::set_var`, no current directory,
 //! no umask, no global tracing subscriber; each server listens on ports the
@@ -22,13 +28,16 @@ mod fuzz_smoke;
 mod interop;
 mod lifecycle;
 mod limits;
+mod multinode;
 mod notifications;
 mod ocsp_load;
+mod pg_failure;
 mod rate_limits;
 mod revocation;
 mod secrets;
 mod security;
 mod serverkeygen_csrattrs;
+mod store_contract;
 mod store_resilience;
 mod store_upgrade;
 mod validation;

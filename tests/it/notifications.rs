@@ -20,11 +20,11 @@ const CONTACT: &str = "contact@demo.example";
 
 /// One message as the sink received it.
 #[derive(Debug, Clone)]
-struct ReceivedMail {
+pub(crate) struct ReceivedMail {
     /// The MAIL FROM address.
     sender: String,
     /// The RCPT TO addresses.
-    recipients: Vec<String>,
+    pub(crate) recipients: Vec<String>,
     /// Everything between DATA and the final ".", dot-stuffing undone.
     data: String,
 }
@@ -84,13 +84,15 @@ fn decode_quoted_printable(s: &str) -> String {
 }
 
 /// A minimal SMTP server on 127.0.0.1 that accepts and records every message.
-struct SmtpSink {
+/// A minimal SMTP server on loopback that records what it receives (also
+/// the multi-node test's, `multinode.rs`).
+pub(crate) struct SmtpSink {
     port: u16,
     mails: Arc<Mutex<Vec<ReceivedMail>>>,
 }
 
 impl SmtpSink {
-    async fn start() -> SmtpSink {
+    pub(crate) async fn start() -> SmtpSink {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
         let port = listener.local_addr().expect("sink addr").port();
         let mails = Arc::new(Mutex::new(Vec::new()));
@@ -103,7 +105,7 @@ impl SmtpSink {
         SmtpSink { port, mails }
     }
 
-    fn received(&self) -> Vec<ReceivedMail> {
+    pub(crate) fn received(&self) -> Vec<ReceivedMail> {
         self.mails.lock().expect("sink lock").clone()
     }
 
@@ -114,7 +116,7 @@ impl SmtpSink {
             .collect()
     }
 
-    fn config(&self) -> String {
+    pub(crate) fn config(&self) -> String {
         format!(
             "[smtp]\nenabled = true\nhost = \"127.0.0.1\"\nport = {}\ninterval_secs = 1\n",
             self.port

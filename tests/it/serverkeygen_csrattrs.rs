@@ -322,7 +322,10 @@ async fn serverkeygen_makes_a_key_of_the_csrs_type_within_the_profile() {
         assert_eq!(curve, want_curve, "{alg:?}");
     }
 
-    // A key type the profile does not allow is refused with the reason.
+    // A key type the profile does not allow is refused with the reason. The
+    // first "Laptop" profile goes first: profile names are unique within an
+    // organisation (PostgreSQL's store enforces it too).
+    ts.app().store.remove_profile(&profile.id).expect("remove");
     let p256_only = keygen_profile(&ts, "p256-laptops", Some(vec![KeyAlgorithm::P256]));
     let (reference, code) = order_code(ts.app(), &p256_only.id).await;
     let r = serverkeygen(

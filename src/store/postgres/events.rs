@@ -38,12 +38,16 @@ fn parse(payload: &str) -> Option<StoreEvent> {
 }
 
 /// Starts the listener on `handle`; it runs until the runtime stops.
+/// `listening` is told once the first `LISTEN` is in place, from when on no
+/// event is missed without a [`StoreEvent::Resync`].
 pub(super) fn listen(
     handle: &tokio::runtime::Handle,
     config: tokio_postgres::Config,
     events: broadcast::Sender<StoreEvent>,
     catalogue: Arc<Catalogue>,
+    listening: tokio::sync::oneshot::Sender<()>,
 ) {
+    let mut listening = Some(listening);
     handle.spawn(async move {
         let mut listened_before = false;
         loop {
@@ -70,6 +74,9 @@ pub(super) fn listen(
                             let _ = events.send(StoreEvent::Resync);
                         }
                         listened_before = true;
+                        if let Some(tx) = listening.take() {
+                            let _ = tx.send(());
+                        }
                         while let Some(Ok(message)) =
                             std::future::poll_fn(|cx| connection.poll_message(cx)).await
                         {

@@ -208,12 +208,27 @@ impl PgStore {
             let pool = store.pool.clone();
             async move { migrate(&pool).await }
         })?;
+        // The feed is live before the store is handed out: an event between
+        // opening and the first LISTEN would otherwise be lost without a
+        // resync (a revocation on another node, unseen by this node's OCSP
+        // cache).
+        let (listening, live) = tokio::sync::oneshot::channel();
         events::listen(
             &store.handle,
             pg_config,
             store.events.clone(),
             store.catalogue.clone(),
+            listening,
         );
+        store.block(async move {
+            match tokio::time::timeout(CONNECT_WAIT * 2, live).await {
+                Ok(Ok(())) => Ok(()),
+                _ => Err(StoreError::Unreachable(Arc::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the store event listener could not LISTEN in time",
+                )))),
+            }
+        })?;
         Ok(store)
     }
 
