@@ -5,6 +5,7 @@
 //! [`CertTemplate`]; it never hands over CSR extensions.
 
 pub mod bootstrap;
+pub mod ceremony;
 pub mod crl;
 pub mod csr;
 pub mod keyfile;
