@@ -91,11 +91,11 @@ pub fn configured_pin(cfg: &Pkcs11KeyConfig) -> Result<Pin, CaError> {
         },
         (None, Some(path)) => {
             check_private_mode(path)?;
-            let mut text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
-                CaError::PassphraseFile {
-                    path: path.clone(),
-                    source,
-                }
+            let mut text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                key_err(format!(
+                    "cannot read the token PIN file {} ([ca.key] pkcs11 pin_file): {e}",
+                    path.display()
+                ))
             })?);
             if text.ends_with('\n') {
                 text.pop();

@@ -3,6 +3,7 @@
 
 use http::StatusCode;
 
+use crate::revocation::RevocationError;
 use crate::service::Error;
 
 /// The status a service error is answered with.
@@ -14,8 +15,11 @@ pub fn status(e: &Error) -> StatusCode {
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::Conflict(_) => StatusCode::CONFLICT,
         Error::Store(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
-        // The CA key's token is gone for now; signing recovers once it is back.
-        Error::Ca(e) if e.is_key_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+        // The CA key's token is gone for now (issuing, or signing a CRL);
+        // signing recovers once it is back.
+        Error::Ca(e) | Error::Revocation(RevocationError::Ca(e)) if e.is_key_unavailable() => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         Error::Store(_)
         | Error::Ca(_)
         | Error::Internal { .. }

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod process;
+pub mod softhsm;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
