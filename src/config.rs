@@ -293,6 +293,40 @@ pub struct CaConfig {
     /// A file (mode 0600) holding the passphrase of the encrypted CA keys.
     #[serde(default)]
     pub key_passphrase_file: Option<PathBuf>,
+    /// `[ca.key]`: where the issuing CA's key lives when it is not the
+    /// `certs/issuing-ca.key` file.
+    #[serde(default)]
+    pub key: CaKeyConfig,
+}
+
+/// `[ca.key]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaKeyConfig {
+    /// The issuing key in a PKCS#11 token.
+    #[serde(default)]
+    pub pkcs11: Option<Pkcs11KeyConfig>,
+}
+
+/// `[ca.key] pkcs11 = { module, token_label, key_label, pin_env | pin_file }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11KeyConfig {
+    /// The PKCS#11 module (shared library), e.g. /usr/lib/softhsm/libsofthsm2.so.
+    pub module: PathBuf,
+    /// The label of the token holding the key.
+    pub token_label: String,
+    /// The label (CKA_LABEL) of the key pair.
+    pub key_label: String,
+    /// Name of an environment variable holding the user PIN.
+    #[serde(default)]
+    pub pin_env: Option<String>,
+    /// A file (mode 0600) holding the user PIN.
+    #[serde(default)]
+    pub pin_file: Option<PathBuf>,
+    /// Logged-in sessions kept open for signing (0: twice the number of cores).
+    #[serde(default)]
+    pub sessions: usize,
 }
 
 /// Oldest TLS version offered.
@@ -486,6 +520,14 @@ impl Config {
             }
             _ => {}
         }
+        if let Some(p) = &self.ca.key.pkcs11 {
+            validate_pkcs11(p)?;
+            if self.ca.key_passphrase_env.is_some() || self.ca.key_passphrase_file.is_some() {
+                return Err(ConfigError::Invalid(
+                    "ca.key_passphrase_env/key_passphrase_file are for a key file; with [ca.key] pkcs11 the token's PIN is pin_env or pin_file".into(),
+                ));
+            }
+        }
         let t = &self.admin_tokens;
         if !(1..=3650).contains(&t.max_days)
             || !(1..=t.max_days).contains(&t.default_days)
@@ -505,6 +547,30 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+fn validate_pkcs11(p: &Pkcs11KeyConfig) -> Result<(), ConfigError> {
+    let invalid = |m: &str| Err(ConfigError::Invalid(format!("ca.key.pkcs11: {m}")));
+    if p.module.as_os_str().is_empty() {
+        return invalid("module must name the PKCS#11 library");
+    }
+    if p.token_label.is_empty() || p.token_label.len() > 32 {
+        return invalid("token_label must be 1 to 32 bytes (a PKCS#11 token label)");
+    }
+    if p.key_label.is_empty() {
+        return invalid("key_label must name the key");
+    }
+    if p.sessions > 256 {
+        return invalid("sessions must be at most 256");
+    }
+    match (&p.pin_env, &p.pin_file) {
+        (Some(_), Some(_)) | (None, None) => invalid("set exactly one of pin_env and pin_file"),
+        (Some(v), None) if v.is_empty() || v.contains('=') || v.contains('\0') => {
+            invalid("pin_env must name an environment variable")
+        }
+        (None, Some(f)) if f.as_os_str().is_empty() => invalid("pin_file must name a file"),
+        _ => Ok(()),
     }
 }
 
@@ -567,6 +633,28 @@ mod tests {
         assert!(
             Config::from_toml_layers(&[DEFAULT_TOML, "[ca]\nkey_passphrase_env = \"\"\n"]).is_err()
         );
+    }
+
+    #[test]
+    fn pkcs11_key_needs_one_pin_source_and_no_passphrase() {
+        let ok = "[ca.key]\npkcs11 = { module = \"/m.so\", token_label = \"t\", key_label = \"k\", pin_env = \"P\" }\n";
+        let c = Config::from_toml_layers(&[DEFAULT_TOML, ok]).expect("pkcs11");
+        let p = c.ca.key.pkcs11.expect("pkcs11 table");
+        assert_eq!(p.token_label, "t");
+        assert_eq!(p.pin_env.as_deref(), Some("P"));
+        assert!(Config::embedded().expect("default").ca.key.pkcs11.is_none());
+        for bad in [
+            "[ca.key]\npkcs11 = { module = \"/m.so\", token_label = \"t\", key_label = \"k\" }\n",
+            "[ca.key]\npkcs11 = { module = \"/m.so\", token_label = \"t\", key_label = \"k\", pin_env = \"P\", pin_file = \"f\" }\n",
+            "[ca.key]\npkcs11 = { module = \"/m.so\", token_label = \"\", key_label = \"k\", pin_env = \"P\" }\n",
+            "[ca.key]\npkcs11 = { module = \"/m.so\", token_label = \"t\", key_label = \"k\", pin = \"1234\" }\n",
+            "[ca]\nkey_passphrase_env = \"X\"\n[ca.key]\npkcs11 = { module = \"/m.so\", token_label = \"t\", key_label = \"k\", pin_env = \"P\" }\n",
+        ] {
+            assert!(
+                Config::from_toml_layers(&[DEFAULT_TOML, bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -31,6 +31,66 @@ enum Command {
     /// Work on a store with estd stopped: move an installation between engines.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// The issuing CA's key ceremony with the key in a PKCS#11 token
+    /// ([ca.key] pkcs11): generate the key, write its CSR, import the
+    /// certificate an external root signed.
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Generate the issuing CA's key pair inside the token configured in
+    /// [ca.key] pkcs11: sensitive, not extractable, a token object.
+    Init {
+        /// Generate the key in the PKCS#11 token (the only kind of `ca init` so far).
+        #[arg(long, required = true)]
+        pkcs11: bool,
+        /// The key's algorithm.
+        #[arg(long, value_enum, default_value = "p256")]
+        algorithm: estd::ca::pkcs11::TokenKeyAlgorithm,
+    },
+    /// Write the issuing CA's certificate request (PEM), signed by the token,
+    /// for the (offline) root to sign.
+    Csr {
+        /// Where to write the CSR.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Check the issuing CA certificate the root signed (its key is the
+    /// token's, the root's signature verifies) and install it with the root
+    /// into the certificate folder.
+    Import {
+        /// The issuing CA certificate (PEM).
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+        /// The root certificate that signed it (PEM).
+        #[arg(long, value_name = "FILE")]
+        chain: PathBuf,
+    },
+}
+
+/// `estd ca ...`.
+fn ca_command(config: &Config, command: CaCommand) -> Result<(), Box<dyn std::error::Error>> {
+    use estd::ca::ceremony;
+    match command {
+        CaCommand::Init { algorithm, .. } => print!("{}", ceremony::init(&config.ca, algorithm)?),
+        CaCommand::Csr { out } => {
+            let pem = ceremony::csr(&config.ca)?;
+            std::fs::write(&out, pem)
+                .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            println!(
+                "estd: wrote the issuing CA's CSR to {}; have the root sign it, then run \
+                 estd ca import --cert ISSUING.pem --chain ROOT.pem",
+                out.display()
+            );
+        }
+        CaCommand::Import { cert, chain } => println!(
+            "{}",
+            ceremony::import(&config.ca, &config.paths.certs_dir, &cert, &chain)?
+        ),
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -92,6 +152,7 @@ fn main() -> ExitCode {
             .block_on(estd::admin::cli::run(*args, &mut std::io::stdout().lock()))
             .map_err(Into::into),
         Command::Store(StoreCommand::Copy { from, to }) => copy_store(&from, &to),
+        Command::Ca(command) => ca_command(&config, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

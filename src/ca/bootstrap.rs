@@ -100,6 +100,9 @@ fn rcgen_alg(a: CaKeyAlgorithm) -> &'static rcgen::SignatureAlgorithm {
 pub fn load_or_create_ca(dir: &Path, cfg: &CaConfig) -> Result<CaMaterial, CaError> {
     create_dir_all(dir)?;
     let issuing_key = IssuingKey::from_config(dir, cfg)?;
+    if issuing_key.is_token() {
+        return load_token_ca(dir, cfg, issuing_key);
+    }
     let wanted = [layout::ROOT_CERT, layout::ISSUING_CERT, layout::ISSUING_KEY];
     let present = wanted.iter().filter(|f| dir.join(f).exists()).count();
     let created = match present {
@@ -131,6 +134,46 @@ pub fn load_or_create_ca(dir: &Path, cfg: &CaConfig) -> Result<CaMaterial, CaErr
         &cfg.ocsp_url,
     )?;
     Ok(CaMaterial { ca, created })
+}
+
+/// Loads a CA whose issuing key is in a PKCS#11 token. Its certificates
+/// come from the ceremony (`estd ca init --pkcs11`, `estd ca csr`, the
+/// root signs, `estd ca import`); nothing is created here, and an issuing
+/// key file beside them is refused, because it cannot be the token's key
+/// and is a private key that should not lie there.
+fn load_token_ca(dir: &Path, cfg: &CaConfig, key: IssuingKey) -> Result<CaMaterial, CaError> {
+    let key_file = dir.join(layout::ISSUING_KEY);
+    if key_file.exists() {
+        return Err(CaError::Key(format!(
+            "the issuing key is configured in a PKCS#11 token ([ca.key] pkcs11), but {} exists; \
+             move that key file away (a software key cannot be the token's)",
+            key_file.display()
+        )));
+    }
+    for f in [layout::ROOT_CERT, layout::ISSUING_CERT] {
+        if !dir.join(f).exists() {
+            return Err(CaError::Key(format!(
+                "the issuing key is in a PKCS#11 token, but {} is missing; run the ceremony: \
+                 `estd ca init --pkcs11`, `estd ca csr --out issuing-ca.csr`, have the root sign it, \
+                 then `estd ca import --cert issuing-ca.pem --chain root-ca.pem`",
+                dir.join(f).display()
+            )));
+        }
+    }
+    let root_key = dir.join(layout::ROOT_KEY);
+    if root_key.exists() {
+        check_private_mode(&root_key)?;
+    }
+    let root = read_cert(&dir.join(layout::ROOT_CERT))?;
+    let issuing = read_cert(&dir.join(layout::ISSUING_CERT))?;
+    let ca = Ca::new(
+        key.load()?,
+        issuing.to_vec(),
+        root.to_vec(),
+        &cfg.crl_url,
+        &cfg.ocsp_url,
+    )?;
+    Ok(CaMaterial { ca, created: false })
 }
 
 /// A CA certificate's subject: C=DK, O=estd, CN=`common_name`.

@@ -5,11 +5,13 @@
 //! [`CertTemplate`]; it never hands over CSR extensions.
 
 pub mod bootstrap;
+pub mod ceremony;
 pub mod crl;
 pub mod csr;
 pub mod keyfile;
 pub mod layout;
 pub mod ocsp;
+pub mod pkcs11;
 pub mod provider;
 pub mod signer;
 
@@ -103,6 +105,14 @@ pub enum CaError {
     /// The clock is before 1970, so no serial can be made.
     #[error("generating CA material: the clock is before 1970")]
     Clock(#[source] std::time::SystemTimeError),
+}
+
+impl CaError {
+    /// Whether the issuing key cannot be reached for now (a PKCS#11 token
+    /// that is gone): the request may succeed later.
+    pub fn is_key_unavailable(&self) -> bool {
+        matches!(self, CaError::Sign(SignError::KeyUnavailable(_)))
+    }
 }
 
 /// What a certificate will be used for; decides key usage and extended key usage.

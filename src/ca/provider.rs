@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use super::keyfile::{configured_passphrase, read_ca_key, Passphrase};
 use super::layout;
+use super::pkcs11::{configured_pin, Pin, Pkcs11Signer};
 use super::signer::{Signer, SoftwareSigner};
 use super::CaError;
-use crate::config::CaConfig;
+use crate::config::{CaConfig, Pkcs11KeyConfig};
 
 /// The issuing CA's key, as configured.
 #[derive(Debug)]
@@ -22,6 +23,14 @@ pub enum IssuingKey {
         /// Its passphrase, if one is configured.
         passphrase: Option<Passphrase>,
     },
+    /// A key in a PKCS#11 token (`[ca.key] pkcs11`), with the PIN read at
+    /// start-up.
+    Pkcs11 {
+        /// Module, token and key.
+        config: Pkcs11KeyConfig,
+        /// The user PIN (never printed).
+        pin: Pin,
+    },
 }
 
 impl IssuingKey {
@@ -29,6 +38,12 @@ impl IssuingKey {
     /// passphrase now, so that a missing one stops start-up before anything
     /// is created.
     pub fn from_config(dir: &Path, cfg: &CaConfig) -> Result<IssuingKey, CaError> {
+        if let Some(p11) = &cfg.key.pkcs11 {
+            return Ok(IssuingKey::Pkcs11 {
+                pin: configured_pin(p11)?,
+                config: p11.clone(),
+            });
+        }
         Ok(IssuingKey::File {
             path: dir.join(layout::ISSUING_KEY),
             passphrase: configured_passphrase(cfg)?,
@@ -39,14 +54,23 @@ impl IssuingKey {
     pub fn passphrase(&self) -> Option<&Passphrase> {
         match self {
             IssuingKey::File { passphrase, .. } => passphrase.as_ref(),
+            IssuingKey::Pkcs11 { .. } => None,
         }
     }
 
-    /// Opens the key for signing.
-    pub fn load(&self) -> Result<Arc<dyn Signer>, CaError> {
+    /// Whether the key is in a token (so no key file may exist, and no
+    /// development CA is created).
+    pub fn is_token(&self) -> bool {
+        matches!(self, IssuingKey::Pkcs11 { .. })
+    }
+
+    /// Opens the key for signing. Consumes the description, because a
+    /// token signer keeps the PIN to log in again after the token was gone.
+    pub fn load(self) -> Result<Arc<dyn Signer>, CaError> {
         match self {
+            IssuingKey::Pkcs11 { config, pin } => Ok(Arc::new(Pkcs11Signer::open(&config, pin)?)),
             IssuingKey::File { path, passphrase } => {
-                let pkcs8 = read_ca_key(path, passphrase.as_ref())?;
+                let pkcs8 = read_ca_key(&path, passphrase.as_ref())?;
                 Ok(Arc::new(SoftwareSigner::from_pkcs8(&pkcs8)?))
             }
         }

@@ -37,6 +37,11 @@ pub enum SignError {
     /// that expired), with its own error kept as the source.
     #[error("signing failed: {0}")]
     Other(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The key cannot be reached for now (a token that is gone or failing):
+    /// a transient failure that passes once the key is back, answered with
+    /// 503 and Retry-After.
+    #[error("the CA key is unavailable: {0}")]
+    KeyUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// A key that can sign for the CA. Used as `Arc<dyn Signer>`.

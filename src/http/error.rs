@@ -3,6 +3,7 @@
 
 use http::StatusCode;
 
+use crate::revocation::RevocationError;
 use crate::service::Error;
 
 /// The status a service error is answered with.
@@ -14,6 +15,11 @@ pub fn status(e: &Error) -> StatusCode {
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::Conflict(_) => StatusCode::CONFLICT,
         Error::Store(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
+        // The CA key's token is gone for now (issuing, or signing a CRL);
+        // signing recovers once it is back.
+        Error::Ca(e) | Error::Revocation(RevocationError::Ca(e)) if e.is_key_unavailable() => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         Error::Store(_)
         | Error::Ca(_)
         | Error::Internal { .. }
@@ -27,8 +33,8 @@ pub fn status(e: &Error) -> StatusCode {
 /// Seconds a client is asked to wait before trying again after a 503.
 pub const RETRY_AFTER_SECS: u64 = 5;
 
-/// `Retry-After` for an error that passes by itself (the database cannot be
-/// reached for a moment).
+/// `Retry-After` for an error that passes by itself (the database or the CA
+/// key's token cannot be reached for a moment).
 pub fn retry_after(e: &Error) -> Option<u64> {
     (status(e) == StatusCode::SERVICE_UNAVAILABLE).then_some(RETRY_AFTER_SECS)
 }

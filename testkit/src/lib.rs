@@ -11,6 +11,7 @@
 pub mod api;
 pub mod postgres;
 pub mod process;
+pub mod softhsm;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -25,6 +25,7 @@ mod est_core;
 mod est_orders;
 mod est_pop;
 mod fuzz_smoke;
+mod hsm;
 mod interop;
 mod lifecycle;
 mod limits;

@@ -29,6 +29,8 @@ mod est_core;
 mod est_orders;
 #[path = "../it/est_pop.rs"]
 mod est_pop;
+#[path = "../it/hsm.rs"]
+mod hsm;
 #[path = "../it/interop.rs"]
 mod interop;
 #[path = "../it/lifecycle.rs"]
