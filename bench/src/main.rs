@@ -18,15 +18,27 @@
 //!    request (`--conn new`), and verify each answer;
 //! 3. report: plain text, then one machine-readable `RESULT` line.
 //!
-//! Two more operations:
+//! Around the timed phase it reads CPU time from `/proc` (see [`procfs`]):
+//! its own, the server's (`--server-pid`, with its memory before and after)
+//! and the database's (`--db-pid`, repeatable: each the root of a process
+//! tree, e.g. PostgreSQL's postmaster with every backend and helper), and
+//! reports each as microseconds of CPU per verified operation.
+//!
+//! Three more operations:
 //!
 //! - `--op fill` (see [`fill`]) opens the store itself, with the server
-//!   stopped, and issues and stores many certificates directly through the CA,
-//!   revoking a share of them, so that the other benchmarks run against a
-//!   store of realistic size. It writes the serials and their status to a file.
+//!   stopped, on the engine the configuration names (sled or PostgreSQL), and
+//!   issues and stores many certificates directly through the CA, revoking a
+//!   share of them, so that the other benchmarks run against a store of
+//!   realistic size. It writes the serials and their status to a file.
 //! - `--op ocsp` (see [`ocsp`]) asks the plain-HTTP OCSP responder about
 //!   serials from that file and verifies every response (signature, responder
 //!   certificate, CertID, status).
+//! - `--op start` (see [`start`]) starts `estd serve` a few times and measures
+//!   the time to a ready `/readyz`, and the server's memory then.
+//!
+//! `bench/compare-engines.sh` runs all of it against sled and against a
+//! PostgreSQL cluster of its own, in one run, and prints a table of both.
 //!
 //! The exit code is non-zero when any request failed or none was verified.
 

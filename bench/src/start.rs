@@ -1,8 +1,9 @@
 //! `--op start`: how long `estd serve` takes to become ready, and its memory then.
 //!
 //! Each of `--starts` rounds spawns the server (`--estd`, with `--config`),
-//! polls `GET /readyz` on the admin listener of that configuration over TLS
-//! (trusting `--ca`, every 5 ms) until it answers 200, which is when the store
+//! polls `GET /readyz` on the admin listener of that configuration (or, if
+//! its port is 0, the address of estd's banner line) over TLS (trusting
+//! `--ca`, every 5 ms) until it answers 200, which is when the store
 //! is open and can write and the listeners accept, then reads the server's
 //! VmRSS and VmHWM at once and again after a second of idling, and stops it
 //! with SIGTERM, timing the shutdown. A clean stop lets the next start open
@@ -64,6 +65,17 @@ struct Round {
 struct Server {
     child: Child,
     stderr: Arc<Mutex<Vec<u8>>>,
+    /// The admin listener's address from the banner estd prints on standard
+    /// output (`estd: listening est=… admin=… public=…`), once printed.
+    banner_admin: Arc<Mutex<Option<SocketAddr>>>,
+}
+
+/// The `admin=` address of estd's banner line, if `line` is that line.
+fn banner_admin(line: &str) -> Option<SocketAddr> {
+    line.strip_prefix("estd: listening ")?
+        .split_whitespace()
+        .find_map(|part| part.strip_prefix("admin="))
+        .and_then(|v| v.parse().ok())
 }
 
 impl Server {
@@ -74,7 +86,7 @@ impl Server {
         }
         cmd.arg("serve")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
@@ -96,7 +108,33 @@ impl Server {
                 }
             });
         }
-        Ok(Server { child, stderr })
+        let banner = Arc::new(Mutex::new(None));
+        if let Some(pipe) = child.stdout.take() {
+            let found = banner.clone();
+            std::thread::spawn(move || {
+                // Read to the end, so that estd never blocks on a full pipe.
+                for line in std::io::BufRead::lines(std::io::BufReader::new(pipe)) {
+                    let Ok(line) = line else { break };
+                    if let Some(addr) = banner_admin(&line) {
+                        if let Ok(mut f) = found.lock() {
+                            *f = Some(addr);
+                        }
+                    }
+                }
+            });
+        }
+        Ok(Server {
+            child,
+            stderr,
+            banner_admin: banner,
+        })
+    }
+
+    /// Where to ask `/readyz`: the banner's admin address once printed,
+    /// else the configured one (unless its port is 0: not known yet).
+    fn admin_addr(&self, configured: SocketAddr) -> Option<SocketAddr> {
+        let printed = self.banner_admin.lock().ok().and_then(|a| *a);
+        printed.or((configured.port() != 0).then_some(configured))
     }
 
     fn pid(&self) -> u32 {
@@ -210,10 +248,13 @@ fn round(
                 server.stderr_tail()
             )));
         }
-        match rt.block_on(readyz(addr, config, name)) {
-            Ok(200) => break started.elapsed().as_secs_f64(),
-            Ok(code) => last = format!("/readyz answered {code}"),
-            Err(e) => last = e,
+        match server.admin_addr(addr) {
+            None => last = "no banner with the admin address yet".to_owned(),
+            Some(addr) => match rt.block_on(readyz(addr, config, name)) {
+                Ok(200) => break started.elapsed().as_secs_f64(),
+                Ok(code) => last = format!("/readyz answered {code}"),
+                Err(e) => last = e,
+            },
         }
         if started.elapsed() > START_TIMEOUT {
             return Err(SetupError::Server(format!(
@@ -282,7 +323,7 @@ pub(crate) fn run(cli: &Cli) -> Result<ExitCode, SetupError> {
         .build()
         .map_err(|e| SetupError::Io(format!("cannot start the runtime: {e}")))?;
     eprintln!(
-        "estd-bench: start: {} serve ({engine}), {} rounds, ready = 200 from https://{addr}/readyz",
+        "estd-bench: start: {} serve ({engine}), {} rounds, ready = 200 from https://{addr}/readyz (port 0: the banner's)",
         estd.display(),
         cli.starts
     );
@@ -344,6 +385,16 @@ fn report(engine: &str, rounds: &[Round]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn banner() {
+        assert_eq!(
+            banner_admin("estd: listening est=127.0.0.1:1 admin=127.0.0.1:2 public=127.0.0.1:3"),
+            Some("127.0.0.1:2".parse().unwrap())
+        );
+        assert_eq!(banner_admin("estd: listening est=127.0.0.1:1"), None);
+        assert_eq!(banner_admin("admin=127.0.0.1:2"), None);
+    }
 
     #[test]
     fn spreads() {
