@@ -211,7 +211,7 @@ run_engine() {
     local db=()
     if [ "$engine" = postgres ]; then db=(--db-pid "$PG_PID"); fi
     if [ "$engine" = postgres ] && [ "$PG_STATS" = 1 ]; then
-        psql_q "SELECT pg_stat_statements_reset(); SELECT pg_stat_reset();" >/dev/null
+        psql_q "SELECT pg_stat_statements_reset(); SELECT pg_stat_reset(); SELECT pg_stat_reset_shared('wal');" >/dev/null
     fi
     local mode
     for mode in reuse new; do
@@ -243,7 +243,7 @@ run_engine() {
         if [ "$engine" = postgres ] && [ "$PG_STATS" = 1 ] && [ "$mode" = reuse ]; then
             pg_stats_report "${R[$engine.reuse.verified]}" >pg-stats.txt
             cat pg-stats.txt >&2
-            psql_q "SELECT pg_stat_statements_reset(); SELECT pg_stat_reset();" >/dev/null
+            psql_q "SELECT pg_stat_statements_reset(); SELECT pg_stat_reset(); SELECT pg_stat_reset_shared('wal');" >/dev/null
         fi
     done
     read -r R[$engine.rss_after] R[$engine.hwm_after] < <(rss_of "$SERVER_PID")
@@ -312,10 +312,25 @@ row "p99 ms, keep-alive" reuse.p99
 row "server CPU us/enrolment, keep-alive" reuse.server_cpu
 row "database CPU us/enrolment, keep-alive" reuse.db_cpu
 row "bench CPU us/enrolment, keep-alive" reuse.bench_cpu
+# What the rates would be if the machine did nothing else and were CPU-bound:
+# all its cores divided by the CPU one enrolment costs (server, database and
+# this client, which shares the machine). On a machine busy with other work the
+# measured rates say more about the scheduler than about the engines.
+for e in sled postgres; do
+    for m in reuse new; do
+        R[$e.$m.ceiling]=$(awk -v s="${R[$e.$m.server_cpu]:-}" -v d="${R[$e.$m.db_cpu]:-}" \
+            -v b="${R[$e.$m.bench_cpu]:-}" -v n="$(nproc)" \
+            'BEGIN { if (s == "" || s == "-" || b == "" || b == "-") { print "-"; exit }
+                     if (d == "" || d == "-") d = 0; printf "%.0f", n * 1e6 / (s + d + b) }')
+    done
+done
+row "CPU-bound ceiling/s, keep-alive (see doc)" reuse.ceiling
 row "enrolments/s, new connection" new.rate
 row "p99 ms, new connection" new.p99
 row "server CPU us/enrolment, new connection" new.server_cpu
 row "database CPU us/enrolment, new connection" new.db_cpu
+row "bench CPU us/enrolment, new connection" new.bench_cpu
+row "CPU-bound ceiling/s, new connection" new.ceiling
 row "RSS after load, MB" rss_after_mb
 row "peak RSS (VmHWM), MB" hwm_after_mb
 if [ -f "$WORK/postgres/pg-stats.txt" ]; then
