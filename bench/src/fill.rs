@@ -2,14 +2,23 @@
 //!
 //! The embedded engine allows one process per store, so this opens the store itself, exactly
 //! as the server does (`Config::load`, then `App::init`, which creates CA
-//! material, the store and the demo data when missing), and issues
-//! certificates directly through the CA on all cores:
+//! material, the store and the demo data when missing), on the engine the
+//! configuration names (`[store] engine`: sled, or PostgreSQL at `url` or
+//! `ESTD_STORE_URL`), and issues certificates directly through the CA on all
+//! cores:
 //!
 //! 1. keys (untimed): a small pool of P-256 keys whose public keys are reused,
 //!    since only signing and storage are being measured;
 //! 2. issue: `--count` certificates of the demo profile, each signed by the
-//!    issuing CA and stored with insert-if-absent, as an enrolment would;
-//! 3. revoke: `--revoked-percent` of them, spread evenly over the run;
+//!    issuing CA and stored either with insert-if-absent, as an enrolment
+//!    would (`--fill-batch 0`, the default on sled), or by the store's bulk
+//!    import ([`estd::store::Store::import`]) in transactions of
+//!    `--fill-batch` certificates (the default on PostgreSQL, 10,000: one
+//!    `INSERT … SELECT FROM UNNEST` per batch, where one insert per
+//!    certificate would cost a round trip and a commit each);
+//! 3. revoke: `--revoked-percent` of them, spread evenly over the run (in
+//!    bulk mode they are stored revoked, with their CRL entries, in the same
+//!    import); the store must then hold exactly the new certificates more;
 //! 4. a fresh CRL, then a synchronous flush.
 //!
 //! It reports the time of each phase, certificates per second, the store's
@@ -25,10 +34,11 @@ use std::time::Instant;
 use der::Decode;
 use estd::ca::csr::{classify_key, SubjectKey};
 use estd::ca::{CertTemplate, CertUsage};
+use estd::config::StoreEngine;
 use estd::model::{
     now_unix, CertRecord, CertStatus, Organisation, Profile, RevocationReason, Serial,
 };
-use estd::store::StoreError;
+use estd::store::{Record, RevokedEntry, StoreError};
 use estd::{App, Config};
 use rcgen::{KeyPair, PublicKeyData};
 use spki::SubjectPublicKeyInfoOwned;
@@ -41,6 +51,9 @@ const KEY_POOL: usize = 64;
 /// How often a serial collision is retried before giving up (a collision of
 /// 126 random bits never happens; a repeated one means something is broken).
 const SERIAL_RETRIES: u32 = 3;
+
+/// Certificates per import transaction on PostgreSQL, by default.
+const DEFAULT_IMPORT_BATCH: usize = 10_000;
 
 /// Name of the serials file written in the data directory by default.
 pub(crate) const SERIALS_FILE: &str = "fill-serials.txt";
@@ -146,8 +159,8 @@ fn generate_keys() -> Result<Vec<PoolKey>, SetupError> {
         .collect()
 }
 
-/// Issues and stores certificate `i`; returns its serial.
-fn issue_one(ctx: &IssueCtx<'_>, i: u64) -> Result<Serial, String> {
+/// Signs certificate `i` and returns its record, not yet stored.
+fn make_record(ctx: &IssueCtx<'_>, i: u64) -> Result<CertRecord, String> {
     let key = &ctx.keys[(i % ctx.keys.len() as u64) as usize];
     let template = CertTemplate {
         subject: estd::seed::system_subject(ctx.org, &format!("fill-{i}"))
@@ -159,31 +172,37 @@ fn issue_one(ctx: &IssueCtx<'_>, i: u64) -> Result<Serial, String> {
         validity_days: ctx.profile.validity_days,
     };
     let subject = template.subject.to_string();
+    let issued = ctx
+        .app
+        .ca
+        .issue(&template)
+        .map_err(|e| format!("signing certificate {i}: {e}"))?;
+    Ok(CertRecord {
+        serial: issued.serial,
+        der: issued.der,
+        subject,
+        profile_id: ctx.profile.id.clone(),
+        cvr: ctx.org.cvr.clone(),
+        kind: ctx.profile.kind,
+        rights: ctx.profile.rights.clone(),
+        issued_at: now_unix(),
+        not_after: issued.not_after,
+        status: CertStatus::Issued,
+        renews: None,
+        renewed_by: None,
+        order_id: None,
+        published: ctx.profile.publish,
+        email: None,
+    })
+}
+
+/// Issues and stores certificate `i` with insert-if-absent, as an enrolment
+/// would; returns its serial.
+fn issue_one(ctx: &IssueCtx<'_>, i: u64) -> Result<Serial, String> {
     for _ in 0..SERIAL_RETRIES {
-        let issued = ctx
-            .app
-            .ca
-            .issue(&template)
-            .map_err(|e| format!("signing certificate {i}: {e}"))?;
-        let record = CertRecord {
-            serial: issued.serial,
-            der: issued.der,
-            subject: subject.clone(),
-            profile_id: ctx.profile.id.clone(),
-            cvr: ctx.org.cvr.clone(),
-            kind: ctx.profile.kind,
-            rights: ctx.profile.rights.clone(),
-            issued_at: now_unix(),
-            not_after: issued.not_after,
-            status: CertStatus::Issued,
-            renews: None,
-            renewed_by: None,
-            order_id: None,
-            published: ctx.profile.publish,
-            email: None,
-        };
+        let record = make_record(ctx, i)?;
         match ctx.app.store.insert_new_cert(&record) {
-            Ok(()) => return Ok(issued.serial),
+            Ok(()) => return Ok(record.serial),
             Err(StoreError::SerialTaken) => continue,
             Err(e) => return Err(format!("storing certificate {i}: {e}")),
         }
@@ -351,6 +370,108 @@ fn issue_all(
     Ok(issued)
 }
 
+/// Signs certificates `t, t + threads, ...` below `count` and sends them to
+/// the writer; stops when told to or when the writer is gone.
+fn sign_share(
+    ctx: &IssueCtx<'_>,
+    t: u64,
+    threads: u64,
+    count: u64,
+    tx: std::sync::mpsc::SyncSender<(u64, CertRecord)>,
+) -> Result<(), String> {
+    let mut i = t;
+    while i < count && !ctx.stop.load(Ordering::Relaxed) {
+        let record =
+            make_record(ctx, i).inspect_err(|_| ctx.stop.store(true, Ordering::Relaxed))?;
+        if tx.send((i, record)).is_err() {
+            // The writer stopped; it reports why.
+            break;
+        }
+        i += threads;
+    }
+    Ok(())
+}
+
+/// Stores one batch with the store's bulk import: the certificates (those
+/// to be revoked already revoked at `at`) and the CRL entries of the revoked.
+fn import_batch(
+    app: &App,
+    batch: &mut Vec<(u64, CertRecord)>,
+    ppm: u64,
+    at: u64,
+    issued: &mut Vec<(u64, Serial)>,
+) -> Result<(), String> {
+    let mut records = Vec::with_capacity(batch.len() + batch.len() / 50 + 1);
+    for (i, mut rec) in batch.drain(..) {
+        issued.push((i, rec.serial));
+        if is_revoked(i, ppm) {
+            let reason = RevocationReason::Superseded;
+            rec.status = CertStatus::Revoked { at, reason };
+            records.push(Record::Revoked(RevokedEntry {
+                serial: rec.serial,
+                at,
+                reason,
+            }));
+        }
+        records.push(Record::Cert(rec));
+    }
+    app.store
+        .import(records)
+        .map_err(|e| format!("importing a batch: {e}"))
+}
+
+/// Issues `count` certificates on `threads` signing threads while this
+/// thread stores them with [`estd::store::Store::import`], `batch` per
+/// transaction, revoking the `ppm` share as it goes; (index, serial) in
+/// index order.
+fn import_all(
+    ctx: &IssueCtx<'_>,
+    threads: usize,
+    count: u64,
+    batch: usize,
+    ppm: u64,
+) -> Result<Vec<(u64, Serial)>, SetupError> {
+    let at = now_unix();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, CertRecord)>(batch.saturating_mul(2));
+    let (signed, stored) = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads as u64)
+            .map(|t| {
+                let tx = tx.clone();
+                scope.spawn(move || sign_share(ctx, t, threads as u64, count, tx))
+            })
+            .collect();
+        drop(tx);
+        let stored = (|| -> Result<Vec<(u64, Serial)>, String> {
+            let mut issued = Vec::with_capacity(count as usize);
+            let mut pending = Vec::with_capacity(batch);
+            for item in &rx {
+                pending.push(item);
+                ctx.progress.tick();
+                if pending.len() >= batch {
+                    import_batch(ctx.app, &mut pending, ppm, at, &mut issued)?;
+                }
+            }
+            if !pending.is_empty() {
+                import_batch(ctx.app, &mut pending, ppm, at, &mut issued)?;
+            }
+            Ok(issued)
+        })();
+        if stored.is_err() {
+            ctx.stop.store(true, Ordering::Relaxed);
+        }
+        drop(rx);
+        let signed: Result<(), String> = handles.into_iter().try_for_each(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err("a signing thread panicked".into()))
+        });
+        (signed, stored)
+    });
+    signed.map_err(SetupError::Store)?;
+    let mut issued = stored.map_err(SetupError::Store)?;
+    issued.sort_unstable_by_key(|(i, _)| *i);
+    Ok(issued)
+}
+
 /// Signs a fresh CRL; its size in bytes.
 fn sign_crl(app: &App) -> Result<usize, SetupError> {
     let crl_started = Instant::now();
@@ -383,6 +504,10 @@ struct Timings {
 /// What the fill did, for the report.
 #[derive(Default)]
 struct Filled {
+    /// `[store] engine`.
+    engine: &'static str,
+    /// Certificates per import transaction (0: one insert each).
+    batch: usize,
     threads: usize,
     /// Certificates issued, and how many of them were revoked.
     issued: u64,
@@ -416,14 +541,26 @@ pub(crate) fn run(cli: &Cli) -> Result<ExitCode, SetupError> {
     let config =
         Config::load(cli.config.as_deref()).map_err(|e| SetupError::Usage(e.to_string()))?;
     let data_dir = config.paths.data_dir.clone();
+    out.engine = match config.store.engine {
+        StoreEngine::Sled => "sled",
+        StoreEngine::Postgres => "postgres",
+    };
+    out.batch = cli.fill_batch.unwrap_or(match config.store.engine {
+        StoreEngine::Sled => 0,
+        StoreEngine::Postgres => DEFAULT_IMPORT_BATCH,
+    });
     out.serials_path = cli
         .serials
         .clone()
         .unwrap_or_else(|| data_dir.join(SERIALS_FILE));
     out.du_before = dir_size(&data_dir);
     eprintln!(
-        "estd-bench: fill: opening the store in {} (certs in {}); the server must be stopped",
-        data_dir.display(),
+        "estd-bench: fill: opening the {} store{} (certs in {}); the server must be stopped",
+        out.engine,
+        match config.store.engine {
+            StoreEngine::Sled => format!(" in {}", data_dir.display()),
+            StoreEngine::Postgres => String::new(),
+        },
         config.paths.certs_dir.display()
     );
     let init_started = Instant::now();
@@ -443,8 +580,14 @@ pub(crate) fn run(cli: &Cli) -> Result<ExitCode, SetupError> {
 
     // Issue.
     eprintln!(
-        "estd-bench: fill: issuing {count} certificates (profile {:?}, {} days, {KEY_POOL} shared P-256 keys) on {threads} threads",
-        profile.est_label, profile.validity_days
+        "estd-bench: fill: issuing {count} certificates (profile {:?}, {} days, {KEY_POOL} shared P-256 keys) on {threads} threads, stored {}",
+        profile.est_label,
+        profile.validity_days,
+        if out.batch > 0 {
+            format!("by bulk import, {} per transaction, {pct}% revoked as they are stored", out.batch)
+        } else {
+            "one by one with insert-if-absent".to_owned()
+        }
     );
     let ctx = IssueCtx {
         app,
@@ -455,7 +598,11 @@ pub(crate) fn run(cli: &Cli) -> Result<ExitCode, SetupError> {
         stop: AtomicBool::new(false),
     };
     let started = Instant::now();
-    let issued = issue_all(&ctx, threads, count)?;
+    let issued = if out.batch > 0 {
+        import_all(&ctx, threads, count, out.batch, ppm)?
+    } else {
+        issue_all(&ctx, threads, count)?
+    };
     out.secs.issue = started.elapsed().as_secs_f64();
 
     // Revoke.
@@ -470,7 +617,9 @@ pub(crate) fn run(cli: &Cli) -> Result<ExitCode, SetupError> {
         to_revoke.len()
     );
     let revoke_started = Instant::now();
-    revoke_all(app, &to_revoke, threads)?;
+    if out.batch == 0 {
+        revoke_all(app, &to_revoke, threads)?;
+    }
     out.secs.revoke = revoke_started.elapsed().as_secs_f64();
 
     let crl_started = Instant::now();
@@ -486,6 +635,16 @@ pub(crate) fn run(cli: &Cli) -> Result<ExitCode, SetupError> {
     out.secs.total = started.elapsed().as_secs_f64();
     out.certs_after = app.store.cert_count();
     out.store_after = app.store.size_on_disk();
+    // Import replaces a record of an existing serial rather than refusing
+    // it: every certificate must have added one.
+    if out.certs_after != out.certs_before + listed.len() {
+        return Err(SetupError::Store(format!(
+            "the store holds {} certificates after the fill, not {} + {}",
+            out.certs_after,
+            out.certs_before,
+            listed.len()
+        )));
+    }
     out.du_after_flush = dir_size(&data_dir);
 
     let close_started = Instant::now();
@@ -510,6 +669,15 @@ fn report(f: &Filled) {
     let per_cert_du = f.du_after.saturating_sub(f.du_before) / n.max(1);
     println!("estd-bench report");
     println!("  op:            fill");
+    println!("  engine:        {}", f.engine);
+    println!(
+        "  stored:        {}",
+        if f.batch > 0 {
+            format!("bulk import, {} per transaction", f.batch)
+        } else {
+            "one insert per certificate".to_owned()
+        }
+    );
     println!("  threads:       {}", f.threads);
     println!("  issued:        {n} ({} revoked)", f.revoked);
     println!(
@@ -542,7 +710,9 @@ fn report(f: &Filled) {
     );
     println!("  serials:       {}", f.serials_path.display());
     println!(
-        "RESULT op=fill count={n} revoked={} threads={} secs={:.3} rate={rate:.1} issue_secs={:.3} revoke_secs={:.3} crl_secs={:.3} flush_secs={:.3} store_bytes_before={} store_bytes_after={} du_bytes_after={} bytes_per_cert={per_cert_du}",
+        "RESULT op=fill engine={} batch={} count={n} revoked={} threads={} secs={:.3} rate={rate:.1} issue_secs={:.3} revoke_secs={:.3} crl_secs={:.3} flush_secs={:.3} store_bytes_before={} store_bytes_after={} du_bytes_after={} bytes_per_cert={per_cert_du}",
+        f.engine,
+        f.batch,
         f.revoked,
         f.threads,
         t.total,

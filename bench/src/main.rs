@@ -18,15 +18,27 @@
 //!    request (`--conn new`), and verify each answer;
 //! 3. report: plain text, then one machine-readable `RESULT` line.
 //!
-//! Two more operations:
+//! Around the timed phase it reads CPU time from `/proc` (see [`procfs`]):
+//! its own, the server's (`--server-pid`, with its memory before and after)
+//! and the database's (`--db-pid`, repeatable: each the root of a process
+//! tree, e.g. PostgreSQL's postmaster with every backend and helper), and
+//! reports each as microseconds of CPU per verified operation.
+//!
+//! Three more operations:
 //!
 //! - `--op fill` (see [`fill`]) opens the store itself, with the server
-//!   stopped, and issues and stores many certificates directly through the CA,
-//!   revoking a share of them, so that the other benchmarks run against a
-//!   store of realistic size. It writes the serials and their status to a file.
+//!   stopped, on the engine the configuration names (sled or PostgreSQL), and
+//!   issues and stores many certificates directly through the CA, revoking a
+//!   share of them, so that the other benchmarks run against a store of
+//!   realistic size. It writes the serials and their status to a file.
 //! - `--op ocsp` (see [`ocsp`]) asks the plain-HTTP OCSP responder about
 //!   serials from that file and verifies every response (signature, responder
 //!   certificate, CertID, status).
+//! - `--op start` (see [`start`]) starts `estd serve` a few times and measures
+//!   the time to a ready `/readyz`, and the server's memory then.
+//!
+//! `bench/compare-engines.sh` runs all of it against sled and against a
+//! PostgreSQL cluster of its own, in one run, and prints a table of both.
 //!
 //! The exit code is non-zero when any request failed or none was verified.
 
@@ -63,6 +75,8 @@ use x509_cert::request::CertReq;
 
 mod fill;
 mod ocsp;
+mod procfs;
+mod start;
 
 /// How many error messages are kept to be printed at the end.
 const ERROR_SAMPLES: usize = 5;
@@ -118,9 +132,16 @@ struct Cli {
     /// Offer only TLS 1.2.
     #[arg(long)]
     tls12: bool,
-    /// Process id of the server, to report its resident memory (VmRSS) before and after.
+    /// Process id of the server, to report its resident memory (VmRSS)
+    /// before and after and its CPU time per operation.
     #[arg(long, value_name = "PID")]
     server_pid: Option<u32>,
+    /// Process id of the database (repeatable): the CPU time of each
+    /// process tree (e.g. PostgreSQL's postmaster, with every backend and
+    /// helper under it, including those that exit during the run) is
+    /// reported per operation.
+    #[arg(long, value_name = "PID")]
+    db_pid: Vec<u32>,
     /// Organisation name (the O attribute) of the CSR subjects.
     #[arg(long, default_value = "Demo Organisation ApS")]
     org: String,
@@ -137,6 +158,17 @@ struct Cli {
     /// fill: percentage of the new certificates to revoke (0 to 100).
     #[arg(long, default_value_t = 1.0, value_name = "PERCENT")]
     revoked_percent: f64,
+    /// fill: store the certificates with the store's bulk import, in
+    /// transactions of this many (0: one insert per certificate, as an
+    /// enrolment). Default: 10000 on PostgreSQL, 0 on sled.
+    #[arg(long, value_name = "N")]
+    fill_batch: Option<usize>,
+    /// start: the estd binary to start (default: `estd` beside estd-bench).
+    #[arg(long, value_name = "PATH")]
+    estd: Option<PathBuf>,
+    /// start: how many times to start and stop the server.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    starts: u32,
     /// fill: signing threads (default: the number of CPUs).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     threads: Option<u32>,
@@ -192,6 +224,10 @@ enum Op {
     Fill,
     /// Ask the plain-HTTP OCSP responder about serials from `--serials`.
     Ocsp,
+    /// Start `estd serve` (`--estd`, `--config`) `--starts` times and measure
+    /// the time from spawning it to `/readyz` answering 200, its memory
+    /// then, and the time a SIGTERM takes to stop it.
+    Start,
 }
 
 impl Op {
@@ -202,6 +238,7 @@ impl Op {
             Op::Cacerts => "cacerts",
             Op::Fill => "fill",
             Op::Ocsp => "ocsp",
+            Op::Start => "start",
         }
     }
 }
@@ -736,7 +773,7 @@ async fn run_worker(
                         slot = None;
                     })
             }
-            (Op::Fill | Op::Ocsp, _) => Err("not an EST operation".to_owned()),
+            (Op::Fill | Op::Ocsp | Op::Start, _) => Err("not an EST operation".to_owned()),
             (_, None) => Err("no CSR for this worker".to_owned()),
         };
         match outcome {
@@ -894,6 +931,7 @@ fn real_main(cli: Cli) -> Result<ExitCode, SetupError> {
     match cli.op {
         Op::Fill => return fill::run(&cli),
         Op::Ocsp => return ocsp::main(cli),
+        Op::Start => return start::run(&cli),
         Op::Enroll | Op::Reenroll | Op::Cacerts => {}
     }
     let setup = Setup::load(&cli)?;
@@ -1048,7 +1086,7 @@ async fn run(cli: Cli, setup: Setup) -> Result<ExitCode, SetupError> {
         Op::Cacerts => cacerts_plans(&idm_config, shares),
         Op::Enroll => enroll_plans(&idm_config, &generated, shares)?,
         Op::Reenroll => reenroll_plans(&ctx, &idm_config, &generated, shares).await?,
-        Op::Fill | Op::Ocsp => Vec::new(),
+        Op::Fill | Op::Ocsp | Op::Start => Vec::new(),
     };
 
     let rss_start = match cli.server_pid {
@@ -1070,14 +1108,16 @@ async fn run(cli: Cli, setup: Setup) -> Result<ExitCode, SetupError> {
             cli.conn.name()
         ),
     }
+    let cpu_start = procfs::CpuReading::now(cli.server_pid, &cli.db_pid);
     let summary = timed_phase(&ctx, cli.op, plans, cli.duration).await;
+    let cpu = procfs::CpuReading::now(cli.server_pid, &cli.db_pid).since(&cpu_start);
     let rss_after = cli.server_pid.map(read_rss);
     let rss = Rss {
         before: setup.rss_before,
         start: rss_start,
         after: rss_after,
     };
-    Ok(report(&cli, &ctx, summary, rss))
+    Ok(report(&cli, &ctx, summary, rss, cpu))
 }
 
 /// Fetches `cacerts` once as the IdM system and returns the issuing CA: the
@@ -1128,7 +1168,7 @@ fn job_specs(op: Op, shares: Shares) -> Result<Vec<(String, bool)>, SetupError> 
     let mut specs: Vec<(String, bool)> = Vec::new();
     match op {
         Op::Cacerts => {}
-        Op::Fill | Op::Ocsp => {
+        Op::Fill | Op::Ocsp | Op::Start => {
             return Err(SetupError::Usage(format!(
                 "{} is not an EST operation",
                 op.name()
@@ -1346,7 +1386,7 @@ impl Latency {
 
 /// Prints the report and the `RESULT` line; fails when any request failed
 /// or none was verified.
-fn report(cli: &Cli, ctx: &Ctx, mut s: Summary, rss: Rss) -> ExitCode {
+fn report(cli: &Cli, ctx: &Ctx, mut s: Summary, rss: Rss, cpu: procfs::CpuSpent) -> ExitCode {
     let lat = Latency::of(&mut s.latencies);
     let rate = if s.secs > 0.0 {
         s.verified as f64 / s.secs
@@ -1379,10 +1419,12 @@ fn report(cli: &Cli, ctx: &Ctx, mut s: Summary, rss: Rss) -> ExitCode {
             ""
         }
     );
-    let rss_kb = print_rss(cli.server_pid, rss);
+    cpu.print(s.secs, s.verified);
+    let (rss_kb, hwm_kb) = print_rss(cli.server_pid, rss);
     print_first_errors(&ctx.error_samples);
+    let per_op = |c| procfs::CpuSpent::per_op_field(c, s.verified);
     println!(
-        "RESULT op={} key={} conn={} workers={} verified={} errors={} secs={:.3} rate={:.1} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2} rss_kb={}",
+        "RESULT op={} key={} conn={} workers={} verified={} errors={} secs={:.3} rate={:.1} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2} rss_kb={} hwm_kb={} bench_cpu_us_op={} server_cpu_us_op={} db_cpu_us_op={}",
         cli.op.name(),
         cli.key_type.name(),
         cli.conn.name(),
@@ -1395,7 +1437,11 @@ fn report(cli: &Cli, ctx: &Ctx, mut s: Summary, rss: Rss) -> ExitCode {
         lat.p90,
         lat.p99,
         lat.max,
-        rss_kb
+        rss_kb,
+        hwm_kb,
+        per_op(cpu.bench),
+        per_op(cpu.server),
+        per_op(cpu.db)
     );
     if s.errors > 0 || s.verified == 0 {
         ExitCode::FAILURE
@@ -1417,10 +1463,11 @@ fn print_first_errors(samples: &Mutex<Vec<String>>) {
 }
 
 /// Prints the server's memory lines (with `--server-pid`) and returns the
-/// `rss_kb` field of the `RESULT` line: the size after the run, or `-`.
-fn print_rss(server_pid: Option<u32>, rss: Rss) -> String {
+/// `rss_kb` and `hwm_kb` fields of the `RESULT` line: the size and the peak
+/// size after the run, or `-`.
+fn print_rss(server_pid: Option<u32>, rss: Rss) -> (String, String) {
     let Some(pid) = server_pid else {
-        return String::from("-");
+        return (String::from("-"), String::from("-"));
     };
     if let Some((kb, _)) = rss.before {
         println!("  server RSS:    {kb} kB at start (pid {pid})");
@@ -1428,7 +1475,11 @@ fn print_rss(server_pid: Option<u32>, rss: Rss) -> String {
     if let Some((kb, _)) = rss.start {
         println!("  server RSS:    {kb} kB before the timed phase");
     }
-    print_rss_after(rss.after.as_ref())
+    let hwm = match &rss.after {
+        Some(Ok((_, hwm))) => hwm.to_string(),
+        _ => String::from("-"),
+    };
+    (print_rss_after(rss.after.as_ref()), hwm)
 }
 
 /// Prints the server's memory after the run, and returns the `rss_kb` field

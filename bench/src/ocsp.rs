@@ -47,6 +47,7 @@ use x509_ocsp::{
     Request as OcspSingleRequest, ResponderId, TbsRequest, Version,
 };
 
+use crate::procfs::cpu_secs;
 use crate::{
     load_certs, percentile_ms, print_first_errors, read_rss, Cli, ConnMode, SetupError,
     ERROR_BODY_CHARS,
@@ -69,10 +70,6 @@ const RESPONDER_CACHE: usize = 16;
 
 /// Clock skew allowed on thisUpdate.
 const SKEW_SECS: u64 = 300;
-
-/// Linux clock ticks per second for `/proc/<pid>/stat` (USER_HZ, 100 on every
-/// mainstream architecture).
-const CLOCK_TICKS: f64 = 100.0;
 
 /// What the serials file says a serial's status is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -533,16 +530,6 @@ fn encode_request(
         optional_signature: None,
     }
     .to_der()
-}
-
-/// Process CPU time (user + system) in seconds, from `/proc/<pid>/stat`.
-fn cpu_secs(pid: &str) -> Option<f64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) as f64 / CLOCK_TICKS)
 }
 
 /// TCP connect and HTTP/1.1 handshake; the connection driver runs in its own task.

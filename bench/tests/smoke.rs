@@ -124,6 +124,37 @@ fn every_benchmark_operation_runs_and_verifies() {
         assert_all_verified(&result, *expected);
     }
 
+    // CPU per enrolment of the server, and of a process tree given as the
+    // database (here the server again: its tree is itself).
+    let pid = d.pid().to_string();
+    let mut all: Vec<&str> = common.to_vec();
+    all.extend_from_slice(&[
+        "--op",
+        "enroll",
+        "--requests",
+        "200",
+        "--server-pid",
+        &pid,
+        "--db-pid",
+        &pid,
+    ]);
+    let result = bench(dir, &all);
+    assert_all_verified(&result, 200);
+    for key in [
+        "server_cpu_us_op",
+        "db_cpu_us_op",
+        "bench_cpu_us_op",
+        "rss_kb",
+        "hwm_kb",
+    ] {
+        let v = field(&result, key);
+        assert!(v.parse::<u64>().is_ok(), "{key}={v} in {result:?}");
+    }
+    assert!(
+        field(&result, "server_cpu_us_op").parse::<u64>().unwrap() > 0,
+        "an enrolment costs the server some CPU: {result:?}"
+    );
+
     let ocsp_url = format!("http://127.0.0.1:{}/ocsp", d.public.port());
     let serials = dir.join("data").join("fill-serials.txt");
     let ocsp = bench(
@@ -144,4 +175,31 @@ fn every_benchmark_operation_runs_and_verifies() {
         ],
     );
     assert_all_verified(&ocsp, 400);
+
+    // Start-up: with the server stopped, `--op start` starts it twice (on
+    // port 0, so the admin address comes from its banner) and stops it.
+    let mut d = d;
+    assert!(d.terminate().success(), "estd stops cleanly on SIGTERM");
+    drop(d);
+    let start = bench(
+        dir,
+        &[
+            "--op",
+            "start",
+            "--config",
+            &config_arg,
+            "--ca",
+            &ca,
+            "--estd",
+            &process::estd_bin().display().to_string(),
+            "--starts",
+            "2",
+        ],
+    );
+    assert_eq!(field(&start, "engine"), "sled", "{start:?}");
+    assert_eq!(field(&start, "rounds"), "2", "{start:?}");
+    let first: f64 = field(&start, "first_s").parse().expect("first_s");
+    assert!(first > 0.0, "{start:?}");
+    let rss: u64 = field(&start, "rss_idle_kb").parse().expect("rss_idle_kb");
+    assert!(rss > 1000, "a running estd holds more than 1 MB: {start:?}");
 }

@@ -168,6 +168,11 @@ impl Daemon {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no shutdown path runs, nothing is flushed on the way out.
     pub fn kill9(&mut self) {
         // std's Child::kill sends SIGKILL on Unix.
