@@ -201,9 +201,17 @@ async fn write_batch(
     count_row: &str,
 ) -> Result<Vec<Result<IssueOutcome, StoreError>>, StoreError> {
     let mut client = pool.get().await.map_err(pool_error)?;
+    // A batch of plain enrolments (new orders, no renewals) has nothing to
+    // lock: its inserts meet any concurrent key themselves. After such a
+    // meeting the batch reads, to tell which issuance it was.
+    let mut read_first = !jobs
+        .iter()
+        .all(|j| matches!(j.order, OrderWrite::New(_)) && j.link_renewal.is_none());
     for _ in 0..RETRIES {
         let tx = client.transaction().await.map_err(db_error)?;
-        match try_batch(&tx, jobs, count_row).await? {
+        let tried = try_batch(&tx, jobs, count_row, read_first).await?;
+        read_first = true;
+        match tried {
             Some(outcomes) => {
                 tx.commit().await.map_err(db_error)?;
                 return Ok(outcomes);
@@ -240,60 +248,21 @@ const INSERT_AUDIT: &str =
 /// concurrent transaction committed after this one read (try again).
 ///
 /// Independent statements are sent together (tokio-postgres pipelines the
-/// futures of one connection), so a batch costs three round trips besides
-/// its commit: the locking reads, the writes, and rarely the successors.
+/// futures of one connection): a batch of plain enrolments costs one round
+/// trip besides its begin and commit (the writes); one that changes orders
+/// or renews certificates first locks and reads them (one more, and rarely
+/// another for the successors).
 async fn try_batch(
     tx: &Transaction<'_>,
     jobs: &[Job],
     count_row: &str,
+    read_first: bool,
 ) -> Result<Option<Vec<Result<IssueOutcome, StoreError>>>, StoreError> {
-    // Lock what the batch reads, in key order: orders, then certificates.
-    let mut order_ids: Vec<String> = jobs.iter().map(|j| order_id(j).to_string()).collect();
-    order_ids.sort();
-    order_ids.dedup();
-    let mut serials: Vec<Vec<u8>> = jobs
-        .iter()
-        .flat_map(|j| std::iter::once(j.cert.serial).chain(j.link_renewal))
-        .map(|s| s.0.to_vec())
-        .collect();
-    serials.sort();
-    serials.dedup();
-    let (lock_orders, lock_certs) = tokio::try_join!(
-        tx.prepare_cached(LOCK_ORDERS),
-        tx.prepare_cached(LOCK_CERTS)
-    )
-    .map_err(db_error)?;
-    // Orders are locked before certificates in every batch; both reads
-    // travel together but run in this order on the server.
-    let (order_rows, cert_rows) = tokio::try_join!(
-        async { tx.query(&lock_orders, &[&order_ids]).await },
-        async { tx.query(&lock_certs, &[&serials]).await }
-    )
-    .map_err(db_error)?;
     let mut orders: HashMap<String, Order> = HashMap::new();
-    for row in order_rows {
-        orders.insert(row.get(0), decode(row.get::<_, &[u8]>(1))?);
-    }
     let mut certs: HashMap<Serial, CertRecord> = HashMap::new();
-    for row in cert_rows {
-        let rec: CertRecord = decode(row.get::<_, &[u8]>(0))?;
-        certs.insert(rec.serial, rec);
+    if read_first {
+        lock_and_read(tx, jobs, &mut orders, &mut certs).await?;
     }
-    // Successors of renewed certificates, to see whether they still stand.
-    let successors: Vec<Vec<u8>> = certs
-        .values()
-        .filter_map(|c| c.renewed_by)
-        .filter(|s| !certs.contains_key(s))
-        .map(|s| s.0.to_vec())
-        .collect();
-    if !successors.is_empty() {
-        let read = tx.prepare_cached(READ_CERTS).await.map_err(db_error)?;
-        for row in tx.query(&read, &[&successors]).await.map_err(db_error)? {
-            let rec: CertRecord = decode(row.get::<_, &[u8]>(0))?;
-            certs.insert(rec.serial, rec);
-        }
-    }
-
     // The rules, in arrival order, on the records as the batch leaves them.
     let existing_orders: HashSet<String> = orders.keys().cloned().collect();
     let mut new_serials: HashSet<Serial> = HashSet::new();
@@ -409,6 +378,63 @@ async fn try_batch(
         return Ok(None);
     }
     Ok(Some(outcomes))
+}
+
+/// Locks the orders and certificates the batch touches, in key order
+/// (orders, then certificates), and reads them with the successors of
+/// renewed certificates.
+async fn lock_and_read(
+    tx: &Transaction<'_>,
+    jobs: &[Job],
+    orders: &mut HashMap<String, Order>,
+    certs: &mut HashMap<Serial, CertRecord>,
+) -> Result<(), StoreError> {
+    // Lock what the batch reads, in key order: orders, then certificates.
+    let mut order_ids: Vec<String> = jobs.iter().map(|j| order_id(j).to_string()).collect();
+    order_ids.sort();
+    order_ids.dedup();
+    let mut serials: Vec<Vec<u8>> = jobs
+        .iter()
+        .flat_map(|j| std::iter::once(j.cert.serial).chain(j.link_renewal))
+        .map(|s| s.0.to_vec())
+        .collect();
+    serials.sort();
+    serials.dedup();
+    let (lock_orders, lock_certs) = tokio::try_join!(
+        tx.prepare_cached(LOCK_ORDERS),
+        tx.prepare_cached(LOCK_CERTS)
+    )
+    .map_err(db_error)?;
+    // Orders are locked before certificates in every batch; both reads
+    // travel together but run in this order on the server.
+    let (order_rows, cert_rows) = tokio::try_join!(
+        async { tx.query(&lock_orders, &[&order_ids]).await },
+        async { tx.query(&lock_certs, &[&serials]).await }
+    )
+    .map_err(db_error)?;
+    for row in order_rows {
+        orders.insert(row.get(0), decode(row.get::<_, &[u8]>(1))?);
+    }
+    for row in cert_rows {
+        let rec: CertRecord = decode(row.get::<_, &[u8]>(0))?;
+        certs.insert(rec.serial, rec);
+    }
+    // Successors of renewed certificates, to see whether they still stand.
+    let successors: Vec<Vec<u8>> = certs
+        .values()
+        .filter_map(|c| c.renewed_by)
+        .filter(|s| !certs.contains_key(s))
+        .map(|s| s.0.to_vec())
+        .collect();
+    if !successors.is_empty() {
+        let read = tx.prepare_cached(READ_CERTS).await.map_err(db_error)?;
+        for row in tx.query(&read, &[&successors]).await.map_err(db_error)? {
+            let rec: CertRecord = decode(row.get::<_, &[u8]>(0))?;
+            certs.insert(rec.serial, rec);
+        }
+    }
+
+    Ok(())
 }
 
 /// Where this node's committers start in the rows of the certificate
