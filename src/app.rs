@@ -11,7 +11,6 @@ use crate::auth::{ClientTrust, TrustError};
 use crate::ca::{bootstrap, layout};
 use crate::ca::{Ca, CaError};
 use crate::config::Config;
-use crate::est::codec;
 use crate::files::FileError;
 use crate::metrics::Metrics;
 use crate::model::{now_unix, CertKind, CertRecord, CertStatus};
@@ -32,8 +31,8 @@ pub struct App {
     pub trust: ClientTrust,
     /// Metrics.
     pub metrics: Metrics,
-    /// `/cacerts` body, encoded once: base64 of the certs-only PKCS#7 of the whole chain.
-    pub cacerts_body: Bytes,
+    /// `/cacerts` body, encoded once by the EST handler that serves it.
+    pub cacerts_body: std::sync::OnceLock<Bytes>,
     /// CRL and OCSP.
     pub revocation: Revocation,
     /// Request rate limits on the EST and plain-HTTP listeners.
@@ -131,8 +130,6 @@ impl App {
             trust.hints().to_vec(),
             config.tls.min_version,
         )?;
-        let pkcs7 = codec::certs_only(&[ca.issuing_der(), ca.root_der()])?;
-        let cacerts_body = Bytes::from(codec::encode_base64_wrapped(&pkcs7));
         let metrics = Metrics::new()?;
         metrics.stored.set(store.cert_count() as i64);
         if revocation.crl_due(now_unix()) {
@@ -153,7 +150,7 @@ impl App {
             store,
             trust,
             metrics,
-            cacerts_body,
+            cacerts_body: std::sync::OnceLock::new(),
             revocation,
         });
         Ok(Initialised {

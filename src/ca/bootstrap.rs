@@ -118,6 +118,12 @@ pub fn load_or_create_ca(dir: &Path, cfg: &CaConfig) -> Result<CaMaterial, CaErr
             })
         }
     };
+    let ca = assemble(dir, cfg, issuing_key)?;
+    Ok(CaMaterial { ca, created })
+}
+
+/// The CA from the certificates in `dir` and the issuing key `key`.
+fn assemble(dir: &Path, cfg: &CaConfig, key: IssuingKey) -> Result<Ca, CaError> {
     // The root key is not needed to run, but a readable one is as bad as a
     // readable issuing key: refuse to start until it is fixed (or moved away).
     let root_key = dir.join(layout::ROOT_KEY);
@@ -126,14 +132,13 @@ pub fn load_or_create_ca(dir: &Path, cfg: &CaConfig) -> Result<CaMaterial, CaErr
     }
     let root = read_cert(&dir.join(layout::ROOT_CERT))?;
     let issuing = read_cert(&dir.join(layout::ISSUING_CERT))?;
-    let ca = Ca::new(
-        issuing_key.load()?,
+    Ca::new(
+        key.load()?,
         issuing.to_vec(),
         root.to_vec(),
         &cfg.crl_url,
         &cfg.ocsp_url,
-    )?;
-    Ok(CaMaterial { ca, created })
+    )
 }
 
 /// Loads a CA whose issuing key is in a PKCS#11 token. Its certificates
@@ -160,19 +165,7 @@ fn load_token_ca(dir: &Path, cfg: &CaConfig, key: IssuingKey) -> Result<CaMateri
             )));
         }
     }
-    let root_key = dir.join(layout::ROOT_KEY);
-    if root_key.exists() {
-        check_private_mode(&root_key)?;
-    }
-    let root = read_cert(&dir.join(layout::ROOT_CERT))?;
-    let issuing = read_cert(&dir.join(layout::ISSUING_CERT))?;
-    let ca = Ca::new(
-        key.load()?,
-        issuing.to_vec(),
-        root.to_vec(),
-        &cfg.crl_url,
-        &cfg.ocsp_url,
-    )?;
+    let ca = assemble(dir, cfg, key)?;
     Ok(CaMaterial { ca, created: false })
 }
 

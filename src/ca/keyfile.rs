@@ -51,31 +51,51 @@ fn key_err(msg: String) -> CaError {
 /// The passphrase configured for the CA keys (`[ca] key_passphrase_env` or
 /// `key_passphrase_file`), or `None` if neither is set.
 pub fn configured_passphrase(cfg: &CaConfig) -> Result<Option<Passphrase>, CaError> {
-    let text = match (&cfg.key_passphrase_env, &cfg.key_passphrase_file) {
+    let text = read_secret(
+        cfg.key_passphrase_env.as_deref(),
+        cfg.key_passphrase_file.as_deref(),
+        "CA key passphrase",
+        "ca.key_passphrase_env",
+        |path, source| CaError::PassphraseFile {
+            path: path.to_owned(),
+            source,
+        },
+    )?;
+    Ok(text.map(Passphrase))
+}
+
+/// Reads a secret from the environment variable `var` or, if none is named,
+/// from the file `path`, which only its owner may read (like the key it
+/// opens); `None` if neither is configured. `what` names the secret and
+/// `var_setting` the setting naming the variable, in errors.
+pub(crate) fn read_secret(
+    var: Option<&str>,
+    path: Option<&Path>,
+    what: &str,
+    var_setting: &str,
+    file_error: impl FnOnce(&Path, std::io::Error) -> CaError,
+) -> Result<Option<Zeroizing<String>>, CaError> {
+    let text = match (var, path) {
         (None, None) => return Ok(None),
         (Some(var), _) => match std::env::var(var) {
             Ok(v) => Zeroizing::new(v),
             Err(std::env::VarError::NotPresent) => {
                 return Err(key_err(format!(
-                    "the CA key passphrase variable {var} (ca.key_passphrase_env) is not set"
+                    "the {what} variable {var} ({var_setting}) is not set"
                 )))
             }
             Err(std::env::VarError::NotUnicode(_)) => {
                 return Err(key_err(format!(
-                    "the CA key passphrase variable {var} is not valid UTF-8"
+                    "the {what} variable {var} is not valid UTF-8"
                 )))
             }
         },
         (None, Some(path)) => {
-            // Only the owner may read it, like the key it opens.
             check_private_mode(path)?;
-            let mut text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
-                CaError::PassphraseFile {
-                    path: path.clone(),
-                    source,
-                }
-            })?);
-            // `echo secret > file` leaves a line break that is not part of the passphrase.
+            let mut text = Zeroizing::new(
+                std::fs::read_to_string(path).map_err(|source| file_error(path, source))?,
+            );
+            // `echo secret > file` leaves a line break that is not part of the secret.
             if text.ends_with('\n') {
                 text.pop();
                 if text.ends_with('\r') {
@@ -86,9 +106,9 @@ pub fn configured_passphrase(cfg: &CaConfig) -> Result<Option<Passphrase>, CaErr
         }
     };
     if text.is_empty() {
-        return Err(key_err("the configured CA key passphrase is empty".into()));
+        return Err(key_err(format!("the configured {what} is empty")));
     }
-    Ok(Some(Passphrase(text)))
+    Ok(Some(text))
 }
 
 /// Reads a CA key file: plain PKCS#8 without a passphrase, encrypted PKCS#8

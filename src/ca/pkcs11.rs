@@ -43,10 +43,10 @@ use der::{Any, Decode, Encode, Sequence};
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use zeroize::Zeroizing;
 
+use super::keyfile::read_secret;
 use super::signer::{SignCost, SignError, Signer};
 use super::CaError;
 use crate::config::Pkcs11KeyConfig;
-use crate::files::check_private_mode;
 
 /// The token's user PIN, wiped from memory when dropped. Its `Debug` prints
 /// nothing of it.
@@ -75,46 +75,20 @@ fn key_err(msg: String) -> CaError {
 
 /// The PIN configured in `[ca.key] pkcs11` (`pin_env` or `pin_file`).
 pub fn configured_pin(cfg: &Pkcs11KeyConfig) -> Result<Pin, CaError> {
-    let text = match (&cfg.pin_env, &cfg.pin_file) {
-        (Some(var), _) => match std::env::var(var) {
-            Ok(v) => Zeroizing::new(v),
-            Err(std::env::VarError::NotPresent) => {
-                return Err(key_err(format!(
-                    "the token PIN variable {var} ([ca.key] pkcs11 pin_env) is not set"
-                )))
-            }
-            Err(std::env::VarError::NotUnicode(_)) => {
-                return Err(key_err(format!(
-                    "the token PIN variable {var} is not valid UTF-8"
-                )))
-            }
-        },
-        (None, Some(path)) => {
-            check_private_mode(path)?;
-            let mut text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-                key_err(format!(
-                    "cannot read the token PIN file {} ([ca.key] pkcs11 pin_file): {e}",
-                    path.display()
-                ))
-            })?);
-            if text.ends_with('\n') {
-                text.pop();
-                if text.ends_with('\r') {
-                    text.pop();
-                }
-            }
-            text
-        }
-        (None, None) => {
-            return Err(key_err(
-                "[ca.key] pkcs11 needs pin_env or pin_file".to_owned(),
+    let text = read_secret(
+        cfg.pin_env.as_deref(),
+        cfg.pin_file.as_deref(),
+        "token PIN",
+        "[ca.key] pkcs11 pin_env",
+        |path, e| {
+            key_err(format!(
+                "cannot read the token PIN file {} ([ca.key] pkcs11 pin_file): {e}",
+                path.display()
             ))
-        }
-    };
-    if text.is_empty() {
-        return Err(key_err("the configured token PIN is empty".into()));
-    }
-    Ok(Pin(text))
+        },
+    )?;
+    text.map(Pin)
+        .ok_or_else(|| key_err("[ca.key] pkcs11 needs pin_env or pin_file".to_owned()))
 }
 
 /// A PKCS#11 failure in a few words: the function and the CKR_ code (the

@@ -1,18 +1,34 @@
 //! `GET [/<label>]/cacerts` (RFC 7030 4.1): the whole chain, issuing CA and
-//! root, as a certs-only PKCS#7. Encoded once at start-up; no authentication.
+//! root, as a certs-only PKCS#7. Encoded on first use and kept in the
+//! application state; no authentication.
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 
-use super::{base64_response, require_method, EstError};
+use super::{base64_response, codec, require_method, EstError};
 use crate::app::App;
+use crate::service;
 
 /// Content type of `/cacerts`.
 pub const CONTENT_TYPE: &str = "application/pkcs7-mime";
 
-/// Answers with the pre-encoded chain. Every label shares the one CA.
+/// Answers with the encoded chain. Every label shares the one CA.
 pub fn handle<B>(app: &App, req: &Request<B>) -> Result<Response<Full<Bytes>>, EstError> {
     require_method(req, http::Method::GET, "GET")?;
-    Ok(base64_response(CONTENT_TYPE, app.cacerts_body.clone()))
+    let body = match app.cacerts_body.get() {
+        Some(body) => body.clone(),
+        None => {
+            let pkcs7 =
+                codec::certs_only(&[app.ca.issuing_der(), app.ca.root_der()]).map_err(|e| {
+                    service::Error::Internal {
+                        what: "encoding the CA chain",
+                        source: Some(e.to_string().into()),
+                    }
+                })?;
+            let body = Bytes::from(codec::encode_base64_wrapped(&pkcs7));
+            app.cacerts_body.get_or_init(|| body).clone()
+        }
+    };
+    Ok(base64_response(CONTENT_TYPE, body))
 }
