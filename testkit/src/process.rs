@@ -336,6 +336,19 @@ impl TryClient {
         Ok(TryClient { sender })
     }
 
+    /// Enrols a new P-256 key for `cn` of the demo organisation under the
+    /// demo label (the caller's identity decides who asks).
+    pub async fn enrol_demo(&mut self, cn: &str) -> Result<Resp, NoAnswer> {
+        let (_k, csr) = crate::demo_csr(cn);
+        self.send(
+            "POST",
+            "/.well-known/est/demo/simpleenroll",
+            &[("content-type", "application/pkcs10")],
+            crate::b64(&csr).into_bytes(),
+        )
+        .await
+    }
+
     /// One request.
     pub async fn send(
         &mut self,
@@ -435,18 +448,5 @@ pub async fn enrol_as_demo_idm(d: &Daemon, certs: &Path, cn: &str) -> Resp {
     let mut c = TryClient::connect(d.est, &root, Some(&idm))
         .await
         .expect("mTLS");
-    let (_k, csr) = crate::csr_for(
-        crate::DEMO_ORG,
-        crate::DEMO_CVR,
-        cn,
-        &rcgen::PKCS_ECDSA_P256_SHA256,
-    );
-    c.send(
-        "POST",
-        "/.well-known/est/demo/simpleenroll",
-        &[("content-type", "application/pkcs10")],
-        crate::b64(&csr).into_bytes(),
-    )
-    .await
-    .expect("answer")
+    c.enrol_demo(cn).await.expect("answer")
 }

@@ -121,6 +121,15 @@ fn ceremony(dir: &Path, hsm: SoftHsm, algorithm: &str, log: &str, refusals: bool
     );
     let envs = vec![(PIN_VAR, PIN.to_owned()), hsm.env()];
     let envs = as_refs(&envs);
+    let import = |cert: &Path, chain: &Path, tag: &str| {
+        estd(
+            dir,
+            &config,
+            &["ca", "import", "--cert", path(cert), "--chain", path(chain)],
+            &envs,
+            tag,
+        )
+    };
 
     let (ok, out) = estd(
         dir,
@@ -237,36 +246,10 @@ fn ceremony(dir: &Path, hsm: SoftHsm, algorithm: &str, log: &str, refusals: bool
         ]);
         let other_pem = root_dir.join("other.pem");
         sign(&other_csr, &other_pem);
-        let (ok, out) = estd(
-            dir,
-            &config,
-            &[
-                "ca",
-                "import",
-                "--cert",
-                path(&other_pem),
-                "--chain",
-                path(&root_pem),
-            ],
-            &envs,
-            "ca-import-other",
-        );
+        let (ok, out) = import(&other_pem, &root_pem, "ca-import-other");
         assert!(!ok && out.contains("its public key differs"), "{out}");
         // The issuing CA's certificate with a chain that did not sign it.
-        let (ok, out) = estd(
-            dir,
-            &config,
-            &[
-                "ca",
-                "import",
-                "--cert",
-                path(&issuing_pem),
-                "--chain",
-                path(&issuing_pem),
-            ],
-            &envs,
-            "ca-import-wrong-chain",
-        );
+        let (ok, out) = import(&issuing_pem, &issuing_pem, "ca-import-wrong-chain");
         assert!(!ok && out.contains("not signed by the root"), "{out}");
         assert!(
             !dir.join("certs/issuing-ca.pem").exists(),
@@ -274,36 +257,10 @@ fn ceremony(dir: &Path, hsm: SoftHsm, algorithm: &str, log: &str, refusals: bool
         );
     }
 
-    let (ok, out) = estd(
-        dir,
-        &config,
-        &[
-            "ca",
-            "import",
-            "--cert",
-            path(&issuing_pem),
-            "--chain",
-            path(&root_pem),
-        ],
-        &envs,
-        "ca-import",
-    );
+    let (ok, out) = import(&issuing_pem, &root_pem, "ca-import");
     assert!(ok, "estd ca import: {out}");
     if refusals {
-        let (ok, out) = estd(
-            dir,
-            &config,
-            &[
-                "ca",
-                "import",
-                "--cert",
-                path(&issuing_pem),
-                "--chain",
-                path(&root_pem),
-            ],
-            &envs,
-            "ca-import-again",
-        );
+        let (ok, out) = import(&issuing_pem, &root_pem, "ca-import-again");
         assert!(!ok && out.contains("already exists"), "{out}");
     }
     Installed {

@@ -36,7 +36,6 @@ use estd_testkit::{b64, basic, csr_for, pkcs7_certs, Identity, DEMO_CVR, DEMO_OR
 use http_body_util::{BodyExt, Full};
 use x509_cert::Certificate;
 
-const ENROLL: &str = "/.well-known/est/demo/simpleenroll";
 const CRL_PATH: &str = "/crl/issuing-ca.crl";
 
 /// Three nodes on one database, and what a client of them needs.
@@ -235,16 +234,7 @@ async fn enrol(est: SocketAddr, root: &[u8], idm: &Identity, cn: &str) -> Certif
     let mut c = TryClient::connect(est, root, Some(idm))
         .await
         .expect("mTLS");
-    let (_k, csr) = csr_for(DEMO_ORG, DEMO_CVR, cn, &rcgen::PKCS_ECDSA_P256_SHA256);
-    let r = c
-        .send(
-            "POST",
-            ENROLL,
-            &[("content-type", "application/pkcs10")],
-            b64(&csr).into_bytes(),
-        )
-        .await
-        .expect("answer");
+    let r = c.enrol_demo(cn).await.expect("answer");
     assert_eq!(r.status, 200, "enrolment: {}", r.text());
     cert_of(&r.body)
 }
@@ -426,21 +416,7 @@ async fn load_worker(
             }
         }
         let Some(c) = client.as_mut() else { continue };
-        let (_k, csr) = csr_for(
-            DEMO_ORG,
-            DEMO_CVR,
-            &format!("load-{index}"),
-            &rcgen::PKCS_ECDSA_P256_SHA256,
-        );
-        match c
-            .send(
-                "POST",
-                ENROLL,
-                &[("content-type", "application/pkcs10")],
-                b64(&csr).into_bytes(),
-            )
-            .await
-        {
+        match c.enrol_demo(&format!("load-{index}")).await {
             Ok(r) if r.status == 200 => got.push((
                 node,
                 cert_of(&r.body).to_der().expect("der"),

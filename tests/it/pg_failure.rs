@@ -152,16 +152,7 @@ async fn load_worker(
             odd.push("no connection".into());
             continue;
         };
-        let (_k, csr) = demo_csr(&format!("restart-{i}"));
-        match c
-            .send(
-                "POST",
-                ENROLL,
-                &[("content-type", "application/pkcs10")],
-                b64(&csr).into_bytes(),
-            )
-            .await
-        {
+        match c.enrol_demo(&format!("restart-{i}")).await {
             Ok(r) if r.status == 200 => got.push((der_of(&issued_cert(&r)), Instant::now())),
             Ok(r) if r.status == 503 => {
                 unavailable += 1;
