@@ -110,6 +110,13 @@ enum StoreCommand {
 
 /// `estd store copy`.
 fn copy_store(from: &str, to: &str) -> Result<(), Box<dyn std::error::Error>> {
+    if from == to {
+        return Err(format!("--from and --to both name {from}; copy into another store").into());
+    }
+    // Opening a sled directory creates it: a mistyped source would copy nothing.
+    if !estd::store::is_database_url(from) && !std::path::Path::new(from).join("db").is_file() {
+        return Err(format!("--from {from}: no estd store there (no sled database in it)").into());
+    }
     let source = estd::store::open_location(from, 4)?;
     let target = estd::store::open_location(to, 4)?;
     let started = std::time::Instant::now();

@@ -335,12 +335,18 @@ pub fn open(config: &StoreConfig, data_dir: &Path) -> Result<Arc<dyn Store>, Sto
 /// Opens a store named by a location: a `postgres://` or `postgresql://`
 /// URL (with a pool of `pool_size`), or else a sled directory.
 pub fn open_location(location: &str, pool_size: usize) -> Result<Arc<dyn Store>, StoreError> {
-    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+    if is_database_url(location) {
         Ok(Arc::new(postgres::PgStore::open(location, pool_size)?))
     } else {
         std::fs::create_dir_all(location).map_err(StoreError::engine)?;
         open_sled(Path::new(location), 64 << 20)
     }
+}
+
+/// Whether a store location names a PostgreSQL database rather than a
+/// sled directory.
+pub fn is_database_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
 }
 
 /// Opens (or creates) the sled store in `dir` with a page cache of
