@@ -334,3 +334,32 @@ async fn store_copy_sled_to_postgres_and_back_keeps_every_record() {
     assert!(!ok, "a copy into a non-empty store must fail");
     assert!(err.contains("not empty"), "{err}");
 }
+
+/// `estd store copy` refuses what would copy nothing or copy a store onto
+/// itself, says why, and creates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_copy_refuses_a_missing_source_and_the_same_location() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let missing = dir.path().join("no-store-here").display().to_string();
+    let target = dir.path().join("target").display().to_string();
+    let copy = |from: &str, to: &str| {
+        estd_cli(vec![
+            "store".into(),
+            "copy".into(),
+            "--from".into(),
+            from.into(),
+            "--to".into(),
+            to.into(),
+        ])
+    };
+    let (ok, _, err) = copy(&missing, &target).await;
+    assert!(!ok, "a copy from a directory without a store must fail");
+    assert!(err.contains("no estd store there"), "{err}");
+    assert!(
+        !dir.path().join("no-store-here").exists() && !dir.path().join("target").exists(),
+        "a refused copy creates nothing"
+    );
+    let (ok, _, err) = copy(&target, &target).await;
+    assert!(!ok, "a copy onto itself must fail");
+    assert!(err.contains("both name"), "{err}");
+}
