@@ -9,7 +9,7 @@ use rustls::ServerConfig;
 
 use crate::auth::{ClientTrust, TrustError};
 use crate::ca::{bootstrap, layout};
-use crate::ca::{Ca, CaError};
+use crate::ca::{CaError, CaSet};
 use crate::config::Config;
 use crate::files::FileError;
 use crate::metrics::Metrics;
@@ -23,8 +23,8 @@ use crate::tls;
 pub struct App {
     /// The configuration in force.
     pub config: Config,
-    /// The issuing CA.
-    pub ca: Arc<Ca>,
+    /// The issuing CA, every generation.
+    pub ca: Arc<CaSet>,
     /// The store (the engine behind it is the store module's business).
     pub store: Arc<dyn Store>,
     /// Client-certificate trust.
@@ -96,18 +96,18 @@ impl App {
     pub fn init(config: Config) -> Result<Initialised, InitError> {
         let certs_dir: PathBuf = config.paths.certs_dir.clone();
         let material = bootstrap::load_or_create_ca(&certs_dir, &config.ca)?;
-        let ca = material.ca;
+        let ca = Arc::new(material.ca);
         crate::files::create_dir_all(&config.paths.data_dir)?;
         let store = crate::store::open(&config.store, &config.paths.data_dir)?;
 
-        let tls_material = bootstrap::load_or_create_tls(&certs_dir, &ca)?;
+        let tls_material = bootstrap::load_or_create_tls(&certs_dir, ca.active())?;
         if let Some(issued) = &tls_material.issued {
             // estd's own TLS certificate is a certificate of this CA like any other.
             record_infrastructure(&store, issued, "CN=localhost", "estd-tls-server")?;
         }
         let (revocation, ocsp_issued) =
             Revocation::init(&config.revocation, &certs_dir, &ca, &store)?;
-        if let Some(issued) = &ocsp_issued {
+        for issued in &ocsp_issued {
             record_infrastructure(
                 &store,
                 issued,
@@ -117,13 +117,13 @@ impl App {
         }
         let admin_token = seed::ensure_operator_token(&config, &store)?;
         let demo = if config.demo.enabled {
-            Some(seed::ensure_demo(&config, &ca, &store)?)
+            Some(seed::ensure_demo(&config, ca.active(), &store)?)
         } else {
             None
         };
         store.flush()?;
 
-        let trust = ClientTrust::new(ca.root_der(), ca.issuing_der(), &config.tls.client_anchors)?;
+        let trust = ClientTrust::new(&ca, &config.tls.client_anchors)?;
         let tls = tls::server_config(
             tls_material.chain,
             tls_material.key,
@@ -133,7 +133,7 @@ impl App {
         let metrics = Metrics::new()?;
         metrics.stored.set(store.cert_count() as i64);
         if revocation.crl_due(now_unix()) {
-            revocation.regenerate_crl(&ca, &store, &metrics)?;
+            revocation.regenerate_crl(&store, &metrics)?;
             store.flush()?;
         }
         metrics
@@ -146,7 +146,7 @@ impl App {
             limits,
             ocsp_gate,
             config,
-            ca: Arc::new(ca),
+            ca,
             store,
             trust,
             metrics,

@@ -9,6 +9,7 @@ use der::Decode;
 use rustls::pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use x509_cert::certificate::Certificate;
 
+use crate::ca::CaSet;
 use crate::config::ClientAnchorConfig;
 use crate::files::read_certs;
 use crate::model::{
@@ -130,9 +131,11 @@ struct ExternalAnchor {
 /// The trust configuration for client certificates, built once.
 pub struct ClientTrust {
     anchors: Vec<TrustAnchor<'static>>,
-    own_root_subject: Vec<u8>,
+    /// Every CA generation's root subject.
+    own_root_subjects: Vec<Vec<u8>>,
     intermediates: Vec<CertificateDer<'static>>,
-    issuing_der: Vec<u8>,
+    /// Every CA generation's issuing certificate.
+    issuing_ders: Vec<Vec<u8>>,
     external: Vec<ExternalAnchor>,
     hints: Vec<rustls::DistinguishedName>,
 }
@@ -149,25 +152,35 @@ fn unix(t: SystemTime) -> UnixSeconds {
 }
 
 impl ClientTrust {
-    /// This CA's root and issuing CA, plus foreign anchors from configuration.
-    pub fn new(
-        root_der: &[u8],
-        issuing_der: &[u8],
-        extra: &[ClientAnchorConfig],
-    ) -> Result<ClientTrust, TrustError> {
+    /// This CA's roots and issuing CAs (every generation, so that a
+    /// certificate of an older one can still re-enrol), plus foreign
+    /// anchors from configuration.
+    pub fn new(ca: &CaSet, extra: &[ClientAnchorConfig]) -> Result<ClientTrust, TrustError> {
         let anchor = |der: &[u8]| -> Result<TrustAnchor<'static>, TrustError> {
             let c = CertificateDer::from(der.to_vec());
             webpki::anchor_from_trusted_cert(&c)
                 .map(|a| a.to_owned())
                 .map_err(|e| TrustError(format!("{e:?}")))
         };
-        let root = anchor(root_der)?;
-        let own_root_subject = root.subject.as_ref().to_vec();
-        let mut hints = vec![
-            rustls::DistinguishedName::in_sequence(&own_root_subject),
-            rustls::DistinguishedName::in_sequence(anchor(issuing_der)?.subject.as_ref()),
-        ];
-        let mut anchors = vec![root];
+        let mut anchors = Vec::new();
+        let mut own_root_subjects = Vec::new();
+        let mut hinted: Vec<Vec<u8>> = Vec::new();
+        for der in ca.roots() {
+            let root = anchor(der)?;
+            own_root_subjects.push(root.subject.as_ref().to_vec());
+            hinted.push(root.subject.as_ref().to_vec());
+            anchors.push(root);
+        }
+        for der in ca.below_roots() {
+            hinted.push(anchor(der)?.subject.as_ref().to_vec());
+        }
+        // Generations may share names; each is hinted once.
+        let mut seen = std::collections::HashSet::new();
+        hinted.retain(|s| seen.insert(s.clone()));
+        let mut hints: Vec<rustls::DistinguishedName> = hinted
+            .iter()
+            .map(|s| rustls::DistinguishedName::in_sequence(s))
+            .collect();
         let mut external = Vec::new();
         for a in extra {
             let mut rights = Vec::new();
@@ -190,9 +203,13 @@ impl ClientTrust {
         }
         Ok(ClientTrust {
             anchors,
-            own_root_subject,
-            intermediates: vec![CertificateDer::from(issuing_der.to_vec())],
-            issuing_der: issuing_der.to_vec(),
+            own_root_subjects,
+            intermediates: ca
+                .below_roots()
+                .into_iter()
+                .map(|d| CertificateDer::from(d.to_vec()))
+                .collect(),
+            issuing_ders: ca.issuing_certs().into_iter().map(<[u8]>::to_vec).collect(),
             external,
             hints,
         })
@@ -233,11 +250,16 @@ impl ClientTrust {
         let anchor_subject = path.anchor().subject.as_ref();
         let cert = Certificate::from_der(ee_der).map_err(|_| CertRejection::Malformed)?;
         let not_after = unix(cert.tbs_certificate.validity.not_after.to_system_time());
-        if anchor_subject == self.own_root_subject.as_slice() {
-            let via_issuing = path
-                .intermediate_certificates()
-                .next()
-                .is_some_and(|i| i.der().as_ref() == self.issuing_der.as_slice());
+        if self
+            .own_root_subjects
+            .iter()
+            .any(|s| s.as_slice() == anchor_subject)
+        {
+            let via_issuing = path.intermediate_certificates().next().is_some_and(|i| {
+                self.issuing_ders
+                    .iter()
+                    .any(|d| d.as_slice() == i.der().as_ref())
+            });
             if !via_issuing {
                 return Err(CertRejection::Untrusted);
             }

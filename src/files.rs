@@ -167,6 +167,12 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, FileError
     Ok(certs)
 }
 
+/// Reads a short text file (a label, a moment), trimmed.
+pub fn read_text(path: &Path) -> Result<String, FileError> {
+    let text = fs::read_to_string(path).map_err(|e| FileError::io(path, e))?;
+    Ok(text.trim().to_owned())
+}
+
 /// Reads the first certificate in a PEM file.
 pub fn read_cert(path: &Path) -> Result<CertificateDer<'static>, FileError> {
     // read_certs refuses an empty file, so there is a first.

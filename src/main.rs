@@ -31,64 +31,159 @@ enum Command {
     /// Work on a store with estd stopped: move an installation between engines.
     #[command(subcommand)]
     Store(StoreCommand),
-    /// The issuing CA's key ceremony with the key in a PKCS#11 token
-    /// ([ca.key] pkcs11): generate the key, write its CSR, import the
-    /// certificate an external root signed.
+    /// The CA: the key ceremony (a key in a PKCS#11 token or a key file,
+    /// its CSR, the certificate an external root signed) and rollover to a
+    /// next generation.
     #[command(subcommand)]
     Ca(CaCommand),
 }
 
 #[derive(Subcommand)]
 enum CaCommand {
-    /// Generate the issuing CA's key pair inside the token configured in
-    /// [ca.key] pkcs11: sensitive, not extractable, a token object.
+    /// Generate an issuing CA key: with --pkcs11 alone, the first one, in the
+    /// token of [ca.key] pkcs11 (sensitive, not extractable, a token object);
+    /// with --next, the next generation's, in the token under --key-label or,
+    /// without --pkcs11, as a key file in certs/ca-N/.
     Init {
-        /// Generate the key in the PKCS#11 token (the only kind of `ca init` so far).
-        #[arg(long, required = true)]
+        /// Generate the key in the PKCS#11 token.
+        #[arg(long, required_unless_present = "next")]
         pkcs11: bool,
+        /// Start the next CA generation (rollover) instead of the first CA.
+        #[arg(long)]
+        next: bool,
+        /// The token label of the next generation's key (with --pkcs11 --next).
+        #[arg(long, value_name = "LABEL", requires = "next")]
+        key_label: Option<String>,
         /// The key's algorithm.
         #[arg(long, value_enum, default_value = "p256")]
         algorithm: estd::ca::pkcs11::TokenKeyAlgorithm,
     },
-    /// Write the issuing CA's certificate request (PEM), signed by the token,
+    /// Write the issuing CA's certificate request (PEM), signed by its key,
     /// for the (offline) root to sign.
     Csr {
         /// Where to write the CSR.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// For the next CA generation being prepared.
+        #[arg(long)]
+        next: bool,
     },
     /// Check the issuing CA certificate the root signed (its key is the
-    /// token's, the root's signature verifies) and install it with the root
-    /// into the certificate folder.
+    /// CA's, each signature in the chain verifies) and install it with its
+    /// chain into the certificate folder.
     Import {
         /// The issuing CA certificate (PEM).
         #[arg(long, value_name = "FILE")]
         cert: PathBuf,
-        /// The root certificate that signed it (PEM).
+        /// Its issuers (PEM): any intermediates, then the root.
         #[arg(long, value_name = "FILE")]
         chain: PathBuf,
+        /// Install the next CA generation being prepared.
+        #[arg(long)]
+        next: bool,
+        /// With a new root: NewWithOld and OldWithNew (PEM), for /cacerts.
+        #[arg(long, value_name = "FILE", requires = "next")]
+        root_rollover: Option<PathBuf>,
+        /// When the next generation starts to issue (UTC, e.g. 2027-01-01T00:00:00Z, or "now").
+        #[arg(long, value_name = "TIME", requires = "next")]
+        switch_at: Option<String>,
     },
+    /// Prepare the next generation of a development CA (software keys, the
+    /// root key in certs/): a new issuing CA under the current root, or with
+    /// --new-root under a new root, with the root rollover certificates.
+    Next {
+        /// Make a new root too, with NewWithOld and OldWithNew.
+        #[arg(long)]
+        new_root: bool,
+        /// When it starts to issue (UTC, e.g. 2027-01-01T00:00:00Z, or "now").
+        #[arg(long, value_name = "TIME")]
+        switch_at: Option<String>,
+    },
+    /// Set when the newest CA generation starts to issue new certificates.
+    Switch {
+        /// The moment (UTC, e.g. 2027-01-01T00:00:00Z, or "now").
+        #[arg(long, value_name = "TIME")]
+        at: String,
+    },
+    /// List the CA generations and which one issues now.
+    Status,
+}
+
+/// A moment given on the command line: RFC 3339 in UTC, or "now".
+fn moment(text: &str) -> Result<u64, String> {
+    if text == "now" {
+        return Ok(estd::model::now_unix());
+    }
+    estd::model::parse_rfc3339(text)
+        .ok_or_else(|| format!("{text:?} is not a time in UTC like 2027-01-01T00:00:00Z, or now"))
 }
 
 /// `estd ca ...`.
 fn ca_command(config: &Config, command: CaCommand) -> Result<(), Box<dyn std::error::Error>> {
-    use estd::ca::ceremony;
+    use estd::ca::{ceremony, rollover};
+    let certs = &config.paths.certs_dir;
     match command {
-        CaCommand::Init { algorithm, .. } => print!("{}", ceremony::init(&config.ca, algorithm)?),
-        CaCommand::Csr { out } => {
-            let pem = ceremony::csr(&config.ca)?;
+        CaCommand::Init {
+            next: false,
+            algorithm,
+            ..
+        } => print!("{}", ceremony::init(&config.ca, algorithm)?),
+        CaCommand::Init {
+            next: true,
+            pkcs11,
+            key_label,
+            algorithm,
+        } => {
+            if pkcs11 != key_label.is_some() {
+                return Err("with --next, --pkcs11 and --key-label go together (a key in the token needs its own label)".into());
+            }
+            print!(
+                "{}",
+                ceremony::init_next(&config.ca, certs, key_label.as_deref(), algorithm)?
+            )
+        }
+        CaCommand::Csr { out, next } => {
+            let pem = ceremony::csr(&config.ca, certs, next)?;
             std::fs::write(&out, pem)
                 .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
             println!(
                 "estd: wrote the issuing CA's CSR to {}; have the root sign it, then run \
-                 estd ca import --cert ISSUING.pem --chain ROOT.pem",
-                out.display()
+                 estd ca import{} --cert ISSUING.pem --chain ROOT.pem",
+                out.display(),
+                if next { " --next" } else { "" }
             );
         }
-        CaCommand::Import { cert, chain } => println!(
-            "{}",
-            ceremony::import(&config.ca, &config.paths.certs_dir, &cert, &chain)?
-        ),
+        CaCommand::Import {
+            cert,
+            chain,
+            next,
+            root_rollover,
+            switch_at,
+        } => {
+            let next = match next {
+                false => None,
+                true => Some(ceremony::NextGeneration {
+                    root_rollover,
+                    switch_at: switch_at.as_deref().map(moment).transpose()?,
+                }),
+            };
+            println!(
+                "{}",
+                ceremony::import(&config.ca, certs, &cert, &chain, next)?
+            )
+        }
+        CaCommand::Next {
+            new_root,
+            switch_at,
+        } => {
+            let switch_at = switch_at.as_deref().map(moment).transpose()?;
+            println!(
+                "{}",
+                rollover::stage_development(certs, &config.ca, new_root, switch_at)?
+            )
+        }
+        CaCommand::Switch { at } => println!("{}", rollover::set_switch(certs, moment(&at)?)?),
+        CaCommand::Status => print!("{}", rollover::status(certs)?),
     }
     Ok(())
 }

@@ -50,7 +50,6 @@ pub async fn handle(
     remote: IpAddr,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
-    let crl_path = url_path(&app.config.ca.crl_url);
     let ocsp_path = url_path(&app.config.ca.ocsp_url).trim_end_matches('/');
     let path = req.uri().path().to_owned();
     // Counted before anything is read, looked up or signed.
@@ -66,8 +65,8 @@ pub async fn handle(
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(limited.retry_after));
         ("rate-limited", r)
-    } else if path == crl_path {
-        ("crl", crl(app, &req))
+    } else if let Some(generation) = crl_generation(app, &path) {
+        ("crl", crl(app, &req, generation))
     } else if path == ocsp_path || path.starts_with(&format!("{ocsp_path}/")) {
         ("ocsp", ocsp(app, req, ocsp_path).await)
     } else {
@@ -81,14 +80,26 @@ pub async fn handle(
     resp
 }
 
-fn crl(app: &App, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+/// Which CA generation's CRL `path` asks for: the one whose distribution
+/// point has this path (see [`crate::ca::set::generation_crl_url`]).
+fn crl_generation(app: &App, path: &str) -> Option<u32> {
+    app.ca
+        .generations()
+        .iter()
+        .find(|g| url_path(g.ca.crl_url()) == path)
+        .map(|g| g.number)
+}
+
+fn crl(app: &App, req: &Request<Incoming>, generation: u32) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return plain(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed; use GET\n",
         );
     }
-    let crl = app.revocation.current_crl();
+    let Some(crl) = app.revocation.crl_of(generation) else {
+        return plain(StatusCode::NOT_FOUND, "no CA generation has this CRL\n");
+    };
     if crl.der.is_empty() {
         return plain(
             StatusCode::SERVICE_UNAVAILABLE,

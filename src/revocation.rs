@@ -10,17 +10,18 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 
 use crate::ca::bootstrap::{self, OCSP_RENEW_DAYS};
 use crate::ca::ocsp::{self, Lookup, OcspResponder};
-use crate::ca::{Ca, CaError, IssuedCert};
+use crate::ca::rollover::generation_dir;
+use crate::ca::{Ca, CaError, CaSet, IssuedCert};
 use crate::config::RevocationConfig;
 use crate::metrics::Metrics;
-use crate::model::{now_unix, CertStatus, Serial, UnixSeconds};
+use crate::model::{now_unix, CertStatus, RevocationReason, Serial, UnixSeconds};
 use crate::store::{Exclusive, Store, StoreError, StoreEvent, StoredCrl};
 
 /// Bounds how many OCSP requests are answered (looked up and signed) at
@@ -146,108 +147,31 @@ struct Cached {
     next_update: UnixSeconds,
 }
 
-/// CRL and OCSP state, shared by the plain-HTTP listener and the admin API.
-pub struct Revocation {
-    config: RevocationConfig,
+/// One CRL entry: serial, revocation time, reason.
+type CrlEntry = (Serial, UnixSeconds, RevocationReason);
+
+/// One CA generation's revocation state: its current CRL and its
+/// delegated OCSP responder.
+struct PerCa {
+    ca: Arc<Ca>,
+    number: u32,
     crl: RwLock<Arc<StoredCrl>>,
     responder: RwLock<Arc<OcspResponder>>,
-    /// Keyed by the request's CertID DER, so an answer always echoes the asker's CertID.
-    cache: RwLock<HashMap<Vec<u8>, Cached>>,
-    /// Bumped after every revocation; answers read before a bump are not cached.
-    epoch: AtomicU64,
 }
 
-/// The stored OCSP responder, or a new one if there is none or it nears expiry.
-fn load_responder(dir: &Path, ca: &Ca) -> Result<(OcspResponder, Option<IssuedCert>), CaError> {
-    if let Some(responder) = bootstrap::read_ocsp_responder(dir, ca)? {
-        if responder.not_after > now_unix() + OCSP_RENEW_DAYS * 86_400 {
-            return Ok((responder, None));
-        }
-    }
-    let (responder, issued) = bootstrap::create_ocsp_responder(dir, ca)?;
-    Ok((responder, Some(issued)))
-}
-
-impl Revocation {
-    /// Loads the stored CRL (or signs the first), and the OCSP responder
-    /// (created or renewed if needed). Returns a newly issued responder
-    /// certificate, which the caller records in the store.
-    pub fn init(
-        config: &RevocationConfig,
-        certs_dir: &Path,
-        ca: &Ca,
-        store: &Arc<dyn Store>,
-    ) -> Result<(Revocation, Option<IssuedCert>), RevocationError> {
-        let (signer, issued) = load_responder(certs_dir, ca)?;
-        let crl = match store.crl()? {
-            Some(c) => c,
-            None => StoredCrl {
-                number: 0,
-                this_update: 0,
-                next_update: 0,
-                der: Vec::new(),
-            },
-        };
-        let r = Revocation {
-            config: config.clone(),
-            crl: RwLock::new(Arc::new(crl)),
-            responder: RwLock::new(Arc::new(signer)),
-            cache: RwLock::new(HashMap::new()),
-            epoch: AtomicU64::new(0),
-        };
-        Ok((r, issued))
-    }
-
-    /// The current CRL.
-    pub fn current_crl(&self) -> Arc<StoredCrl> {
+impl PerCa {
+    fn crl(&self) -> Arc<StoredCrl> {
         match self.crl.read() {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
         }
     }
 
-    /// Whether the CRL is due to be signed again (never signed, or older than the refresh interval).
-    pub fn crl_due(&self, now: UnixSeconds) -> bool {
-        let crl = self.current_crl();
-        crl.der.is_empty() || now >= crl.this_update + self.config.crl_refresh_minutes * 60
-    }
-
-    /// Signs a new CRL from the revoked index, with the next CRL number, and
-    /// stores it (durable with the caller's next commit). One node at a time
-    /// signs (the store's [`Exclusive::CrlSigning`]), and the number comes
-    /// from the store's sequence, so it never goes down across nodes.
-    pub fn regenerate_crl(
-        &self,
-        ca: &Ca,
-        store: &Arc<dyn Store>,
-        metrics: &Metrics,
-    ) -> Result<Arc<StoredCrl>, RevocationError> {
-        let _one_at_a_time = store.exclusive(Exclusive::CrlSigning)?;
-        let entries = store
-            .revoked_entries()
-            .map(|e| e.map(|e| (e.serial, e.at, e.reason)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let number = store.next_crl_number()?;
-        let now = now_unix();
-        let next = now + self.config.crl_next_update_hours * 3600;
-        let der = ca.sign_crl(
-            number,
-            UNIX_EPOCH + Duration::from_secs(now),
-            UNIX_EPOCH + Duration::from_secs(next),
-            &entries,
-        )?;
-        let crl = StoredCrl {
-            number,
-            this_update: now,
-            next_update: next,
-            der,
-        };
-        store.put_crl(&crl)?;
-        metrics.crl_generations.inc();
-        metrics.crl_size_bytes.set(crl.der.len() as i64);
-        let crl = Arc::new(crl);
-        self.adopt_crl(crl.clone());
-        Ok(crl)
+    fn responder(&self) -> Arc<OcspResponder> {
+        match self.responder.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
     }
 
     /// Serves `crl` unless a newer one is already served (one read from the
@@ -261,10 +185,194 @@ impl Revocation {
             *current = crl;
         }
     }
+}
+
+/// CRL and OCSP state, shared by the plain-HTTP listener and the admin API:
+/// per CA generation, each with its own CRL and responder.
+pub struct Revocation {
+    config: RevocationConfig,
+    cas: Arc<CaSet>,
+    /// In the order of `cas`'s generations.
+    per_ca: Vec<PerCa>,
+    /// Keyed by the request's CertID DER, so an answer always echoes the asker's CertID.
+    cache: RwLock<HashMap<Vec<u8>, Cached>>,
+    /// Bumped after every revocation; answers read before a bump are not cached.
+    epoch: AtomicU64,
+    /// Which generation issued each revoked certificate seen so far (only
+    /// looked up with several generations; it never changes).
+    issuers: Mutex<HashMap<Serial, u32>>,
+}
+
+/// The stored OCSP responder in `dir`, or a new one if there is none or it nears expiry.
+fn load_responder(dir: &Path, ca: &Ca) -> Result<(OcspResponder, Option<IssuedCert>), CaError> {
+    if let Some(responder) = bootstrap::read_ocsp_responder(dir, ca)? {
+        if responder.not_after > now_unix() + OCSP_RENEW_DAYS * 86_400 {
+            return Ok((responder, None));
+        }
+    }
+    let (responder, issued) = bootstrap::create_ocsp_responder(dir, ca)?;
+    Ok((responder, Some(issued)))
+}
+
+fn empty_crl() -> StoredCrl {
+    StoredCrl {
+        number: 0,
+        this_update: 0,
+        next_update: 0,
+        der: Vec::new(),
+    }
+}
+
+impl Revocation {
+    /// Loads each generation's stored CRL (or signs the first), and its
+    /// OCSP responder (created or renewed if needed). Returns the newly
+    /// issued responder certificates, which the caller records in the store.
+    pub fn init(
+        config: &RevocationConfig,
+        certs_dir: &Path,
+        cas: &Arc<CaSet>,
+        store: &Arc<dyn Store>,
+    ) -> Result<(Revocation, Vec<IssuedCert>), RevocationError> {
+        let mut per_ca = Vec::new();
+        let mut issued = Vec::new();
+        for g in cas.generations() {
+            let dir = generation_dir(certs_dir, g.number);
+            let (responder, new) = load_responder(&dir, &g.ca)?;
+            issued.extend(new);
+            per_ca.push(PerCa {
+                ca: g.ca.clone(),
+                number: g.number,
+                crl: RwLock::new(Arc::new(store.crl(g.number)?.unwrap_or_else(empty_crl))),
+                responder: RwLock::new(Arc::new(responder)),
+            });
+        }
+        let r = Revocation {
+            config: config.clone(),
+            cas: cas.clone(),
+            per_ca,
+            cache: RwLock::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
+            issuers: Mutex::new(HashMap::new()),
+        };
+        Ok((r, issued))
+    }
+
+    fn per_ca(&self, generation: u32) -> Option<&PerCa> {
+        self.per_ca.iter().find(|p| p.number == generation)
+    }
+
+    /// The current CRL of CA generation `generation`, if there is such a generation.
+    pub fn crl_of(&self, generation: u32) -> Option<Arc<StoredCrl>> {
+        self.per_ca(generation).map(PerCa::crl)
+    }
+
+    /// The current CRL of the generation that issues now.
+    pub fn current_crl(&self) -> Arc<StoredCrl> {
+        let active = self.cas.active_at(now_unix()).number;
+        self.crl_of(active).unwrap_or_else(|| Arc::new(empty_crl()))
+    }
+
+    /// Whether a CRL is due to be signed again (never signed, or older than the refresh interval).
+    pub fn crl_due(&self, now: UnixSeconds) -> bool {
+        self.per_ca
+            .iter()
+            .filter(|p| p.ca.not_after() >= now)
+            .any(|p| {
+                let crl = p.crl();
+                crl.der.is_empty() || now >= crl.this_update + self.config.crl_refresh_minutes * 60
+            })
+    }
+
+    /// Splits the revoked entries by the generation that issued each.
+    fn entries_by_generation(
+        &self,
+        store: &Arc<dyn Store>,
+        entries: Vec<CrlEntry>,
+    ) -> Result<HashMap<u32, Vec<CrlEntry>>, RevocationError> {
+        let mut split: HashMap<u32, Vec<_>> = HashMap::new();
+        if self.cas.is_single() {
+            split.insert(1, entries);
+            return Ok(split);
+        }
+        let mut issuers = match self.issuers.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        for entry in entries {
+            let generation = match issuers.get(&entry.0) {
+                Some(g) => Some(*g),
+                None => {
+                    let found = store
+                        .cert(&entry.0)?
+                        .and_then(|rec| self.cas.issuer_of_der(&rec.der).map(|g| g.number));
+                    if let Some(g) = found {
+                        issuers.insert(entry.0, g);
+                    }
+                    found
+                }
+            };
+            match generation {
+                Some(g) => split.entry(g).or_default().push(entry),
+                None => tracing::warn!(
+                    serial = %entry.0,
+                    "a revoked certificate of no CA generation estd holds is left off every CRL"
+                ),
+            }
+        }
+        Ok(split)
+    }
+
+    /// Signs a new CRL for every generation whose CA certificate is still
+    /// valid, each from its own certificates in the revoked index, with the
+    /// next CRL numbers, and stores them (durable with the caller's next
+    /// commit). One node at a time signs (the store's
+    /// [`Exclusive::CrlSigning`]), and numbers come from the store's
+    /// sequence, so they never go down across nodes. Returns the CRL of the
+    /// generation that issues now.
+    pub fn regenerate_crl(
+        &self,
+        store: &Arc<dyn Store>,
+        metrics: &Metrics,
+    ) -> Result<Arc<StoredCrl>, RevocationError> {
+        let _one_at_a_time = store.exclusive(Exclusive::CrlSigning)?;
+        let entries = store
+            .revoked_entries()
+            .map(|e| e.map(|e| (e.serial, e.at, e.reason)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut split = self.entries_by_generation(store, entries)?;
+        let now = now_unix();
+        let next = now + self.config.crl_next_update_hours * 3600;
+        for p in &self.per_ca {
+            // An expired CA's CRL convinces nobody; its certificates have expired too.
+            if p.ca.not_after() < now {
+                continue;
+            }
+            let entries = split.remove(&p.number).unwrap_or_default();
+            let number = store.next_crl_number()?;
+            let der = p.ca.sign_crl(
+                number,
+                UNIX_EPOCH + Duration::from_secs(now),
+                UNIX_EPOCH + Duration::from_secs(next),
+                &entries,
+            )?;
+            let crl = StoredCrl {
+                number,
+                this_update: now,
+                next_update: next,
+                der,
+            };
+            store.put_crl(p.number, &crl)?;
+            metrics.crl_generations.inc();
+            p.adopt_crl(Arc::new(crl));
+        }
+        let current = self.current_crl();
+        metrics.crl_size_bytes.set(current.der.len() as i64);
+        Ok(current)
+    }
 
     /// Follows a change made by this node or another: drops cached OCSP
-    /// answers a revocation makes wrong, and serves a CRL stored by another
-    /// node.
+    /// answers a revocation makes wrong, and serves the CRLs stored by
+    /// another node.
     pub fn follow(&self, event: StoreEvent, store: &Arc<dyn Store>) -> Result<(), StoreError> {
         match event {
             StoreEvent::Revoked(serial) => self.forget(Some(&serial)),
@@ -272,8 +380,10 @@ impl Revocation {
             StoreEvent::Resync => self.forget(None),
         }
         if matches!(event, StoreEvent::CrlChanged | StoreEvent::Resync) {
-            if let Some(crl) = store.crl()? {
-                self.adopt_crl(Arc::new(crl));
+            for p in &self.per_ca {
+                if let Some(crl) = store.crl(p.number)? {
+                    p.adopt_crl(Arc::new(crl));
+                }
             }
         }
         Ok(())
@@ -294,53 +404,73 @@ impl Revocation {
     }
 
     /// Call after a revocation is in the store and before answering: drops
-    /// cached answers for the serial and signs a new CRL.
+    /// cached answers for the serial and signs new CRLs.
     pub fn after_revocation(
         &self,
         serial: &Serial,
-        ca: &Ca,
         store: &Arc<dyn Store>,
         metrics: &Metrics,
     ) -> Result<(), RevocationError> {
         self.forget(Some(serial));
-        self.regenerate_crl(ca, store, metrics)?;
+        self.regenerate_crl(store, metrics)?;
         Ok(())
     }
 
-    /// Replaces the OCSP responder certificate when it nears expiry.
-    /// Returns the new certificate, which the caller records in the store.
+    /// Replaces each generation's OCSP responder certificate when it nears
+    /// expiry. Returns the new certificates, which the caller records in
+    /// the store.
     pub fn renew_responder_if_due(
         &self,
         certs_dir: &Path,
-        ca: &Ca,
-    ) -> Result<Option<IssuedCert>, RevocationError> {
-        let due = self.responder().not_after <= now_unix() + OCSP_RENEW_DAYS * 86_400;
-        if !due {
-            return Ok(None);
+    ) -> Result<Vec<IssuedCert>, RevocationError> {
+        let mut issued = Vec::new();
+        for p in &self.per_ca {
+            let due = p.responder().not_after <= now_unix() + OCSP_RENEW_DAYS * 86_400;
+            if !due {
+                continue;
+            }
+            let dir = generation_dir(certs_dir, p.number);
+            let (signer, new) = bootstrap::create_ocsp_responder(&dir, &p.ca)?;
+            match p.responder.write() {
+                Ok(mut g) => *g = Arc::new(signer),
+                Err(e) => *e.into_inner() = Arc::new(signer),
+            }
+            issued.push(new);
         }
-        let (signer, issued) = bootstrap::create_ocsp_responder(certs_dir, ca)?;
-        match self.responder.write() {
-            Ok(mut g) => *g = Arc::new(signer),
-            Err(p) => *p.into_inner() = Arc::new(signer),
+        if !issued.is_empty() {
+            match self.cache.write() {
+                Ok(mut g) => g.clear(),
+                Err(p) => p.into_inner().clear(),
+            }
         }
-        match self.cache.write() {
-            Ok(mut g) => g.clear(),
-            Err(p) => p.into_inner().clear(),
-        }
-        Ok(Some(issued))
+        Ok(issued)
     }
 
-    fn responder(&self) -> Arc<OcspResponder> {
-        match self.responder.read() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
+    /// The generation whose CA the request asks about, and the request as
+    /// its responder parsed it: the first generation (the issuing one
+    /// first) that one of the CertIDs names; if none does, the issuing one
+    /// answers (unknown). `None`: the request is malformed.
+    fn responder_for(&self, request: &[u8]) -> Option<(&PerCa, Arc<OcspResponder>, ocsp::Parsed)> {
+        let active = self.cas.active_at(now_unix()).number;
+        let mut order: Vec<&PerCa> = self.per_ca.iter().collect();
+        order.sort_by_key(|p| p.number != active);
+        let mut fallback = None;
+        for p in order {
+            let responder = p.responder();
+            let parsed = responder.parse(request)?;
+            if parsed.items.iter().any(ocsp::Item::names_issuer) {
+                return Some((p, responder, parsed));
+            }
+            if fallback.is_none() {
+                fallback = Some((p, responder, parsed));
+            }
         }
+        fallback
     }
 
     /// Answers a DER OCSPRequest. Never fails: bad input gets `malformedRequest`.
     pub fn ocsp(&self, store: &Arc<dyn Store>, request: &[u8]) -> OcspAnswer {
-        let responder = self.responder();
-        let Some(parsed) = responder.parse(request) else {
+        let Some((per_ca, responder, parsed)) = self.responder_for(request) else {
             return OcspAnswer {
                 body: Bytes::from(ocsp::malformed()),
                 status: OcspStatus::Malformed,
@@ -389,6 +519,14 @@ impl Revocation {
                         };
                     }
                     Ok(None) => Lookup::Unknown,
+                    // A serial of another generation's certificate, asked of this one.
+                    Ok(Some(rec))
+                        if !self.cas.is_single()
+                            && self.cas.issuer_of_der(&rec.der).map(|g| g.number)
+                                != Some(per_ca.number) =>
+                    {
+                        Lookup::Unknown
+                    }
                     Ok(Some(rec)) => match rec.status {
                         CertStatus::Issued => Lookup::Good,
                         CertStatus::Revoked { at, reason } => Lookup::Revoked {

@@ -175,6 +175,7 @@ fn make_record(ctx: &IssueCtx<'_>, i: u64) -> Result<CertRecord, String> {
     let issued = ctx
         .app
         .ca
+        .active()
         .issue(&template)
         .map_err(|e| format!("signing certificate {i}: {e}"))?;
     Ok(CertRecord {
@@ -477,7 +478,7 @@ fn sign_crl(app: &App) -> Result<usize, SetupError> {
     let crl_started = Instant::now();
     let crl = app
         .revocation
-        .regenerate_crl(&app.ca, &app.store, &app.metrics)
+        .regenerate_crl(&app.store, &app.metrics)
         .map_err(|e| SetupError::Store(format!("signing the CRL: {e}")))?;
     eprintln!(
         "estd-bench: fill: CRL number {} signed in {:.3} s ({} bytes)",

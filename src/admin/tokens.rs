@@ -19,7 +19,7 @@ use super::response::{created, json, ApiResult};
 use super::views::{rfc3339, Items};
 use crate::app::App;
 use crate::config::AdminTokensConfig;
-use crate::model::{now_unix, Actor, TokenRecord, UnixSeconds};
+use crate::model::{now_unix, parse_rfc3339, Actor, TokenRecord, UnixSeconds};
 use crate::service;
 
 /// The body of `POST /organisations/{cvr}/tokens` and `POST /tokens`.
@@ -70,35 +70,6 @@ pub(super) struct CreatedToken {
     view: TokenView,
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` as seconds since the epoch.
-fn parse_utc(text: &str) -> Option<UnixSeconds> {
-    let b = text.as_bytes();
-    let shape_ok = b.len() == 20
-        && b.iter().enumerate().all(|(i, c)| match i {
-            4 | 7 => *c == b'-',
-            10 => *c == b'T',
-            13 | 16 => *c == b':',
-            19 => *c == b'Z',
-            _ => c.is_ascii_digit(),
-        });
-    if !shape_ok {
-        return None;
-    }
-    let n = |from: usize, to: usize| text[from..to].parse::<u16>().ok();
-    let month = time::Month::try_from(u8::try_from(n(5, 7)?).ok()?).ok()?;
-    let date =
-        time::Date::from_calendar_date(i32::from(n(0, 4)?), month, u8::try_from(n(8, 10)?).ok()?)
-            .ok()?;
-    let at = date
-        .with_hms(
-            u8::try_from(n(11, 13)?).ok()?,
-            u8::try_from(n(14, 16)?).ok()?,
-            u8::try_from(n(17, 19)?).ok()?,
-        )
-        .ok()?;
-    u64::try_from(at.assume_utc().unix_timestamp()).ok()
-}
-
 /// The checked name and expiry of a new token at `now`.
 pub(super) fn check_new_token(
     input: &NewToken,
@@ -131,7 +102,7 @@ pub(super) fn check_new_token(
             now + days * 86_400
         }
         (None, Some(text)) => {
-            let at = parse_utc(text).ok_or_else(|| {
+            let at = parse_rfc3339(text).ok_or_else(|| {
                 ApiError::invalid(
                     "expires_at",
                     "must be a time in UTC like 2026-05-01T12:00:00Z",
@@ -259,7 +230,7 @@ mod tests {
         );
         assert!(check_new_token(&input(Some(731), None), &limits, now).is_err());
         assert!(check_new_token(&input(Some(0), None), &limits, now).is_err());
-        let later = parse_utc("2027-02-01T00:00:00Z").expect("parses");
+        let later = parse_rfc3339("2027-02-01T00:00:00Z").expect("parses");
         assert!(later > now);
         assert_eq!(
             check_new_token(&input(None, Some("2027-02-01T00:00:00Z")), &limits, now)
@@ -289,10 +260,10 @@ mod tests {
 
     #[test]
     fn utc_times_parse() {
-        assert_eq!(parse_utc("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_utc("2023-11-14T22:13:20Z"), Some(1_700_000_000));
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20Z"), Some(1_700_000_000));
         assert_eq!(
-            rfc3339(parse_utc("2026-05-01T12:00:00Z").expect("t")),
+            rfc3339(parse_rfc3339("2026-05-01T12:00:00Z").expect("t")),
             "2026-05-01T12:00:00Z"
         );
     }

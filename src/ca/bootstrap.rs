@@ -16,7 +16,7 @@ use super::layout;
 use super::ocsp::OcspResponder;
 use super::provider::IssuingKey;
 use super::signer::{Signer, SoftwareSigner};
-use super::{Ca, CaError, CertTemplate, CertUsage, IssuedCert};
+use super::{rollover, Ca, CaError, CaSet, CertTemplate, CertUsage, IssuedCert};
 use crate::config::{CaConfig, CaKeyAlgorithm};
 use crate::files::{
     cert_pem, check_private_mode, create_dir_all, key_pem, read_cert, read_certs, read_private_key,
@@ -80,13 +80,13 @@ fn ocsp_responder(pkcs8: &[u8], cert_der: &[u8], ca: &Ca) -> Result<OcspResponde
 
 /// What [`load_or_create_ca`] found.
 pub struct CaMaterial {
-    /// The ready CA.
-    pub ca: Ca,
+    /// The ready CA, every generation.
+    pub ca: CaSet,
     /// Whether it was created just now.
     pub created: bool,
 }
 
-fn rcgen_alg(a: CaKeyAlgorithm) -> &'static rcgen::SignatureAlgorithm {
+pub(super) fn rcgen_alg(a: CaKeyAlgorithm) -> &'static rcgen::SignatureAlgorithm {
     match a {
         CaKeyAlgorithm::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
         CaKeyAlgorithm::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
@@ -118,27 +118,55 @@ pub fn load_or_create_ca(dir: &Path, cfg: &CaConfig) -> Result<CaMaterial, CaErr
             })
         }
     };
-    let ca = assemble(dir, cfg, issuing_key)?;
+    let ca = assemble(dir, &cfg.crl_url, &cfg.ocsp_url, issuing_key)?;
+    let ca = rollover::load_generations(dir, cfg, ca)?;
     Ok(CaMaterial { ca, created })
 }
 
-/// The CA from the certificates in `dir` and the issuing key `key`.
-fn assemble(dir: &Path, cfg: &CaConfig, key: IssuingKey) -> Result<Ca, CaError> {
+/// The CA from the certificates in `dir` (a generation's folder) and the
+/// issuing key `key`, publishing its CRL at `crl_url`.
+pub(super) fn assemble(
+    dir: &Path,
+    crl_url: &str,
+    ocsp_url: &str,
+    key: IssuingKey,
+) -> Result<Ca, CaError> {
     // The root key is not needed to run, but a readable one is as bad as a
     // readable issuing key: refuse to start until it is fixed (or moved away).
     let root_key = dir.join(layout::ROOT_KEY);
     if root_key.exists() {
         check_private_mode(&root_key)?;
     }
-    let root = read_cert(&dir.join(layout::ROOT_CERT))?;
     let issuing = read_cert(&dir.join(layout::ISSUING_CERT))?;
-    Ca::new(
-        key.load()?,
-        issuing.to_vec(),
-        root.to_vec(),
-        &cfg.crl_url,
-        &cfg.ocsp_url,
-    )
+    let chain = read_chain(dir, &issuing)?;
+    Ca::new(key.load()?, issuing.to_vec(), chain, crl_url, ocsp_url)
+}
+
+/// The certificates above the issuing CA in `dir`: those after it in the
+/// chain file (intermediates, then the root), or the root alone.
+fn read_chain(dir: &Path, issuing: &[u8]) -> Result<Vec<Vec<u8>>, CaError> {
+    let root = read_cert(&dir.join(layout::ROOT_CERT))?.to_vec();
+    let chain_file = dir.join(layout::CHAIN);
+    if !chain_file.exists() {
+        return Ok(vec![root]);
+    }
+    let chain: Vec<Vec<u8>> = read_certs(&chain_file)?
+        .into_iter()
+        .map(|c| c.to_vec())
+        .collect();
+    match chain.split_first() {
+        Some((first, above))
+            if first.as_slice() == issuing && above.last().is_some_and(|r| *r == root) =>
+        {
+            Ok(above.to_vec())
+        }
+        _ => Err(CaError::Key(format!(
+            "{} must hold {} first and {} last",
+            chain_file.display(),
+            layout::ISSUING_CERT,
+            layout::ROOT_CERT
+        ))),
+    }
 }
 
 /// Loads a CA whose issuing key is in a PKCS#11 token. Its certificates
@@ -165,7 +193,8 @@ fn load_token_ca(dir: &Path, cfg: &CaConfig, key: IssuingKey) -> Result<CaMateri
             )));
         }
     }
-    let ca = assemble(dir, cfg, key)?;
+    let ca = assemble(dir, &cfg.crl_url, &cfg.ocsp_url, key)?;
+    let ca = rollover::load_generations(dir, cfg, ca)?;
     Ok(CaMaterial { ca, created: false })
 }
 
@@ -192,21 +221,19 @@ fn ca_params(common_name: &str, years: i64) -> Result<rcgen::CertificateParams, 
     Ok(params)
 }
 
-/// Creates a development root and an issuing CA under it, and writes their
-/// keys (encrypted with `passphrase` if there is one), certificates and chain.
-fn create_ca(dir: &Path, cfg: &CaConfig, passphrase: Option<&Passphrase>) -> Result<(), CaError> {
-    use rcgen::{BasicConstraints, IsCa, KeyPair, KeyUsagePurpose};
-    let alg = rcgen_alg(cfg.key_algorithm);
-
-    let root_key = KeyPair::generate_for(alg)?;
-    let mut root = ca_params(&cfg.root_common_name, 20)?;
+/// A root CA's parameters: `common_name`, 20 years, no path length limit.
+pub(super) fn root_params(common_name: &str) -> Result<rcgen::CertificateParams, CaError> {
+    use rcgen::{BasicConstraints, IsCa, KeyUsagePurpose};
+    let mut root = ca_params(common_name, 20)?;
     root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     root.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let root_cert = root.self_signed(&root_key)?;
-    let root_issuer = rcgen::Issuer::new(root, &root_key);
+    Ok(root)
+}
 
-    let issuing_key = KeyPair::generate_for(alg)?;
-    let mut issuing = ca_params(&cfg.issuing_common_name, 10)?;
+/// An issuing CA's parameters: `common_name`, 10 years, no CA below it.
+pub(super) fn issuing_params(common_name: &str) -> Result<rcgen::CertificateParams, CaError> {
+    use rcgen::{BasicConstraints, IsCa, KeyUsagePurpose};
+    let mut issuing = ca_params(common_name, 10)?;
     issuing.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     issuing.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -214,24 +241,54 @@ fn create_ca(dir: &Path, cfg: &CaConfig, passphrase: Option<&Passphrase>) -> Res
         KeyUsagePurpose::DigitalSignature,
     ];
     issuing.use_authority_key_identifier_extension = true;
-    let issuing_cert = issuing.signed_by(&issuing_key, &root_issuer)?;
+    Ok(issuing)
+}
 
-    let root_der = zeroize::Zeroizing::new(root_key.serialize_der());
-    let issuing_der = zeroize::Zeroizing::new(issuing_key.serialize_der());
-    let key_file = |name: &str, der: &[u8]| -> Result<(), CaError> {
-        let pem = ca_key_pem(der, passphrase)?;
-        Ok(write_file(&dir.join(name), pem.as_bytes(), true)?)
-    };
-    key_file(layout::ROOT_KEY, &root_der)?;
-    key_file(layout::ISSUING_KEY, &issuing_der)?;
-    let cert_file = |name: &str, pem: &str| write_file(&dir.join(name), pem.as_bytes(), false);
-    cert_file(layout::ROOT_CERT, &root_cert.pem())?;
-    cert_file(layout::ISSUING_CERT, &issuing_cert.pem())?;
+/// Writes a CA key to `path` (0600), encrypted with `passphrase` if there is one.
+pub(super) fn write_ca_key(
+    path: &Path,
+    key: &rcgen::KeyPair,
+    passphrase: Option<&Passphrase>,
+) -> Result<(), CaError> {
+    let der = zeroize::Zeroizing::new(key.serialize_der());
+    let pem = ca_key_pem(&der, passphrase)?;
+    Ok(write_file(path, pem.as_bytes(), true)?)
+}
+
+/// Writes a generation's certificates into `dir`: the root, the issuing
+/// CA, and the chain (issuing CA, then root). The issuing certificate comes
+/// last: its presence means the generation is complete.
+pub(super) fn write_ca_certs(
+    dir: &Path,
+    issuing_der: &[u8],
+    root_der: &[u8],
+) -> Result<(), CaError> {
+    let cert_file = |name: &str, pem: String| write_file(&dir.join(name), pem.as_bytes(), false);
+    cert_file(layout::ROOT_CERT, cert_pem(root_der))?;
     cert_file(
         layout::CHAIN,
-        &format!("{}{}", issuing_cert.pem(), root_cert.pem()),
+        format!("{}{}", cert_pem(issuing_der), cert_pem(root_der)),
     )?;
+    cert_file(layout::ISSUING_CERT, cert_pem(issuing_der))?;
     Ok(())
+}
+
+/// Creates a development root and an issuing CA under it, and writes their
+/// keys (encrypted with `passphrase` if there is one), certificates and chain.
+fn create_ca(dir: &Path, cfg: &CaConfig, passphrase: Option<&Passphrase>) -> Result<(), CaError> {
+    let alg = rcgen_alg(cfg.key_algorithm);
+    let root_key = rcgen::KeyPair::generate_for(alg)?;
+    let root = root_params(&cfg.root_common_name)?;
+    let root_cert = root.self_signed(&root_key)?;
+    let root_issuer = rcgen::Issuer::new(root, &root_key);
+
+    let issuing_key = rcgen::KeyPair::generate_for(alg)?;
+    let issuing_cert =
+        issuing_params(&cfg.issuing_common_name)?.signed_by(&issuing_key, &root_issuer)?;
+
+    write_ca_key(&dir.join(layout::ROOT_KEY), &root_key, passphrase)?;
+    write_ca_key(&dir.join(layout::ISSUING_KEY), &issuing_key, passphrase)?;
+    write_ca_certs(dir, issuing_cert.der(), root_cert.der())
 }
 
 /// A new P-256 key, PKCS#8 DER, and its SubjectPublicKeyInfo.

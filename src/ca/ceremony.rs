@@ -12,7 +12,7 @@
 //! `estd serve` then loads only certificates from `certs/` and the key from
 //! the token; no root key is ever needed at run time.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aws_lc_rs::signature::{self as sig, UnparsedPublicKey, VerificationAlgorithm};
 use const_oid::db::{rfc4519, rfc5912};
@@ -25,15 +25,21 @@ use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, KeyUsages};
 use x509_cert::ext::Extension;
 use x509_cert::request::{CertReq, CertReqInfo, ExtensionReq, Version};
 
-use super::bootstrap::append_rdn;
+use super::bootstrap::{append_rdn, write_ca_key};
+use super::keyfile::configured_passphrase;
 use super::layout;
 use super::pkcs11::{
     configured_pin, generate_key, key_attributes, Pkcs11Signer, TokenKeyAlgorithm,
 };
+use super::provider::IssuingKey;
+use super::rollover::{
+    begin_generation, generation_common_name, in_ceremony, later_generations, write_switch_at,
+};
 use super::signer::Signer;
 use super::CaError;
 use crate::config::{CaConfig, Pkcs11KeyConfig};
-use crate::files::{cert_pem, create_dir_all, read_certs, write_file};
+use crate::files::{cert_pem, create_dir_all, read_cert, read_certs, write_file};
+use crate::model::UnixSeconds;
 
 fn key_err(msg: String) -> CaError {
     CaError::Key(msg)
@@ -68,6 +74,78 @@ pub fn init(cfg: &CaConfig, algorithm: TokenKeyAlgorithm) -> Result<String, CaEr
     Ok(report)
 }
 
+/// Step 1 of a rollover: starts the next generation's folder and generates
+/// its key: in the token of `[ca.key] pkcs11` under `key_label`, or, without
+/// one, a key file in the folder (encrypted with the configured passphrase).
+pub fn init_next(
+    cfg: &CaConfig,
+    certs_dir: &Path,
+    key_label: Option<&str>,
+    algorithm: TokenKeyAlgorithm,
+) -> Result<String, CaError> {
+    let (number, dir) = begin_generation(certs_dir)?;
+    let result = init_next_into(cfg, &dir, number, key_label, algorithm);
+    if result.is_err() {
+        // Leave no half-started generation behind.
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+fn init_next_into(
+    cfg: &CaConfig,
+    dir: &Path,
+    number: u32,
+    key_label: Option<&str>,
+    algorithm: TokenKeyAlgorithm,
+) -> Result<String, CaError> {
+    let mut report = match key_label {
+        Some(label) => {
+            let p11 = Pkcs11KeyConfig {
+                key_label: label.to_owned(),
+                ..token_config(cfg)?.clone()
+            };
+            let pin = configured_pin(&p11)?;
+            generate_key(&p11, &pin, algorithm)?;
+            write_file(
+                &dir.join(layout::TOKEN_KEY_LABEL),
+                format!("{label}\n").as_bytes(),
+                false,
+            )?;
+            let mut report = format!(
+                "estd: generated a {algorithm:?} key pair labelled {label:?} in token {:?} for CA generation {number} ({})\n",
+                p11.token_label,
+                dir.display()
+            );
+            for (name, value) in key_attributes(&p11, &pin)? {
+                report.push_str(&format!("  {name} = {value}\n"));
+            }
+            report
+        }
+        None => {
+            let alg = match algorithm {
+                TokenKeyAlgorithm::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+                TokenKeyAlgorithm::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+                TokenKeyAlgorithm::Rsa2048 => &rcgen::PKCS_RSA_SHA256,
+                other => {
+                    return Err(key_err(format!(
+                        "a key file can be P-256, P-384 or RSA 2048, not {other:?}"
+                    )))
+                }
+            };
+            let key = rcgen::KeyPair::generate_for(alg)?;
+            let passphrase = configured_passphrase(cfg)?;
+            write_ca_key(&dir.join(layout::ISSUING_KEY), &key, passphrase.as_ref())?;
+            format!(
+                "estd: generated a {algorithm:?} key for CA generation {number} in {}\n",
+                dir.join(layout::ISSUING_KEY).display()
+            )
+        }
+    };
+    report.push_str("next: estd ca csr --next --out issuing-ca-next.csr\n");
+    Ok(report)
+}
+
 fn extension<T: AssociatedOid + Encode>(value: &T, critical: bool) -> Result<Extension, CaError> {
     Ok(Extension {
         extn_id: T::OID,
@@ -80,13 +158,27 @@ fn extension<T: AssociatedOid + Encode>(value: &T, critical: bool) -> Result<Ext
 /// C=DK, O=estd, CN=`[ca] issuing_common_name`, asking for a CA certificate
 /// (basicConstraints cA, pathLen 0; keyCertSign, cRLSign, digitalSignature).
 /// The root decides what it signs; these are what estd needs.
-pub fn csr(cfg: &CaConfig) -> Result<String, CaError> {
-    let p11 = token_config(cfg)?;
-    let signer = Pkcs11Signer::open(p11, configured_pin(p11)?)?;
+///
+/// With `next`, the request is for the generation being prepared (see
+/// [`init_next`]), named `<issuing_common_name> G<number>`.
+pub fn csr(cfg: &CaConfig, certs_dir: &Path, next: bool) -> Result<String, CaError> {
+    let (signer, common_name): (std::sync::Arc<dyn Signer>, String) = if next {
+        let (number, dir) = in_ceremony(certs_dir)?;
+        (
+            IssuingKey::for_generation(&dir, cfg)?.load()?,
+            generation_common_name(&cfg.issuing_common_name, number),
+        )
+    } else {
+        let p11 = token_config(cfg)?;
+        (
+            std::sync::Arc::new(Pkcs11Signer::open(p11, configured_pin(p11)?)?),
+            cfg.issuing_common_name.clone(),
+        )
+    };
     let mut subject = x509_cert::name::Name::default();
     subject = append_rdn(subject, rfc4519::C, "DK")?;
     subject = append_rdn(subject, rfc4519::O, "estd")?;
-    subject = append_rdn(subject, rfc4519::CN, &cfg.issuing_common_name)?;
+    subject = append_rdn(subject, rfc4519::CN, &common_name)?;
     let extensions = ExtensionReq(vec![
         extension(
             &BasicConstraints {
@@ -183,25 +275,55 @@ fn parse(der: &[u8], what: &str) -> Result<Certificate, CaError> {
     Certificate::from_der(der).map_err(|e| key_err(format!("{what} is not a certificate: {e}")))
 }
 
+/// What `estd ca import --next` adds for the next generation.
+#[derive(Debug, Default)]
+pub struct NextGeneration {
+    /// NewWithOld and OldWithNew (PEM, either order), when the root is new.
+    pub root_rollover: Option<PathBuf>,
+    /// When it starts to issue.
+    pub switch_at: Option<UnixSeconds>,
+}
+
 /// Step 3: installs the issuing CA certificate `cert_file` and its chain
-/// `chain_file` (the root that signed it) into `certs_dir`, after checking
-/// that the certificate's public key is the token key's, that it is a CA
-/// certificate, that the root signed it and that the root is self-signed.
-/// Refuses to replace an installed issuing CA.
+/// `chain_file` (any intermediates, then the root) into `certs_dir`, after
+/// checking that the certificate's public key is the key's, that every
+/// certificate is a CA certificate signed by the next one, and that the
+/// root is self-signed. Refuses to replace an installed issuing CA.
+///
+/// With `next`, installs the generation being prepared instead; a new
+/// root there should come with its rollover certificates, which are
+/// checked against both roots.
 pub fn import(
     cfg: &CaConfig,
     certs_dir: &Path,
     cert_file: &Path,
     chain_file: &Path,
+    next: Option<NextGeneration>,
 ) -> Result<String, CaError> {
-    let p11 = token_config(cfg)?;
-    let installed = certs_dir.join(layout::ISSUING_CERT);
-    if installed.exists() {
-        return Err(key_err(format!(
-            "{} already exists; estd does not replace an installed issuing CA (rollover is not supported yet)",
-            installed.display()
-        )));
-    }
+    let (dir, key, what) = match &next {
+        Some(_) => {
+            let (number, dir) = in_ceremony(certs_dir)?;
+            let key = IssuingKey::for_generation(&dir, cfg)?;
+            (dir, key, format!("CA generation {number}"))
+        }
+        None => {
+            let p11 = token_config(cfg)?;
+            let installed = certs_dir.join(layout::ISSUING_CERT);
+            if installed.exists() {
+                return Err(key_err(format!(
+                    "{} already exists; estd does not replace an installed issuing CA. \
+                     To roll over to a new one, prepare it with --next (estd ca init --next, \
+                     estd ca csr --next, estd ca import --next)",
+                    installed.display()
+                )));
+            }
+            let key = IssuingKey::Pkcs11 {
+                pin: configured_pin(p11)?,
+                config: p11.clone(),
+            };
+            (certs_dir.to_owned(), key, "the issuing CA".to_owned())
+        }
+    };
     let issuing_der = read_certs(cert_file)?
         .into_iter()
         .next()
@@ -211,18 +333,8 @@ pub fn import(
         .into_iter()
         .map(|c| c.to_vec())
         .collect();
-    let [root_der] = chain.as_slice() else {
-        return Err(key_err(format!(
-            "{} holds {} certificates; it must hold the one root that signed the issuing CA \
-             (an intermediate between them is not supported)",
-            chain_file.display(),
-            chain.len()
-        )));
-    };
     let issuing = parse(&issuing_der, "the issuing CA certificate")?;
-    let root = parse(root_der, "the root certificate")?;
-
-    let signer = Pkcs11Signer::open(p11, configured_pin(p11)?)?;
+    let signer = key.load()?;
     if issuing
         .tbs_certificate
         .subject_public_key_info
@@ -230,48 +342,169 @@ pub fn import(
         != signer.public_key().subject_public_key
     {
         return Err(key_err(format!(
-            "the certificate in {} is not for key {:?} in token {:?}: its public key differs",
+            "the certificate in {} is not for {what}'s key: its public key differs",
             cert_file.display(),
-            p11.key_label,
-            p11.token_label
         )));
     }
-    if !is_ca(&issuing)? {
+    let root = check_chain(&issuing, &chain, cert_file, chain_file)?;
+    let root_der = chain.last().map(Vec::as_slice).unwrap_or_default();
+
+    let mut notes = String::new();
+    let rollover = match &next {
+        Some(n) => {
+            let previous_root = previous_root(certs_dir)?;
+            rollover_certs(
+                n.root_rollover.as_deref(),
+                &previous_root,
+                &root,
+                &mut notes,
+            )?
+        }
+        None => Vec::new(),
+    };
+
+    create_dir_all(&dir)?;
+    let file = |name: &str, pem: String| write_file(&dir.join(name), pem.as_bytes(), false);
+    file(layout::ROOT_CERT, cert_pem(root_der))?;
+    let mut chain_pem = cert_pem(&issuing_der);
+    for der in &chain {
+        chain_pem.push_str(&cert_pem(der));
+    }
+    file(layout::CHAIN, chain_pem)?;
+    if !rollover.is_empty() {
+        file(
+            layout::ROOT_ROLLOVER,
+            rollover.iter().map(|d| cert_pem(d)).collect(),
+        )?;
+    }
+    if let Some(n) = &next {
+        write_switch_at(&dir, n.switch_at)?;
+    }
+    // Last: its presence means the CA is installed.
+    file(layout::ISSUING_CERT, cert_pem(&issuing_der))?;
+    Ok(format!(
+        "estd: installed {what}: {} under the root {} in {}{notes}",
+        issuing.tbs_certificate.subject,
+        root.tbs_certificate.subject,
+        dir.display()
+    ))
+}
+
+/// Checks that `issuing` is a CA certificate signed by the first of
+/// `chain`, each of those by the next, and that the last is a self-signed
+/// root. Returns the root.
+fn check_chain(
+    issuing: &Certificate,
+    chain: &[Vec<u8>],
+    cert_file: &Path,
+    chain_file: &Path,
+) -> Result<Certificate, CaError> {
+    if !is_ca(issuing)? {
         return Err(key_err(format!(
             "the certificate in {} is not a CA certificate (basicConstraints cA is not set)",
             cert_file.display()
         )));
     }
-    if issuing.tbs_certificate.issuer != root.tbs_certificate.subject
-        || !signed_by(&issuing, &root)?
+    let mut below = issuing.clone();
+    for (i, der) in chain.iter().enumerate() {
+        let above = parse(
+            der,
+            &format!("certificate {} of {}", i + 1, chain_file.display()),
+        )?;
+        if below.tbs_certificate.issuer != above.tbs_certificate.subject
+            || !signed_by(&below, &above)?
+        {
+            return Err(key_err(format!(
+                "{} is not signed by certificate {} of {} (it must hold the issuing CA's issuers in order, ending with the root)",
+                if i == 0 {
+                    "the issuing CA certificate".to_owned()
+                } else {
+                    format!("certificate {i} of the chain")
+                },
+                i + 1,
+                chain_file.display()
+            )));
+        }
+        if !is_ca(&above)? {
+            return Err(key_err(format!(
+                "certificate {} of {} is not a CA certificate",
+                i + 1,
+                chain_file.display()
+            )));
+        }
+        below = above;
+    }
+    if chain.is_empty()
+        || below.tbs_certificate.issuer != below.tbs_certificate.subject
+        || !signed_by(&below, &below)?
     {
         return Err(key_err(format!(
-            "the issuing CA certificate is not signed by the root in {}",
+            "{} does not end with a self-signed root",
             chain_file.display()
         )));
     }
-    if root.tbs_certificate.issuer != root.tbs_certificate.subject || !signed_by(&root, &root)? {
-        return Err(key_err(format!(
-            "the certificate in {} is not a self-signed root",
-            chain_file.display()
-        )));
-    }
+    Ok(below)
+}
 
-    create_dir_all(certs_dir)?;
-    let file = |name: &str, pem: String| write_file(&certs_dir.join(name), pem.as_bytes(), false);
-    file(layout::ROOT_CERT, cert_pem(root_der))?;
-    file(
-        layout::CHAIN,
-        format!("{}{}", cert_pem(&issuing_der), cert_pem(root_der)),
-    )?;
-    // Last: its presence means the CA is installed.
-    file(layout::ISSUING_CERT, cert_pem(&issuing_der))?;
-    Ok(format!(
-        "estd: installed the issuing CA {} (key {:?} in token {:?}) and its root {} in {}",
-        issuing.tbs_certificate.subject,
-        p11.key_label,
-        p11.token_label,
-        root.tbs_certificate.subject,
-        certs_dir.display()
-    ))
+/// The root of the newest complete generation before the one being installed.
+fn previous_root(certs_dir: &Path) -> Result<Certificate, CaError> {
+    let mut dir = certs_dir.to_owned();
+    for number in later_generations(certs_dir)? {
+        let d = super::rollover::generation_dir(certs_dir, number);
+        if d.join(layout::ISSUING_CERT).exists() {
+            dir = d;
+        }
+    }
+    parse(
+        &read_cert(&dir.join(layout::ROOT_CERT))?,
+        "the current root certificate",
+    )
+}
+
+/// The root rollover certificates for a generation under `new_root`: none
+/// when the root stays; else NewWithOld and OldWithNew from `file`,
+/// checked against both roots. Without a file, `notes` says what clients
+/// then need.
+fn rollover_certs(
+    file: Option<&Path>,
+    old_root: &Certificate,
+    new_root: &Certificate,
+    notes: &mut String,
+) -> Result<Vec<Vec<u8>>, CaError> {
+    let key = |c: &Certificate| c.tbs_certificate.subject_public_key_info.clone();
+    if key(old_root) == key(new_root) {
+        if let Some(f) = file {
+            return Err(key_err(format!(
+                "{} holds root rollover certificates, but the root does not change",
+                f.display()
+            )));
+        }
+        return Ok(Vec::new());
+    }
+    let Some(file) = file else {
+        notes.push_str(
+            "\nnote: the root changes and no --root-rollover certificates were given; clients that \
+             trust only the old root must get the new root another way",
+        );
+        return Ok(Vec::new());
+    };
+    let certs: Vec<Vec<u8>> = read_certs(file)?.into_iter().map(|c| c.to_vec()).collect();
+    let mut new_with_old = None;
+    let mut old_with_new = None;
+    for der in &certs {
+        let c = parse(der, &format!("a certificate in {}", file.display()))?;
+        if key(&c) == key(new_root) && signed_by(&c, old_root)? {
+            new_with_old = Some(der.clone());
+        } else if key(&c) == key(old_root) && signed_by(&c, new_root)? {
+            old_with_new = Some(der.clone());
+        }
+    }
+    match (new_with_old, old_with_new, certs.len()) {
+        (Some(nwo), Some(own), 2) => Ok(vec![nwo, own]),
+        _ => Err(key_err(format!(
+            "{} must hold exactly NewWithOld (the new root's key, signed by the old root) and \
+             OldWithNew (the old root's key, signed by the new root)",
+            file.display()
+        ))),
+    }
 }

@@ -22,3 +22,14 @@ pub const DEMO_KEY: &str = "demo-idm.key";
 pub const OCSP_CERT: &str = "ocsp-signer.pem";
 /// Delegated OCSP responder key.
 pub const OCSP_KEY: &str = "ocsp-signer.key";
+/// A later generation's folder inside the certificate folder: `ca-2`, `ca-3`, ...
+/// It holds the same files as the certificate folder's own CA.
+pub const GENERATION_PREFIX: &str = "ca-";
+/// In a generation's folder: when it starts to issue (RFC 3339, UTC).
+pub const SWITCH_AT: &str = "switch-at";
+/// In a generation's folder: its key's label in the PKCS#11 token of
+/// `[ca.key] pkcs11` (instead of an issuing key file).
+pub const TOKEN_KEY_LABEL: &str = "token-key-label";
+/// In a generation's folder whose root is new: NewWithOld then OldWithNew
+/// (RFC 7030 §4.1.3).
+pub const ROOT_ROLLOVER: &str = "root-rollover.pem";

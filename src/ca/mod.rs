@@ -13,6 +13,8 @@ pub mod layout;
 pub mod ocsp;
 pub mod pkcs11;
 pub mod provider;
+pub mod rollover;
+pub mod set;
 pub mod signer;
 
 use std::path::PathBuf;
@@ -41,6 +43,7 @@ use x509_cert::time::{Time, Validity};
 use crate::files::FileError;
 use crate::model::{CertKind, Serial, UnixSeconds};
 use csr::{CsrError, SubjectKey};
+pub use set::{CaSet, Generation};
 pub use signer::{KeyError, SignCost, SignError, Signer, SoftwareSigner};
 
 /// Errors from the CA.
@@ -157,13 +160,19 @@ pub struct IssuedCert {
     pub not_after: UnixSeconds,
 }
 
-/// The issuing CA, ready to sign. Built once at start-up.
+/// One issuing CA, ready to sign. Built once at start-up; a [`CaSet`]
+/// holds one per generation.
 pub struct Ca {
     signer: Arc<dyn Signer>,
     issuer: Name,
     issuer_not_after: SystemTime,
     issuing_der: Vec<u8>,
-    root_der: Vec<u8>,
+    /// The certificates above the issuing CA: intermediates, then the root.
+    chain: Vec<Vec<u8>>,
+    /// The issuing CA's key identifier (its SKI), as its certificates' AKI carries it.
+    key_id: Vec<u8>,
+    /// Where its CRL is published (its certificates' distribution point).
+    crl_url: String,
     /// AKI, CRL DP and AIA: the same in every certificate, encoded once.
     common_extensions: Vec<Extension>,
     /// The AKI alone, for CRLs.
@@ -231,14 +240,20 @@ fn unix(t: SystemTime) -> UnixSeconds {
 
 impl Ca {
     /// Builds the CA from the issuing CA's signer and certificate, and the
-    /// root. Refuses a signer whose public key is not the certificate's.
+    /// certificates above it (intermediates, then the root; at least the
+    /// root). Refuses a signer whose public key is not the certificate's.
     pub fn new(
         signer: Arc<dyn Signer>,
         issuing_der: Vec<u8>,
-        root_der: Vec<u8>,
+        chain: Vec<Vec<u8>>,
         crl_url: &str,
         ocsp_url: &str,
     ) -> Result<Ca, CaError> {
+        if chain.is_empty() {
+            return Err(CaError::Key(
+                "the issuing CA needs its chain up to the root".into(),
+            ));
+        }
         let issuing = Certificate::from_der(&issuing_der)?;
         let tbs = &issuing.tbs_certificate;
         if tbs.subject_public_key_info.subject_public_key != signer.public_key().subject_public_key
@@ -259,7 +274,7 @@ impl Ca {
             .unwrap_or_else(|| key_identifier(signer.public_key().subject_public_key.raw_bytes()));
         let aki = extension(
             &AuthorityKeyIdentifier {
-                key_identifier: Some(OctetString::new(issuer_ski)?),
+                key_identifier: Some(OctetString::new(issuer_ski.clone())?),
                 authority_cert_issuer: None,
                 authority_cert_serial_number: None,
             },
@@ -271,7 +286,9 @@ impl Ca {
             issuer_not_after: tbs.validity.not_after.to_system_time(),
             signer,
             issuing_der,
-            root_der,
+            chain,
+            key_id: issuer_ski,
+            crl_url: crl_url.to_owned(),
             common_extensions,
             aki,
         })
@@ -284,7 +301,46 @@ impl Ca {
 
     /// The root CA certificate, DER.
     pub fn root_der(&self) -> &[u8] {
-        &self.root_der
+        // `new` refuses an empty chain.
+        self.chain.last().map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// The certificates above the issuing CA: intermediates, then the root.
+    pub fn chain(&self) -> &[Vec<u8>] {
+        &self.chain
+    }
+
+    /// The issuing CA's key identifier.
+    pub fn key_id(&self) -> &[u8] {
+        &self.key_id
+    }
+
+    /// Where its CRL is published.
+    pub fn crl_url(&self) -> &str {
+        &self.crl_url
+    }
+
+    /// When the issuing CA certificate expires.
+    pub fn not_after(&self) -> UnixSeconds {
+        unix(self.issuer_not_after)
+    }
+
+    /// Whether `cert` names this CA as its issuer: by its AKI's key
+    /// identifier, or, without one, by the issuer name. Two generations may
+    /// share a name, never a key.
+    pub fn is_issuer_of(&self, cert: &Certificate) -> bool {
+        let tbs = &cert.tbs_certificate;
+        let aki = tbs
+            .extensions
+            .iter()
+            .flatten()
+            .find(|e| e.extn_id == AuthorityKeyIdentifier::OID)
+            .and_then(|e| AuthorityKeyIdentifier::from_der(e.extn_value.as_bytes()).ok())
+            .and_then(|a| a.key_identifier);
+        match aki {
+            Some(id) => id.as_bytes() == self.key_id.as_slice(),
+            None => tbs.issuer == self.issuer,
+        }
     }
 
     /// The issuing CA's subject name.
@@ -376,6 +432,53 @@ impl Ca {
     }
 }
 
+impl Ca {
+    /// Certifies the subject and key of another CA certificate under this
+    /// CA (a root rollover certificate of RFC 7030 §4.1.3: NewWithOld when
+    /// the old root certifies the new one, OldWithNew the other way). Keeps
+    /// its subject, key and extensions, except that the authority key
+    /// identifier becomes this CA's; valid while both are.
+    pub fn cross_certify(&self, subject: &Certificate) -> Result<Vec<u8>, CaError> {
+        let now = SystemTime::now();
+        let theirs = &subject.tbs_certificate;
+        let not_after = theirs
+            .validity
+            .not_after
+            .to_system_time()
+            .min(self.issuer_not_after);
+        let mut extensions: Vec<Extension> = theirs
+            .extensions
+            .iter()
+            .flatten()
+            .filter(|e| e.extn_id != AuthorityKeyIdentifier::OID)
+            .cloned()
+            .collect();
+        extensions.push(self.aki.clone());
+        let tbs = TbsCertificate {
+            version: Version::V3,
+            serial_number: SerialNumber::new(&new_serial(now)?.0)?,
+            signature: self.signer.algorithm().clone(),
+            issuer: self.issuer.clone(),
+            validity: Validity {
+                not_before: Time::try_from(now - BACKDATE)?,
+                not_after: Time::try_from(not_after)?,
+            },
+            subject: theirs.subject.clone(),
+            subject_public_key_info: theirs.subject_public_key_info.clone(),
+            issuer_unique_id: None,
+            subject_unique_id: None,
+            extensions: Some(extensions),
+        };
+        let signature = self.sign_tbs(&tbs.to_der()?)?;
+        Ok(Certificate {
+            tbs_certificate: tbs,
+            signature_algorithm: self.signer.algorithm().clone(),
+            signature,
+        }
+        .to_der()?)
+    }
+}
+
 /// A fresh positive 16-byte serial: `now` in milliseconds (6 bytes) and then
 /// 80 random bits.
 ///
@@ -446,7 +549,7 @@ mod tests {
         let ca = Ca::new(
             signer,
             der.clone(),
-            der.clone(),
+            vec![der.clone()],
             "http://ca.example/crl",
             "http://ca.example/ocsp",
         )
@@ -541,7 +644,7 @@ mod tests {
         let refused = Ca::new(
             signer,
             ca.issuing_der().to_vec(),
-            ca.root_der().to_vec(),
+            vec![ca.root_der().to_vec()],
             "http://ca.example/crl",
             "http://ca.example/ocsp",
         )

@@ -52,6 +52,14 @@ pub struct Item {
     pub hash_index: u8,
 }
 
+impl Item {
+    /// Whether its CertID names the issuing CA this responder answers for
+    /// (whatever its serial).
+    pub fn names_issuer(&self) -> bool {
+        self.hash_index != u8::MAX
+    }
+}
+
 /// A parsed request.
 #[derive(Debug, Clone)]
 pub struct Parsed {

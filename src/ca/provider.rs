@@ -50,6 +50,36 @@ impl IssuingKey {
         })
     }
 
+    /// The key of the generation whose folder is `dir` (see
+    /// [`super::layout::GENERATION_PREFIX`]): in the token of `[ca.key]
+    /// pkcs11` under the label its folder names, or its issuing key file.
+    pub fn for_generation(dir: &Path, cfg: &CaConfig) -> Result<IssuingKey, CaError> {
+        let label_file = dir.join(layout::TOKEN_KEY_LABEL);
+        if !label_file.exists() {
+            return Ok(IssuingKey::File {
+                path: dir.join(layout::ISSUING_KEY),
+                passphrase: configured_passphrase(cfg)?,
+            });
+        }
+        let Some(p11) = &cfg.key.pkcs11 else {
+            return Err(CaError::Key(format!(
+                "{} names a key in a PKCS#11 token, but no token is configured ([ca.key] pkcs11)",
+                label_file.display()
+            )));
+        };
+        let label = crate::files::read_text(&label_file)?;
+        if label.is_empty() {
+            return Err(CaError::Key(format!("{} is empty", label_file.display())));
+        }
+        Ok(IssuingKey::Pkcs11 {
+            pin: configured_pin(p11)?,
+            config: Pkcs11KeyConfig {
+                key_label: label,
+                ..p11.clone()
+            },
+        })
+    }
+
     /// The passphrase new CA key files are encrypted with, if any.
     pub fn passphrase(&self) -> Option<&Passphrase> {
         match self {

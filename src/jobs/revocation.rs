@@ -22,13 +22,10 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
                 if worker.revocation.crl_due(now) {
                     worker
                         .revocation
-                        .regenerate_crl(&worker.ca, &worker.store, &worker.metrics)?;
+                        .regenerate_crl(&worker.store, &worker.metrics)?;
                 }
                 let certs_dir = worker.config.paths.certs_dir.clone();
-                if let Some(issued) = worker
-                    .revocation
-                    .renew_responder_if_due(&certs_dir, &worker.ca)?
-                {
+                for issued in worker.revocation.renew_responder_if_due(&certs_dir)? {
                     crate::app::record_infrastructure(
                         &worker.store,
                         &issued,

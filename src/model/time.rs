@@ -28,3 +28,32 @@ pub fn rfc3339(secs: UnixSeconds) -> String {
         t.second()
     )
 }
+
+/// `YYYY-MM-DDTHH:MM:SSZ` (what [`rfc3339`] writes) as seconds since the epoch.
+pub fn parse_rfc3339(text: &str) -> Option<UnixSeconds> {
+    let b = text.as_bytes();
+    let shape_ok = b.len() == 20
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        });
+    if !shape_ok {
+        return None;
+    }
+    let n = |from: usize, to: usize| text[from..to].parse::<u16>().ok();
+    let month = time::Month::try_from(u8::try_from(n(5, 7)?).ok()?).ok()?;
+    let date =
+        time::Date::from_calendar_date(i32::from(n(0, 4)?), month, u8::try_from(n(8, 10)?).ok()?)
+            .ok()?;
+    let at = date
+        .with_hms(
+            u8::try_from(n(11, 13)?).ok()?,
+            u8::try_from(n(14, 16)?).ok()?,
+            u8::try_from(n(17, 19)?).ok()?,
+        )
+        .ok()?;
+    u64::try_from(at.assume_utc().unix_timestamp()).ok()
+}

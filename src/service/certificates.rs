@@ -63,7 +63,7 @@ fn revoke_one(
         })?;
     // Visible in the CRL and OCSP before the caller answers.
     svc.revocation
-        .after_revocation(serial, svc.ca, svc.store, svc.metrics)
+        .after_revocation(serial, svc.store, svc.metrics)
         .map_err(Error::Revocation)?;
     let (action, kind, verb) = if reason == RevocationReason::Blocked {
         (AuditAction::Block, NotificationKind::Blocked, "blocked")
@@ -256,7 +256,7 @@ pub async fn regenerate_crl(
     }
     let crl = svc
         .revocation
-        .regenerate_crl(svc.ca, svc.store, svc.metrics)
+        .regenerate_crl(svc.store, svc.metrics)
         .map_err(Error::Revocation)?;
     svc.store.durable().await?;
     Ok(crl)

@@ -32,7 +32,7 @@ pub async fn collect(
     let holder = order.holder.clone();
     let binding = binding.clone();
     let ticket = s.store.expect_issuance();
-    let (template, effective) = cpu(s.ca, move || {
+    let (template, effective) = cpu(s.ca.active(), move || {
         let csr = csr::parse_and_verify(&csr_der)?;
         let effective = policy::effective_profile(&profile, &holder);
         // Refused before the order moves: a failed link spends no code.

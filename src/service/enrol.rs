@@ -33,7 +33,7 @@ pub async fn enrol(
     let actor = principal.describe();
     let binding = binding.clone();
     let ticket = s.store.expect_issuance();
-    let (template, profile, der, linked) = cpu(s.ca, move || {
+    let (template, profile, der, linked) = cpu(s.ca.active(), move || {
         let csr = csr::parse_and_verify(&csr_der)?;
         let linked = policy::check_pop_linking(&profile, &csr, &binding);
         if !profile.approval_required {

@@ -245,7 +245,7 @@ pub(super) async fn issue_with_new_order(
     };
     let template = Arc::new(template);
     for _ in 0..SERIAL_ATTEMPTS {
-        let issued = sign(s.ca, &template).await?;
+        let issued = sign(s.ca.active(), &template).await?;
         let order = Order {
             id: new_reference()?,
             cvr: profile.cvr.clone(),
@@ -295,7 +295,7 @@ pub(super) async fn issue_for_order(
     let mut ticket = Some(ticket);
     let template = Arc::new(template);
     for _ in 0..SERIAL_ATTEMPTS {
-        let issued = sign(s.ca, &template).await?;
+        let issued = sign(s.ca.active(), &template).await?;
         let serial = issued.serial;
         let (expected_status, expected_code) = (order.status, order.code.clone());
         let check: OrderCheck = Box::new(move |current: &mut Order| {

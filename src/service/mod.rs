@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use crate::ca::Ca;
+use crate::ca::CaSet;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::revocation::Revocation;
@@ -68,8 +68,8 @@ pub use tokens::{create_token, mint_token, revoke_token, token_actor, NewToken};
 pub struct Services<'a> {
     /// The store: every write a service makes goes through its units of work.
     pub store: &'a Arc<dyn Store>,
-    /// The issuing CA.
-    pub ca: &'a Arc<Ca>,
+    /// The CA, every generation; [`CaSet::active`] issues.
+    pub ca: &'a CaSet,
     /// CRL and OCSP state, told about revocations.
     pub revocation: &'a Revocation,
     /// The configuration in force.

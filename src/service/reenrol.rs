@@ -38,7 +38,7 @@ pub async fn reenrol(
     let renewal_holder = holder.clone();
     let binding = binding.clone();
     let ticket = s.store.expect_issuance();
-    let (template, effective, der, linked) = cpu(s.ca, move || {
+    let (template, effective, der, linked) = cpu(s.ca.active(), move || {
         let csr = csr::parse_and_verify(&csr_der)?;
         let mut effective = policy::effective_profile(&profile, &holder);
         // The profile's rights as they are now, but never one the

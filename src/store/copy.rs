@@ -67,7 +67,7 @@ fn kind(r: &Record) -> &'static str {
         Record::Token { .. } => "tokens",
         Record::Notification(_) => "notifications",
         Record::Audit { .. } => "audit",
-        Record::Crl(_) => "crl",
+        Record::Crl { .. } => "crl",
         Record::Counter { .. } => "counters",
     }
 }

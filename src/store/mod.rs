@@ -299,8 +299,13 @@ pub enum Record {
         /// The event.
         event: AuditEvent,
     },
-    /// The current CRL.
-    Crl(StoredCrl),
+    /// The current CRL of a CA generation.
+    Crl {
+        /// The CA generation (1 for the first CA).
+        generation: u32,
+        /// The CRL.
+        crl: StoredCrl,
+    },
     /// A counter.
     Counter {
         /// Which.
@@ -456,11 +461,12 @@ pub trait Store: Send + Sync {
     /// Every revoked certificate, in serial order.
     fn revoked_entries(&self) -> BoxIter<'_, RevokedEntry>;
 
-    /// The stored CRL, if one was made.
-    fn crl(&self) -> Result<Option<StoredCrl>, StoreError>;
+    /// The stored CRL of CA generation `generation` (1 for the first CA),
+    /// if one was made.
+    fn crl(&self, generation: u32) -> Result<Option<StoredCrl>, StoreError>;
 
-    /// Replaces the stored CRL.
-    fn put_crl(&self, crl: &StoredCrl) -> Result<(), StoreError>;
+    /// Replaces the stored CRL of CA generation `generation`.
+    fn put_crl(&self, generation: u32, crl: &StoredCrl) -> Result<(), StoreError>;
 
     // --- organisations and profiles ---
 

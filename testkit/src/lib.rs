@@ -71,7 +71,7 @@ impl TestServer {
     }
 
     pub fn root_der(&self) -> Vec<u8> {
-        self.app().ca.root_der().to_vec()
+        self.app().ca.generations()[0].ca.root_der().to_vec()
     }
 
     pub fn demo_identity(&self) -> Identity {
@@ -138,7 +138,7 @@ impl TestServer {
             sans: vec![],
             validity_days,
         };
-        let issued = app.ca.issue(&template).expect("issue");
+        let issued = app.ca.active().issue(&template).expect("issue");
         app.store
             .insert_new_cert(&CertRecord {
                 serial: issued.serial,

@@ -35,7 +35,7 @@ async fn cacerts_carries_the_whole_chain() {
     let ders: Vec<Vec<u8>> = certs.iter().map(der_of).collect();
     assert!(ders.contains(&ts.root_der()), "root is in /cacerts");
     assert!(
-        ders.contains(&ts.app().ca.issuing_der().to_vec()),
+        ders.contains(&ts.app().ca.active().issuing_der().to_vec()),
         "issuing CA is in /cacerts"
     );
     // The same chain under a label.

@@ -250,7 +250,10 @@ fn ceremony(dir: &Path, hsm: SoftHsm, algorithm: &str, log: &str, refusals: bool
         assert!(!ok && out.contains("its public key differs"), "{out}");
         // The issuing CA's certificate with a chain that did not sign it.
         let (ok, out) = import(&issuing_pem, &issuing_pem, "ca-import-wrong-chain");
-        assert!(!ok && out.contains("not signed by the root"), "{out}");
+        assert!(
+            !ok && out.contains("is not signed by certificate 1 of"),
+            "{out}"
+        );
         assert!(
             !dir.join("certs/issuing-ca.pem").exists(),
             "nothing installed by a refusal"
@@ -645,4 +648,318 @@ async fn while_the_token_is_gone_est_answers_503_and_recovers() {
     }
     let r = admin.call("POST", "/crl", None).await;
     assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// A plain-HTTP GET on loopback; the status and body.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("head");
+    let status = String::from_utf8_lossy(&raw[..split])
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, raw[split + 4..].to_vec())
+}
+
+/// The rollover ceremony with both keys in the token and both roots
+/// offline: the next generation's key (`estd ca init --pkcs11 --next`), its
+/// CSR, a new root that signs it, NewWithOld and OldWithNew made by the two
+/// roots with openssl, and `estd ca import --next`; then the next start
+/// issues from the new CA, whose CRL the token signs, and a client that
+/// trusts only the old root still verifies through NewWithOld.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollover_ceremony_in_the_token_under_a_new_root() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let Some(hsm) = token_or_skip(dir, "a_rollover_ceremony_in_the_token_under_a_new_root") else {
+        return;
+    };
+    let inst = ceremony(dir, hsm, "p256", "info", false);
+    let envs = inst.envs();
+    let envs = as_refs(&envs);
+    let run = |args: &[&str], tag: &str| estd(dir, &inst.config, args, &envs, tag);
+    let d = Daemon::start(dir, &inst.config, &envs, "serve").expect("estd serve");
+    assert_eq!(
+        enrol_and_verify(&d, dir, &inst, "before-rollover").await,
+        200
+    );
+    drop(d);
+
+    // Without a label the token key of the next generation is refused.
+    let (ok, out) = run(&["ca", "init", "--pkcs11", "--next"], "next-init-nolabel");
+    assert!(!ok && out.contains("--key-label"), "{out}");
+    let (ok, out) = run(
+        &["ca", "init", "--pkcs11", "--next", "--key-label", KEY],
+        "next-init-same-label",
+    );
+    assert!(
+        !ok && out.contains("already holds objects labelled"),
+        "{out}"
+    );
+    assert!(
+        !dir.join("certs/ca-2").exists(),
+        "a refused init leaves no folder"
+    );
+    let (ok, out) = run(
+        &[
+            "ca",
+            "init",
+            "--pkcs11",
+            "--next",
+            "--key-label",
+            "estd-issuing-2027",
+        ],
+        "next-init",
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("CKA_EXTRACTABLE = false"), "{out}");
+    let csr = dir.join("next.csr");
+    let (ok, out) = run(&["ca", "csr", "--next", "--out", path(&csr)], "next-csr");
+    assert!(ok, "{out}");
+    let text = openssl(&["req", "-in", path(&csr), "-verify", "-noout", "-subject"]);
+    assert!(text.contains("G2"), "the next generation's name: {text}");
+    // A restart in the middle of the ceremony loads generation 1 only.
+    let d = Daemon::start(dir, &inst.config, &envs, "serve-mid").expect("estd serve");
+    assert_eq!(enrol_and_verify(&d, dir, &inst, "mid-ceremony").await, 200);
+    drop(d);
+
+    // The new offline root, and the two rollover certificates.
+    let roots = dir.join("offline-root");
+    let (old_key, old_root) = (roots.join("root.key"), inst.root_pem.clone());
+    let (new_key, new_root) = (roots.join("root2.key"), roots.join("root2.pem"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-384",
+        "-nodes",
+        "-keyout",
+        path(&new_key),
+        "-subj",
+        "/C=DK/O=Offline Root/CN=Test Offline Root G2",
+        "-days",
+        "3650",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-out",
+        path(&new_root),
+    ]);
+    let ext = roots.join("issuing.ext");
+    let cross_ext = roots.join("cross.ext");
+    std::fs::write(
+        &cross_ext,
+        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n\
+         subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
+    )
+    .expect("extfile");
+    let sign = |req: &Path, ca: &Path, ca_key: &Path, ext: &Path, out: &Path| {
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            path(req),
+            "-CA",
+            path(ca),
+            "-CAkey",
+            path(ca_key),
+            "-set_serial",
+            &format!(
+                "{}",
+                std::process::id() as u64 * 1000 + out.as_os_str().len() as u64
+            ),
+            "-days",
+            "1825",
+            "-sha384",
+            "-extfile",
+            path(ext),
+            "-out",
+            path(out),
+        ]);
+    };
+    let issuing2 = dir.join("issuing-ca-2.pem");
+    sign(&csr, &new_root, &new_key, &ext, &issuing2);
+    let self_req = |cert: &Path, key: &Path, out: &Path| {
+        openssl(&[
+            "x509",
+            "-x509toreq",
+            "-in",
+            path(cert),
+            "-signkey",
+            path(key),
+            "-out",
+            path(out),
+        ]);
+    };
+    let (new_req, old_req) = (roots.join("root2.req"), roots.join("root.req"));
+    self_req(&new_root, &new_key, &new_req);
+    self_req(&old_root, &old_key, &old_req);
+    let (nwo, own) = (
+        roots.join("new-with-old.pem"),
+        roots.join("old-with-new.pem"),
+    );
+    sign(&new_req, &old_root, &old_key, &cross_ext, &nwo);
+    sign(&old_req, &new_root, &new_key, &cross_ext, &own);
+    let rollover = roots.join("rollover.pem");
+    let both = format!(
+        "{}{}",
+        std::fs::read_to_string(&own).expect("read"),
+        std::fs::read_to_string(&nwo).expect("read")
+    );
+    std::fs::write(&rollover, both).expect("write");
+
+    // Refusals: only one rollover certificate; a chain that did not sign it.
+    let (ok, out) = run(
+        &[
+            "ca",
+            "import",
+            "--next",
+            "--cert",
+            path(&issuing2),
+            "--chain",
+            path(&new_root),
+            "--root-rollover",
+            path(&nwo),
+        ],
+        "next-import-half",
+    );
+    assert!(!ok && out.contains("NewWithOld"), "{out}");
+    let (ok, out) = run(
+        &[
+            "ca",
+            "import",
+            "--next",
+            "--cert",
+            path(&issuing2),
+            "--chain",
+            path(&old_root),
+        ],
+        "next-import-wrong-root",
+    );
+    assert!(!ok && out.contains("is not signed by"), "{out}");
+    assert!(!dir.join("certs/ca-2/issuing-ca.pem").exists());
+
+    let (ok, out) = run(
+        &[
+            "ca",
+            "import",
+            "--next",
+            "--cert",
+            path(&issuing2),
+            "--chain",
+            path(&new_root),
+            "--root-rollover",
+            path(&rollover),
+            "--switch-at",
+            "now",
+        ],
+        "next-import",
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["ca", "status"], "status");
+    assert!(ok, "{out}");
+    assert!(out.contains("token key \"estd-issuing-2027\""), "{out}");
+    assert!(out.contains("issuing now: generation 2"), "{out}");
+
+    // The next start issues from generation 2, signed in the token.
+    let d = Daemon::start(dir, &inst.config, &envs, "serve-after").expect("estd serve");
+    let next = Installed {
+        hsm: SoftHsm::new(&dir.join("hsm"), TOKEN, PIN, SO_PIN).expect("the same token"),
+        config: inst.config.clone(),
+        root_pem: new_root.clone(),
+        issuing_pem: issuing2.clone(),
+    };
+    assert_eq!(
+        enrol_and_verify(&d, dir, &next, "after-rollover").await,
+        200
+    );
+    let leaf = dir.join("after-rollover.pem");
+    let via = dir.join("via-new-with-old.pem");
+    std::fs::write(
+        &via,
+        format!(
+            "{}{}",
+            std::fs::read_to_string(&issuing2).expect("read"),
+            std::fs::read_to_string(&nwo).expect("read")
+        ),
+    )
+    .expect("write");
+    let out = openssl(&[
+        "verify",
+        "-CAfile",
+        path(&old_root),
+        "-untrusted",
+        path(&via),
+        path(&leaf),
+    ]);
+    assert!(
+        out.contains(": OK"),
+        "the old root reaches it through NewWithOld: {out}"
+    );
+    let leaf_text = openssl(&[
+        "x509",
+        "-in",
+        path(&leaf),
+        "-noout",
+        "-ext",
+        "crlDistributionPoints",
+    ]);
+    assert!(leaf_text.contains("/crl/issuing-ca-2.crl"), "{leaf_text}");
+
+    // Generation 2's CRL, signed by the token key, and generation 1's.
+    for (crl_path, chain) in [
+        ("/crl/issuing-ca-2.crl", vec![&issuing2, &new_root]),
+        (
+            "/crl/issuing-ca.crl",
+            vec![&inst.issuing_pem, &inst.root_pem],
+        ),
+    ] {
+        let (status, der) = http_get(d.public, crl_path);
+        assert_eq!(status, 200, "{crl_path}");
+        let file = dir.join("fetched.crl");
+        std::fs::write(&file, der).expect("write");
+        let chain_file = dir.join("crl-chain.pem");
+        let text: String = chain
+            .iter()
+            .map(|p| std::fs::read_to_string(p).expect("read"))
+            .collect();
+        std::fs::write(&chain_file, text).expect("write");
+        let out = openssl(&[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            path(&file),
+            "-CAfile",
+            path(&chain_file),
+            "-noout",
+        ]);
+        assert!(out.contains("verify OK"), "{crl_path}: {out}");
+    }
+    // /cacerts carries both chains and the rollover certificates.
+    let certs = dir.join("certs");
+    let root = estd_testkit::process::first_cert(&certs.join("root-ca.pem"));
+    let mut c = estd_testkit::process::TryClient::connect(d.est, &root, None)
+        .await
+        .expect("TLS");
+    let r = c
+        .send("GET", "/.well-known/est/cacerts", &[], Vec::new())
+        .await
+        .expect("answer");
+    assert_eq!(
+        pkcs7_certs(&r.body).len(),
+        6,
+        "two issuing CAs, two roots, two links"
+    );
 }

@@ -35,6 +35,7 @@ mod ocsp_load;
 mod pg_failure;
 mod rate_limits;
 mod revocation;
+mod rollover;
 mod secrets;
 mod security;
 mod serverkeygen_csrattrs;

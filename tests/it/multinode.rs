@@ -610,7 +610,7 @@ async fn the_crl_number_never_goes_down_across_nodes() {
     for p in pollers {
         all.extend(p.await.expect("poller"));
     }
-    let newest = n.store().crl().expect("read").expect("a CRL").number;
+    let newest = n.store().crl(1).expect("read").expect("a CRL").number;
     let mut by_number: HashMap<u64, Vec<u8>> = HashMap::new();
     for node in 0..3 {
         let mine: Vec<&Seen> = all.iter().filter(|s| s.node == node).collect();

@@ -54,10 +54,14 @@ async fn crl_and_ocsp_follow_a_revocation_and_survive_a_restart() {
     let ts = TestServer::start(dir.path()).await;
     let public = ts.server.public_addr;
     let app = ts.app().clone();
-    std::fs::write(work.join("issuing.pem"), pem(app.ca.issuing_der())).expect("write");
+    std::fs::write(work.join("issuing.pem"), pem(app.ca.active().issuing_der())).expect("write");
     std::fs::write(
         work.join("chain.pem"),
-        format!("{}{}", pem(app.ca.issuing_der()), pem(app.ca.root_der())),
+        format!(
+            "{}{}",
+            pem(app.ca.active().issuing_der()),
+            pem(app.ca.active().root_der())
+        ),
     )
     .expect("write");
 

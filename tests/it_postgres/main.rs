@@ -45,6 +45,8 @@ mod ocsp_load;
 mod rate_limits;
 #[path = "../it/revocation.rs"]
 mod revocation;
+#[path = "../it/rollover.rs"]
+mod rollover;
 #[path = "../it/secrets.rs"]
 mod secrets;
 #[path = "../it/security.rs"]

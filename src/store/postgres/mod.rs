@@ -708,18 +708,22 @@ impl Store for PgStore {
         )
     }
 
-    fn crl(&self) -> Result<Option<StoredCrl>, StoreError> {
-        self.get("SELECT rec FROM crl WHERE one = $1", Key::Bool(true))
+    fn crl(&self, generation: u32) -> Result<Option<StoredCrl>, StoreError> {
+        self.get(
+            "SELECT rec FROM crls WHERE generation = $1",
+            Key::Int(i64::from(generation)),
+        )
     }
 
-    fn put_crl(&self, crl: &StoredCrl) -> Result<(), StoreError> {
+    fn put_crl(&self, generation: u32, crl: &StoredCrl) -> Result<(), StoreError> {
         let value = encode(crl)?;
+        let generation = i64::from(generation);
         self.with(move |mut c| async move {
             let tx = c.transaction().await.map_err(db_error)?;
             tx.execute(
-                "INSERT INTO crl (one, rec) VALUES (true, $1)
-                 ON CONFLICT (one) DO UPDATE SET rec = EXCLUDED.rec",
-                &[&value],
+                "INSERT INTO crls (generation, rec) VALUES ($1, $2)
+                 ON CONFLICT (generation) DO UPDATE SET rec = EXCLUDED.rec",
+                &[&generation, &value],
             )
             .await
             .map_err(db_error)?;

@@ -4,7 +4,7 @@
 use super::rows::{Key, Paged};
 use super::{db_error, fold, PgStore};
 use crate::store::record::{bounded_event, decode, encode};
-use crate::store::{BoxIter, Counter, Record, Store, StoreError};
+use crate::store::{BoxIter, Counter, Record, Store, StoreError, StoredCrl};
 
 impl PgStore {
     pub(super) fn export_all(&self) -> BoxIter<'_, Record> {
@@ -35,7 +35,13 @@ impl PgStore {
             },
         );
         let tail = std::iter::once(()).flat_map(move |()| {
-            let crl = self.crl().transpose().map(|c| c.map(Record::Crl));
+            let crls: Vec<Result<Record, StoreError>> = match self.crls() {
+                Ok(c) => c
+                    .into_iter()
+                    .map(|(generation, crl)| Ok(Record::Crl { generation, crl }))
+                    .collect(),
+                Err(e) => vec![Err(e)],
+            };
             let counters: Vec<Result<Record, StoreError>> = match self.counters() {
                 Ok(c) => c
                     .into_iter()
@@ -43,7 +49,7 @@ impl PgStore {
                     .collect(),
                 Err(e) => vec![Err(e)],
             };
-            crl.into_iter().chain(counters)
+            crls.into_iter().chain(counters)
         });
         Box::new(
             Store::certs(self)
@@ -60,6 +66,22 @@ impl PgStore {
                 .chain(audit)
                 .chain(tail),
         )
+    }
+
+    /// Every stored CRL with its CA generation, oldest generation first.
+    fn crls(&self) -> Result<Vec<(u32, StoredCrl)>, StoreError> {
+        let rows = self.with(|c| async move {
+            c.query("SELECT generation, rec FROM crls ORDER BY generation", &[])
+                .await
+                .map_err(db_error)
+        })?;
+        rows.iter()
+            .map(|row| {
+                let generation = u32::try_from(row.get::<_, i64>(0))
+                    .map_err(|_| StoreError::Conflict("CRL generation out of range".into()))?;
+                Ok((generation, decode(row.get::<_, &[u8]>(1))?))
+            })
+            .collect()
     }
 
     fn counters(&self) -> Result<Vec<(Counter, u64)>, StoreError> {
@@ -224,10 +246,10 @@ impl Batch {
                         encode(&n)?.into(),
                     ],
                 )),
-                Record::Crl(crl) => b.rows.push((
-                    "INSERT INTO crl (one, rec) VALUES (true, $1)
-                     ON CONFLICT (one) DO UPDATE SET rec = EXCLUDED.rec",
-                    vec![encode(&crl)?.into()],
+                Record::Crl { generation, crl } => b.rows.push((
+                    "INSERT INTO crls (generation, rec) VALUES ($1, $2)
+                     ON CONFLICT (generation) DO UPDATE SET rec = EXCLUDED.rec",
+                    vec![Key::Int(i64::from(generation)), encode(&crl)?.into()],
                 )),
                 Record::Counter {
                     name: Counter::UnmatchedCodes,

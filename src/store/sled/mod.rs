@@ -287,11 +287,11 @@ impl Store for SledStore {
     fn revoked_entries(&self) -> BoxIter<'_, RevokedEntry> {
         self.values(|t| &t.revoked, codec::decode)
     }
-    fn crl(&self) -> Result<Option<StoredCrl>, StoreError> {
-        SledStore::crl(self)
+    fn crl(&self, generation: u32) -> Result<Option<StoredCrl>, StoreError> {
+        SledStore::crl(self, generation)
     }
-    fn put_crl(&self, crl: &StoredCrl) -> Result<(), StoreError> {
-        SledStore::put_crl(self, crl)?;
+    fn put_crl(&self, generation: u32, crl: &StoredCrl) -> Result<(), StoreError> {
+        SledStore::put_crl(self, generation, crl)?;
         let _ = self.events.send(StoreEvent::CrlChanged);
         Ok(())
     }

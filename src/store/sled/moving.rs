@@ -37,7 +37,13 @@ impl SledStore {
             },
         );
         let tail = std::iter::once(()).flat_map(move |()| {
-            let crl = self.crl().transpose().map(|c| c.map(Record::Crl));
+            let crls: Vec<Result<Record, StoreError>> = match self.crls() {
+                Ok(c) => c
+                    .into_iter()
+                    .map(|(generation, crl)| Ok(Record::Crl { generation, crl }))
+                    .collect(),
+                Err(e) => vec![Err(e)],
+            };
             let counters = self.counters().map(|c| {
                 c.into_iter()
                     .map(|(name, value)| Record::Counter { name, value })
@@ -46,7 +52,7 @@ impl SledStore {
                 Ok(c) => c.map(Ok).collect(),
                 Err(e) => vec![Err(e)],
             };
-            crl.into_iter().chain(counters)
+            crls.into_iter().chain(counters)
         });
         Box::new(
             Store::certs(self)
@@ -82,7 +88,7 @@ impl SledStore {
 
     fn counters(&self) -> Result<Vec<(Counter, u64)>, StoreError> {
         let t = self.trees()?;
-        let crl = self.crl()?.map(|c| c.number).unwrap_or(0);
+        let crl = self.crl(1)?.map(|c| c.number).unwrap_or(0);
         Ok(vec![
             (
                 Counter::UnmatchedCodes,
@@ -124,7 +130,7 @@ impl SledStore {
                     while t.db.generate_id()? < id {}
                     t.audit.insert(id.to_be_bytes(), encode(&event)?)?;
                 }
-                Record::Crl(crl) => self.put_crl(&crl)?,
+                Record::Crl { generation, crl } => self.put_crl(generation, &crl)?,
                 Record::Counter { name, value } => {
                     let key = match name {
                         Counter::UnmatchedCodes => UNMATCHED_CODE_KEY,

@@ -8,6 +8,20 @@ use sled::Transactional;
 
 use super::codec::{decode, encode};
 use super::migrate::CRL_KEY;
+
+/// Where a later CA generation's CRL lives in `meta`: this, then the
+/// generation's number in decimal. The first generation's stays at
+/// [`CRL_KEY`], where stores from before rollovers keep it.
+const LATER_CRL_PREFIX: &[u8] = b"crl/";
+
+/// The `meta` key of CA generation `generation`'s CRL.
+fn crl_key(generation: u32) -> Vec<u8> {
+    if generation <= 1 {
+        CRL_KEY.to_vec()
+    } else {
+        [LATER_CRL_PREFIX, generation.to_string().as_bytes()].concat()
+    }
+}
 use super::SledStore;
 use crate::model::{CertRecord, IllegalTransition, RevocationReason, Serial, UnixSeconds};
 use crate::store::{RevokedEntry, StoreError, StoredCrl};
@@ -53,17 +67,39 @@ impl SledStore {
         }
     }
 
-    /// The stored CRL, if one was made.
-    pub(super) fn crl(&self) -> Result<Option<StoredCrl>, StoreError> {
-        match self.trees()?.meta.get(CRL_KEY)? {
+    /// The stored CRL of CA generation `generation`, if one was made.
+    pub(super) fn crl(&self, generation: u32) -> Result<Option<StoredCrl>, StoreError> {
+        match self.trees()?.meta.get(crl_key(generation))? {
             Some(v) => Ok(Some(decode(&v)?)),
             None => Ok(None),
         }
     }
 
-    /// Replaces the stored CRL (durable with the next commit).
-    pub(super) fn put_crl(&self, crl: &StoredCrl) -> Result<(), StoreError> {
-        self.trees()?.meta.insert(CRL_KEY, encode(crl)?)?;
+    /// Replaces the stored CRL of CA generation `generation` (durable with
+    /// the next commit).
+    pub(super) fn put_crl(&self, generation: u32, crl: &StoredCrl) -> Result<(), StoreError> {
+        self.trees()?
+            .meta
+            .insert(crl_key(generation), encode(crl)?)?;
         Ok(())
+    }
+
+    /// Every stored CRL with its CA generation, oldest generation first.
+    pub(super) fn crls(&self) -> Result<Vec<(u32, StoredCrl)>, StoreError> {
+        let meta = &self.trees()?.meta;
+        let mut crls = Vec::new();
+        if let Some(v) = meta.get(CRL_KEY)? {
+            crls.push((1, decode(&v)?));
+        }
+        for item in meta.scan_prefix(LATER_CRL_PREFIX) {
+            let (k, v) = item?;
+            let generation = std::str::from_utf8(&k[LATER_CRL_PREFIX.len()..])
+                .ok()
+                .and_then(|n| n.parse::<u32>().ok())
+                .ok_or_else(|| StoreError::Conflict("malformed CRL key".into()))?;
+            crls.push((generation, decode(&v)?));
+        }
+        crls.sort_by_key(|(g, _)| *g);
+        Ok(crls)
     }
 }
