@@ -94,7 +94,7 @@ pub enum AdminCommand {
     /// Certificates: show one (or its PEM), order a renewal, block a user certificate.
     #[command(subcommand)]
     Certificates(CertificatesCommand),
-    /// The audit log: who did what and when, the latest events (oldest first).
+    /// The audit log: who did what and when (the latest events, printed oldest first).
     ///
     /// Calls GET /api/v1/audit. The filters narrow it; all given must match.
     /// A full page ends with the --before value that reads the older page.
