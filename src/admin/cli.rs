@@ -164,7 +164,7 @@ pub struct CertShowArgs {
     /// The certificate.
     #[command(flatten)]
     pub serial: SerialArg,
-    /// Print only the certificate, PEM (e.g. to pipe into `openssl x509`).
+    /// Print only the certificate, PEM (e.g. to pipe into `openssl x509`); overrides --output.
     #[arg(long)]
     pub pem: bool,
 }
@@ -334,7 +334,7 @@ pub struct PublicSearchArgs {
     /// The certificate with this serial number (hex).
     #[arg(long, value_name = "HEX")]
     pub serial: Option<String>,
-    /// Print only the certificates, PEM.
+    /// Print only the certificates, PEM, one after the other; overrides --output.
     #[arg(long)]
     pub pem: bool,
 }
@@ -631,12 +631,18 @@ fn cell(v: Option<&Value>) -> String {
     }
 }
 
-/// An object as `key: value` lines, leaving out the keys in `skip`.
-fn fields(out: &mut dyn Write, v: &Value, skip: &[&str]) -> io::Result<()> {
-    if let Some(map) = v.as_object() {
-        for (k, val) in map.iter().filter(|(k, _)| !skip.contains(&k.as_str())) {
-            writeln!(out, "{k}: {}", cell(Some(val)))?;
-        }
+/// An object as `key: value` lines: the keys in `first` first (those it
+/// has), then the others by name, leaving out the keys in `skip`.
+fn fields(out: &mut dyn Write, v: &Value, first: &[&str], skip: &[&str]) -> io::Result<()> {
+    let Some(map) = v.as_object() else {
+        return Ok(());
+    };
+    let leading = first.iter().filter_map(|k| map.get_key_value(*k));
+    let rest = map
+        .iter()
+        .filter(|(k, _)| !first.contains(&k.as_str()) && !skip.contains(&k.as_str()));
+    for (k, val) in leading.chain(rest) {
+        writeln!(out, "{k}: {}", cell(Some(val)))?;
     }
     Ok(())
 }
@@ -867,8 +873,10 @@ async fn orders(s: &mut Session<'_>, command: OrdersCommand) -> Result<(), Clien
     let path = format!("/orders/{}{action}", segment(&order.reference));
     match command {
         OrdersCommand::Show(_) => {
-            s.show(method, &path, None, |out, v| fields(out, v, &[]))
-                .await
+            s.show(method, &path, None, |out, v| {
+                fields(out, v, &["reference", "status"], &[])
+            })
+            .await
         }
         OrdersCommand::NewCode(_) => {
             s.show(method, &path, None, |out, v| {
@@ -912,7 +920,7 @@ async fn certificates(
         }
         CertificatesCommand::Show(a) => {
             s.show(Method::GET, &cert_path(&a.serial, ""), None, |out, v| {
-                fields(out, v, &["pem"])
+                fields(out, v, &["serial", "status", "subject"], &["pem"])
             })
             .await
         }
@@ -994,7 +1002,7 @@ async fn organisations(
     s: &mut Session<'_>,
     command: OrganisationsCommand,
 ) -> Result<(), ClientError> {
-    let show = |out: &mut dyn Write, v: &Value| fields(out, v, &[]);
+    let show = |out: &mut dyn Write, v: &Value| fields(out, v, &["cvr", "name"], &[]);
     match command {
         OrganisationsCommand::Create(a) => {
             let body = json!({
