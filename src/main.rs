@@ -26,7 +26,8 @@ enum Command {
     Serve,
     /// Create CA material, the TLS certificate, the store and demo data, then exit.
     Init,
-    /// Call the admin API of a running estd over HTTPS: create profiles, order, list, revoke, export.
+    /// Call the admin API of a running estd over HTTPS: profiles, orders, certificates,
+    /// audit log, notifications, organisations, tokens and the public database.
     Admin(Box<estd::admin::cli::AdminArgs>),
     /// Work on a store with estd stopped: move an installation between engines.
     #[command(subcommand)]

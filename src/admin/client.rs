@@ -184,12 +184,14 @@ pub struct AdminClient {
     base: BaseUrl,
     server_name: ServerName<'static>,
     tls: Arc<ClientConfig>,
-    authorization: HeaderValue,
+    /// `Bearer <token>`; none for the routes that take no credentials.
+    authorization: Option<HeaderValue>,
 }
 
 impl AdminClient {
-    /// A client for `url` that trusts only the certificates in `ca_file`.
-    pub fn new(url: &str, ca_file: &Path, token: &str) -> Result<AdminClient, ClientError> {
+    /// A client for `url` that trusts only the certificates in `ca_file`,
+    /// sending `token` (if any) as a bearer token.
+    pub fn new(url: &str, ca_file: &Path, token: Option<&str>) -> Result<AdminClient, ClientError> {
         let base = parse_url(url)?;
         let server_name = ServerName::try_from(base.host.clone())
             .map_err(|e| ClientError::Usage(format!("--url host {:?}: {e}", base.host)))?;
@@ -220,10 +222,13 @@ impl AdminClient {
             .with_root_certificates(roots)
             .with_no_client_auth();
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let authorization =
-            HeaderValue::from_str(&format!("Bearer {}", token.trim())).map_err(|_| {
-                ClientError::Usage("the token contains characters a header cannot carry".into())
-            })?;
+        let authorization = token
+            .map(|t| {
+                HeaderValue::from_str(&format!("Bearer {}", t.trim())).map_err(|_| {
+                    ClientError::Usage("the token contains characters a header cannot carry".into())
+                })
+            })
+            .transpose()?;
         Ok(AdminClient {
             base,
             server_name,
@@ -275,8 +280,10 @@ impl AdminClient {
             .method(method)
             .uri(uri)
             .header(header::HOST, &self.base.authority)
-            .header(header::AUTHORIZATION, self.authorization.clone())
             .header(header::ACCEPT, "application/json, text/csv");
+        if let Some(authorization) = &self.authorization {
+            builder = builder.header(header::AUTHORIZATION, authorization.clone());
+        }
         let payload = match body {
             Some(v) => {
                 builder = builder.header(header::CONTENT_TYPE, "application/json");

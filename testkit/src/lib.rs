@@ -695,4 +695,12 @@ impl TestServer {
             certs.join("admin-token").display().to_string(),
         ]
     }
+
+    /// Runs `estd admin ... EXTRA` as a child process against this server as
+    /// the operator: (success, stdout, stderr).
+    pub async fn run_admin_cli(&self, extra: &[&str]) -> (bool, String, String) {
+        let mut args = self.admin_cli_args();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        process::estd_cli(args).await
+    }
 }

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod admin_api;
+mod admin_cli;
 mod admin_tokens;
 mod conformance;
 mod connections;

@@ -15,6 +15,8 @@
 
 #[path = "../it/admin_api.rs"]
 mod admin_api;
+#[path = "../it/admin_cli.rs"]
+mod admin_cli;
 #[path = "../it/admin_tokens.rs"]
 mod admin_tokens;
 #[path = "../it/connections.rs"]
