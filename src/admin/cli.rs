@@ -59,7 +59,7 @@ pub enum AdminCommand {
     List(ListArgs),
     /// Revoke a certificate, for good.
     Revoke(RevokeArgs),
-    /// Write certificates as CSV to standard output.
+    /// Write certificates (or, with --profiles, the profiles) as CSV to standard output.
     Export(ExportArgs),
     /// Admin API tokens: create (operators only), list, revoke.
     #[command(subcommand)]
@@ -223,6 +223,11 @@ pub struct ListArgs {
     /// List this profile's orders instead of profiles.
     #[arg(long, value_name = "UUID")]
     pub profile: Option<String>,
+    /// Only profiles in this state now: active (a certificate is valid), ordered
+    /// (none is, but an order is open), inactive (neither).
+    #[arg(long, value_name = "STATE", conflicts_with = "profile",
+          value_parser = ["active", "ordered", "inactive"])]
+    pub state: Option<String>,
     /// Page of profiles (from 1).
     #[arg(long, value_name = "N", conflicts_with = "profile")]
     pub page: Option<u64>,
@@ -250,12 +255,20 @@ pub struct RevokeArgs {
 /// `export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// The organisation (default: the token's own; for an operator, every certificate).
+    /// The organisation (default: the token's own; for an operator, every certificate or profile).
     #[arg(long, value_name = "CVR", conflicts_with = "profile")]
     pub cvr: Option<String>,
     /// Only this profile's certificates.
-    #[arg(long, value_name = "UUID")]
+    #[arg(long, value_name = "UUID", conflicts_with = "profiles")]
     pub profile: Option<String>,
+    /// Export the certificate profiles (with their state and number of valid
+    /// certificates) instead of certificates.
+    #[arg(long)]
+    pub profiles: bool,
+    /// With --profiles: only profiles in this state now.
+    #[arg(long, value_name = "STATE", requires = "profiles",
+          value_parser = ["active", "ordered", "inactive"])]
+    pub state: Option<String>,
 }
 
 /// Runs an admin command, writing its output to `out`.
@@ -394,6 +407,7 @@ async fn list(client: &AdminClient, a: ListArgs, out: &mut dyn Write) -> Result<
                 query_string(&[
                     ("q", a.query.as_deref()),
                     ("cvr", a.cvr.as_deref()),
+                    ("state", a.state.as_deref()),
                     ("page", page.as_deref()),
                     ("per_page", per_page.as_deref()),
                 ])
@@ -480,6 +494,10 @@ async fn export(
     out: &mut dyn Write,
 ) -> Result<(), ClientError> {
     let path = match &a.profile {
+        _ if a.profiles => format!(
+            "/profiles.csv{}",
+            query_string(&[("cvr", a.cvr.as_deref()), ("state", a.state.as_deref())])
+        ),
         Some(p) => format!("/profiles/{}/certificates.csv", encode_component(p)),
         None => format!("/export.csv{}", query_string(&[("cvr", a.cvr.as_deref())])),
     };
