@@ -203,6 +203,10 @@ pub struct OrderArgs {
     /// For a user certificate: the person's e-mail address (with --user-name).
     #[arg(long, value_name = "EMAIL", requires = "user_name")]
     pub user_email: Option<String>,
+    /// For a user certificate: whether it goes into the public certificate
+    /// database, true or false (default: as the profile says).
+    #[arg(long, value_name = "BOOL", requires = "user_name")]
+    pub publish: Option<bool>,
     /// Identification method (default: the profile's).
     #[arg(long, value_parser = ["user-login", "one-time-code", "api"])]
     pub identification: Option<String>,
@@ -369,6 +373,9 @@ async fn order(client: &AdminClient, a: OrderArgs, out: &mut dyn Write) -> Resul
     let mut body = json!({"profile_id": a.profile});
     if let (Some(name), Some(email)) = (a.user_name, a.user_email) {
         body["user"] = json!({"name": name, "email": email});
+    }
+    if let Some(p) = a.publish {
+        body["publish"] = json!(p);
     }
     if let Some(i) = a.identification {
         body["identification"] = json!(i);

@@ -247,7 +247,7 @@ static OPERATIONS: &[(Endpoint, Operation)] = &[
     }),
     (E::CreateOrder, Operation {
         summary: "Order a certificate",
-        description: Some("403 if the organisation does not allow user certificates."),
+        description: Some("403 if the organisation does not allow user certificates. `publish` (user certificates only; 400 naming `publish` for others) decides whether the issued certificate is in the public certificate database; absent, the profile's `publish` decides when it is issued. A renewal keeps the choice."),
         tag: "orders",
         query: &[],
         body: Some(of::<NewOrder>),

@@ -53,6 +53,10 @@ pub struct KeyPolicyInput {
 pub struct OrderInput {
     #[serde(default)]
     user: Option<PersonInput>,
+    /// With `user` only: whether the certificate goes into the public
+    /// certificate database. Absent: as the profile says (`publish`).
+    #[serde(default)]
+    publish: Option<bool>,
 }
 
 /// The body of `POST /profiles`.
@@ -445,6 +449,7 @@ impl OrderInput {
                 .user
                 .as_ref()
                 .map(|u| (u.name.clone(), u.email.trim().to_owned())),
+            publish: self.publish,
             identification: None,
             issuance: None,
         }
