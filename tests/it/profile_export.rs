@@ -304,7 +304,8 @@ async fn profiles_are_exported_as_csv_and_searched_by_state() {
 }
 
 /// A user order for `profile_id` with `publish` as given (absent if `None`);
-/// collects it over EST and answers the certificate's serial.
+/// collects it over EST and answers the certificate's serial and the
+/// holder's identity.
 async fn order_and_collect(
     ts: &TestServer,
     op: &mut Api,
@@ -312,7 +313,7 @@ async fn order_and_collect(
     label: &str,
     user: &str,
     publish: Option<bool>,
-) -> String {
+) -> (String, Identity) {
     let email = format!("{}@demo.example", user.to_lowercase().replace(' ', "."));
     let mut body = json!({"profile_id": profile_id, "user": {"name": user, "email": email}});
     if let Some(p) = publish {
@@ -326,10 +327,14 @@ async fn order_and_collect(
     );
     let reference = r.body["reference"].as_str().expect("reference").to_owned();
     let code = r.body["code"].as_str().expect("code").to_owned();
-    let (_key, csr) = demo_csr(user);
+    let (key, csr) = demo_csr(user);
     let resp = collect(ts, label, &reference, &code, &csr).await;
     assert_eq!(resp.status, 200, "collect: {}", resp.text());
-    serial_of(&issued_cert(&resp)).to_string()
+    let cert = issued_cert(&resp);
+    (
+        serial_of(&cert).to_string(),
+        Identity::new(der_of(&cert), &key),
+    )
 }
 
 /// Whether the public certificate database finds `serial`.
@@ -374,8 +379,11 @@ async fn a_user_order_chooses_whether_its_certificate_is_published() {
         (private_profile, "staff-priv", "Dea Shown", Some(true), true),
     ];
     let mut serials = Vec::new();
+    let mut holders = Vec::new();
     for (profile, label, user, publish, _) in cases {
-        serials.push(order_and_collect(&ts, &mut op, profile, label, user, publish).await);
+        let (serial, holder) = order_and_collect(&ts, &mut op, profile, label, user, publish).await;
+        serials.push(serial);
+        holders.push(holder);
     }
     for ((_, _, user, publish, expected), serial) in cases.iter().zip(&serials) {
         assert_eq!(
@@ -402,13 +410,40 @@ async fn a_user_order_chooses_whether_its_certificate_is_published() {
         .collect();
     assert_eq!(shown, expected);
 
-    // A renewal keeps the order's choice.
-    let hidden = &serials[1];
+    // A re-enrolment over EST keeps the order's choice, either way.
+    let mut successors = Vec::new();
+    for (i, user) in [(1, "Bo Hidden"), (3, "Dea Shown")] {
+        let (_key, csr) = demo_csr(user);
+        let resp = ts
+            .client(Some(&holders[i]))
+            .await
+            .enroll("/.well-known/est/simplereenroll", &csr)
+            .await;
+        assert_eq!(resp.status, 200, "re-enrol {user}: {}", resp.text());
+        let successor = serial_of(&issued_cert(&resp)).to_string();
+        assert_ne!(successor, serials[i]);
+        assert_eq!(
+            is_public(&mut anonymous, &successor).await,
+            cases[i].4,
+            "{user}'s successor"
+        );
+        successors.push(successor);
+    }
+
+    // A renewal order keeps the choice (of Bo's re-enrolled certificate),
+    // and the lack of one (Cai's).
     let r = op
-        .post(&format!("/certificates/{hidden}/renew"), json!({}))
+        .post(&format!("/certificates/{}/renew", successors[0]), json!({}))
         .await;
     assert_eq!(r.status, 201, "renew: {}", r.text);
+    assert_eq!(r.body["user"]["name"], json!("Bo Hidden"), "{}", r.body);
     assert_eq!(r.body["user"]["publish"], json!(false), "{}", r.body);
+    let r = op
+        .post(&format!("/certificates/{}/renew", serials[2]), json!({}))
+        .await;
+    assert_eq!(r.status, 201, "renew: {}", r.text);
+    assert_eq!(r.body["user"]["name"], json!("Cai Private"), "{}", r.body);
+    assert!(r.body["user"].get("publish").is_none(), "{}", r.body);
 
     // Only a user certificate's order chooses.
     let r = op
