@@ -152,10 +152,9 @@ pub fn profiles(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     req.query.only(&["cvr", "state"])?;
     let wanted = wanted_cvr(req)?;
     let state = wanted_state(req)?;
-    let (cvr, profiles) =
-        service::export_profiles(app.services(), actor, wanted, state, now_unix())?;
+    let (cvr, export) = service::export_profiles(app.services(), actor, wanted, state, now_unix())?;
     let yes_no = |b: bool| if b { "true" } else { "false" }.to_owned();
-    let rows = profiles.iter().map(|(p, used)| {
+    let rows = export.profiles.iter().map(|(p, used)| {
         let (contact_name, contact_email) = match &p.contact {
             Some(c) => (c.name.clone(), c.email.clone()),
             None => (String::new(), String::new()),

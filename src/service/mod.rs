@@ -56,7 +56,7 @@ pub use profiles::{create_profile, update_profile, ChangedProfile};
 pub use queries::{
     csrattrs_profile, export_org_certs, export_profile_certs, export_profiles, list_notifications,
     list_orders, list_orgs, list_tokens, search_profiles, search_public_certs, CertExport,
-    OrderFilter, ProfileFilter, ProfileUse, PublicFilter,
+    OrderFilter, ProfileExport, ProfileFilter, ProfileUse, PublicFilter,
 };
 pub use reenrol::reenrol;
 pub use serverkeygen::{not_browser, serverkeygen, KeyAndCertificate};

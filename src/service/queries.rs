@@ -166,6 +166,13 @@ fn sort_profiles(profiles: &mut [Profile]) {
     });
 }
 
+/// Profiles for an export, each with its use now, sorted as the search sorts.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileExport {
+    /// The profiles with their use.
+    pub profiles: Vec<(Profile, ProfileUse)>,
+}
+
 /// The profiles of organisation `cvr` (which the actor must see and which
 /// must exist); without `cvr`, the actor's own organisation's, or for an
 /// operator every profile; in state `state` if given. Each comes with its
@@ -177,7 +184,7 @@ pub fn export_profiles(
     cvr: Option<&str>,
     state: Option<ProfileState>,
     now: UnixSeconds,
-) -> Result<(Option<String>, Vec<(Profile, ProfileUse)>), Error> {
+) -> Result<(Option<String>, ProfileExport), Error> {
     let cvr = export_scope(svc, actor, cvr)?;
     let uses = profile_uses(svc, actor, cvr.as_deref(), now)?;
     let mut found = Vec::new();
@@ -188,7 +195,7 @@ pub fn export_profiles(
         }
     }
     sort_profiles(&mut found);
-    let rows = found
+    let profiles = found
         .into_iter()
         .map(|p| {
             let used = uses.get(&p.id).copied().unwrap_or_default();
@@ -196,7 +203,7 @@ pub fn export_profiles(
         })
         .filter(|(_, used)| state.is_none_or(|s| used.state() == s))
         .collect();
-    Ok((cvr, rows))
+    Ok((cvr, ProfileExport { profiles }))
 }
 
 /// Whether `p` matches a search text (lower case).
