@@ -1151,6 +1151,7 @@ mod tests {
         let user = OrderHolder::User {
             name: "Jens Jensen".into(),
             email: "jens@demo.example".into(),
+            publish: None,
         };
         let effective = effective_profile(&p, &user);
         assert_eq!(effective.kind, CertKind::User);

@@ -97,6 +97,7 @@ fn fixture() -> &'static Fixture {
             user: OrderHolder::User {
                 name: "Jens Hansen".into(),
                 email: "jens@demo.example".into(),
+                publish: None,
             },
             old: old_certificate(&org),
             org,

@@ -83,10 +83,9 @@ pub enum AdminCommand {
     List(ListArgs),
     /// Revoke a certificate, for good.
     Revoke(RevokeArgs),
-    /// Write certificates as CSV to standard output.
+    /// Write certificates (or, with --profiles, the profiles) as CSV to standard output.
     ///
-    /// The output is always CSV (profile_id, profile_name, status, serial,
-    /// not_after, subject); --output does not apply.
+    /// The output is always CSV; --output does not apply.
     Export(ExportArgs),
     /// Orders: show one, approve or reject a held enrolment, a new one-time code, delete.
     #[command(subcommand)]
@@ -483,6 +482,10 @@ pub struct OrderArgs {
     /// For a user certificate: the person's e-mail address (with --user-name).
     #[arg(long, value_name = "EMAIL", requires = "user_name")]
     pub user_email: Option<String>,
+    /// For a user certificate: whether it goes into the public certificate
+    /// database, true or false (default: as the profile says).
+    #[arg(long, value_name = "BOOL", requires = "user_name")]
+    pub publish: Option<bool>,
     /// Identification method (default: the profile's).
     #[arg(long, value_parser = ["user-login", "one-time-code", "api"])]
     pub identification: Option<String>,
@@ -503,6 +506,11 @@ pub struct ListArgs {
     /// List this profile's orders instead of profiles.
     #[arg(long, value_name = "UUID")]
     pub profile: Option<String>,
+    /// Only profiles in this state now: active (a certificate is valid), ordered
+    /// (none is, but an order is open), inactive (neither).
+    #[arg(long, value_name = "STATE", conflicts_with = "profile",
+          value_parser = ["active", "ordered", "inactive"])]
+    pub state: Option<String>,
     /// Page of profiles (from 1).
     #[arg(long, value_name = "N", conflicts_with = "profile")]
     pub page: Option<u64>,
@@ -527,12 +535,20 @@ pub struct RevokeArgs {
 /// `export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// The organisation (default: the token's own; for an operator, every certificate).
+    /// The organisation (default: the token's own; for an operator, every certificate or profile).
     #[arg(long, value_name = "CVR", conflicts_with = "profile")]
     pub cvr: Option<String>,
     /// Only this profile's certificates.
-    #[arg(long, value_name = "UUID")]
+    #[arg(long, value_name = "UUID", conflicts_with = "profiles")]
     pub profile: Option<String>,
+    /// Export the certificate profiles (with their state and number of valid
+    /// certificates) instead of certificates.
+    #[arg(long)]
+    pub profiles: bool,
+    /// With --profiles: only profiles in this state now.
+    #[arg(long, value_name = "STATE", requires = "profiles",
+          value_parser = ["active", "ordered", "inactive"])]
+    pub state: Option<String>,
 }
 
 /// Runs an admin command, writing its output to `out`.
@@ -772,6 +788,9 @@ async fn order(s: &mut Session<'_>, a: OrderArgs) -> Result<(), ClientError> {
     if let (Some(name), Some(email)) = (a.user_name, a.user_email) {
         body["user"] = json!({"name": name, "email": email});
     }
+    if let Some(p) = a.publish {
+        body["publish"] = json!(p);
+    }
     if let Some(i) = a.identification {
         body["identification"] = json!(i);
     }
@@ -808,6 +827,7 @@ async fn list(s: &mut Session<'_>, a: ListArgs) -> Result<(), ClientError> {
         query_string(&[
             ("q", a.query.as_deref()),
             ("cvr", a.cvr.as_deref()),
+            ("state", a.state.as_deref()),
             ("page", page.as_deref()),
             ("per_page", per_page.as_deref()),
         ])
@@ -853,6 +873,10 @@ async fn revoke(s: &mut Session<'_>, a: RevokeArgs) -> Result<(), ClientError> {
 
 async fn export(s: &mut Session<'_>, a: ExportArgs) -> Result<(), ClientError> {
     let path = match &a.profile {
+        _ if a.profiles => format!(
+            "/profiles.csv{}",
+            query_string(&[("cvr", a.cvr.as_deref()), ("state", a.state.as_deref())])
+        ),
         Some(p) => format!("/profiles/{}/certificates.csv", segment(p)),
         None => format!("/export.csv{}", query_string(&[("cvr", a.cvr.as_deref())])),
     };

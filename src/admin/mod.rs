@@ -308,6 +308,7 @@ async fn endpoint(app: &App, actor: &Actor, endpoint: Endpoint, req: &ApiRequest
         E::UpdateProfile => profiles::update(app, actor, req).await,
         E::ProfileCertificatesCsv => export::profile_certificates(app, actor, req),
         E::ExportCsv => export::export(app, actor, req),
+        E::ProfilesCsv => export::profiles(app, actor, req),
         E::ListOrders => orders::list(app, actor, req),
         E::CreateOrder => orders::create(app, actor, req).await,
         E::GetOrder => orders::get(app, actor, req),

@@ -64,7 +64,17 @@ enum Query {
     Text(&'static str, &'static str),
     /// A whole number: name, description, minimum, maximum, default.
     Number(&'static str, &'static str, u64, Option<u64>, Option<u64>),
+    /// One of a few names: name, description, the names.
+    Choice(&'static str, &'static str, &'static [&'static str]),
 }
+
+/// The names of [`ProfileState`], as the `state` parameter takes them.
+const PROFILE_STATES: &[&str] = &["active", "ordered", "inactive"];
+
+/// What the `state` parameter of the profile search and export says.
+const STATE_PARAMETER: &str = "Only profiles in this state now: `active` (a certificate of it is \
+    valid), `ordered` (none is, but an order is open), `inactive` (neither). Another value answers \
+    400 naming `state`.";
 
 /// One operation's words and status codes.
 struct Operation {
@@ -167,7 +177,7 @@ static OPERATIONS: &[(Endpoint, Operation)] = &[
         summary: "Search profiles",
         description: None,
         tag: "profiles",
-        query: &[Query::Text("q", "Case-insensitive substring of the UUID, name, contact person's name or e-mail, or the e-mail in the certificate."), Query::Text("cvr", "Only this organisation."), Query::Number("page", "Page, from 1.", 1, None, Some(1)), Query::Number("per_page", "Profiles per page.", 1, Some(500), Some(50))],
+        query: &[Query::Text("q", "Case-insensitive substring of the UUID, name, contact person's name or e-mail, or the e-mail in the certificate."), Query::Text("cvr", "Only this organisation."), Query::Choice("state", STATE_PARAMETER, PROFILE_STATES), Query::Number("page", "Page, from 1.", 1, None, Some(1)), Query::Number("per_page", "Profiles per page.", 1, Some(500), Some(50))],
         body: None,
         ok: (200, "One page of profiles.", Content::Json(of::<ProfilePage>)),
         errors: &[E401, E403, E400],
@@ -217,6 +227,15 @@ static OPERATIONS: &[(Endpoint, Operation)] = &[
         ok: (200, "CSV with header row `profile_id,profile_name,status,serial,not_after,subject`, one row per certificate.", Content::Csv),
         errors: &[E401, E403, E400, E404],
     }),
+    (E::ProfilesCsv, Operation {
+        summary: "An organisation's certificate profiles as CSV, those without certificates too (an operator without cvr: every profile)",
+        description: Some("UTF-8 with a byte order mark, CRLF line ends, RFC 4180 quoting; a cell that starts with =, +, -, @, tab or CR gets a leading ' so that a spreadsheet does not take it for a formula (so do the certificate exports). `state` is the profile's state now (see the profile search); `valid_certificates` counts its certificates that are issued, not expired and not revoked or blocked."),
+        tag: "export",
+        query: &[Query::Text("cvr", "The organisation."), Query::Choice("state", STATE_PARAMETER, PROFILE_STATES)],
+        body: None,
+        ok: (200, "CSV with header row `profile_id,cvr,name,kind,est_label,identification,issuance,contact_name,contact_email,email,p_number,se_number,seal,publish,state,valid_certificates`, one row per profile.", Content::Csv),
+        errors: &[E401, E403, E400, E404],
+    }),
     (E::ListOrders, Operation {
         summary: "List orders that are not deleted",
         description: None,
@@ -228,7 +247,7 @@ static OPERATIONS: &[(Endpoint, Operation)] = &[
     }),
     (E::CreateOrder, Operation {
         summary: "Order a certificate",
-        description: Some("403 if the organisation does not allow user certificates."),
+        description: Some("403 if the organisation does not allow user certificates. `publish` (user certificates only; 400 naming `publish` for others) decides whether the issued certificate is in the public certificate database; absent, the profile's `publish` decides when it is issued. A renewal keeps the choice."),
         tag: "orders",
         query: &[],
         body: Some(of::<NewOrder>),
@@ -435,6 +454,9 @@ fn path_parameter(template: &str, name: &str) -> Value {
 fn query_parameter(q: &Query) -> Value {
     let (name, description, schema) = match *q {
         Query::Text(name, description) => (name, description, json!({"type": "string"})),
+        Query::Choice(name, description, names) => {
+            (name, description, json!({"type": "string", "enum": names}))
+        }
         Query::Number(name, description, min, max, default) => {
             let mut schema = json!({"type": "integer", "minimum": min});
             if let Some(max) = max {
@@ -668,6 +690,16 @@ mod tests {
             (_, Value::Array(variants)) => variants.iter().flat_map(enum_names).collect(),
             _ => Vec::new(),
         }
+    }
+
+    /// The `state` parameter lists the model's profile states.
+    #[test]
+    fn profile_state_names_are_the_models() {
+        let model: Vec<&str> = crate::model::ProfileState::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(PROFILE_STATES, model.as_slice());
     }
 
     /// Enum names in the schemas are serde's: the one copy.

@@ -28,6 +28,10 @@ pub(super) struct NewOrder {
     profile_id: String,
     #[serde(default)]
     user: Option<UserInput>,
+    /// With `user` only: whether the certificate goes into the public
+    /// certificate database. Absent: as the profile says (`publish`).
+    #[serde(default)]
+    publish: Option<bool>,
     #[serde(default)]
     identification: Option<Identification>,
     #[serde(default)]
@@ -51,6 +55,7 @@ pub(super) fn order_request(input: NewOrder) -> OrderRequest {
     OrderRequest {
         profile_id: input.profile_id.trim().to_owned(),
         user: input.user.map(|u| (u.name, u.email.trim().to_owned())),
+        publish: input.publish,
         identification: input.identification,
         issuance: input.issuance,
     }

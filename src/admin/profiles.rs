@@ -53,6 +53,10 @@ pub struct KeyPolicyInput {
 pub struct OrderInput {
     #[serde(default)]
     user: Option<PersonInput>,
+    /// With `user` only: whether the certificate goes into the public
+    /// certificate database. Absent: as the profile says (`publish`).
+    #[serde(default)]
+    publish: Option<bool>,
 }
 
 /// The body of `POST /profiles`.
@@ -371,7 +375,7 @@ fn validate_contents(p: &Profile) -> Result<(), ApiError> {
 }
 
 /// The wire name of an API enum value (`one-time-code`, `est`, ...).
-fn wire_name<T: Serialize>(v: &T) -> String {
+pub(super) fn wire_name<T: Serialize>(v: &T) -> String {
     match serde_json::to_value(v) {
         Ok(serde_json::Value::String(s)) => s,
         _ => "?".into(),
@@ -445,6 +449,7 @@ impl OrderInput {
                 .user
                 .as_ref()
                 .map(|u| (u.name.clone(), u.email.trim().to_owned())),
+            publish: self.publish,
             identification: None,
             issuance: None,
         }
@@ -577,22 +582,24 @@ pub async fn update(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     json(StatusCode::OK, &ChangedProfile { profile, notice })
 }
 
-/// `GET /profiles?q=&cvr=&page=&per_page=`.
+/// `GET /profiles?q=&cvr=&state=&page=&per_page=`.
 pub fn search(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     let q = &req.query;
-    q.only(&["q", "cvr", "page", "per_page"])?;
+    q.only(&["q", "cvr", "state", "page", "per_page"])?;
     let needle = q.get("q").map(|s| s.trim().to_lowercase());
     let cvr = q.get("cvr");
     if cvr.is_some_and(|c| !is_valid_cvr(c)) {
         return Err(ApiError::invalid("cvr", CVR_RULE));
     }
+    let state = super::export::wanted_state(req)?;
     let page = q.number("page", 1, 1, u64::from(u32::MAX))?;
     let per_page = q.number("per_page", 50, 1, 500)?;
     let filter = service::ProfileFilter {
         text: needle.as_deref(),
         cvr,
+        state,
     };
-    let found = service::search_profiles(app.services(), actor, &filter)?;
+    let found = service::search_profiles(app.services(), actor, &filter, now_unix())?;
     let total = found.len();
     let skip = usize::try_from((page - 1).saturating_mul(per_page)).unwrap_or(usize::MAX);
     let items = found

@@ -50,6 +50,8 @@ pub enum Endpoint {
     ProfileCertificatesCsv,
     /// `GET /export.csv`.
     ExportCsv,
+    /// `GET /profiles.csv`.
+    ProfilesCsv,
     /// `GET /orders`.
     ListOrders,
     /// `POST /orders`.
@@ -96,7 +98,7 @@ impl Endpoint {
             CreateToken | ListTokens | RevokeToken | CreateOperatorToken | ListOperatorTokens
             | RevokeOperatorToken => "api-tokens",
             SearchProfiles | CreateProfile | GetProfile | UpdateProfile => "api-profiles",
-            ProfileCertificatesCsv | ExportCsv => "api-export",
+            ProfileCertificatesCsv | ExportCsv | ProfilesCsv => "api-export",
             ListOrders | CreateOrder | GetOrder | DeleteOrder | ApproveOrder | RejectOrder
             | NewCode => "api-orders",
             GetCertificate | RenewCertificate | RevokeCertificate | BlockCertificate => {
@@ -170,6 +172,7 @@ pub const ROUTES: &[Route] = &[
         Auth,
     ),
     route("GET", "/export.csv", E::ExportCsv, Auth),
+    route("GET", "/profiles.csv", E::ProfilesCsv, Auth),
     route("GET", "/orders", E::ListOrders, Auth),
     route("POST", "/orders", E::CreateOrder, Auth),
     route("GET", "/orders/{reference}", E::GetOrder, Auth),
@@ -272,6 +275,13 @@ mod tests {
             find("PUT", "/orders/1"),
             RouteMatch::WrongMethod(vec!["GET", "DELETE"])
         );
+        match find("GET", "/profiles.csv") {
+            RouteMatch::Found(r, p) => {
+                assert_eq!(r.endpoint, Endpoint::ProfilesCsv);
+                assert!(p.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
         assert_eq!(find("GET", "/orders/"), RouteMatch::NoSuchPath);
         assert_eq!(find("GET", "/orders/1/x"), RouteMatch::NoSuchPath);
         assert_eq!(find("GET", ""), RouteMatch::NoSuchPath);

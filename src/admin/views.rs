@@ -22,6 +22,10 @@ pub struct UserView {
     pub name: String,
     /// E-mail address.
     pub email: String,
+    /// The order's publishing choice: whether the certificate goes into the
+    /// public certificate database. Absent: as the profile says at issue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish: Option<bool>,
 }
 
 /// An order.
@@ -76,9 +80,14 @@ impl OrderView {
             cvr: order.cvr.clone(),
             profile_id: order.profile_id.clone(),
             user: match &order.holder {
-                OrderHolder::User { name, email } => Some(UserView {
+                OrderHolder::User {
+                    name,
+                    email,
+                    publish,
+                } => Some(UserView {
                     name: name.clone(),
                     email: email.clone(),
+                    publish: *publish,
                 }),
                 OrderHolder::Profile => None,
             },

@@ -5,7 +5,10 @@ use serde::{Deserialize, Serialize};
 use super::{Identification, IllegalTransition, Issuance, Serial, UnixSeconds};
 
 /// Who an order is for.
+///
+/// Stored as [`StoredHolder`], whose layout only ever grows: see there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredHolder", into = "StoredHolder")]
 pub enum OrderHolder {
     /// A certificate of a profile (organisation or system certificate).
     Profile,
@@ -15,7 +18,85 @@ pub enum OrderHolder {
         name: String,
         /// E-mail address.
         email: String,
+        /// Whether the certificate goes into the public certificate
+        /// database; `None`: as the profile says when it is issued.
+        publish: Option<bool>,
     },
+}
+
+/// [`OrderHolder`] as the store encodes it (postcard: a variant is its
+/// index, then its fields). Variants are only ever added at the end, so
+/// every record written before a variant existed reads as it was written,
+/// and a user order that makes no publishing choice is written exactly as
+/// before the choice existed (variant 1); no stored order changes, and no
+/// record layout version is needed. An older estd refuses (does not
+/// misread) an order written with a newer variant.
+#[derive(Serialize, Deserialize)]
+enum StoredHolder {
+    /// Variant 0: [`OrderHolder::Profile`].
+    Profile,
+    /// Variant 1: a user, publishing as the profile says.
+    User { name: String, email: String },
+    /// Variant 2: a user, with the order's publishing choice.
+    UserPublishing {
+        name: String,
+        email: String,
+        publish: bool,
+    },
+}
+
+impl From<StoredHolder> for OrderHolder {
+    fn from(h: StoredHolder) -> OrderHolder {
+        match h {
+            StoredHolder::Profile => OrderHolder::Profile,
+            StoredHolder::User { name, email } => OrderHolder::User {
+                name,
+                email,
+                publish: None,
+            },
+            StoredHolder::UserPublishing {
+                name,
+                email,
+                publish,
+            } => OrderHolder::User {
+                name,
+                email,
+                publish: Some(publish),
+            },
+        }
+    }
+}
+
+impl From<OrderHolder> for StoredHolder {
+    fn from(h: OrderHolder) -> StoredHolder {
+        match h {
+            OrderHolder::Profile => StoredHolder::Profile,
+            OrderHolder::User {
+                name,
+                email,
+                publish: None,
+            } => StoredHolder::User { name, email },
+            OrderHolder::User {
+                name,
+                email,
+                publish: Some(publish),
+            } => StoredHolder::UserPublishing {
+                name,
+                email,
+                publish,
+            },
+        }
+    }
+}
+
+impl OrderHolder {
+    /// The publishing choice of a user order (`None`: the profile's).
+    pub fn publish(&self) -> Option<bool> {
+        match self {
+            OrderHolder::User { publish, .. } => *publish,
+            OrderHolder::Profile => None,
+        }
+    }
 }
 
 /// A one-time code's stored state: only its hash is kept.
@@ -190,5 +271,127 @@ mod tests {
         let e = o.delete().unwrap_err();
         assert_eq!(e.current, "issued");
         assert!(o.mark_issued(Serial([0x41; 16])).is_err());
+    }
+
+    /// `OrderHolder` as it was before orders chose publishing, field for field.
+    #[derive(Serialize)]
+    enum HolderBeforePublish {
+        Profile,
+        User { name: String, email: String },
+    }
+
+    /// `Order` as it was before orders chose publishing.
+    #[derive(Serialize)]
+    struct OrderBeforePublish {
+        id: String,
+        cvr: String,
+        profile_id: String,
+        holder: HolderBeforePublish,
+        identification: Identification,
+        issuance: Issuance,
+        status: OrderStatus,
+        created_at: UnixSeconds,
+        created_by: String,
+        code: Option<CodeState>,
+        renews: Option<Serial>,
+        held_csr: Option<[u8; 32]>,
+    }
+
+    fn user_order(publish: Option<bool>) -> Order {
+        Order {
+            id: "123456789012".into(),
+            cvr: "12345674".into(),
+            profile_id: "p".into(),
+            holder: OrderHolder::User {
+                name: "Jens Jensen".into(),
+                email: "jens@demo.example".into(),
+                publish,
+            },
+            identification: Identification::OneTimeCode,
+            issuance: Issuance::Est,
+            status: OrderStatus::Issued {
+                serial: Serial([0x42; 16]),
+            },
+            created_at: 1_780_000_000,
+            created_by: "operator".into(),
+            code: None,
+            renews: Some(Serial([0x41; 16])),
+            held_csr: Some([7; 32]),
+        }
+    }
+
+    /// Orders stored before the publishing choice read as they were (the
+    /// profile decides), and an order without a choice is stored byte for
+    /// byte as before; a choice round-trips, and an older estd refuses it
+    /// rather than misreading it.
+    #[test]
+    fn the_publishing_choice_keeps_stored_orders_readable() {
+        let old = OrderBeforePublish {
+            id: "123456789012".into(),
+            cvr: "12345674".into(),
+            profile_id: "p".into(),
+            holder: HolderBeforePublish::User {
+                name: "Jens Jensen".into(),
+                email: "jens@demo.example".into(),
+            },
+            identification: Identification::OneTimeCode,
+            issuance: Issuance::Est,
+            status: OrderStatus::Issued {
+                serial: Serial([0x42; 16]),
+            },
+            created_at: 1_780_000_000,
+            created_by: "operator".into(),
+            code: None,
+            renews: Some(Serial([0x41; 16])),
+            held_csr: Some([7; 32]),
+        };
+        let old_bytes = postcard::to_stdvec(&old).expect("encode");
+        let read: Order = postcard::from_bytes(&old_bytes).expect("an old order reads");
+        assert_eq!(read, user_order(None));
+        assert_eq!(read.holder.publish(), None);
+        assert_eq!(
+            postcard::to_stdvec(&user_order(None)).expect("encode"),
+            old_bytes,
+            "no choice: the old layout, byte for byte"
+        );
+        for choice in [true, false] {
+            let o = user_order(Some(choice));
+            let bytes = postcard::to_stdvec(&o).expect("encode");
+            assert_ne!(bytes, old_bytes);
+            let back: Order = postcard::from_bytes(&bytes).expect("decode");
+            assert_eq!(back.holder.publish(), Some(choice));
+            assert_eq!(back, o);
+            #[derive(Debug, serde::Deserialize)]
+            #[allow(dead_code)]
+            enum OldHolder {
+                Profile,
+                User { name: String, email: String },
+            }
+            #[derive(Debug, serde::Deserialize)]
+            #[allow(dead_code)]
+            struct OldOrder {
+                id: String,
+                cvr: String,
+                profile_id: String,
+                holder: OldHolder,
+            }
+            assert!(
+                postcard::from_bytes::<OldOrder>(&bytes).is_err(),
+                "an older estd refuses a choice it cannot keep"
+            );
+        }
+        // A profile order is unchanged too.
+        let profile_order = Order {
+            holder: OrderHolder::Profile,
+            ..user_order(None)
+        };
+        let old_profile = OrderBeforePublish {
+            holder: HolderBeforePublish::Profile,
+            ..old
+        };
+        assert_eq!(
+            postcard::to_stdvec(&profile_order).expect("encode"),
+            postcard::to_stdvec(&old_profile).expect("encode")
+        );
     }
 }

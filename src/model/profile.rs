@@ -200,6 +200,54 @@ impl Profile {
     }
 }
 
+/// Where a profile stands, derived from its certificates and orders when it
+/// is asked for (profiles have no stored state): the profile search filters
+/// on it and the profile export shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProfileState {
+    /// At least one of its certificates is valid now (issued, not expired,
+    /// not revoked or blocked).
+    Active,
+    /// None is valid, but an order for it is open (pending or approved).
+    Ordered,
+    /// Neither: no certificate yet, or all expired, revoked or blocked.
+    Inactive,
+}
+
+impl ProfileState {
+    /// Every state, in the order the API lists them.
+    pub const ALL: [ProfileState; 3] = [
+        ProfileState::Active,
+        ProfileState::Ordered,
+        ProfileState::Inactive,
+    ];
+
+    /// The state of a profile with `valid_certs` valid certificates and
+    /// `open_orders` open orders.
+    pub fn of(valid_certs: usize, open_orders: usize) -> ProfileState {
+        match (valid_certs, open_orders) {
+            (0, 0) => ProfileState::Inactive,
+            (0, _) => ProfileState::Ordered,
+            _ => ProfileState::Active,
+        }
+    }
+
+    /// The name the API, CSV exports and messages use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProfileState::Active => "active",
+            ProfileState::Ordered => "ordered",
+            ProfileState::Inactive => "inactive",
+        }
+    }
+
+    /// Parses [`ProfileState::as_str`]'s names (exactly).
+    pub fn parse(s: &str) -> Option<ProfileState> {
+        ProfileState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,5 +263,19 @@ mod tests {
             Identification::UserLogin,
             Issuance::Est
         ));
+    }
+
+    #[test]
+    fn profile_states() {
+        assert_eq!(ProfileState::of(0, 0), ProfileState::Inactive);
+        assert_eq!(ProfileState::of(0, 2), ProfileState::Ordered);
+        assert_eq!(ProfileState::of(1, 0), ProfileState::Active);
+        assert_eq!(ProfileState::of(3, 1), ProfileState::Active);
+        for st in ProfileState::ALL {
+            assert_eq!(ProfileState::parse(st.as_str()), Some(st));
+            assert_eq!(serde_json::to_value(st).ok(), Some(st.as_str().into()));
+        }
+        assert_eq!(ProfileState::parse("Active"), None);
+        assert_eq!(ProfileState::parse(""), None);
     }
 }

@@ -212,13 +212,19 @@ fn renewal_request(
                 .into(),
         ));
     }
-    let user = match old_order.as_ref().map(|o| &o.holder) {
-        Some(OrderHolder::User { name, email }) => Some((name.clone(), email.clone())),
-        _ => None,
+    // A renewal keeps the user and the user's publishing choice.
+    let (user, publish) = match old_order.as_ref().map(|o| &o.holder) {
+        Some(OrderHolder::User {
+            name,
+            email,
+            publish,
+        }) => (Some((name.clone(), email.clone())), *publish),
+        _ => (None, None),
     };
     Ok(OrderRequest {
         profile_id: rec.profile_id.clone(),
         user,
+        publish,
         identification: Some(identification),
         issuance: old_order
             .as_ref()

@@ -178,7 +178,7 @@ fn record_for(
     issued: &IssuedCert,
     template: &CertTemplate,
     profile: &Profile,
-    order_id: &str,
+    order: &Order,
     renews: Option<Serial>,
 ) -> CertRecord {
     CertRecord {
@@ -194,8 +194,9 @@ fn record_for(
         status: CertStatus::Issued,
         renews,
         renewed_by: None,
-        order_id: Some(order_id.to_owned()),
-        published: profile.publish,
+        order_id: Some(order.id.clone()),
+        // A user order's choice, else the profile's setting now.
+        published: order.holder.publish().unwrap_or(profile.publish),
         // What the certificate carries, which after a re-enrolment may differ
         // from what the profile says now.
         email: policy::email_of(&template.sans),
@@ -263,7 +264,7 @@ pub(super) async fn issue_with_new_order(
             held_csr: None,
         };
         let issuance = StoreIssuance {
-            cert: record_for(&issued, &template, profile, &order.id, renews),
+            cert: record_for(&issued, &template, profile, &order, renews),
             audit: note.event(profile, issued.serial, &order.id),
             order: OrderWrite::New(order),
             link_renewal: renews,
@@ -307,7 +308,7 @@ pub(super) async fn issue_for_order(
             current.mark_issued(serial).map_err(|e| e.to_string())
         });
         let issuance = StoreIssuance {
-            cert: record_for(&issued, &template, profile, &order.id, order.renews),
+            cert: record_for(&issued, &template, profile, order, order.renews),
             audit: note.event(profile, serial, &order.id),
             order: OrderWrite::Change {
                 id: order.id.clone(),

@@ -20,6 +20,10 @@ pub struct OrderRequest {
     pub profile_id: String,
     /// For a user certificate: the user's name and e-mail address.
     pub user: Option<(String, String)>,
+    /// For a user certificate: whether it goes into the public certificate
+    /// database (default: as the profile says when it is issued). Only user
+    /// certificates choose; others follow their profile.
+    pub publish: Option<bool>,
     /// Identification method (default: the profile's).
     pub identification: Option<Identification>,
     /// Issuance method (default: the profile's).
@@ -65,6 +69,13 @@ pub fn check_order_request(
     profile: &Profile,
 ) -> Result<(OrderHolder, Identification, Issuance), Error> {
     let holder = match &req.user {
+        None if req.publish.is_some() => {
+            return Err(Error::invalid(
+                "publish",
+                "only a user certificate's order chooses publishing (with \"user\"); \
+                 organisation and system certificates are published as their profile says",
+            ))
+        }
         None => OrderHolder::Profile,
         Some((name, email)) => {
             if !org.allow_user_certs {
@@ -86,6 +97,7 @@ pub fn check_order_request(
             OrderHolder::User {
                 name: name.trim().to_owned(),
                 email: email.clone(),
+                publish: req.publish,
             }
         }
     };

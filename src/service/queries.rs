@@ -8,8 +8,8 @@ use super::orders::OrderShown;
 use super::tokens::token_owner;
 use super::{visible_profile, Error, Services};
 use crate::model::{
-    Actor, CertRecord, Notification, Order, OrderHolder, OrderStatus, Organisation, Profile,
-    Serial, TokenRecord, UnixSeconds,
+    Actor, CertRecord, CertState, Notification, Order, OrderHolder, OrderStatus, Organisation,
+    Profile, ProfileState, Serial, TokenRecord, UnixSeconds,
 };
 
 /// Which orders [`list_orders`] answers; `None` matches any.
@@ -78,6 +78,51 @@ pub struct ProfileFilter<'a> {
     pub text: Option<&'a str>,
     /// The profile's organisation.
     pub cvr: Option<&'a str>,
+    /// The profile's state now.
+    pub state: Option<ProfileState>,
+}
+
+/// How a profile is used now: its valid certificates and open orders.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProfileUse {
+    /// Certificates valid now (issued, not expired, not revoked or blocked).
+    pub valid_certs: usize,
+    /// Orders pending or approved.
+    pub open_orders: usize,
+}
+
+impl ProfileUse {
+    /// The profile's state.
+    pub fn state(self) -> ProfileState {
+        ProfileState::of(self.valid_certs, self.open_orders)
+    }
+}
+
+/// How every profile the actor may see (of organisation `cvr` only, if
+/// given) is used at `now`, by profile id: one pass over the certificates
+/// and one over the orders, whatever the number of profiles. A profile
+/// without certificates or orders has no entry (its use is the default).
+fn profile_uses(
+    svc: Services<'_>,
+    actor: &Actor,
+    cvr: Option<&str>,
+    now: UnixSeconds,
+) -> Result<HashMap<String, ProfileUse>, Error> {
+    let wanted = |c: &str| actor.may_access(c) && cvr.is_none_or(|w| w == c);
+    let mut uses: HashMap<String, ProfileUse> = HashMap::new();
+    for c in svc.store.certs() {
+        let c = c?;
+        if wanted(&c.cvr) && c.state(now) == CertState::Issued {
+            uses.entry(c.profile_id).or_default().valid_certs += 1;
+        }
+    }
+    for o in svc.store.orders() {
+        let o = o?;
+        if wanted(&o.cvr) && matches!(o.status, OrderStatus::Pending | OrderStatus::Approved) {
+            uses.entry(o.profile_id).or_default().open_orders += 1;
+        }
+    }
+    Ok(uses)
 }
 
 /// The profiles the actor may see that match `filter`, by name
@@ -86,21 +131,79 @@ pub fn search_profiles(
     svc: Services<'_>,
     actor: &Actor,
     filter: &ProfileFilter<'_>,
+    now: UnixSeconds,
 ) -> Result<Vec<Profile>, Error> {
+    // Certificates and orders are read only when the state is asked about.
+    let uses = match filter.state {
+        Some(_) => Some(profile_uses(svc, actor, filter.cvr, now)?),
+        None => None,
+    };
+    let state_matches = |p: &Profile| match (filter.state, &uses) {
+        (Some(wanted), Some(uses)) => {
+            uses.get(&p.id).copied().unwrap_or_default().state() == wanted
+        }
+        _ => true,
+    };
     let mut found = Vec::new();
     for p in svc.store.profiles() {
         let p = p?;
         if actor.may_access(&p.cvr)
             && filter.cvr.is_none_or(|c| c == p.cvr)
             && filter.text.is_none_or(|n| matches_text(&p, n))
+            && state_matches(&p)
         {
             found.push(p);
         }
     }
-    found.sort_by(|a, b| {
+    sort_profiles(&mut found);
+    Ok(found)
+}
+
+/// Profiles by name (case-insensitive), CVR and id.
+fn sort_profiles(profiles: &mut [Profile]) {
+    profiles.sort_by(|a, b| {
         (a.name.to_lowercase(), &a.cvr, &a.id).cmp(&(b.name.to_lowercase(), &b.cvr, &b.id))
     });
-    Ok(found)
+}
+
+/// Profiles for an export, each with its use now, sorted as the search sorts.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileExport {
+    /// The profiles with their use.
+    pub profiles: Vec<(Profile, ProfileUse)>,
+}
+
+/// The profiles of organisation `cvr` (which the actor must see and which
+/// must exist); without `cvr`, the actor's own organisation's, or for an
+/// operator every profile; in state `state` if given. Each comes with its
+/// use at `now`; profiles without certificates are there too. Sorted as the
+/// search sorts; answers the CVR exported, if any.
+pub fn export_profiles(
+    svc: Services<'_>,
+    actor: &Actor,
+    cvr: Option<&str>,
+    state: Option<ProfileState>,
+    now: UnixSeconds,
+) -> Result<(Option<String>, ProfileExport), Error> {
+    let cvr = export_scope(svc, actor, cvr)?;
+    let uses = profile_uses(svc, actor, cvr.as_deref(), now)?;
+    let mut found = Vec::new();
+    for p in svc.store.profiles() {
+        let p = p?;
+        if actor.may_access(&p.cvr) && cvr.as_deref().is_none_or(|c| c == p.cvr) {
+            found.push(p);
+        }
+    }
+    sort_profiles(&mut found);
+    let profiles = found
+        .into_iter()
+        .map(|p| {
+            let used = uses.get(&p.id).copied().unwrap_or_default();
+            (p, used)
+        })
+        .filter(|(_, used)| state.is_none_or(|s| used.state() == s))
+        .collect();
+    Ok((cvr, ProfileExport { profiles }))
 }
 
 /// Whether `p` matches a search text (lower case).
@@ -196,6 +299,23 @@ pub fn export_profile_certs(
     Ok((profile, export))
 }
 
+/// The organisation an export is of: `cvr` (which the actor must see and
+/// which must exist); without it, the actor's own, or for an operator none
+/// (everything).
+fn export_scope(
+    svc: Services<'_>,
+    actor: &Actor,
+    cvr: Option<&str>,
+) -> Result<Option<String>, Error> {
+    Ok(match (cvr, actor.cvr.as_deref()) {
+        (Some(c), _) if !actor.may_access(c) || svc.store.org(c)?.is_none() => {
+            return Err(Error::NotFound("organisation"))
+        }
+        (Some(c), _) => Some(c.to_owned()),
+        (None, own) => own.map(str::to_owned),
+    })
+}
+
 /// The certificates of organisation `cvr` (which the actor must see and
 /// which must exist); without `cvr`, the actor's own organisation's, or for
 /// an operator every certificate. Answers the CVR exported, if any.
@@ -204,13 +324,7 @@ pub fn export_org_certs(
     actor: &Actor,
     cvr: Option<&str>,
 ) -> Result<(Option<String>, CertExport), Error> {
-    let cvr = match (cvr, actor.cvr.as_deref()) {
-        (Some(c), _) if !actor.may_access(c) || svc.store.org(c)?.is_none() => {
-            return Err(Error::NotFound("organisation"))
-        }
-        (Some(c), _) => Some(c.to_owned()),
-        (None, own) => own.map(str::to_owned),
-    };
+    let cvr = export_scope(svc, actor, cvr)?;
     let mut certs = Vec::new();
     for c in svc.store.certs() {
         let c = c?;

@@ -666,6 +666,7 @@ pub async fn order_for(app: &App, profile_id: &str) -> estd::service::CreatedOrd
         &estd::service::OrderRequest {
             profile_id: profile_id.into(),
             user: None,
+            publish: None,
             identification: None,
             issuance: None,
         },

@@ -202,6 +202,7 @@ async fn deleted_order_cannot_be_collected_and_issued_order_cannot_be_deleted() 
     let req = OrderRequest {
         profile_id: profile.id.clone(),
         user: None,
+        publish: None,
         identification: None,
         issuance: None,
     };

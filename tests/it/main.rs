@@ -34,6 +34,7 @@ mod multinode;
 mod notifications;
 mod ocsp_load;
 mod pg_failure;
+mod profile_export;
 mod rate_limits;
 mod revocation;
 mod rollover;

@@ -369,6 +369,7 @@ async fn expiry_notice_of_a_user_certificate_goes_to_the_user() {
         &OrderRequest {
             profile_id: profile.id.clone(),
             user: Some(("Ulla User".into(), "ulla@demo.example".into())),
+            publish: None,
             identification: None,
             issuance: None,
         },

@@ -43,6 +43,8 @@ mod limits;
 mod notifications;
 #[path = "../it/ocsp_load.rs"]
 mod ocsp_load;
+#[path = "../it/profile_export.rs"]
+mod profile_export;
 #[path = "../it/rate_limits.rs"]
 mod rate_limits;
 #[path = "../it/revocation.rs"]
