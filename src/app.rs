@@ -96,7 +96,11 @@ impl App {
     pub fn init(config: Config) -> Result<Initialised, InitError> {
         let certs_dir: PathBuf = config.paths.certs_dir.clone();
         let material = bootstrap::load_or_create_ca(&certs_dir, &config.ca)?;
-        let ca = Arc::new(material.ca);
+        let ca = Arc::new(crate::ca::rollover::load_generations(
+            &certs_dir,
+            &config.ca,
+            material.ca,
+        )?);
         crate::files::create_dir_all(&config.paths.data_dir)?;
         let store = crate::store::open(&config.store, &config.paths.data_dir)?;
 

@@ -9,10 +9,10 @@
 use std::borrow::Cow;
 
 use super::problem::ApiError;
-use super::profiles::wire_name;
+
 use super::request::ApiRequest;
 use super::response::{csv, ApiResult};
-use super::views::rfc3339;
+use super::views::{rfc3339, wire_name};
 use crate::app::App;
 use crate::model::{is_valid_cvr, now_unix, Actor, ProfileState, CVR_RULE};
 use crate::service::{self, CertExport};

@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::problem::ApiError;
 use super::request::ApiRequest;
 use super::response::{created, json, ApiResult};
-use super::views::CreatedOrderView;
+use super::views::{wire_name, CreatedOrderView};
 use crate::app::App;
 use crate::est::is_valid_label;
 use crate::model::{
@@ -372,14 +372,6 @@ fn validate_contents(p: &Profile) -> Result<(), ApiError> {
         ));
     }
     Ok(())
-}
-
-/// The wire name of an API enum value (`one-time-code`, `est`, ...).
-pub(super) fn wire_name<T: Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => "?".into(),
-    }
 }
 
 /// The CVR number of the organisation a new profile belongs to: given, or

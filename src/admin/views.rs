@@ -333,6 +333,14 @@ impl<T> Items<T> {
     }
 }
 
+/// The wire name of an API enum value (`one-time-code`, `est`, ...).
+pub(super) fn wire_name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "?".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ use super::layout;
 use super::ocsp::OcspResponder;
 use super::provider::IssuingKey;
 use super::signer::{Signer, SoftwareSigner};
-use super::{rollover, Ca, CaError, CaSet, CertTemplate, CertUsage, IssuedCert};
+use super::{Ca, CaError, CertTemplate, CertUsage, IssuedCert};
 use crate::config::{CaConfig, CaKeyAlgorithm};
 use crate::files::{
     cert_pem, check_private_mode, create_dir_all, key_pem, read_cert, read_certs, read_private_key,
@@ -80,8 +80,9 @@ fn ocsp_responder(pkcs8: &[u8], cert_der: &[u8], ca: &Ca) -> Result<OcspResponde
 
 /// What [`load_or_create_ca`] found.
 pub struct CaMaterial {
-    /// The ready CA, every generation.
-    pub ca: CaSet,
+    /// The ready CA of generation 1 (the certificate folder's own; later
+    /// generations are added by [`super::rollover::load_generations`]).
+    pub ca: Ca,
     /// Whether it was created just now.
     pub created: bool,
 }
@@ -119,7 +120,6 @@ pub fn load_or_create_ca(dir: &Path, cfg: &CaConfig) -> Result<CaMaterial, CaErr
         }
     };
     let ca = assemble(dir, &cfg.crl_url, &cfg.ocsp_url, issuing_key)?;
-    let ca = rollover::load_generations(dir, cfg, ca)?;
     Ok(CaMaterial { ca, created })
 }
 
@@ -194,7 +194,6 @@ fn load_token_ca(dir: &Path, cfg: &CaConfig, key: IssuingKey) -> Result<CaMateri
         }
     }
     let ca = assemble(dir, &cfg.crl_url, &cfg.ocsp_url, key)?;
-    let ca = rollover::load_generations(dir, cfg, ca)?;
     Ok(CaMaterial { ca, created: false })
 }
 
