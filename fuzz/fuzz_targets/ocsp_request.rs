@@ -47,7 +47,7 @@ fn fixture() -> &'static Fixture {
             dir.join("data").display()
         );
         let app = App::init(config(&layer)).expect("app").app;
-        let issuing = Certificate::from_der(app.ca.issuing_der()).expect("issuing CA");
+        let issuing = Certificate::from_der(app.ca.active().issuing_der()).expect("issuing CA");
         let name = issuing.tbs_certificate.subject.to_der().expect("name");
         let key = issuing
             .tbs_certificate
@@ -70,7 +70,7 @@ fn fixture() -> &'static Fixture {
             .expect("store")
             .expect("revocable");
         app.revocation
-            .after_revocation(&revoked, &app.ca, &app.store, &app.metrics)
+            .after_revocation(&revoked, &app.store, &app.metrics)
             .expect("after revocation");
         Fixture {
             sha1: (
