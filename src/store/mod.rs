@@ -315,6 +315,19 @@ pub enum Record {
     },
 }
 
+/// Every stored CRL as export records, or the error that stopped the read.
+pub(crate) fn crl_records(
+    crls: Result<Vec<(u32, StoredCrl)>, StoreError>,
+) -> Vec<Result<Record, StoreError>> {
+    match crls {
+        Ok(c) => c
+            .into_iter()
+            .map(|(generation, crl)| Ok(Record::Crl { generation, crl }))
+            .collect(),
+        Err(e) => vec![Err(e)],
+    }
+}
+
 /// The counters a store keeps besides its records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Counter {

@@ -35,13 +35,7 @@ impl PgStore {
             },
         );
         let tail = std::iter::once(()).flat_map(move |()| {
-            let crls: Vec<Result<Record, StoreError>> = match self.crls() {
-                Ok(c) => c
-                    .into_iter()
-                    .map(|(generation, crl)| Ok(Record::Crl { generation, crl }))
-                    .collect(),
-                Err(e) => vec![Err(e)],
-            };
+            let crls = crate::store::crl_records(self.crls());
             let counters: Vec<Result<Record, StoreError>> = match self.counters() {
                 Ok(c) => c
                     .into_iter()
