@@ -811,6 +811,20 @@ check "CRL: GET /crl/issuing-ca.crl → 200, openssl crl -inform DER -text parse
     "$([ "$CODE" = 200 ] && [ -n "$CRL_NUMBER" ]; echo $?)" \
     "status: $CODE" "CRL Number: ${CRL_NUMBER:-none}" "$(head -n 20 "$W/crl.txt")"
 
+# The URLs in a certificate follow the public listener (here a port the
+# kernel chose); caIssuers serves the issuing CA (DER), and with it alone a
+# relying party holding only the root verifies the leaf.
+aia=$(openssl x509 -in "$W/dev1.pem" -noout -ext authorityInfoAccess,crlDistributionPoints 2>&1)
+issuers_url=$(printf '%s\n' "$aia" | sed -n 's/^ *CA Issuers - URI://p')
+req aia-issuer "$issuers_url"
+openssl x509 -inform DER -in "$BODY" -out "$W/aia-issuer.pem" 2>/dev/null
+out=$(openssl verify -CAfile "$ROOT" -untrusted "$W/aia-issuer.pem" "$W/dev1.pem" 2>&1)
+check "AIA caIssuers and CRL DP name the public listener as bound; GET caIssuers (curl) → the issuing CA, DER; openssl verify with it → OK" \
+    "$(printf '%s\n' "$aia" | grep -q "URI:$(public_url /crl/issuing-ca.crl)\$" &&
+        [ "$issuers_url" = "$(public_url /ca/issuing-ca.crt)" ] && [ "$CODE" = 200 ] &&
+        printf '%s\n' "$out" | grep -q ': OK$'; echo $?)" \
+    "$aia" "status: $CODE" "$out"
+
 ocsp_query "$W/ocsp-good.out" -cert "$W/dev1.pem" -resp_text
 grep -q "^$W/dev1.pem: good\$" "$W/ocsp-good.out" &&
     grep -q '^Response verify OK' "$W/ocsp-good.out" &&

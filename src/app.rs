@@ -44,6 +44,18 @@ pub struct App {
 /// Errors at start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
+    /// The configuration, as far as it is settled at start (URLs that follow
+    /// a listener bound on port 0).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// Binding the public listener early, to learn its port.
+    #[error("binding [revocation] http_listen {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// CA material.
     #[error(transparent)]
     Ca(#[from] CaError),
@@ -88,12 +100,17 @@ pub struct Initialised {
     pub demo: Option<DemoIdentity>,
     /// Where the operator's admin token was written on first start.
     pub admin_token: PathBuf,
+    /// The public listener, bound already when `[revocation] http_listen`
+    /// asks for port 0 and the URLs in certificates follow it: the port had
+    /// to be known before the CA was built.
+    pub public_listener: Option<std::net::TcpListener>,
 }
 
 impl App {
     /// Loads or creates CA material and the store, seeds the demo data, and
     /// prepares everything that does not change per request.
-    pub fn init(config: Config) -> Result<Initialised, InitError> {
+    pub fn init(mut config: Config) -> Result<Initialised, InitError> {
+        let public_listener = bind_public_if_needed(&mut config)?;
         let certs_dir: PathBuf = config.paths.certs_dir.clone();
         let material = bootstrap::load_or_create_ca(&certs_dir, &config.ca)?;
         let ca = Arc::new(crate::ca::rollover::load_generations(
@@ -163,6 +180,7 @@ impl App {
             created_ca: material.created,
             demo,
             admin_token,
+            public_listener,
         })
     }
 
@@ -181,6 +199,20 @@ impl App {
     pub fn certs_path(&self, file: &str) -> PathBuf {
         self.config.paths.certs_dir.join(file)
     }
+}
+
+/// Binds the public listener now when certificates' URLs follow it and its
+/// configured port is 0: only the bound socket knows the port.
+fn bind_public_if_needed(config: &mut Config) -> Result<Option<std::net::TcpListener>, InitError> {
+    let addr = config.revocation.http_listen;
+    if addr.port() != 0 || !config.derives_public_urls() {
+        return Ok(None);
+    }
+    let bind_err = |source| InitError::Bind { addr, source };
+    let listener = std::net::TcpListener::bind(addr).map_err(bind_err)?;
+    let port = listener.local_addr().map_err(bind_err)?.port();
+    config.resolve_public_urls(port)?;
+    Ok(Some(listener))
 }
 
 /// Records one of estd's own certificates (TLS server, OCSP responder) in the

@@ -9,6 +9,41 @@ use serde::Deserialize;
 /// The embedded default configuration (the commented `config/estd.toml`).
 pub const DEFAULT_TOML: &str = include_str!("../config/estd.toml");
 
+/// The CRL's path on the public listener when `ca.crl_url` is not set.
+pub const DEFAULT_CRL_PATH: &str = "/crl/issuing-ca.crl";
+/// The OCSP responder's path when `ca.ocsp_url` is not set.
+pub const DEFAULT_OCSP_PATH: &str = "/ocsp";
+/// The issuing CA certificate's path when `ca.ca_issuers_url` is not set.
+pub const DEFAULT_CA_ISSUERS_PATH: &str = "/ca/issuing-ca.crt";
+
+/// The path part of a URL such as `http://host:port/path`.
+pub fn url_path(url: &str) -> &str {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    rest.find('/').map(|i| &rest[i..]).unwrap_or("/")
+}
+
+/// `http://host[:port]` of the public listener bound to `ip` and `port`: the
+/// address itself when it is one, `public_host` for a wildcard.
+fn public_base(ip: std::net::IpAddr, public_host: &str, port: u16) -> String {
+    let host = if ip.is_unspecified() {
+        if public_host.contains(':') && !public_host.starts_with('[') {
+            format!("[{public_host}]")
+        } else {
+            public_host.to_owned()
+        }
+    } else {
+        match ip {
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        }
+    };
+    if port == 80 {
+        format!("http://{host}")
+    } else {
+        format!("http://{host}:{port}")
+    }
+}
+
 /// Errors while loading configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -162,7 +197,9 @@ pub struct ServerConfig {
     pub est_listen: SocketAddr,
     /// Admin listener address.
     pub admin_listen: SocketAddr,
-    /// Host name shown in the printed EST URL.
+    /// Host name shown in the printed EST URL, and the host of the derived
+    /// CRL, OCSP and caIssuers URLs when `[revocation] http_listen` is a
+    /// wildcard address.
     pub public_host: String,
     /// Connections served at once per listener.
     pub max_connections: usize,
@@ -283,10 +320,19 @@ pub struct CaConfig {
     pub root_common_name: String,
     /// Issuing CA common name.
     pub issuing_common_name: String,
-    /// CRL distribution point URL put into certificates.
+    /// CRL distribution point URL put into certificates. Empty (the
+    /// default): `/crl/issuing-ca.crl` on the public listener, see
+    /// [`Config::resolve_public_urls`].
+    #[serde(default)]
     pub crl_url: String,
-    /// OCSP URL put into certificates.
+    /// OCSP URL put into certificates. Empty: `/ocsp` on the public listener.
+    #[serde(default)]
     pub ocsp_url: String,
+    /// AIA caIssuers URL put into certificates, where the issuing CA
+    /// certificate is served (DER). Empty: `/ca/issuing-ca.crt` on the
+    /// public listener.
+    #[serde(default)]
+    pub ca_issuers_url: String,
     /// Name of an environment variable holding the passphrase of the encrypted CA keys.
     #[serde(default)]
     pub key_passphrase_env: Option<String>,
@@ -424,11 +470,92 @@ impl Config {
                 toml::from_str(layer).map_err(|e| ConfigError::Invalid(e.to_string()))?;
             merge(&mut merged, table);
         }
-        let config: Config = toml::Value::Table(merged)
+        let mut config: Config = toml::Value::Table(merged)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
         config.validate()?;
+        // Port 0 is known only once bound: `App::init` resolves then.
+        let port = config.revocation.http_listen.port();
+        if port != 0 {
+            config.resolve_public_urls(port)?;
+        } else {
+            config.check_public_urls()?;
+        }
         Ok(config)
+    }
+
+    /// Whether a CRL, OCSP or caIssuers URL is left to follow the public listener.
+    pub fn derives_public_urls(&self) -> bool {
+        [&self.ca.crl_url, &self.ca.ocsp_url, &self.ca.ca_issuers_url]
+            .iter()
+            .any(|u| u.is_empty())
+    }
+
+    /// Fills the CRL, OCSP and caIssuers URLs left empty from the public
+    /// listener: its address when it listens on one, else
+    /// `server.public_host`, with `port` (the bound port, which differs from
+    /// `http_listen`'s when that asks for port 0). Moving the listener thus
+    /// moves the URLs of every certificate issued from then on, instead of
+    /// leaving them pointing at a port nobody serves.
+    pub fn resolve_public_urls(&mut self, port: u16) -> Result<(), ConfigError> {
+        let base = public_base(
+            self.revocation.http_listen.ip(),
+            &self.server.public_host,
+            port,
+        );
+        for (url, path) in [
+            (&mut self.ca.crl_url, DEFAULT_CRL_PATH),
+            (&mut self.ca.ocsp_url, DEFAULT_OCSP_PATH),
+            (&mut self.ca.ca_issuers_url, DEFAULT_CA_ISSUERS_PATH),
+        ] {
+            if url.is_empty() {
+                *url = format!("{base}{path}");
+            }
+        }
+        self.check_public_urls()
+    }
+
+    /// The URLs must be absolute http(s) URLs that fit an IA5String, and the
+    /// three must be told apart by path on the one listener that serves them.
+    fn check_public_urls(&self) -> Result<(), ConfigError> {
+        let named = [
+            ("ca.crl_url", &self.ca.crl_url),
+            ("ca.ocsp_url", &self.ca.ocsp_url),
+            ("ca.ca_issuers_url", &self.ca.ca_issuers_url),
+        ];
+        for (name, url) in named {
+            if url.is_empty() {
+                continue;
+            }
+            let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+            if !scheme_ok
+                || !url.is_ascii()
+                || url
+                    .chars()
+                    .any(|c| c.is_ascii_whitespace() || c.is_ascii_control())
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be an absolute http:// or https:// URL in ASCII without spaces, not {url:?}"
+                )));
+            }
+        }
+        let path = |u: &str| url_path(u).trim_end_matches('/').to_owned();
+        let (crl, ocsp, issuers) = (
+            path(&self.ca.crl_url),
+            path(&self.ca.ocsp_url),
+            path(&self.ca.ca_issuers_url),
+        );
+        let under_ocsp = |p: &str| p == ocsp || p.starts_with(&format!("{ocsp}/"));
+        if !self.ca.crl_url.is_empty()
+            && !self.ca.ca_issuers_url.is_empty()
+            && (crl == issuers || under_ocsp(&crl) || under_ocsp(&issuers))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "ca.crl_url ({crl}), ca.ocsp_url ({ocsp}) and ca.ca_issuers_url ({issuers}) are \
+                 served on one listener and need paths apart (none under the OCSP path)"
+            )));
+        }
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -599,6 +726,69 @@ mod tests {
             "[admin_tokens]\ndefault_days = 0\n",
             "[admin_tokens]\ndefault_days = 800\n",
             "[admin_tokens]\noperator_token_days = 800\n",
+        ] {
+            assert!(
+                Config::from_toml_layers(&[DEFAULT_TOML, bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn relying_party_urls_follow_the_public_listener() {
+        let c = Config::embedded().expect("embedded config");
+        assert_eq!(c.ca.crl_url, "http://127.0.0.1:8080/crl/issuing-ca.crl");
+        assert_eq!(c.ca.ocsp_url, "http://127.0.0.1:8080/ocsp");
+        assert_eq!(
+            c.ca.ca_issuers_url,
+            "http://127.0.0.1:8080/ca/issuing-ca.crt"
+        );
+
+        let moved = "[revocation]\nhttp_listen = \"127.0.0.2:9080\"\n";
+        let c = Config::from_toml_layers(&[DEFAULT_TOML, moved]).expect("moved");
+        assert_eq!(c.ca.crl_url, "http://127.0.0.2:9080/crl/issuing-ca.crl");
+        assert_eq!(c.ca.ocsp_url, "http://127.0.0.2:9080/ocsp");
+        assert_eq!(
+            c.ca.ca_issuers_url,
+            "http://127.0.0.2:9080/ca/issuing-ca.crt"
+        );
+
+        // A wildcard address is no name: the public host stands in; port 80 is implied.
+        let wildcard = "[server]\npublic_host = \"pki.example.dk\"\n\
+                        [revocation]\nhttp_listen = \"0.0.0.0:80\"\n";
+        let c = Config::from_toml_layers(&[DEFAULT_TOML, wildcard]).expect("wildcard");
+        assert_eq!(c.ca.ocsp_url, "http://pki.example.dk/ocsp");
+        let v6 = "[revocation]\nhttp_listen = \"[::1]:8081\"\n";
+        let c = Config::from_toml_layers(&[DEFAULT_TOML, v6]).expect("v6");
+        assert_eq!(c.ca.ocsp_url, "http://[::1]:8081/ocsp");
+
+        // What is set is kept; the rest still follows.
+        let set = "[ca]\ncrl_url = \"http://crl.example.dk/ca.crl\"\n\
+                   [revocation]\nhttp_listen = \"127.0.0.1:9080\"\n";
+        let c = Config::from_toml_layers(&[DEFAULT_TOML, set]).expect("set");
+        assert_eq!(c.ca.crl_url, "http://crl.example.dk/ca.crl");
+        assert_eq!(c.ca.ocsp_url, "http://127.0.0.1:9080/ocsp");
+
+        // Port 0 is resolved once bound.
+        let zero = "[revocation]\nhttp_listen = \"127.0.0.1:0\"\n";
+        let mut c = Config::from_toml_layers(&[DEFAULT_TOML, zero]).expect("zero");
+        assert!(c.derives_public_urls());
+        c.resolve_public_urls(41234).expect("resolve");
+        assert_eq!(
+            c.ca.ca_issuers_url,
+            "http://127.0.0.1:41234/ca/issuing-ca.crt"
+        );
+        assert!(!c.derives_public_urls());
+    }
+
+    #[test]
+    fn relying_party_urls_must_be_http_and_apart() {
+        for bad in [
+            "[ca]\ncrl_url = \"ldap://x/crl\"\n",
+            "[ca]\nocsp_url = \"http://x/ocsp y\"\n",
+            "[ca]\nca_issuers_url = \"http://x/æ.crt\"\n",
+            "[ca]\nca_issuers_url = \"http://127.0.0.1:8080/crl/issuing-ca.crl\"\n",
+            "[ca]\ncrl_url = \"http://127.0.0.1:8080/ocsp/crl\"\n",
         ] {
             assert!(
                 Config::from_toml_layers(&[DEFAULT_TOML, bad]).is_err(),

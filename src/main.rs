@@ -332,6 +332,7 @@ fn print_banner(
         "  CRL, OCSP:      {} , {}  (plain HTTP on {})",
         cfg.ca.crl_url, cfg.ca.ocsp_url, server.public_addr
     );
+    println!("  CA issuers:     {}", cfg.ca.ca_issuers_url);
     println!(
         "  Metrics:        https://{host}:{}/metrics",
         server.admin_addr.port()

@@ -1,6 +1,8 @@
 //! The plain-HTTP listener for relying parties: the CRL (RFC 5280) at the
-//! path of `ca.crl_url`, and the OCSP responder (RFC 6960, GET and POST) at
-//! the path of `ca.ocsp_url`. No TLS, no authentication: both are signed.
+//! path of `ca.crl_url`, the OCSP responder (RFC 6960, GET and POST) at the
+//! path of `ca.ocsp_url`, and the issuing CA certificate (AIA caIssuers,
+//! RFC 5280 4.2.2.1) at the path of `ca.ca_issuers_url`, each generation's
+//! at its own. No TLS, no authentication: all of them are signed.
 //!
 //! Because anyone may ask, requests are rate-limited per address
 //! (`[rate_limit.public]`), and OCSP answers are computed at most
@@ -28,11 +30,7 @@ use crate::revocation::OcspAnswer;
 /// Largest OCSP request body accepted.
 const MAX_OCSP_REQUEST: usize = 16 * 1024;
 
-/// The path part of a URL such as `http://host:port/path`.
-pub fn url_path(url: &str) -> &str {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    rest.find('/').map(|i| &rest[i..]).unwrap_or("/")
-}
+pub use crate::config::url_path;
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
@@ -67,6 +65,8 @@ pub async fn handle(
         ("rate-limited", r)
     } else if let Some(generation) = crl_generation(app, &path) {
         ("crl", crl(app, &req, generation))
+    } else if let Some(der) = ca_issuers_cert(app, &path) {
+        ("ca-issuers", issuing_cert(&req, der))
     } else if path == ocsp_path || path.starts_with(&format!("{ocsp_path}/")) {
         ("ocsp", ocsp(app, req, ocsp_path).await)
     } else {
@@ -81,13 +81,45 @@ pub async fn handle(
 }
 
 /// Which CA generation's CRL `path` asks for: the one whose distribution
-/// point has this path (see [`crate::ca::set::generation_crl_url`]).
+/// point has this path (see [`crate::ca::set::generation_url`]).
 fn crl_generation(app: &App, path: &str) -> Option<u32> {
     app.ca
         .generations()
         .iter()
         .find(|g| url_path(g.ca.crl_url()) == path)
         .map(|g| g.number)
+}
+
+/// The issuing CA certificate whose caIssuers URL has `path`.
+fn ca_issuers_cert<'a>(app: &'a App, path: &str) -> Option<&'a [u8]> {
+    app.ca
+        .generations()
+        .iter()
+        .find(|g| url_path(g.ca.ca_issuers_url()) == path)
+        .map(|g| g.ca.issuing_der())
+}
+
+/// A certificate as RFC 5280 4.2.2.1 asks for at a caIssuers URL: one DER
+/// certificate, `application/pkix-cert` (RFC 2585).
+fn issuing_cert(req: &Request<Incoming>, der: &[u8]) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed; use GET\n",
+        );
+    }
+    let mut r = Response::new(Full::new(Bytes::copy_from_slice(der)));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/pkix-cert"),
+    );
+    // A CA certificate does not change while it is served.
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=86400, no-transform"),
+    );
+    r
 }
 
 fn crl(app: &App, req: &Request<Incoming>, generation: u32) -> Response<Full<Bytes>> {

@@ -48,6 +48,13 @@ impl RunningServer {
     pub async fn start(init: Initialised) -> std::io::Result<RunningServer> {
         crate::http::prepare_spellings().await;
         let app = init.app;
+        let public_socket = match init.public_listener {
+            Some(bound) => {
+                bound.set_nonblocking(true)?;
+                TcpListener::from_std(bound)?
+            }
+            None => TcpListener::bind(app.config.revocation.http_listen).await?,
+        };
         let acceptor = TlsAcceptor::from(init.tls);
         let est = Listener {
             name: "est",
@@ -67,7 +74,7 @@ impl RunningServer {
         };
         let public = Listener {
             name: "public",
-            socket: TcpListener::bind(app.config.revocation.http_listen).await?,
+            socket: public_socket,
             tls: None,
             router: router(&app, |app, req, conn| async move {
                 public::handle(&app, conn.remote.ip(), req).await

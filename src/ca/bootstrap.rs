@@ -15,8 +15,9 @@ use super::keyfile::{ca_key_pem, Passphrase};
 use super::layout;
 use super::ocsp::OcspResponder;
 use super::provider::IssuingKey;
+use super::set::generation_urls;
 use super::signer::{Signer, SoftwareSigner};
-use super::{Ca, CaError, CertTemplate, CertUsage, IssuedCert};
+use super::{Ca, CaError, CertTemplate, CertUsage, IssuedCert, PublicUrls};
 use crate::config::{CaConfig, CaKeyAlgorithm};
 use crate::files::{
     cert_pem, check_private_mode, create_dir_all, key_pem, read_cert, read_certs, read_private_key,
@@ -119,18 +120,13 @@ pub fn load_or_create_ca(dir: &Path, cfg: &CaConfig) -> Result<CaMaterial, CaErr
             })
         }
     };
-    let ca = assemble(dir, &cfg.crl_url, &cfg.ocsp_url, issuing_key)?;
+    let ca = assemble(dir, generation_urls(cfg, 1), issuing_key)?;
     Ok(CaMaterial { ca, created })
 }
 
 /// The CA from the certificates in `dir` (a generation's folder) and the
-/// issuing key `key`, publishing its CRL at `crl_url`.
-pub(super) fn assemble(
-    dir: &Path,
-    crl_url: &str,
-    ocsp_url: &str,
-    key: IssuingKey,
-) -> Result<Ca, CaError> {
+/// issuing key `key`, its certificates carrying `urls`.
+pub(super) fn assemble(dir: &Path, urls: PublicUrls, key: IssuingKey) -> Result<Ca, CaError> {
     // The root key is not needed to run, but a readable one is as bad as a
     // readable issuing key: refuse to start until it is fixed (or moved away).
     let root_key = dir.join(layout::ROOT_KEY);
@@ -139,7 +135,7 @@ pub(super) fn assemble(
     }
     let issuing = read_cert(&dir.join(layout::ISSUING_CERT))?;
     let chain = read_chain(dir, &issuing)?;
-    Ca::new(key.load()?, issuing.to_vec(), chain, crl_url, ocsp_url)
+    Ca::new(key.load()?, issuing.to_vec(), chain, urls)
 }
 
 /// The certificates above the issuing CA in `dir`: those after it in the
@@ -193,7 +189,7 @@ fn load_token_ca(dir: &Path, cfg: &CaConfig, key: IssuingKey) -> Result<CaMateri
             )));
         }
     }
-    let ca = assemble(dir, &cfg.crl_url, &cfg.ocsp_url, key)?;
+    let ca = assemble(dir, generation_urls(cfg, 1), key)?;
     Ok(CaMaterial { ca, created: false })
 }
 

@@ -171,8 +171,8 @@ pub struct Ca {
     chain: Vec<Vec<u8>>,
     /// The issuing CA's key identifier (its SKI), as its certificates' AKI carries it.
     key_id: Vec<u8>,
-    /// Where its CRL is published (its certificates' distribution point).
-    crl_url: String,
+    /// Where its CRL and certificate are published, as its certificates say.
+    urls: PublicUrls,
     /// AKI, CRL DP and AIA: the same in every certificate, encoded once.
     common_extensions: Vec<Extension>,
     /// The AKI alone, for CRLs.
@@ -223,13 +223,33 @@ fn crl_dp(crl_url: &str) -> Result<Extension, CaError> {
     extension(&dp, false)
 }
 
-/// The authority information access extension naming the OCSP responder.
-fn aia(ocsp_url: &str) -> Result<Extension, CaError> {
-    let aia = AuthorityInfoAccessSyntax(vec![AccessDescription {
-        access_method: rfc5280::ID_AD_OCSP,
-        access_location: uri(ocsp_url)?,
-    }]);
+/// The authority information access extension naming the OCSP responder and
+/// where the issuing CA certificate is (caIssuers), so that a relying party
+/// holding only the root can build the path.
+fn aia(urls: &PublicUrls) -> Result<Extension, CaError> {
+    let aia = AuthorityInfoAccessSyntax(vec![
+        AccessDescription {
+            access_method: rfc5280::ID_AD_OCSP,
+            access_location: uri(&urls.ocsp)?,
+        },
+        AccessDescription {
+            access_method: rfc5280::ID_AD_CA_ISSUERS,
+            access_location: uri(&urls.ca_issuers)?,
+        },
+    ]);
     extension(&aia, false)
+}
+
+/// Where relying parties find one CA generation's revocation status and
+/// certificate: the URLs its certificates carry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublicUrls {
+    /// The CRL distribution point.
+    pub crl: String,
+    /// The OCSP responder.
+    pub ocsp: String,
+    /// The issuing CA certificate (AIA caIssuers), served DER.
+    pub ca_issuers: String,
 }
 
 fn unix(t: SystemTime) -> UnixSeconds {
@@ -246,8 +266,7 @@ impl Ca {
         signer: Arc<dyn Signer>,
         issuing_der: Vec<u8>,
         chain: Vec<Vec<u8>>,
-        crl_url: &str,
-        ocsp_url: &str,
+        urls: PublicUrls,
     ) -> Result<Ca, CaError> {
         if chain.is_empty() {
             return Err(CaError::Key(
@@ -280,7 +299,7 @@ impl Ca {
             },
             false,
         )?;
-        let common_extensions = vec![aki.clone(), crl_dp(crl_url)?, aia(ocsp_url)?];
+        let common_extensions = vec![aki.clone(), crl_dp(&urls.crl)?, aia(&urls)?];
         Ok(Ca {
             issuer: tbs.subject.clone(),
             issuer_not_after: tbs.validity.not_after.to_system_time(),
@@ -288,7 +307,7 @@ impl Ca {
             issuing_der,
             chain,
             key_id: issuer_ski,
-            crl_url: crl_url.to_owned(),
+            urls,
             common_extensions,
             aki,
         })
@@ -317,7 +336,12 @@ impl Ca {
 
     /// Where its CRL is published.
     pub fn crl_url(&self) -> &str {
-        &self.crl_url
+        &self.urls.crl
+    }
+
+    /// Where its certificate is published (AIA caIssuers).
+    pub fn ca_issuers_url(&self) -> &str {
+        &self.urls.ca_issuers
     }
 
     /// When the issuing CA certificate expires.
@@ -546,15 +570,16 @@ mod tests {
         let cert = params.self_signed(&kp).expect("CA certificate");
         let signer = Arc::new(SoftwareSigner::from_pkcs8(&kp.serialize_der()).expect("signer"));
         let der = cert.der().to_vec();
-        let ca = Ca::new(
-            signer,
-            der.clone(),
-            vec![der.clone()],
-            "http://ca.example/crl",
-            "http://ca.example/ocsp",
-        )
-        .expect("CA");
+        let ca = Ca::new(signer, der.clone(), vec![der.clone()], test_urls()).expect("CA");
         (ca, Certificate::from_der(&der).expect("parse"))
+    }
+
+    fn test_urls() -> PublicUrls {
+        PublicUrls {
+            crl: "http://ca.example/crl".into(),
+            ocsp: "http://ca.example/ocsp".into(),
+            ca_issuers: "http://ca.example/ca.crt".into(),
+        }
     }
 
     fn leaf_template() -> CertTemplate {
@@ -645,8 +670,7 @@ mod tests {
             signer,
             ca.issuing_der().to_vec(),
             vec![ca.root_der().to_vec()],
-            "http://ca.example/crl",
-            "http://ca.example/ocsp",
+            test_urls(),
         )
         .expect_err("another key");
         assert!(matches!(refused, CaError::KeyMismatch { .. }), "{refused}");

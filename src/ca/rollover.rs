@@ -27,9 +27,9 @@ use super::bootstrap::{
 use super::keyfile::{configured_passphrase, read_ca_key};
 use super::layout;
 use super::provider::IssuingKey;
-use super::set::{generation_crl_url, CaSet, Generation};
+use super::set::{generation_urls, CaSet, Generation};
 use super::signer::SoftwareSigner;
-use super::{Ca, CaError};
+use super::{Ca, CaError, PublicUrls};
 use crate::config::CaConfig;
 use crate::files::{cert_pem, create_dir_all, read_cert, read_certs, read_text, write_file};
 use crate::model::{now_unix, parse_rfc3339, rfc3339, UnixSeconds};
@@ -115,8 +115,7 @@ pub fn load_generations(certs_dir: &Path, cfg: &CaConfig, first: Ca) -> Result<C
             continue;
         }
         let key = IssuingKey::for_generation(&dir, cfg)?;
-        let crl_url = generation_crl_url(&cfg.crl_url, number);
-        let ca = assemble(&dir, &crl_url, &cfg.ocsp_url, key)?;
+        let ca = assemble(&dir, generation_urls(cfg, number), key)?;
         let rollover_file = dir.join(layout::ROOT_ROLLOVER);
         let root_rollover = if rollover_file.exists() {
             read_certs(&rollover_file)?
@@ -388,7 +387,13 @@ fn stage_into(
         // the old root's key under the new one.
         let as_ca = |key: &rcgen::KeyPair, der: &[u8]| -> Result<Ca, CaError> {
             let signer = std::sync::Arc::new(SoftwareSigner::from_pkcs8(&key.serialize_der())?);
-            Ca::new(signer, der.to_vec(), vec![der.to_vec()], "", "")
+            // Only to cross-certify: it issues no leaf, so it names no URLs.
+            Ca::new(
+                signer,
+                der.to_vec(),
+                vec![der.to_vec()],
+                PublicUrls::default(),
+            )
         };
         let old_root = as_ca(old_root_key, old_root_der)?;
         let new_root = as_ca(&root_key, root_cert.der())?;

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use der::Decode;
 use x509_cert::certificate::Certificate;
 
-use super::{Ca, CaError};
+use super::{Ca, CaError, PublicUrls};
+use crate::config::CaConfig;
 use crate::model::UnixSeconds;
 
 /// One generation: its CA, its number, and when it starts to issue.
@@ -50,23 +51,35 @@ impl std::fmt::Debug for CaSet {
     }
 }
 
-/// The CRL distribution point of generation `number`: `crl_url` for the
-/// first (so certificates issued before rollovers existed stay right), and
-/// for a later one `-N` added to the last path segment, before its
-/// extension if it has one (`.../issuing-ca.crl` becomes
-/// `.../issuing-ca-2.crl`, `.../crl` becomes `.../crl-2`).
-pub fn generation_crl_url(crl_url: &str, number: u32) -> String {
-    if number <= 1 {
-        return crl_url.to_owned();
+/// The URLs generation `number`'s certificates carry: generation 1 keeps the
+/// configured ones (so certificates issued before rollovers existed stay
+/// right); a later one gets its own CRL and caIssuers URL (see
+/// [`generation_url`]). One OCSP responder URL serves every generation: it
+/// picks the CA by the request's issuer hashes.
+pub fn generation_urls(cfg: &CaConfig, number: u32) -> PublicUrls {
+    PublicUrls {
+        crl: generation_url(&cfg.crl_url, number, "crl"),
+        ocsp: cfg.ocsp_url.clone(),
+        ca_issuers: generation_url(&cfg.ca_issuers_url, number, "ca"),
     }
-    let base = crl_url.trim_end_matches('/');
+}
+
+/// `url` for generation `number`: itself for the first, and for a later one
+/// `-N` added to the last path segment, before its extension if it has one
+/// (`.../issuing-ca.crl` becomes `.../issuing-ca-2.crl`, `.../crl` becomes
+/// `.../crl-2`); a URL without a path gets `/<fallback>-N`.
+pub fn generation_url(url: &str, number: u32, fallback: &str) -> String {
+    if number <= 1 {
+        return url.to_owned();
+    }
+    let base = url.trim_end_matches('/');
     // The path starts at the first '/' after the scheme's "://".
     let path_start = base
         .find("://")
         .map(|i| i + 3)
         .and_then(|host| base[host..].find('/').map(|p| host + p));
     let Some(path_start) = path_start else {
-        return format!("{base}/crl-{number}");
+        return format!("{base}/{fallback}-{number}");
     };
     let last_segment = path_start + base[path_start..].rfind('/').unwrap_or(0) + 1;
     match base[last_segment..].rfind('.') {
@@ -211,24 +224,24 @@ mod tests {
 
     #[test]
     fn later_generations_have_their_own_distribution_point() {
-        assert_eq!(generation_crl_url("http://h/crl", 1), "http://h/crl");
-        assert_eq!(generation_crl_url("http://h/crl", 2), "http://h/crl-2");
-        assert_eq!(generation_crl_url("http://h/crl/", 3), "http://h/crl-3");
+        let crl = |url: &str, n: u32| generation_url(url, n, "crl");
+        assert_eq!(crl("http://h/crl", 1), "http://h/crl");
+        assert_eq!(crl("http://h/crl", 2), "http://h/crl-2");
+        assert_eq!(crl("http://h/crl/", 3), "http://h/crl-3");
         assert_eq!(
-            generation_crl_url("http://h:8080/crl/issuing-ca.crl", 2),
+            crl("http://h:8080/crl/issuing-ca.crl", 2),
             "http://h:8080/crl/issuing-ca-2.crl"
         );
+        assert_eq!(crl("http://h.example", 2), "http://h.example/crl-2");
+        assert_eq!(crl("http://h.example/", 2), "http://h.example/crl-2");
         assert_eq!(
-            generation_crl_url("http://h.example", 2),
-            "http://h.example/crl-2"
-        );
-        assert_eq!(
-            generation_crl_url("http://h.example/", 2),
-            "http://h.example/crl-2"
-        );
-        assert_eq!(
-            generation_crl_url("http://h.example/a.b/crl", 2),
+            crl("http://h.example/a.b/crl", 2),
             "http://h.example/a.b/crl-2"
         );
+        assert_eq!(
+            generation_url("http://h:8080/ca/issuing-ca.crt", 3, "ca"),
+            "http://h:8080/ca/issuing-ca-3.crt"
+        );
+        assert_eq!(generation_url("http://h", 2, "ca"), "http://h/ca-2");
     }
 }

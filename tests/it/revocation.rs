@@ -276,3 +276,167 @@ async fn crl_and_ocsp_follow_a_revocation_and_survive_a_restart() {
     );
     ts.shutdown().await;
 }
+
+/// The URLs a certificate carries, as openssl prints them: (CRL, OCSP, caIssuers).
+fn carried_urls(work: &Path, leaf: &str) -> (String, String, String) {
+    let (ok, out) = openssl(
+        work,
+        &[
+            "x509",
+            "-in",
+            leaf,
+            "-noout",
+            "-ext",
+            "crlDistributionPoints,authorityInfoAccess",
+        ],
+    );
+    assert!(ok, "{out}");
+    let after = |marker: &str| {
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix(marker).map(str::to_owned))
+            .unwrap_or_else(|| panic!("no {marker} in {out}"))
+    };
+    (
+        after("URI:"),
+        after("OCSP - URI:"),
+        after("CA Issuers - URI:"),
+    )
+}
+
+fn curl_get(url: &str, out: &Path) {
+    let status = Command::new("curl")
+        .args(["-sS", "--fail", "-o"])
+        .arg(out)
+        .arg(url)
+        .status()
+        .expect("curl runs");
+    assert!(status.success(), "curl {url}");
+}
+
+/// Without `crl_url`, `ocsp_url` and `ca_issuers_url` set, every URL a
+/// certificate carries names the public listener as bound (here a port the
+/// kernel chose, not the 8080 of the default), and a relying party holding
+/// only the root and the leaf finds the rest there with curl and openssl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_point_relying_parties_at_the_listener_that_serves_them() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).expect("work dir");
+    let ts = TestServer::start(dir.path()).await;
+    let public = ts.server.public_addr;
+    let app = ts.app().clone();
+    let mut c = ts.client(Some(&ts.demo_identity())).await;
+    let leaf = issued_cert(
+        &c.enroll("/.well-known/est/demo/simpleenroll", &demo_csr("rp").1)
+            .await,
+    );
+    std::fs::write(work.join("leaf.pem"), pem(&der_of(&leaf))).expect("write");
+    std::fs::write(work.join("root.pem"), pem(&ts.root_der())).expect("write");
+
+    let (crl, ocsp, issuers) = carried_urls(&work, "leaf.pem");
+    let base = format!("http://{public}");
+    assert_eq!(crl, format!("{base}/crl/issuing-ca.crl"));
+    assert_eq!(ocsp, format!("{base}/ocsp"));
+    assert_eq!(issuers, format!("{base}/ca/issuing-ca.crt"));
+
+    // caIssuers: the issuing CA, DER, as RFC 5280 4.2.2.1 asks.
+    let (status, head, _) = http_get(public, "/ca/issuing-ca.crt").await;
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.contains("Content-Type: application/pkix-cert"),
+        "{head}"
+    );
+    curl_get(&issuers, &work.join("issuer.der"));
+    let fetched = std::fs::read(work.join("issuer.der")).expect("read");
+    assert_eq!(fetched, app.ca.active().issuing_der());
+    let (ok, out) = openssl(
+        &work,
+        &[
+            "x509",
+            "-inform",
+            "DER",
+            "-in",
+            "issuer.der",
+            "-out",
+            "issuer.pem",
+        ],
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = openssl(
+        &work,
+        &[
+            "verify",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "issuer.pem",
+            "leaf.pem",
+        ],
+    );
+    assert!(ok && out.contains("leaf.pem: OK"), "{out}");
+
+    // The CRL and OCSP at the URLs the certificate carries.
+    curl_get(&crl, &work.join("crl.der"));
+    std::fs::write(
+        work.join("chain.pem"),
+        format!("{}{}", pem(&fetched), pem(&ts.root_der())),
+    )
+    .expect("write");
+    let (ok, out) = openssl(
+        &work,
+        &[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            "crl.der",
+            "-CAfile",
+            "chain.pem",
+            "-noout",
+        ],
+    );
+    assert!(ok && out.contains("verify OK"), "{out}");
+    let (ok, out) = openssl(
+        &work,
+        &[
+            "ocsp",
+            "-issuer",
+            "issuer.pem",
+            "-cert",
+            "leaf.pem",
+            "-url",
+            &ocsp,
+            "-CAfile",
+            "chain.pem",
+        ],
+    );
+    assert!(ok && out.contains("leaf.pem: good"), "{out}");
+
+    // Any other path on the listener is still unknown.
+    let (status, _, _) = http_get(public, "/ca/issuing-ca-9.crt").await;
+    assert_eq!(status, 404);
+    ts.server.shutdown().await.expect("shutdown");
+
+    // A URL that is set is kept; the others still follow the listener.
+    let dir2 = tempfile::tempdir().expect("tmp");
+    let ts = TestServer::start_with(
+        dir2.path(),
+        "[ca]\nca_issuers_url = \"http://pki.example.dk/estd/issuing.crt\"\n",
+    )
+    .await;
+    let public = ts.server.public_addr;
+    let mut c = ts.client(Some(&ts.demo_identity())).await;
+    let leaf = issued_cert(
+        &c.enroll("/.well-known/est/demo/simpleenroll", &demo_csr("rp2").1)
+            .await,
+    );
+    std::fs::write(work.join("leaf2.pem"), pem(&der_of(&leaf))).expect("write");
+    let (crl, _, issuers) = carried_urls(&work, "leaf2.pem");
+    assert_eq!(issuers, "http://pki.example.dk/estd/issuing.crt");
+    assert_eq!(crl, format!("http://{public}/crl/issuing-ca.crl"));
+    // Served at the configured path, on this listener.
+    let (status, _, body) = http_get(public, "/estd/issuing.crt").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, ts.app().ca.active().issuing_der());
+    ts.server.shutdown().await.expect("shutdown");
+}

@@ -182,6 +182,14 @@ async fn a_rollover_to_a_new_root_keeps_old_certificates_working() {
     );
     assert_eq!(path_of(&crl_dp(&old)), "/crl/issuing-ca.crl");
     assert_eq!(path_of(&crl_dp(&renewed)), "/crl/issuing-ca-2.crl");
+    // Each generation's issuing CA at its own caIssuers URL.
+    for (path, issuing) in [
+        ("/ca/issuing-ca.crt", first.issuing_der()),
+        ("/ca/issuing-ca-2.crt", second.issuing_der()),
+    ] {
+        let (status, body) = http_get(public, path).await;
+        assert_eq!((status, body.as_slice()), (200, issuing), "{path}");
+    }
 
     write(&work, "old-root.pem", &[first.root_der()]);
     write(&work, "new-root.pem", &[second.root_der()]);
