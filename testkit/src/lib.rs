@@ -11,7 +11,10 @@
 pub mod api;
 pub mod postgres;
 pub mod process;
+pub mod relying;
 pub mod softhsm;
+
+pub use relying::{http_get, openssl_in, pem, write_pem};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -18,12 +18,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use der::{Decode, Encode};
-use estd_testkit::pkcs7_certs;
 use estd_testkit::process::{
     enrol_as_demo_idm, estd_bin, run_to_exit, toml_str, write_config, Admin, Daemon,
     NO_CLIENT_RATE_LIMITS,
 };
 use estd_testkit::softhsm::{installed, SoftHsm};
+use estd_testkit::{http_get, pkcs7_certs};
 
 const TOKEN: &str = "estd-ca";
 const PIN: &str = "Pin-7391-Kalkun";
@@ -650,25 +650,6 @@ async fn while_the_token_is_gone_est_answers_503_and_recovers() {
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
-/// A plain-HTTP GET on loopback; the status and body.
-fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, Vec<u8>) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .expect("write");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("head");
-    let status = String::from_utf8_lossy(&raw[..split])
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, raw[split + 4..].to_vec())
-}
-
 /// The rollover ceremony with both keys in the token and both roots
 /// offline: the next generation's key (`estd ca init --pkcs11 --next`), its
 /// CSR, a new root that signs it, NewWithOld and OldWithNew made by the two
@@ -925,7 +906,7 @@ async fn a_rollover_ceremony_in_the_token_under_a_new_root() {
             vec![&inst.issuing_pem, &inst.root_pem],
         ),
     ] {
-        let (status, der) = http_get(d.public, crl_path);
+        let (status, _, der) = http_get(d.public, crl_path).await;
         assert_eq!(status, 200, "{crl_path}");
         let file = dir.join("fetched.crl");
         std::fs::write(&file, der).expect("write");

@@ -8,44 +8,6 @@ use estd::model::RevocationReason;
 use estd::service;
 use estd_testkit::*;
 
-fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-fn pem(der: &[u8]) -> String {
-    estd::files::cert_pem(der)
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .expect("write");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.expect("read");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("head");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, head, raw[split + 4..].to_vec())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crl_and_ocsp_follow_a_revocation_and_survive_a_restart() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -85,7 +47,7 @@ async fn crl_and_ocsp_follow_a_revocation_and_survive_a_restart() {
     let url = format!("http://{public}/ocsp");
 
     // OCSP before: good, nonce echoed, response verifies against the chain.
-    let (ok, out) = openssl(
+    let (ok, out) = openssl_in(
         &work,
         &[
             "ocsp",
@@ -114,7 +76,7 @@ async fn crl_and_ocsp_follow_a_revocation_and_survive_a_restart() {
         "{head}"
     );
     std::fs::write(work.join("crl.der"), &crl).expect("write");
-    let (ok, out) = openssl(
+    let (ok, out) = openssl_in(
         &work,
         &["crl", "-inform", "DER", "-in", "crl.der", "-text", "-noout"],
     );
@@ -133,7 +95,7 @@ async fn crl_and_ocsp_follow_a_revocation_and_survive_a_restart() {
     )
     .await
     .expect("revoke");
-    let (ok, out) = openssl(
+    let (ok, out) = openssl_in(
         &work,
         &[
             "ocsp",
@@ -155,11 +117,11 @@ async fn crl_and_ocsp_follow_a_revocation_and_survive_a_restart() {
     );
     let (_, _, crl) = http_get(public, "/crl/issuing-ca.crl").await;
     std::fs::write(work.join("crl.der"), &crl).expect("write");
-    openssl(
+    openssl_in(
         &work,
         &["crl", "-inform", "DER", "-in", "crl.der", "-out", "crl.pem"],
     );
-    let (ok, out) = openssl(
+    let (ok, out) = openssl_in(
         &work,
         &[
             "verify",
@@ -172,7 +134,7 @@ async fn crl_and_ocsp_follow_a_revocation_and_survive_a_restart() {
         ],
     );
     assert!(!ok && out.contains("certificate revoked"), "{out}");
-    let (ok, out) = openssl(
+    let (ok, out) = openssl_in(
         &work,
         &[
             "verify",
@@ -188,7 +150,7 @@ async fn crl_and_ocsp_follow_a_revocation_and_survive_a_restart() {
     assert!(app.revocation.current_crl().number > crl_number_before);
 
     // The GET form, with HTTP caching headers; the answer for the good certificate.
-    let (ok, out) = openssl(
+    let (ok, out) = openssl_in(
         &work,
         &[
             "ocsp",
@@ -211,7 +173,7 @@ async fn crl_and_ocsp_follow_a_revocation_and_survive_a_restart() {
     assert_eq!(status, 200, "{head}");
     assert!(head.contains("Cache-Control: public, max-age="), "{head}");
     std::fs::write(work.join("resp.der"), &body).expect("write");
-    let (ok, out) = openssl(
+    let (ok, out) = openssl_in(
         &work,
         &[
             "ocsp",
@@ -228,7 +190,7 @@ async fn crl_and_ocsp_follow_a_revocation_and_survive_a_restart() {
     assert!(ok && out.contains("good.pem: good"), "{out}");
 
     // An unknown serial: unknown. Garbage: malformedRequest.
-    let (ok, out) = openssl(
+    let (ok, out) = openssl_in(
         &work,
         &[
             "ocsp",
@@ -247,7 +209,7 @@ async fn crl_and_ocsp_follow_a_revocation_and_survive_a_restart() {
     let (status, _, body) = http_get(public, "/ocsp/bm90IGFuIE9DU1AgcmVxdWVzdA%3D%3D").await;
     assert_eq!(status, 200);
     std::fs::write(work.join("bad-resp.der"), &body).expect("write");
-    let (_, out) = openssl(
+    let (_, out) = openssl_in(
         &work,
         &["ocsp", "-respin", "bad-resp.der", "-resp_text", "-noverify"],
     );
@@ -262,7 +224,7 @@ async fn crl_and_ocsp_follow_a_revocation_and_survive_a_restart() {
     assert!(ts.app().revocation.current_crl().number >= number);
     let (_, _, crl) = http_get(ts.server.public_addr, "/crl/issuing-ca.crl").await;
     std::fs::write(work.join("crl2.der"), &crl).expect("write");
-    let (ok, out) = openssl(
+    let (ok, out) = openssl_in(
         &work,
         &[
             "crl", "-inform", "DER", "-in", "crl2.der", "-text", "-noout",
@@ -279,7 +241,7 @@ async fn crl_and_ocsp_follow_a_revocation_and_survive_a_restart() {
 
 /// The URLs a certificate carries, as openssl prints them: (CRL, OCSP, caIssuers).
 fn carried_urls(work: &Path, leaf: &str) -> (String, String, String) {
-    let (ok, out) = openssl(
+    let (ok, out) = openssl_in(
         work,
         &[
             "x509",
@@ -349,7 +311,7 @@ async fn certificates_point_relying_parties_at_the_listener_that_serves_them() {
     curl_get(&issuers, &work.join("issuer.der"));
     let fetched = std::fs::read(work.join("issuer.der")).expect("read");
     assert_eq!(fetched, app.ca.active().issuing_der());
-    let (ok, out) = openssl(
+    let (ok, out) = openssl_in(
         &work,
         &[
             "x509",
@@ -362,7 +324,7 @@ async fn certificates_point_relying_parties_at_the_listener_that_serves_them() {
         ],
     );
     assert!(ok, "{out}");
-    let (ok, out) = openssl(
+    let (ok, out) = openssl_in(
         &work,
         &[
             "verify",
@@ -382,7 +344,7 @@ async fn certificates_point_relying_parties_at_the_listener_that_serves_them() {
         format!("{}{}", pem(&fetched), pem(&ts.root_der())),
     )
     .expect("write");
-    let (ok, out) = openssl(
+    let (ok, out) = openssl_in(
         &work,
         &[
             "crl",
@@ -396,7 +358,7 @@ async fn certificates_point_relying_parties_at_the_listener_that_serves_them() {
         ],
     );
     assert!(ok && out.contains("verify OK"), "{out}");
-    let (ok, out) = openssl(
+    let (ok, out) = openssl_in(
         &work,
         &[
             "ocsp",

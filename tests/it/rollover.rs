@@ -7,9 +7,6 @@
 //! only, and a client that trusts only the old root still verifies a new
 //! certificate through NewWithOld.
 
-use std::path::Path;
-use std::process::Command;
-
 use der::Decode;
 use estd::ca::rollover;
 use estd::model::{now_unix, RevocationReason};
@@ -19,49 +16,6 @@ use x509_cert::Certificate;
 
 const ENROLL: &str = "/.well-known/est/demo/simpleenroll";
 const REENROLL: &str = "/.well-known/est/simplereenroll";
-
-fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-fn pem(der: &[u8]) -> String {
-    estd::files::cert_pem(der)
-}
-
-fn write(dir: &Path, name: &str, ders: &[&[u8]]) {
-    let text: String = ders.iter().map(|d| pem(d)).collect();
-    std::fs::write(dir.join(name), text).expect("write");
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, Vec<u8>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .expect("write");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.expect("read");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("head");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, raw[split + 4..].to_vec())
-}
 
 fn names(cert: &Certificate) -> (String, String) {
     (
@@ -187,31 +141,31 @@ async fn a_rollover_to_a_new_root_keeps_old_certificates_working() {
         ("/ca/issuing-ca.crt", first.issuing_der()),
         ("/ca/issuing-ca-2.crt", second.issuing_der()),
     ] {
-        let (status, body) = http_get(public, path).await;
+        let (status, _, body) = http_get(public, path).await;
         assert_eq!((status, body.as_slice()), (200, issuing), "{path}");
     }
 
-    write(&work, "old-root.pem", &[first.root_der()]);
-    write(&work, "new-root.pem", &[second.root_der()]);
-    write(&work, "old-issuing.pem", &[first.issuing_der()]);
-    write(&work, "new-issuing.pem", &[second.issuing_der()]);
-    write(
+    write_pem(&work, "old-root.pem", &[first.root_der()]);
+    write_pem(&work, "new-root.pem", &[second.root_der()]);
+    write_pem(&work, "old-issuing.pem", &[first.issuing_der()]);
+    write_pem(&work, "new-issuing.pem", &[second.issuing_der()]);
+    write_pem(
         &work,
         "old-chain.pem",
         &[first.issuing_der(), first.root_der()],
     );
-    write(
+    write_pem(
         &work,
         "new-chain.pem",
         &[second.issuing_der(), second.root_der()],
     );
-    write(&work, "old.pem", &[&der_of(&old)]);
-    write(&work, "renewed.pem", &[&der_of(&renewed)]);
+    write_pem(&work, "old.pem", &[&der_of(&old)]);
+    write_pem(&work, "renewed.pem", &[&der_of(&renewed)]);
     let rollover_certs = &set.generation(2).expect("2").root_rollover;
     assert_eq!(rollover_certs.len(), 2, "NewWithOld and OldWithNew");
-    write(&work, "new-with-old.pem", &[&rollover_certs[0]]);
-    write(&work, "old-with-new.pem", &[&rollover_certs[1]]);
-    write(
+    write_pem(&work, "new-with-old.pem", &[&rollover_certs[0]]);
+    write_pem(&work, "old-with-new.pem", &[&rollover_certs[1]]);
+    write_pem(
         &work,
         "via-new-with-old.pem",
         &[second.issuing_der(), &rollover_certs[0]],
@@ -227,13 +181,13 @@ async fn a_rollover_to_a_new_root_keeps_old_certificates_working() {
         ("new-root.pem", "new-root.pem", "old-with-new.pem"),
         ("old-root.pem", "via-new-with-old.pem", "renewed.pem"),
     ] {
-        let (ok, out) = openssl(
+        let (ok, out) = openssl_in(
             &work,
             &["verify", "-CAfile", anchor, "-untrusted", untrusted, cert],
         );
         assert!(ok, "{cert} under {anchor} via {untrusted}: {out}");
     }
-    let (ok, out) = openssl(
+    let (ok, out) = openssl_in(
         &work,
         &[
             "verify",
@@ -264,7 +218,7 @@ async fn a_rollover_to_a_new_root_keeps_old_certificates_working() {
         ("/crl/issuing-ca.crl", "old.crl"),
         ("/crl/issuing-ca-2.crl", "new.crl"),
     ] {
-        let (status, der) = http_get(public, path).await;
+        let (status, _, der) = http_get(public, path).await;
         assert_eq!(status, 200, "{path}");
         std::fs::write(work.join(file), der).expect("write");
     }
@@ -274,7 +228,7 @@ async fn a_rollover_to_a_new_root_keeps_old_certificates_working() {
         ("old.crl", "old-chain.pem", &old, &renewed),
         ("new.crl", "new-chain.pem", &renewed, &old),
     ] {
-        let (ok, out) = openssl(
+        let (ok, out) = openssl_in(
             &work,
             &[
                 "crl", "-inform", "DER", "-in", crl, "-CAfile", chain, "-noout", "-text",
@@ -293,7 +247,7 @@ async fn a_rollover_to_a_new_root_keeps_old_certificates_working() {
             "{crl} lists no other CA's certificate: {out}"
         );
     }
-    let (ok, out) = openssl(
+    let (ok, out) = openssl_in(
         &work,
         &[
             "verify",
@@ -311,7 +265,7 @@ async fn a_rollover_to_a_new_root_keeps_old_certificates_working() {
     // responder; asked about another CA's serial, it does not know it.
     let url = format!("http://{public}/ocsp");
     let ocsp = |issuer: &str, serial: &Certificate, chain: &str| {
-        openssl(
+        openssl_in(
             &work,
             &[
                 "ocsp",
