@@ -280,10 +280,10 @@ pub fn certification_request_info_template(
     })
 }
 
-fn value_extension<T: Encode>(value: &T, critical: bool) -> Result<Extension, der::Error>
-where
-    T: AssociatedOid,
-{
+fn value_extension<T: AssociatedOid + Encode>(
+    value: &T,
+    critical: bool,
+) -> Result<Extension, der::Error> {
     Ok(Extension {
         extn_id: T::OID,
         critical,
