@@ -803,6 +803,73 @@ check "serverkeygen with a badly signed CSR (openssl req -verify fails): 200, a 
     "$([ "$sig_bad" = 0 ] && [ "$CODE" = 200 ] && [ -z "$bad_parts" ] && [ -n "$keypub" ] && [ "$keypub" = "$certpub" ]; echo $?)" \
     "openssl req -verify: $sig_out" "$bad_parts" "$(last)"
 
+# ------------- 11c. seal, encryption and policies; csrattrs as a template
+# What a certificate carries (issue 15): a system certificate its policy and
+# no Non Repudiation; a seal Non Repudiation and the seal policy; and
+# /csrattrs as an RFC 9908 template to a client that asks for it.
+grep -q 'Policy: 1.3.6.1.5.5.7.13.1' "$W/dev1.txt" && ! grep -q 'Non Repudiation' "$W/dev1.txt"
+check "system certificate: certificatePolicies 1.3.6.1.5.5.7.13.1 (system), no Non Repudiation" $? \
+    "$(sed -n '/X509v3 extensions/,$p' "$W/dev1.txt" | head -30)"
+SEAL_LABEL=conf-seal-$OTC_TAG
+api seal-allow PATCH /organisations/12345674 '{"allow_seal": true}'
+check "admin API: PATCH /organisations/12345674 {\"allow_seal\": true} → 200" \
+    "$([ "$CODE" = 200 ]; echo $?)" "$(last)"
+api seal-profile POST /profiles "{\"cvr\": \"12345674\", \"name\": \"Conformance seal\",
+    \"kind\": \"organisation\", \"seal\": true,
+    \"contact\": {\"name\": \"Conformance Contact\", \"email\": \"conformance@demo.example\"},
+    \"identification\": \"api\", \"issuance\": \"est\", \"est_label\": \"$SEAL_LABEL\"}"
+check "admin API: POST /profiles (organisation, seal) → 201" "$([ "$CODE" = 201 ]; echo $?)" "$(last)"
+mkcsr seal1 "$ORG_SUBJ/CN=conformance-seal"
+enroll_as_idm seal-enroll "$SEAL_LABEL/simpleenroll" "$W/seal1.b64"
+p7_to_pem "$BODY" "$W/seal1.pem"
+openssl x509 -noout -text -in "$W/seal1.pem" >"$W/seal1.txt" 2>&1
+[ "$CODE" = 200 ] &&
+    grep -A1 'X509v3 Key Usage: critical' "$W/seal1.txt" | grep -q 'Digital Signature, Non Repudiation' &&
+    ! grep -q 'Key Agreement' "$W/seal1.txt" && grep -q 'Policy: 1.3.6.1.5.5.7.13.4' "$W/seal1.txt"
+check "seal: simpleenroll → openssl x509 -text shows Digital Signature, Non Repudiation (no Key Agreement) and the seal policy 1.3.6.1.5.5.7.13.4" \
+    $? "$(last)" "$(sed -n '/X509v3 extensions/,$p' "$W/seal1.txt" | head -30)"
+
+# csrattrs: today's answer unless the client asks for the template.
+req seal-attrs --cert "$IDM_CERT" --key "$IDM_KEY" "$(est_url "$SEAL_LABEL/csrattrs")"
+openssl base64 -d -in "$BODY" -out "$W/seal-attrs.der" 2>/dev/null
+asn=$(openssl asn1parse -inform DER -in "$W/seal-attrs.der" 2>&1)
+check "csrattrs without Accept: today's answer (id-ecPublicKey, no RFC 9908 template), Vary: Accept" \
+    "$([ "$CODE" = 200 ] && has_header "$HDR" 'Vary: Accept' &&
+        printf '%s\n' "$asn" | grep -q ':id-ecPublicKey$' &&
+        ! printf '%s\n' "$asn" | grep -q '1\.2\.840\.113549\.1\.9\.16\.2\.61'; echo $?)" "$(last)" "$asn"
+req seal-template --cert "$IDM_CERT" --key "$IDM_KEY" \
+    -H 'Accept: application/csrattrs; template=rfc9908' "$(est_url "$SEAL_LABEL/csrattrs")"
+openssl base64 -d -in "$BODY" -out "$W/seal-template.der" 2>/dev/null
+asn=$(openssl asn1parse -inform DER -in "$W/seal-template.der" 2>&1)
+st=$?
+missing=
+for want in '1\.2\.840\.113549\.1\.9\.16\.2\.61' ':countryName$' ':organizationName$' \
+    ':Demo Organisation ApS$' ':NTRDK-12345674$' ':commonName$' ':id-ecPublicKey$' ':prime256v1$' \
+    ':Extension Request$' ':X509v3 Key Usage$' ':X509v3 Extended Key Usage$' \
+    ':X509v3 Certificate Policies$'; do
+    printf '%s\n' "$asn" | grep -Eq "$want" || missing="$missing $want"
+done
+check "csrattrs with Accept: application/csrattrs; template=rfc9908 → openssl asn1parse: RFC 9908 template (1.2.840.113549.1.9.16.2.61) with subject, P-256 key, keyUsage, EKU, policies" \
+    "$([ "$CODE" = 200 ] && [ "$st" = 0 ] && [ -z "$missing" ] &&
+        has_header "$HDR" 'Content-Type: application/csrattrs'; echo $?)" "missing:$missing" "$(last)" "$asn"
+# The policy inside the template's certificatePolicies value.
+pol=$(printf '%s\n' "$asn" | grep -B1 ':X509v3 Certificate Policies$' >/dev/null &&
+    openssl asn1parse -inform DER -in "$W/seal-template.der" -strparse \
+        "$(printf '%s\n' "$asn" | grep -A1 ':X509v3 Certificate Policies$' | tail -1 | sed 's/^ *\([0-9]*\):.*/\1/')" 2>&1)
+check "csrattrs template: its certificatePolicies value names the seal policy 1.3.6.1.5.5.7.13.4" \
+    "$(printf '%s\n' "$pol" | grep -q ':1\.3\.6\.1\.5\.5\.7\.13\.4$'; echo $?)" "$pol"
+# A CSR asking for exactly what the template names is issued.
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$W/seal2.key" \
+    -subj "$ORG_SUBJ/CN=conformance-seal-template" \
+    -addext 'keyUsage=critical,digitalSignature,nonRepudiation' \
+    -addext 'extendedKeyUsage=clientAuth,emailProtection' \
+    -addext 'certificatePolicies=1.3.6.1.5.5.7.13.4' \
+    -outform DER -out "$W/seal2.der" 2>"$W/seal2.csrerr" &&
+    openssl base64 -e -in "$W/seal2.der" -out "$W/seal2.b64"
+enroll_as_idm seal-template-enroll "$SEAL_LABEL/simpleenroll" "$W/seal2.b64"
+check "seal: a CSR asking for the template's keyUsage, EKU and policy (openssl req -addext) → 200" \
+    "$([ "$CODE" = 200 ]; echo $?)" "$(last)" "$(cat "$W/seal2.csrerr")"
+
 # --------------------------------------------------- 12. CRL and OCSP
 cp "${CACERTS_ISSUING:-/dev/null}" "$W/issuing.pem"
 crl_fetch crl

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use const_oid::ObjectIdentifier;
 use serde::Deserialize;
 
 /// The embedded default configuration (the commented `config/estd.toml`).
@@ -88,6 +89,79 @@ pub struct Config {
     pub log: LogConfig,
     /// Request rate limits on the EST listener.
     pub rate_limit: RateLimitConfig,
+    /// The certificate policy OID of each kind of certificate.
+    pub certificate_policies: CertificatePoliciesConfig,
+}
+
+/// `[certificate_policies]`: the one certificatePolicies OID each certificate
+/// carries, by what it is for, so that relying parties can tell a seal from
+/// an organisation certificate, and both from system and user certificates.
+///
+/// The shipped defaults are RFC 7229's test policies (id-TEST-certPolicyOne
+/// to Four, 1.3.6.1.5.5.7.13.1 to .4): OIDs that exist for testing and
+/// assert nothing, so that no certificate claims a real policy by accident.
+/// Operators set their certificate policy's own OIDs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificatePoliciesConfig {
+    /// System certificates.
+    #[serde(deserialize_with = "dotted_oid")]
+    pub system: ObjectIdentifier,
+    /// Organisation certificates without seal.
+    #[serde(deserialize_with = "dotted_oid")]
+    pub organisation: ObjectIdentifier,
+    /// User certificates.
+    #[serde(deserialize_with = "dotted_oid")]
+    pub user: ObjectIdentifier,
+    /// Organisation certificates with seal.
+    #[serde(deserialize_with = "dotted_oid")]
+    pub seal: ObjectIdentifier,
+}
+
+/// anyPolicy (RFC 5280 4.2.1.4): meaningful in CA certificates only.
+const ANY_POLICY: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.32.0");
+
+/// An OID written in dotted decimal, e.g. "1.2.208.169.1.1.1".
+fn dotted_oid<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ObjectIdentifier, D::Error> {
+    let text = String::deserialize(d)?;
+    // const-oid reads some malformed text leniently ("1..2" as 1.0.2), so
+    // only an OID that prints back as written is the one the operator meant.
+    ObjectIdentifier::new(&text)
+        .ok()
+        .filter(|oid| oid.to_string() == text)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not an object identifier in dotted decimal (e.g. \"1.2.208.169.1.1.1\")"
+            ))
+        })
+}
+
+impl CertificatePoliciesConfig {
+    /// Refuses anyPolicy and a policy shared by two kinds (the policy is
+    /// how a relying party tells the kinds apart).
+    fn validate(&self) -> Result<(), ConfigError> {
+        let named = [
+            ("system", self.system),
+            ("organisation", self.organisation),
+            ("user", self.user),
+            ("seal", self.seal),
+        ];
+        for (i, (name, oid)) in named.iter().enumerate() {
+            if *oid == ANY_POLICY {
+                return Err(ConfigError::Invalid(format!(
+                    "certificate_policies.{name}: anyPolicy (2.5.29.32.0) is for CA certificates; \
+                     name your certificate policy's OID"
+                )));
+            }
+            if let Some((other, _)) = named[..i].iter().find(|(_, o)| o == oid) {
+                return Err(ConfigError::Invalid(format!(
+                    "certificate_policies.{name} and certificate_policies.{other} are both {oid}; \
+                     each kind needs its own policy OID"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[rate_limit]`: token buckets on the EST listener, one set per kind of key.
@@ -664,6 +738,7 @@ impl Config {
                 "admin_tokens: max_days must be 1 to 3650, default_days and operator_token_days 1 to max_days".into(),
             ));
         }
+        self.certificate_policies.validate()?;
         for a in &self.tls.client_anchors {
             if !crate::model::is_valid_cvr(&a.cvr) {
                 return Err(ConfigError::Invalid(format!(
@@ -870,6 +945,49 @@ mod tests {
                 Config::from_toml_layers(&[DEFAULT_TOML, bad]).is_err(),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn certificate_policies_are_distinct_oids_with_placeholder_defaults() {
+        let c = Config::embedded().expect("default");
+        let p = &c.certificate_policies;
+        assert_eq!(p.system.to_string(), "1.3.6.1.5.5.7.13.1");
+        assert_eq!(p.organisation.to_string(), "1.3.6.1.5.5.7.13.2");
+        assert_eq!(p.user.to_string(), "1.3.6.1.5.5.7.13.3");
+        assert_eq!(p.seal.to_string(), "1.3.6.1.5.5.7.13.4");
+        let set = Config::from_toml_layers(&[
+            DEFAULT_TOML,
+            "[certificate_policies]\nseal = \"1.2.208.169.1.1.1.9\"\n",
+        ])
+        .expect("own seal policy");
+        assert_eq!(
+            set.certificate_policies.seal.to_string(),
+            "1.2.208.169.1.1.1.9"
+        );
+        for (bad, why) in [
+            ("seal = \"seal\"", "\"seal\" is not an object identifier"),
+            ("user = \"1..2\"", "\"1..2\" is not an object identifier"),
+            (
+                "user = \"1.02.3\"",
+                "\"1.02.3\" is not an object identifier",
+            ),
+            ("user = 1", "invalid type"),
+            (
+                "seal = \"2.5.29.32.0\"",
+                "certificate_policies.seal: anyPolicy",
+            ),
+            (
+                "seal = \"1.3.6.1.5.5.7.13.2\"",
+                "certificate_policies.seal and certificate_policies.organisation are both",
+            ),
+            ("sael = \"1.2.3\"", "unknown field"),
+        ] {
+            let layer = format!("[certificate_policies]\n{bad}\n");
+            match Config::from_toml_layers(&[DEFAULT_TOML, &layer]) {
+                Err(ConfigError::Invalid(m)) => assert!(m.contains(why), "{bad}: {m}"),
+                other => panic!("{bad} was not refused: {other:?}"),
+            }
         }
     }
 

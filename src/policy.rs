@@ -7,11 +7,14 @@ use der::asn1::Ia5String;
 use der::Decode;
 use x509_cert::certificate::Certificate;
 use x509_cert::ext::pkix::name::GeneralName;
-use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAltName};
+use x509_cert::ext::pkix::{
+    BasicConstraints, CertificatePolicies, ExtendedKeyUsage, KeyUsage, SubjectAltName,
+};
 use x509_cert::name::Name;
 
 use crate::ca::csr::{directory_string, SubjectKey, VerifiedCsr};
-use crate::ca::{self, CertTemplate, CertUsage};
+use crate::ca::{self, CertTemplate, CertUsage, LeafUsage};
+use crate::config::CertificatePoliciesConfig;
 use crate::model::{
     email_problem, organization_identifier, subject_text_problem, CertKind, KeyAlgorithm,
     OrderHolder, Organisation, Profile,
@@ -53,6 +56,13 @@ pub enum PolicyError {
          enrol a new one"
     )]
     NoLongerAllowed(String),
+    /// A profile of another kind than organisation has seal on (stored
+    /// before the admin API refused it): a seal is an organisation's.
+    #[error(
+        "the profile has seal on, but only organisation certificates can be seals; \
+         turn seal off on this profile or make it an organisation profile"
+    )]
+    SealNotOrganisation,
 }
 
 /// Why a CSR fails proof-of-possession linking (RFC 7030 3.5). A client error
@@ -347,8 +357,46 @@ fn decide_sans(
     Ok(out)
 }
 
+/// What a certificate of `profile` is for: its kind, and for an organisation
+/// certificate whether it is a seal. Seal on any other kind is refused (the
+/// admin API refuses to set it; a profile stored before may have it).
+pub fn leaf_usage(profile: &Profile) -> Result<LeafUsage, PolicyError> {
+    match (profile.kind, profile.seal) {
+        (CertKind::Organisation, true) => Ok(LeafUsage::Seal),
+        (CertKind::Organisation, false) => Ok(LeafUsage::Organisation),
+        (CertKind::System, false) => Ok(LeafUsage::System),
+        (CertKind::User, false) => Ok(LeafUsage::User),
+        (CertKind::System | CertKind::User, true) => Err(PolicyError::SealNotOrganisation),
+    }
+}
+
+/// The certificate policy OID of `usage`, from `[certificate_policies]`.
+pub fn policy_oid(usage: LeafUsage, policies: &CertificatePoliciesConfig) -> ObjectIdentifier {
+    match usage {
+        LeafUsage::System => policies.system,
+        LeafUsage::Organisation => policies.organisation,
+        LeafUsage::Seal => policies.seal,
+        LeafUsage::User => policies.user,
+    }
+}
+
+/// The usage of `profile`'s certificates, with their policy: what decides
+/// every extension [`ca::Ca::issue`] writes and `/csrattrs` announces.
+pub fn cert_usage(
+    profile: &Profile,
+    policies: &CertificatePoliciesConfig,
+) -> Result<CertUsage, PolicyError> {
+    let usage = leaf_usage(profile)?;
+    Ok(CertUsage::Leaf {
+        usage,
+        policy: policy_oid(usage, policies),
+    })
+}
+
 /// Refuses requested extensions that ask for more than the profile gives; the
-/// rest are ignored, never copied.
+/// rest are ignored, never copied. A CSR may ask for the key usage, extended
+/// key usage and certificate policy the profile gives (as a CSR built from
+/// the `/csrattrs` template does), or less of them.
 fn check_requested_extensions(
     csr: &VerifiedCsr,
     usage: CertUsage,
@@ -381,6 +429,32 @@ fn check_requested_extensions(
                     return Err(PolicyError::Extension(format!("extendedKeyUsage {o}")));
                 }
             }
+            CertificatePolicies::OID => {
+                // Asking for the profile's own policy is asking for what the
+                // certificate carries anyway; another policy is a claim the
+                // profile does not make, and silently dropping it would
+                // issue a certificate the client did not ask for.
+                let asked =
+                    CertificatePolicies::from_der(value).map_err(|_| bad("certificatePolicies"))?;
+                let given: Vec<ObjectIdentifier> = ca::certificate_policies(usage)
+                    .map(|p| p.0.into_iter().map(|i| i.policy_identifier).collect())
+                    .unwrap_or_default();
+                if let Some(other) = asked
+                    .0
+                    .iter()
+                    .map(|i| i.policy_identifier)
+                    .find(|o| !given.contains(o))
+                {
+                    return Err(PolicyError::Extension(format!(
+                        "certificatePolicies {other} (the profile's certificates carry {})",
+                        given
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+            }
             SubjectAltName::OID => {
                 let san = SubjectAltName::from_der(value).map_err(|_| bad("subjectAltName"))?;
                 sans.extend(san.0);
@@ -391,13 +465,15 @@ fn check_requested_extensions(
     Ok(sans)
 }
 
-/// The template for a first enrolment of `csr` under `profile` of `org`.
+/// The template for a first enrolment of `csr` under `profile` of `org`,
+/// its certificate carrying its kind's policy from `policies`.
 pub fn enroll_template(
     csr: &VerifiedCsr,
     org: &Organisation,
     profile: &Profile,
+    policies: &CertificatePoliciesConfig,
 ) -> Result<CertTemplate, PolicyError> {
-    let usage = CertUsage::Leaf(profile.kind);
+    let usage = cert_usage(profile, policies)?;
     check_key(profile, csr.key)?;
     check_subject(&csr.subject, org)?;
     let requested_sans = check_requested_extensions(csr, usage)?;
@@ -412,8 +488,100 @@ pub fn enroll_template(
     })
 }
 
+/// The CSR a profile wants, as `/csrattrs` announces it in the template
+/// format of RFC 9908. Built from the functions that decide the certificate
+/// ([`cert_usage`], [`ca::key_usage`], [`ca::extended_key_usage`],
+/// [`ca::certificate_policies`]), so that the announcement and what
+/// [`ca::Ca::issue`] writes cannot drift apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsrTemplate {
+    /// The subject's attributes in certificate order, each with the value
+    /// the CSR must carry, or `None` where the client fills it in.
+    pub subject: Vec<(ObjectIdentifier, Option<String>)>,
+    /// The key the client is asked to make (for RSA, of the profile's
+    /// minimum size), and what the certificate's extensions are for. `None`
+    /// when no profile applies.
+    pub key: Option<SubjectKey>,
+    /// The extensions the certificate will carry with these values, which
+    /// a CSR may therefore ask for: key usage, extended key usage, policy.
+    pub extensions: Option<TemplateExtensions>,
+    /// Whether the client fills in a subjectAltName (the profile allows DNS
+    /// names or IP addresses; the profile's e-mail the server adds itself).
+    pub san_to_fill_in: bool,
+}
+
+/// The extension values of a [`CsrTemplate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateExtensions {
+    /// keyUsage, for the template's key.
+    pub key_usage: KeyUsage,
+    /// extKeyUsage.
+    pub extended_key_usage: ExtendedKeyUsage,
+    /// certificatePolicies: the profile's one policy.
+    pub policies: CertificatePolicies,
+}
+
+/// The subject convention: C=DK, O, organizationIdentifier, CN. The values
+/// of O and organizationIdentifier are given when `org` is (the caller's own
+/// organisation), and left to the client otherwise.
+fn subject_template(org: Option<&Organisation>) -> Vec<(ObjectIdentifier, Option<String>)> {
+    vec![
+        (rfc4519::C, Some("DK".to_owned())),
+        (rfc4519::O, org.map(|o| o.name.clone())),
+        (
+            ORGANIZATION_IDENTIFIER,
+            org.map(|o| organization_identifier(&o.cvr)),
+        ),
+        (rfc4519::CN, None),
+    ]
+}
+
+/// The template for `profile`: the subject convention (with `org`'s values
+/// when the caller belongs to it), the profile's first accepted key type,
+/// and the extensions its certificates carry for that key.
+pub fn csr_template(
+    profile: &Profile,
+    org: Option<&Organisation>,
+    policies: &CertificatePoliciesConfig,
+) -> Result<CsrTemplate, PolicyError> {
+    let usage = cert_usage(profile, policies)?;
+    // A template names one key; the profile's first choice is one it accepts.
+    let key = match profile.key_policy.allowed.first() {
+        Some(KeyAlgorithm::P256) => SubjectKey::P256,
+        Some(KeyAlgorithm::P384) => SubjectKey::P384,
+        Some(KeyAlgorithm::Ed25519) => SubjectKey::Ed25519,
+        Some(KeyAlgorithm::Rsa) => SubjectKey::Rsa {
+            bits: profile.key_policy.min_rsa_bits.max(2048),
+        },
+        None => return Err(PolicyError::Key("the profile accepts no key type".into())),
+    };
+    let policies = ca::certificate_policies(usage)
+        .ok_or_else(|| PolicyError::Extension("a profile's certificates carry a policy".into()))?;
+    Ok(CsrTemplate {
+        subject: subject_template(org),
+        key: Some(key),
+        extensions: Some(TemplateExtensions {
+            key_usage: ca::key_usage(usage, key),
+            extended_key_usage: ca::extended_key_usage(usage),
+            policies,
+        }),
+        san_to_fill_in: !profile.dns_names.is_empty() || profile.allow_ip_sans,
+    })
+}
+
+/// The template when no profile applies (anonymous, without a label): the
+/// subject convention only.
+pub fn common_csr_template() -> CsrTemplate {
+    CsrTemplate {
+        subject: subject_template(None),
+        key: None,
+        extensions: None,
+        san_to_fill_in: false,
+    }
+}
+
 /// The profile as it applies to an order: a user order becomes a user
-/// certificate carrying the user's e-mail address and no system rights.
+/// certificate carrying the user's e-mail address, no system rights and no seal.
 pub fn effective_profile(profile: &Profile, holder: &OrderHolder) -> Profile {
     match holder {
         OrderHolder::Profile => profile.clone(),
@@ -422,6 +590,8 @@ pub fn effective_profile(profile: &Profile, holder: &OrderHolder) -> Profile {
             p.kind = CertKind::User;
             p.email = Some(email.clone());
             p.rights = Vec::new();
+            // A user certificate names a person: it is never a seal.
+            p.seal = false;
             p
         }
     }
@@ -435,8 +605,9 @@ pub fn collect_template(
     org: &Organisation,
     profile: &Profile,
     holder: &OrderHolder,
+    policies: &CertificatePoliciesConfig,
 ) -> Result<CertTemplate, PolicyError> {
-    let template = enroll_template(csr, org, profile)?;
+    let template = enroll_template(csr, org, profile, policies)?;
     let expected_cn = match holder {
         OrderHolder::Profile => profile.name.as_str(),
         OrderHolder::User { name, .. } => name.as_str(),
@@ -470,13 +641,15 @@ fn same_names(a: &[GeneralName], b: &[GeneralName]) -> bool {
 }
 
 /// The template for renewing `old` (issued under `profile`) with `csr`: same
-/// subject and SANs, possibly a new key, the profile's current extensions.
+/// subject and SANs, possibly a new key, the profile's current extensions
+/// (and so its current seal setting and policy).
 pub fn reenroll_template(
     csr: &VerifiedCsr,
     old: &Certificate,
     profile: &Profile,
+    policies: &CertificatePoliciesConfig,
 ) -> Result<CertTemplate, PolicyError> {
-    let usage = CertUsage::Leaf(profile.kind);
+    let usage = cert_usage(profile, policies)?;
     check_key(profile, csr.key)?;
     if name_values(&csr.subject)? != name_values(&old.tbs_certificate.subject)? {
         return Err(PolicyError::ReenrollMismatch("Subject"));
@@ -559,6 +732,43 @@ mod tests {
     use der::Encode;
     use spki::SubjectPublicKeyInfoOwned;
     use x509_cert::ext::Extension;
+
+    /// The shipped `[certificate_policies]`.
+    fn policies() -> &'static CertificatePoliciesConfig {
+        static POLICIES: std::sync::OnceLock<CertificatePoliciesConfig> =
+            std::sync::OnceLock::new();
+        POLICIES.get_or_init(|| {
+            crate::config::Config::embedded()
+                .expect("embedded config")
+                .certificate_policies
+        })
+    }
+
+    // The template functions under the shipped policies (shadowing the glob import).
+    fn enroll_template(
+        csr: &VerifiedCsr,
+        org: &Organisation,
+        profile: &Profile,
+    ) -> Result<CertTemplate, PolicyError> {
+        super::enroll_template(csr, org, profile, policies())
+    }
+
+    fn collect_template(
+        csr: &VerifiedCsr,
+        org: &Organisation,
+        profile: &Profile,
+        holder: &OrderHolder,
+    ) -> Result<CertTemplate, PolicyError> {
+        super::collect_template(csr, org, profile, holder, policies())
+    }
+
+    fn reenroll_template(
+        csr: &VerifiedCsr,
+        old: &Certificate,
+        profile: &Profile,
+    ) -> Result<CertTemplate, PolicyError> {
+        super::reenroll_template(csr, old, profile, policies())
+    }
 
     fn org() -> Organisation {
         Organisation {
@@ -916,6 +1126,131 @@ mod tests {
         assert!(enroll_template(&c, &org(), &organisation).is_ok());
     }
 
+    /// As tests/it/cert_contents.rs: the profile's kind and seal decide the
+    /// usage and its policy; seal exists only on organisation certificates,
+    /// and a user order from a seal profile is a user certificate.
+    #[test]
+    fn seal_is_an_organisation_certificates_and_picks_the_seal_policy() {
+        let with = |kind, seal| Profile {
+            kind,
+            seal,
+            ..profile()
+        };
+        let usage = |kind, seal| cert_usage(&with(kind, seal), policies());
+        let leaf = |usage, policy| CertUsage::Leaf { usage, policy };
+        let p = policies();
+        assert_eq!(
+            usage(CertKind::Organisation, true),
+            Ok(leaf(LeafUsage::Seal, p.seal))
+        );
+        assert_eq!(
+            usage(CertKind::Organisation, false),
+            Ok(leaf(LeafUsage::Organisation, p.organisation))
+        );
+        assert_eq!(
+            usage(CertKind::System, false),
+            Ok(leaf(LeafUsage::System, p.system))
+        );
+        assert_eq!(
+            usage(CertKind::User, false),
+            Ok(leaf(LeafUsage::User, p.user))
+        );
+        for kind in [CertKind::System, CertKind::User] {
+            assert_eq!(usage(kind, true), Err(PolicyError::SealNotOrganisation));
+        }
+        let seal_profile = with(CertKind::Organisation, true);
+        let user = OrderHolder::User {
+            name: "Jens Jensen".into(),
+            email: "jens@demo.example".into(),
+            publish: None,
+        };
+        let effective = effective_profile(&seal_profile, &user);
+        assert!(!effective.seal);
+        assert_eq!(
+            leaf_usage(&effective),
+            Ok(LeafUsage::User),
+            "a user certificate, not a seal"
+        );
+    }
+
+    /// A CSR may ask for its kind's policy, not another's.
+    #[test]
+    fn a_requested_policy_must_be_the_profiles() {
+        use x509_cert::ext::pkix::certpolicy::PolicyInformation;
+        let asking = |oids: &[ObjectIdentifier]| {
+            csr_asking(ext(&CertificatePolicies(
+                oids.iter()
+                    .map(|o| PolicyInformation {
+                        policy_identifier: *o,
+                        policy_qualifiers: None,
+                    })
+                    .collect(),
+            )))
+        };
+        let p = policies();
+        assert!(enroll_template(&asking(&[p.system]), &org(), &profile()).is_ok());
+        assert_eq!(
+            enroll_template(&asking(&[p.system, p.seal]), &org(), &profile()).err(),
+            Some(PolicyError::Extension(format!(
+                "certificatePolicies {} (the profile's certificates carry {})",
+                p.seal, p.system
+            )))
+        );
+    }
+
+    /// The template announces what the CA will write: the same table
+    /// functions, for the profile's first key type.
+    #[test]
+    fn the_csr_template_is_what_the_certificate_will_carry() {
+        let seal = Profile {
+            kind: CertKind::Organisation,
+            seal: true,
+            key_policy: crate::model::KeyPolicy {
+                allowed: vec![KeyAlgorithm::Rsa, KeyAlgorithm::P256],
+                min_rsa_bits: 3072,
+            },
+            ..profile()
+        };
+        let t = csr_template(&seal, Some(&org()), policies()).expect("template");
+        let usage = cert_usage(&seal, policies()).expect("usage");
+        assert_eq!(t.key, Some(SubjectKey::Rsa { bits: 3072 }));
+        let ext = t.extensions.expect("extensions");
+        assert_eq!(
+            ext.key_usage,
+            ca::key_usage(usage, SubjectKey::Rsa { bits: 3072 })
+        );
+        assert_eq!(ext.extended_key_usage, ca::extended_key_usage(usage));
+        assert_eq!(ext.policies.0.len(), 1);
+        assert_eq!(ext.policies.0[0].policy_identifier, policies().seal);
+        assert!(t.san_to_fill_in, "the profile allows DNS names");
+        assert_eq!(
+            t.subject,
+            vec![
+                (rfc4519::C, Some("DK".into())),
+                (rfc4519::O, Some(org().name)),
+                (
+                    ORGANIZATION_IDENTIFIER,
+                    Some(organization_identifier(&org().cvr))
+                ),
+                (rfc4519::CN, None),
+            ]
+        );
+        // Without the organisation, its values are the client's.
+        let anonymous = csr_template(&seal, None, policies()).expect("template");
+        assert_eq!(anonymous.subject[1], (rfc4519::O, None));
+        let none = Profile {
+            key_policy: crate::model::KeyPolicy {
+                allowed: vec![],
+                min_rsa_bits: 2048,
+            },
+            ..profile()
+        };
+        assert!(matches!(
+            csr_template(&none, None, policies()),
+            Err(PolicyError::Key(_))
+        ));
+    }
+
     /// As tests/it/security.rs `csr_asking_for_more_than_the_profile_is_refused`
     /// (its SAN cases): DNS names below the profile's suffix only, IP
     /// addresses only where the profile allows them, the profile's own e-mail
@@ -1161,7 +1496,13 @@ mod tests {
         let t = collect_template(&csr_named("Jens Jensen"), &org(), &effective, &user)
             .expect("user template");
         assert_eq!(t.sans, vec![email("jens@demo.example")]);
-        assert_eq!(t.usage, CertUsage::Leaf(CertKind::User));
+        assert!(matches!(
+            t.usage,
+            CertUsage::Leaf {
+                usage: LeafUsage::User,
+                ..
+            }
+        ));
         assert!(collect_template(&csr_named("Demo devices"), &org(), &effective, &user).is_err());
     }
 

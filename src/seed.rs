@@ -9,7 +9,7 @@ use x509_cert::name::Name;
 use crate::ca::bootstrap::{self, append_rdn};
 use crate::ca::csr::classify_key;
 use crate::ca::layout;
-use crate::ca::{Ca, CaError, CertTemplate, CertUsage};
+use crate::ca::{Ca, CaError, CertTemplate};
 use crate::config::Config;
 use crate::files::{cert_pem, key_pem, write_file, FileError};
 use crate::model::{
@@ -36,6 +36,9 @@ pub enum SeedError {
     /// The store.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The demo IdM profile cannot have certificates (its seal setting).
+    #[error("the demo IdM profile: {0}")]
+    Profile(#[source] crate::policy::PolicyError),
 }
 
 /// EST label of the demo IdM system's own profile.
@@ -104,7 +107,7 @@ pub fn ensure_demo(
     let cert_path = dir.join(layout::DEMO_CERT);
     let key_path = dir.join(layout::DEMO_KEY);
     if !cert_path.exists() || !key_path.exists() {
-        issue_demo_idm(ca, store, &org, &idm_profile, &cert_path, &key_path)?;
+        issue_demo_idm(ca, store, config, &org, &idm_profile, &cert_path, &key_path)?;
     }
     Ok(DemoIdentity {
         cert: cert_path,
@@ -188,6 +191,7 @@ fn seed_profile(store: &Arc<dyn Store>, p: Profile) -> Result<Profile, SeedError
 fn issue_demo_idm(
     ca: &Ca,
     store: &Arc<dyn Store>,
+    config: &Config,
     org: &Organisation,
     idm_profile: &Profile,
     cert_path: &Path,
@@ -200,7 +204,8 @@ fn issue_demo_idm(
         subject: subject.clone(),
         spki,
         key,
-        usage: CertUsage::Leaf(CertKind::System),
+        usage: crate::policy::cert_usage(idm_profile, &config.certificate_policies)
+            .map_err(SeedError::Profile)?,
         sans: vec![],
         validity_days: idm_profile.validity_days,
     };

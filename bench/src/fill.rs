@@ -33,7 +33,7 @@ use std::time::Instant;
 
 use der::Decode;
 use estd::ca::csr::{classify_key, SubjectKey};
-use estd::ca::{CertTemplate, CertUsage};
+use estd::ca::CertTemplate;
 use estd::config::StoreEngine;
 use estd::model::{
     now_unix, CertRecord, CertStatus, Organisation, Profile, RevocationReason, Serial,
@@ -167,7 +167,8 @@ fn make_record(ctx: &IssueCtx<'_>, i: u64) -> Result<CertRecord, String> {
             .map_err(|e| format!("subject of certificate {i}: {e}"))?,
         spki: key.spki.clone(),
         key: key.key,
-        usage: CertUsage::Leaf(ctx.profile.kind),
+        usage: estd::policy::cert_usage(ctx.profile, &ctx.app.config.certificate_policies)
+            .map_err(|e| format!("certificate {i}: {e}"))?,
         sans: vec![],
         validity_days: ctx.profile.validity_days,
     };

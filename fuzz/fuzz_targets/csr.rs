@@ -25,8 +25,9 @@ use der::asn1::BitString;
 use der::{Any, Decode, Encode};
 use estd::ca::csr::{classify_key, parse_and_verify, CsrError, SubjectKey, VerifiedCsr};
 use estd::ca::Ca;
-use estd::policy;
+use estd::config::CertificatePoliciesConfig;
 use estd::model::{CertKind, OrderHolder, Organisation, Profile};
+use estd::policy;
 use estd_fuzz::{config, demo_org, demo_profile, scratch_dir, strict_profile};
 use libfuzzer_sys::fuzz_target;
 use rcgen::{KeyPair, PublicKeyData, SigningKey};
@@ -43,6 +44,7 @@ struct Key {
 
 struct Fixture {
     ca: Ca,
+    policies: CertificatePoliciesConfig,
     org: Organisation,
     demo: Profile,
     strict: Profile,
@@ -94,6 +96,7 @@ fn fixture() -> &'static Fixture {
         let org = demo_org();
         Fixture {
             ca,
+            policies: cfg.certificate_policies,
             user: OrderHolder::User {
                 name: "Jens Hansen".into(),
                 email: "jens@demo.example".into(),
@@ -150,7 +153,7 @@ fn apply_policy(f: &Fixture, csr: &VerifiedCsr) {
     let _ = policy::display_name(&csr.subject);
     let _ = policy::name_values(&csr.subject);
     for profile in [&f.demo, &f.strict] {
-        if let Ok(t) = policy::enroll_template(csr, &f.org, profile) {
+        if let Ok(t) = policy::enroll_template(csr, &f.org, profile, &f.policies) {
             assert_eq!(t.subject, csr.subject);
             for (_, value) in policy::name_values(&t.subject).expect("accepted subject") {
                 assert!(
@@ -179,10 +182,10 @@ fn apply_policy(f: &Fixture, csr: &VerifiedCsr) {
     }
     let user = policy::effective_profile(&f.strict, &f.user);
     assert_eq!(user.kind, CertKind::User);
-    if let Ok(t) = policy::collect_template(csr, &f.org, &user, &f.user) {
+    if let Ok(t) = policy::collect_template(csr, &f.org, &user, &f.user, &f.policies) {
         f.ca.issue(&t).expect("the CA signs an accepted order");
     }
-    if let Ok(t) = policy::reenroll_template(csr, &f.old, &f.demo) {
+    if let Ok(t) = policy::reenroll_template(csr, &f.old, &f.demo, &f.policies) {
         assert_eq!(t.subject, f.old.tbs_certificate.subject);
         f.ca.issue(&t).expect("the CA signs a renewal");
     }

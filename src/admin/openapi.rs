@@ -184,7 +184,7 @@ static OPERATIONS: &[(Endpoint, Operation)] = &[
     }),
     (E::CreateProfile, Operation {
         summary: "Create a certificate profile, optionally ordering a certificate in the same call",
-        description: Some("A duplicate name within the organisation, a second default profile, or an EST label in use answer 409. If the order fails, the profile is not created either."),
+        description: Some("A duplicate name within the organisation, a second default profile, or an EST label in use answer 409. If the order fails, the profile is not created either. `seal` is refused with 400 unless the organisation allows seal generation and the kind is `organisation`; a seal profile's certificates carry keyUsage digitalSignature and contentCommitment (nonRepudiation) and the seal certificate policy (`[certificate_policies] seal`), where an organisation profile's carry digitalSignature with keyAgreement (EC) or keyEncipherment (RSA) and the organisation policy."),
         tag: "profiles",
         query: &[],
         body: Some(of::<NewProfile>),

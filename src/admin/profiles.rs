@@ -79,6 +79,10 @@ pub(super) struct NewProfile {
     #[serde(default)]
     rights: Vec<SystemRight>,
     #[serde(default)]
+    /// Seal: certificates carry contentCommitment (nonRepudiation) with
+    /// digitalSignature, no encryption usage, and the seal policy OID, so the
+    /// organisation signs without a person's name. Organisation profiles
+    /// only, and only if the organisation allows seal generation.
     seal: bool,
     #[serde(default)]
     publish: bool,
@@ -125,6 +129,10 @@ pub(super) struct ProfileChanges {
     #[serde(default, deserialize_with = "nullable")]
     se_number: Option<Option<String>>,
     rights: Option<Vec<SystemRight>>,
+    /// Seal: certificates carry contentCommitment (nonRepudiation) with
+    /// digitalSignature, no encryption usage, and the seal policy OID, so the
+    /// organisation signs without a person's name. Organisation profiles
+    /// only, and only if the organisation allows seal generation.
     seal: Option<bool>,
     publish: Option<bool>,
     identification: Option<Identification>,
@@ -328,6 +336,14 @@ fn validate_methods(p: &Profile, org: &Organisation) -> Result<(), ApiError> {
         return Err(ApiError::invalid(
             "seal",
             format!("organisation {} does not allow seal generation", org.cvr),
+        ));
+    }
+    // A seal lets the organisation sign without a person's name: it is an
+    // organisation certificate's, never a system's or a person's.
+    if p.seal && p.kind != CertKind::Organisation {
+        return Err(ApiError::invalid(
+            "seal",
+            "only organisation certificates can be seals (kind \"organisation\")",
         ));
     }
     if let Some(n) = p.p_number.as_ref().filter(|n| !org.p_numbers.contains(n)) {

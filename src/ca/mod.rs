@@ -23,17 +23,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::digest;
 use const_oid::db::rfc5280;
-use const_oid::AssociatedOid;
+use const_oid::{AssociatedOid, ObjectIdentifier};
 use der::asn1::{BitString, Ia5String, OctetString};
 use der::{Decode, Encode};
 use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::certificate::{Certificate, TbsCertificate, Version};
+use x509_cert::ext::pkix::certpolicy::PolicyInformation;
 use x509_cert::ext::pkix::crl::dp::DistributionPoint;
 use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
 use x509_cert::ext::pkix::{
     AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints,
-    CrlDistributionPoints, ExtendedKeyUsage, KeyUsage, KeyUsages, SubjectAltName,
-    SubjectKeyIdentifier,
+    CertificatePolicies, CrlDistributionPoints, ExtendedKeyUsage, KeyUsage, KeyUsages,
+    SubjectAltName, SubjectKeyIdentifier,
 };
 use x509_cert::ext::Extension;
 use x509_cert::name::Name;
@@ -118,11 +119,48 @@ impl CaError {
     }
 }
 
-/// What a certificate will be used for; decides key usage and extended key usage.
+/// What a certificate of a profile is for. The profile's kind decides it,
+/// and for an organisation certificate also its seal setting: a seal lets the
+/// organisation sign without a person's name, so it is told apart from a
+/// plain organisation certificate by its key usage and its policy. Only an
+/// organisation certificate can be a seal (a user certificate names a person,
+/// a system certificate a system), so the seal is a usage of its own rather
+/// than a flag that could be set on any kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeafUsage {
+    /// A system certificate (an IdM system, device or service).
+    System,
+    /// An organisation certificate without seal.
+    Organisation,
+    /// An organisation certificate with seal.
+    Seal,
+    /// A user certificate (a person employed by the organisation).
+    User,
+}
+
+impl LeafUsage {
+    /// The certificate kind a certificate of this usage is recorded as.
+    pub fn kind(self) -> CertKind {
+        match self {
+            LeafUsage::System => CertKind::System,
+            LeafUsage::Organisation | LeafUsage::Seal => CertKind::Organisation,
+            LeafUsage::User => CertKind::User,
+        }
+    }
+}
+
+/// What a certificate will be used for; decides key usage, extended key
+/// usage and the certificate policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CertUsage {
-    /// A certificate of a profile of this kind.
-    Leaf(CertKind),
+    /// A certificate of a profile. Every one carries exactly one
+    /// certificatePolicies OID, its usage's (`[certificate_policies]`).
+    Leaf {
+        /// What it is for.
+        usage: LeafUsage,
+        /// Its certificate policy.
+        policy: ObjectIdentifier,
+    },
     /// estd's own TLS server certificate.
     TlsServer,
     /// estd's delegated OCSP responder (id-kp-OCSPSigning, with ocsp-nocheck).
@@ -137,7 +175,7 @@ pub struct CertTemplate {
     pub subject: Name,
     /// Subject public key, from the verified CSR.
     pub spki: SubjectPublicKeyInfoOwned,
-    /// Its type (decides keyEncipherment for RSA).
+    /// Its type (decides the key usage: see [`key_usage`]).
     pub key: SubjectKey,
     /// Usage.
     pub usage: CertUsage,
@@ -190,6 +228,10 @@ impl std::fmt::Debug for Ca {
 /// id-pkix-ocsp-nocheck (RFC 6960 4.2.2.2.1).
 pub const OCSP_NOCHECK: const_oid::ObjectIdentifier =
     const_oid::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.5");
+
+/// Whether the key usage extension is critical (RFC 5280 4.2.1.3 says it
+/// SHOULD be); `/csrattrs` templates announce it the same way.
+pub const KEY_USAGE_CRITICAL: bool = true;
 
 /// How far notBefore is set back, for clients whose clocks run slow.
 const BACKDATE: Duration = Duration::from_secs(300);
@@ -405,8 +447,14 @@ impl Ca {
             },
             true,
         )?);
-        extensions.push(extension(&key_usage(template.usage, template.key), true)?);
+        extensions.push(extension(
+            &key_usage(template.usage, template.key),
+            KEY_USAGE_CRITICAL,
+        )?);
         extensions.push(extension(&extended_key_usage(template.usage), false)?);
+        if let Some(policies) = certificate_policies(template.usage) {
+            extensions.push(extension(&policies, false)?);
+        }
         let ski = SubjectKeyIdentifier(OctetString::new(key_identifier(
             template.spki.subject_public_key.raw_bytes(),
         ))?);
@@ -528,13 +576,55 @@ pub fn new_serial(now: SystemTime) -> Result<Serial, CaError> {
 }
 
 /// The key usage a certificate of `usage` with `key` gets.
+///
+/// | usage | EC (P-256, P-384) | RSA | Ed25519 |
+/// |---|---|---|---|
+/// | system | digitalSignature | + keyEncipherment | digitalSignature |
+/// | organisation, user | + keyAgreement | + keyEncipherment | digitalSignature |
+/// | seal | digitalSignature, contentCommitment | same | same |
+/// | TLS server | digitalSignature | + keyEncipherment | digitalSignature |
+/// | OCSP responder | digitalSignature | same | same |
+///
+/// Why: organisation and user certificates are also for encryption
+/// (S/MIME), which an EC key does by key agreement (ECDH) and an RSA key by
+/// key transport (keyEncipherment). An Ed25519 key cannot encrypt (X25519 is
+/// another key), so it gets signature usage only. A seal commits the
+/// organisation to content without a person's name: contentCommitment
+/// (nonRepudiation) with digitalSignature, and no encryption, so a seal key
+/// is never also a decryption key. A system certificate keeps
+/// keyEncipherment for RSA, which TLS 1.2 servers with RSA key exchange
+/// need; ECDHE needs no keyAgreement bit. keyAgreement on a certificate also
+/// used for TLS client authentication is harmless: TLS checks digitalSignature.
 pub fn key_usage(usage: CertUsage, key: SubjectKey) -> KeyUsage {
+    let rsa = matches!(key, SubjectKey::Rsa { .. });
+    let ec = matches!(key, SubjectKey::P256 | SubjectKey::P384);
     let mut ku = KeyUsages::DigitalSignature.into();
-    if matches!(key, SubjectKey::Rsa { .. }) {
-        ku |= KeyUsages::KeyEncipherment;
-    }
-    if usage == CertUsage::Leaf(CertKind::Organisation) {
-        ku |= KeyUsages::NonRepudiation;
+    match usage {
+        CertUsage::Leaf {
+            usage: LeafUsage::Seal,
+            ..
+        } => ku |= KeyUsages::NonRepudiation,
+        CertUsage::Leaf {
+            usage: LeafUsage::Organisation | LeafUsage::User,
+            ..
+        } => {
+            if ec {
+                ku |= KeyUsages::KeyAgreement;
+            }
+            if rsa {
+                ku |= KeyUsages::KeyEncipherment;
+            }
+        }
+        CertUsage::Leaf {
+            usage: LeafUsage::System,
+            ..
+        }
+        | CertUsage::TlsServer => {
+            if rsa {
+                ku |= KeyUsages::KeyEncipherment;
+            }
+        }
+        CertUsage::OcspSigning => {}
     }
     KeyUsage(ku)
 }
@@ -543,21 +633,128 @@ pub fn key_usage(usage: CertUsage, key: SubjectKey) -> KeyUsage {
 pub fn extended_key_usage(usage: CertUsage) -> ExtendedKeyUsage {
     // clientAuth on every leaf: without it a certificate cannot re-enrol over mTLS.
     ExtendedKeyUsage(match usage {
-        CertUsage::Leaf(CertKind::System) => {
-            vec![rfc5280::ID_KP_CLIENT_AUTH, rfc5280::ID_KP_SERVER_AUTH]
-        }
-        CertUsage::Leaf(CertKind::Organisation) | CertUsage::Leaf(CertKind::User) => {
-            vec![rfc5280::ID_KP_CLIENT_AUTH, rfc5280::ID_KP_EMAIL_PROTECTION]
-        }
+        CertUsage::Leaf {
+            usage: LeafUsage::System,
+            ..
+        } => vec![rfc5280::ID_KP_CLIENT_AUTH, rfc5280::ID_KP_SERVER_AUTH],
+        CertUsage::Leaf {
+            usage: LeafUsage::Organisation | LeafUsage::Seal | LeafUsage::User,
+            ..
+        } => vec![rfc5280::ID_KP_CLIENT_AUTH, rfc5280::ID_KP_EMAIL_PROTECTION],
         CertUsage::TlsServer => vec![rfc5280::ID_KP_SERVER_AUTH],
         CertUsage::OcspSigning => vec![rfc5280::ID_KP_OCSP_SIGNING],
     })
+}
+
+/// The certificate policies a certificate of `usage` carries: a leaf its
+/// one policy OID, without qualifiers; estd's own certificates none.
+pub fn certificate_policies(usage: CertUsage) -> Option<CertificatePolicies> {
+    match usage {
+        CertUsage::Leaf { policy, .. } => Some(CertificatePolicies(vec![PolicyInformation {
+            policy_identifier: policy,
+            policy_qualifiers: None,
+        }])),
+        CertUsage::TlsServer | CertUsage::OcspSigning => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use aws_lc_rs::signature::{self as sig, UnparsedPublicKey, VerificationAlgorithm};
+
+    /// id-TEST-certPolicyOne (RFC 7229).
+    const TEST_POLICY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.13.1");
+
+    fn leaf(usage: LeafUsage) -> CertUsage {
+        CertUsage::Leaf {
+            usage,
+            policy: TEST_POLICY,
+        }
+    }
+
+    /// The key usage table of [`key_usage`], row by row: a seal signs with
+    /// commitment and never encrypts; organisation and user certificates
+    /// encrypt by key agreement (EC) or key transport (RSA); Ed25519 only signs.
+    #[test]
+    fn key_usage_follows_the_usage_and_the_key() {
+        use KeyUsages::{
+            DigitalSignature as Ds, KeyAgreement as Ka, KeyEncipherment as Ke, NonRepudiation as Cc,
+        };
+        let rsa = SubjectKey::Rsa { bits: 2048 };
+        let cases = [
+            (leaf(LeafUsage::System), SubjectKey::P256, Ds.into()),
+            (leaf(LeafUsage::System), rsa, Ds | Ke),
+            (leaf(LeafUsage::System), SubjectKey::Ed25519, Ds.into()),
+            (leaf(LeafUsage::Organisation), SubjectKey::P256, Ds | Ka),
+            (leaf(LeafUsage::Organisation), SubjectKey::P384, Ds | Ka),
+            (leaf(LeafUsage::Organisation), rsa, Ds | Ke),
+            (
+                leaf(LeafUsage::Organisation),
+                SubjectKey::Ed25519,
+                Ds.into(),
+            ),
+            (leaf(LeafUsage::User), SubjectKey::P256, Ds | Ka),
+            (leaf(LeafUsage::User), rsa, Ds | Ke),
+            (leaf(LeafUsage::User), SubjectKey::Ed25519, Ds.into()),
+            (leaf(LeafUsage::Seal), SubjectKey::P256, Ds | Cc),
+            (leaf(LeafUsage::Seal), rsa, Ds | Cc),
+            (leaf(LeafUsage::Seal), SubjectKey::Ed25519, Ds | Cc),
+            (CertUsage::TlsServer, SubjectKey::P256, Ds.into()),
+            (CertUsage::TlsServer, rsa, Ds | Ke),
+            (CertUsage::OcspSigning, rsa, Ds.into()),
+        ];
+        for (usage, key, want) in cases {
+            assert_eq!(key_usage(usage, key).0, want, "{usage:?} {key:?}");
+        }
+        // Seal and organisation differ in more than the key usage: EKU stays,
+        // and every leaf keeps clientAuth for re-enrolment.
+        for usage in [
+            LeafUsage::System,
+            LeafUsage::Organisation,
+            LeafUsage::Seal,
+            LeafUsage::User,
+        ] {
+            assert!(extended_key_usage(leaf(usage))
+                .0
+                .contains(&rfc5280::ID_KP_CLIENT_AUTH));
+        }
+    }
+
+    /// What [`Ca::issue`] writes is what the table functions answer: the key
+    /// usage, and exactly one certificate policy for a leaf, none for estd's own.
+    #[test]
+    fn issued_certificates_carry_the_tables_key_usage_and_one_policy() {
+        let (ca, _) = test_ca(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let find = |cert: &Certificate, oid: ObjectIdentifier| {
+            cert.tbs_certificate
+                .extensions
+                .iter()
+                .flatten()
+                .find(|e| e.extn_id == oid)
+                .cloned()
+        };
+        for usage in [leaf(LeafUsage::Seal), leaf(LeafUsage::User)] {
+            let mut t = leaf_template();
+            t.usage = usage;
+            let cert = Certificate::from_der(&ca.issue(&t).expect("issue").der).expect("parse");
+            let ku = find(&cert, KeyUsage::OID).expect("key usage");
+            assert!(ku.critical);
+            assert_eq!(
+                KeyUsage::from_der(ku.extn_value.as_bytes()).expect("ku"),
+                key_usage(usage, t.key)
+            );
+            let policies = find(&cert, CertificatePolicies::OID).expect("policies");
+            let policies =
+                CertificatePolicies::from_der(policies.extn_value.as_bytes()).expect("policies");
+            assert_eq!(policies.0.len(), 1);
+            assert_eq!(policies.0[0].policy_identifier, TEST_POLICY);
+        }
+        let mut t = leaf_template();
+        t.usage = CertUsage::TlsServer;
+        let cert = Certificate::from_der(&ca.issue(&t).expect("issue").der).expect("parse");
+        assert!(find(&cert, CertificatePolicies::OID).is_none());
+    }
 
     /// A self-signed CA of `alg` (standing in for root and issuing CA) and its certificate.
     fn test_ca(alg: &'static rcgen::SignatureAlgorithm) -> (Ca, Certificate) {
@@ -593,7 +790,10 @@ mod tests {
                 .expect("name"),
             key: csr::classify_key(&spki).expect("key type"),
             spki,
-            usage: CertUsage::Leaf(CertKind::System),
+            usage: CertUsage::Leaf {
+                usage: LeafUsage::System,
+                policy: TEST_POLICY,
+            },
             sans: vec![],
             validity_days: 30,
         }

@@ -119,6 +119,81 @@ pub fn csr_attrs(entries: &[AttrOrOid]) -> Result<Vec<u8>, der::Error> {
     seq.to_der()
 }
 
+/// id-aa-certificationRequestInfoTemplate (RFC 9908 3.4, IANA's SMI
+/// Security for S/MIME Attributes registry, 1.2.840.113549.1.9.16.2.61).
+pub const ID_AA_CERTIFICATION_REQUEST_INFO_TEMPLATE: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.2.61");
+
+/// id-aa-extensionReqTemplate (RFC 9908 3.4, 1.2.840.113549.1.9.16.2.62):
+/// extensions some of whose values the client fills in.
+pub const ID_AA_EXTENSION_REQ_TEMPLATE: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.2.62");
+
+/// RFC 9908's CertificationRequestInfoTemplate: a PKCS#10
+/// CertificationRequestInfo without its signature, whose subject, key and
+/// values may be left for the client to fill in. The module uses IMPLICIT
+/// tags.
+///
+/// ```text
+/// CertificationRequestInfoTemplate ::= SEQUENCE {
+///     version       INTEGER { v1(0) } (v1, ... ),
+///     subject       NameTemplate OPTIONAL,
+///     subjectPKInfo [0] SubjectPublicKeyInfoTemplate OPTIONAL,
+///     attributes    [1] Attributes{{ CRIAttributes }} }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, der::Sequence)]
+pub struct CertificationRequestInfoTemplate {
+    /// v1(0).
+    pub version: u8,
+    /// `NameTemplate ::= CHOICE { rdnSequence RDNSequenceTemplate }`, whose
+    /// only choice is the SEQUENCE OF RDN templates.
+    #[asn1(optional = "true")]
+    pub subject: Option<Vec<RdnTemplate>>,
+    /// The key type the client is to use.
+    #[asn1(context_specific = "0", tag_mode = "IMPLICIT", optional = "true")]
+    pub subject_pk_info: Option<SubjectPublicKeyInfoTemplate>,
+    /// Attributes, here the extension request (or its template).
+    #[asn1(context_specific = "1", tag_mode = "IMPLICIT")]
+    pub attributes: SetOfVec<x509_cert::attr::Attribute>,
+}
+
+/// `RelativeDistinguishedNameTemplate ::= SET SIZE (1..MAX) OF SingleAttributeTemplate`.
+pub type RdnTemplate = SetOfVec<SingleAttributeTemplate>;
+
+/// An RDN attribute whose value may be left for the client.
+#[derive(Debug, Clone, PartialEq, Eq, der::Sequence, der::ValueOrd)]
+pub struct SingleAttributeTemplate {
+    /// Attribute type.
+    pub attr_type: ObjectIdentifier,
+    /// The value the client must use; absent: the client fills it in.
+    #[asn1(optional = "true")]
+    pub value: Option<Any>,
+}
+
+/// A SubjectPublicKeyInfo whose key may be absent (RFC 9908: present only
+/// as a dummy key of the wanted RSA modulus length).
+#[derive(Debug, Clone, PartialEq, Eq, der::Sequence)]
+pub struct SubjectPublicKeyInfoTemplate {
+    /// Key algorithm (and curve).
+    pub algorithm: spki::AlgorithmIdentifierOwned,
+    /// A dummy key, for RSA only.
+    #[asn1(optional = "true")]
+    pub subject_public_key: Option<der::asn1::BitString>,
+}
+
+/// An extension whose value may be left for the client (RFC 9908).
+#[derive(Debug, Clone, PartialEq, Eq, der::Sequence)]
+pub struct ExtensionTemplate {
+    /// Extension type.
+    pub extn_id: ObjectIdentifier,
+    /// Criticality.
+    #[asn1(default = "Default::default")]
+    pub critical: bool,
+    /// The DER value the client must use; absent: the client fills it in.
+    #[asn1(optional = "true")]
+    pub extn_value: Option<der::asn1::OctetString>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

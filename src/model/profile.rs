@@ -149,7 +149,9 @@ pub struct Profile {
     pub p_number: Option<String>,
     /// SE number, when the organisation has several.
     pub se_number: Option<String>,
-    /// Seal generation (only if the organisation allows it).
+    /// Seal generation (only if the organisation allows it; organisation
+    /// profiles only): certificates carry contentCommitment (nonRepudiation)
+    /// with digitalSignature, no encryption usage, and the seal policy OID.
     pub seal: bool,
     /// Publish certificates to the public certificate database.
     pub publish: bool,

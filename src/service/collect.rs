@@ -32,12 +32,13 @@ pub async fn collect(
     let holder = order.holder.clone();
     let binding = binding.clone();
     let ticket = s.store.expect_issuance();
+    let policies = s.config.certificate_policies;
     let (template, effective) = cpu(s.ca.active(), move || {
         let csr = csr::parse_and_verify(&csr_der)?;
         let effective = policy::effective_profile(&profile, &holder);
         // Refused before the order moves: a failed link spends no code.
         policy::check_pop_linking(&effective, &csr, &binding)?;
-        let template = policy::collect_template(&csr, &org, &effective, &holder)?;
+        let template = policy::collect_template(&csr, &org, &effective, &holder, &policies)?;
         Ok((template, effective))
     })
     .await?;

@@ -33,13 +33,14 @@ pub async fn enrol(
     let actor = principal.describe();
     let binding = binding.clone();
     let ticket = s.store.expect_issuance();
+    let policies = s.config.certificate_policies;
     let (template, profile, der, linked) = cpu(s.ca.active(), move || {
         let csr = csr::parse_and_verify(&csr_der)?;
         let linked = policy::check_pop_linking(&profile, &csr, &binding);
         if !profile.approval_required {
             linked.clone()?;
         }
-        let template = policy::enroll_template(&csr, &org, &profile)?;
+        let template = policy::enroll_template(&csr, &org, &profile, &policies)?;
         Ok((template, profile, csr_der, linked))
     })
     .await?;

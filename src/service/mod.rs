@@ -54,9 +54,10 @@ pub use orders::{
 pub use organisations::{create_org, update_org, visible_org};
 pub use profiles::{create_profile, update_profile, ChangedProfile};
 pub use queries::{
-    csrattrs_profile, export_org_certs, export_profile_certs, export_profiles, list_notifications,
-    list_orders, list_orgs, list_tokens, search_profiles, search_public_certs, CertExport,
-    OrderFilter, ProfileExport, ProfileFilter, ProfileUse, PublicFilter,
+    csrattrs_organisation, csrattrs_profile, export_org_certs, export_profile_certs,
+    export_profiles, list_notifications, list_orders, list_orgs, list_tokens, search_profiles,
+    search_public_certs, CertExport, OrderFilter, ProfileExport, ProfileFilter, ProfileUse,
+    PublicFilter,
 };
 pub use reenrol::reenrol;
 pub use serverkeygen::{not_browser, serverkeygen, KeyAndCertificate};

@@ -399,3 +399,9 @@ pub fn csrattrs_profile(
         (None, None) => Ok(None),
     }
 }
+
+/// The organisation `cvr`, for a `/csrattrs` template that names the
+/// caller's own organisation.
+pub fn csrattrs_organisation(svc: Services<'_>, cvr: &str) -> Result<Option<Organisation>, Error> {
+    Ok(svc.store.org(cvr)?)
+}

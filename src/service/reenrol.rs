@@ -38,6 +38,7 @@ pub async fn reenrol(
     let renewal_holder = holder.clone();
     let binding = binding.clone();
     let ticket = s.store.expect_issuance();
+    let policies = s.config.certificate_policies;
     let (template, effective, der, linked) = cpu(s.ca.active(), move || {
         let csr = csr::parse_and_verify(&csr_der)?;
         let mut effective = policy::effective_profile(&profile, &holder);
@@ -48,7 +49,7 @@ pub async fn reenrol(
         if !effective.approval_required {
             linked.clone()?;
         }
-        let template = policy::reenroll_template(&csr, &cert, &effective)?;
+        let template = policy::reenroll_template(&csr, &cert, &effective, &policies)?;
         policy::check_names_still_allowed(&cert, &org, &effective)?;
         Ok((template, effective, csr_der, linked))
     })

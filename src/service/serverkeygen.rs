@@ -53,6 +53,7 @@ pub async fn serverkeygen(
     let (org, profile) = issue::order_profile(s, &order, label)?;
     let holder = order.holder.clone();
     let ticket = s.store.expect_issuance();
+    let policies = s.config.certificate_policies;
     // Key generation (RSA above all) is too slow for a runtime thread, so it
     // always goes to the blocking pool, whatever the CA's signing costs.
     let (template, effective, pkcs8) = blocking("key generation task", move || {
@@ -70,7 +71,7 @@ pub async fn serverkeygen(
             requested_extensions: request.requested_extensions,
             challenge_password: None,
         };
-        let template = policy::collect_template(&keyed, &org, &effective, &holder)?;
+        let template = policy::collect_template(&keyed, &org, &effective, &holder, &policies)?;
         Ok((template, effective, pkcs8))
     })
     .await?;

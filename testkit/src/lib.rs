@@ -137,7 +137,8 @@ impl TestServer {
             subject: estd::seed::system_subject(org, cn).expect("subject"),
             key: estd::ca::csr::classify_key(&spki).expect("key type"),
             spki,
-            usage: estd::ca::CertUsage::Leaf(profile.kind),
+            usage: estd::policy::cert_usage(profile, &app.config.certificate_policies)
+                .expect("a profile that can have certificates"),
             sans: vec![],
             validity_days,
         };
