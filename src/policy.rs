@@ -453,13 +453,14 @@ pub fn named_user(csr: &VerifiedCsr, profile: &Profile) -> Result<Option<NamedUs
             continue;
         }
         match email {
-            Some(first) if !first.eq_ignore_ascii_case(m) => {
+            None => email = Some(m),
+            Some(first) if first.eq_ignore_ascii_case(m) => {}
+            Some(_) => {
                 return Err(PolicyError::San(
                     "a user certificate carries one e-mail address (rfc822Name), the user's"
                         .into(),
                 ))
             }
-            _ => email = Some(m),
         }
     }
     let Some(email) = email else {
@@ -680,6 +681,69 @@ mod tests {
         c.subject = crate::seed::system_subject(&org(), cn).expect("subject");
         c.requested_extensions.clear();
         c
+    }
+
+    /// A CSR of the demo organisation named `cn` asking for `emails` (and a DNS name).
+    fn csr_with_emails(cn: &str, emails: &[&str]) -> VerifiedCsr {
+        let mut c = csr_named(cn);
+        let mut names: Vec<GeneralName> = vec![GeneralName::DnsName(
+            Ia5String::new("a.devices.demo.example").expect("ascii"),
+        )];
+        names.extend(
+            emails
+                .iter()
+                .map(|e| GeneralName::Rfc822Name(Ia5String::new(e).expect("ascii"))),
+        );
+        c.requested_extensions = vec![Extension {
+            extn_id: SubjectAltName::OID,
+            critical: false,
+            extn_value: OctetString::new(SubjectAltName(names).to_der().expect("san"))
+                .expect("octets"),
+        }];
+        c
+    }
+
+    /// An e-mail address other than the profile's makes a CSR a user's; the
+    /// profile's own address, or none, leaves it the profile's.
+    #[test]
+    fn a_csr_names_a_user_by_an_email_address_not_the_profiles() {
+        let mut p = profile();
+        assert_eq!(named_user(&csr_with_emails("Jens Jensen", &[]), &p), Ok(None));
+        p.email = Some("drift@demo.example".into());
+        assert_eq!(
+            named_user(&csr_with_emails("device-1", &["DRIFT@demo.example"]), &p),
+            Ok(None)
+        );
+        assert_eq!(
+            named_user(
+                &csr_with_emails("Jens Jensen", &["jens@demo.example", "drift@demo.example"]),
+                &p
+            ),
+            Ok(Some(NamedUser {
+                name: "Jens Jensen".into(),
+                email: "jens@demo.example".into(),
+            }))
+        );
+        assert_eq!(
+            named_user(
+                &csr_with_emails("Jens Jensen", &["jens@demo.example", "JENS@demo.example"]),
+                &p
+            )
+            .map(|u| u.map(|u| u.email)),
+            Ok(Some("jens@demo.example".into())),
+            "one address in two spellings is one user"
+        );
+        assert!(matches!(
+            named_user(
+                &csr_with_emails("Jens Jensen", &["jens@demo.example", "jens@other.example"]),
+                &p
+            ),
+            Err(PolicyError::San(_))
+        ));
+        assert!(matches!(
+            named_user(&csr_with_emails("Jens Jensen", &["not-an-address"]), &p),
+            Err(PolicyError::San(_))
+        ));
     }
 
     /// Found by the csr fuzz target: a CN with CR and NULs was accepted.
