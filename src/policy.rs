@@ -457,8 +457,7 @@ pub fn named_user(csr: &VerifiedCsr, profile: &Profile) -> Result<Option<NamedUs
             Some(first) if first.eq_ignore_ascii_case(m) => {}
             Some(_) => {
                 return Err(PolicyError::San(
-                    "a user certificate carries one e-mail address (rfc822Name), the user's"
-                        .into(),
+                    "a user certificate carries one e-mail address (rfc822Name), the user's".into(),
                 ))
             }
         }
@@ -708,7 +707,10 @@ mod tests {
     #[test]
     fn a_csr_names_a_user_by_an_email_address_not_the_profiles() {
         let mut p = profile();
-        assert_eq!(named_user(&csr_with_emails("Jens Jensen", &[]), &p), Ok(None));
+        assert_eq!(
+            named_user(&csr_with_emails("Jens Jensen", &[]), &p),
+            Ok(None)
+        );
         p.email = Some("drift@demo.example".into());
         assert_eq!(
             named_user(&csr_with_emails("device-1", &["DRIFT@demo.example"]), &p),

@@ -152,7 +152,10 @@ async fn enrol_user(
         actor,
         action: AuditAction::Enroll,
         detail: match order.renews {
-            Some(old) => format!("user certificate issued for renewal order {}; renews {old}", order.id),
+            Some(old) => format!(
+                "user certificate issued for renewal order {}; renews {old}",
+                order.id
+            ),
             None => format!("user certificate issued for order {}", order.id),
         },
     };

@@ -35,9 +35,7 @@ fn user_csr(key: &rcgen::KeyPair, cn: &str, emails: &[&str]) -> Vec<u8> {
     let mut p = csr_params(DEMO_ORG, DEMO_CVR, cn);
     p.subject_alt_names = emails
         .iter()
-        .map(|e| {
-            rcgen::SanType::Rfc822Name(rcgen::string::Ia5String::try_from(*e).expect("ia5"))
-        })
+        .map(|e| rcgen::SanType::Rfc822Name(rcgen::string::Ia5String::try_from(*e).expect("ia5")))
         .collect();
     p.serialize_request(key).expect("csr").der().to_vec()
 }
@@ -67,12 +65,7 @@ async fn idm_enrol(ts: &TestServer, path: &str, csr: &[u8]) -> Resp {
 }
 
 fn order_status(ts: &TestServer, id: &str) -> OrderStatus {
-    ts.app()
-        .store
-        .order(id)
-        .expect("db")
-        .expect("order")
-        .status
+    ts.app().store.order(id).expect("db").expect("order").status
 }
 
 fn emails_in(cert: &Certificate) -> Vec<String> {
@@ -118,15 +111,23 @@ async fn the_idm_system_collects_a_user_order() {
 
     // The IdM system's CSR names the user; the e-mail matches whatever its case.
     let before = ts.cert_count();
-    let cert = issued_cert(&idm_enrol(&ts, ENROLL, &user_csr(&key, JENS, &["JENS@Demo.Example"])).await);
+    let cert =
+        issued_cert(&idm_enrol(&ts, ENROLL, &user_csr(&key, JENS, &["JENS@Demo.Example"])).await);
     assert_eq!(ts.cert_count(), before + 1);
     let serial = serial_of(&cert);
-    assert_eq!(emails_in(&cert), vec![JENS_MAIL.to_string()], "the ordered address");
+    assert_eq!(
+        emails_in(&cert),
+        vec![JENS_MAIL.to_string()],
+        "the ordered address"
+    );
     let rec = ts.app().store.cert(&serial).expect("db").expect("record");
     assert_eq!(rec.kind, CertKind::User);
     assert_eq!(rec.email.as_deref(), Some(JENS_MAIL));
     assert_eq!(rec.order_id.as_deref(), Some(id.as_str()));
-    assert!(rec.rights.is_empty(), "a user certificate carries no rights");
+    assert!(
+        rec.rights.is_empty(),
+        "a user certificate carries no rights"
+    );
     assert_eq!(order_status(&ts, &id), OrderStatus::Issued { serial });
     let shown = op.get(&format!("/orders/{id}")).await;
     assert_eq!(shown.body["status"], "issued", "{}", shown.text);
@@ -163,7 +164,12 @@ async fn a_csr_naming_a_user_needs_that_users_order() {
     // An order for Jens: the right name with another e-mail, and another
     // name with Jens's e-mail, are both refused.
     let id = reference(&order_user(&ts, &mut op, "demo", JENS, JENS_MAIL).await);
-    let r = idm_enrol(&ts, ENROLL, &user_csr(&p256(), JENS, &["jens@other.example"])).await;
+    let r = idm_enrol(
+        &ts,
+        ENROLL,
+        &user_csr(&p256(), JENS, &["jens@other.example"]),
+    )
+    .await;
     assert_refused(&r, 403, "no pending order");
     let r = idm_enrol(&ts, ENROLL, &user_csr(&p256(), "Jens Hansen", &[JENS_MAIL])).await;
     assert_refused(&r, 403, "no pending order");
@@ -308,7 +314,10 @@ async fn renewal_of_an_api_user_certificate() {
             .await,
     );
     let new = serial_of(&renewed);
-    assert_eq!(order_status(&ts, &renewal), OrderStatus::Issued { serial: new });
+    assert_eq!(
+        order_status(&ts, &renewal),
+        OrderStatus::Issued { serial: new }
+    );
     let rec = ts.app().store.cert(&new).expect("db").expect("record");
     assert_eq!(rec.renews, Some(old));
     assert_eq!(rec.order_id.as_deref(), Some(renewal.as_str()));
@@ -334,11 +343,21 @@ async fn renewal_of_an_api_user_certificate() {
             serial: third_serial
         }
     );
-    let third_rec = ts.app().store.cert(&third_serial).expect("db").expect("record");
+    let third_rec = ts
+        .app()
+        .store
+        .cert(&third_serial)
+        .expect("db")
+        .expect("record");
     assert_eq!(third_rec.renews, Some(new));
     assert_eq!(third_rec.kind, CertKind::User);
     assert_eq!(
-        ts.app().store.cert(&new).expect("db").expect("record").renewed_by,
+        ts.app()
+            .store
+            .cert(&new)
+            .expect("db")
+            .expect("record")
+            .renewed_by,
         Some(third_serial)
     );
     ts.shutdown().await;
@@ -374,7 +393,10 @@ async fn renewal_of_an_api_system_certificate() {
             .await,
     );
     let new = serial_of(&renewed);
-    assert_eq!(order_status(&ts, &renewal), OrderStatus::Issued { serial: new });
+    assert_eq!(
+        order_status(&ts, &renewal),
+        OrderStatus::Issued { serial: new }
+    );
     let rec = ts.app().store.cert(&new).expect("db").expect("record");
     assert_eq!(rec.renews, Some(old));
     assert_eq!(rec.order_id.as_deref(), Some(renewal.as_str()));
