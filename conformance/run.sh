@@ -704,6 +704,84 @@ check "admin API: profile contact e-mail with Æ/Ø/Å → 400, detail says it m
     "$([ "$CODE" = 400 ] && [ "$(jget "$BODY" field)" = contact.email ] &&
         jget "$BODY" detail | grep -q 'must be changed first'; echo $?)" "$(last)"
 
+# ------------- 11a. a user certificate under an API profile (issue 15)
+# The administrator orders a user certificate under the demo profile
+# (identification api); the IdM system collects it with its own client
+# certificate by enrolling, at the profile's label, a CSR naming the user:
+# CN = the user's name, the e-mail address as subjectAltName rfc822Name.
+USER_NAME="Conformance User $OTC_TAG"
+USER_MAIL="conformance.user.$OTC_TAG@demo.example"
+api demo-profiles GET "/profiles?cvr=12345674&per_page=500"
+DEMO_PROFILE=$(python3 - "$BODY" <<'EOF' 2>/dev/null
+import json, sys
+def walk(v):
+    if isinstance(v, dict):
+        if v.get("est_label") == "demo" and "id" in v:
+            print(v["id"]); sys.exit(0)
+        for x in v.values(): walk(x)
+    elif isinstance(v, list):
+        for x in v: walk(x)
+walk(json.load(open(sys.argv[1], encoding='utf-8')))
+EOF
+)
+api user-order POST /orders "$(python3 -c '
+import json, sys
+print(json.dumps({"profile_id": sys.argv[1], "user": {"name": sys.argv[2], "email": sys.argv[3]}}))' \
+    "$DEMO_PROFILE" "$USER_NAME" "$USER_MAIL")"
+USER_REF=$(jget "$BODY" reference)
+check "admin API: POST /orders for a user under the API profile demo → 201, pending, identification api, no one-time code" \
+    "$([ "$CODE" = 201 ] && [ -n "$USER_REF" ] && [ "$(jget "$BODY" status)" = pending ] &&
+        [ "$(jget "$BODY" identification)" = api ] && [ -z "$(jget "$BODY" code)" ]; echo $?)" \
+    "demo profile: $DEMO_PROFILE" "$(last)"
+[ -n "$USER_REF" ] || USER_REF=none
+
+# mkusercsr NAME: a CSR naming the user, with a new P-256 key, in NAME.der/.b64/.key.
+mkusercsr() {
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$W/$1.key" -subj "$ORG_SUBJ/CN=$USER_NAME" \
+        -addext "subjectAltName=email:$USER_MAIL" \
+        -outform DER -out "$W/$1.der" 2>"$W/$1.csrerr" &&
+        openssl base64 -e -in "$W/$1.der" -out "$W/$1.b64"
+}
+mkusercsr user1
+enroll_as_idm user-enrol demo/simpleenroll "$W/user1.b64"
+p7_to_pem "$BODY" "$W/user1.pem"
+openssl x509 -noout -text -in "$W/user1.pem" >"$W/user1.txt" 2>&1
+check "API user certificate: curl with the IdM system's client certificate posts an openssl CSR naming the user → 200" \
+    "$([ "$CODE" = 200 ] && [ "$(ncerts "$W/user1.pem")" -ge 1 ]; echo $?)" "$(cat "$W/user1.csrerr")" "$(last)"
+grep -qF "email:$USER_MAIL" "$W/user1.txt"
+check "API user certificate: openssl x509 -text shows the user's e-mail (email:$USER_MAIL)" $? \
+    "$(sed -n '/Subject:/p;/Alternative Name/,+1p' "$W/user1.txt")"
+USER1_SERIAL=$(serial_of "$W/user1.pem")
+api user-order-issued GET "/orders/$USER_REF"
+ser=$(jget "$BODY" serial)
+check "admin API: GET /orders/<reference> of the user order → issued, serial = openssl x509 -serial" \
+    "$([ "$CODE" = 200 ] && [ "$(jget "$BODY" status)" = issued ] && [ -n "$USER1_SERIAL" ] &&
+        [ "$(echo "$ser" | tr a-f A-F)" = "$USER1_SERIAL" ]; echo $?)" \
+    "order serial: $ser" "openssl x509 -serial: $USER1_SERIAL" "$(last)"
+mkusercsr user-again
+enroll_as_idm user-again demo/simpleenroll "$W/user-again.b64"
+check "API user certificate: the same user again, with no pending order → 403 naming why" \
+    "$([ "$CODE" = 403 ] && grep -q 'no pending order' "$BODY"; echo $?)" "$(last)"
+
+# Renewal (issue 15, item 4): the admin API orders it (shown in-progress for
+# a user), and re-enrolment with the user certificate fulfils it.
+api user-renew POST "/certificates/${USER1_SERIAL:-none}/renew" '{}'
+RENEW_REF=$(jget "$BODY" reference)
+check "admin API: POST /certificates/<serial>/renew of the API user certificate → 201, in-progress" \
+    "$([ "$CODE" = 201 ] && [ -n "$RENEW_REF" ] && [ "$(jget "$BODY" status)" = in-progress ]; echo $?)" "$(last)"
+mkusercsr user2
+req user-reenroll --cert "$W/user1.pem" --key "$W/user1.key" \
+    -H 'Content-Type: application/pkcs10' --data-binary "@$W/user2.b64" "$(est_url demo/simplereenroll)"
+p7_to_pem "$BODY" "$W/user2.pem"
+USER2_SERIAL=$(serial_of "$W/user2.pem")
+api user-renewed GET "/orders/${RENEW_REF:-none}"
+check "simplereenroll with the user certificate fulfils the renewal order: issued, serial = openssl x509 -serial" \
+    "$([ "$CODE" = 200 ] && [ "$(jget "$BODY" status)" = issued ] && [ -n "$USER2_SERIAL" ] &&
+        [ "$(jget "$BODY" serial | tr a-f A-F)" = "$USER2_SERIAL" ] &&
+        [ "$(jget "$BODY" renews | tr a-f A-F)" = "$USER1_SERIAL" ]; echo $?)" \
+    "renewed serial: $USER2_SERIAL" "$(last)"
+
 # ------------------------------- 11b. serverkeygen (RFC 7030 4.4, curl)
 # split_keygen TAG: splits TAG's multipart answer into TAG.key.der (PKCS#8)
 # and TAG.p7.b64; prints the parts that lack Content-Transfer-Encoding: base64.

@@ -580,6 +580,76 @@ pub fn common_csr_template() -> CsrTemplate {
     }
 }
 
+/// The user a CSR for an API profile names: its CN and the e-mail address
+/// it asks for as a subjectAltName rfc822Name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedUser {
+    /// The CSR's CN: the user's name as ordered.
+    pub name: String,
+    /// The requested rfc822Name: the user's e-mail address as ordered.
+    pub email: String,
+}
+
+/// Whether a CSR sent to an API profile asks for a user certificate: it
+/// does when it requests an e-mail address (subjectAltName rfc822Name) other
+/// than the profile's own. Such a CSR is issued only for a pending order of
+/// that user, never as the profile's certificate, which would carry
+/// somebody's e-mail without an order. `None`: an organisation or system
+/// certificate's CSR, judged by [`enroll_template`] as before.
+pub fn named_user(csr: &VerifiedCsr, profile: &Profile) -> Result<Option<NamedUser>, PolicyError> {
+    // Only the e-mail addresses are read here; every other requested
+    // extension is judged as before by the template of whichever
+    // certificate this turns out to be (a malformed one is refused there).
+    let requested: Vec<GeneralName> = csr
+        .requested_extensions
+        .iter()
+        .filter(|e| e.extn_id == SubjectAltName::OID)
+        .filter_map(|e| SubjectAltName::from_der(e.extn_value.as_bytes()).ok())
+        .flat_map(|san| san.0)
+        .collect();
+    let mut email: Option<&str> = None;
+    for gn in &requested {
+        let GeneralName::Rfc822Name(m) = gn else {
+            continue;
+        };
+        let m = m.as_str();
+        if profile
+            .email
+            .as_deref()
+            .is_some_and(|own| own.eq_ignore_ascii_case(m))
+        {
+            continue;
+        }
+        match email {
+            None => email = Some(m),
+            Some(first) if first.eq_ignore_ascii_case(m) => {}
+            Some(_) => {
+                return Err(PolicyError::San(
+                    "a user certificate carries one e-mail address (rfc822Name), the user's".into(),
+                ))
+            }
+        }
+    }
+    let Some(email) = email else {
+        return Ok(None);
+    };
+    if let Some(problem) = email_problem(email) {
+        return Err(PolicyError::San(format!("the e-mail address {problem}")));
+    }
+    let name = name_values(&csr.subject)?
+        .into_iter()
+        .find(|(oid, _)| *oid == rfc4519::CN)
+        .map(|(_, v)| v)
+        .ok_or_else(|| PolicyError::Subject("CN is required: the user's name".into()))?;
+    if let Some(problem) = subject_text_problem(&name) {
+        return Err(PolicyError::Subject(format!("CN {problem}")));
+    }
+    Ok(Some(NamedUser {
+        name,
+        email: email.to_owned(),
+    }))
+}
+
 /// The profile as it applies to an order: a user order becomes a user
 /// certificate carrying the user's e-mail address, no system rights and no seal.
 pub fn effective_profile(profile: &Profile, holder: &OrderHolder) -> Profile {
@@ -820,6 +890,72 @@ mod tests {
         c.subject = crate::seed::system_subject(&org(), cn).expect("subject");
         c.requested_extensions.clear();
         c
+    }
+
+    /// A CSR of the demo organisation named `cn` asking for `emails` (and a DNS name).
+    fn csr_with_emails(cn: &str, emails: &[&str]) -> VerifiedCsr {
+        let mut c = csr_named(cn);
+        let mut names: Vec<GeneralName> = vec![GeneralName::DnsName(
+            Ia5String::new("a.devices.demo.example").expect("ascii"),
+        )];
+        names.extend(
+            emails
+                .iter()
+                .map(|e| GeneralName::Rfc822Name(Ia5String::new(e).expect("ascii"))),
+        );
+        c.requested_extensions = vec![Extension {
+            extn_id: SubjectAltName::OID,
+            critical: false,
+            extn_value: OctetString::new(SubjectAltName(names).to_der().expect("san"))
+                .expect("octets"),
+        }];
+        c
+    }
+
+    /// An e-mail address other than the profile's makes a CSR a user's; the
+    /// profile's own address, or none, leaves it the profile's.
+    #[test]
+    fn a_csr_names_a_user_by_an_email_address_not_the_profiles() {
+        let mut p = profile();
+        assert_eq!(
+            named_user(&csr_with_emails("Jens Jensen", &[]), &p),
+            Ok(None)
+        );
+        p.email = Some("drift@demo.example".into());
+        assert_eq!(
+            named_user(&csr_with_emails("device-1", &["DRIFT@demo.example"]), &p),
+            Ok(None)
+        );
+        assert_eq!(
+            named_user(
+                &csr_with_emails("Jens Jensen", &["jens@demo.example", "drift@demo.example"]),
+                &p
+            ),
+            Ok(Some(NamedUser {
+                name: "Jens Jensen".into(),
+                email: "jens@demo.example".into(),
+            }))
+        );
+        assert_eq!(
+            named_user(
+                &csr_with_emails("Jens Jensen", &["jens@demo.example", "JENS@demo.example"]),
+                &p
+            )
+            .map(|u| u.map(|u| u.email)),
+            Ok(Some("jens@demo.example".into())),
+            "one address in two spellings is one user"
+        );
+        assert!(matches!(
+            named_user(
+                &csr_with_emails("Jens Jensen", &["jens@demo.example", "jens@other.example"]),
+                &p
+            ),
+            Err(PolicyError::San(_))
+        ));
+        assert!(matches!(
+            named_user(&csr_with_emails("Jens Jensen", &["not-an-address"]), &p),
+            Err(PolicyError::San(_))
+        ));
     }
 
     /// Found by the csr fuzz target: a CN with CR and NULs was accepted.

@@ -179,7 +179,9 @@ pub enum CertificatesCommand {
     ///
     /// Calls POST /api/v1/certificates/{serial}/renew and prints the new
     /// order, with its one-time code if the profile uses codes. A certificate
-    /// of an API profile is renewed by its IdM system over EST instead.
+    /// of an API profile gets an order without a code, which its next
+    /// re-enrolment over EST fulfils (a user certificate's also the IdM
+    /// system's enrolment of a CSR naming the user).
     Renew(SerialArg),
     /// Block a user certificate, for good (revocation reason "blocked").
     ///

@@ -247,7 +247,7 @@ static OPERATIONS: &[(Endpoint, Operation)] = &[
     }),
     (E::CreateOrder, Operation {
         summary: "Order a certificate",
-        description: Some("403 if the organisation does not allow user certificates. `publish` (user certificates only; 400 naming `publish` for others) decides whether the issued certificate is in the public certificate database; absent, the profile's `publish` decides when it is issued. A renewal keeps the choice."),
+        description: Some("403 if the organisation does not allow user certificates. `publish` (user certificates only; 400 naming `publish` for others) decides whether the issued certificate is in the public certificate database; absent, the profile's `publish` decides when it is issued. A renewal keeps the choice. Under a profile with identification `api` (the default for such a profile) only a user certificate is ordered (409 without `user`: the IdM system enrols the profile's own certificates itself); the order has no one-time code, and the organisation's IdM system collects it with its est-enroll client certificate by `simpleenroll` at the profile's EST label, with a CSR whose CN is the user's name and whose subjectAltName carries the user's e-mail address as rfc822Name (case-insensitive). That enrolment issues a user certificate with the ordered e-mail address, linked to this order, which becomes `issued`; it is refused if no pending order or several match. Identification `api` for a profile the IdM system does not enrol (its identification is not `api`, or it issues by serverkeygen) answers 409."),
         tag: "orders",
         query: &[],
         body: Some(of::<NewOrder>),
@@ -310,7 +310,7 @@ static OPERATIONS: &[(Endpoint, Operation)] = &[
     }),
     (E::RenewCertificate, Operation {
         summary: "Order a renewal (before expiry and revocation only)",
-        description: Some("Refused with 409 for a certificate of an API profile (the IdM system renews it by re-enrolment over EST), for one that already has a valid successor, and while another renewal order for it is open."),
+        description: Some("Refused with 409 for a certificate that already has a valid successor, and while another renewal order for it is open. A certificate of an API profile (identification `api`) gets a renewal order without a one-time code: the certificate's next `simplereenroll` fulfils it (the order becomes `issued`, the new certificate renews the old), and for a user certificate so does the IdM system's `simpleenroll` of a CSR naming the user. A user's renewal is shown `in-progress`, an organisation's or system's `pending`; an order nobody fulfils can be deleted."),
         tag: "certificates",
         query: &[],
         body: None,

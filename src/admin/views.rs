@@ -34,7 +34,10 @@ pub struct UserView {
 pub struct OrderView {
     /// Reference number.
     pub reference: String,
-    /// Status as the service shows it (an issued order shows its certificate's state).
+    /// Status as the service shows it: `pending`, `approved`, `rejected`,
+    /// `deleted`; `in-progress` for a user's open renewal (an organisation's
+    /// or system's open renewal shows `pending`); once issued, its
+    /// certificate's state (`issued`, `expired`, `revoked`, `blocked`).
     pub status: String,
     /// Organisation.
     pub cvr: String,

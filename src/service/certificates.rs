@@ -153,6 +153,9 @@ static RENEWAL_ORDERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Renews a certificate by ordering a new one for the same profile (and user).
 /// Possible only before expiry; the old certificate stays valid until then.
+/// For an API profile (identification api) the order has no one-time code:
+/// the certificate's re-enrolment fulfils it, and for a user certificate so
+/// does the IdM system's enrolment of a CSR naming the user.
 /// A certificate has at most one successor and one open renewal order.
 /// Durable when it returns.
 pub async fn renew(
@@ -205,13 +208,6 @@ fn renewal_request(
         Some(Identification::Api) | None => profile.identification,
         Some(other) => other,
     };
-    if identification == Identification::Api {
-        return Err(Error::Conflict(
-            "certificates of API profiles are renewed by the IdM system's re-enrolment over EST \
-             (simplereenroll with the certificate), not by an order, which nothing could collect"
-                .into(),
-        ));
-    }
     // A renewal keeps the user and the user's publishing choice.
     let (user, publish) = match old_order.as_ref().map(|o| &o.holder) {
         Some(OrderHolder::User {

@@ -1,16 +1,22 @@
 //! Enrolment by API identification: an IdM system, known by its client
 //! certificate, enrols under its organisation's API profiles; each issuance
 //! creates an order that is already Issued. Profiles that require approval
-//! hold the request instead (see [`super::held`]).
+//! hold the request instead (see [`super::held`]). A CSR that names a user
+//! (an e-mail address in its subjectAltName) collects that user's pending
+//! order instead, as a user certificate ([`pending_user_order`]).
 
 use super::held::{self, Enrolled, HeldRequest};
 use super::issue::{self, cpu, AuditNote, NOT_PERMITTED};
 use super::{Error, Services};
 use crate::auth::Principal;
-use crate::ca::csr;
+use crate::ca::csr::{self, VerifiedCsr};
+use crate::ca::CertTemplate;
 use crate::model::SystemRight;
-use crate::model::{AuditAction, Identification, Issuance, OrderHolder, Organisation, Profile};
-use crate::policy;
+use crate::model::{
+    AuditAction, Identification, Issuance, Order, OrderHolder, OrderStatus, Organisation, Profile,
+};
+use crate::policy::{self, NamedUser};
+use crate::store::PendingIssuance;
 use crate::tls::ChannelBinding;
 
 /// Enrols `principal` (an IdM system's certificate) under the profile of
@@ -31,19 +37,47 @@ pub async fn enrol(
     let (org, profile) = api_profile(s, &principal, label)?;
     check_rights_held(&principal, &profile)?;
     let actor = principal.describe();
-    let binding = binding.clone();
     let ticket = s.store.expect_issuance();
     let policies = s.config.certificate_policies;
-    let (template, profile, der, linked) = cpu(s.ca.active(), move || {
+    let checked_binding = binding.clone();
+    let checked = cpu(s.ca.active(), move || {
         let csr = csr::parse_and_verify(&csr_der)?;
-        let linked = policy::check_pop_linking(&profile, &csr, &binding);
+        if let Some(user) = policy::named_user(&csr, &profile)? {
+            return Ok(Checked::User {
+                csr,
+                user,
+                org,
+                profile,
+            });
+        }
+        let linked = policy::check_pop_linking(&profile, &csr, &checked_binding);
         if !profile.approval_required {
             linked.clone()?;
         }
         let template = policy::enroll_template(&csr, &org, &profile, &policies)?;
-        Ok((template, profile, csr_der, linked))
-    })
-    .await?;
+        Ok(Checked::Profile {
+            template,
+            profile,
+            der: csr_der,
+            linked,
+        })
+    });
+    let (template, profile, der, linked) = match checked.await? {
+        Checked::User {
+            csr,
+            user,
+            org,
+            profile,
+        } => {
+            return enrol_user(s, actor, org, &profile, csr, &user, binding, ticket).await;
+        }
+        Checked::Profile {
+            template,
+            profile,
+            der,
+            linked,
+        } => (template, profile, der, linked),
+    };
     if profile.approval_required {
         let request = HeldRequest {
             der: &der,
@@ -62,6 +96,129 @@ pub async fn enrol(
     let issued = issue::issue_with_new_order(s, template, &profile, note, None, ticket).await?;
     issue::count_issued(s, &profile.est_label, "enroll");
     Ok(Enrolled::Issued(issued.into()))
+}
+
+/// A CSR checked for an API profile: the profile's own certificate, or a
+/// user's.
+enum Checked {
+    /// The profile's certificate, as the profile allows it.
+    Profile {
+        template: CertTemplate,
+        profile: Profile,
+        der: Vec<u8>,
+        linked: Result<(), policy::LinkingError>,
+    },
+    /// A user certificate: collects the user's pending order.
+    User {
+        csr: VerifiedCsr,
+        user: NamedUser,
+        org: Organisation,
+        profile: Profile,
+    },
+}
+
+/// Issues the user certificate that `csr` asks for (it names `user`) for
+/// the one pending order of that user under `profile`: the order becomes
+/// Issued, and the certificate is linked to it, in one durable write.
+///
+/// The order was placed by an administrator, which is the decision an
+/// approval-required profile asks for, so it is not held a second time;
+/// the CSR must still be exactly what was ordered (CN the user's name, the
+/// user's e-mail), and the user certificate carries no system rights.
+#[allow(clippy::too_many_arguments)]
+async fn enrol_user(
+    s: Services<'_>,
+    actor: String,
+    org: Organisation,
+    profile: &Profile,
+    csr: VerifiedCsr,
+    user: &NamedUser,
+    binding: &ChannelBinding,
+    ticket: PendingIssuance,
+) -> Result<Enrolled, Error> {
+    let order = pending_user_order(s, profile, user)?;
+    // The organisation's permissions as they are now, as at every collection.
+    issue::check_permissions(&org, profile, &order.holder)?;
+    let effective = policy::effective_profile(profile, &order.holder);
+    let (holder, binding) = (order.holder.clone(), binding.clone());
+    let policies = s.config.certificate_policies;
+    let template = cpu(s.ca.active(), {
+        let effective = effective.clone();
+        move || {
+            policy::check_pop_linking(&effective, &csr, &binding)?;
+            Ok(policy::collect_template(
+                &csr, &org, &effective, &holder, &policies,
+            )?)
+        }
+    })
+    .await?;
+    let note = AuditNote {
+        actor,
+        action: AuditAction::Enroll,
+        detail: match order.renews {
+            Some(old) => format!(
+                "user certificate issued for renewal order {}; renews {old}",
+                order.id
+            ),
+            None => format!("user certificate issued for order {}", order.id),
+        },
+    };
+    let issued = issue::issue_for_order(s, template, &effective, &order, note, ticket).await?;
+    issue::count_issued(s, &effective.est_label, "enroll");
+    Ok(Enrolled::Issued(issued.into()))
+}
+
+/// The one pending API-identification order of `user` under `profile`: the
+/// holder's name is the CSR's CN exactly, and the e-mail address matches
+/// case-insensitively. Orders holding a CSR for approval are not candidates
+/// (their CSR collects them). None or several are refused, naming why; the
+/// CSR's own text is not repeated in the answer.
+fn pending_user_order(
+    s: Services<'_>,
+    profile: &Profile,
+    user: &NamedUser,
+) -> Result<Order, Error> {
+    let mut matching: Vec<Order> = Vec::new();
+    // A scan, made only for CSRs that name a user; an organisation's or
+    // system's enrolment never reaches it.
+    for order in s.store.orders() {
+        let order = order?;
+        let candidate = order.profile_id == profile.id
+            && order.cvr == profile.cvr
+            && order.identification == Identification::Api
+            && order.status == OrderStatus::Pending
+            && order.held_csr.is_none();
+        if !candidate {
+            continue;
+        }
+        if let OrderHolder::User { name, email, .. } = &order.holder {
+            if *name == user.name && email.eq_ignore_ascii_case(&user.email) {
+                matching.push(order);
+            }
+        }
+    }
+    if matching.len() > 1 {
+        return Err(Error::Conflict(format!(
+            "{} pending orders of profile {:?} are for this user ({}); one must be deleted \
+             before the certificate can be issued",
+            matching.len(),
+            profile.name,
+            matching
+                .iter()
+                .map(|o| o.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    matching.pop().ok_or_else(|| {
+        Error::Forbidden(format!(
+            "the CSR names a user (its rfc822Name is not the profile's e-mail address), and no \
+             pending order of profile {:?} is for a user of this name (CN) and e-mail address; \
+             an administrator orders the user certificate first (identification api), or the \
+             CSR leaves the e-mail address out to enrol the profile's own certificate",
+            profile.name
+        ))
+    })
 }
 
 /// A caller never obtains through EST a right it does not hold itself (an

@@ -138,13 +138,7 @@ pub(crate) fn place_order(
         .ok_or(Error::NotFound("organisation"))?;
     let (holder, identification, issuance) = check_order_request(req, &org, &profile)?;
     if identification == Identification::Api {
-        // No code and no one to collect it: such an order would stay open for ever.
-        return Err(Error::Conflict(format!(
-            "profile {:?} is enrolled by its IdM system over EST (identification api, \
-             simpleenroll with its est-enroll certificate); an order for it would have no \
-             one-time code and could never be collected",
-            profile.name
-        )));
+        check_api_order(&profile, &holder, issuance, renews)?;
     }
     let now = now_unix();
     for _ in 0..8 {
@@ -172,10 +166,73 @@ pub(crate) fn place_order(
         if !svc.store.insert_new_order(&order)? {
             continue; // reference number taken; draw another
         }
+        if let (Some(old), Identification::Api) = (renews, identification) {
+            // Found by the re-enrolment of `old`, which fulfils it.
+            svc.store.put_held(&renewal_key(&old), &order.id)?;
+        }
         record_order(svc, actor, &order, &profile)?;
         return Ok(CreatedOrder { order, code });
     }
     Err(Error::NoFreeReference)
+}
+
+/// Whether an order with identification api can be fulfilled: the IdM
+/// system collects it by enrolling at the profile's label (a user order,
+/// matched by the CSR's CN and e-mail address), or the certificate's holder
+/// by re-enrolling (a renewal). An organisation or system certificate that
+/// is not a renewal is simply enrolled by the IdM system; an order for it
+/// could never be told apart from that enrolment, and would stay open.
+fn check_api_order(
+    profile: &Profile,
+    holder: &OrderHolder,
+    issuance: Issuance,
+    renews: Option<Serial>,
+) -> Result<(), Error> {
+    if profile.identification != Identification::Api || profile.issuance != Issuance::Est {
+        return Err(Error::Conflict(format!(
+            "identification api is collected by the IdM system's enrolment at the profile's \
+             EST label, and profile {:?} is not enrolled that way (its identification is {:?})",
+            profile.name, profile.identification
+        )));
+    }
+    if issuance != Issuance::Est {
+        return Err(Error::invalid(
+            "issuance",
+            "an order with identification api is collected with simpleenroll (est)",
+        ));
+    }
+    if matches!(holder, OrderHolder::Profile) && renews.is_none() {
+        return Err(Error::Conflict(format!(
+            "profile {:?} is enrolled by its IdM system over EST (identification api, \
+             simpleenroll with its est-enroll certificate); only a user certificate is ordered \
+             for it (with \"user\"), which the IdM system then collects",
+            profile.name
+        )));
+    }
+    Ok(())
+}
+
+/// The index key under which an API renewal order of `serial` is found
+/// (in the store's index of held requests, whose other keys are SHA-256
+/// of CSRs; the prefix keeps the two apart).
+pub(crate) fn renewal_key(serial: &Serial) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(b"estd renewal order of ");
+    ctx.update(serial.to_string().as_bytes());
+    let mut key = [0u8; 32];
+    key.copy_from_slice(ctx.finish().as_ref());
+    key
+}
+
+/// The open API renewal order of `serial`, if an administrator placed one:
+/// the certificate's re-enrolment fulfils it instead of making a new order.
+pub(crate) fn open_api_renewal(svc: Services<'_>, serial: &Serial) -> Result<Option<Order>, Error> {
+    Ok(svc.store.held_order(&renewal_key(serial))?.filter(|o| {
+        o.renews == Some(*serial)
+            && o.identification == Identification::Api
+            && o.status == OrderStatus::Pending
+            && o.held_csr.is_none()
+    }))
 }
 
 /// The audit event and the notice of a new order.
@@ -218,11 +275,19 @@ fn record_order(
             cvr: &order.cvr,
             to: recipient(profile, &order.holder),
             subject: format!("Certificate ready to collect: {}", profile.name),
-            body: format!(
-                "A certificate for profile \"{}\" was ordered with reference number {}. \
-                 It can be collected with the reference number and the one-time code handed to you separately.",
-                profile.name, order.id
-            ),
+            body: if order.identification == Identification::Api {
+                format!(
+                    "A certificate for profile \"{}\" was ordered with reference number {}. \
+                     It is issued when your organisation's IdM system enrols it.",
+                    profile.name, order.id
+                )
+            } else {
+                format!(
+                    "A certificate for profile \"{}\" was ordered with reference number {}. \
+                     It can be collected with the reference number and the one-time code handed to you separately.",
+                    profile.name, order.id
+                )
+            },
             serial: renews,
             order_id: Some(&order.id),
         },
@@ -306,7 +371,8 @@ pub fn display_status(svc: Services<'_>, order: &Order, now: UnixSeconds) -> Str
 /// and, once issued, its certificate's notAfter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderShown {
-    /// `in-progress` for a pending renewal, the certificate's state once
+    /// `in-progress` for a user's pending renewal (an organisation's or
+    /// system's shows `pending`), the certificate's state once
     /// issued (`issued` if it cannot be read), else the order's status.
     pub status: String,
     /// The issued certificate's notAfter.
@@ -328,7 +394,13 @@ impl OrderShown {
     /// rejected, deleted, a new code) has none, so needs no look-up.
     pub fn of(order: &Order, cert: Option<&CertRecord>, now: UnixSeconds) -> OrderShown {
         let status = match order.status {
-            OrderStatus::Pending if order.renews.is_some() => "in-progress".into(),
+            // As the service shows a renewal: a user's is in progress, an
+            // organisation's or system's pending.
+            OrderStatus::Pending
+                if order.renews.is_some() && matches!(order.holder, OrderHolder::User { .. }) =>
+            {
+                "in-progress".into()
+            }
             OrderStatus::Issued { .. } => match cert {
                 Some(c) => c.state(now).as_str().into(),
                 None => "issued".into(),

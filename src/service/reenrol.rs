@@ -7,11 +7,13 @@ use x509_cert::Certificate as X509;
 use super::held::Enrolled;
 use super::held::{self, HeldRequest};
 use super::issue::{self, cpu, AuditNote, Certificate};
+use super::orders::open_api_renewal;
 use super::{Error, Services};
 use crate::auth::Principal;
 use crate::ca::{csr, CertTemplate};
 use crate::model::{
-    ActorId, AuditAction, CertRecord, CertStatus, OrderHolder, Organisation, Profile, Serial,
+    ActorId, AuditAction, CertRecord, CertStatus, Identification, OrderHolder, Organisation,
+    Profile, Serial,
 };
 use crate::policy;
 use crate::store::StoreError;
@@ -58,7 +60,15 @@ pub async fn reenrol(
         return Ok(Enrolled::Issued(again));
     }
     let actor = ActorId::Cert(old_serial).to_string();
-    if effective.approval_required {
+    // An administrator's renewal order (API profiles) is fulfilled by this
+    // re-enrolment rather than left open beside it; it is the decision an
+    // approval-required profile asks for, so it is not held again.
+    let renewal_order = if effective.identification == Identification::Api {
+        open_api_renewal(s, &old_serial)?
+    } else {
+        None
+    };
+    if effective.approval_required && renewal_order.is_none() {
         let request = HeldRequest {
             der: &der,
             template,
@@ -68,17 +78,30 @@ pub async fn reenrol(
         };
         return held::answer(s, &actor, request, &effective, ticket).await;
     }
-    let note = AuditNote {
-        actor,
-        action: AuditAction::Reenroll,
-        detail: format!("renews {old_serial}"),
-    };
+    linked?;
     // The old certificate is linked to its renewal in the same write; it stays
     // valid until it expires.
-    let renewal = Some((old_serial, renewal_holder));
-    let issuing =
-        issue::issue_with_new_order(s, template.clone(), &effective, note, renewal, ticket);
-    match issuing.await {
+    let issuing = match renewal_order {
+        Some(order) => {
+            let note = AuditNote {
+                actor,
+                action: AuditAction::Reenroll,
+                detail: format!("renews {old_serial}; fulfils renewal order {}", order.id),
+            };
+            issue::issue_for_order(s, template.clone(), &effective, &order, note, ticket).await
+        }
+        None => {
+            let note = AuditNote {
+                actor,
+                action: AuditAction::Reenroll,
+                detail: format!("renews {old_serial}"),
+            };
+            let renewal = Some((old_serial, renewal_holder));
+            issue::issue_with_new_order(s, template.clone(), &effective, note, renewal, ticket)
+                .await
+        }
+    };
+    match issuing {
         Ok(issued) => {
             issue::count_issued(s, &effective.est_label, "reenroll");
             Ok(Enrolled::Issued(issued.into()))

@@ -1090,9 +1090,8 @@ async fn certificates_are_revoked_blocked_and_renewed() {
     let dir = tempfile::tempdir().expect("tmp");
     let ts = TestServer::start(dir.path()).await;
     let mut op = Api::operator(&ts).await;
-    // A one-time-code profile: a renewal order of an API profile's
-    // certificate could never be collected and is refused (tests/lifecycle.rs
-    // `orders_that_cannot_be_collected_are_refused`).
+    // A one-time-code profile (renewals of API profiles' certificates:
+    // tests/it/api_user_orders.rs).
     let created = op
         .create_profile(code_profile_body("Servers", "servers"))
         .await;
@@ -1121,7 +1120,8 @@ async fn certificates_are_revoked_blocked_and_renewed() {
         .await;
     assert_eq!(r.status, 201, "{}", r.resp.text());
     assert_eq!(r.str("renews"), serial.to_string());
-    assert_eq!(r.str("status"), "in-progress");
+    // A system certificate's renewal is shown pending (a user's, in progress).
+    assert_eq!(r.str("status"), "pending");
 
     // Revoke: a bad reason is refused, then revoked for good.
     let r = op

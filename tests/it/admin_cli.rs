@@ -249,6 +249,8 @@ async fn certificates_are_shown_renewed_and_blocked() {
     // renew: a new order that renews it, with a one-time code.
     let out = cli_ok(&ts, &["certificates", "renew", "--serial", &hex]).await;
     assert_eq!(line_value(&out, "renews: "), hex);
+    // A system certificate's renewal shows pending (a user's, in-progress).
+    assert_eq!(line_value(&out, "status: "), "pending");
     assert!(out.contains("one-time code: "), "{out}");
     let renewal = line_value(&out, "reference: ");
     let order = ts

@@ -623,25 +623,25 @@ async fn orders_that_cannot_be_collected_are_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let ts = TestServer::start(dir.path()).await;
     let mut op = Api::operator(&ts).await;
-    let (_, cert) = enrol(&ts, "api-1", |_| {}).await;
     let orders_before = op.get("/orders").await.body["total"].clone();
 
-    let renew = format!("/certificates/{}/renew", serial_of(&cert));
-    for _ in 0..2 {
-        let r = op.post(&renew, json!({})).await;
-        assert_problem(&r, 409, "renewed by the IdM system's re-enrolment over EST");
-    }
-    let r = op
-        .post(
-            "/orders",
-            json!({"profile_id": profile(&ts, "demo").id, "user": {"name": "Jens Jensen", "email": "jens@demo.example"}}),
-        )
-        .await;
-    assert_problem(&r, 409, "enrolled by its IdM system over EST");
+    // An organisation's or system's certificate of an API profile is
+    // enrolled by the IdM system; an order for it would never be collected.
+    // (Renewals and user certificates of API profiles are collected:
+    // tests/it/api_user_orders.rs.)
     let r = op
         .post("/orders", json!({"profile_id": profile(&ts, "demo").id}))
         .await;
     assert_problem(&r, 409, "enrolled by its IdM system over EST");
+    // Identification api for a profile the IdM system does not enrol.
+    let r = op
+        .post(
+            "/orders",
+            json!({"profile_id": profile(&ts, "demo-idm").id, "identification": "api",
+                   "user": {"name": "Jens Jensen", "email": "jens@demo.example"}}),
+        )
+        .await;
+    assert_problem(&r, 409, "is not enrolled that way");
     assert_eq!(op.get("/orders").await.body["total"], orders_before);
     ts.shutdown().await;
 }

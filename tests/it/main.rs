@@ -18,6 +18,7 @@
 mod admin_api;
 mod admin_cli;
 mod admin_tokens;
+mod api_user_orders;
 mod cert_contents;
 mod conformance;
 mod connections;

@@ -724,11 +724,14 @@ async fn csr_asking_for_more_than_the_profile_is_refused() {
             "subject alternative name not allowed: IP address",
         ),
         (
+            // An e-mail address other than the profile's names a user, who
+            // needs a pending order (tests/it/api_user_orders.rs).
             "an e-mail SAN",
             demo_csr_with("san", |p| {
                 p.subject_alt_names = vec![rcgen::SanType::Rfc822Name(ia5("ceo@demo.example"))];
             }),
-            "subject alternative name not allowed: e-mail ceo@demo.example",
+            "the CSR names a user (its rfc822Name is not the profile's e-mail address), and no \
+             pending order",
         ),
         (
             "a URI SAN",

@@ -19,6 +19,8 @@ mod admin_api;
 mod admin_cli;
 #[path = "../it/admin_tokens.rs"]
 mod admin_tokens;
+#[path = "../it/api_user_orders.rs"]
+mod api_user_orders;
 #[path = "../it/cert_contents.rs"]
 mod cert_contents;
 #[path = "../it/connections.rs"]
