@@ -3,12 +3,13 @@
 //! creates an order that is already Issued. Profiles that require approval
 //! hold the request instead (see [`super::held`]).
 
+use super::email;
 use super::held::{self, Enrolled, HeldRequest};
 use super::issue::{self, cpu, AuditNote, NOT_PERMITTED};
 use super::{Error, Services};
 use crate::auth::Principal;
 use crate::ca::csr;
-use crate::model::SystemRight;
+use crate::model::{now_unix, SystemRight};
 use crate::model::{AuditAction, Identification, Issuance, OrderHolder, Organisation, Profile};
 use crate::policy;
 use crate::tls::ChannelBinding;
@@ -30,20 +31,25 @@ pub async fn enrol(
     }
     let (org, profile) = api_profile(s, &principal, label)?;
     check_rights_held(&principal, &profile)?;
+    let held = profile.approval_required
+        || email::awaits_validation(s, &profile, &OrderHolder::Profile, now_unix());
     let actor = principal.describe();
     let binding = binding.clone();
     let ticket = s.store.expect_issuance();
     let (template, profile, der, linked) = cpu(s.ca.active(), move || {
         let csr = csr::parse_and_verify(&csr_der)?;
         let linked = policy::check_pop_linking(&profile, &csr, &binding);
-        if !profile.approval_required {
-            linked.clone()?;
-        }
         let template = policy::enroll_template(&csr, &org, &profile)?;
         Ok((template, profile, csr_der, linked))
     })
     .await?;
-    if profile.approval_required {
+    // A retry of a held request is answered by its order, also once nothing
+    // is left to wait for.
+    let held = held || held::is_held(s, &der)?;
+    if !held {
+        linked.clone()?;
+    }
+    if held {
         let request = HeldRequest {
             der: &der,
             template,

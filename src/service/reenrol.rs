@@ -4,6 +4,7 @@
 
 use x509_cert::Certificate as X509;
 
+use super::email;
 use super::held::Enrolled;
 use super::held::{self, HeldRequest};
 use super::issue::{self, cpu, AuditNote, Certificate};
@@ -45,19 +46,26 @@ pub async fn reenrol(
         // certificate does not hold itself (its rights were fixed at issuance).
         effective.rights.retain(|r| own_rights.contains(r));
         let linked = policy::check_pop_linking(&effective, &csr, &binding);
-        if !effective.approval_required {
-            linked.clone()?;
-        }
         let template = policy::reenroll_template(&csr, &cert, &effective)?;
         policy::check_names_still_allowed(&cert, &org, &effective)?;
         Ok((template, effective, csr_der, linked))
     })
     .await?;
+    // A renewal that carries the profile's address waits for it to be
+    // confirmed (as an enrolment does) unless it was within the window.
+    let carries_address = policy::email_of(&template.sans).is_some();
+    let held = effective.approval_required
+        || (carries_address
+            && email::awaits_validation(s, &effective, &renewal_holder, crate::model::now_unix()))
+        || held::is_held(s, &der)?;
+    if !held {
+        linked.clone()?;
+    }
     if let Some(again) = existing_successor(s, &old_serial, &template)? {
         return Ok(Enrolled::Issued(again));
     }
     let actor = ActorId::Cert(old_serial).to_string();
-    if effective.approval_required {
+    if held {
         let request = HeldRequest {
             der: &der,
             template,

@@ -21,6 +21,7 @@ mod admin_tokens;
 mod conformance;
 mod connections;
 mod crash;
+mod email_validation;
 mod encrypted_ca_key;
 mod est_core;
 mod est_orders;

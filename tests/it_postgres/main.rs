@@ -23,6 +23,8 @@ mod admin_tokens;
 mod connections;
 #[path = "../it/crash.rs"]
 mod crash;
+#[path = "../it/email_validation.rs"]
+mod email_validation;
 #[path = "../it/encrypted_ca_key.rs"]
 mod encrypted_ca_key;
 #[path = "../it/est_core.rs"]
