@@ -85,6 +85,10 @@ pub struct Config {
     pub admin_tokens: AdminTokensConfig,
     /// Notification delivery.
     pub smtp: SmtpConfig,
+    /// What notices say: links and languages.
+    pub notices: NoticesConfig,
+    /// E-mail validation before issuance.
+    pub email_validation: EmailValidationConfig,
     /// Logging.
     pub log: LogConfig,
     /// Request rate limits on the EST listener.
@@ -261,6 +265,79 @@ pub struct SmtpConfig {
     pub from: String,
     /// Seconds between delivery rounds.
     pub interval_secs: u64,
+}
+
+/// `[notices]`: the texts of notices (the sender is `smtp.from`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoticesConfig {
+    /// Where the links in notices point: `http(s)://host[:port][/path]`,
+    /// without query or fragment. Collection links are
+    /// `<base_url>/collect?ref=<reference number>`.
+    pub base_url: String,
+    /// `"da"`, `"en"` or `"da+en"` (Danish first, then English).
+    pub language: crate::model::NoticeLanguages,
+}
+
+impl NoticesConfig {
+    /// `base_url` joined with `path_and_query` (which starts with `/`).
+    pub fn link(&self, path_and_query: &str) -> String {
+        format!("{}{path_and_query}", self.base_url.trim_end_matches('/'))
+    }
+
+    /// The link where the order `reference` is collected (never with its code).
+    pub fn collect_link(&self, reference: &str) -> String {
+        self.link(&format!("/collect?ref={reference}"))
+    }
+}
+
+/// `[email_validation]`: an organisation or system certificate carrying an
+/// e-mail address is issued only once the address was confirmed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailValidationConfig {
+    /// `false` issues without confirmation (as before the check existed).
+    pub enabled: bool,
+    /// Hours a confirmation link works.
+    pub link_ttl_hours: u32,
+    /// Days a confirmation lasts: within them the address is not validated again.
+    pub valid_for_days: u32,
+}
+
+impl EmailValidationConfig {
+    /// `link_ttl_hours` in seconds.
+    pub fn link_ttl_secs(&self) -> u64 {
+        u64::from(self.link_ttl_hours) * 3600
+    }
+
+    /// `valid_for_days` in seconds.
+    pub fn valid_for_secs(&self) -> u64 {
+        u64::from(self.valid_for_days) * 86_400
+    }
+}
+
+/// Whether `url` is a usable base for links: `http://` or `https://`, a
+/// host, no query, fragment, user information, spaces or control characters.
+fn base_url_problem(url: &str) -> Option<&'static str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let Some(rest) = rest else {
+        return Some("must start with https:// or http://");
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || host.starts_with(':') {
+        return Some("must name a host");
+    }
+    if url.len() > 512 {
+        return Some("must be at most 512 characters");
+    }
+    if url.chars().any(|c| {
+        c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '@' | '"' | '<' | '>')
+    }) {
+        return Some("must have no query, fragment, user information, quotes or spaces");
+    }
+    None
 }
 
 /// `[server]`.
@@ -739,6 +816,25 @@ impl Config {
             ));
         }
         self.certificate_policies.validate()?;
+        if let Err(e) = self.smtp.from.parse::<lettre::message::Mailbox>() {
+            return Err(ConfigError::Invalid(format!(
+                "smtp.from {:?} is not a mailbox such as \"estd <estd@example.com>\": {e}",
+                self.smtp.from
+            )));
+        }
+        let v = &self.email_validation;
+        if !(1..=720).contains(&v.link_ttl_hours) || !(1..=3650).contains(&v.valid_for_days) {
+            return Err(ConfigError::Invalid(
+                "email_validation: link_ttl_hours must be 1 to 720, valid_for_days 1 to 3650"
+                    .into(),
+            ));
+        }
+        if let Some(problem) = base_url_problem(&self.notices.base_url) {
+            return Err(ConfigError::Invalid(format!(
+                "notices.base_url {:?} {problem}",
+                self.notices.base_url
+            )));
+        }
         for a in &self.tls.client_anchors {
             if !crate::model::is_valid_cvr(&a.cvr) {
                 return Err(ConfigError::Invalid(format!(
@@ -914,6 +1010,57 @@ mod tests {
             "[ca.key]\npkcs11 = { module = \"/m.so\", token_label = \"\", key_label = \"k\", pin_env = \"P\" }\n",
             "[ca.key]\npkcs11 = { module = \"/m.so\", token_label = \"t\", key_label = \"k\", pin = \"1234\" }\n",
             "[ca]\nkey_passphrase_env = \"X\"\n[ca.key]\npkcs11 = { module = \"/m.so\", token_label = \"t\", key_label = \"k\", pin_env = \"P\" }\n",
+        ] {
+            assert!(
+                Config::from_toml_layers(&[DEFAULT_TOML, bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn notice_links_come_from_the_base_url() {
+        let c = Config::embedded().expect("default");
+        assert_eq!(c.notices.base_url, "http://localhost:8080");
+        assert_eq!(c.notices.language, crate::model::NoticeLanguages::Both);
+        assert_eq!(
+            c.notices.collect_link("R1"),
+            "http://localhost:8080/collect?ref=R1"
+        );
+        let c = Config::from_toml_layers(&[
+            DEFAULT_TOML,
+            "[notices]\nbase_url = \"https://certs.example.dk/portal/\"\nlanguage = \"en\"\n",
+        ])
+        .expect("override");
+        assert_eq!(
+            c.notices.collect_link("R1"),
+            "https://certs.example.dk/portal/collect?ref=R1"
+        );
+        assert_eq!(c.notices.language, crate::model::NoticeLanguages::English);
+        for bad in [
+            "[notices]\nbase_url = \"certs.example.dk\"\n",
+            "[notices]\nbase_url = \"https://\"\n",
+            "[notices]\nbase_url = \"https://x.dk/?a=b\"\n",
+            "[notices]\nbase_url = \"https://u@x.dk\"\n",
+            "[notices]\nlanguage = \"de\"\n",
+        ] {
+            assert!(
+                Config::from_toml_layers(&[DEFAULT_TOML, bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn email_validation_defaults_and_bounds() {
+        let c = Config::embedded().expect("default");
+        assert!(c.email_validation.enabled);
+        assert_eq!(c.email_validation.link_ttl_secs(), 72 * 3600);
+        assert_eq!(c.email_validation.valid_for_secs(), 365 * 86_400);
+        for bad in [
+            "[email_validation]\nlink_ttl_hours = 0\n",
+            "[email_validation]\nvalid_for_days = 0\n",
+            "[email_validation]\nvalid_for_days = 4000\n",
         ] {
             assert!(
                 Config::from_toml_layers(&[DEFAULT_TOML, bad]).is_err(),

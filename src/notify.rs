@@ -22,9 +22,10 @@ use tokio::sync::watch;
 
 use crate::app::App;
 use crate::model::{
-    now_unix, CertRecord, Notification, NotificationKind, OrderHolder, UnixSeconds,
+    now_unix, redact_validation_token, CertRecord, NoticeEvent, Notification, NotificationKind,
+    OrderHolder, UnixSeconds,
 };
-use crate::service::{notify, recipient, Notice};
+use crate::service::{notice_text, notify, recipient, Notice};
 use crate::store::{Exclusive, StoreError};
 
 /// Failed attempts after which a notice is no longer tried.
@@ -164,6 +165,10 @@ pub async fn deliver_pending(app: &App) -> Result<DeliveryReport, NotifyError> {
         match send_one(&transport, &sender, &notice).await {
             Ok(()) => {
                 notice.delivered_at = Some(now_unix());
+                // Once sent, the link's token is needed nowhere in estd.
+                if notice.kind == NotificationKind::EmailValidation {
+                    notice.body = redact_validation_token(&notice.body);
+                }
                 last_failure.remove(&notice.id);
                 report.delivered += 1;
                 tracing::info!(notice = notice.id, kind = ?notice.kind, "notice delivered");
@@ -262,21 +267,24 @@ pub fn write_expiry_notices(app: &App, now: UnixSeconds) -> Result<usize, Notify
         let Some(to) = expiry_recipient(app, &rec)? else {
             continue;
         };
+        let expires_on = utc_date(rec.not_after);
+        let text = notice_text(
+            app.services(),
+            &NoticeEvent::RenewalDue {
+                subject: &rec.subject,
+                serial: rec.serial,
+                expires_on: &expires_on,
+                days_left: rec.not_after.saturating_sub(now) / SECONDS_PER_DAY,
+            },
+        );
         notify(
             app.services(),
             Notice {
                 kind: NotificationKind::Expiring,
                 cvr: &rec.cvr,
                 to: Some(to),
-                subject: format!("Certificate expires soon: {}", rec.subject),
-                body: format!(
-                    "Certificate {} ({}) expires on {} ({} days from now). \
-                     Renew it before then to keep using it.",
-                    rec.serial,
-                    rec.subject,
-                    utc_date(rec.not_after),
-                    rec.not_after.saturating_sub(now) / SECONDS_PER_DAY
-                ),
+                subject: text.subject,
+                body: text.body,
                 serial: Some(rec.serial),
                 order_id: rec.order_id.as_deref(),
             },

@@ -4,6 +4,12 @@
 //! RFC 5280 4.2.2.1) at the path of `ca.ca_issuers_url`, each generation's
 //! at its own. No TLS, no authentication: all of them are signed.
 //!
+//! It also serves the page behind e-mail validation links
+//! (`/validate-email`): `GET ?token=…` only shows the address and a
+//! "Confirm" button (mail scanners that fetch links confirm nothing), and
+//! the button's `POST` (form field `token`) confirms. The token is never
+//! logged: the request log has the path only.
+//!
 //! Because anyone may ask, requests are rate-limited per address
 //! (`[rate_limit.public]`), and OCSP answers are computed at most
 //! `revocation.ocsp_signing_concurrency` at a time
@@ -69,6 +75,8 @@ pub async fn handle(
         ("ca-issuers", issuing_cert(&req, der))
     } else if path == ocsp_path || path.starts_with(&format!("{ocsp_path}/")) {
         ("ocsp", ocsp(app, req, ocsp_path).await)
+    } else if path == crate::service::VALIDATE_EMAIL_PATH {
+        ("validate-email", validate_email(app, req).await)
     } else {
         ("unknown", plain(StatusCode::NOT_FOUND, "not found\n"))
     };
@@ -78,6 +86,142 @@ pub async fn handle(
         ..Default::default()
     });
     resp
+}
+
+/// Largest confirmation form accepted (`token=` and 43 characters).
+const MAX_VALIDATION_FORM: usize = 1024;
+
+/// The token of a query string or form body (`token=…`), if any.
+fn token_field(s: &str) -> Option<&str> {
+    s.split('&').find_map(|kv| kv.strip_prefix("token="))
+}
+
+/// Text for HTML: `&`, `<`, `>`, `"`, `'` escaped.
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A small HTML page, never cached, framed or leaking its URL (the token) as a referrer.
+fn page(status: StatusCode, title: &str, body_html: &str) -> Response<Full<Bytes>> {
+    let html = format!(
+        "<!DOCTYPE html>\n<html lang=\"da\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title></head>\
+         <body>{body_html}</body></html>\n"
+    );
+    let mut r = Response::new(Full::new(Bytes::from(html)));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    r
+}
+
+/// The page of a refused link.
+fn refused_page(e: &crate::service::Error) -> Response<Full<Bytes>> {
+    let status = crate::http::error::status(e);
+    let (da, en) = if status.is_server_error() {
+        (
+            "Linket kunne ikke kontrolleres lige nu. Prøv igen senere.",
+            "The link could not be checked just now. Try again later.",
+        )
+    } else if status == StatusCode::CONFLICT {
+        (
+            "Linket er udløbet. Et nyt link sendes, næste gang certifikatet hentes.",
+            "This link has expired. A new one is sent when the certificate is next requested.",
+        )
+    } else {
+        (
+            "Linket er ikke gyldigt: det er allerede brugt, erstattet af et nyere, eller forkert.",
+            "This link is not valid: it was already used, replaced by a newer one, or mistyped.",
+        )
+    };
+    page(
+        status,
+        "E-mail validation",
+        &format!("<h1>Bekræft e-mailadresse / Confirm e-mail address</h1><p>{da}</p><p lang=\"en\">{en}</p>"),
+    )
+}
+
+/// `GET /validate-email?token=…` shows the confirmation button; `POST`
+/// (form field `token`) confirms.
+async fn validate_email(app: &Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let s = app.services();
+    match *req.method() {
+        Method::GET | Method::HEAD => {
+            let token = token_field(req.uri().query().unwrap_or("")).unwrap_or("");
+            match crate::service::email_link(s, token) {
+                Ok(v) => page(
+                    StatusCode::OK,
+                    "Bekræft e-mailadresse / Confirm e-mail address",
+                    &format!(
+                        "<h1>Bekræft e-mailadresse / Confirm e-mail address</h1>\
+                         <p>{address}</p>\
+                         <form method=\"post\" action=\"{path}\">\
+                         <input type=\"hidden\" name=\"token\" value=\"{token}\">\
+                         <button type=\"submit\">Bekræft / Confirm</button></form>",
+                        address = html_escape(&v.address),
+                        path = crate::service::VALIDATE_EMAIL_PATH,
+                        token = html_escape(token.trim()),
+                    ),
+                ),
+                Err(e) => refused_page(&e),
+            }
+        }
+        Method::POST => {
+            let timeout = app.config.server.body_read_timeout();
+            let body = match crate::est::read_body(req, MAX_VALIDATION_FORM, timeout).await {
+                Ok((_, body)) => body,
+                Err(e) => return plain(e.status(), "confirmation form refused\n"),
+            };
+            let form = std::str::from_utf8(&body).unwrap_or("");
+            let token = token_field(form.trim()).unwrap_or("");
+            match crate::service::confirm_email(s, token).await {
+                Ok(v) => page(
+                    StatusCode::OK,
+                    "Bekræftet / Confirmed",
+                    &format!(
+                        "<h1>Bekræftet / Confirmed</h1><p>{address}</p>\
+                         <p>Tak. Certifikatet udstedes, næste gang det hentes.</p>\
+                         <p lang=\"en\">Thank you. The certificate is issued when it is next requested.</p>",
+                        address = html_escape(&v.address),
+                    ),
+                ),
+                Err(e) => {
+                    if crate::http::error::status(&e).is_server_error() {
+                        tracing::error!(error = %e, "confirming an e-mail address");
+                    }
+                    refused_page(&e)
+                }
+            }
+        }
+        _ => plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed; use GET or POST\n",
+        ),
+    }
 }
 
 /// Which CA generation's CRL `path` asks for: the one whose distribution

@@ -298,6 +298,7 @@ async fn endpoint(app: &App, actor: &Actor, endpoint: Endpoint, req: &ApiRequest
         E::UpdateOrganisation => organisations::update(app, actor, req).await,
         E::CreateToken => tokens::create_org_token(app, actor, req).await,
         E::ListTokens => tokens::list_org_tokens(app, actor, req),
+        E::EmailValidations => organisations::email_validations(app, actor, req),
         E::RevokeToken => tokens::revoke_org_token(app, actor, req).await,
         E::CreateOperatorToken => tokens::create_operator_token(app, actor, req).await,
         E::ListOperatorTokens => tokens::list_operator_tokens(app, actor, req),

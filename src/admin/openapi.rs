@@ -22,7 +22,8 @@ use super::profiles::{ChangedProfile, CreatedProfile, NewProfile, ProfileChanges
 use super::routes::{Access, Endpoint, Route, ROUTES};
 use super::tokens::{CreatedToken, NewToken, TokenView};
 use super::views::{
-    CertView, CreatedOrderView, Items, NotificationView, OrderView, PublicCertView,
+    CertView, CreatedOrderView, EmailValidationView, Items, NotificationView, OrderView,
+    PublicCertView,
 };
 use crate::model::{Organisation, Profile};
 use crate::problem::{Problem, PROBLEM_JSON};
@@ -162,6 +163,15 @@ static OPERATIONS: &[(Endpoint, Operation)] = &[
         query: &[],
         body: None,
         ok: (200, "The tokens, newest first, active, expired and revoked.", Content::Json(of::<Items<TokenView>>)),
+        errors: &[E401, E403, E404],
+    }),
+    (E::EmailValidations, Operation {
+        summary: "List where the validation of the organisation's certificate e-mail addresses stands",
+        description: Some("An organisation or system certificate whose profile carries an e-mail address is issued only once the address was confirmed through a link sent to it (see [email_validation] in the configuration); until then its order shows awaiting-email-validation and EST answers 202 with Retry-After. One entry per address, never the link's token."),
+        tag: "organisations",
+        query: &[],
+        body: None,
+        ok: (200, "The addresses, in order.", Content::Json(of::<Items<EmailValidationView>>)),
         errors: &[E401, E403, E404],
     }),
     (E::CreateToken, Operation {

@@ -8,10 +8,24 @@ use serde::Deserialize;
 use super::problem::ApiError;
 use super::request::ApiRequest;
 use super::response::{created, json, ApiResult};
-use super::views::Items;
+use super::views::{EmailValidationView, Items};
 use crate::app::App;
 use crate::model::{is_valid_cvr, Actor, Organisation, CVR_RULE};
 use crate::service;
+
+/// `GET /organisations/{cvr}/email-validations`: where the validation of
+/// each of the organisation's certificate e-mail addresses stands.
+pub fn email_validations(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
+    let cvr = req.param(0);
+    let found =
+        service::list_email_validations(app.services(), actor, cvr, crate::model::now_unix())?;
+    req.query.only(&[])?;
+    let views = found
+        .iter()
+        .map(|(v, status)| EmailValidationView::of(v, *status))
+        .collect();
+    json(StatusCode::OK, &Items::all(views))
+}
 
 /// Longest organisation name: X.520's upper bound for the O attribute.
 const MAX_ORG_NAME: usize = 64;

@@ -32,6 +32,8 @@ pub enum Endpoint {
     ListTokens,
     /// `DELETE /organisations/{cvr}/tokens/{id}`.
     RevokeToken,
+    /// `GET /organisations/{cvr}/email-validations`.
+    EmailValidations,
     /// `POST /tokens`.
     CreateOperatorToken,
     /// `GET /tokens`.
@@ -92,9 +94,8 @@ impl Endpoint {
         use Endpoint::*;
         match self {
             OpenApi => "api-openapi",
-            ListOrganisations | CreateOrganisation | GetOrganisation | UpdateOrganisation => {
-                "api-organisations"
-            }
+            ListOrganisations | CreateOrganisation | GetOrganisation | UpdateOrganisation
+            | EmailValidations => "api-organisations",
             CreateToken | ListTokens | RevokeToken | CreateOperatorToken | ListOperatorTokens
             | RevokeOperatorToken => "api-tokens",
             SearchProfiles | CreateProfile | GetProfile | UpdateProfile => "api-profiles",
@@ -152,6 +153,12 @@ pub const ROUTES: &[Route] = &[
     route("PATCH", "/organisations/{cvr}", E::UpdateOrganisation, Auth),
     route("POST", "/organisations/{cvr}/tokens", E::CreateToken, Auth),
     route("GET", "/organisations/{cvr}/tokens", E::ListTokens, Auth),
+    route(
+        "GET",
+        "/organisations/{cvr}/email-validations",
+        E::EmailValidations,
+        Auth,
+    ),
     route(
         "DELETE",
         "/organisations/{cvr}/tokens/{id}",

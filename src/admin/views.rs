@@ -7,8 +7,9 @@ use serde::Serialize;
 use crate::files::cert_pem;
 use crate::model::{
     AuditAction, AuditEvent, AuditOutcome, CertKind, CertRecord, CertState, CertStatus,
-    Identification, Issuance, Notification, NotificationKind, Order, OrderHolder, OrderStatus,
-    RevocationReason, SystemRight, UnixSeconds,
+    EmailValidation, EmailValidationState, EmailValidationStatus, Identification, Issuance,
+    Notification, NotificationKind, Order, OrderHolder, OrderStatus, RevocationReason, SystemRight,
+    UnixSeconds,
 };
 use crate::service::{CreatedOrder, OrderShown};
 
@@ -34,10 +35,13 @@ pub struct UserView {
 pub struct OrderView {
     /// Reference number.
     pub reference: String,
-    /// Status as the service shows it: `pending`, `approved`, `rejected`,
-    /// `deleted`; `in-progress` for a user's open renewal (an organisation's
-    /// or system's open renewal shows `pending`); once issued, its
-    /// certificate's state (`issued`, `expired`, `revoked`, `blocked`).
+    /// Status as the service shows it: `pending`, `approved`,
+    /// `awaiting-email-validation` (an organisation or system certificate
+    /// whose e-mail address is not yet confirmed; a link was sent to it),
+    /// `rejected`, `deleted`; `in-progress` for a user's open renewal (an
+    /// organisation's or system's open renewal shows `pending`); once
+    /// issued, its certificate's state (`issued`, `expired`, `revoked`,
+    /// `blocked`).
     pub status: String,
     /// Organisation.
     pub cvr: String,
@@ -270,6 +274,47 @@ impl From<&AuditEvent> for AuditView {
     }
 }
 
+/// Where the validation of one of an organisation's certificate e-mail
+/// addresses stands (never the token of its link).
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "EmailValidation")]
+pub struct EmailValidationView {
+    /// The address (lower case).
+    pub address: String,
+    /// `pending` (a link was sent and works), `expired` (the link expired
+    /// unused), `confirmed` (within `email_validation.valid_for_days`:
+    /// certificates carrying it are issued), `lapsed` (confirmed longer ago;
+    /// the next issuance sends a new link).
+    pub status: EmailValidationStatus,
+    /// When the last link was sent, while one is pending or expired.
+    pub link_sent_at: Option<String>,
+    /// When the pending link stops working.
+    pub link_expires_at: Option<String>,
+    /// When the address was last confirmed.
+    pub confirmed_at: Option<String>,
+}
+
+impl EmailValidationView {
+    /// The view of `v`, with its status now.
+    pub fn of(v: &EmailValidation, status: EmailValidationStatus) -> EmailValidationView {
+        let (sent, expires) = match v.state {
+            EmailValidationState::Pending {
+                sent_at,
+                expires_at,
+                ..
+            } => (Some(rfc3339(sent_at)), Some(rfc3339(expires_at))),
+            EmailValidationState::Confirmed { .. } => (None, None),
+        };
+        EmailValidationView {
+            address: v.address.clone(),
+            status,
+            link_sent_at: sent,
+            link_expires_at: expires,
+            confirmed_at: v.confirmed_at.map(rfc3339),
+        }
+    }
+}
+
 /// A notice in the outbox.
 #[derive(Debug, Serialize, JsonSchema)]
 #[schemars(rename = "Notification")]
@@ -286,7 +331,8 @@ pub struct NotificationView {
     pub to: String,
     /// Subject line.
     pub subject: String,
-    /// Body text.
+    /// Body text. The token of an e-mail validation link is shown as
+    /// `[removed]`: only the recipient's mailbox sees it.
     pub body: String,
     /// Certificate.
     pub serial: Option<String>,
@@ -307,7 +353,7 @@ impl From<&Notification> for NotificationView {
             cvr: n.cvr.clone(),
             to: n.to.clone(),
             subject: n.subject.clone(),
-            body: n.body.clone(),
+            body: n.shown_body(),
             serial: n.serial.map(|s| s.to_string()),
             order_reference: n.order_id.clone(),
             delivered_at: n.delivered_at.map(rfc3339),

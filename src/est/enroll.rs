@@ -83,7 +83,7 @@ async fn enroll_inner(
         Caller::Certificate(principal) => service::enrol(s, principal, label, der, binding).await?,
         Caller::Code(creds) => {
             let (reference, code) = (&creds.user, &creds.password);
-            Enrolled::Issued(service::collect(s, reference, code, label, der, binding).await?)
+            service::collect(s, reference, code, label, der, binding).await?
         }
     })
 }
@@ -123,7 +123,10 @@ fn finish(
                 certs_only_body(&cert.der)?,
             ))
         }
-        Ok(Enrolled::Held { retry_after }) => Ok(held_response(retry_after, problem_json)),
+        Ok(Enrolled::Held {
+            retry_after,
+            awaiting,
+        }) => Ok(held_response(retry_after, awaiting, problem_json)),
         Err(e) => {
             audit_refusal(app, log, action, &e);
             Err(e)
@@ -173,14 +176,32 @@ pub fn audit_refusal(app: &App, log: &RequestLog, action: AuditAction, e: &EstEr
 
 /// 202 with Retry-After: as text, or as a problem-shaped document (RFC 9457
 /// members, though not an error) for a client that asked for problem+json.
-fn held_response(retry_after: u32, problem_json: bool) -> Response<Full<Bytes>> {
-    let detail = format!(
-        "held for approval by an administrator; retry after {retry_after} seconds with the same CSR"
-    );
+pub(super) fn held_response(
+    retry_after: u32,
+    awaiting: service::Awaiting,
+    problem_json: bool,
+) -> Response<Full<Bytes>> {
+    let (problem_type, title, detail) = match awaiting {
+        service::Awaiting::Approval => (
+            "urn:estd:est:approval-pending",
+            "Held for approval",
+            format!(
+                "held for approval by an administrator; retry after {retry_after} seconds with the same CSR"
+            ),
+        ),
+        service::Awaiting::EmailValidation => (
+            "urn:estd:est:email-validation-pending",
+            "Awaiting e-mail validation",
+            format!(
+                "awaiting confirmation of the certificate's e-mail address (a link was sent to it); \
+                 retry after {retry_after} seconds with the same CSR"
+            ),
+        ),
+    };
     if problem_json {
         return crate::problem::Problem {
-            problem_type: "urn:estd:est:approval-pending",
-            title: "Held for approval",
+            problem_type,
+            title,
             status: StatusCode::ACCEPTED.as_u16(),
             detail,
             field: None,

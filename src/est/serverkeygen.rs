@@ -49,7 +49,16 @@ async fn inner(
         return Err(service::not_browser().into());
     };
     let (reference, code) = (&creds.user, &creds.password);
-    let made = service::serverkeygen(app.services(), reference, code, label, der).await?;
+    let made = match service::serverkeygen(app.services(), reference, code, label, der).await? {
+        service::Keygen::Made(made) => made,
+        service::Keygen::AwaitingEmail { retry_after } => {
+            return Ok(super::enroll::held_response(
+                retry_after,
+                service::Awaiting::EmailValidation,
+                false,
+            ))
+        }
+    };
     log.serial = Some(made.serial);
     let pkcs7 = codec::certs_only(&[&made.der]).map_err(EstError::Encoding)?;
     Ok(multipart(&made.pkcs8, &pkcs7))

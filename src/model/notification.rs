@@ -18,6 +18,55 @@ pub enum NotificationKind {
     Blocked,
     /// A certificate expires within 30 days.
     Expiring,
+    /// A link to confirm an e-mail address before a certificate carrying
+    /// it is issued. (Added last: a stored variant is its index.)
+    EmailValidation,
+}
+
+/// The placeholder that replaces the token of a validation link wherever a
+/// notice is shown, and in the outbox once the notice was delivered.
+pub const REDACTED_TOKEN: &str = "[removed]";
+
+/// `body` with the token of every e-mail validation link (`token=…`)
+/// replaced by [`REDACTED_TOKEN`].
+pub fn redact_validation_token(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(i) = rest.find("token=") {
+        out.push_str(&rest[..i + "token=".len()]);
+        rest = &rest[i + "token=".len()..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .unwrap_or(rest.len());
+        out.push_str(REDACTED_TOKEN);
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+impl Notification {
+    /// The body as it may be shown: an e-mail validation link's token removed.
+    pub fn shown_body(&self) -> String {
+        match self.kind {
+            NotificationKind::EmailValidation => redact_validation_token(&self.body),
+            _ => self.body.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_tokens_are_redacted() {
+        assert_eq!(
+            redact_validation_token("a https://x/validate-email?token=AbC-_9 b\nc token=Z"),
+            "a https://x/validate-email?token=[removed] b\nc token=[removed]"
+        );
+        assert_eq!(redact_validation_token("no link"), "no link");
+    }
 }
 
 /// A notice in the durable outbox.

@@ -1,11 +1,11 @@
 //! Certificates after issue: renew (by a new order), revoke (with the
 //! successors, on suspected misuse), block, and a new CRL on demand.
 
-use super::journal::{audit, notify, recipient, Notice, Subject};
+use super::journal::{audit, notice_text, notify, revocation_recipients, Notice, Subject};
 use super::orders::{place_order, visible_profile, CreatedOrder, OrderRequest};
 use super::{Error, Services};
 use crate::model::{
-    now_unix, Actor, AuditAction, CertKind, CertRecord, CertStatus, Identification,
+    now_unix, Actor, AuditAction, CertKind, CertRecord, CertStatus, Identification, NoticeEvent,
     NotificationKind, Order, OrderHolder, OrderStatus, RevocationReason, Serial,
 };
 use crate::store::StoredCrl;
@@ -83,30 +83,46 @@ fn revoke_one(
         },
         format!("{verb}: {reason:?}"),
     )?;
-    let to = svc.store.profile(&rec.profile_id)?.and_then(|p| {
-        let holder = rec
-            .order_id
-            .as_deref()
-            .and_then(|id| svc.store.order(id).ok().flatten())
-            .map(|o| o.holder)
-            .unwrap_or(OrderHolder::Profile);
-        recipient(&p, &holder)
-    });
-    notify(
-        svc,
-        Notice {
-            kind,
-            cvr: &rec.cvr,
-            to,
-            subject: format!("Certificate {verb}: {}", rec.subject),
-            body: format!(
-                "Certificate {serial} ({}) was {verb} ({reason:?}).",
-                rec.subject
-            ),
-            serial: Some(*serial),
-            order_id: rec.order_id.as_deref(),
-        },
-    )?;
+    // The user of a user certificate is told as well as the contact.
+    let to = match svc.store.profile(&rec.profile_id)? {
+        Some(p) => {
+            let holder = rec
+                .order_id
+                .as_deref()
+                .and_then(|id| svc.store.order(id).ok().flatten())
+                .map(|o| o.holder)
+                .unwrap_or(OrderHolder::Profile);
+            revocation_recipients(&p, &holder)
+        }
+        None => Vec::new(),
+    };
+    let event = if reason == RevocationReason::Blocked {
+        NoticeEvent::Blocked {
+            subject: &rec.subject,
+            serial: *serial,
+        }
+    } else {
+        NoticeEvent::Revoked {
+            subject: &rec.subject,
+            serial: *serial,
+            reason,
+        }
+    };
+    let text = notice_text(svc, &event);
+    for to in to {
+        notify(
+            svc,
+            Notice {
+                kind,
+                cvr: &rec.cvr,
+                to: Some(to),
+                subject: text.subject.clone(),
+                body: text.body.clone(),
+                serial: Some(*serial),
+                order_id: rec.order_id.as_deref(),
+            },
+        )?;
+    }
     Ok(rec)
 }
 

@@ -1,9 +1,13 @@
 //! Collection of a one-time-code order with `simpleenroll`: the reference
 //! number and code are checked (wrong codes are counted durably and lock the
-//! order after five), then the certificate is issued for the order.
+//! order after five), then the certificate is issued for the order, once its
+//! e-mail address is confirmed if it carries one (until then the client is
+//! told to retry, and the code stays unspent).
 
 use super::codes::{self, CodeCheck};
-use super::issue::{self, audit_event, cpu, AuditNote, Certificate, BAD_CODE};
+use super::email;
+use super::held::{Awaiting, Enrolled};
+use super::issue::{self, audit_event, cpu, AuditNote, BAD_CODE};
 use super::{Error, Services};
 use crate::ca::csr;
 use crate::model::{now_unix, ActorId, AuditAction, AuditOutcome, Issuance, Order};
@@ -21,7 +25,7 @@ pub async fn collect(
     label: Option<&str>,
     csr_der: Vec<u8>,
     binding: &ChannelBinding,
-) -> Result<Certificate, Error> {
+) -> Result<Enrolled, Error> {
     let order = code_order(s, reference, code).await?;
     if order.issuance != Issuance::Est {
         return Err(Error::Forbidden(
@@ -42,14 +46,25 @@ pub async fn collect(
         Ok((template, effective))
     })
     .await?;
+    let actor = ActorId::Order(order.id.clone()).to_string();
+    // The order waits (pending, code unspent) until its address is confirmed.
+    if policy::email_of(&template.sans).is_some()
+        && email::must_wait(s, &actor, &effective, &order.holder, Some(&order.id))?
+    {
+        s.store.durable().await?;
+        return Ok(Enrolled::Held {
+            retry_after: s.config.orders.approval_retry_after_secs,
+            awaiting: Awaiting::EmailValidation,
+        });
+    }
     let note = AuditNote {
-        actor: ActorId::Order(order.id.clone()).to_string(),
+        actor,
         action: AuditAction::Collect,
         detail: "collected with one-time code".into(),
     };
     let issued = issue::issue_for_order(s, template, &effective, &order, note, ticket).await?;
     issue::count_issued(s, &effective.est_label, "collect");
-    Ok(issued.into())
+    Ok(Enrolled::Issued(issued.into()))
 }
 
 /// Checks a reference number and one-time code; the order if they match.

@@ -5,13 +5,14 @@
 //! (an e-mail address in its subjectAltName) collects that user's pending
 //! order instead, as a user certificate ([`pending_user_order`]).
 
+use super::email;
 use super::held::{self, Enrolled, HeldRequest};
 use super::issue::{self, cpu, AuditNote, NOT_PERMITTED};
 use super::{Error, Services};
 use crate::auth::Principal;
 use crate::ca::csr::{self, VerifiedCsr};
 use crate::ca::CertTemplate;
-use crate::model::SystemRight;
+use crate::model::{now_unix, SystemRight};
 use crate::model::{
     AuditAction, Identification, Issuance, Order, OrderHolder, OrderStatus, Organisation, Profile,
 };
@@ -36,6 +37,8 @@ pub async fn enrol(
     }
     let (org, profile) = api_profile(s, &principal, label)?;
     check_rights_held(&principal, &profile)?;
+    let held = profile.approval_required
+        || email::awaits_validation(s, &profile, &OrderHolder::Profile, now_unix());
     let actor = principal.describe();
     let ticket = s.store.expect_issuance();
     let policies = s.config.certificate_policies;
@@ -51,9 +54,6 @@ pub async fn enrol(
             });
         }
         let linked = policy::check_pop_linking(&profile, &csr, &checked_binding);
-        if !profile.approval_required {
-            linked.clone()?;
-        }
         let template = policy::enroll_template(&csr, &org, &profile, &policies)?;
         Ok(Checked::Profile {
             template,
@@ -78,7 +78,13 @@ pub async fn enrol(
             linked,
         } => (template, profile, der, linked),
     };
-    if profile.approval_required {
+    // A retry of a held request is answered by its order, also once nothing
+    // is left to wait for.
+    let held = held || held::is_held(s, &der)?;
+    if !held {
+        linked.clone()?;
+    }
+    if held {
         let request = HeldRequest {
             der: &der,
             template,

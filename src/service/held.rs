@@ -1,8 +1,11 @@
-//! Held enrolment, for profiles that require approval: the first request
-//! creates a pending order holding the CSR (by hash); retries with the same
-//! CSR wait, get the certificate once an administrator approved it, or are
-//! refused once it was rejected or deleted.
+//! Held enrolment, for profiles that require approval and for certificates
+//! whose e-mail address awaits validation ([`super::email`]): the first
+//! request creates a pending order holding the CSR (by hash); retries with
+//! the same CSR wait, get the certificate once an administrator approved it
+//! (if approval is required) and the address is confirmed (if it must be),
+//! or are refused once it was rejected or deleted.
 
+use super::email;
 use super::issue::{self, audit_event, AuditNote, NOT_PERMITTED};
 use super::{Error, Services};
 use crate::ca::CertTemplate;
@@ -18,11 +21,22 @@ use crate::store::PendingIssuance;
 pub enum Enrolled {
     /// The certificate, durable.
     Issued(issue::Certificate),
-    /// Held for approval (durably): retry after this many seconds.
+    /// Held (durably): retry after this many seconds.
     Held {
         /// Seconds.
         retry_after: u32,
+        /// What it waits for.
+        awaiting: Awaiting,
     },
+}
+
+/// What a held request waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Awaiting {
+    /// An administrator's approval.
+    Approval,
+    /// The confirmation of the certificate's e-mail address (a link was sent to it).
+    EmailValidation,
 }
 
 /// How many fresh reference numbers to try for a held order.
@@ -45,6 +59,19 @@ pub(super) struct HeldRequest<'a> {
     pub renews: Option<Serial>,
 }
 
+/// SHA-256 of a CSR as sent: what finds its held order.
+fn csr_hash(der: &[u8]) -> [u8; 32] {
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der).as_ref());
+    hash
+}
+
+/// Whether an order holds this CSR already (a retry of a held request, which
+/// [`answer`] must answer even once nothing is left to wait for).
+pub(super) fn is_held(s: Services<'_>, der: &[u8]) -> Result<bool, Error> {
+    Ok(s.store.held_order(&csr_hash(der))?.is_some())
+}
+
 /// Answers an enrolment or re-enrolment for an approval-required profile.
 /// Durable when it returns.
 pub(super) async fn answer(
@@ -59,14 +86,24 @@ pub(super) async fn answer(
     } else {
         "enroll"
     };
-    let mut hash = [0u8; 32];
-    hash.copy_from_slice(
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, request.der).as_ref(),
-    );
+    let hash = csr_hash(request.der);
     let Some(order) = s.store.held_order(&hash)? else {
-        request.linked?;
-        hold(s, actor, &hash, profile, request.holder, request.renews)?;
-        return wait(s).await;
+        request.linked.clone()?;
+        let id = hold(s, actor, &hash, profile, &request.holder, request.renews)?;
+        let email = carries_address(&request.template)
+            && email::must_wait(s, actor, profile, &request.holder, Some(&id))?;
+        if profile.approval_required {
+            return wait(s, Awaiting::Approval).await;
+        }
+        if email {
+            return wait(s, Awaiting::EmailValidation).await;
+        }
+        // Nothing to wait for after all (confirmed meanwhile): collected below.
+        let order = s.store.order(&id)?.ok_or(Error::Internal {
+            what: "held order vanished",
+            source: None,
+        })?;
+        return collect_held(s, actor, request, profile, &order, ticket, op).await;
     };
     // Held for another profile, or as an enrolment when this is a
     // re-enrolment (or the other way round, or for another certificate).
@@ -75,18 +112,14 @@ pub(super) async fn answer(
         return Err(Error::Forbidden(NOT_PERMITTED.into()));
     }
     match order.status {
-        OrderStatus::Pending => wait(s).await,
+        OrderStatus::Pending if profile.approval_required => wait(s, Awaiting::Approval).await,
+        OrderStatus::Pending | OrderStatus::Approved => {
+            collect_held(s, actor, request, profile, &order, ticket, op).await
+        }
         OrderStatus::Rejected => Err(Error::Forbidden(
             "the enrolment was rejected by an administrator".into(),
         )),
         OrderStatus::Deleted => Err(Error::Forbidden("the held enrolment was deleted".into())),
-        OrderStatus::Approved => {
-            let note = approved_note(actor, order.renews);
-            let issued =
-                issue::issue_for_order(s, request.template, profile, &order, note, ticket).await?;
-            issue::count_issued(s, &profile.est_label, op);
-            Ok(Enrolled::Issued(issued.into()))
-        }
         OrderStatus::Issued { serial } => {
             let rec = s.store.cert(&serial)?.ok_or(Error::Internal {
                 what: "issued order without its certificate",
@@ -100,16 +133,51 @@ pub(super) async fn answer(
     }
 }
 
+/// Issues a held order that needs no (more) approval, once its e-mail
+/// address is confirmed; until then waits (sending a new link if the last
+/// one expired).
+async fn collect_held(
+    s: Services<'_>,
+    actor: &str,
+    request: HeldRequest<'_>,
+    profile: &Profile,
+    order: &Order,
+    ticket: PendingIssuance,
+    op: &str,
+) -> Result<Enrolled, Error> {
+    if carries_address(&request.template)
+        && email::must_wait(s, actor, profile, &request.holder, Some(&order.id))?
+    {
+        return wait(s, Awaiting::EmailValidation).await;
+    }
+    let note = approved_note(actor, order.renews, profile.approval_required);
+    let issued = issue::issue_for_order(s, request.template, profile, order, note, ticket).await?;
+    issue::count_issued(s, &profile.est_label, op);
+    Ok(Enrolled::Issued(issued.into()))
+}
+
+/// Whether the certificate would carry an e-mail address (a re-enrolment
+/// keeps the names of the certificate it renews, which may have none).
+fn carries_address(template: &CertTemplate) -> bool {
+    policy::email_of(&template.sans).is_some()
+}
+
 /// Still waiting: answered once what was written is durable.
-async fn wait(s: Services<'_>) -> Result<Enrolled, Error> {
+async fn wait(s: Services<'_>, awaiting: Awaiting) -> Result<Enrolled, Error> {
     s.store.durable().await?;
     Ok(Enrolled::Held {
         retry_after: s.config.orders.approval_retry_after_secs,
+        awaiting,
     })
 }
 
-/// The audit record of collecting an approved held order.
-fn approved_note(actor: &str, renews: Option<Serial>) -> AuditNote {
+/// The audit record of collecting a held order.
+fn approved_note(actor: &str, renews: Option<Serial>, approved: bool) -> AuditNote {
+    let what = if approved {
+        "approved"
+    } else {
+        "e-mail validated"
+    };
     AuditNote {
         actor: actor.to_owned(),
         action: if renews.is_some() {
@@ -118,22 +186,22 @@ fn approved_note(actor: &str, renews: Option<Serial>) -> AuditNote {
             AuditAction::Enroll
         },
         detail: match renews {
-            Some(old) => format!("approved re-enrolment collected; renews {old}"),
-            None => "approved enrolment collected".into(),
+            Some(old) => format!("{what} re-enrolment collected; renews {old}"),
+            None => format!("{what} enrolment collected"),
         },
     }
 }
 
 /// Creates the pending order holding the CSR `hash`, with its audit record
-/// (made durable by the caller).
+/// (made durable by the caller); its reference number.
 fn hold(
     s: Services<'_>,
     actor: &str,
     hash: &[u8; 32],
     profile: &Profile,
-    holder: OrderHolder,
+    holder: &OrderHolder,
     renews: Option<Serial>,
-) -> Result<(), Error> {
+) -> Result<String, Error> {
     for _ in 0..REFERENCE_ATTEMPTS {
         let order = Order {
             id: issue::new_reference()?,
@@ -159,13 +227,14 @@ fn hold(
                 &profile.id,
                 None,
                 &order.id,
-                if renews.is_some() {
-                    "re-enrolment held for approval"
-                } else {
-                    "API enrolment held for approval"
+                match (renews.is_some(), profile.approval_required) {
+                    (true, true) => "re-enrolment held for approval",
+                    (false, true) => "API enrolment held for approval",
+                    (true, false) => "re-enrolment held for e-mail validation",
+                    (false, false) => "API enrolment held for e-mail validation",
                 },
             ))?;
-            return Ok(());
+            return Ok(order.id);
         }
     }
     Err(Error::Internal {

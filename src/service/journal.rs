@@ -3,8 +3,8 @@
 
 use super::{Error, Services};
 use crate::model::{
-    now_unix, ActorId, AuditAction, AuditEvent, AuditOutcome, Notification, NotificationKind,
-    OrderHolder, Profile, Serial,
+    now_unix, render_notice, ActorId, AuditAction, AuditEvent, AuditOutcome, NoticeEvent,
+    NoticeText, Notification, NotificationKind, OrderHolder, Profile, Serial,
 };
 
 /// Where an audit event points: what it is about, beyond the action.
@@ -49,6 +49,27 @@ pub fn recipient(profile: &Profile, holder: &OrderHolder) -> Option<String> {
         OrderHolder::User { email, .. } => Some(email.clone()),
         OrderHolder::Profile => profile.contact.as_ref().map(|c| c.email.clone()),
     }
+}
+
+/// Everyone told when a certificate of an order is revoked or blocked: the
+/// user of a user certificate and the profile's contact person (once if
+/// they are the same address).
+pub fn revocation_recipients(profile: &Profile, holder: &OrderHolder) -> Vec<String> {
+    let mut to = Vec::new();
+    if let OrderHolder::User { email, .. } = holder {
+        to.push(email.clone());
+    }
+    if let Some(c) = &profile.contact {
+        if !to.iter().any(|t| t.eq_ignore_ascii_case(&c.email)) {
+            to.push(c.email.clone());
+        }
+    }
+    to
+}
+
+/// The subject and body of `event` in the configured languages.
+pub fn notice_text(svc: Services<'_>, event: &NoticeEvent<'_>) -> NoticeText {
+    render_notice(event, svc.config.notices.language)
 }
 
 /// A notice to write to the outbox.

@@ -24,6 +24,7 @@ use crate::store::Store;
 pub mod certificates;
 pub mod codes;
 mod collect;
+pub mod email;
 mod enrol;
 mod error;
 mod held;
@@ -42,11 +43,15 @@ pub use certificates::{
 };
 pub use codes::{try_code, CodeCheck};
 pub use collect::collect;
+pub use email::{
+    address_to_validate, awaits_validation, confirm_email, email_link, list_email_validations,
+    VALIDATE_EMAIL_PATH,
+};
 pub use enrol::enrol;
 pub use error::Error;
-pub use held::Enrolled;
+pub use held::{Awaiting, Enrolled};
 pub use issue::Certificate;
-pub use journal::{audit, notify, recipient, Notice, Subject};
+pub use journal::{audit, notice_text, notify, recipient, revocation_recipients, Notice, Subject};
 pub use orders::{
     approve, create_order, delete_order, display_status, order_shown, reject, renew_code,
     show_order, visible_order, visible_profile, CreatedOrder, OrderRequest, OrderShown,
@@ -60,7 +65,7 @@ pub use queries::{
     PublicFilter,
 };
 pub use reenrol::reenrol;
-pub use serverkeygen::{not_browser, serverkeygen, KeyAndCertificate};
+pub use serverkeygen::{not_browser, serverkeygen, KeyAndCertificate, Keygen};
 pub use tokens::{create_token, mint_token, revoke_token, token_actor, NewToken};
 
 /// What a unit of work may use. Cheap to copy: it borrows from the

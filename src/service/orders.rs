@@ -4,14 +4,16 @@
 //! history and notices.
 
 use super::codes::{new_code, new_reference};
-use super::journal::{audit, notify, recipient, Notice, Subject};
+use super::email;
+use super::journal::{audit, notice_text, notify, recipient, Notice, Subject};
 use super::{Error, Services};
 use crate::model::CertRecord;
 use crate::model::{
     email_problem, is_allowed_method_pair, now_unix, subject_text_problem, Actor, AuditAction,
-    AuditOutcome, Identification, IllegalTransition, Issuance, NotificationKind, Order,
-    OrderHolder, OrderStatus, Organisation, Profile, Serial, UnixSeconds,
+    AuditOutcome, Identification, IllegalTransition, Issuance, NoticeEvent, NotificationKind,
+    Order, OrderHolder, OrderStatus, Organisation, Profile, Serial, UnixSeconds,
 };
+use crate::policy;
 
 /// What to order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,6 +266,44 @@ fn record_order(
             order.identification, order.issuance
         ),
     )?;
+    let link = svc.config.notices.collect_link(&order.id);
+    let event = match &order.holder {
+        // Under an API profile the IdM system issues it: no code, no link.
+        holder if order.identification == Identification::Api => NoticeEvent::OrderedForIdmSystem {
+            user: match holder {
+                OrderHolder::User { name, .. } => Some(name),
+                OrderHolder::Profile => None,
+            },
+            kind: policy::effective_profile(profile, holder).kind,
+            profile: &profile.name,
+            reference: &order.id,
+            renews,
+        },
+        OrderHolder::User { name, .. } => NoticeEvent::UserCertificateOrdered {
+            user: name,
+            profile: &profile.name,
+            reference: &order.id,
+            link: &link,
+            renews,
+        },
+        OrderHolder::Profile => NoticeEvent::CertificateOrdered {
+            kind: profile.kind,
+            profile: &profile.name,
+            reference: &order.id,
+            link: &link,
+            renews,
+        },
+    };
+    let text = notice_text(svc, &event);
+    // A certificate that will carry an address to confirm: the link goes out
+    // with the order, so that it is confirmed by the time it is collected.
+    email::must_wait(
+        svc,
+        &actor.id.to_string(),
+        profile,
+        &order.holder,
+        Some(&order.id),
+    )?;
     notify(
         svc,
         Notice {
@@ -274,20 +314,8 @@ fn record_order(
             },
             cvr: &order.cvr,
             to: recipient(profile, &order.holder),
-            subject: format!("Certificate ready to collect: {}", profile.name),
-            body: if order.identification == Identification::Api {
-                format!(
-                    "A certificate for profile \"{}\" was ordered with reference number {}. \
-                     It is issued when your organisation's IdM system enrols it.",
-                    profile.name, order.id
-                )
-            } else {
-                format!(
-                    "A certificate for profile \"{}\" was ordered with reference number {}. \
-                     It can be collected with the reference number and the one-time code handed to you separately.",
-                    profile.name, order.id
-                )
-            },
+            subject: text.subject,
+            body: text.body,
             serial: renews,
             order_id: Some(&order.id),
         },
@@ -385,7 +413,26 @@ pub fn order_shown(svc: Services<'_>, order: &Order, now: UnixSeconds) -> OrderS
         OrderStatus::Issued { serial } => svc.store.cert(&serial).ok().flatten(),
         _ => None,
     };
-    OrderShown::of(order, cert.as_ref(), now)
+    let mut shown = OrderShown::of(order, cert.as_ref(), now);
+    if awaits_email(svc, order, now) {
+        shown.status = "awaiting-email-validation".into();
+    }
+    shown
+}
+
+/// Whether an open order waits only for its e-mail address (approval, if
+/// the profile requires it, comes first).
+fn awaits_email(svc: Services<'_>, order: &Order, now: UnixSeconds) -> bool {
+    let open = matches!(order.status, OrderStatus::Pending | OrderStatus::Approved);
+    if !open {
+        return false;
+    }
+    match svc.store.profile(&order.profile_id) {
+        Ok(Some(p)) if order.status == OrderStatus::Approved || !p.approval_required => {
+            email::awaits_validation(svc, &p, &order.holder, now)
+        }
+        _ => false,
+    }
 }
 
 impl OrderShown {

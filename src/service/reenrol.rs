@@ -4,6 +4,7 @@
 
 use x509_cert::Certificate as X509;
 
+use super::email;
 use super::held::Enrolled;
 use super::held::{self, HeldRequest};
 use super::issue::{self, cpu, AuditNote, Certificate};
@@ -48,27 +49,34 @@ pub async fn reenrol(
         // certificate does not hold itself (its rights were fixed at issuance).
         effective.rights.retain(|r| own_rights.contains(r));
         let linked = policy::check_pop_linking(&effective, &csr, &binding);
-        if !effective.approval_required {
-            linked.clone()?;
-        }
         let template = policy::reenroll_template(&csr, &cert, &effective, &policies)?;
         policy::check_names_still_allowed(&cert, &org, &effective)?;
         Ok((template, effective, csr_der, linked))
     })
     .await?;
-    if let Some(again) = existing_successor(s, &old_serial, &template)? {
-        return Ok(Enrolled::Issued(again));
-    }
-    let actor = ActorId::Cert(old_serial).to_string();
+    // A renewal that carries the profile's address waits for it to be
+    // confirmed (as an enrolment does) unless it was within the window.
+    let carries_address = policy::email_of(&template.sans).is_some();
     // An administrator's renewal order (API profiles) is fulfilled by this
     // re-enrolment rather than left open beside it; it is the decision an
-    // approval-required profile asks for, so it is not held again.
+    // approval-required profile asks for, so it is not held for approval.
     let renewal_order = if effective.identification == Identification::Api {
         open_api_renewal(s, &old_serial)?
     } else {
         None
     };
-    if effective.approval_required && renewal_order.is_none() {
+    let held = (effective.approval_required && renewal_order.is_none())
+        || (carries_address
+            && email::awaits_validation(s, &effective, &renewal_holder, crate::model::now_unix()))
+        || held::is_held(s, &der)?;
+    if !held {
+        linked.clone()?;
+    }
+    if let Some(again) = existing_successor(s, &old_serial, &template)? {
+        return Ok(Enrolled::Issued(again));
+    }
+    let actor = ActorId::Cert(old_serial).to_string();
+    if held {
         let request = HeldRequest {
             der: &der,
             template,
@@ -78,7 +86,6 @@ pub async fn reenrol(
         };
         return held::answer(s, &actor, request, &effective, ticket).await;
     }
-    linked?;
     // The old certificate is linked to its renewal in the same write; it stays
     // valid until it expires.
     let issuing = match renewal_order {

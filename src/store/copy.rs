@@ -66,6 +66,7 @@ fn kind(r: &Record) -> &'static str {
         Record::Held { .. } => "held",
         Record::Token { .. } => "tokens",
         Record::Notification(_) => "notifications",
+        Record::EmailValidation(_) => "email_validations",
         Record::Audit { .. } => "audit",
         Record::Crl { .. } => "crl",
         Record::Counter { .. } => "counters",

@@ -41,8 +41,8 @@ use std::sync::Arc;
 
 use crate::config::{StoreConfig, StoreEngine};
 use crate::model::{
-    AuditEvent, CertRecord, IllegalTransition, Notification, Order, Organisation, Profile,
-    RevocationReason, Serial, TokenRecord, UnixSeconds,
+    AuditEvent, CertRecord, EmailValidation, IllegalTransition, Notification, Order, Organisation,
+    Profile, RevocationReason, Serial, TokenRecord, UnixSeconds,
 };
 
 /// A future returned by a store method.
@@ -292,6 +292,8 @@ pub enum Record {
     },
     /// An outbox notice (its id is kept).
     Notification(Notification),
+    /// The validation of an organisation's e-mail address.
+    EmailValidation(EmailValidation),
     /// An audit record with its id (kept, so order and cursors survive).
     Audit {
         /// The record's id.
@@ -326,6 +328,12 @@ pub(crate) fn crl_records(
             .collect(),
         Err(e) => vec![Err(e)],
     }
+}
+
+/// The key of an e-mail validation in either engine: the CVR number (eight
+/// digits, no space), a space, the address in lower case.
+pub(crate) fn email_validation_key(cvr: &str, address: &str) -> String {
+    format!("{cvr} {address}")
 }
 
 /// The counters a store keeps besides its records.
@@ -559,6 +567,21 @@ pub trait Store: Send + Sync {
 
     /// Whether an operator token that is still usable at `now` exists.
     fn has_usable_operator_token(&self, now: UnixSeconds) -> Result<bool, StoreError>;
+
+    // --- e-mail validations ---
+
+    /// Stores the validation of (`rec.cvr`, `rec.address`), replacing any.
+    fn put_email_validation(&self, rec: &EmailValidation) -> Result<(), StoreError>;
+
+    /// The validation of `address` (lower case) for the organisation `cvr`.
+    fn email_validation(
+        &self,
+        cvr: &str,
+        address: &str,
+    ) -> Result<Option<EmailValidation>, StoreError>;
+
+    /// Every e-mail validation (few: one per organisation and address).
+    fn email_validations(&self) -> BoxIter<'_, EmailValidation>;
 
     // --- notifications ---
 

@@ -426,7 +426,8 @@ async fn organisations_are_created_shown_changed_and_listed() {
 #[tokio::test]
 async fn the_public_database_is_searched_without_a_token() {
     let dir = tempfile::tempdir().expect("tmp");
-    let ts = TestServer::start(dir.path()).await;
+    // About the public search, not e-mail validation (email_validation.rs), which is off.
+    let ts = TestServer::start_with(dir.path(), "[email_validation]\nenabled = false\n").await;
     let created = cli_profile(
         &ts,
         "Published",

@@ -28,6 +28,8 @@ use x509_cert::Certificate;
 
 const ENROLL: &str = "/.well-known/est/demo/simpleenroll";
 const REENROLL: &str = "/.well-known/est/simplereenroll";
+/// Certificates with the profile's e-mail issued without confirming it.
+const NO_EMAIL_VALIDATION: &str = "[email_validation]\nenabled = false\n";
 
 fn record(ts: &TestServer, serial: &Serial) -> estd::model::CertRecord {
     ts.app().store.cert(serial).expect("db").expect("record")
@@ -346,7 +348,8 @@ async fn revoking_for_suspected_misuse_revokes_the_successors() {
 #[tokio::test]
 async fn reenrolment_refuses_names_the_profile_no_longer_allows() {
     let dir = tempfile::tempdir().expect("tmp");
-    let ts = TestServer::start(dir.path()).await;
+    // About names, not e-mail validation (email_validation.rs), which is off.
+    let ts = TestServer::start_with(dir.path(), NO_EMAIL_VALIDATION).await;
     let mut op = Api::operator(&ts).await;
     let demo = profile(&ts, "demo").id;
     op.change_profile(
@@ -522,7 +525,8 @@ async fn user_certificates_stop_when_the_organisation_withdraws_consent() {
 #[tokio::test]
 async fn the_record_names_what_the_certificate_carries() {
     let dir = tempfile::tempdir().expect("tmp");
-    let ts = TestServer::start(dir.path()).await;
+    // About names, not e-mail validation (email_validation.rs), which is off.
+    let ts = TestServer::start_with(dir.path(), NO_EMAIL_VALIDATION).await;
     let mut op = Api::operator(&ts).await;
     let demo = profile(&ts, "demo").id;
     op.change_profile(&demo, json!({"publish": true})).await;

@@ -23,6 +23,7 @@ mod cert_contents;
 mod conformance;
 mod connections;
 mod crash;
+mod email_validation;
 mod encrypted_ca_key;
 mod est_core;
 mod est_orders;

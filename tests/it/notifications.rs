@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use base64::Engine;
 use estd::model::{
-    now_unix, Contact, Identification, Notification, NotificationKind, Profile, RevocationReason,
-    Serial,
+    now_unix, CertKind, Contact, Identification, Notification, NotificationKind, Profile,
+    RevocationReason, Serial, LANGUAGE_SEPARATOR,
 };
 use estd::notify::{deliver_pending, write_expiry_notices, MAX_DELIVERY_ATTEMPTS};
-use estd::service::{create_order, revoke, OrderRequest};
+use estd::service::{block, create_order, renew, revoke, OrderRequest};
 use estd::App;
 use estd_testkit::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -30,18 +30,30 @@ pub(crate) struct ReceivedMail {
 }
 
 impl ReceivedMail {
+    /// A header's value, folded lines joined and RFC 2047 encoded words
+    /// (as lettre writes non-ASCII subjects) decoded.
     fn header(&self, name: &str) -> Option<String> {
         let prefix = format!("{}:", name.to_ascii_lowercase());
-        self.data
-            .split("\r\n\r\n")
-            .next()?
-            .lines()
-            .find(|l| l.to_ascii_lowercase().starts_with(&prefix))
-            .map(|l| l[prefix.len()..].trim().to_owned())
+        let head = self.data.split("\r\n\r\n").next()?;
+        let mut value: Option<String> = None;
+        for line in head.split("\r\n") {
+            match &mut value {
+                None if line.to_ascii_lowercase().starts_with(&prefix) => {
+                    value = Some(line[prefix.len()..].trim().to_owned());
+                }
+                Some(v) if line.starts_with(' ') || line.starts_with('\t') => {
+                    v.push(' ');
+                    v.push_str(line.trim());
+                }
+                Some(_) => break,
+                None => {}
+            }
+        }
+        value.map(|v| decode_encoded_words(&v))
     }
 
     /// The body with its Content-Transfer-Encoding undone.
-    fn body_text(&self) -> String {
+    pub(crate) fn body_text(&self) -> String {
         let body = self
             .data
             .split_once("\r\n\r\n")
@@ -63,6 +75,44 @@ impl ReceivedMail {
             _ => body.to_owned(),
         }
     }
+}
+
+/// Undoes RFC 2047 encoded words (`=?utf-8?b?...?=`, `=?utf-8?q?...?=`);
+/// the space between two adjacent encoded words is not part of the text.
+fn decode_encoded_words(v: &str) -> String {
+    let mut out: Vec<u8> = Vec::new();
+    let mut rest = v;
+    let mut after_word = false;
+    while !rest.is_empty() {
+        let Some(start) = rest.find("=?") else {
+            out.extend_from_slice(rest.as_bytes());
+            break;
+        };
+        let between = &rest[..start];
+        if !(after_word && between.trim().is_empty()) {
+            out.extend_from_slice(between.as_bytes());
+        }
+        let word = &rest[start + 2..];
+        let mut parts = word.splitn(3, '?');
+        let (_charset, encoding, tail) = (
+            parts.next().expect("charset"),
+            parts.next().expect("encoding"),
+            parts.next().expect("text"),
+        );
+        let end = tail.find("?=").expect("end of encoded word");
+        let text = &tail[..end];
+        match encoding.to_ascii_lowercase().as_str() {
+            "b" => out.extend(
+                base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .expect("base64 word"),
+            ),
+            _ => out.extend(decode_quoted_printable(&text.replace('_', " ")).into_bytes()),
+        }
+        rest = &tail[end + 2..];
+        after_word = true;
+    }
+    String::from_utf8(out).expect("utf-8 header")
 }
 
 fn decode_quoted_printable(s: &str) -> String {
@@ -109,7 +159,7 @@ impl SmtpSink {
         self.mails.lock().expect("sink lock").clone()
     }
 
-    fn received_by(&self, address: &str) -> Vec<ReceivedMail> {
+    pub(crate) fn received_by(&self, address: &str) -> Vec<ReceivedMail> {
         self.received()
             .into_iter()
             .filter(|m| m.recipients.iter().any(|r| r == address))
@@ -250,10 +300,18 @@ async fn order_notice_is_delivered_without_the_code() {
     assert_eq!(mail.header("To").as_deref(), Some(CONTACT));
     assert!(mail.header("Message-ID").is_some(), "{}", mail.data);
     let subject = mail.header("Subject").expect("subject header");
-    assert!(subject.contains("ready"), "subject: {subject}");
-    assert!(subject.contains(&profile.name), "subject: {subject}");
+    assert_eq!(
+        subject,
+        "Download systemcertifikat / Download a system certificate"
+    );
     let body = mail.body_text();
     assert!(body.contains(&reference), "body names the order: {body}");
+    assert!(
+        body.contains(&profile.name),
+        "body names the profile: {body}"
+    );
+    let link = format!("http://localhost:8080/collect?ref={reference}");
+    assert!(body.contains(&link), "body links to the collection: {body}");
     assert!(!mail.data.contains(&code), "code in the raw message");
     assert!(!body.contains(&code), "code in the body");
     for m in sink.received() {
@@ -299,8 +357,14 @@ async fn revocation_notice_is_delivered() {
     let mails = sink.received_by(CONTACT);
     assert_eq!(mails.len(), 1, "{mails:?}");
     let subject = mails[0].header("Subject").expect("subject");
-    assert!(subject.contains("revoked"), "subject: {subject}");
-    assert!(mails[0].body_text().contains(&serial.to_string()));
+    assert!(
+        subject.starts_with("Certifikat spærret: ") && subject.contains(" / Certificate revoked: "),
+        "subject: {subject}"
+    );
+    let body = mails[0].body_text();
+    assert!(body.contains(&serial.to_string()), "{body}");
+    assert!(body.contains("erstattet af et nyt certifikat"), "{body}");
+    assert!(body.contains("superseded by a new certificate"), "{body}");
 
     let notices = notices_for(app, NotificationKind::Revoked, serial);
     assert_eq!(notices.len(), 1);
@@ -343,7 +407,27 @@ async fn expiry_notice_is_written_once() {
     let notices = notices_for(app, NotificationKind::Expiring, soon);
     assert_eq!(notices.len(), 1, "exactly one notice");
     assert_eq!(notices[0].to, CONTACT);
-    assert!(notices[0].subject.contains("expires"));
+    let subject = &notices[0].subject;
+    assert!(
+        subject.starts_with("Dit certifikat udløber snart: ")
+            && subject.contains(" / Your certificate expires soon: "),
+        "{subject}"
+    );
+    let body = &notices[0].body;
+    let (danish, english) = body
+        .split_once(LANGUAGE_SEPARATOR)
+        .expect("Danish, then English");
+    for text in [danish, english] {
+        assert!(text.contains(&soon.to_string()), "{text}");
+    }
+    assert!(
+        danish.contains("udløber") && danish.contains("Forny"),
+        "{danish}"
+    );
+    assert!(
+        english.contains("expires on") && english.contains("Renew"),
+        "{english}"
+    );
     for other in [later, revoked, foreign, uncontactable] {
         assert!(notices_for(app, NotificationKind::Expiring, other).is_empty());
     }
@@ -467,5 +551,291 @@ async fn run_delivers_and_stops_on_shutdown() {
         .await
         .expect("run stops promptly")
         .expect("run did not panic");
+    ts.shutdown().await;
+}
+
+const USER: &str = "ulla@demo.example";
+
+/// A user order of `profile` for Ulla, and a certificate issued for it.
+async fn user_certificate(ts: &TestServer, profile: &Profile) -> (String, Serial) {
+    let app = ts.app();
+    let created = create_order(
+        app.services(),
+        &operator(),
+        &OrderRequest {
+            profile_id: profile.id.clone(),
+            user: Some(("Ulla User".into(), USER.into())),
+            publish: None,
+            identification: None,
+            issuance: None,
+        },
+    )
+    .await
+    .expect("user order");
+    let (serial, _) = ts.issue_direct(&demo_org(app), profile, "Ulla User", 365);
+    app.store
+        .update_cert(&serial, |rec| {
+            rec.order_id = Some(created.order.id.clone());
+            Ok::<(), ()>(())
+        })
+        .expect("store")
+        .expect("update");
+    (created.order.id, serial)
+}
+
+fn notices_of_order(app: &App, kind: NotificationKind, reference: &str) -> Vec<Notification> {
+    outbox(app)
+        .into_iter()
+        .filter(|n| n.kind == kind && n.order_id.as_deref() == Some(reference))
+        .collect()
+}
+
+/// Each order event names itself as the service does, in Danish then
+/// English, links to the collection page under the configured base URL
+/// (never with the code), and is sent from the configured sender.
+#[tokio::test]
+async fn order_notices_name_the_event_in_both_languages_with_the_configured_link_and_sender() {
+    let sink = SmtpSink::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let extra = format!(
+        "{}from = \"MitID Erhverv <noreply@certs.example.dk>\"\n\
+         [notices]\nbase_url = \"https://certs.example.dk/portal/\"\n",
+        sink.config()
+    );
+    let ts = TestServer::start_with(dir.path(), &extra).await;
+    let app = ts.app();
+    let system = contact_profile(app, "texts-system", Some(CONTACT));
+    let organisation = Profile {
+        kind: CertKind::Organisation,
+        ..contact_profile(app, "texts-org", Some(CONTACT))
+    };
+    app.store.put_profile(&organisation).expect("profile");
+    let user_profile = Profile {
+        kind: CertKind::User,
+        ..contact_profile(app, "texts-user", Some(CONTACT))
+    };
+    app.store.put_profile(&user_profile).expect("profile");
+
+    let (user_ref, _) = user_certificate(&ts, &user_profile).await;
+    let sys = order_for(app, &system.id).await;
+    let org = order_for(app, &organisation.id).await;
+    let expected = [
+        (
+            user_ref.as_str(),
+            USER,
+            "Udsted og download medarbejdercertifikat / Issue and download a user certificate",
+            ["Kære Ulla User", "Dear Ulla User"],
+        ),
+        (
+            sys.order.id.as_str(),
+            CONTACT,
+            "Download systemcertifikat / Download a system certificate",
+            [
+                "Der er bestilt et systemcertifikat",
+                "A system certificate has been ordered",
+            ],
+        ),
+        (
+            org.order.id.as_str(),
+            CONTACT,
+            "Download organisationscertifikat / Download an organisation certificate",
+            [
+                "Der er bestilt et organisationscertifikat",
+                "An organisation certificate has been ordered",
+            ],
+        ),
+    ];
+    for (reference, to, subject, [danish_text, english_text]) in expected {
+        let notices = notices_of_order(app, NotificationKind::Ordered, reference);
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        let n = &notices[0];
+        assert_eq!(n.to, to);
+        assert_eq!(n.subject, subject);
+        let (danish, english) = n.body.split_once(LANGUAGE_SEPARATOR).expect("both");
+        let link = format!("https://certs.example.dk/portal/collect?ref={reference}");
+        assert!(
+            danish.contains(danish_text) && danish.contains(&link),
+            "{danish}"
+        );
+        assert!(
+            danish.contains(&format!("Referencenummer: {reference}")),
+            "{danish}"
+        );
+        assert!(
+            english.contains(english_text) && english.contains(&link),
+            "{english}"
+        );
+        assert!(
+            english.contains(&format!("Reference number: {reference}")),
+            "{english}"
+        );
+    }
+    let codes = [sys.code.expect("code"), org.code.expect("code")];
+
+    // The server's own delivery task may send some of them first.
+    let report = deliver_pending(app).await.expect("delivery round");
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert_eq!(sink.received().len(), 3);
+    for mail in sink.received() {
+        assert_eq!(mail.sender, "noreply@certs.example.dk");
+        let from = mail.header("From").expect("From");
+        assert!(
+            from.contains("MitID Erhverv") && from.ends_with("<noreply@certs.example.dk>"),
+            "{from}"
+        );
+        let body = mail.body_text();
+        assert!(
+            body.contains("https://certs.example.dk/portal/collect?ref="),
+            "{body}"
+        );
+        for code in &codes {
+            assert!(!mail.data.contains(code.as_str()) && !body.contains(code.as_str()));
+        }
+    }
+    let to_user = sink.received_by(USER);
+    assert_eq!(to_user.len(), 1);
+    assert_eq!(
+        to_user[0].header("Subject").as_deref(),
+        Some("Udsted og download medarbejdercertifikat / Issue and download a user certificate")
+    );
+    ts.shutdown().await;
+}
+
+/// `[notices] language` picks Danish or English alone.
+#[tokio::test]
+async fn one_language_alone_when_configured() {
+    for (language, subject, body_has, body_lacks) in [
+        (
+            "da",
+            "Download systemcertifikat",
+            "Download certifikatet her",
+            "Download the certificate here",
+        ),
+        (
+            "en",
+            "Download a system certificate",
+            "Download the certificate here",
+            "Download certifikatet her",
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let extra = format!("[notices]\nlanguage = \"{language}\"\n");
+        let ts = TestServer::start_with(dir.path(), &extra).await;
+        let app = ts.app();
+        let profile = contact_profile(app, "one-language", Some(CONTACT));
+        let created = order_for(app, &profile.id).await;
+        let notices = notices_of_order(app, NotificationKind::Ordered, &created.order.id);
+        assert_eq!(notices.len(), 1);
+        assert_eq!(notices[0].subject, subject, "{language}");
+        assert!(notices[0].body.contains(body_has), "{}", notices[0].body);
+        assert!(!notices[0].body.contains(body_lacks), "{}", notices[0].body);
+        assert!(!notices[0].body.contains(LANGUAGE_SEPARATOR.trim()));
+        ts.shutdown().await;
+    }
+}
+
+/// The user of a revoked or blocked user certificate is told, and so is the
+/// profile's contact; both get the same text.
+#[tokio::test]
+async fn the_user_and_the_contact_are_told_of_revocation_and_blocking() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ts = TestServer::start(dir.path()).await;
+    let app = ts.app();
+    let profile = Profile {
+        kind: CertKind::User,
+        ..contact_profile(app, "revoked-users", Some(CONTACT))
+    };
+    app.store.put_profile(&profile).expect("profile");
+
+    let (_, revoked) = user_certificate(&ts, &profile).await;
+    revoke(
+        app.services(),
+        &operator(),
+        &revoked,
+        RevocationReason::SuspectedMisuse,
+    )
+    .await
+    .expect("revoke");
+    let notices = notices_for(app, NotificationKind::Revoked, revoked);
+    let mut to: Vec<&str> = notices.iter().map(|n| n.to.as_str()).collect();
+    to.sort_unstable();
+    assert_eq!(to, [CONTACT, USER]);
+    for n in &notices {
+        assert!(
+            n.subject.starts_with("Certifikat spærret: ")
+                && n.subject.contains(" / Certificate revoked: "),
+            "{}",
+            n.subject
+        );
+        let (danish, english) = n.body.split_once(LANGUAGE_SEPARATOR).expect("both");
+        assert!(danish.contains(&revoked.to_string()) && danish.contains("mistanke om misbrug"));
+        assert!(english.contains(&revoked.to_string()) && english.contains("suspected misuse"));
+    }
+
+    let (_, blocked) = user_certificate(&ts, &profile).await;
+    block(app.services(), &operator(), &blocked)
+        .await
+        .expect("block");
+    let notices = notices_for(app, NotificationKind::Blocked, blocked);
+    let mut to: Vec<&str> = notices.iter().map(|n| n.to.as_str()).collect();
+    to.sort_unstable();
+    assert_eq!(to, [CONTACT, USER]);
+    for n in &notices {
+        assert!(
+            n.subject.starts_with("Medarbejdercertifikat blokeret: ")
+                && n.subject.contains(" / User certificate blocked: "),
+            "{}",
+            n.subject
+        );
+        let (danish, english) = n.body.split_once(LANGUAGE_SEPARATOR).expect("both");
+        assert!(danish.contains(&blocked.to_string()) && danish.contains("endelig"));
+        assert!(english.contains(&blocked.to_string()) && english.contains("final"));
+    }
+
+    // A user whose address is also the contact's gets one notice, not two.
+    let shared = Profile {
+        kind: CertKind::User,
+        ..contact_profile(app, "self-contact", Some(USER))
+    };
+    app.store.put_profile(&shared).expect("profile");
+    let (_, own) = user_certificate(&ts, &shared).await;
+    revoke(app.services(), &operator(), &own, RevocationReason::Other)
+        .await
+        .expect("revoke");
+    let notices = notices_for(app, NotificationKind::Revoked, own);
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(notices[0].to, USER);
+    ts.shutdown().await;
+}
+
+/// A renewal order is announced like an order, naming what it renews.
+#[tokio::test]
+async fn renewal_order_notice_names_the_renewed_certificate() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ts = TestServer::start(dir.path()).await;
+    let app = ts.app();
+    let profile = contact_profile(app, "renewed", Some(CONTACT));
+    let (serial, _) = ts.issue_direct(&demo_org(app), &profile, "renew-me", 365);
+    let created = renew(app.services(), &operator(), &serial)
+        .await
+        .expect("renew");
+    let notices = notices_of_order(app, NotificationKind::Renewed, &created.order.id);
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(
+        notices[0].subject,
+        "Download systemcertifikat / Download a system certificate"
+    );
+    let (danish, english) = notices[0]
+        .body
+        .split_once(LANGUAGE_SEPARATOR)
+        .expect("both");
+    assert!(
+        danish.contains(&format!("som fornyelse af certifikat {serial}")),
+        "{danish}"
+    );
+    assert!(
+        english.contains(&format!("to renew certificate {serial}")),
+        "{english}"
+    );
     ts.shutdown().await;
 }

@@ -127,7 +127,10 @@ async fn otc_profile(
 async fn no_key_code_or_token_appears_in_verbose_logs() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path();
-    let config = process::write_config(dir, "trace,sled=debug", "");
+    // Notices go to a sink here, so that the e-mail validation link is read
+    // as its recipient reads it.
+    let sink = crate::notifications::SmtpSink::start().await;
+    let config = process::write_config(dir, "trace,sled=debug", &sink.config());
     let certs = dir.join("certs");
     let d = Daemon::start(dir, &config, &[], "hygiene").expect("start");
     let root = first_cert(&certs.join("root-ca.pem"));
@@ -257,6 +260,48 @@ async fn no_key_code_or_token_appears_in_verbose_logs() {
         secrets.push((format!("certs/{file}"), needles));
     }
 
+    // E-mail validation: the link's token arrives by mail, the page is
+    // fetched and the address confirmed on the public listener.
+    let body = serde_json::json!({
+        "cvr": DEMO_CVR,
+        "name": "Hygiene mail",
+        "kind": "system",
+        "contact": {"name": "Hygiene Test", "email": "hygiene@demo.example"},
+        "email": "hygiene-ops@demo.example",
+        "identification": "one-time-code",
+        "issuance": "est",
+        "est_label": "hygiene-mail",
+        "order": {},
+    })
+    .to_string();
+    admin.json("POST", "/profiles", Some(&body), 201).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mail = loop {
+        if let Some(m) = sink.received_by("hygiene-ops@demo.example").pop() {
+            break m;
+        }
+        assert!(std::time::Instant::now() < deadline, "no validation mail");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let text = mail.body_text();
+    let start = text.find("token=").expect("link") + "token=".len();
+    let validation_token: String = text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    assert_eq!(validation_token.len(), 43, "{text}");
+    let page = format!("/validate-email?token={validation_token}");
+    let public = crate::email_validation::public_http;
+    assert_eq!(public(d.public, "GET", &page, None).await.0, 200);
+    let form = format!("token={validation_token}");
+    assert_eq!(
+        public(d.public, "POST", "/validate-email", Some(&form))
+            .await
+            .0,
+        200
+    );
+    secrets.push(("the e-mail validation token".into(), vec![validation_token]));
+
     // An API enrolment over mutual TLS (the demo key in use), for a fuller log.
     let r = process::enrol_as_demo_idm(&d, &certs, "hygiene-api").await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -274,6 +319,10 @@ async fn no_key_code_or_token_appears_in_verbose_logs() {
     assert!(
         log.contains("/api/v1/organisations/"),
         "the admin calls are logged"
+    );
+    assert!(
+        log.contains("/validate-email"),
+        "the confirmation is logged"
     );
     assert!(
         log.contains("DEBUG") && log.contains("TRACE"),

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use estd::model::{
-    now_unix, CertKind, CertRecord, CertStatus, Notification, NotificationKind, RevocationReason,
-    Serial,
+    now_unix, CertKind, CertRecord, CertStatus, EmailValidation, EmailValidationState,
+    Notification, NotificationKind, RevocationReason, Serial,
 };
 use estd::store::{Exclusive, Store, StoreEvent};
 use estd_testkit::postgres;
@@ -252,6 +252,49 @@ async fn a_revocation_on_one_handle_is_an_event_on_the_other_within_a_second() {
 }
 
 /// `estd store copy`, run as the CLI; panics with its output on failure.
+/// E-mail validations: one record per organisation and address, replaced
+/// as a whole, seen from the other handle, listed; on both engines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_validations_are_kept_per_organisation_and_address() {
+    for p in pairs() {
+        let engine = p.engine;
+        assert!(p
+            .a
+            .email_validation(DEMO_CVR, "a@x.dk")
+            .expect("read")
+            .is_none());
+        let mut v = EmailValidation::pending(DEMO_CVR, "a@x.dk", [1; 32], 100, 3600);
+        p.a.put_email_validation(&v).expect("put");
+        let other = EmailValidation::pending("87654311", "a@x.dk", [2; 32], 100, 3600);
+        p.a.put_email_validation(&other).expect("put");
+        assert_eq!(
+            p.b.email_validation(DEMO_CVR, "a@x.dk").expect("read"),
+            Some(v.clone()),
+            "{engine}"
+        );
+        v.confirm(200).expect("confirm");
+        p.a.put_email_validation(&v).expect("replace");
+        let read = p.b.email_validation(DEMO_CVR, "a@x.dk").expect("read");
+        assert!(
+            matches!(
+                read.map(|r| r.state),
+                Some(EmailValidationState::Confirmed { at: 200 })
+            ),
+            "{engine}"
+        );
+        let all: Vec<EmailValidation> =
+            p.b.email_validations()
+                .collect::<Result<_, _>>()
+                .expect("list");
+        assert_eq!(all.len(), 2, "{engine}: {all:?}");
+        assert!(p
+            .b
+            .email_validation(DEMO_CVR, "b@x.dk")
+            .expect("read")
+            .is_none());
+    }
+}
+
 async fn store_copy(from: &str, to: &str) -> String {
     let (ok, out, err) = estd_cli(vec![
         "store".into(),
@@ -299,13 +342,29 @@ async fn store_copy_sled_to_postgres_and_back_keeps_every_record() {
         let idm_profile = profile(&ts, estd::seed::DEMO_IDM_LABEL);
         let _order = order_code(&app, &idm_profile.id).await;
         app.store.push_notification(notice(1)).expect("notice");
+        app.store
+            .put_email_validation(&EmailValidation::pending(
+                DEMO_CVR,
+                "ops@demo.example",
+                [7; 32],
+                now_unix(),
+                3600,
+            ))
+            .expect("validation");
         drop(app);
         ts.shutdown().await;
     }
     let sled = sled_dir.display().to_string();
     let before = summary_of(&sled);
     for kind in [
-        "certs", "revoked", "orgs", "profiles", "orders", "tokens", "audit",
+        "certs",
+        "revoked",
+        "orgs",
+        "profiles",
+        "orders",
+        "tokens",
+        "audit",
+        "email_validations",
     ] {
         assert!(
             before.counts.get(kind).is_some_and(|n| *n > 0),

@@ -112,6 +112,18 @@ async fn upgrades_and_serves(name: &str, e: Expected) {
         let store = estd::store::open_sled(&data, 8 << 20).expect("open the old store");
         let summary = check(&store, &e);
         assert!(store.crl(1).expect("the CRL decodes").is_some());
+        // From before e-mail validation: none stored, and one can be.
+        assert_eq!(store.email_validations().count(), 0);
+        let v = estd::model::EmailValidation::pending(e.cvr, "ops@upgrade.example", [3; 32], 1, 60);
+        store
+            .put_email_validation(&v)
+            .expect("a new kind of record");
+        assert_eq!(
+            store
+                .email_validation(e.cvr, "ops@upgrade.example")
+                .expect("read"),
+            Some(v)
+        );
         store.flush().expect("flush");
         summary
     };
@@ -133,6 +145,11 @@ async fn upgrades_and_serves(name: &str, e: Expected) {
     let r = api.get(&format!("/orders/{}", e.order)).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["reference"], e.order, "{}", r.text);
+    let r = api
+        .get(&format!("/organisations/{}/email-validations", e.cvr))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["items"][0]["status"], "expired", "{}", r.text);
     let r = api.get("/profiles?per_page=500").await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.text.contains(e.label.0), "{}", r.text);

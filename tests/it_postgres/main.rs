@@ -27,6 +27,8 @@ mod cert_contents;
 mod connections;
 #[path = "../it/crash.rs"]
 mod crash;
+#[path = "../it/email_validation.rs"]
+mod email_validation;
 #[path = "../it/encrypted_ca_key.rs"]
 mod encrypted_ca_key;
 #[path = "../it/est_core.rs"]

@@ -36,8 +36,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
 use crate::model::{
-    AuditEvent, CertRecord, IllegalTransition, Notification, Order, Organisation, Profile,
-    RevocationReason, Serial, TokenRecord, UnixSeconds,
+    AuditEvent, CertRecord, EmailValidation, IllegalTransition, Notification, Order, Organisation,
+    Profile, RevocationReason, Serial, TokenRecord, UnixSeconds,
 };
 use crate::store::record::{bounded_event, decode, encode};
 use crate::store::{
@@ -984,6 +984,36 @@ impl Store for PgStore {
             }
         }
         Ok(false)
+    }
+
+    fn put_email_validation(&self, rec: &EmailValidation) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO email_validations (key, rec) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET rec = EXCLUDED.rec",
+            vec![
+                crate::store::email_validation_key(&rec.cvr, &rec.address).into(),
+                encode(rec)?.into(),
+            ],
+        )
+        .map(drop)
+    }
+
+    fn email_validation(
+        &self,
+        cvr: &str,
+        address: &str,
+    ) -> Result<Option<EmailValidation>, StoreError> {
+        self.get(
+            "SELECT rec FROM email_validations WHERE key = $1",
+            Key::Text(crate::store::email_validation_key(cvr, address)),
+        )
+    }
+
+    fn email_validations(&self) -> BoxIter<'_, EmailValidation> {
+        self.list(
+            "SELECT key, rec FROM email_validations WHERE key > $1 ORDER BY key LIMIT 500",
+            Key::Text(String::new()),
+        )
     }
 
     fn push_notification(&self, mut n: Notification) -> Result<u64, StoreError> {

@@ -57,6 +57,7 @@ impl PgStore {
                     Store::tokens(self).map(|r| r.map(|(hash, rec)| Record::Token { hash, rec })),
                 )
                 .chain(Store::notifications(self).map(|r| r.map(Record::Notification)))
+                .chain(Store::email_validations(self).map(|r| r.map(Record::EmailValidation)))
                 .chain(audit)
                 .chain(tail),
         )
@@ -238,6 +239,14 @@ impl Batch {
                         Key::Int(n.id as i64),
                         Key::Bool(n.delivered_at.is_some()),
                         encode(&n)?.into(),
+                    ],
+                )),
+                Record::EmailValidation(v) => b.rows.push((
+                    "INSERT INTO email_validations (key, rec) VALUES ($1, $2)
+                     ON CONFLICT (key) DO UPDATE SET rec = EXCLUDED.rec",
+                    vec![
+                        crate::store::email_validation_key(&v.cvr, &v.address).into(),
+                        encode(&v)?.into(),
                     ],
                 )),
                 Record::Crl { generation, crl } => b.rows.push((

@@ -8,6 +8,7 @@
 //! - `orders`: reference number → [`crate::model::Order`]; `held`: SHA-256 of a held CSR → reference number
 //! - `tokens`: SHA-256 of an admin token → [`crate::model::TokenRecord`]
 //! - `outbox`: monotonic id → [`crate::model::Notification`]
+//! - `email_validations`: "CVR address" → [`crate::model::EmailValidation`]
 //! - `revoked`: serial → revocation time and reason (the CRL's source, kept small)
 //! - `expiry`: notAfter (u64, big-endian) ‖ serial → empty (the expiry scan's index)
 //! - `meta`: the store's format (see `migrate.rs`), the current CRL and its
@@ -52,8 +53,8 @@ use std::sync::{mpsc, Arc, RwLock};
 use tokio::sync::oneshot;
 
 use crate::model::{
-    AuditEvent, CertRecord, IllegalTransition, Notification, Order, Organisation, Profile,
-    RevocationReason, Serial, TokenRecord, UnixSeconds,
+    AuditEvent, CertRecord, EmailValidation, IllegalTransition, Notification, Order, Organisation,
+    Profile, RevocationReason, Serial, TokenRecord, UnixSeconds,
 };
 use crate::store::{
     AuditPage, BoxFuture, BoxIter, Exclusive, ExclusiveGuard, Issuance, IssueOutcome,
@@ -383,6 +384,27 @@ impl Store for SledStore {
 
     fn notifications(&self) -> BoxIter<'_, Notification> {
         self.values(|t| &t.outbox, codec::decode)
+    }
+    fn put_email_validation(&self, rec: &EmailValidation) -> Result<(), StoreError> {
+        let key = crate::store::email_validation_key(&rec.cvr, &rec.address);
+        self.trees()?
+            .email_validations
+            .insert(key.as_bytes(), codec::encode(rec)?)?;
+        Ok(())
+    }
+    fn email_validation(
+        &self,
+        cvr: &str,
+        address: &str,
+    ) -> Result<Option<EmailValidation>, StoreError> {
+        let key = crate::store::email_validation_key(cvr, address);
+        match self.trees()?.email_validations.get(key.as_bytes())? {
+            Some(v) => Ok(Some(codec::decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+    fn email_validations(&self) -> BoxIter<'_, EmailValidation> {
+        self.values(|t| &t.email_validations, codec::decode)
     }
     fn audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
         SledStore::audit(self, event)

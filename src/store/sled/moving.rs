@@ -60,6 +60,7 @@ impl SledStore {
                     Store::tokens(self).map(|r| r.map(|(hash, rec)| Record::Token { hash, rec })),
                 )
                 .chain(Store::notifications(self).map(|r| r.map(Record::Notification)))
+                .chain(Store::email_validations(self).map(|r| r.map(Record::EmailValidation)))
                 .chain(audit)
                 .chain(tail),
         )
@@ -120,6 +121,7 @@ impl SledStore {
                     while t.db.generate_id()? < n.id {}
                     t.outbox.insert(n.id.to_be_bytes(), encode(&n)?)?;
                 }
+                Record::EmailValidation(v) => self.put_email_validation(&v)?,
                 Record::Audit { id, event } => {
                     while t.db.generate_id()? < id {}
                     t.audit.insert(id.to_be_bytes(), encode(&event)?)?;

@@ -53,6 +53,7 @@ pub(super) struct Trees {
     pub(super) held: sled::Tree,
     pub(super) tokens: sled::Tree,
     pub(super) outbox: sled::Tree,
+    pub(super) email_validations: sled::Tree,
     pub(super) revoked: sled::Tree,
     pub(super) expiry: sled::Tree,
     pub(super) meta: sled::Tree,
@@ -121,6 +122,8 @@ pub(super) fn open_trees(dir: &Path, cache_bytes: u64) -> Result<(Trees, u64), S
         held: db.open_tree("held")?,
         tokens: db.open_tree("tokens")?,
         outbox: db.open_tree("outbox")?,
+        // Opened (created empty) in a store from before e-mail validation.
+        email_validations: db.open_tree("email_validations")?,
         revoked: db.open_tree("revoked")?,
         expiry,
         meta,
