@@ -273,7 +273,10 @@ pub struct SmtpConfig {
 pub struct NoticesConfig {
     /// Where the links in notices point: `http(s)://host[:port][/path]`,
     /// without query or fragment. Collection links are
-    /// `<base_url>/collect?ref=<reference number>`.
+    /// `<base_url>/collect?ref=<reference number>`. Empty (the default):
+    /// the public listener, as for the CRL and OCSP URLs
+    /// ([`Config::resolve_public_urls`]), which serves `/validate-email`.
+    #[serde(default)]
     pub base_url: String,
     /// `"da"`, `"en"` or `"da+en"` (Danish first, then English).
     pub language: crate::model::NoticeLanguages,
@@ -635,11 +638,17 @@ impl Config {
         Ok(config)
     }
 
-    /// Whether a CRL, OCSP or caIssuers URL is left to follow the public listener.
+    /// Whether a CRL, OCSP or caIssuers URL, or the notices' base URL, is
+    /// left to follow the public listener.
     pub fn derives_public_urls(&self) -> bool {
-        [&self.ca.crl_url, &self.ca.ocsp_url, &self.ca.ca_issuers_url]
-            .iter()
-            .any(|u| u.is_empty())
+        [
+            &self.ca.crl_url,
+            &self.ca.ocsp_url,
+            &self.ca.ca_issuers_url,
+            &self.notices.base_url,
+        ]
+        .iter()
+        .any(|u| u.is_empty())
     }
 
     /// Fills the CRL, OCSP and caIssuers URLs left empty from the public
@@ -662,6 +671,9 @@ impl Config {
             if url.is_empty() {
                 *url = format!("{base}{path}");
             }
+        }
+        if self.notices.base_url.is_empty() {
+            self.notices.base_url = base;
         }
         self.check_public_urls()
     }
@@ -829,7 +841,9 @@ impl Config {
                     .into(),
             ));
         }
-        if let Some(problem) = base_url_problem(&self.notices.base_url) {
+        if self.notices.base_url.is_empty() {
+            // Filled in from the public listener once its port is known.
+        } else if let Some(problem) = base_url_problem(&self.notices.base_url) {
             return Err(ConfigError::Invalid(format!(
                 "notices.base_url {:?} {problem}",
                 self.notices.base_url
@@ -1021,11 +1035,11 @@ mod tests {
     #[test]
     fn notice_links_come_from_the_base_url() {
         let c = Config::embedded().expect("default");
-        assert_eq!(c.notices.base_url, "http://localhost:8080");
+        assert_eq!(c.notices.base_url, "http://127.0.0.1:8080");
         assert_eq!(c.notices.language, crate::model::NoticeLanguages::Both);
         assert_eq!(
             c.notices.collect_link("R1"),
-            "http://localhost:8080/collect?ref=R1"
+            "http://127.0.0.1:8080/collect?ref=R1"
         );
         let c = Config::from_toml_layers(&[
             DEFAULT_TOML,

@@ -246,32 +246,48 @@ fn ca_issuers_cert<'a>(app: &'a App, path: &str) -> Option<&'a [u8]> {
 /// A certificate as RFC 5280 4.2.2.1 asks for at a caIssuers URL: one DER
 /// certificate, `application/pkix-cert` (RFC 2585).
 fn issuing_cert(req: &Request<Incoming>, der: &[u8]) -> Response<Full<Bytes>> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return plain(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed; use GET\n",
-        );
+    if let Err(refused) = get_only(req) {
+        return refused;
     }
-    let mut r = Response::new(Full::new(Bytes::copy_from_slice(der)));
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/pkix-cert"),
-    );
     // A CA certificate does not change while it is served.
+    signed_object(
+        Bytes::copy_from_slice(der),
+        "application/pkix-cert",
+        "public, max-age=86400, no-transform",
+    )
+}
+
+/// Refuses a method other than GET and HEAD.
+fn get_only(req: &Request<Incoming>) -> Result<(), Response<Full<Bytes>>> {
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        return Ok(());
+    }
+    Err(plain(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed; use GET\n",
+    ))
+}
+
+/// A signed DER object (a CRL, a certificate) as `content_type`, which
+/// caches may keep as `cache_control` says.
+fn signed_object(
+    der: Bytes,
+    content_type: &'static str,
+    cache_control: &'static str,
+) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(der));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=86400, no-transform"),
+        HeaderValue::from_static(cache_control),
     );
     r
 }
 
 fn crl(app: &App, req: &Request<Incoming>, generation: u32) -> Response<Full<Bytes>> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return plain(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed; use GET\n",
-        );
+    if let Err(refused) = get_only(req) {
+        return refused;
     }
     let Some(crl) = app.revocation.crl_of(generation) else {
         return plain(StatusCode::NOT_FOUND, "no CA generation has this CRL\n");
@@ -282,18 +298,12 @@ fn crl(app: &App, req: &Request<Incoming>, generation: u32) -> Response<Full<Byt
             "no CRL has been signed yet\n",
         );
     }
-    let mut r = Response::new(Full::new(Bytes::from(crl.der.clone())));
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/pkix-crl"),
-    );
     // Revocations reach the CRL within seconds, so caches may keep it only briefly.
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=60, no-transform"),
-    );
-    r
+    signed_object(
+        Bytes::from(crl.der.clone()),
+        "application/pkix-crl",
+        "public, max-age=60, no-transform",
+    )
 }
 
 const LENIENT: GeneralPurpose = GeneralPurpose::new(

@@ -80,7 +80,7 @@ pub async fn renew(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     let _: NoFields = req.json_or_default()?;
     let serial = path_serial(req)?;
     let created_order = service::renew(app.services(), actor, &serial).await?;
-    let view = CreatedOrderView::new(created_order, now_unix());
+    let view = CreatedOrderView::new(app.services(), created_order, now_unix());
     created(&format!("/api/v1/orders/{}", view.order.reference), &view)
 }
 

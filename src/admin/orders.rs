@@ -11,7 +11,7 @@ use super::response::{created, json, ApiResult};
 use super::views::{rfc3339, CreatedOrderView, Items, OrderView};
 use crate::app::App;
 use crate::model::{is_valid_cvr, now_unix, Actor, Identification, Issuance, CVR_RULE};
-use crate::service::{self, OrderRequest, OrderShown};
+use crate::service::{self, OrderRequest};
 
 /// `{name, email}` of the user a certificate is ordered for.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -66,7 +66,7 @@ pub async fn create(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     let input: NewOrder = req.json()?;
     let request = order_request(input);
     let created_order = service::create_order(app.services(), actor, &request).await?;
-    let view = CreatedOrderView::new(created_order, now_unix());
+    let view = CreatedOrderView::new(app.services(), created_order, now_unix());
     created(&format!("/api/v1/orders/{}", view.order.reference), &view)
 }
 
@@ -122,8 +122,8 @@ pub async fn change(app: &App, actor: &Actor, req: &ApiRequest, change: OrderCha
         OrderChange::Approve => service::approve(svc, actor, id).await?,
         OrderChange::Reject => service::reject(svc, actor, id).await?,
     };
-    // A changed order is never an issued one: nothing to look up.
-    let shown = OrderShown::of(&order, None, now_unix());
+    // As the service shows it: an approved order may still await its address.
+    let shown = service::order_shown(svc, &order, now_unix());
     json(StatusCode::OK, &OrderView::new(&order, shown))
 }
 

@@ -478,7 +478,7 @@ pub async fn create(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     created(
         &format!("/api/v1/profiles/{}", profile.id),
         &CreatedProfile {
-            order: order.map(|o| CreatedOrderView::new(o, now)),
+            order: order.map(|o| CreatedOrderView::new(app.services(), o, now)),
             profile,
         },
     )

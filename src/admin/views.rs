@@ -11,7 +11,7 @@ use crate::model::{
     Notification, NotificationKind, Order, OrderHolder, OrderStatus, RevocationReason, SystemRight,
     UnixSeconds,
 };
-use crate::service::{CreatedOrder, OrderShown};
+use crate::service::{CreatedOrder, OrderShown, Services};
 
 pub use crate::model::rfc3339;
 
@@ -124,9 +124,10 @@ pub struct CreatedOrderView {
 }
 
 impl CreatedOrderView {
-    /// The view of a just-created order.
-    pub fn new(created: CreatedOrder, now: UnixSeconds) -> CreatedOrderView {
-        let shown = OrderShown::of(&created.order, None, now);
+    /// The view of a just-created order, shown as the service shows it
+    /// (`awaiting-email-validation` too).
+    pub fn new(svc: Services<'_>, created: CreatedOrder, now: UnixSeconds) -> CreatedOrderView {
+        let shown = crate::service::order_shown(svc, &created.order, now);
         CreatedOrderView {
             order: OrderView::new(&created.order, shown),
             code: created.code,

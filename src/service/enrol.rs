@@ -5,19 +5,21 @@
 //! (an e-mail address in its subjectAltName) collects that user's pending
 //! order instead, as a user certificate ([`pending_user_order`]).
 
+use x509_cert::Certificate as X509;
+
 use super::email;
 use super::held::{self, Enrolled, HeldRequest};
-use super::issue::{self, cpu, AuditNote, NOT_PERMITTED};
+use super::issue::{self, cpu, AuditNote, Certificate, NOT_PERMITTED};
 use super::{Error, Services};
 use crate::auth::Principal;
 use crate::ca::csr::{self, VerifiedCsr};
 use crate::ca::CertTemplate;
-use crate::model::{now_unix, SystemRight};
+use crate::model::{now_unix, CertState, Serial, SystemRight};
 use crate::model::{
     AuditAction, Identification, Issuance, Order, OrderHolder, OrderStatus, Organisation, Profile,
 };
 use crate::policy::{self, NamedUser};
-use crate::store::PendingIssuance;
+use crate::store::{PendingIssuance, StoreError};
 use crate::tls::ChannelBinding;
 
 /// Enrols `principal` (an IdM system's certificate) under the profile of
@@ -142,7 +144,15 @@ async fn enrol_user(
     binding: &ChannelBinding,
     ticket: PendingIssuance,
 ) -> Result<Enrolled, Error> {
-    let order = pending_user_order(s, profile, user)?;
+    let orders = user_orders(s, profile, user)?;
+    if orders.pending.is_empty() {
+        // A client whose answer was lost retries with the same CSR: it gets
+        // the certificate its order already got, not a refusal.
+        if let Some(again) = earlier_answer(s, &orders.issued, &csr)? {
+            return Ok(Enrolled::Issued(again));
+        }
+    }
+    let order = one_pending_order(orders.pending, profile)?;
     // The organisation's permissions as they are now, as at every collection.
     issue::check_permissions(&org, profile, &order.holder)?;
     let effective = policy::effective_profile(profile, &order.holder);
@@ -174,35 +184,72 @@ async fn enrol_user(
     Ok(Enrolled::Issued(issued.into()))
 }
 
-/// The one pending API-identification order of `user` under `profile`: the
-/// holder's name is the CSR's CN exactly, and the e-mail address matches
-/// case-insensitively. Orders holding a CSR for approval are not candidates
-/// (their CSR collects them). None or several are refused, naming why; the
-/// CSR's own text is not repeated in the answer.
-fn pending_user_order(
-    s: Services<'_>,
-    profile: &Profile,
-    user: &NamedUser,
-) -> Result<Order, Error> {
-    let mut matching: Vec<Order> = Vec::new();
+/// The API-identification orders of `user` under `profile`: the holder's
+/// name is the CSR's CN exactly, and the e-mail address matches
+/// case-insensitively.
+struct UserOrders {
+    /// Pending ones. Orders holding a CSR for approval are not among them
+    /// (their CSR collects them).
+    pending: Vec<Order>,
+    /// The certificates of issued ones.
+    issued: Vec<Serial>,
+}
+
+fn user_orders(s: Services<'_>, profile: &Profile, user: &NamedUser) -> Result<UserOrders, Error> {
+    let mut found = UserOrders {
+        pending: Vec::new(),
+        issued: Vec::new(),
+    };
     // A scan, made only for CSRs that name a user; an organisation's or
     // system's enrolment never reaches it.
     for order in s.store.orders() {
         let order = order?;
         let candidate = order.profile_id == profile.id
             && order.cvr == profile.cvr
-            && order.identification == Identification::Api
-            && order.status == OrderStatus::Pending
-            && order.held_csr.is_none();
-        if !candidate {
+            && order.identification == Identification::Api;
+        let is_users = matches!(&order.holder, OrderHolder::User { name, email, .. }
+            if *name == user.name && email.eq_ignore_ascii_case(&user.email));
+        if !candidate || !is_users {
             continue;
         }
-        if let OrderHolder::User { name, email, .. } = &order.holder {
-            if *name == user.name && email.eq_ignore_ascii_case(&user.email) {
-                matching.push(order);
-            }
+        match order.status {
+            OrderStatus::Pending if order.held_csr.is_none() => found.pending.push(order),
+            OrderStatus::Issued { serial } => found.issued.push(serial),
+            _ => {}
         }
     }
+    Ok(found)
+}
+
+/// The certificate one of `issued` already is for `csr` (same key and
+/// subject), if it is still valid: the answer to a retry.
+fn earlier_answer(
+    s: Services<'_>,
+    issued: &[Serial],
+    csr: &VerifiedCsr,
+) -> Result<Option<Certificate>, Error> {
+    for serial in issued {
+        let Some(rec) = s.store.cert(serial)? else {
+            continue;
+        };
+        if rec.state(now_unix()) != CertState::Issued {
+            continue;
+        }
+        let cert = <X509 as der::Decode>::from_der(&rec.der).map_err(StoreError::codec)?;
+        let tbs = &cert.tbs_certificate;
+        if tbs.subject_public_key_info == csr.spki && tbs.subject == csr.subject {
+            return Ok(Some(Certificate {
+                serial: rec.serial,
+                der: rec.der,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// The one pending order among `matching`; none or several are refused,
+/// naming why. The CSR's own text is not repeated in the answer.
+fn one_pending_order(mut matching: Vec<Order>, profile: &Profile) -> Result<Order, Error> {
     if matching.len() > 1 {
         return Err(Error::Conflict(format!(
             "{} pending orders of profile {:?} are for this user ({}); one must be deleted \

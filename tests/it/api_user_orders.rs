@@ -111,8 +111,8 @@ async fn the_idm_system_collects_a_user_order() {
 
     // The IdM system's CSR names the user; the e-mail matches whatever its case.
     let before = ts.cert_count();
-    let cert =
-        issued_cert(&idm_enrol(&ts, ENROLL, &user_csr(&key, JENS, &["JENS@Demo.Example"])).await);
+    let jens_csr = user_csr(&key, JENS, &["JENS@Demo.Example"]);
+    let cert = issued_cert(&idm_enrol(&ts, ENROLL, &jens_csr).await);
     assert_eq!(ts.cert_count(), before + 1);
     let serial = serial_of(&cert);
     assert_eq!(
@@ -133,7 +133,13 @@ async fn the_idm_system_collects_a_user_order() {
     assert_eq!(shown.body["status"], "issued", "{}", shown.text);
     assert_eq!(shown.body["serial"], serial.to_string());
 
-    // The order is spent: the same user again has no order.
+    // A retry with the same CSR (an answer lost on the way) gets the same
+    // certificate, and nothing new is issued.
+    let retry = issued_cert(&idm_enrol(&ts, ENROLL, &jens_csr).await);
+    assert_eq!(serial_of(&retry), serial);
+    assert_eq!(ts.cert_count(), before + 1);
+
+    // Otherwise the order is spent: the same user with another key has no order.
     let again = idm_enrol(&ts, ENROLL, &user_csr(&p256(), JENS, &[JENS_MAIL])).await;
     assert_refused(&again, 403, "no pending order");
 

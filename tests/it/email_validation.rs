@@ -139,8 +139,10 @@ async fn enrolment_waits_for_the_address_then_issues() {
     );
     let token = newest_token(&ts);
     assert_eq!(token.len(), 43);
+    // The link names the listener that serves it (the base URL follows it).
     assert!(notices[0].body.contains(&format!(
-        "http://localhost:8080/validate-email?token={token}"
+        "http://{}/validate-email?token={token}",
+        ts.server.public_addr
     )));
 
     // Visible: the held order and the address's state.
@@ -376,6 +378,24 @@ async fn collection_with_a_code_waits_for_the_address() {
         order.body["status"], "awaiting-email-validation",
         "{}",
         order.text
+    );
+    // The answers that create or change an order show it the same way.
+    let second = op
+        .post("/orders", serde_json::json!({ "profile_id": p.id }))
+        .await;
+    assert_eq!(second.status, 201, "{}", second.text);
+    assert_eq!(
+        second.body["status"], "awaiting-email-validation",
+        "{}",
+        second.text
+    );
+    let second_ref = second.body["reference"].as_str().expect("reference");
+    let deleted = op.delete(&format!("/orders/{second_ref}")).await;
+    assert_eq!(deleted.body["status"], "deleted", "{}", deleted.text);
+    assert_eq!(
+        validation_notices(&ts).len(),
+        1,
+        "a live link is not sent again for a second order"
     );
 
     let collect = |csr: Vec<u8>| {

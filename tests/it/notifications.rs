@@ -310,7 +310,7 @@ async fn order_notice_is_delivered_without_the_code() {
         body.contains(&profile.name),
         "body names the profile: {body}"
     );
-    let link = format!("http://localhost:8080/collect?ref={reference}");
+    let link = format!("http://{}/collect?ref={reference}", ts.server.public_addr);
     assert!(body.contains(&link), "body links to the collection: {body}");
     assert!(!mail.data.contains(&code), "code in the raw message");
     assert!(!body.contains(&code), "code in the body");
