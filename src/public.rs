@@ -246,7 +246,7 @@ fn ca_issuers_cert<'a>(app: &'a App, path: &str) -> Option<&'a [u8]> {
 /// A certificate as RFC 5280 4.2.2.1 asks for at a caIssuers URL: one DER
 /// certificate, `application/pkix-cert` (RFC 2585).
 fn issuing_cert(req: &Request<Incoming>, der: &[u8]) -> Response<Full<Bytes>> {
-    if let Err(refused) = get_only(req) {
+    if let Some(refused) = refuse_unless_get(req) {
         return refused;
     }
     // A CA certificate does not change while it is served.
@@ -257,12 +257,12 @@ fn issuing_cert(req: &Request<Incoming>, der: &[u8]) -> Response<Full<Bytes>> {
     )
 }
 
-/// Refuses a method other than GET and HEAD.
-fn get_only(req: &Request<Incoming>) -> Result<(), Response<Full<Bytes>>> {
+/// The refusal of a method other than GET and HEAD; `None` for those.
+fn refuse_unless_get(req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
     if req.method() == Method::GET || req.method() == Method::HEAD {
-        return Ok(());
+        return None;
     }
-    Err(plain(
+    Some(plain(
         StatusCode::METHOD_NOT_ALLOWED,
         "method not allowed; use GET\n",
     ))
@@ -286,7 +286,7 @@ fn signed_object(
 }
 
 fn crl(app: &App, req: &Request<Incoming>, generation: u32) -> Response<Full<Bytes>> {
-    if let Err(refused) = get_only(req) {
+    if let Some(refused) = refuse_unless_get(req) {
         return refused;
     }
     let Some(crl) = app.revocation.crl_of(generation) else {
