@@ -179,7 +179,10 @@ async fn enrolment_waits_for_the_address_then_issues() {
     assert_eq!(enrol_csr(&ts, &csr).await.status, 202);
 
     // A wrong token is refused; the right one confirms once.
-    let wrong = format!("{}A", &token[..42]);
+    // Another last character: a fixed one would be the token's own one time in 64.
+    let last = if token.ends_with('A') { 'B' } else { 'A' };
+    let wrong = format!("{}{last}", &token[..42]);
+    assert_ne!(wrong, token);
     let (status, _) = public(
         &ts,
         "POST",
