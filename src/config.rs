@@ -89,6 +89,8 @@ pub struct Config {
     pub notices: NoticesConfig,
     /// E-mail validation before issuance.
     pub email_validation: EmailValidationConfig,
+    /// People: invitations, login, sessions, terms.
+    pub people: PeopleConfig,
     /// Logging.
     pub log: LogConfig,
     /// Request rate limits on the EST listener.
@@ -316,6 +318,71 @@ impl EmailValidationConfig {
     /// `valid_for_days` in seconds.
     pub fn valid_for_secs(&self) -> u64 {
         u64::from(self.valid_for_days) * 86_400
+    }
+}
+
+/// `[people]`: how people are invited and log in, and the terms a user
+/// accepts before a certificate is issued in the browser.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeopleConfig {
+    /// Where people log in, activate and collect: `https://host[:port]`.
+    /// Empty (the default): the admin listener, which serves the login API
+    /// (`server.public_host` standing in for a wildcard address).
+    #[serde(default)]
+    pub portal_url: String,
+    /// Hours an invitation's activation link works.
+    pub invitation_ttl_hours: u32,
+    /// Wrong logins in a row that lock an account.
+    pub max_failed_logins: u32,
+    /// Seconds a locked account stays locked.
+    pub lockout_secs: u64,
+    /// Seconds without a request after which a session ends.
+    pub session_idle_secs: u64,
+    /// Seconds after login at which a session ends, however busy.
+    pub session_absolute_secs: u64,
+    /// The issuer name authenticator apps show beside the account.
+    pub totp_issuer: String,
+    /// The terms of use a user accepts before browser issuance.
+    pub terms_text: String,
+    /// Their version: the acceptance names it, and a new version must be
+    /// accepted anew.
+    pub terms_version: String,
+}
+
+impl PeopleConfig {
+    /// `portal_url` joined with `path_and_query` (which starts with `/`).
+    pub fn portal_link(&self, path_and_query: &str) -> String {
+        format!("{}{path_and_query}", self.portal_url.trim_end_matches('/'))
+    }
+
+    /// `invitation_ttl_hours` in seconds.
+    pub fn invitation_ttl_secs(&self) -> u64 {
+        u64::from(self.invitation_ttl_hours) * 3600
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if !self.portal_url.is_empty() {
+            if let Some(problem) = base_url_problem(&self.portal_url) {
+                return Err(format!("[people] portal_url {problem}"));
+            }
+        }
+        if self.max_failed_logins == 0 {
+            return Err("[people] max_failed_logins must be at least 1".into());
+        }
+        if self.session_idle_secs == 0 || self.session_absolute_secs < self.session_idle_secs {
+            return Err(
+                "[people] session_idle_secs must be positive and at most session_absolute_secs"
+                    .into(),
+            );
+        }
+        if self.terms_version.trim().is_empty() || self.terms_version.len() > 64 {
+            return Err("[people] terms_version must be 1 to 64 characters".into());
+        }
+        if self.totp_issuer.is_empty() || self.totp_issuer.contains(':') {
+            return Err("[people] totp_issuer must be non-empty and without ':'".into());
+        }
+        Ok(())
     }
 }
 
@@ -721,7 +788,18 @@ impl Config {
         Ok(())
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&mut self) -> Result<(), ConfigError> {
+        if self.people.portal_url.is_empty() {
+            let admin = self.server.admin_listen;
+            let http = public_base(admin.ip(), &self.server.public_host, admin.port());
+            let host_port = http.trim_start_matches("http://");
+            self.people.portal_url = if admin.port() == 443 {
+                format!("https://{}", host_port.trim_end_matches(":443"))
+            } else {
+                format!("https://{host_port}")
+            };
+        }
+        self.people.check().map_err(ConfigError::Invalid)?;
         let s = &self.server;
         if s.max_connections == 0 || s.max_body_bytes == 0 || s.max_header_bytes < 1024 {
             return Err(ConfigError::Invalid(

@@ -166,7 +166,7 @@ pub async fn deliver_pending(app: &App) -> Result<DeliveryReport, NotifyError> {
             Ok(()) => {
                 notice.delivered_at = Some(now_unix());
                 // Once sent, the link's token is needed nowhere in estd.
-                if notice.kind == NotificationKind::EmailValidation {
+                if notice.kind.carries_token() {
                     notice.body = redact_validation_token(&notice.body);
                 }
                 last_failure.remove(&notice.id);

@@ -29,6 +29,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use crate::app::App;
+use crate::http::html::{escape, page};
 use crate::http::RequestLog;
 use crate::model::now_unix;
 use crate::revocation::OcspAnswer;
@@ -96,49 +97,6 @@ fn token_field(s: &str) -> Option<&str> {
     s.split('&').find_map(|kv| kv.strip_prefix("token="))
 }
 
-/// Text for HTML: `&`, `<`, `>`, `"`, `'` escaped.
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// A small HTML page, never cached, framed or leaking its URL (the token) as a referrer.
-fn page(status: StatusCode, title: &str, body_html: &str) -> Response<Full<Bytes>> {
-    let html = format!(
-        "<!DOCTYPE html>\n<html lang=\"da\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title></head>\
-         <body>{body_html}</body></html>\n"
-    );
-    let mut r = Response::new(Full::new(Bytes::from(html)));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; form-action 'self'; frame-ancestors 'none'"),
-    );
-    r
-}
-
 /// The page of a refused link.
 fn refused_page(e: &crate::service::Error) -> Response<Full<Bytes>> {
     let status = crate::http::error::status(e);
@@ -182,9 +140,9 @@ async fn validate_email(app: &Arc<App>, req: Request<Incoming>) -> Response<Full
                          <form method=\"post\" action=\"{path}\">\
                          <input type=\"hidden\" name=\"token\" value=\"{token}\">\
                          <button type=\"submit\">Bekræft / Confirm</button></form>",
-                        address = html_escape(&v.address),
+                        address = escape(&v.address),
                         path = crate::service::VALIDATE_EMAIL_PATH,
-                        token = html_escape(token.trim()),
+                        token = escape(token.trim()),
                     ),
                 ),
                 Err(e) => refused_page(&e),
@@ -206,7 +164,7 @@ async fn validate_email(app: &Arc<App>, req: Request<Incoming>) -> Response<Full
                         "<h1>Bekræftet / Confirmed</h1><p>{address}</p>\
                          <p>Tak. Certifikatet udstedes, næste gang det hentes.</p>\
                          <p lang=\"en\">Thank you. The certificate is issued when it is next requested.</p>",
-                        address = html_escape(&v.address),
+                        address = escape(&v.address),
                     ),
                 ),
                 Err(e) => {

@@ -3,7 +3,8 @@
 //! API under `/api/v1` (JSON; errors are RFC 9457 problem documents).
 //!
 //! A call flows: [`routes::find`] on the route table → `auth` (bearer
-//! token or a client certificate with the `admin-api` right) → the body,
+//! token, a person's session cookie with its CSRF token, or a client
+//! certificate with the `admin-api` right) → the route's roles → the body,
 //! read within limits → one handler per resource, which parses the call and
 //! makes ONE call to a unit of work in [`crate::service`] (durable when it
 //! returns) or reads what it shows. An actor that acts for an organisation sees only
@@ -11,6 +12,7 @@
 //!
 //! [`client`] and [`cli`] are the other side: `estd admin ...`.
 
+mod activate_page;
 mod auth;
 mod certificates;
 pub mod cli;
@@ -18,9 +20,12 @@ pub mod client;
 mod crl;
 mod export;
 mod history;
+mod login;
+mod me;
 mod openapi;
 mod orders;
 mod organisations;
+mod people;
 pub mod problem;
 mod profiles;
 mod public;
@@ -145,12 +150,12 @@ pub async fn handle(
     conn: &Arc<Connection>,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
-    let path = req.uri().path();
+    let path = req.uri().path().to_owned();
     if path == API_PREFIX || path.starts_with(&format!("{API_PREFIX}/")) {
         return api(app, conn, req).await;
     }
-    let (endpoint, resp) = match (req.method(), path) {
-        (&Method::GET, "/metrics") => {
+    let (endpoint, resp) = match (req.method().clone(), path.as_str()) {
+        (Method::GET, "/metrics") => {
             app.metrics.observe_store(&app.store.health());
             (
                 "metrics",
@@ -162,17 +167,19 @@ pub async fn handle(
             )
         }
         // The OpenAPI document also at the listener's root, where tools look first.
-        (&Method::GET, "/openapi.json") => (
+        (Method::GET, "/openapi.json") => (
             "api-openapi",
             with_body(StatusCode::OK, "application/json", openapi_json()),
         ),
-        (&Method::GET, "/healthz") => (
+        // The invitation e-mail's link: a page, not the JSON API.
+        (_, "/activate") => ("activate", activate_page::serve(app, req).await),
+        (Method::GET, "/healthz") => (
             "healthz",
             with_body(StatusCode::OK, "text/plain", &b"ok\n"[..]),
         ),
         // Readiness, unlike liveness, fails while the store cannot write:
         // a balancer should send enrolments elsewhere, not restart estd.
-        (&Method::GET, "/readyz") => match app.store.readiness().await {
+        (Method::GET, "/readyz") => match app.store.readiness().await {
             Ok(()) => (
                 "readyz",
                 with_body(StatusCode::OK, "text/plain", &b"ready\n"[..]),
@@ -247,12 +254,14 @@ async fn serve(
     };
     log.endpoint = route.endpoint.log_name();
     let query = Query::parse(req.uri().query())?;
-    let actor = match route.access {
+    let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD);
+    let caller = match route.access {
         Access::Public => None,
-        Access::Authenticated => {
-            let actor = auth::authenticate(app, conn, req.headers()).await?;
-            log.principal = Some(actor.id.to_string());
-            Some(actor)
+        Access::Roles(_) | Access::Person => {
+            let caller = auth::caller(app, conn, req.headers(), changes_state).await?;
+            log.principal = Some(caller.actor.id.to_string());
+            permit(route.access, &caller)?;
+            Some(caller)
         }
     };
     let (parts, body) = if req.method() == Method::GET {
@@ -266,14 +275,40 @@ async fn serve(
         headers: parts.headers,
         body,
     };
-    match actor {
-        None => public_endpoint(app, route.endpoint, &request),
-        Some(actor) => endpoint(app, &actor, route.endpoint, &request).await,
+    match caller {
+        None => public_endpoint(app, route.endpoint, &request).await,
+        Some(caller) => match (&caller.session, route.access) {
+            (Some(session), Access::Person) => {
+                me::endpoint(app, &caller.actor, session, route.endpoint, &request).await
+            }
+            _ => endpoint(app, &caller.actor, route.endpoint, &request).await,
+        },
+    }
+}
+
+/// Whether `caller` may call a route of `access`: 403 naming what it needs.
+fn permit(access: Access, caller: &auth::Caller) -> Result<(), ApiError> {
+    match access {
+        Access::Public => Ok(()),
+        Access::Roles(roles) if caller.actor.roles.any(roles) => Ok(()),
+        Access::Roles(roles) => {
+            let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+            Err(ApiError::Forbidden(format!(
+                "this call needs one of the roles {}",
+                names.join(", ")
+            )))
+        }
+        Access::Person if caller.session.is_some() => Ok(()),
+        Access::Person => Err(ApiError::Forbidden(
+            "this call is a logged-in person's own (POST /api/v1/login); \
+             a machine credential has no account"
+                .into(),
+        )),
     }
 }
 
 /// The routes that need no credentials.
-fn public_endpoint(app: &App, endpoint: Endpoint, req: &ApiRequest) -> ApiResult {
+async fn public_endpoint(app: &App, endpoint: Endpoint, req: &ApiRequest) -> ApiResult {
     match endpoint {
         Endpoint::OpenApi => {
             req.query.only(&[])?;
@@ -284,6 +319,10 @@ fn public_endpoint(app: &App, endpoint: Endpoint, req: &ApiRequest) -> ApiResult
             ))
         }
         Endpoint::PublicCertificates => public::search(app, req),
+        Endpoint::Terms => login::terms(app, req),
+        Endpoint::GetActivation => login::activation(app, req),
+        Endpoint::Activate => login::activate(app, req).await,
+        Endpoint::Login => login::login(app, req).await,
         other => Err(ApiError::Unrouted(other)),
     }
 }
@@ -291,7 +330,30 @@ fn public_endpoint(app: &App, endpoint: Endpoint, req: &ApiRequest) -> ApiResult
 async fn endpoint(app: &App, actor: &Actor, endpoint: Endpoint, req: &ApiRequest) -> ApiResult {
     use Endpoint as E;
     match endpoint {
-        E::OpenApi | E::PublicCertificates => public_endpoint(app, endpoint, req),
+        E::OpenApi
+        | E::PublicCertificates
+        | E::Terms
+        | E::GetActivation
+        | E::Activate
+        | E::Login => public_endpoint(app, endpoint, req).await,
+        E::ListPeople => people::list(app, actor, req),
+        E::InvitePerson => people::invite(app, actor, req).await,
+        E::ListOperators => people::list(app, actor, req),
+        E::InviteOperator => people::invite(app, actor, req).await,
+        E::GetPerson => people::get(app, actor, req),
+        E::DeactivatePerson => people::deactivate(app, actor, req).await,
+        E::Reinvite => people::reinvite(app, actor, req).await,
+        E::Logout
+        | E::GetSession
+        | E::MyOrders
+        | E::IssuePkcs12
+        | E::IssueFromCsr
+        | E::MyCertificates
+        | E::MyCertificate
+        | E::BlockMyCertificate
+        | E::RenewMyCertificate
+        | E::MyHistory
+        | E::MyTasks => Err(ApiError::Unrouted(endpoint)),
         E::ListOrganisations => organisations::list(app, actor, req),
         E::CreateOrganisation => organisations::create(app, actor, req).await,
         E::GetOrganisation => organisations::get(app, actor, req),

@@ -13,20 +13,25 @@ use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::{JsonSchema, Schema};
 use serde_json::{json, Map, Value};
 
+use super::auth::SESSION_COOKIE;
 use super::certificates::{Revocation, RevokedView};
 use super::crl::CrlInfo;
 use super::history::AuditPage;
+use super::login::{Activate, ActivationView, Login, SessionView, TermsView};
+use super::me::{BrowserIssuance, Confirm, HardwareIssuance, IssuedPkcs12};
 use super::orders::{NewCode, NewOrder};
 use super::organisations::{NewOrganisation, OrganisationChanges};
+use super::people::{Invitation, PersonView};
 use super::profiles::{ChangedProfile, CreatedProfile, NewProfile, ProfileChanges, ProfilePage};
 use super::routes::{Access, Endpoint, Route, ROUTES};
 use super::tokens::{CreatedToken, NewToken, TokenView};
 use super::views::{
-    CertView, CreatedOrderView, EmailValidationView, Items, NotificationView, OrderView,
+    AuditView, CertView, CreatedOrderView, EmailValidationView, Items, NotificationView, OrderView,
     PublicCertView,
 };
 use crate::model::{Organisation, Profile};
 use crate::problem::{Problem, PROBLEM_JSON};
+use crate::service::own::Task;
 use Endpoint as E;
 
 /// The document as served, made once.
@@ -57,20 +62,35 @@ enum Content {
     Csv,
     /// A DER CRL.
     Crl,
+    /// No body (204).
+    Empty,
+    /// A certificate, by the `format` parameter: JSON of a type, or the
+    /// certificate itself as PEM or DER.
+    Certificate(SchemaOf),
 }
 
 /// A query parameter.
 enum Query {
     /// Text: name, description.
     Text(&'static str, &'static str),
+    /// Text that must be given: name, description.
+    TextRequired(&'static str, &'static str),
     /// A whole number: name, description, minimum, maximum, default.
     Number(&'static str, &'static str, u64, Option<u64>, Option<u64>),
-    /// One of a few names: name, description, the names.
-    Choice(&'static str, &'static str, &'static [&'static str]),
+    /// One of a few names: name, description, the names, the default.
+    Choice(
+        &'static str,
+        &'static str,
+        &'static [&'static str],
+        Option<&'static str>,
+    ),
 }
 
 /// The names of [`ProfileState`], as the `state` parameter takes them.
 const PROFILE_STATES: &[&str] = &["active", "ordered", "inactive"];
+
+/// The `format`s of a person's certificate download.
+const CERT_FORMATS: &[&str] = &["json", "pem", "der"];
 
 /// What the `state` parameter of the profile search and export says.
 const STATE_PARAMETER: &str = "Only profiles in this state now: `active` (a certificate of it is \
@@ -104,6 +124,17 @@ const E404: (u16, &str) = (404, "No such resource, or one of another organisatio
 const E409: (u16, &str) = (
     409,
     "Conflict: a duplicate, or an illegal state change (the detail names the current state).",
+);
+/// 401 of a logged-in person's own call.
+const E401_SESSION: (u16, &str) = (
+    401,
+    "No credentials, or the session has ended (logged out, idle or too old, or the person \
+     deactivated): log in again.",
+);
+/// 403 of a logged-in person's own call.
+const E403_PERSON: (u16, &str) = (
+    403,
+    "Not a logged-in person: a bearer token or client certificate has no account.",
 );
 const E413: (u16, &str) = (413, "Body larger than 64 KiB.");
 const E415: (u16, &str) = (415, "Body is not application/json.");
@@ -148,7 +179,7 @@ static OPERATIONS: &[(Endpoint, Operation)] = &[
         errors: &[E401, E403, E404],
     }),
     (E::UpdateOrganisation, Operation {
-        summary: "Change an organisation (server operators only)",
+        summary: "Change an organisation's certificate settings (organisation administrators)",
         description: Some("The name, permissions and P and SE numbers are the CA's registration data: an organisation's own token or certificate is refused with 403. Refused with 409 if a profile still uses a removed P or SE number, or has seal on while seal is being disallowed."),
         tag: "organisations",
         query: &[],
@@ -187,7 +218,7 @@ static OPERATIONS: &[(Endpoint, Operation)] = &[
         summary: "Search profiles",
         description: None,
         tag: "profiles",
-        query: &[Query::Text("q", "Case-insensitive substring of the UUID, name, contact person's name or e-mail, or the e-mail in the certificate."), Query::Text("cvr", "Only this organisation."), Query::Choice("state", STATE_PARAMETER, PROFILE_STATES), Query::Number("page", "Page, from 1.", 1, None, Some(1)), Query::Number("per_page", "Profiles per page.", 1, Some(500), Some(50))],
+        query: &[Query::Text("q", "Case-insensitive substring of the UUID, name, contact person's name or e-mail, or the e-mail in the certificate."), Query::Text("cvr", "Only this organisation."), Query::Choice("state", STATE_PARAMETER, PROFILE_STATES, None), Query::Number("page", "Page, from 1.", 1, None, Some(1)), Query::Number("per_page", "Profiles per page.", 1, Some(500), Some(50))],
         body: None,
         ok: (200, "One page of profiles.", Content::Json(of::<ProfilePage>)),
         errors: &[E401, E403, E400],
@@ -241,7 +272,7 @@ static OPERATIONS: &[(Endpoint, Operation)] = &[
         summary: "An organisation's certificate profiles as CSV, those without certificates too (an operator without cvr: every profile)",
         description: Some("UTF-8 with a byte order mark, CRLF line ends, RFC 4180 quoting; a cell that starts with =, +, -, @, tab or CR gets a leading ' so that a spreadsheet does not take it for a formula (so do the certificate exports). `state` is the profile's state now (see the profile search); `valid_certificates` counts its certificates that are issued, not expired and not revoked or blocked."),
         tag: "export",
-        query: &[Query::Text("cvr", "The organisation."), Query::Choice("state", STATE_PARAMETER, PROFILE_STATES)],
+        query: &[Query::Text("cvr", "The organisation."), Query::Choice("state", STATE_PARAMETER, PROFILE_STATES, None)],
         body: None,
         ok: (200, "CSV with header row `profile_id,cvr,name,kind,est_label,identification,issuance,contact_name,contact_email,email,p_number,se_number,seal,publish,state,valid_certificates`, one row per profile.", Content::Csv),
         errors: &[E401, E403, E400, E404],
@@ -365,7 +396,7 @@ static OPERATIONS: &[(Endpoint, Operation)] = &[
     }),
     (E::PublicCertificates, Operation {
         summary: "Public certificate database: published certificates only",
-        description: Some("No credentials. At least one parameter is required."),
+        description: Some("At least one parameter is required."),
         tag: "public",
         query: &[Query::Text("email", "E-mail address in the certificate (case-insensitive)."), Query::Text("cvr", "Organisation."), Query::Text("serial", "Serial number (hex).")],
         body: None,
@@ -426,6 +457,204 @@ static OPERATIONS: &[(Endpoint, Operation)] = &[
         ok: (200, "Revoked.", Content::Json(of::<TokenView>)),
         errors: &[E401, E403, E404, E409],
     }),
+    (E::ListPeople, Operation {
+        summary: "List the organisation's people",
+        description: Some("Everyone invited to the organisation: invited, active and deactivated; never a password or an authenticator's secret."),
+        tag: "people",
+        query: &[],
+        body: None,
+        ok: (200, "People.", Content::Json(of::<Items<PersonView>>)),
+        errors: &[E401, E403, E404],
+    }),
+    (E::InvitePerson, Operation {
+        summary: "Invite a person to the organisation",
+        description: Some("Stores them invited and e-mails them an activation link (valid `[people] invitation_ttl_hours`); their e-mail address is their login name within the organisation. `roles` are organisation roles (a server role answers 400 naming `roles`); none makes a user, who has only their own certificates. A caller grants only roles they hold themselves (403 otherwise); a server operator grants any organisation role."),
+        tag: "people",
+        query: &[],
+        body: Some(of::<Invitation>),
+        ok: (201, "Invited; the activation link went by e-mail, never in this answer.", Content::Json(of::<PersonView>)),
+        errors: &[E401, (403, "A role this call needs is missing, or a role is granted that the caller does not hold."), E400, (404, "No such organisation, or one of another organisation."), (409, "The address is already a person of this organisation."), E413, E415],
+    }),
+    (E::ListOperators, Operation {
+        summary: "List the server operators (people without an organisation)",
+        description: None,
+        tag: "people",
+        query: &[],
+        body: None,
+        ok: (200, "People.", Content::Json(of::<Items<PersonView>>)),
+        errors: &[E401, E403],
+    }),
+    (E::InviteOperator, Operation {
+        summary: "Invite a server operator",
+        description: Some("Stores them invited and e-mails them an activation link (valid `[people] invitation_ttl_hours`). `roles` is `[\"operator\"]`, the default; anything else answers 400 naming `roles`."),
+        tag: "people",
+        query: &[],
+        body: Some(of::<Invitation>),
+        ok: (201, "Invited; the activation link went by e-mail, never in this answer.", Content::Json(of::<PersonView>)),
+        errors: &[E401, (403, "Not a server operator."), E400, (409, "The address is already a server operator."), E413, E415],
+    }),
+    (E::GetPerson, Operation {
+        summary: "Read a person",
+        description: None,
+        tag: "people",
+        query: &[],
+        body: None,
+        ok: (200, "The person.", Content::Json(of::<PersonView>)),
+        errors: &[E401, E403, (404, "No such person, or one of another organisation (an operator is seen by operators only).")],
+    }),
+    (E::DeactivatePerson, Operation {
+        summary: "Deactivate a person, for good; their sessions end",
+        description: Some("Takes no fields (an empty body, or `{}`). Their certificates stay as they are."),
+        tag: "people",
+        query: &[],
+        body: None,
+        ok: (200, "Deactivated.", Content::Json(of::<PersonView>)),
+        errors: &[E401, E403, (404, "No such person, or one of another organisation."), (409, "Already deactivated, or the caller themselves.")],
+    }),
+    (E::Reinvite, Operation {
+        summary: "Send an invited person a new activation link (the old one stops working)",
+        description: Some("Takes no fields (an empty body, or `{}`). The link is valid `[people] invitation_ttl_hours` from now."),
+        tag: "people",
+        query: &[],
+        body: None,
+        ok: (200, "Sent; the link went by e-mail, never in this answer.", Content::Json(of::<PersonView>)),
+        errors: &[E401, E403, (404, "No such person, or one of another organisation."), (409, "The person is not invited (already active, or deactivated).")],
+    }),
+    (E::GetActivation, Operation {
+        summary: "What an activation link shows: who is invited, and the authenticator's secret to enrol",
+        description: Some("The first step of activation: enrol the TOTP secret in an authenticator app (or scan `totp_uri` as a QR code), then `POST /activation`."),
+        tag: "login",
+        query: &[Query::TextRequired("token", "The activation link's token.")],
+        body: None,
+        ok: (200, "The invitation.", Content::Json(of::<ActivationView>)),
+        errors: &[(400, "No `token`."), (401, "The link is not valid, or has expired (ask for a new one).")],
+    }),
+    (E::Activate, Operation {
+        summary: "Activate an account: set the password and confirm the authenticator",
+        description: Some("The link stops working; the person logs in with `POST /login`."),
+        tag: "login",
+        query: &[],
+        body: Some(of::<Activate>),
+        ok: (200, "Activated.", Content::Json(of::<PersonView>)),
+        errors: &[(400, "Invalid field (the problem names it in `field`: a `password` not 12 to 128 characters, a `code` the authenticator does not show now) or malformed JSON."), (401, "The link is not valid, or has expired (ask for a new one)."), E413, E415],
+    }),
+    (E::Login, Operation {
+        summary: "Log in with e-mail address, password and the authenticator's code",
+        description: Some("The session is the cookie `__Host-estd-session` in `Set-Cookie` (Secure, HttpOnly, SameSite=Strict); send the answer's `csrf_token` in `X-CSRF-Token` with every call that changes something. The session ends after `idle_timeout_secs` without a call, and `[people] session_absolute_secs` after login. Wrong logins in a row (`[people] max_failed_logins`) lock the account for `[people] lockout_secs`."),
+        tag: "login",
+        query: &[],
+        body: Some(of::<Login>),
+        ok: (200, "Logged in: the session cookie is in `Set-Cookie` (the answer is `Cache-Control: no-store`).", Content::Json(of::<SessionView>)),
+        errors: &[E400, (401, "Wrong organisation, address, password or code, or no active account: one answer for all."), (403, "The account is locked after too many wrong logins; try again later."), E413, E415],
+    }),
+    (E::Logout, Operation {
+        summary: "Log out: end the session",
+        description: Some("Takes no fields (an empty body, or `{}`)."),
+        tag: "login",
+        query: &[],
+        body: None,
+        ok: (204, "Logged out; `Set-Cookie` removes the cookie.", Content::Empty),
+        errors: &[E401_SESSION, E403_PERSON],
+    }),
+    (E::GetSession, Operation {
+        summary: "The session: who is logged in, and the CSRF token",
+        description: None,
+        tag: "login",
+        query: &[],
+        body: None,
+        ok: (200, "The session.", Content::Json(of::<SessionView>)),
+        errors: &[E401_SESSION, E403_PERSON],
+    }),
+    (E::Terms, Operation {
+        summary: "The terms a user accepts before a certificate is issued in the browser",
+        description: None,
+        tag: "login",
+        query: &[],
+        body: None,
+        ok: (200, "The terms and their version.", Content::Json(of::<TermsView>)),
+        errors: &[],
+    }),
+    (E::MyOrders, Operation {
+        summary: "The open orders the person collects (ordered with identification user-login), oldest first",
+        description: Some("A user's own user certificates; a user administrator's also the organisation and system certificates ordered with user login."),
+        tag: "me",
+        query: &[],
+        body: None,
+        ok: (200, "Orders.", Content::Json(of::<Items<OrderView>>)),
+        errors: &[E401_SESSION, E403_PERSON],
+    }),
+    (E::IssuePkcs12, Operation {
+        summary: "Collect an order in the browser: a key made here, handed over as PKCS#12",
+        description: Some("For an order whose key is made in the browser (a hardware order answers 409). `accept_terms` must name the current version of `GET /terms` (400 naming `accept_terms` otherwise); the acceptance is in the audit log. The answer (`Cache-Control: no-store`) is shown once: estd keeps no copy of the key or the password."),
+        tag: "me",
+        query: &[],
+        body: Some(of::<BrowserIssuance>),
+        ok: (201, "Issued; `Location` is the certificate's.", Content::Json(of::<IssuedPkcs12>)),
+        errors: &[E401_SESSION, (403, "Not a logged-in person, or the profile's policy refuses the certificate."), E400, (404, "No such open order that the person collects."), (409, "The order is not open, is a hardware order, or waits for the profile's e-mail address to be confirmed."), E413, E415],
+    }),
+    (E::IssueFromCsr, Operation {
+        summary: "Collect an order with a CSR made on the person's hardware token",
+        description: Some("For a hardware order (one whose key is made in the browser answers 409). The CSR's key and names are held against the profile's policy; the certificate's names are the order's."),
+        tag: "me",
+        query: &[],
+        body: Some(of::<HardwareIssuance>),
+        ok: (201, "Issued; `Location` is the certificate's.", Content::Json(of::<CertView>)),
+        errors: &[E401_SESSION, (403, "Not a logged-in person, or the profile's policy refuses the CSR (key type or size)."), (400, "Invalid field (`csr` is not a PKCS#10 CSR, PEM or base64 DER, or its signature does not verify) or malformed JSON."), (404, "No such open order that the person collects."), (409, "The order is not open, is issued in the browser, or waits for the profile's e-mail address to be confirmed."), E413, E415],
+    }),
+    (E::MyCertificates, Operation {
+        summary: "The person's certificates, newest first",
+        description: Some("The user certificates of their organisation that carry their address, in every state."),
+        tag: "me",
+        query: &[],
+        body: None,
+        ok: (200, "Certificates.", Content::Json(of::<Items<CertView>>)),
+        errors: &[E401_SESSION, E403_PERSON],
+    }),
+    (E::MyCertificate, Operation {
+        summary: "Read or download one of the person's certificates",
+        description: None,
+        tag: "me",
+        query: &[Query::Choice("format", "`json` (the default): the certificate's record; `pem` or `der`: the certificate itself, as a download.", CERT_FORMATS, Some("json"))],
+        body: None,
+        ok: (200, "The certificate, in the `format` asked for.", Content::Certificate(of::<CertView>)),
+        errors: &[E401_SESSION, E403_PERSON, (400, "Invalid `serial` or `format`."), (404, "No such certificate of the person.")],
+    }),
+    (E::BlockMyCertificate, Operation {
+        summary: "Block one of the person's certificates, for good",
+        description: Some("Blocking cannot be undone: the body must say `\"confirm\": true` (400 naming `confirm` otherwise)."),
+        tag: "me",
+        query: &[],
+        body: Some(of::<Confirm>),
+        ok: (200, "Blocked.", Content::Json(of::<CertView>)),
+        errors: &[E401_SESSION, E403_PERSON, E400, (404, "No such certificate of the person."), E409, E413, E415],
+    }),
+    (E::RenewMyCertificate, Operation {
+        summary: "Order the renewal of one of the person's certificates (before expiry and revocation only)",
+        description: Some("Takes no fields (an empty body, or `{}`). As `POST /certificates/{serial}/renew`: refused with 409 for a certificate that already has a valid successor, and while another renewal order for it is open. The new order is collected like the first (`GET /me/orders`)."),
+        tag: "me",
+        query: &[],
+        body: None,
+        ok: (201, "Ordered; `Location` is the order's.", Content::Json(of::<CreatedOrderView>)),
+        errors: &[E401_SESSION, E403_PERSON, (400, "Invalid `serial`."), (404, "No such certificate of the person."), E409],
+    }),
+    (E::MyHistory, Operation {
+        summary: "The person's history: their own acts, and those on their certificates and orders; newest first",
+        description: None,
+        tag: "me",
+        query: &[Query::Number("limit", "At most this many (the newest).", 1, Some(500), Some(100))],
+        body: None,
+        ok: (200, "Events.", Content::Json(of::<Items<AuditView>>)),
+        errors: &[E401_SESSION, E403_PERSON, (400, "Invalid `limit`.")],
+    }),
+    (E::MyTasks, Operation {
+        summary: "What the person should do now",
+        description: Some("Orders to collect, certificates that expire within `[orders] expiry_notice_days` to renew, for a user administrator held API enrolments to approve, and e-mail addresses to confirm. A task is gone once done."),
+        tag: "me",
+        query: &[],
+        body: None,
+        ok: (200, "Tasks.", Content::Json(of::<Items<Task>>)),
+        errors: &[E401_SESSION, E403_PERSON],
+    }),
 ];
 
 /// The words and status codes of `endpoint`.
@@ -444,6 +673,10 @@ fn path_parameter(template: &str, name: &str) -> Value {
             json!({"type": "string", "pattern": "^[0-9]{8}$"}),
         ),
         "id" if template.starts_with("/profiles") => ("Profile UUID.", json!({"type": "string"})),
+        "id" if template.starts_with("/people") => (
+            "The person's UUID (`id` of a person).",
+            json!({"type": "string", "format": "uuid"}),
+        ),
         "id" => (
             "The token's id (20 hex digits), as lists show it; not the token.",
             json!({"type": "string"}),
@@ -463,9 +696,15 @@ fn path_parameter(template: &str, name: &str) -> Value {
 
 fn query_parameter(q: &Query) -> Value {
     let (name, description, schema) = match *q {
-        Query::Text(name, description) => (name, description, json!({"type": "string"})),
-        Query::Choice(name, description, names) => {
-            (name, description, json!({"type": "string", "enum": names}))
+        Query::Text(name, description) | Query::TextRequired(name, description) => {
+            (name, description, json!({"type": "string"}))
+        }
+        Query::Choice(name, description, names, default) => {
+            let mut schema = json!({"type": "string", "enum": names});
+            if let Some(default) = default {
+                schema["default"] = json!(default);
+            }
+            (name, description, schema)
         }
         Query::Number(name, description, min, max, default) => {
             let mut schema = json!({"type": "integer", "minimum": min});
@@ -478,7 +717,8 @@ fn query_parameter(q: &Query) -> Value {
             (name, description, schema)
         }
     };
-    json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
+    let required = matches!(q, Query::TextRequired(..));
+    json!({"name": name, "in": "query", "required": required, "description": description, "schema": schema})
 }
 
 /// The two schema generators: bodies as serde reads them, answers as it writes them.
@@ -488,17 +728,72 @@ struct Generators {
 }
 
 fn success(ok: &(u16, &'static str, Content), output: &mut SchemaGenerator) -> Value {
-    let (media_type, schema) = match &ok.2 {
-        Content::Json(schema_of) => ("application/json", schema_of(output).to_value()),
-        Content::AnyJson => ("application/json", json!({"type": "object"})),
-        Content::Csv => ("text/csv", json!({"type": "string"})),
-        Content::Crl => (
-            "application/pkix-crl",
-            json!({"type": "string", "format": "binary"}),
-        ),
+    let binary = || json!({"type": "string", "format": "binary"});
+    let content = match &ok.2 {
+        Content::Json(schema_of) => {
+            json!({"application/json": {"schema": schema_of(output).to_value()}})
+        }
+        Content::AnyJson => json!({"application/json": {"schema": {"type": "object"}}}),
+        Content::Csv => json!({"text/csv": {"schema": {"type": "string"}}}),
+        Content::Crl => json!({"application/pkix-crl": {"schema": binary()}}),
+        Content::Empty => Value::Null,
+        Content::Certificate(schema_of) => json!({
+            "application/json": {"schema": schema_of(output).to_value()},
+            "application/x-pem-file": {"schema": {"type": "string"}},
+            "application/pkix-cert": {"schema": binary()},
+        }),
     };
-    json!({"description": ok.1, "content": {media_type: {"schema": schema}}})
+    let mut response = json!({"description": ok.1});
+    if !content.is_null() {
+        response["content"] = content;
+    }
+    // Every 201 is made by `response::created`, which sets `Location`.
+    if ok.0 == 201 {
+        response["headers"] = json!({"Location": {
+            "description": "The path of what was created (for a token, of the token list).",
+            "schema": {"type": "string"},
+        }});
+    }
+    response
 }
+
+/// Who may call a route, as the `x-estd-access` extension says it:
+/// `"public"`, `"person"`, or the role names.
+fn access_value(access: Access) -> Value {
+    match access {
+        Access::Public => json!("public"),
+        Access::Person => json!("person"),
+        Access::Roles(roles) => roles.iter().map(|r| r.as_str()).collect(),
+    }
+}
+
+/// Who may call a route, as a sentence of its description.
+fn access_sentence(access: Access) -> String {
+    match access {
+        Access::Public => "No credentials.".into(),
+        Access::Person => "A logged-in person's own call.".into(),
+        Access::Roles(roles) => {
+            let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+            format!("Roles: {}.", names.join(", "))
+        }
+    }
+}
+
+/// The security requirements of a route: none for a public one, only the
+/// session cookie for a person's own call, else a bearer token or the
+/// cookie (a client certificate with the admin-api right is not an
+/// OpenAPI 3.0 scheme; see `bearerToken`).
+fn security(access: Access) -> Value {
+    match access {
+        Access::Public => json!([]),
+        Access::Person => json!([{"sessionCookie": []}]),
+        Access::Roles(_) => json!([{"bearerToken": []}, {"sessionCookie": []}]),
+    }
+}
+
+/// What the 403 of a call that changes something also covers.
+const CSRF_403: &str = "Also: a call with a session cookie that lacks the session's CSRF token \
+    in `X-CSRF-Token`.";
 
 /// The operation object of one route.
 fn operation_object(route: &Route, generators: &mut Generators) -> Value {
@@ -510,7 +805,20 @@ fn operation_object(route: &Route, generators: &mut Generators) -> Value {
     let mut responses = Map::new();
     responses.insert(op.ok.0.to_string(), success(&op.ok, &mut generators.output));
     let problem = generators.output.subschema_for::<Problem>().to_value();
-    for (status, description) in op.errors {
+    // A cookie-authenticated call that changes something must carry the CSRF token.
+    let csrf = route.access != Access::Public && route.method != "GET";
+    let mut errors: Vec<(u16, String)> = op
+        .errors
+        .iter()
+        .map(|&(status, description)| match status {
+            403 if csrf => (status, format!("{description} {CSRF_403}")),
+            _ => (status, description.to_owned()),
+        })
+        .collect();
+    if csrf && !op.errors.iter().any(|&(status, _)| status == 403) {
+        errors.push((403, CSRF_403.to_owned()));
+    }
+    for (status, description) in errors {
         responses.insert(
             status.to_string(),
             json!({"description": description, "content": {PROBLEM_JSON: {"schema": problem}}}),
@@ -527,17 +835,18 @@ fn operation_object(route: &Route, generators: &mut Generators) -> Value {
     if !parameters.is_empty() {
         object["parameters"] = Value::Array(parameters);
     }
-    if let Some(description) = op.description {
-        object["description"] = json!(description);
-    }
+    let access = access_sentence(route.access);
+    object["description"] = match op.description {
+        Some(description) => json!(format!("{description} {access}")),
+        None => json!(access),
+    };
+    object["x-estd-access"] = access_value(route.access);
     if let Some(body) = op.body {
         let schema = body(&mut generators.input).to_value();
         object["requestBody"] =
             json!({"required": true, "content": {"application/json": {"schema": schema}}});
     }
-    if route.access == Access::Public {
-        object["security"] = json!([]);
-    }
+    object["security"] = security(route.access);
     object
 }
 
@@ -567,7 +876,7 @@ pub fn document() -> Value {
             "description": DESCRIPTION,
         },
         "servers": [{"url": super::routes::API_PREFIX}],
-        "security": [{"bearerToken": []}],
+        "security": [{"bearerToken": []}, {"sessionCookie": []}],
         "tags": TAGS.iter().map(|t| json!({"name": t})).collect::<Vec<_>>(),
         "paths": paths,
         "components": {
@@ -578,22 +887,38 @@ pub fn document() -> Value {
                     "description": "An admin token (the operator's is in certs/admin-token). \
                         Alternatively a TLS client certificate with the admin-api right.",
                 },
+                "sessionCookie": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": SESSION_COOKIE,
+                    "description": "A person's session, set by `POST /login` (Secure, HttpOnly, \
+                        SameSite=Strict). A call with it that changes something (any method but \
+                        GET) must carry the session's CSRF token, `csrf_token` of the login \
+                        answer or of `GET /session`, in the `X-CSRF-Token` header; without it \
+                        the call is refused with 403. Sent with an `Authorization` header, the \
+                        cookie is ignored.",
+                },
             },
             "schemas": schemas,
         },
     })
 }
 
-const DESCRIPTION: &str = "Organisations, certificate profiles, orders and certificates of \
-    estd, in the model of MitID Erhverv. Authenticate with `Authorization: Bearer <token>` or a \
-    TLS client certificate whose profile carries the system right `admin-api`. An \
-    organisation's token or certificate sees only that organisation (others answer 404); an \
-    operator token sees everything. Errors are RFC 9457 problem documents \
+const DESCRIPTION: &str = "Organisations, people, certificate profiles, orders and certificates \
+    of estd, in the model of MitID Erhverv. Authenticate with `Authorization: Bearer <token>`, a \
+    TLS client certificate whose profile carries the system right `admin-api`, or a person's \
+    session cookie (`POST /login`; see `sessionCookie`). An organisation's token, certificate or \
+    person sees only that organisation (others answer 404); an operator sees everything. Each \
+    operation's `x-estd-access` says who may call it: `public`, `person` (a logged-in person's \
+    own call, with the session cookie only), or the roles of which the caller needs one. Errors are RFC 9457 problem documents \
     (application/problem+json). Request bodies are JSON, at most 64 KiB, unknown fields refused.";
 
 const TAGS: &[&str] = &[
     "meta",
     "organisations",
+    "people",
+    "login",
+    "me",
     "tokens",
     "profiles",
     "orders",
@@ -658,6 +983,135 @@ mod tests {
             assert_eq!(entries.count(), 1, "{:?}", route.endpoint);
         }
         assert_eq!(OPERATIONS.len(), ROUTES.len());
+    }
+
+    /// The operation of `method` `template` in `doc`.
+    fn op<'a>(doc: &'a Value, method: &str, template: &str) -> &'a Value {
+        let op = &doc["paths"][template][method.to_ascii_lowercase()];
+        assert!(op.is_object(), "{method} {template} is not documented");
+        op
+    }
+
+    /// Who may call each operation is the route table's, in the extension,
+    /// the description and the security requirements.
+    #[test]
+    fn access_is_the_route_tables() {
+        let doc = document();
+        for route in ROUTES {
+            let op = op(&doc, route.method, route.template);
+            assert_eq!(op["x-estd-access"], access_value(route.access), "{route:?}");
+            assert_eq!(op["security"], security(route.access), "{route:?}");
+            let description = op["description"].as_str().expect("description");
+            assert!(
+                description.ends_with(&access_sentence(route.access)),
+                "{route:?}: {description}"
+            );
+        }
+        let cases = [
+            ("POST", "/organisations", json!(["operator"])),
+            (
+                "GET",
+                "/organisations",
+                json!(["user-admin", "org-admin", "rights-admin", "operator"]),
+            ),
+            (
+                "POST",
+                "/organisations/{cvr}/people",
+                json!(["user-admin", "operator"]),
+            ),
+            ("GET", "/me/tasks", json!("person")),
+            ("POST", "/logout", json!("person")),
+            ("POST", "/login", json!("public")),
+            ("GET", "/activation", json!("public")),
+        ];
+        for (method, template, access) in cases {
+            assert_eq!(
+                op(&doc, method, template)["x-estd-access"],
+                access,
+                "{method} {template}"
+            );
+        }
+        assert!(op(&doc, "POST", "/organisations")["description"]
+            .as_str()
+            .is_some_and(|d| d.ends_with("Roles: operator.")));
+        assert_eq!(op(&doc, "POST", "/login")["security"], json!([]));
+        assert_eq!(
+            op(&doc, "GET", "/me/tasks")["security"],
+            json!([{"sessionCookie": []}])
+        );
+        assert_eq!(
+            op(&doc, "POST", "/organisations")["security"],
+            json!([{"bearerToken": []}, {"sessionCookie": []}])
+        );
+        let cookie = &doc["components"]["securitySchemes"]["sessionCookie"];
+        assert_eq!(cookie["in"], "cookie");
+        assert_eq!(cookie["name"], "__Host-estd-session");
+        assert!(cookie["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("X-CSRF-Token")));
+    }
+
+    /// A call that changes something with a session names the CSRF rule in
+    /// its 403; a read does not.
+    #[test]
+    fn state_changing_calls_name_the_csrf_rule() {
+        let doc = document();
+        for route in ROUTES.iter().filter(|r| r.access != Access::Public) {
+            let forbidden = &op(&doc, route.method, route.template)["responses"]["403"];
+            let names = forbidden["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("X-CSRF-Token"));
+            assert_eq!(names, route.method != "GET", "{route:?}");
+        }
+    }
+
+    /// The answers the people's routes give, as their handlers make them.
+    #[test]
+    fn people_routes_answer_as_their_handlers() {
+        let doc = document();
+        for (method, template) in [
+            ("POST", "/organisations/{cvr}/people"),
+            ("POST", "/operators"),
+            ("POST", "/me/orders/{reference}/pkcs12"),
+            ("POST", "/me/orders/{reference}/csr"),
+            ("POST", "/me/certificates/{serial}/renew"),
+        ] {
+            let created = &op(&doc, method, template)["responses"]["201"];
+            assert!(
+                created["headers"]["Location"].is_object(),
+                "{method} {template}"
+            );
+        }
+        let logout = &op(&doc, "POST", "/logout")["responses"];
+        assert!(logout["204"].is_object() && logout["204"].get("content").is_none());
+        let content = &op(&doc, "GET", "/me/certificates/{serial}")["responses"]["200"]["content"];
+        for media_type in [
+            "application/json",
+            "application/x-pem-file",
+            "application/pkix-cert",
+        ] {
+            assert!(content[media_type].is_object(), "{media_type}");
+        }
+        let id = &op(&doc, "GET", "/people/{id}")["parameters"][0];
+        assert_eq!(id["schema"]["format"], "uuid");
+        let token = &op(&doc, "GET", "/activation")["parameters"][0];
+        assert_eq!(
+            (&token["name"], &token["required"]),
+            (&json!("token"), &json!(true))
+        );
+        let limit = &op(&doc, "GET", "/me/history")["parameters"][0]["schema"];
+        assert_eq!(
+            (&limit["minimum"], &limit["maximum"], &limit["default"]),
+            (&json!(1), &json!(500), &json!(100))
+        );
+    }
+
+    /// Every operation's tag is one the document lists.
+    #[test]
+    fn tags_are_listed() {
+        for (endpoint, op) in OPERATIONS {
+            assert!(TAGS.contains(&op.tag), "{endpoint:?}: {}", op.tag);
+        }
     }
 
     /// The served text is the derived document.

@@ -4,14 +4,36 @@
 /// Path prefix of every admin API route.
 pub const API_PREFIX: &str = "/api/v1";
 
+use crate::model::Role;
+
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Anyone, without credentials (read-only data).
+    /// Anyone, without credentials (read-only data, login, activation).
     Public,
-    /// A bearer token, or a client certificate with the `admin-api` right.
-    Authenticated,
+    /// Whoever holds one of these roles: a person logged in with a session,
+    /// or a machine credential (a bearer token, or a client certificate with
+    /// the `admin-api` right: an organisation's holds its three roles, an
+    /// operator token [`Role::Operator`]).
+    Roles(&'static [Role]),
+    /// A person logged in with a session, acting on their own account and
+    /// certificates (no machine credential).
+    Person,
 }
+
+/// Every role: reading an organisation's data.
+pub const ANY_ROLE: &[Role] = &[
+    Role::UserAdmin,
+    Role::OrgAdmin,
+    Role::RightsAdmin,
+    Role::Operator,
+];
+/// People, orders and certificates: user administrators.
+pub const USER_ADMIN: &[Role] = &[Role::UserAdmin, Role::Operator];
+/// The organisation's certificate settings and profiles: organisation administrators.
+pub const ORG_ADMIN: &[Role] = &[Role::OrgAdmin, Role::Operator];
+/// The server: operators only.
+pub const OPERATOR: &[Role] = &[Role::Operator];
 
 /// What a route does; one variant per route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +108,50 @@ pub enum Endpoint {
     GetCrl,
     /// `POST /crl`.
     RegenerateCrl,
+    /// `GET /organisations/{cvr}/people`.
+    ListPeople,
+    /// `POST /organisations/{cvr}/people`.
+    InvitePerson,
+    /// `GET /operators`.
+    ListOperators,
+    /// `POST /operators`.
+    InviteOperator,
+    /// `GET /people/{id}`.
+    GetPerson,
+    /// `POST /people/{id}/deactivate`.
+    DeactivatePerson,
+    /// `POST /people/{id}/invitation`.
+    Reinvite,
+    /// `GET /activation`.
+    GetActivation,
+    /// `POST /activation`.
+    Activate,
+    /// `POST /login`.
+    Login,
+    /// `POST /logout`.
+    Logout,
+    /// `GET /session`.
+    GetSession,
+    /// `GET /terms`.
+    Terms,
+    /// `GET /me/orders`.
+    MyOrders,
+    /// `POST /me/orders/{reference}/pkcs12`.
+    IssuePkcs12,
+    /// `POST /me/orders/{reference}/csr`.
+    IssueFromCsr,
+    /// `GET /me/certificates`.
+    MyCertificates,
+    /// `GET /me/certificates/{serial}`.
+    MyCertificate,
+    /// `POST /me/certificates/{serial}/block`.
+    BlockMyCertificate,
+    /// `POST /me/certificates/{serial}/renew`.
+    RenewMyCertificate,
+    /// `GET /me/history`.
+    MyHistory,
+    /// `GET /me/tasks`.
+    MyTasks,
 }
 
 impl Endpoint {
@@ -109,6 +175,11 @@ impl Endpoint {
             Notifications => "api-notifications",
             PublicCertificates => "api-public",
             GetCrl | RegenerateCrl => "api-crl",
+            ListPeople | InvitePerson | ListOperators | InviteOperator | GetPerson
+            | DeactivatePerson | Reinvite => "api-people",
+            GetActivation | Activate | Login | Logout | GetSession | Terms => "api-login",
+            MyOrders | IssuePkcs12 | IssueFromCsr | MyCertificates | MyCertificate
+            | BlockMyCertificate | RenewMyCertificate | MyHistory | MyTasks => "api-me",
         }
     }
 }
@@ -141,76 +212,178 @@ const fn route(
     }
 }
 
-use Access::{Authenticated as Auth, Public};
+use Access::{Person as Me, Public, Roles as R};
 use Endpoint as E;
 
 /// Every admin API route.
 pub const ROUTES: &[Route] = &[
     route("GET", "/openapi.json", E::OpenApi, Public),
-    route("GET", "/organisations", E::ListOrganisations, Auth),
-    route("POST", "/organisations", E::CreateOrganisation, Auth),
-    route("GET", "/organisations/{cvr}", E::GetOrganisation, Auth),
-    route("PATCH", "/organisations/{cvr}", E::UpdateOrganisation, Auth),
-    route("POST", "/organisations/{cvr}/tokens", E::CreateToken, Auth),
-    route("GET", "/organisations/{cvr}/tokens", E::ListTokens, Auth),
+    route("GET", "/organisations", E::ListOrganisations, R(ANY_ROLE)),
+    route("POST", "/organisations", E::CreateOrganisation, R(OPERATOR)),
+    route(
+        "GET",
+        "/organisations/{cvr}",
+        E::GetOrganisation,
+        R(ANY_ROLE),
+    ),
+    route(
+        "PATCH",
+        "/organisations/{cvr}",
+        E::UpdateOrganisation,
+        R(ORG_ADMIN),
+    ),
+    route(
+        "POST",
+        "/organisations/{cvr}/tokens",
+        E::CreateToken,
+        R(OPERATOR),
+    ),
+    route(
+        "GET",
+        "/organisations/{cvr}/tokens",
+        E::ListTokens,
+        R(ANY_ROLE),
+    ),
     route(
         "GET",
         "/organisations/{cvr}/email-validations",
         E::EmailValidations,
-        Auth,
+        R(ANY_ROLE),
     ),
     route(
         "DELETE",
         "/organisations/{cvr}/tokens/{id}",
         E::RevokeToken,
-        Auth,
+        R(ORG_ADMIN),
     ),
-    route("GET", "/tokens", E::ListOperatorTokens, Auth),
-    route("POST", "/tokens", E::CreateOperatorToken, Auth),
-    route("DELETE", "/tokens/{id}", E::RevokeOperatorToken, Auth),
-    route("GET", "/profiles", E::SearchProfiles, Auth),
-    route("POST", "/profiles", E::CreateProfile, Auth),
-    route("GET", "/profiles/{id}", E::GetProfile, Auth),
-    route("PATCH", "/profiles/{id}", E::UpdateProfile, Auth),
+    route(
+        "GET",
+        "/organisations/{cvr}/people",
+        E::ListPeople,
+        R(ANY_ROLE),
+    ),
+    route(
+        "POST",
+        "/organisations/{cvr}/people",
+        E::InvitePerson,
+        R(USER_ADMIN),
+    ),
+    route("GET", "/operators", E::ListOperators, R(OPERATOR)),
+    route("POST", "/operators", E::InviteOperator, R(OPERATOR)),
+    route("GET", "/people/{id}", E::GetPerson, R(ANY_ROLE)),
+    route(
+        "POST",
+        "/people/{id}/deactivate",
+        E::DeactivatePerson,
+        R(USER_ADMIN),
+    ),
+    route(
+        "POST",
+        "/people/{id}/invitation",
+        E::Reinvite,
+        R(USER_ADMIN),
+    ),
+    route("GET", "/tokens", E::ListOperatorTokens, R(OPERATOR)),
+    route("POST", "/tokens", E::CreateOperatorToken, R(OPERATOR)),
+    route(
+        "DELETE",
+        "/tokens/{id}",
+        E::RevokeOperatorToken,
+        R(OPERATOR),
+    ),
+    route("GET", "/profiles", E::SearchProfiles, R(ANY_ROLE)),
+    route("POST", "/profiles", E::CreateProfile, R(ORG_ADMIN)),
+    route("GET", "/profiles/{id}", E::GetProfile, R(ANY_ROLE)),
+    route("PATCH", "/profiles/{id}", E::UpdateProfile, R(ORG_ADMIN)),
     route(
         "GET",
         "/profiles/{id}/certificates.csv",
         E::ProfileCertificatesCsv,
-        Auth,
+        R(ANY_ROLE),
     ),
-    route("GET", "/export.csv", E::ExportCsv, Auth),
-    route("GET", "/profiles.csv", E::ProfilesCsv, Auth),
-    route("GET", "/orders", E::ListOrders, Auth),
-    route("POST", "/orders", E::CreateOrder, Auth),
-    route("GET", "/orders/{reference}", E::GetOrder, Auth),
-    route("DELETE", "/orders/{reference}", E::DeleteOrder, Auth),
-    route("POST", "/orders/{reference}/approve", E::ApproveOrder, Auth),
-    route("POST", "/orders/{reference}/reject", E::RejectOrder, Auth),
-    route("POST", "/orders/{reference}/code", E::NewCode, Auth),
-    route("GET", "/certificates/{serial}", E::GetCertificate, Auth),
+    route("GET", "/export.csv", E::ExportCsv, R(ANY_ROLE)),
+    route("GET", "/profiles.csv", E::ProfilesCsv, R(ANY_ROLE)),
+    route("GET", "/orders", E::ListOrders, R(ANY_ROLE)),
+    route("POST", "/orders", E::CreateOrder, R(USER_ADMIN)),
+    route("GET", "/orders/{reference}", E::GetOrder, R(ANY_ROLE)),
+    route(
+        "DELETE",
+        "/orders/{reference}",
+        E::DeleteOrder,
+        R(USER_ADMIN),
+    ),
+    route(
+        "POST",
+        "/orders/{reference}/approve",
+        E::ApproveOrder,
+        R(USER_ADMIN),
+    ),
+    route(
+        "POST",
+        "/orders/{reference}/reject",
+        E::RejectOrder,
+        R(USER_ADMIN),
+    ),
+    route(
+        "POST",
+        "/orders/{reference}/code",
+        E::NewCode,
+        R(USER_ADMIN),
+    ),
+    route(
+        "GET",
+        "/certificates/{serial}",
+        E::GetCertificate,
+        R(ANY_ROLE),
+    ),
     route(
         "POST",
         "/certificates/{serial}/renew",
         E::RenewCertificate,
-        Auth,
+        R(USER_ADMIN),
     ),
     route(
         "POST",
         "/certificates/{serial}/revoke",
         E::RevokeCertificate,
-        Auth,
+        R(USER_ADMIN),
     ),
     route(
         "POST",
         "/certificates/{serial}/block",
         E::BlockCertificate,
-        Auth,
+        R(USER_ADMIN),
     ),
-    route("GET", "/audit", E::AuditLog, Auth),
-    route("GET", "/notifications", E::Notifications, Auth),
+    route("GET", "/audit", E::AuditLog, R(ANY_ROLE)),
+    route("GET", "/notifications", E::Notifications, R(ANY_ROLE)),
     route("GET", "/public/certificates", E::PublicCertificates, Public),
-    route("GET", "/crl", E::GetCrl, Auth),
-    route("POST", "/crl", E::RegenerateCrl, Auth),
+    route("GET", "/crl", E::GetCrl, R(ANY_ROLE)),
+    route("POST", "/crl", E::RegenerateCrl, R(OPERATOR)),
+    route("GET", "/terms", E::Terms, Public),
+    route("GET", "/activation", E::GetActivation, Public),
+    route("POST", "/activation", E::Activate, Public),
+    route("POST", "/login", E::Login, Public),
+    route("POST", "/logout", E::Logout, Me),
+    route("GET", "/session", E::GetSession, Me),
+    route("GET", "/me/orders", E::MyOrders, Me),
+    route("POST", "/me/orders/{reference}/pkcs12", E::IssuePkcs12, Me),
+    route("POST", "/me/orders/{reference}/csr", E::IssueFromCsr, Me),
+    route("GET", "/me/certificates", E::MyCertificates, Me),
+    route("GET", "/me/certificates/{serial}", E::MyCertificate, Me),
+    route(
+        "POST",
+        "/me/certificates/{serial}/block",
+        E::BlockMyCertificate,
+        Me,
+    ),
+    route(
+        "POST",
+        "/me/certificates/{serial}/renew",
+        E::RenewMyCertificate,
+        Me,
+    ),
+    route("GET", "/me/history", E::MyHistory, Me),
+    route("GET", "/me/tasks", E::MyTasks, Me),
 ];
 
 /// The result of matching a path against [`ROUTES`].

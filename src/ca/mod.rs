@@ -12,6 +12,7 @@ pub mod keyfile;
 pub mod layout;
 pub mod ocsp;
 pub mod pkcs11;
+pub mod pkcs12;
 pub mod provider;
 pub mod rollover;
 pub mod set;

@@ -11,6 +11,7 @@
 mod body;
 mod connection;
 pub mod error;
+pub mod html;
 mod log;
 mod router;
 mod spelling;

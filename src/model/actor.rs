@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::Serial;
+use super::{Role, Roles, Serial};
 
 /// The audit log's name for whoever acted. [`fmt::Display`] gives the text
 /// the audit records have always carried (`token:ops`, `cert:<serial>`, …),
@@ -17,6 +17,8 @@ pub enum ActorId {
     External(String),
     /// Whoever holds an order's reference number and code: `order:<reference>`.
     Order(String),
+    /// A person: `person:<CVR or ->/<address>` ([`super::Person::audit_name`]).
+    Person(String),
     /// A fixed name, shown as it is (`estd-init`, `anonymous`, a test's operator).
     Named(String),
 }
@@ -28,6 +30,7 @@ impl fmt::Display for ActorId {
             ActorId::Cert(serial) => write!(f, "cert:{serial}"),
             ActorId::External(subject) => write!(f, "external:{subject}"),
             ActorId::Order(reference) => write!(f, "order:{reference}"),
+            ActorId::Person(name) => write!(f, "person:{name}"),
             ActorId::Named(name) => f.write_str(name),
         }
     }
@@ -40,9 +43,31 @@ pub struct Actor {
     pub id: ActorId,
     /// The organisation it may act for; `None` for a server operator.
     pub cvr: Option<String>,
+    /// What it may do (the admin API's routes each name the roles they need).
+    pub roles: Roles,
+    /// The logged-in person's store key, when a session authenticated it:
+    /// what the `/me` routes act on.
+    pub person: Option<String>,
 }
 
 impl Actor {
+    /// A machine credential (a bearer token or an `admin-api` certificate):
+    /// an organisation's holds the organisation's three roles, as such
+    /// credentials always could do everything for it; one without an
+    /// organisation is a server operator's.
+    pub fn machine(id: ActorId, cvr: Option<String>) -> Actor {
+        let roles = match cvr {
+            Some(_) => Roles::organisation(),
+            None => Roles::of(&[Role::Operator]),
+        };
+        Actor {
+            id,
+            cvr,
+            roles,
+            person: None,
+        }
+    }
+
     /// Whether it may see and change `cvr`'s data.
     pub fn may_access(&self, cvr: &str) -> bool {
         self.cvr.as_deref().is_none_or(|own| own == cvr)
@@ -50,7 +75,7 @@ impl Actor {
 
     /// Whether it is a server operator.
     pub fn is_operator(&self) -> bool {
-        self.cvr.is_none()
+        self.cvr.is_none() && self.roles.has(Role::Operator)
     }
 }
 

@@ -35,6 +35,13 @@ pub enum AuditAction {
     /// An e-mail address was sent a validation link, or confirmed. (Added
     /// last: a stored variant is its index.)
     ValidateEmail,
+    /// A person was invited, activated or deactivated.
+    Person,
+    /// A person logged in, failed to, or logged out.
+    Login,
+    /// A user accepted the terms (the detail names their version) before a
+    /// key and certificate were made in the browser.
+    AcceptTerms,
 }
 
 /// Whether the action happened.

@@ -140,6 +140,34 @@ pub enum NoticeEvent<'a> {
         /// Hours the link works.
         valid_hours: u32,
     },
+    /// A person was invited: the link activates their account.
+    Invitation {
+        /// Their name.
+        name: &'a str,
+        /// The organisation's name; `None` for a server operator.
+        organisation: Option<&'a str>,
+        /// The activation link (carries the token).
+        link: &'a str,
+        /// Hours the link works.
+        valid_hours: u32,
+    },
+    /// A certificate was ordered for collection after login: the user (or,
+    /// for an organisation or system certificate, a user administrator) logs
+    /// in and issues it; there is no code.
+    OrderedForLogin {
+        /// The user's name, for a user certificate.
+        user: Option<&'a str>,
+        /// What is ordered.
+        kind: CertKind,
+        /// The profile's name.
+        profile: &'a str,
+        /// The order's reference number.
+        reference: &'a str,
+        /// Where to log in and collect it.
+        link: &'a str,
+        /// The certificate the order renews, if it is a renewal.
+        renews: Option<Serial>,
+    },
 }
 
 /// A rendered notice.
@@ -486,6 +514,94 @@ fn render_one(event: &NoticeEvent<'_>, language: Language) -> NoticeText {
                  Confirm that the address is yours by opening the link and pressing \"Confirm\":\n{link}\n\n\
                  The link works for {valid_hours} hours and only once. If you did not order a \
                  certificate, ignore this e-mail; nothing will be issued."
+            ),
+        ),
+        (
+            NoticeEvent::Invitation {
+                name,
+                organisation,
+                link,
+                valid_hours,
+            },
+            Danish,
+        ) => (
+            "Aktivér din bruger".to_owned(),
+            format!(
+                "Kære {name}\n\n\
+                 Du er oprettet som bruger{} i certifikatservicen.\n\n\
+                 Aktivér din bruger her: vælg en adgangskode og tilføj en \
+                 autentifikator-app (TOTP):\n{link}\n\n\
+                 Linket virker i {valid_hours} timer og kun én gang.",
+                organisation
+                    .map(|o| format!(" hos {o}"))
+                    .unwrap_or_else(|| " (driftsansvarlig)".into())
+            ),
+        ),
+        (
+            NoticeEvent::Invitation {
+                name,
+                organisation,
+                link,
+                valid_hours,
+            },
+            English,
+        ) => (
+            "Activate your account".to_owned(),
+            format!(
+                "Dear {name}\n\n\
+                 You have been added as a user{} of the certificate service.\n\n\
+                 Activate your account here: choose a password and add an authenticator \
+                 app (TOTP):\n{link}\n\n\
+                 The link works for {valid_hours} hours and only once.",
+                organisation
+                    .map(|o| format!(" for {o}"))
+                    .unwrap_or_else(|| " (server operator)".into())
+            ),
+        ),
+        (
+            NoticeEvent::OrderedForLogin {
+                user,
+                kind,
+                profile,
+                reference,
+                link,
+                renews,
+            },
+            Danish,
+        ) => (
+            format!("Udsted og download {}", kind_da(*kind)),
+            format!(
+                "{}Der er bestilt et {} (profil \"{profile}\"){}.\n\n\
+                 Referencenummer: {reference}\n\n\
+                 Log ind og udsted certifikatet her:\n{link}",
+                user.map(|u| format!("Kære {u}\n\n")).unwrap_or_default(),
+                kind_da(*kind),
+                renews
+                    .map(|s| format!(" som fornyelse af certifikat {s}"))
+                    .unwrap_or_default()
+            ),
+        ),
+        (
+            NoticeEvent::OrderedForLogin {
+                user,
+                kind,
+                profile,
+                reference,
+                link,
+                renews,
+            },
+            English,
+        ) => (
+            format!("Issue and download {}", a_kind_en(*kind)),
+            format!(
+                "{}{} has been ordered (profile \"{profile}\"){}.\n\n\
+                 Reference number: {reference}\n\n\
+                 Log in and issue the certificate here:\n{link}",
+                user.map(|u| format!("Dear {u}\n\n")).unwrap_or_default(),
+                capitalised(a_kind_en(*kind)),
+                renews
+                    .map(|s| format!(" to renew certificate {s}"))
+                    .unwrap_or_default()
             ),
         ),
     };

@@ -21,6 +21,8 @@ pub enum NotificationKind {
     /// A link to confirm an e-mail address before a certificate carrying
     /// it is issued. (Added last: a stored variant is its index.)
     EmailValidation,
+    /// An invitation to activate a person's account (the link carries a token).
+    Invitation,
 }
 
 /// The placeholder that replaces the token of a validation link wherever a
@@ -45,12 +47,25 @@ pub fn redact_validation_token(body: &str) -> String {
     out
 }
 
+impl NotificationKind {
+    /// Whether its body carries a link whose token is a credential (an
+    /// e-mail validation or an invitation): shown nowhere, and removed from
+    /// the outbox once sent.
+    pub fn carries_token(self) -> bool {
+        matches!(
+            self,
+            NotificationKind::EmailValidation | NotificationKind::Invitation
+        )
+    }
+}
+
 impl Notification {
-    /// The body as it may be shown: an e-mail validation link's token removed.
+    /// The body as it may be shown: a link's token removed.
     pub fn shown_body(&self) -> String {
-        match self.kind {
-            NotificationKind::EmailValidation => redact_validation_token(&self.body),
-            _ => self.body.clone(),
+        if self.kind.carries_token() {
+            redact_validation_token(&self.body)
+        } else {
+            self.body.clone()
         }
     }
 }

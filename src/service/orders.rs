@@ -9,10 +9,11 @@ use super::journal::{audit, notice_text, notify, recipient, Notice, Subject};
 use super::{Error, Services};
 use crate::model::CertRecord;
 use crate::model::{
-    email_problem, is_allowed_method_pair, now_unix, subject_text_problem, Actor, AuditAction,
-    AuditOutcome, Identification, IllegalTransition, Issuance, NoticeEvent, NotificationKind,
-    Order, OrderHolder, OrderStatus, Organisation, Profile, Serial, UnixSeconds,
+    email_problem, is_allowed_method_pair, now_unix, person_key, subject_text_problem, Actor,
+    AuditAction, AuditOutcome, Identification, IllegalTransition, Issuance, NoticeEvent,
+    NotificationKind, Order, OrderHolder, OrderStatus, Organisation, Profile, Serial, UnixSeconds,
 };
+use crate::model::{Roles, SystemRight};
 use crate::policy;
 
 /// What to order.
@@ -134,6 +135,7 @@ pub(crate) fn place_order(
     renews: Option<Serial>,
 ) -> Result<CreatedOrder, Error> {
     let profile = visible_profile(svc, actor, &req.profile_id)?;
+    check_grants_no_more_than_held(actor, &profile)?;
     let org = svc
         .store
         .org(&profile.cvr)?
@@ -141,6 +143,9 @@ pub(crate) fn place_order(
     let (holder, identification, issuance) = check_order_request(req, &org, &profile)?;
     if identification == Identification::Api {
         check_api_order(&profile, &holder, issuance, renews)?;
+    }
+    if let OrderHolder::User { email, .. } = &holder {
+        check_user_account(svc, &profile.cvr, email, identification)?;
     }
     let now = now_unix();
     for _ in 0..8 {
@@ -176,6 +181,48 @@ pub(crate) fn place_order(
         return Ok(CreatedOrder { order, code });
     }
     Err(Error::NoFreeReference)
+}
+
+/// A certificate with the `admin-api` right acts for the organisation with
+/// all three of its roles, so only whoever holds them all (or an operator)
+/// orders one: no one gains through a certificate a role they do not hold.
+fn check_grants_no_more_than_held(actor: &Actor, profile: &Profile) -> Result<(), Error> {
+    let grants_roles = profile.rights.contains(&SystemRight::AdminApi);
+    if grants_roles && !actor.is_operator() && !actor.roles.contains(Roles::organisation()) {
+        return Err(Error::Forbidden(
+            "a certificate with the admin-api right acts with every role of the organisation; \
+             ordering or renewing one needs them all (user-admin, org-admin and rights-admin)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A user certificate is ordered only for an active person: one collected
+/// after login needs the account; for the other methods, an address that
+/// belongs to a person who is not active (invited, deactivated) is refused
+/// too, while one outside the people register is an outside holder's.
+fn check_user_account(
+    svc: Services<'_>,
+    cvr: &str,
+    email: &str,
+    identification: Identification,
+) -> Result<(), Error> {
+    let person = svc.store.person(&person_key(Some(cvr), email))?;
+    match person {
+        Some(p) if p.is_active() => Ok(()),
+        Some(p) => Err(Error::Conflict(format!(
+            "{} is {}: a certificate is ordered only for an active user",
+            p.email,
+            p.status().as_str()
+        ))),
+        None if identification == Identification::UserLogin => Err(Error::Conflict(format!(
+            "{email} has no account: a certificate collected after login is ordered only for an \
+             active user of the organisation (invite them with POST \
+             /organisations/{cvr}/people)"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Whether an order with identification api can be fulfilled: the IdM
@@ -267,6 +314,7 @@ fn record_order(
         ),
     )?;
     let link = svc.config.notices.collect_link(&order.id);
+    let login_link = svc.config.people.portal_link("/me/orders");
     let event = match &order.holder {
         // Under an API profile the IdM system issues it: no code, no link.
         holder if order.identification == Identification::Api => NoticeEvent::OrderedForIdmSystem {
@@ -279,6 +327,20 @@ fn record_order(
             reference: &order.id,
             renews,
         },
+        // Collected after login: no code; the link is where to log in.
+        holder if order.identification == Identification::UserLogin => {
+            NoticeEvent::OrderedForLogin {
+                user: match holder {
+                    OrderHolder::User { name, .. } => Some(name),
+                    OrderHolder::Profile => None,
+                },
+                kind: policy::effective_profile(profile, holder).kind,
+                profile: &profile.name,
+                reference: &order.id,
+                link: &login_link,
+                renews,
+            }
+        }
         OrderHolder::User { name, .. } => NoticeEvent::UserCertificateOrdered {
             user: name,
             profile: &profile.name,

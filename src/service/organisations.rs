@@ -5,7 +5,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::journal::{audit, Subject};
 use super::{Error, Services};
-use crate::model::{Actor, AuditAction, AuditOutcome, Organisation};
+use crate::model::{Actor, AuditAction, AuditOutcome, Organisation, Role};
 
 /// Serialises changes to organisations and profiles, so that a uniqueness or
 /// consistency check and the write after it are one step.
@@ -54,7 +54,8 @@ pub async fn create_org(svc: Services<'_>, actor: &Actor, org: &Organisation) ->
     Ok(())
 }
 
-/// Changes organisation `cvr` with `change` (server operators only), refuses
+/// Changes organisation `cvr` with `change` (server operators, and the
+/// organisation's logged-in organisation administrators but for its name), refuses
 /// a change its profiles no longer fit, and audits what changed; durable when
 /// it returns. `change` checks the result as the protocol requires.
 pub async fn update_org<E, F>(
@@ -70,15 +71,26 @@ where
     let org = {
         let _guard = catalogue_lock();
         let mut org = visible_org(svc, actor, cvr)?;
-        if !actor.is_operator() {
+        // An organisation administrator, logged in, changes its certificate
+        // settings; a machine credential of the organisation never does.
+        let org_admin = actor.person.is_some() && actor.roles.has(Role::OrgAdmin);
+        if !actor.is_operator() && !org_admin {
             return Err(Error::Forbidden(
-                "only a server operator can change an organisation (its name, permissions and P and SE numbers)"
+                "an organisation's settings are changed by its organisation administrators \
+                 (logged in) or a server operator, not by a machine credential"
                     .into(),
             )
             .into());
         }
         let before = org.clone();
         change(&mut org)?;
+        if !actor.is_operator() && org.name != before.name {
+            return Err(Error::Forbidden(
+                "only a server operator changes an organisation's name (it is the CVR register's)"
+                    .into(),
+            )
+            .into());
+        }
         check_profiles_still_fit(svc, &org)?;
         if org != before {
             svc.store.put_org(&org).map_err(Error::from)?;

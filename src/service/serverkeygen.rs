@@ -147,7 +147,7 @@ fn key_to_generate(
 
 /// A fresh key of `algorithm` (RSA: `min_rsa_bits`, at least 2048, rounded
 /// up to 3072 or 4096) as PKCS#8 and its SubjectPublicKeyInfo.
-fn generate_key(
+pub(super) fn generate_key(
     algorithm: KeyAlgorithm,
     min_rsa_bits: u32,
 ) -> Result<(Vec<u8>, SubjectPublicKeyInfoOwned), Error> {
@@ -176,7 +176,7 @@ fn generate_key(
 /// where it has none, just before its CN (the certificate order C, O,
 /// organizationIdentifier, CN). The order fixes the organisation; values the
 /// CSR does carry are left for policy to compare with it.
-fn with_organisation(subject: &Name, org: &Organisation) -> Result<Name, Error> {
+pub(super) fn with_organisation(subject: &Name, org: &Organisation) -> Result<Name, Error> {
     let has = |oid| {
         subject
             .0

@@ -217,8 +217,5 @@ pub fn token_actor(svc: Services<'_>, token: &str) -> Result<Option<Actor>, Erro
         .store
         .token(&token_hash(token))?
         .filter(|rec| rec.is_usable(now_unix()))
-        .map(|rec| Actor {
-            id: ActorId::Token(rec.name),
-            cvr: rec.cvr,
-        }))
+        .map(|rec| Actor::machine(ActorId::Token(rec.name), rec.cvr)))
 }

@@ -67,6 +67,7 @@ fn kind(r: &Record) -> &'static str {
         Record::Token { .. } => "tokens",
         Record::Notification(_) => "notifications",
         Record::EmailValidation(_) => "email_validations",
+        Record::Person(_) => "people",
         Record::Audit { .. } => "audit",
         Record::Crl { .. } => "crl",
         Record::Counter { .. } => "counters",

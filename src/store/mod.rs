@@ -42,7 +42,7 @@ use std::sync::Arc;
 use crate::config::{StoreConfig, StoreEngine};
 use crate::model::{
     AuditEvent, CertRecord, EmailValidation, IllegalTransition, Notification, Order, Organisation,
-    Profile, RevocationReason, Serial, TokenRecord, UnixSeconds,
+    Person, Profile, RevocationReason, Serial, Session, TokenRecord, UnixSeconds,
 };
 
 /// A future returned by a store method.
@@ -294,6 +294,9 @@ pub enum Record {
     Notification(Notification),
     /// The validation of an organisation's e-mail address.
     EmailValidation(EmailValidation),
+    /// A person (sessions are not copied: they end with the store they
+    /// were made in).
+    Person(Person),
     /// An audit record with its id (kept, so order and cursors survive).
     Audit {
         /// The record's id.
@@ -582,6 +585,37 @@ pub trait Store: Send + Sync {
 
     /// Every e-mail validation (few: one per organisation and address).
     fn email_validations(&self) -> BoxIter<'_, EmailValidation>;
+
+    // --- people and their sessions ---
+
+    /// Stores a new person under [`Person::key`]; `false` (nothing written)
+    /// if that organisation already has a person with that address.
+    fn insert_new_person(&self, p: &Person) -> Result<bool, StoreError>;
+
+    /// Replaces a person (under [`Person::key`]).
+    fn put_person(&self, p: &Person) -> Result<(), StoreError>;
+
+    /// The person under `key` ([`crate::model::person_key`]).
+    fn person(&self, key: &str) -> Result<Option<Person>, StoreError>;
+
+    /// Every person, by key (so an organisation's are together).
+    fn people(&self) -> BoxIter<'_, Person>;
+
+    /// Stores a session under the SHA-256 of its cookie value.
+    fn put_session(&self, hash: &[u8; 32], s: &Session) -> Result<(), StoreError>;
+
+    /// The session under `hash`.
+    fn session(&self, hash: &[u8; 32]) -> Result<Option<Session>, StoreError>;
+
+    /// Replaces the session under `hash` only if it still exists, so that a
+    /// request racing a logout cannot bring the session back.
+    fn touch_session(&self, hash: &[u8; 32], s: &Session) -> Result<(), StoreError>;
+
+    /// Ends the session under `hash` (logout); nothing if there is none.
+    fn remove_session(&self, hash: &[u8; 32]) -> Result<(), StoreError>;
+
+    /// Every session (for ending a deactivated person's, and for pruning).
+    fn sessions(&self) -> BoxIter<'_, ([u8; 32], Session)>;
 
     // --- notifications ---
 

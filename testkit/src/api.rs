@@ -10,6 +10,9 @@ pub struct Api {
     pub client: Client,
     /// The `Authorization` header's value, if any.
     pub authorization: Option<String>,
+    /// A person's session: the cookie value and its CSRF token (sent with
+    /// every call but GET; `None` for the token sends none).
+    pub session: Option<(String, Option<String>)>,
 }
 
 /// An admin API answer, with the body parsed as JSON where it is JSON.
@@ -26,6 +29,7 @@ impl Api {
         Api {
             client: ts.admin_client(None).await,
             authorization: Some(format!("Bearer {token}")),
+            session: None,
         }
     }
 
@@ -37,6 +41,7 @@ impl Api {
         Api {
             client: ts.admin_client(None).await,
             authorization: None,
+            session: None,
         }
     }
 
@@ -44,6 +49,7 @@ impl Api {
         Api {
             client: ts.admin_client(Some(identity)).await,
             authorization: None,
+            session: None,
         }
     }
 
@@ -51,6 +57,14 @@ impl Api {
         let mut headers: Vec<(&str, &str)> = Vec::new();
         if let Some(a) = &self.authorization {
             headers.push(("authorization", a));
+        }
+        let cookie;
+        if let Some((value, csrf)) = &self.session {
+            cookie = format!("__Host-estd-session={value}");
+            headers.push(("cookie", &cookie));
+            if let (Some(csrf), false) = (csrf, method == "GET") {
+                headers.push(("x-csrf-token", csrf));
+            }
         }
         let bytes = match &body {
             Some(b) => {

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod people;
 pub mod postgres;
 pub mod process;
 pub mod relying;
@@ -304,7 +305,9 @@ impl Client {
             req = req.header(*k, *v);
         }
         let req = req.body(Full::new(Bytes::from(body))).expect("request");
-        if self.told_closing {
+        // A connection the server closed (told, or idle past its keep-alive
+        // while a test waited) is made again when this client can.
+        if self.told_closing || (self.sender.is_closed() && self.again.is_some()) {
             if let Some((addr, root, identity, tls12)) = &self.again {
                 let fresh = Client::connect(*addr, root, identity.as_ref(), *tls12).await;
                 self.sender = fresh.sender;
@@ -578,10 +581,7 @@ impl PartnerCa {
 
 /// The operator as the order and revocation functions name an actor.
 pub fn operator() -> estd::model::Actor {
-    estd::model::Actor {
-        id: estd::model::ActorId::Named("test-operator".into()),
-        cvr: None,
-    }
+    estd::model::Actor::machine(estd::model::ActorId::Named("test-operator".into()), None)
 }
 
 /// The demo organisation as stored.

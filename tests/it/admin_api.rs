@@ -120,6 +120,17 @@ impl Api {
 }
 
 /// Asserts a problem document with `status` and, for a 400, the `field`.
+/// Whether creating a token for `cvr` is refused with a detail containing `text`.
+async fn r_detail_contains(api: &mut Api, cvr: &str, text: &str) -> bool {
+    let r = api
+        .post(
+            &format!("/organisations/{cvr}/tokens"),
+            json!({"name": "x"}),
+        )
+        .await;
+    r.body["detail"].as_str().is_some_and(|d| d.contains(text))
+}
+
 #[track_caller]
 fn assert_problem(r: &Reply, status: u16, field: Option<&str>) {
     assert_eq!(r.status, status, "answer: {}", r.resp.text());
@@ -1003,6 +1014,8 @@ async fn an_organisation_sees_and_changes_only_its_own() {
         404,
         None,
     );
+    // Creating tokens is an operator's: refused for its role, before any
+    // organisation is looked up, so nothing is learnt of A.
     assert_problem(
         &bravo
             .post(
@@ -1010,9 +1023,10 @@ async fn an_organisation_sees_and_changes_only_its_own() {
                 json!({"name": "x"}),
             )
             .await,
-        404,
+        403,
         None,
     );
+    assert!(r_detail_contains(&mut bravo, DEMO_CVR, "needs one of the roles operator").await);
     assert_problem(
         &bravo
             .get(&format!("/profiles/{a_profile}/certificates.csv"))

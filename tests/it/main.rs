@@ -36,6 +36,7 @@ mod limits;
 mod multinode;
 mod notifications;
 mod ocsp_load;
+mod people;
 mod pg_failure;
 mod profile_export;
 mod rate_limits;

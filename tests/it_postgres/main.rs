@@ -49,6 +49,8 @@ mod limits;
 mod notifications;
 #[path = "../it/ocsp_load.rs"]
 mod ocsp_load;
+#[path = "../it/people.rs"]
+mod people;
 #[path = "../it/profile_export.rs"]
 mod profile_export;
 #[path = "../it/rate_limits.rs"]

@@ -37,7 +37,7 @@ use tokio_postgres::NoTls;
 
 use crate::model::{
     AuditEvent, CertRecord, EmailValidation, IllegalTransition, Notification, Order, Organisation,
-    Profile, RevocationReason, Serial, TokenRecord, UnixSeconds,
+    Person, Profile, RevocationReason, Serial, Session, TokenRecord, UnixSeconds,
 };
 use crate::store::record::{bounded_event, decode, encode};
 use crate::store::{
@@ -438,6 +438,10 @@ impl Drop for AdvisoryLock {
         }
     }
 }
+
+/// Writes a person, new or changed (also `store copy`'s row).
+pub(super) const PUT_PERSON: &str = "INSERT INTO people (key, rec) VALUES ($1, $2)
+     ON CONFLICT (key) DO UPDATE SET rec = EXCLUDED.rec";
 
 impl Store for PgStore {
     fn durable(&self) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -1014,6 +1018,80 @@ impl Store for PgStore {
             "SELECT key, rec FROM email_validations WHERE key > $1 ORDER BY key LIMIT 500",
             Key::Text(String::new()),
         )
+    }
+
+    fn insert_new_person(&self, p: &Person) -> Result<bool, StoreError> {
+        Ok(self.exec(
+            "INSERT INTO people (key, rec) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            vec![p.key().into(), encode(p)?.into()],
+        )? == 1)
+    }
+
+    fn put_person(&self, p: &Person) -> Result<(), StoreError> {
+        self.exec(PUT_PERSON, vec![p.key().into(), encode(p)?.into()])
+            .map(drop)
+    }
+
+    fn person(&self, key: &str) -> Result<Option<Person>, StoreError> {
+        self.get(
+            "SELECT rec FROM people WHERE key = $1",
+            Key::Text(key.to_owned()),
+        )
+    }
+
+    fn people(&self) -> BoxIter<'_, Person> {
+        self.list(
+            "SELECT key, rec FROM people WHERE key > $1 ORDER BY key LIMIT 500",
+            Key::Text(String::new()),
+        )
+    }
+
+    fn put_session(&self, hash: &[u8; 32], s: &Session) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO sessions (hash, rec) VALUES ($1, $2)
+             ON CONFLICT (hash) DO UPDATE SET rec = EXCLUDED.rec",
+            vec![hash.to_vec().into(), encode(s)?.into()],
+        )
+        .map(drop)
+    }
+
+    fn session(&self, hash: &[u8; 32]) -> Result<Option<Session>, StoreError> {
+        self.get(
+            "SELECT rec FROM sessions WHERE hash = $1",
+            Key::Bytes(hash.to_vec()),
+        )
+    }
+
+    fn touch_session(&self, hash: &[u8; 32], s: &Session) -> Result<(), StoreError> {
+        // Never inserts: a session removed meanwhile stays removed.
+        self.exec(
+            "UPDATE sessions SET rec = $2 WHERE hash = $1",
+            vec![hash.to_vec().into(), encode(s)?.into()],
+        )
+        .map(drop)
+    }
+
+    fn remove_session(&self, hash: &[u8; 32]) -> Result<(), StoreError> {
+        self.exec(
+            "DELETE FROM sessions WHERE hash = $1",
+            vec![hash.to_vec().into()],
+        )
+        .map(drop)
+    }
+
+    fn sessions(&self) -> BoxIter<'_, ([u8; 32], Session)> {
+        Box::new(Paged::new(
+            self,
+            "SELECT hash, rec FROM sessions WHERE hash > $1 ORDER BY hash LIMIT 500",
+            Key::Bytes(Vec::new()),
+            |row| {
+                let hash: [u8; 32] = row
+                    .get::<_, &[u8]>(0)
+                    .try_into()
+                    .map_err(|_| StoreError::Conflict("malformed session key".into()))?;
+                Ok((hash, decode(row.get::<_, &[u8]>(1))?))
+            },
+        ))
     }
 
     fn push_notification(&self, mut n: Notification) -> Result<u64, StoreError> {

@@ -2,6 +2,7 @@
 //! An import is one transaction, with one statement per kind of record.
 
 use super::rows::{Key, Paged};
+use super::PUT_PERSON;
 use super::{db_error, fold, PgStore};
 use crate::store::record::{bounded_event, decode, encode};
 use crate::store::{BoxIter, Counter, Record, Store, StoreError, StoredCrl};
@@ -58,6 +59,7 @@ impl PgStore {
                 )
                 .chain(Store::notifications(self).map(|r| r.map(Record::Notification)))
                 .chain(Store::email_validations(self).map(|r| r.map(Record::EmailValidation)))
+                .chain(Store::people(self).map(|r| r.map(Record::Person)))
                 .chain(audit)
                 .chain(tail),
         )
@@ -248,6 +250,10 @@ impl Batch {
                         crate::store::email_validation_key(&v.cvr, &v.address).into(),
                         encode(&v)?.into(),
                     ],
+                )),
+                Record::Person(p) => b.rows.push((
+                    PUT_PERSON,
+                    vec![p.key().into(), encode(&p)?.into()],
                 )),
                 Record::Crl { generation, crl } => b.rows.push((
                     "INSERT INTO crls (generation, rec) VALUES ($1, $2)

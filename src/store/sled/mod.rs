@@ -9,6 +9,8 @@
 //! - `tokens`: SHA-256 of an admin token → [`crate::model::TokenRecord`]
 //! - `outbox`: monotonic id → [`crate::model::Notification`]
 //! - `email_validations`: "CVR address" → [`crate::model::EmailValidation`]
+//! - `people`: "CVR address" ([`crate::model::person_key`]) → [`crate::model::Person`]
+//! - `sessions`: SHA-256 of the cookie value → [`crate::model::Session`]
 //! - `revoked`: serial → revocation time and reason (the CRL's source, kept small)
 //! - `expiry`: notAfter (u64, big-endian) ‖ serial → empty (the expiry scan's index)
 //! - `meta`: the store's format (see `migrate.rs`), the current CRL and its
@@ -54,7 +56,7 @@ use tokio::sync::oneshot;
 
 use crate::model::{
     AuditEvent, CertRecord, EmailValidation, IllegalTransition, Notification, Order, Organisation,
-    Profile, RevocationReason, Serial, TokenRecord, UnixSeconds,
+    Person, Profile, RevocationReason, Serial, Session, TokenRecord, UnixSeconds,
 };
 use crate::store::{
     AuditPage, BoxFuture, BoxIter, Exclusive, ExclusiveGuard, Issuance, IssueOutcome,
@@ -123,18 +125,34 @@ impl SledStore {
         tree: fn(&Trees) -> &sled::Tree,
         decode: fn(&[u8]) -> Result<T, StoreError>,
     ) -> BoxIter<'static, T> {
+        self.entries(tree, move |_, v| decode(v))
+    }
+
+    /// Every entry of `tree`, each decoded from its key and value.
+    fn entries<T: Send + 'static>(
+        &self,
+        tree: fn(&Trees) -> &sled::Tree,
+        decode: impl Fn(&[u8], &[u8]) -> Result<T, StoreError> + Send + 'static,
+    ) -> BoxIter<'static, T> {
         // sled's iterator holds its own handle; an unavailable store is one error item.
         let (iter, unavailable) = match self.trees() {
             Ok(t) => (Some(tree(&t).iter()), None),
             Err(e) => (None, Some(Err(e))),
         };
         Box::new(
-            unavailable.into_iter().chain(
-                iter.into_iter()
-                    .flatten()
-                    .map(move |r| r.map_err(StoreError::from).and_then(|(_, v)| decode(&v))),
-            ),
+            unavailable
+                .into_iter()
+                .chain(iter.into_iter().flatten().map(move |r| {
+                    r.map_err(StoreError::from)
+                        .and_then(|(k, v)| decode(&k, &v))
+                })),
         )
+    }
+
+    /// A 32-byte hash key (tokens, sessions).
+    fn hash_key(k: &[u8], what: &str) -> Result<[u8; 32], StoreError> {
+        k.try_into()
+            .map_err(|_| StoreError::Conflict(format!("malformed {what} key")))
     }
 
     fn send(&self, job: commit::Job) -> Result<(), StoreError> {
@@ -405,6 +423,60 @@ impl Store for SledStore {
     }
     fn email_validations(&self) -> BoxIter<'_, EmailValidation> {
         self.values(|t| &t.email_validations, codec::decode)
+    }
+    fn insert_new_person(&self, p: &Person) -> Result<bool, StoreError> {
+        Ok(self
+            .trees()?
+            .people
+            .compare_and_swap(
+                p.key().as_bytes(),
+                None as Option<&[u8]>,
+                Some(codec::encode(p)?),
+            )?
+            .is_ok())
+    }
+    fn put_person(&self, p: &Person) -> Result<(), StoreError> {
+        self.trees()?
+            .people
+            .insert(p.key().as_bytes(), codec::encode(p)?)?;
+        Ok(())
+    }
+    fn person(&self, key: &str) -> Result<Option<Person>, StoreError> {
+        match self.trees()?.people.get(key.as_bytes())? {
+            Some(v) => Ok(Some(codec::decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+    fn people(&self) -> BoxIter<'_, Person> {
+        self.values(|t| &t.people, codec::decode)
+    }
+    fn put_session(&self, hash: &[u8; 32], s: &Session) -> Result<(), StoreError> {
+        self.trees()?.sessions.insert(hash, codec::encode(s)?)?;
+        Ok(())
+    }
+    fn session(&self, hash: &[u8; 32]) -> Result<Option<Session>, StoreError> {
+        match self.trees()?.sessions.get(hash)? {
+            Some(v) => Ok(Some(codec::decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+    fn touch_session(&self, hash: &[u8; 32], s: &Session) -> Result<(), StoreError> {
+        let value = codec::encode(s)?;
+        // Atomic: a session removed meanwhile stays removed.
+        self.trees()?
+            .sessions
+            .fetch_and_update(hash, |old| old.map(|_| value.clone()))?;
+        Ok(())
+    }
+    fn remove_session(&self, hash: &[u8; 32]) -> Result<(), StoreError> {
+        self.trees()?.sessions.remove(hash)?;
+        Ok(())
+    }
+    fn sessions(&self) -> BoxIter<'_, ([u8; 32], Session)> {
+        self.entries(
+            |t| &t.sessions,
+            |k, v| Ok((SledStore::hash_key(k, "session")?, codec::decode(v)?)),
+        )
     }
     fn audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
         SledStore::audit(self, event)

@@ -61,6 +61,7 @@ impl SledStore {
                 )
                 .chain(Store::notifications(self).map(|r| r.map(Record::Notification)))
                 .chain(Store::email_validations(self).map(|r| r.map(Record::EmailValidation)))
+                .chain(Store::people(self).map(|r| r.map(Record::Person)))
                 .chain(audit)
                 .chain(tail),
         )
@@ -122,6 +123,7 @@ impl SledStore {
                     t.outbox.insert(n.id.to_be_bytes(), encode(&n)?)?;
                 }
                 Record::EmailValidation(v) => self.put_email_validation(&v)?,
+                Record::Person(p) => self.put_person(&p)?,
                 Record::Audit { id, event } => {
                     while t.db.generate_id()? < id {}
                     t.audit.insert(id.to_be_bytes(), encode(&event)?)?;

@@ -9,22 +9,9 @@ use crate::store::{BoxIter, StoreError};
 impl SledStore {
     /// Every admin token's record with its hash (there are few).
     pub(super) fn tokens(&self) -> BoxIter<'static, ([u8; 32], TokenRecord)> {
-        // sled's iterator holds its own handle; an unavailable store is one error item.
-        let (iter, unavailable) = match self.trees() {
-            Ok(t) => (Some(t.tokens.iter()), None),
-            Err(e) => (None, Some(Err(e))),
-        };
-        Box::new(
-            unavailable
-                .into_iter()
-                .chain(iter.into_iter().flatten().map(|r| {
-                    let (k, v) = r?;
-                    let hash: [u8; 32] = k
-                        .as_ref()
-                        .try_into()
-                        .map_err(|_| StoreError::Conflict("malformed token key".into()))?;
-                    Ok((hash, decode_token(&v)?))
-                })),
+        self.entries(
+            |t| &t.tokens,
+            |k, v| Ok((SledStore::hash_key(k, "token")?, decode_token(v)?)),
         )
     }
 

@@ -54,6 +54,8 @@ pub(super) struct Trees {
     pub(super) tokens: sled::Tree,
     pub(super) outbox: sled::Tree,
     pub(super) email_validations: sled::Tree,
+    pub(super) people: sled::Tree,
+    pub(super) sessions: sled::Tree,
     pub(super) revoked: sled::Tree,
     pub(super) expiry: sled::Tree,
     pub(super) meta: sled::Tree,
@@ -124,6 +126,9 @@ pub(super) fn open_trees(dir: &Path, cache_bytes: u64) -> Result<(Trees, u64), S
         outbox: db.open_tree("outbox")?,
         // Opened (created empty) in a store from before e-mail validation.
         email_validations: db.open_tree("email_validations")?,
+        // Likewise in a store from before people.
+        people: db.open_tree("people")?,
+        sessions: db.open_tree("sessions")?,
         revoked: db.open_tree("revoked")?,
         expiry,
         meta,
