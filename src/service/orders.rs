@@ -315,32 +315,29 @@ fn record_order(
     )?;
     let link = svc.config.notices.collect_link(&order.id);
     let login_link = svc.config.people.portal_link("/me/orders");
+    let user = match &order.holder {
+        OrderHolder::User { name, .. } => Some(name.as_str()),
+        OrderHolder::Profile => None,
+    };
+    let kind = || policy::effective_profile(profile, &order.holder).kind;
     let event = match &order.holder {
         // Under an API profile the IdM system issues it: no code, no link.
-        holder if order.identification == Identification::Api => NoticeEvent::OrderedForIdmSystem {
-            user: match holder {
-                OrderHolder::User { name, .. } => Some(name),
-                OrderHolder::Profile => None,
-            },
-            kind: policy::effective_profile(profile, holder).kind,
+        _ if order.identification == Identification::Api => NoticeEvent::OrderedForIdmSystem {
+            user,
+            kind: kind(),
             profile: &profile.name,
             reference: &order.id,
             renews,
         },
         // Collected after login: no code; the link is where to log in.
-        holder if order.identification == Identification::UserLogin => {
-            NoticeEvent::OrderedForLogin {
-                user: match holder {
-                    OrderHolder::User { name, .. } => Some(name),
-                    OrderHolder::Profile => None,
-                },
-                kind: policy::effective_profile(profile, holder).kind,
-                profile: &profile.name,
-                reference: &order.id,
-                link: &login_link,
-                renews,
-            }
-        }
+        _ if order.identification == Identification::UserLogin => NoticeEvent::OrderedForLogin {
+            user,
+            kind: kind(),
+            profile: &profile.name,
+            reference: &order.id,
+            link: &login_link,
+            renews,
+        },
         OrderHolder::User { name, .. } => NoticeEvent::UserCertificateOrdered {
             user: name,
             profile: &profile.name,
