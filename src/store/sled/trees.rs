@@ -95,15 +95,49 @@ pub(super) fn flush(trees: &Trees) -> Result<(), StoreError> {
     trees.log.sync_data().map_err(StoreError::engine)
 }
 
-/// Opens sled in `dir` and its trees, migrating older formats; returns them
-/// with the kept certificate count.
-pub(super) fn open_trees(dir: &Path, cache_bytes: u64) -> Result<(Trees, u64), StoreError> {
-    let db = sled::Config::new()
+/// How long opening waits for the file lock that a handle of the same store,
+/// just dropped in this process, still holds.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Opens the sled database in `dir`.
+///
+/// sled releases its file lock only when its I/O threads have let go of a
+/// dropped handle, a moment after the drop (spacejam/sled#1234), and its
+/// error for a held lock has no kind of its own. So a lock held when opening
+/// is retried for [`LOCK_WAIT`]; a store held longer, by another process,
+/// is then refused by name.
+fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+    let config = sled::Config::new()
         .path(dir)
         .cache_capacity(cache_bytes)
         // Durability comes from explicit group commits, not a timer.
-        .flush_every_ms(None)
-        .open()?;
+        .flush_every_ms(None);
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(e) if is_lock_held(&e) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StoreError::engine(std::io::Error::other(format!(
+                        "the store in {} is in use by another process ({e})",
+                        dir.display()
+                    ))));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn is_lock_held(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock"))
+}
+
+/// Opens sled in `dir` and its trees, migrating older formats; returns them
+/// with the kept certificate count.
+pub(super) fn open_trees(dir: &Path, cache_bytes: u64) -> Result<(Trees, u64), StoreError> {
+    let db = open_db(dir, cache_bytes)?;
     migrate::to_current(&db)?;
     // sled keeps its log in the file `db`; any descriptor of it can sync it.
     let log = File::open(dir.join("db")).map_err(StoreError::engine)?;
@@ -169,5 +203,30 @@ fn kept_count(meta: &sled::Tree, certs: &sled::Tree) -> Result<u64, StoreError> 
             meta.insert(CERT_COUNT_KEY, &n.to_be_bytes())?;
             Ok(n)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store dropped and at once reopened in the same process opens (sled
+    /// lets go of its lock a moment after the drop); a store still open is
+    /// refused by name once the wait is over.
+    #[test]
+    fn reopening_waits_for_a_dropped_handle_and_refuses_a_held_one() {
+        let dir = tempfile::tempdir().expect("tmp");
+        for round in 0..20 {
+            let db = open_db(dir.path(), 1 << 20).unwrap_or_else(|e| panic!("round {round}: {e}"));
+            db.insert(b"k", &[round as u8]).expect("write");
+            db.flush().expect("flush");
+        }
+        let held = open_db(dir.path(), 1 << 20).expect("open");
+        let refused = open_db(dir.path(), 1 << 20).expect_err("refused while held");
+        assert!(
+            refused.to_string().contains("in use by another process"),
+            "{refused}"
+        );
+        drop(held);
     }
 }
