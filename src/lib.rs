@@ -74,6 +74,7 @@ pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod policy;
+pub mod portal;
 pub mod problem;
 pub mod public;
 pub mod ratelimit;

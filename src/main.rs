@@ -351,7 +351,27 @@ fn print_banner(
             ""
         }
     );
+    println!(
+        "  Portal:         https://{host}:{}/portal/",
+        server.admin_addr.port()
+    );
     if let Some(d) = demo {
+        let a = &d.admin;
+        match &a.activation_file {
+            Some(file) => println!(
+                "  Demo admin:     {} (CVR {}): open the activation link in {}\n                  \
+                 (mode 0600) in a browser, choose a password, add the TOTP key to an\n                  \
+                 authenticator app, then log in at the portal with CVR, address, password and code",
+                a.email,
+                a.cvr,
+                file.display()
+            ),
+            None => println!(
+                "  Demo admin:     {} (CVR {}): log in at the portal with the password and \
+                 authenticator you chose at activation",
+                a.email, a.cvr
+            ),
+        }
         println!("  Demo IdM cert:  {}", d.cert.display());
         println!("  Demo IdM key:   {}", d.key.display());
         println!();

@@ -13,7 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::app::{App, Initialised};
 use crate::http::{Answer, Connection, Router};
 use crate::server::{Listener, ServerMetrics};
-use crate::{admin, est, jobs, public};
+use crate::{admin, est, jobs, portal, public};
 
 /// A running estd.
 pub struct RunningServer {
@@ -68,8 +68,14 @@ impl RunningServer {
             name: "admin",
             socket: TcpListener::bind(app.config.server.admin_listen).await?,
             tls: Some(acceptor),
+            // The portal's pages and the API share the listener (one origin,
+            // so the session cookie serves both).
             router: router(&app, |app, req, conn| async move {
-                admin::handle(&app, &conn, req).await
+                if portal::owns(req.uri().path()) {
+                    portal::handle(&app, &conn, req).await
+                } else {
+                    admin::handle(&app, &conn, req).await
+                }
             }),
         };
         let public = Listener {

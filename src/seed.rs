@@ -36,6 +36,9 @@ pub enum SeedError {
     /// The store.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// No randomness for the demo administrator's credentials.
+    #[error("making the demo administrator's invitation: {0}")]
+    Credential(String),
     /// The demo IdM profile cannot have certificates (its seal setting).
     #[error("the demo IdM profile: {0}")]
     Profile(#[source] crate::policy::PolicyError),
@@ -57,6 +60,113 @@ pub struct DemoIdentity {
     pub organisation: String,
     /// CVR.
     pub cvr: String,
+    /// The portal's demo administrator.
+    pub admin: DemoAdmin,
+}
+
+/// The demo organisation's administrator: a person who holds the three
+/// organisation roles, so that a newcomer can log in to the portal.
+#[derive(Debug, Clone)]
+pub struct DemoAdmin {
+    /// The login address.
+    pub email: String,
+    /// The organisation.
+    pub cvr: String,
+    /// While the account is not yet activated: the file (mode 0600) that
+    /// holds the activation link, made anew at each start (the link is a
+    /// secret, so it is never printed or logged).
+    pub activation_file: Option<PathBuf>,
+}
+
+/// The demo administrator's address.
+pub const DEMO_ADMIN_EMAIL: &str = "admin@demo.example";
+/// The file, beside the CA material, that holds their activation link.
+pub const DEMO_ADMIN_LINK_FILE: &str = "demo-admin-activation.txt";
+
+/// Invites the demo administrator if they are not yet active: a new
+/// activation link each start (the old one stops working), written to
+/// [`DEMO_ADMIN_LINK_FILE`].
+pub fn ensure_demo_admin(config: &Config, store: &Arc<dyn Store>) -> Result<DemoAdmin, SeedError> {
+    use crate::model::{person_key, LoginGuard, Person, PersonState, Role};
+    use crate::service::credentials::{new_totp_secret, random_token, token_hash};
+    let cvr = config.demo.cvr.clone();
+    let link_file = config.paths.certs_dir.join(DEMO_ADMIN_LINK_FILE);
+    let key = person_key(Some(&cvr), DEMO_ADMIN_EMAIL);
+    let existing = store.person(&key)?;
+    let now = now_unix();
+    let fresh = |person: Option<Person>| -> Result<(Person, String), SeedError> {
+        let token = random_token().map_err(|e| SeedError::Credential(e.to_string()))?;
+        let secret = new_totp_secret().map_err(|e| SeedError::Credential(e.to_string()))?;
+        let state = PersonState::Invited {
+            token_hash: token_hash(&token),
+            expires_at: now.saturating_add(config.people.invitation_ttl_secs()),
+            totp_secret: secret.as_bytes().to_vec(),
+        };
+        let person = match person {
+            Some(p) => Person { state, ..p },
+            None => Person {
+                id: uuid::Uuid::new_v4().to_string(),
+                cvr: Some(cvr.clone()),
+                name: "Demo Administrator".into(),
+                email: DEMO_ADMIN_EMAIL.into(),
+                roles: vec![Role::UserAdmin, Role::OrgAdmin, Role::RightsAdmin],
+                state,
+                guard: LoginGuard::default(),
+                created_at: now,
+                created_by: "estd-init".into(),
+            },
+        };
+        Ok((person, token))
+    };
+    let (person, token) = match existing {
+        Some(p) if !matches!(p.state, PersonState::Invited { .. }) => {
+            // Active (or deactivated): the link, if any, has served.
+            let _ = std::fs::remove_file(&link_file);
+            return Ok(DemoAdmin {
+                email: DEMO_ADMIN_EMAIL.into(),
+                cvr,
+                activation_file: None,
+            });
+        }
+        Some(p) => {
+            let (p, token) = fresh(Some(p))?;
+            store.put_person(&p)?;
+            (p, token)
+        }
+        None => {
+            let (p, token) = fresh(None)?;
+            // Another node may seed at the same moment: the first wins.
+            if !store.insert_new_person(&p)? {
+                return Ok(DemoAdmin {
+                    email: DEMO_ADMIN_EMAIL.into(),
+                    cvr,
+                    activation_file: None,
+                });
+            }
+            (p, token)
+        }
+    };
+    store.audit(&AuditEvent {
+        at_ms: now * 1000,
+        actor: "estd-init".into(),
+        action: AuditAction::Person,
+        outcome: AuditOutcome::Done,
+        cvr: Some(cvr.clone()),
+        profile_id: None,
+        serial: None,
+        order_id: None,
+        detail: format!("demo administrator {} invited", person.email),
+    })?;
+    let link = config.people.portal_link(&format!(
+        "{}?token={token}",
+        crate::service::people::ACTIVATE_PATH
+    ));
+    write_file(&link_file, format!("{link}\n").as_bytes(), true)?;
+    Ok(DemoAdmin {
+        email: person.email,
+        cvr,
+        activation_file: Some(link_file),
+    })
 }
 
 /// The subject of a system certificate of `org` named `cn`.
@@ -115,6 +225,7 @@ pub fn ensure_demo(
         label: d.est_label.clone(),
         organisation: org.name,
         cvr: org.cvr,
+        admin: ensure_demo_admin(config, store)?,
     })
 }
 

@@ -13,21 +13,21 @@
 //! [`client`] and [`cli`] are the other side: `estd admin ...`.
 
 mod activate_page;
-mod auth;
+pub mod auth;
 mod certificates;
 pub mod cli;
 pub mod client;
 mod crl;
-mod export;
+pub mod export;
 mod history;
 mod login;
 mod me;
 mod openapi;
 mod orders;
-mod organisations;
+pub mod organisations;
 mod people;
 pub mod problem;
-mod profiles;
+pub mod profiles;
 mod public;
 mod request;
 mod response;

@@ -132,6 +132,16 @@ pub(super) fn apply_changes(
     validate(org)
 }
 
+/// Applies the JSON body of `PATCH /organisations/{cvr}` to `org`, by the
+/// API's own rules (the portal's settings form is turned into it).
+pub fn apply_json_changes(
+    org: &mut Organisation,
+    changes: &serde_json::Value,
+) -> Result<(), ApiError> {
+    let bytes = serde_json::to_vec(changes).map_err(|e| ApiError::Encoding(Box::new(e)))?;
+    apply_changes(org, super::request::parse_json(&bytes)?)
+}
+
 /// The organisation `cvr` if the actor may see it; 404 otherwise.
 pub fn visible_org(app: &App, actor: &Actor, cvr: &str) -> Result<Organisation, ApiError> {
     Ok(service::visible_org(app.services(), actor, cvr)?)

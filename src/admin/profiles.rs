@@ -62,7 +62,7 @@ pub struct OrderInput {
 /// The body of `POST /profiles`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct NewProfile {
+pub struct NewProfile {
     /// Defaults to the actor's own organisation.
     #[serde(default)]
     cvr: Option<String>,
@@ -467,13 +467,7 @@ impl OrderInput {
 /// `POST /profiles`, with an optional order in the same call.
 pub async fn create(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
     let input: NewProfile = req.json()?;
-    let cvr = target_cvr(actor, input.cvr.as_deref())?;
-    let (profile, order) = service::create_profile(app.services(), actor, &cvr, |org| {
-        let profile = profile_from(&input, org, uuid::Uuid::new_v4().to_string())?;
-        let request = input.order().map(|o| o.request(&profile));
-        Ok::<_, ApiError>((profile, request))
-    })
-    .await?;
+    let (profile, order) = create_profile(app, actor, &input).await?;
     let now = now_unix();
     created(
         &format!("/api/v1/profiles/{}", profile.id),
@@ -482,6 +476,45 @@ pub async fn create(app: &App, actor: &Actor, req: &ApiRequest) -> ApiResult {
             profile,
         },
     )
+}
+
+/// The body of `POST /profiles` as JSON, parsed by the API's own rules (the
+/// portal turns its form into it, so that both take one set of rules).
+pub fn parse_new_profile(input: &serde_json::Value) -> Result<NewProfile, ApiError> {
+    let bytes = serde_json::to_vec(input).map_err(|e| ApiError::Encoding(Box::new(e)))?;
+    super::request::parse_json(&bytes)
+}
+
+/// Checks a new profile (and its order) as `POST /profiles` would, without
+/// storing anything: the portal's review step.
+pub fn check_new_profile(
+    app: &App,
+    actor: &Actor,
+    input: &NewProfile,
+) -> Result<Profile, ApiError> {
+    let cvr = target_cvr(actor, input.cvr.as_deref())?;
+    let org = service::visible_org(app.services(), actor, &cvr)
+        .map_err(|_| ApiError::invalid("cvr", format!("no organisation with CVR {cvr}")))?;
+    let profile = profile_from(input, &org, uuid::Uuid::new_v4().to_string())?;
+    if let Some(order) = input.order() {
+        service::orders::check_order_request(&order.request(&profile), &org, &profile)?;
+    }
+    Ok(profile)
+}
+
+/// Creates a profile, and its order if it asks for one: `POST /profiles`.
+pub async fn create_profile(
+    app: &App,
+    actor: &Actor,
+    input: &NewProfile,
+) -> Result<(Profile, Option<service::CreatedOrder>), ApiError> {
+    let cvr = target_cvr(actor, input.cvr.as_deref())?;
+    service::create_profile(app.services(), actor, &cvr, |org| {
+        let profile = profile_from(input, org, uuid::Uuid::new_v4().to_string())?;
+        let request = input.order().map(|o| o.request(&profile));
+        Ok::<_, ApiError>((profile, request))
+    })
+    .await
 }
 
 /// `GET /profiles/{id}`.

@@ -434,6 +434,17 @@ pub fn find(method: &str, path: &str) -> RouteMatch {
     }
 }
 
+/// Who may call the route of `endpoint` (the portal checks its pages
+/// against the API route they stand beside).
+pub fn access_of(endpoint: Endpoint) -> Access {
+    ROUTES
+        .iter()
+        .find(|r| r.endpoint == endpoint)
+        .map(|r| r.access)
+        // Every endpoint has a route (a test checks it); none is refused.
+        .unwrap_or(Access::Roles(OPERATOR))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

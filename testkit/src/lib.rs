@@ -2,13 +2,15 @@
 //! benchmark's smoke test: a real estd on loopback ports with real TLS and a
 //! sled store in a temp dir ([`TestServer`]), a small mutual-TLS HTTPS client
 //! ([`Client`]), real CSRs, the admin API client ([`api`]), estd as a
-//! child process ([`process`]) and a real PostgreSQL started by the tests
-//! ([`postgres`]). In the test binary `it_postgres` every test server's
+//! child process ([`process`]), a real PostgreSQL started by the tests
+//! ([`postgres`]) and headless Chromium over WebDriver for the portal's
+//! pages ([`browser`]). In the test binary `it_postgres` every test server's
 //! store is a fresh PostgreSQL database instead of sled.
 
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod browser;
 pub mod people;
 pub mod postgres;
 pub mod process;

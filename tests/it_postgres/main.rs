@@ -51,6 +51,8 @@ mod notifications;
 mod ocsp_load;
 #[path = "../it/people.rs"]
 mod people;
+#[path = "../it/portal.rs"]
+mod portal;
 #[path = "../it/profile_export.rs"]
 mod profile_export;
 #[path = "../it/rate_limits.rs"]
@@ -72,6 +74,11 @@ mod validation;
 
 /// Modules of `tests/it` that do not run here, and why.
 const NOT_HERE: &[(&str, &str)] = &[
+    (
+        "browser_smoke",
+        "tests the browser harness (Chromium over WebDriver) on one page; the activation \
+         it drives is tested on PostgreSQL by `people`",
+    ),
     (
         "conformance",
         "conformance/run.sh writes its own config and runs estd on sled; it tests the EST \
