@@ -76,7 +76,11 @@ pub fn create_dir_all(dir: &Path) -> Result<(), FileError> {
 /// Writes `contents` to `path` atomically and durably (the file, then the
 /// rename in its directory); private files get mode 0600 from the start.
 pub fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), FileError> {
-    let tmp = path.with_extension("tmp");
+    // A temp name of this writer's own: nodes sharing a certs dir (several
+    // nodes on one machine, tests) may write the same file at once.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]

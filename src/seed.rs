@@ -73,8 +73,7 @@ pub struct DemoAdmin {
     /// The organisation.
     pub cvr: String,
     /// While the account is not yet activated: the file (mode 0600) that
-    /// holds the activation link, made anew at each start (the link is a
-    /// secret, so it is never printed or logged).
+    /// holds the activation link (a secret, so never printed or logged).
     pub activation_file: Option<PathBuf>,
 }
 
@@ -83,9 +82,9 @@ pub const DEMO_ADMIN_EMAIL: &str = "admin@demo.example";
 /// The file, beside the CA material, that holds their activation link.
 pub const DEMO_ADMIN_LINK_FILE: &str = "demo-admin-activation.txt";
 
-/// Invites the demo administrator if they are not yet active: a new
-/// activation link each start (the old one stops working), written to
-/// [`DEMO_ADMIN_LINK_FILE`].
+/// Invites the demo administrator if they are not yet active, writing the
+/// activation link to [`DEMO_ADMIN_LINK_FILE`]; a link that still works is
+/// kept, an expired or lost one replaced (the old one stops working).
 pub fn ensure_demo_admin(config: &Config, store: &Arc<dyn Store>) -> Result<DemoAdmin, SeedError> {
     use crate::model::{person_key, LoginGuard, Person, PersonState, Role};
     use crate::service::credentials::{new_totp_secret, random_token, token_hash};
@@ -126,6 +125,18 @@ pub fn ensure_demo_admin(config: &Config, store: &Arc<dyn Store>) -> Result<Demo
                 email: DEMO_ADMIN_EMAIL.into(),
                 cvr,
                 activation_file: None,
+            });
+        }
+        // Invited, and the link written at an earlier start still works:
+        // keep it (a new one would end the old, perhaps open elsewhere).
+        Some(p)
+            if matches!(p.state, PersonState::Invited { expires_at, .. } if expires_at > now)
+                && link_file.exists() =>
+        {
+            return Ok(DemoAdmin {
+                email: p.email,
+                cvr,
+                activation_file: Some(link_file),
             });
         }
         Some(p) => {

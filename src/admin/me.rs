@@ -198,7 +198,7 @@ fn pem(label: &str, der: &[u8]) -> String {
 }
 
 /// A CSR given as PEM or as base64 DER (line breaks allowed).
-fn csr_der(text: &str) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn csr_der(text: &str) -> Result<Vec<u8>, ApiError> {
     let bad = || ApiError::invalid("csr", "must be a PKCS#10 CSR, PEM or base64 DER");
     let text = text.trim();
     if text.starts_with("-----BEGIN") {

@@ -21,7 +21,7 @@ mod crl;
 pub mod export;
 mod history;
 mod login;
-mod me;
+pub(crate) mod me;
 mod openapi;
 mod orders;
 pub mod organisations;

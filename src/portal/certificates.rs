@@ -47,9 +47,12 @@ pub fn details(ctx: &Ctx, c: &CertRecord) -> Markup {
 }
 
 /// `GET /portal/certificates/{serial}`.
-pub fn show(ctx: &Ctx, hex: &str) -> Answer {
+pub fn show(ctx: &Ctx, hex: &str, req: &Request<Incoming>) -> Answer {
     let s = ctx.may(Endpoint::GetCertificate)?;
     let c = visible_cert(ctx.svc(), &s.actor, &serial(ctx, hex)?)?;
+    if let Some(file) = super::me::file_of(ctx, &c, req)? {
+        return Ok(file);
+    }
     let valid = c.state(now_unix()) == CertState::Issued;
     let base = format!("/portal/certificates/{}", c.serial);
     ok(

@@ -32,8 +32,12 @@ pub struct Ctx<'a> {
     pub lang: Lang,
     /// The person logged in, if any.
     pub session: Option<Session>,
-    /// The path asked for (for the language switch's way back).
+    /// The path asked for (for the navigation's current page).
     pub path: String,
+    /// The language switch's way back (path and query, URL-encoded); none
+    /// on an answer to a POST, which may show a secret once that a switch
+    /// would throw away.
+    pub back: Option<String>,
 }
 
 /// The language cookie's name (a preference, not a secret).
@@ -87,6 +91,15 @@ impl<'a> Ctx<'a> {
             lang,
             session,
             path: req.uri().path().chars().take(200).collect(),
+            back: (req.method() == http::Method::GET).then(|| {
+                let pq = req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/portal/");
+                let pq: String = pq.chars().take(300).collect();
+                form_urlencoded::byte_serialize(pq.as_bytes()).collect()
+            }),
         }
     }
 

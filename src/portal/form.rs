@@ -10,8 +10,9 @@ use crate::http::{read_body, BodyError};
 
 /// Largest form body accepted.
 const MAX_FORM_BYTES: usize = 64 * 1024;
-/// Longest field value kept (longer is cut: no field of the portal needs more).
-const MAX_FIELD_CHARS: usize = 4096;
+/// Longest field value kept (longer is cut: no field of the portal needs
+/// more; the longest is a hardware token's CSR in PEM).
+const MAX_FIELD_CHARS: usize = 16 * 1024;
 /// Most fields kept.
 const MAX_FIELDS: usize = 100;
 

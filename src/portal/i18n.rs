@@ -67,6 +67,10 @@ impl Lang {
             let Some(lang) = Lang::parse(primary) else {
                 continue;
             };
+            // q=0: not acceptable.
+            if q <= 0.0 {
+                continue;
+            }
             if best.is_none_or(|(bq, _)| q > bq) {
                 best = Some((q, lang));
             }
@@ -87,5 +91,7 @@ mod tests {
         assert_eq!(Lang::from_accept(Some("fr")), Lang::Da);
         assert_eq!(Lang::from_accept(None), Lang::Da);
         assert_eq!(Lang::from_accept(Some("en;q=abc")), Lang::En);
+        assert_eq!(Lang::from_accept(Some("en-GB,en;q=0.9,da;q=0")), Lang::En);
+        assert_eq!(Lang::from_accept(Some("en;q=0")), Lang::Da);
     }
 }

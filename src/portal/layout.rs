@@ -190,9 +190,11 @@ pub fn page(ctx: &Ctx, status: StatusCode, title: &str, body: Markup) -> Respons
                     span.brand { "estd" }
                     (navigation(ctx))
                     div.tools {
-                        a href={ "/portal/lang?set=" (ctx.lang.other().code()) "&back=" (ctx.path) }
-                            lang=(ctx.lang.other().code()) hreflang=(ctx.lang.other().code()) {
-                            (ctx.lang.other().name())
+                        @if let Some(back) = &ctx.back {
+                            a href={ "/portal/lang?set=" (ctx.lang.other().code()) "&back=" (back) }
+                                lang=(ctx.lang.other().code()) hreflang=(ctx.lang.other().code()) {
+                                (ctx.lang.other().name())
+                            }
                         }
                         @if let Some(s) = &ctx.session {
                             span.who { (s.person.name) }

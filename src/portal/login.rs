@@ -59,12 +59,9 @@ pub fn form(ctx: &Ctx, problem: Option<&str>) -> Answer {
         }
         p { a href="/portal/search" { (ctx.t("Search the public certificate database", "Søg i den offentlige certifikatdatabase")) } }
     };
-    let status = if problem.is_some() {
-        StatusCode::UNAUTHORIZED
-    } else {
-        StatusCode::OK
-    };
-    let r = page(ctx, status, ctx.t("Log in", "Log ind"), body);
+    // A refused login is the form again with its reason (a 401 would need
+    // a WWW-Authenticate challenge, which a form is not).
+    let r = page(ctx, StatusCode::OK, ctx.t("Log in", "Log ind"), body);
     with_cookie(
         r,
         &format!("{FORM_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict"),

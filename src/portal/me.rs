@@ -26,8 +26,6 @@ use crate::service::own::{
 
 /// Events shown in the person's history.
 const HISTORY: usize = 200;
-/// Largest CSR accepted from the form, PEM or base64.
-const MAX_CSR_CHARS: usize = 16 * 1024;
 
 /// `GET /portal/me`.
 pub fn certificates(ctx: &Ctx) -> Answer {
@@ -125,22 +123,8 @@ pub async fn collect(ctx: &Ctx<'_>, reference: &str, req: Request<Incoming>) -> 
     let o = own_order(ctx, reference)?;
     let b64 = base64::engine::general_purpose::STANDARD;
     if o.issuance == Issuance::Hardware {
-        let text: String = f.get("csr").chars().take(MAX_CSR_CHARS).collect();
-        let body: String = text
-            .lines()
-            .filter(|l| !l.starts_with("-----"))
-            .flat_map(|l| l.chars())
-            .filter(|c| !c.is_whitespace())
-            .collect();
-        let der = b64.decode(body.as_bytes()).map_err(|_| {
-            Page::status(
-                StatusCode::BAD_REQUEST,
-                ctx.t(
-                    "The request is not PEM or base64.",
-                    "Anmodningen er ikke PEM eller base64.",
-                ),
-            )
-        })?;
+        // The API's own parser: PEM of a certificate request, or base64 DER.
+        let der = crate::admin::me::csr_der(f.get("csr")).map_err(Page::from)?;
         let cert = issue_from_csr(ctx.svc(), &s.actor, &s.person, &o.id, der).await?;
         let pem = pem_of(&cert.der);
         return ok(
@@ -200,29 +184,40 @@ fn pem_of(der: &[u8]) -> String {
     pem
 }
 
+/// The certificate as a file when `?format=pem|der` asks for one.
+pub fn file_of(
+    ctx: &Ctx,
+    c: &crate::model::CertRecord,
+    req: &Request<Incoming>,
+) -> Result<Option<http::Response<http_body_util::Full<bytes::Bytes>>>, Page> {
+    let name = c.serial.to_string();
+    match query(req).get("format") {
+        "pem" => Ok(Some(download(
+            "application/x-pem-file",
+            &format!("{name}.pem"),
+            pem_of(&c.der).into_bytes(),
+        ))),
+        "der" => Ok(Some(download(
+            "application/pkix-cert",
+            &format!("{name}.cer"),
+            c.der.clone(),
+        ))),
+        "" => Ok(None),
+        _ => Err(Page::status(
+            StatusCode::BAD_REQUEST,
+            ctx.t("format: pem or der", "format: pem eller der"),
+        )),
+    }
+}
+
 /// `GET /portal/me/certificates/{serial}[?format=pem|der]`.
 pub fn certificate(ctx: &Ctx, hex: &str, req: &Request<Incoming>) -> Answer {
     let s = ctx.person()?;
     let c = own_cert(ctx.svc(), &s.person, &serial(ctx, hex)?)?;
-    let name = c.serial.to_string();
-    match query(req).get("format") {
-        "pem" => {
-            return Ok(download(
-                "application/x-pem-file",
-                &format!("{name}.pem"),
-                pem_of(&c.der).into_bytes(),
-            ))
-        }
-        "der" => {
-            return Ok(download(
-                "application/pkix-cert",
-                &format!("{name}.cer"),
-                c.der,
-            ))
-        }
-        "" => {}
-        _ => return Err(Page::status(StatusCode::BAD_REQUEST, "format: pem or der")),
+    if let Some(file) = file_of(ctx, &c, req)? {
+        return Ok(file);
     }
+    let name = c.serial.to_string();
     let valid = c.state(now_unix()) == CertState::Issued;
     let base = format!("/portal/me/certificates/{name}");
     ok(

@@ -98,7 +98,7 @@ async fn route(ctx: &Ctx<'_>, req: Request<Incoming>, log: &mut RequestLog) -> A
         (["orders", reference], true, _) => orders::show(ctx, reference),
         (["orders", reference, "delete"], true, _) => orders::delete_warning(ctx, reference),
         (["orders", reference, "delete"], _, true) => orders::delete(ctx, reference, req).await,
-        (["certificates", serial], true, _) => certificates::show(ctx, serial),
+        (["certificates", serial], true, _) => certificates::show(ctx, serial, &req),
         (["certificates", serial, action], true, _) => certificates::warning(ctx, serial, action),
         (["certificates", serial, action], _, true) => {
             certificates::act(ctx, serial, action, req).await

@@ -97,6 +97,9 @@ pub fn list(ctx: &Ctx) -> Answer {
 /// `POST /portal/people`: invites.
 pub async fn invite(ctx: &Ctx<'_>, req: Request<Incoming>) -> Answer {
     let s = ctx.may(Endpoint::InvitePerson)?;
+    if s.person.cvr.is_none() {
+        return people_page(ctx, None, StatusCode::OK);
+    }
     let f = posted(ctx, req).await?;
     let roles: Vec<Role> = OFFERED
         .into_iter()

@@ -144,7 +144,7 @@ pub fn show(ctx: &Ctx, id: &str) -> Answer {
                         "Til et medarbejdercertifikat angives brugeren (en aktiv bruger i organisationen); lad begge felter stå tomme til profilens eget certifikat.")) }
                     div.field { label for="user_name" { (ctx.t("User's name", "Brugerens navn")) } input id="user_name" name="user_name"; }
                     div.field { label for="user_email" { (ctx.t("User's e-mail", "Brugerens e-mail")) } input id="user_email" name="user_email" type="email"; }
-                    div.check { input id="publish" type="checkbox" name="publish" value="on" checked[p.publish]; label for="publish" { (ctx.t("Publish in the certificate database", "Offentliggør i certifikatdatabasen")) } }
+                    div.check { input id="publish" type="checkbox" name="publish" value="on" checked[p.publish]; label for="publish" { (ctx.t("Publish the user's certificate in the certificate database", "Offentliggør brugerens certifikat i certifikatdatabasen")) } }
                     button type="submit" { (ctx.t("Order", "Bestil")) }
                 }
             }

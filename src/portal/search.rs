@@ -46,13 +46,13 @@ pub fn show(ctx: &Ctx, req: &Request<Incoming>) -> Answer {
                 div.field { label for="email" { "E-mail" } input id="email" name="email" type="email" value=(email.unwrap_or("")); }
                 div.field.invalid[bad_cvr] {
                     label for="cvr" { (ctx.t("CVR number", "CVR-nummer")) }
-                    input id="cvr" name="cvr" inputmode="numeric" value=(cvr.unwrap_or("")) aria-invalid=[bad_cvr.then_some("true")];
-                    @if bad_cvr { p.error { (ctx.t("A CVR number is 8 digits.", "Et CVR-nummer er 8 cifre.")) } }
+                    input id="cvr" name="cvr" inputmode="numeric" value=(cvr.unwrap_or("")) aria-invalid=[bad_cvr.then_some("true")] aria-describedby=[bad_cvr.then_some("cvr-error")];
+                    @if bad_cvr { p.error id="cvr-error" { (ctx.t("A CVR number is 8 digits.", "Et CVR-nummer er 8 cifre.")) } }
                 }
                 div.field.invalid[bad_serial] {
                     label for="serial" { (ctx.t("Serial number (hex)", "Serienummer (hex)")) }
-                    input id="serial" name="serial" value=(serial.unwrap_or("")) aria-invalid=[bad_serial.then_some("true")];
-                    @if bad_serial { p.error { (ctx.t("A serial number is 32 hexadecimal digits.", "Et serienummer er 32 hexadecimale cifre.")) } }
+                    input id="serial" name="serial" value=(serial.unwrap_or("")) aria-invalid=[bad_serial.then_some("true")] aria-describedby=[bad_serial.then_some("serial-error")];
+                    @if bad_serial { p.error id="serial-error" { (ctx.t("A serial number is 32 hexadecimal digits.", "Et serienummer er 32 hexadecimale cifre.")) } }
                 }
                 button type="submit" { (ctx.t("Search", "Søg")) }
             }

@@ -448,3 +448,182 @@ fn pem_certs(pem: &str) -> Vec<Vec<u8>> {
         })
         .collect()
 }
+
+/// Without a browser: every page answers with the security headers; a page
+/// refuses a role the API route beside it refuses; a form without the
+/// session's CSRF token changes nothing; the language follows
+/// `Accept-Language`; bad requests get their status.
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_check_roles_csrf_and_send_the_security_headers() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ts = TestServer::start(dir.path()).await;
+    let mut op = Api::operator(&ts).await;
+    let mut rita = invite_and_activate(
+        &ts,
+        &mut op,
+        DEMO,
+        "Rita Reader",
+        "rita@demo.example",
+        &["rights-admin"],
+    )
+    .await;
+    let mut olga = invite_and_activate(
+        &ts,
+        &mut op,
+        DEMO,
+        "Olga Admin",
+        "olga@demo.example",
+        &["user-admin", "org-admin"],
+    )
+    .await;
+    let cookie_of = |api: &Api| {
+        let (value, _) = api.session.clone().expect("session");
+        format!("__Host-estd-session={value}")
+    };
+    let rita_cookie = cookie_of(&rita.login(&ts).await);
+    let olga_cookie = cookie_of(&olga.login(&ts).await);
+    let mut c = ts.admin_client(None).await;
+
+    // Not logged in: to the login page. Logged in: the page, with its headers.
+    let r = c.send("GET", "/portal/profiles", &[], vec![]).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/portal/login"));
+    let r = c
+        .send(
+            "GET",
+            "/portal/profiles",
+            &[
+                ("cookie", &rita_cookie),
+                ("accept-language", "en-GB,en;q=0.9"),
+            ],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let csp = r.header("content-security-policy").expect("CSP");
+    for part in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+    ] {
+        assert!(csp.contains(part), "{csp}");
+    }
+    assert!(r.header("strict-transport-security").is_some());
+    assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert!(r.text().contains("<html lang=\"en\">"));
+    assert!(!r.text().contains("<script>"), "no inline script");
+    let r = c
+        .send(
+            "GET",
+            "/portal/profiles",
+            &[("cookie", &rita_cookie), ("accept-language", "da,en;q=0.5")],
+            vec![],
+        )
+        .await;
+    assert!(r.text().contains("<html lang=\"da\">"));
+    assert!(r.text().contains("Certifikatprofiler"));
+
+    // A rights administrator reads, and may not create (as POST /profiles).
+    let r = c
+        .send(
+            "GET",
+            "/portal/profiles/new",
+            &[("cookie", &rita_cookie)],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("org-admin"), "{}", r.text());
+
+    // A form without the CSRF token, or with a wrong one, changes nothing.
+    let form = [
+        ("cookie", olga_cookie.as_str()),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    for body in ["allow_seal=on", "allow_seal=on&csrf=wrong"] {
+        let r = c
+            .send(
+                "POST",
+                "/portal/organisation",
+                &form,
+                body.as_bytes().to_vec(),
+            )
+            .await;
+        assert_eq!(r.status, 403, "{body}: {}", r.text());
+    }
+    let org = ts.app().store.org(DEMO_CVR).expect("store").expect("org");
+    assert!(!org.allow_seal, "unchanged");
+
+    // With the token (from the page's form) it does.
+    let page = c
+        .send(
+            "GET",
+            "/portal/organisation",
+            &[("cookie", &olga_cookie)],
+            vec![],
+        )
+        .await
+        .text();
+    let start = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    let csrf: String = page[start..].chars().take_while(|c| *c != '"').collect();
+    let r = c
+        .send(
+            "POST",
+            "/portal/organisation",
+            &form,
+            format!("allow_user_certs=on&allow_seal=on&csrf={csrf}").into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let org = ts.app().store.org(DEMO_CVR).expect("store").expect("org");
+    assert!(org.allow_seal);
+
+    // Bad requests.
+    // Refused on its Content-Length, before a byte of it is read.
+    let big = format!(
+        "POST /portal/organisation HTTP/1.1\r\nHost: localhost\r\nCookie: {olga_cookie}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        70 * 1024
+    );
+    let raw = raw_exchange(ts.server.admin_addr, &ts.root_der(), None, big.as_bytes()).await;
+    let head = String::from_utf8_lossy(&raw);
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    let r = c
+        .send(
+            "GET",
+            "/portal/no-such-page",
+            &[("cookie", &olga_cookie)],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    let r = c.send("PUT", "/portal/profiles", &[], vec![]).await;
+    assert_eq!(r.status, 405);
+    let r = c
+        .send(
+            "GET",
+            "/portal/certificates/not-a-serial",
+            &[("cookie", &olga_cookie)],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    // The language switch goes back only to a page of the portal's own.
+    let r = c
+        .send(
+            "GET",
+            "/portal/lang?set=en&back=//evil.example/",
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/portal/"));
+    // The public search needs no login and checks its input.
+    let r = c.send("GET", "/portal/search?cvr=12", &[], vec![]).await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("aria-invalid=\"true\""));
+    ts.shutdown().await;
+}
