@@ -1,13 +1,14 @@
 //! One certificate, as an administrator sees it: its details and downloads,
 //! and Renew, Block and Revoke (with a reason), each behind a warning.
 
+use base64::Engine;
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use maud::{html, Markup};
 
 use super::context::Ctx;
-use super::form::posted;
-use super::layout::{date, ok, Page};
+use super::form::{posted, query};
+use super::layout::{date, download, ok, Page};
 use super::profiles::wire;
 use super::Answer;
 use crate::admin::routes::Endpoint;
@@ -50,7 +51,7 @@ pub fn details(ctx: &Ctx, c: &CertRecord) -> Markup {
 pub fn show(ctx: &Ctx, hex: &str, req: &Request<Incoming>) -> Answer {
     let s = ctx.may(Endpoint::GetCertificate)?;
     let c = visible_cert(ctx.svc(), &s.actor, &serial(ctx, hex)?)?;
-    if let Some(file) = super::me::file_of(ctx, &c, req)? {
+    if let Some(file) = file_of(ctx, &c, req)? {
         return Ok(file);
     }
     let valid = c.state(now_unix()) == CertState::Issued;
@@ -180,4 +181,42 @@ pub async fn act(ctx: &Ctx<'_>, hex: &str, action: &str, req: Request<Incoming>)
             (details(ctx, &done))
         },
     )
+}
+
+/// The certificate as a file when `?format=pem|der` asks for one.
+pub fn file_of(
+    ctx: &Ctx,
+    c: &crate::model::CertRecord,
+    req: &Request<Incoming>,
+) -> Result<Option<http::Response<http_body_util::Full<bytes::Bytes>>>, Page> {
+    let name = c.serial.to_string();
+    match query(req).get("format") {
+        "pem" => Ok(Some(download(
+            "application/x-pem-file",
+            &format!("{name}.pem"),
+            pem_of(&c.der).into_bytes(),
+        ))),
+        "der" => Ok(Some(download(
+            "application/pkix-cert",
+            &format!("{name}.cer"),
+            c.der.clone(),
+        ))),
+        "" => Ok(None),
+        _ => Err(Page::status(
+            StatusCode::BAD_REQUEST,
+            ctx.t("format: pem or der", "format: pem eller der"),
+        )),
+    }
+}
+
+/// The certificate `der` as PEM.
+pub fn pem_of(der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
 }

@@ -4,7 +4,6 @@
 use http::{header, HeaderMap, Request};
 
 use super::i18n::Lang;
-use super::layout::Page;
 use crate::admin::auth::session_cookie;
 use crate::admin::routes::{access_of, Access, Endpoint};
 use crate::app::App;
@@ -22,6 +21,18 @@ pub struct Session {
     pub person: Person,
     /// The CSRF token every form of theirs carries.
     pub csrf: String,
+}
+
+/// Why a request may not go on, before its page is rendered (the layout
+/// turns it into an answer).
+#[derive(Debug)]
+pub enum Denied {
+    /// Not logged in, or the session has ended.
+    LogIn,
+    /// The person holds none of these roles (their names, comma separated).
+    Roles(String),
+    /// A form without the session's CSRF token.
+    Csrf,
 }
 
 /// A request's context.
@@ -114,21 +125,21 @@ impl<'a> Ctx<'a> {
     }
 
     /// The person logged in, or the login page.
-    pub fn person(&self) -> Result<&Session, Page> {
-        self.session.as_ref().ok_or(Page::LogIn)
+    pub fn person(&self) -> Result<&Session, Denied> {
+        self.session.as_ref().ok_or(Denied::LogIn)
     }
 
     /// The person logged in, if they hold a role of the API route
     /// `endpoint` (the same check as the API's): else the login page, or
     /// 403 naming the roles.
-    pub fn may(&self, endpoint: Endpoint) -> Result<&Session, Page> {
+    pub fn may(&self, endpoint: Endpoint) -> Result<&Session, Denied> {
         let s = self.person()?;
         match access_of(endpoint) {
             Access::Public | Access::Person => Ok(s),
             Access::Roles(roles) if s.actor.roles.any(roles) => Ok(s),
             Access::Roles(roles) => {
                 let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-                Err(Page::forbidden(self, &names.join(", ")))
+                Err(Denied::Roles(names.join(", ")))
             }
         }
     }
@@ -139,18 +150,12 @@ impl<'a> Ctx<'a> {
     }
 
     /// Checks a form's CSRF token against the session's.
-    pub fn check_csrf(&self, presented: &str) -> Result<&Session, Page> {
+    pub fn check_csrf(&self, presented: &str) -> Result<&Session, Denied> {
         let s = self.person()?;
         if csrf_matches(&s.cookie, presented) {
             Ok(s)
         } else {
-            Err(Page::status(
-                http::StatusCode::FORBIDDEN,
-                self.t(
-                    "The form has expired. Go back, reload the page and try again.",
-                    "Formularen er udløbet. Gå tilbage, genindlæs siden og prøv igen.",
-                ),
-            ))
+            Err(Denied::Csrf)
         }
     }
 }

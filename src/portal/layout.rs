@@ -7,7 +7,7 @@ use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use maud::{html, Markup, DOCTYPE};
 
-use super::context::Ctx;
+use super::context::{Ctx, Denied};
 use crate::admin::problem::ApiError;
 use crate::admin::routes::Endpoint;
 
@@ -19,6 +19,8 @@ const JS: &str = include_str!("static/portal.js");
 pub enum Page {
     /// Not logged in (or the session has ended): to the login page.
     LogIn,
+    /// Refused before the page (roles, CSRF), said in the page's language.
+    Denied(Denied),
     /// A refusal or failure, shown as a page with this status.
     Problem {
         /// The status.
@@ -59,10 +61,26 @@ impl Page {
         )
     }
 
+    /// The page for a request denied before its page, in `ctx`'s language.
+    fn denied(ctx: &Ctx, why: Denied) -> Page {
+        match why {
+            Denied::LogIn => Page::LogIn,
+            Denied::Roles(names) => Page::forbidden(ctx, &names),
+            Denied::Csrf => Page::status(
+                StatusCode::FORBIDDEN,
+                ctx.t(
+                    "The form has expired. Go back, reload the page and try again.",
+                    "Formularen er udløbet. Gå tilbage, genindlæs siden og prøv igen.",
+                ),
+            ),
+        }
+    }
+
     /// The answer.
     pub fn into_response(self, ctx: &Ctx) -> Response<Full<Bytes>> {
         match self {
             Page::LogIn => redirect("/portal/login"),
+            Page::Denied(why) => Page::denied(ctx, why).into_response(ctx),
             Page::Problem { status, message } => {
                 let title = if status.is_server_error() {
                     ctx.t("Something went wrong", "Noget gik galt")
@@ -77,6 +95,12 @@ impl Page {
                 )
             }
         }
+    }
+}
+
+impl From<Denied> for Page {
+    fn from(why: Denied) -> Page {
+        Page::Denied(why)
     }
 }
 

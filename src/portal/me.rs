@@ -12,10 +12,10 @@ use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use maud::html;
 
-use super::certificates::{details, serial, warning_page};
+use super::certificates::{details, file_of, pem_of, serial, warning_page};
 use super::context::Ctx;
-use super::form::{posted, query};
-use super::layout::{csrf_field, date, download, ok, page, secret, Page};
+use super::form::posted;
+use super::layout::{csrf_field, date, ok, page, secret, Page};
 use super::profiles::wire;
 use super::Answer;
 use crate::model::{now_unix, CertState, Issuance, Order};
@@ -171,43 +171,6 @@ pub async fn collect(ctx: &Ctx<'_>, reference: &str, req: Request<Incoming>) -> 
             p { a.button id="download" href={ "data:application/x-pkcs12;base64," (b64.encode(&issued.pkcs12)) } download=(file) { (ctx.t("Download the PKCS#12 file", "Hent PKCS#12-filen")) } }
         },
     ))
-}
-
-fn pem_of(der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        pem.push_str(&String::from_utf8_lossy(line));
-        pem.push('\n');
-    }
-    pem.push_str("-----END CERTIFICATE-----\n");
-    pem
-}
-
-/// The certificate as a file when `?format=pem|der` asks for one.
-pub fn file_of(
-    ctx: &Ctx,
-    c: &crate::model::CertRecord,
-    req: &Request<Incoming>,
-) -> Result<Option<http::Response<http_body_util::Full<bytes::Bytes>>>, Page> {
-    let name = c.serial.to_string();
-    match query(req).get("format") {
-        "pem" => Ok(Some(download(
-            "application/x-pem-file",
-            &format!("{name}.pem"),
-            pem_of(&c.der).into_bytes(),
-        ))),
-        "der" => Ok(Some(download(
-            "application/pkix-cert",
-            &format!("{name}.cer"),
-            c.der.clone(),
-        ))),
-        "" => Ok(None),
-        _ => Err(Page::status(
-            StatusCode::BAD_REQUEST,
-            ctx.t("format: pem or der", "format: pem eller der"),
-        )),
-    }
 }
 
 /// `GET /portal/me/certificates/{serial}[?format=pem|der]`.
