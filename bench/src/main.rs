@@ -63,7 +63,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
-use rustls::client::Resumption;
+use rustls::client::{Resumption, Tls12Resumption};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
@@ -86,6 +86,9 @@ const ERROR_BODY_CHARS: usize = 300;
 
 /// The EST path prefix (RFC 7030 3.2.2), appended to `--url`.
 const EST_PATH: &str = "/.well-known/est";
+
+/// Sessions the client keeps for resumption (per client identity).
+const RESUMPTION_CACHE: usize = 256;
 
 /// estd-bench: load test a running estd over mutual TLS and verify every answer.
 #[derive(Parser, Debug)]
@@ -115,8 +118,10 @@ struct Cli {
     /// Number of concurrent workers.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     workers: u32,
-    /// Connection handling: keep one connection per worker alive, or open a
-    /// new connection with a full handshake (no resumption) per request.
+    /// Connection handling: keep one connection per worker alive, open a
+    /// new connection with a full handshake (no resumption) per request, or
+    /// open a new connection per request that resumes an earlier session
+    /// (TLS 1.3 tickets; with --tls12, session ids).
     #[arg(long, value_enum, default_value_t = ConnMode::Reuse)]
     conn: ConnMode,
     /// Key type of the CSRs (and of the re-enrolment identities).
@@ -250,6 +255,9 @@ enum ConnMode {
     Reuse,
     /// A new TLS connection (full handshake) per request.
     New,
+    /// A new TLS connection per request, resuming a session the server
+    /// handed out before (TLS 1.3 ticket, or TLS 1.2 session id).
+    Resume,
 }
 
 impl ConnMode {
@@ -257,6 +265,7 @@ impl ConnMode {
         match self {
             ConnMode::Reuse => "reuse",
             ConnMode::New => "new",
+            ConnMode::Resume => "resume",
         }
     }
 }
@@ -354,6 +363,9 @@ struct Ctx {
     client_roots: RootCertStore,
     tls12: bool,
     resumption: bool,
+    /// Handshakes in the timed phase and set-up: full, and resumed.
+    full_handshakes: AtomicUsize,
+    resumed_handshakes: AtomicUsize,
 }
 
 impl Ctx {
@@ -500,9 +512,16 @@ fn client_config(
         .with_root_certificates(roots.clone())
         .with_client_auth_cert(chain, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    if !resumption {
-        config.resumption = Resumption::disabled();
-    }
+    config.resumption = if !resumption {
+        Resumption::disabled()
+    } else if tls12 {
+        // Session ids, the TLS 1.2 resumption of clients without tickets
+        // (the server's session cache rather than its ticketer).
+        Resumption::in_memory_sessions(RESUMPTION_CACHE)
+            .tls12_resumption(Tls12Resumption::SessionIdOnly)
+    } else {
+        Resumption::in_memory_sessions(RESUMPTION_CACHE)
+    };
     Ok(Arc::new(config))
 }
 
@@ -521,6 +540,11 @@ async fn connect(
         .connect(ctx.server_name.clone(), tcp)
         .await
         .map_err(|e| format!("TLS handshake: {e}"))?;
+    let counter = match tls.get_ref().1.handshake_kind() {
+        Some(rustls::HandshakeKind::Resumed) => &ctx.resumed_handshakes,
+        _ => &ctx.full_handshakes,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| format!("HTTP handshake: {e}"))?;
@@ -1036,7 +1060,7 @@ async fn run(cli: Cli, setup: Setup) -> Result<ExitCode, SetupError> {
         .ok_or_else(|| {
             SetupError::Usage(format!("{} resolves to no address", setup.url.authority))
         })?;
-    let resumption = cli.conn == ConnMode::Reuse;
+    let resumption = cli.conn != ConnMode::New;
     // The IdM system's config, built once; used for set-up and for enroll/cacerts.
     let idm_config = client_config(
         &setup.roots,
@@ -1063,6 +1087,8 @@ async fn run(cli: Cli, setup: Setup) -> Result<ExitCode, SetupError> {
         client_roots: setup.roots,
         tls12: cli.tls12,
         resumption,
+        full_handshakes: AtomicUsize::new(0),
+        resumed_handshakes: AtomicUsize::new(0),
     };
     ctx.intermediates = fetch_issuing_ca(&ctx, &idm_config, &setup.roots_der).await?;
 
@@ -1413,18 +1439,23 @@ fn report(cli: &Cli, ctx: &Ctx, mut s: Summary, rss: Rss, cpu: procfs::CpuSpent)
         lat.p90,
         lat.p99,
         lat.max,
-        if cli.conn == ConnMode::New {
-            "  (including the connection and handshake)"
-        } else {
+        if cli.conn == ConnMode::Reuse {
             ""
+        } else {
+            "  (including the connection and handshake)"
         }
     );
+    let (full, resumed) = (
+        ctx.full_handshakes.load(Ordering::Relaxed),
+        ctx.resumed_handshakes.load(Ordering::Relaxed),
+    );
+    println!("  handshakes:    {full} full, {resumed} resumed");
     cpu.print(s.secs, s.verified);
     let (rss_kb, hwm_kb) = print_rss(cli.server_pid, rss);
     print_first_errors(&ctx.error_samples);
     let per_op = |c| procfs::CpuSpent::per_op_field(c, s.verified);
     println!(
-        "RESULT op={} key={} conn={} workers={} verified={} errors={} secs={:.3} rate={:.1} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2} rss_kb={} hwm_kb={} bench_cpu_us_op={} server_cpu_us_op={} db_cpu_us_op={}",
+        "RESULT op={} key={} conn={} workers={} verified={} errors={} secs={:.3} rate={:.1} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2} rss_kb={} hwm_kb={} bench_cpu_us_op={} server_cpu_us_op={} db_cpu_us_op={} full_handshakes={full} resumed_handshakes={resumed}",
         cli.op.name(),
         cli.key_type.name(),
         cli.conn.name(),

@@ -830,6 +830,12 @@ struct Costs {
 
 /// Runs `--op ocsp`.
 pub(crate) fn main(cli: Cli) -> Result<ExitCode, SetupError> {
+    if cli.conn == ConnMode::Resume {
+        return Err(SetupError::Usage(
+            "--op ocsp speaks plain HTTP: there is no TLS session to resume (--conn reuse|new)"
+                .into(),
+        ));
+    }
     let (authority, path) = parse_http_url(&cli.ocsp_url)?;
     let serials_path = cli
         .serials

@@ -101,7 +101,6 @@ fn every_benchmark_operation_runs_and_verifies() {
     ];
     let runs: &[(&[&str], u64)] = &[
         (&["--op", "enroll", "--requests", "200"], 200),
-        (&["--op", "enroll", "--conn", "new", "--requests", "40"], 40),
         (
             &[
                 "--op",
@@ -122,6 +121,33 @@ fn every_benchmark_operation_runs_and_verifies() {
         all.extend_from_slice(args);
         let result = bench(dir, &all);
         assert_all_verified(&result, *expected);
+    }
+
+    // A new connection per request: without resumption every handshake is
+    // full; with it, all but the first few resume (TLS 1.3 tickets, and TLS
+    // 1.2 session ids from the server's session cache).
+    let handshakes = |r: &[(String, String)]| {
+        let n = |k| field(r, k).parse::<u64>().expect("a count");
+        (n("full_handshakes"), n("resumed_handshakes"))
+    };
+    let mut all: Vec<&str> = common.to_vec();
+    all.extend_from_slice(&["--op", "enroll", "--conn", "new", "--requests", "40"]);
+    let new = bench(dir, &all);
+    assert_all_verified(&new, 40);
+    assert_eq!(handshakes(&new).1, 0, "--conn new resumed: {new:?}");
+    for tls12 in [false, true] {
+        let mut all: Vec<&str> = common.to_vec();
+        all.extend_from_slice(&["--op", "enroll", "--conn", "resume", "--requests", "80"]);
+        if tls12 {
+            all.push("--tls12");
+        }
+        let result = bench(dir, &all);
+        assert_all_verified(&result, 80);
+        let (full, resumed) = handshakes(&result);
+        assert!(
+            resumed >= 60 && full <= 20,
+            "TLS 1.2 only: {tls12}; {full} full and {resumed} resumed handshakes: {result:?}"
+        );
     }
 
     // CPU per enrolment of the server, and of a process tree given as the

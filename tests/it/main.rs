@@ -42,6 +42,7 @@ mod pg_failure;
 mod portal;
 mod profile_export;
 mod rate_limits;
+mod resumption;
 mod revocation;
 mod rollover;
 mod secrets;

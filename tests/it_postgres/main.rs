@@ -57,6 +57,8 @@ mod portal;
 mod profile_export;
 #[path = "../it/rate_limits.rs"]
 mod rate_limits;
+#[path = "../it/resumption.rs"]
+mod resumption;
 #[path = "../it/revocation.rs"]
 mod revocation;
 #[path = "../it/rollover.rs"]

@@ -1,0 +1,116 @@
+//! TLS session resumption on the EST listener: a client that reconnects
+//! resumes its session (TLS 1.3 tickets; TLS 1.2 tickets or session ids) and
+//! skips the full handshake, yet its client certificate is still judged on
+//! every request, so a certificate revoked after the session began is refused
+//! on a resumed connection, and on a new one whose chain verified before.
+
+use std::sync::Arc;
+
+use estd_testkit::api::Api;
+use estd_testkit::*;
+use rustls::client::{Resumption, Tls12Resumption};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, HandshakeKind};
+use serde_json::json;
+use tokio::net::TcpStream;
+
+const ENROLL: &str = "/.well-known/est/demo/simpleenroll";
+
+/// How the client resumes.
+#[derive(Debug, Clone, Copy)]
+enum Way {
+    Tls13Tickets,
+    Tls12Tickets,
+    Tls12SessionIds,
+}
+
+fn config_for(ts: &TestServer, identity: &Identity, way: Way) -> Arc<ClientConfig> {
+    let tls12 = !matches!(way, Way::Tls13Tickets);
+    let mut config = (*tls_config(&ts.root_der(), Some(identity), tls12)).clone();
+    let tls12_resumption = match way {
+        Way::Tls12SessionIds => Tls12Resumption::SessionIdOnly,
+        _ => Tls12Resumption::SessionIdOrTickets,
+    };
+    config.resumption = Resumption::in_memory_sessions(64).tls12_resumption(tls12_resumption);
+    Arc::new(config)
+}
+
+/// A new connection with `config`; how its handshake went, and an HTTP client on it.
+async fn connect(ts: &TestServer, config: &Arc<ClientConfig>) -> (HandshakeKind, Client) {
+    let tcp = TcpStream::connect(ts.server.est_addr)
+        .await
+        .expect("connect");
+    let tls = tokio_rustls::TlsConnector::from(config.clone())
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("TLS handshake");
+    let kind = tls.get_ref().1.handshake_kind().expect("handshake done");
+    (kind, Client::over(tls).await)
+}
+
+#[tokio::test]
+async fn a_resumed_session_enrols_and_its_certificate_is_still_checked_per_request() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ts = TestServer::start(dir.path()).await;
+    let mut op = Api::operator(&ts).await;
+    for way in [Way::Tls13Tickets, Way::Tls12Tickets, Way::Tls12SessionIds] {
+        let (serial, idm) = ts.issue_direct(
+            &demo_org(ts.app()),
+            &profile(&ts, "demo-idm"),
+            &format!("IdM {way:?}"),
+            365,
+        );
+        let config = config_for(&ts, &idm, way);
+
+        let (kind, mut c) = connect(&ts, &config).await;
+        assert_eq!(kind, HandshakeKind::Full, "{way:?}: the first connection");
+        issued_cert(&c.enroll(ENROLL, &demo_csr("resume-1").1).await);
+        drop(c);
+
+        let (kind, mut c) = connect(&ts, &config).await;
+        assert_eq!(
+            kind,
+            HandshakeKind::Resumed,
+            "{way:?}: the second connection"
+        );
+        let cert = issued_cert(&c.enroll(ENROLL, &demo_csr("resume-2").1).await);
+        assert!(
+            ts.app()
+                .store
+                .cert(&serial_of(&cert))
+                .expect("read")
+                .is_some(),
+            "{way:?}: the certificate issued on a resumed session is stored"
+        );
+        drop(c);
+
+        // Revoked while its sessions can still be resumed.
+        let r = op
+            .post(
+                &format!("/certificates/{serial}/revoke"),
+                json!({"reason": "suspected-misuse"}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.resp.text());
+        let before = ts.cert_count();
+        let (kind, mut c) = connect(&ts, &config).await;
+        assert_eq!(
+            kind,
+            HandshakeKind::Resumed,
+            "{way:?}: after the revocation"
+        );
+        let r = c.enroll(ENROLL, &demo_csr("resume-3").1).await;
+        assert_refused(&r, 403, "client certificate is revoked");
+
+        // A full handshake with the same chain, whose verdict the server
+        // remembers (auth::VerifiedChains): revocation is still looked up.
+        let mut fresh = (*config).clone();
+        fresh.resumption = Resumption::disabled();
+        let (kind, mut c) = connect(&ts, &Arc::new(fresh)).await;
+        assert_eq!(kind, HandshakeKind::Full, "{way:?}: without resumption");
+        let r = c.enroll(ENROLL, &demo_csr("resume-4").1).await;
+        assert_refused(&r, 403, "client certificate is revoked");
+        assert_eq!(ts.cert_count(), before, "{way:?}: nothing was issued");
+    }
+    ts.shutdown().await;
+}
