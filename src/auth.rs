@@ -2,6 +2,8 @@
 //! handshake, so that a bad certificate gets an HTTP answer that says why) or
 //! HTTP Basic credentials.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -138,6 +140,70 @@ pub struct ClientTrust {
     issuing_ders: Vec<Vec<u8>>,
     external: Vec<ExternalAnchor>,
     hints: Vec<rustls::DistinguishedName>,
+    verified: VerifiedChains,
+}
+
+/// Most chains remembered as verified; past it, the expired are dropped, and
+/// if that is not enough, all of them.
+const VERIFIED_CHAINS_MAX: usize = 4096;
+
+/// Longest a chain's verdict is reused before its signatures are checked again.
+const VERIFIED_CHAIN_TTL: u64 = 600;
+
+/// Chains that verified lately, by the SHA-256 of the chain as presented.
+///
+/// A client connects again and again with one certificate (an IdM system, a
+/// device, every resumed session); its chain's signatures are checked once,
+/// not on every connection. Only a good verdict is kept, and only while every
+/// certificate on the path is within its validity: the anchors are fixed for
+/// the process, and revocation and the store's record are looked up on every
+/// request all the same ([`principal`]).
+struct VerifiedChains(Mutex<HashMap<[u8; 32], VerifiedChain>>);
+
+struct VerifiedChain {
+    cert: ClientCert,
+    /// Unix seconds after which the chain is verified again.
+    good_until: UnixSeconds,
+}
+
+impl VerifiedChains {
+    fn get(&self, key: &[u8; 32], now: UnixSeconds) -> Option<ClientCert> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .filter(|v| now <= v.good_until)
+            .map(|v| v.cert.clone())
+    }
+
+    fn put(&self, key: [u8; 32], chain: VerifiedChain, now: UnixSeconds) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= VERIFIED_CHAINS_MAX {
+            map.retain(|_, v| now <= v.good_until);
+            if map.len() >= VERIFIED_CHAINS_MAX {
+                map.clear();
+            }
+        }
+        map.insert(key, chain);
+    }
+}
+
+/// SHA-256 over the chain as presented, each certificate length-prefixed.
+fn chain_key(chain: &[CertificateDer<'static>]) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for der in chain {
+        ctx.update(&(der.len() as u64).to_be_bytes());
+        ctx.update(der.as_ref());
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(ctx.finish().as_ref());
+    key
+}
+
+/// notAfter of a DER certificate; `None` if it does not parse.
+fn not_after_of(der: &[u8]) -> Option<UnixSeconds> {
+    let cert = Certificate::from_der(der).ok()?;
+    Some(unix(
+        cert.tbs_certificate.validity.not_after.to_system_time(),
+    ))
 }
 
 /// Errors building the trust configuration.
@@ -212,6 +278,7 @@ impl ClientTrust {
             issuing_ders: ca.issuing_certs().into_iter().map(<[u8]>::to_vec).collect(),
             external,
             hints,
+            verified: VerifiedChains(Mutex::new(HashMap::new())),
         })
     }
 
@@ -220,8 +287,34 @@ impl ClientTrust {
         &self.hints
     }
 
-    /// Verifies a client chain (end entity first) against the anchors, now.
+    /// Verifies a client chain (end entity first) against the anchors, now;
+    /// a chain that verified lately is not verified again ([`VerifiedChains`]).
     pub fn verify(&self, chain: &[CertificateDer<'static>]) -> Result<ClientCert, CertRejection> {
+        let now = unix(SystemTime::now());
+        let key = chain_key(chain);
+        if let Some(cert) = self.verified.get(&key, now) {
+            return Ok(cert);
+        }
+        let (cert, path_not_after) = self.verify_now(chain)?;
+        let good_until = path_not_after.min(now.saturating_add(VERIFIED_CHAIN_TTL));
+        self.verified.put(
+            key,
+            VerifiedChain {
+                cert: cert.clone(),
+                good_until,
+            },
+            now,
+        );
+        Ok(cert)
+    }
+
+    /// Verifies a chain's signatures, validity and key usage; with the
+    /// verdict, the earliest notAfter on the path (end entity and
+    /// intermediates).
+    fn verify_now(
+        &self,
+        chain: &[CertificateDer<'static>],
+    ) -> Result<(ClientCert, UnixSeconds), CertRejection> {
         let Some((ee_der, rest)) = chain.split_first() else {
             return Err(CertRejection::Untrusted);
         };
@@ -250,6 +343,11 @@ impl ClientTrust {
         let anchor_subject = path.anchor().subject.as_ref();
         let cert = Certificate::from_der(ee_der).map_err(|_| CertRejection::Malformed)?;
         let not_after = unix(cert.tbs_certificate.validity.not_after.to_system_time());
+        let mut path_not_after = not_after;
+        for i in path.intermediate_certificates() {
+            let ends = not_after_of(i.der().as_ref()).ok_or(CertRejection::Malformed)?;
+            path_not_after = path_not_after.min(ends);
+        }
         if self
             .own_root_subjects
             .iter()
@@ -265,24 +363,30 @@ impl ClientTrust {
             }
             let serial = Serial::from_der_bytes(cert.tbs_certificate.serial_number.as_bytes())
                 .ok_or(CertRejection::Unknown)?;
-            return Ok(ClientCert::Issued {
-                serial,
-                cert: Box::new(cert),
-                der: ee_der.to_vec(),
-                not_after,
-            });
+            return Ok((
+                ClientCert::Issued {
+                    serial,
+                    cert: Box::new(cert),
+                    der: ee_der.to_vec(),
+                    not_after,
+                },
+                path_not_after,
+            ));
         }
         let ext = self
             .external
             .iter()
             .find(|a| a.subject.as_slice() == anchor_subject)
             .ok_or(CertRejection::Untrusted)?;
-        Ok(ClientCert::External {
-            cvr: ext.cvr.clone(),
-            rights: ext.rights.clone(),
-            subject: crate::policy::display_name(&cert.tbs_certificate.subject),
-            not_after,
-        })
+        Ok((
+            ClientCert::External {
+                cvr: ext.cvr.clone(),
+                rights: ext.rights.clone(),
+                subject: crate::policy::display_name(&cert.tbs_certificate.subject),
+                not_after,
+            },
+            path_not_after,
+        ))
     }
 }
 
@@ -412,5 +516,54 @@ mod tests {
         assert_eq!(parse_basic(b"Basic"), None);
         assert_eq!(parse_basic(&[0xff, 0xfe]), None);
         assert!(!format!("{c:?}").contains("pass\""));
+    }
+
+    fn external(n: u64) -> VerifiedChain {
+        VerifiedChain {
+            cert: ClientCert::External {
+                cvr: format!("{n}"),
+                rights: Vec::new(),
+                subject: String::new(),
+                not_after: n,
+            },
+            good_until: n,
+        }
+    }
+
+    #[test]
+    fn a_verified_chain_is_reused_until_its_good_until_and_no_longer() {
+        let chains = VerifiedChains(Mutex::new(HashMap::new()));
+        chains.put([1; 32], external(100), 50);
+        assert!(
+            matches!(chains.get(&[1; 32], 100), Some(ClientCert::External { cvr, .. }) if cvr == "100")
+        );
+        assert!(chains.get(&[1; 32], 101).is_none());
+        assert!(chains.get(&[2; 32], 50).is_none());
+    }
+
+    #[test]
+    fn verified_chains_stay_bounded() {
+        let chains = VerifiedChains(Mutex::new(HashMap::new()));
+        for i in 0..(VERIFIED_CHAINS_MAX as u64 * 2) {
+            let mut key = [0u8; 32];
+            key[..8].copy_from_slice(&i.to_be_bytes());
+            chains.put(key, external(1_000 + i), 10);
+        }
+        let len = chains.0.lock().map(|m| m.len()).unwrap_or(usize::MAX);
+        assert!(len <= VERIFIED_CHAINS_MAX, "{len} remembered");
+        assert!(len > 0);
+    }
+
+    #[test]
+    fn the_chain_key_tells_chains_apart_by_their_parts() {
+        let a = CertificateDer::from(vec![1u8, 2, 3]);
+        let b = CertificateDer::from(vec![4u8]);
+        let ab = CertificateDer::from(vec![1u8, 2, 3, 4]);
+        assert_ne!(chain_key(&[a.clone(), b.clone()]), chain_key(&[ab]));
+        assert_ne!(
+            chain_key(&[a.clone(), b.clone()]),
+            chain_key(&[b, a.clone()])
+        );
+        assert_eq!(chain_key(std::slice::from_ref(&a)), chain_key(&[a]));
     }
 }
