@@ -21,7 +21,8 @@
 # stores, so that a change's effect is a ratio from one run on one machine.
 #
 # Usage: bench/enrol-modes.sh [--duration SECS] [--workers N] [--modes "reuse new …"]
-#                             [--baseline PATH] [--no-build] [--keep]
+#                             [--baseline PATH] [--csrs N] [--no-build] [--keep]
+# --csrs: CSRs generated before each timed phase and used round-robin (200000).
 set -euo pipefail
 
 DURATION=15
@@ -30,12 +31,14 @@ MODES="reuse new resume new-tls12 resume-tls12"
 BUILD=1
 KEEP=0
 BASELINE=
+CSRS=200000
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) DURATION=$2; shift 2 ;;
         --workers) WORKERS=$2; shift 2 ;;
         --modes) MODES=$2; shift 2 ;;
         --baseline) BASELINE=$2; shift 2 ;;
+        --csrs) CSRS=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --keep) KEEP=1; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -54,7 +57,11 @@ if [ "$BUILD" = 1 ]; then
     (cd "$ROOT" && cargo build --release -p estd -p estd-bench)
 fi
 [ -x "$ESTD" ] && [ -x "$BENCH" ] || { log "no $ESTD or $BENCH"; exit 2; }
-[ -z "$BASELINE" ] || [ -x "$BASELINE" ] || { log "no baseline $BASELINE"; exit 2; }
+if [ -n "$BASELINE" ]; then
+    [ -x "$BASELINE" ] || { log "no baseline $BASELINE"; exit 2; }
+    # Absolute: the servers run in their own directories.
+    BASELINE=$(cd "$(dirname "$BASELINE")" && pwd)/$(basename "$BASELINE")
+fi
 
 WORK=$(mktemp -d /tmp/estd-modes.XXXXXX)
 SERVER_PID=
@@ -139,7 +146,7 @@ for mode in $MODES; do
         out="$WORK/$run-$who/$mode"
         # From the server's directory: the benchmark reads certs/ there.
         (cd "$WORK/$run-$who" && "$BENCH" --url "https://127.0.0.1:$EST" --op enroll "${args[@]}" --workers "$WORKERS" \
-            --duration "$DURATION" --requests 200000 --server-pid "$SERVER_PID" \
+            --duration "$DURATION" --requests "$CSRS" --server-pid "$SERVER_PID" \
             >"$out.txt" 2>"$out.log") || { cat "$out.log" "$out.txt" >&2; exit 1; }
         # The server's peak resident set (VmHWM), read before it stops.
         peak=$(awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$SERVER_PID/status" 2>/dev/null || echo "?")
