@@ -652,6 +652,21 @@ pub struct DemoConfig {
 pub struct LogConfig {
     /// tracing filter.
     pub filter: String,
+    /// How each line is written.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// `[log] format`: lines for people, or one JSON object per line for a log
+/// collector, with the same fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `2026-12-04T15:00:00Z  INFO request{listener=est ...}: request status=200`.
+    #[default]
+    Text,
+    /// `{"timestamp":…,"level":"INFO","fields":{…},"span":{…},"spans":[…]}`.
+    Json,
 }
 
 impl Config {

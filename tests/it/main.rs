@@ -34,6 +34,7 @@ mod hsm;
 mod interop;
 mod lifecycle;
 mod limits;
+mod log_format;
 mod multinode;
 mod notifications;
 mod ocsp_load;
