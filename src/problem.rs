@@ -28,12 +28,17 @@ pub struct Problem {
     /// Seconds to wait before retrying (also sent as `Retry-After`).
     #[serde(rename = "retryAfter", skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
+    /// The request's id, as in the log and the `X-Request-Id` header: the
+    /// caller's own if it sent a plausible one, else one estd made.
+    #[serde(rename = "requestId", skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl Problem {
     /// A document with the status's reason phrase as title and `about:blank` as type.
     pub fn for_status(status: StatusCode, detail: String) -> Problem {
         Problem {
+            request_id: None,
             problem_type: "about:blank",
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),

@@ -133,6 +133,7 @@ impl ApiError {
             tracing::error!(error = %ErrorChain(&self), "admin API internal error");
         }
         let problem = Problem {
+            request_id: None,
             problem_type: self.problem_type(),
             title: self.title(),
             status: self.status().as_u16(),

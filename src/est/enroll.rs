@@ -200,6 +200,7 @@ pub(super) fn held_response(
     };
     if problem_json {
         return crate::problem::Problem {
+            request_id: None,
             problem_type,
             title,
             status: StatusCode::ACCEPTED.as_u16(),

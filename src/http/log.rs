@@ -1,10 +1,14 @@
 //! The request log: one tracing span per request, closed by one `request`
-//! event, and one metric per request.
+//! event, and one metric per request. Each request has an id (the caller's
+//! `X-Request-Id`, or a new one), in its span, its answer's `X-Request-Id`
+//! and any problem document.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{header, HeaderValue, Request};
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
 use prometheus::IntCounterVec;
 use tracing::field::Empty;
@@ -29,6 +33,52 @@ pub struct RequestLog {
     pub serial: Option<Serial>,
 }
 
+/// The header that names a request across systems (proxies, clients, logs).
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest caller-chosen request id taken as is.
+const REQUEST_ID_MAX: usize = 64;
+
+/// The caller's `X-Request-Id` if it is a plausible id (1 to 64 of
+/// `A-Z a-z 0-9 . _ : -`, so that it is safe in logs and headers), else a new
+/// random one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            (1..=REQUEST_ID_MAX).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// A problem document with the request's id added as `requestId`; any
+/// other answer as it is.
+async fn with_request_id(resp: Answer, id: &str) -> Answer {
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == crate::problem::PROBLEM_JSON.as_bytes());
+    if !is_problem {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let Ok(collected) = body.collect().await;
+    let bytes = collected.to_bytes();
+    let body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(mut doc)) => {
+            doc.insert("requestId".into(), id.into());
+            serde_json::to_vec(&doc).map(Bytes::from).unwrap_or(bytes)
+        }
+        _ => bytes,
+    };
+    Answer::from_parts(parts, Full::new(body))
+}
+
 /// Answers one request on the listener `listener` through `router`, inside
 /// the request's span (so that what a handler logs carries it), then logs
 /// and counts it (`requests{listener, endpoint, status}`).
@@ -40,8 +90,10 @@ pub async fn answer(
     mut req: Request<Incoming>,
 ) -> Answer {
     let started = Instant::now();
+    let id = request_id(req.headers());
     let span = tracing::info_span!(
         "request",
+        request_id = %id,
         listener,
         remote = %conn.remote,
         method = %req.method(),
@@ -59,6 +111,10 @@ pub async fn answer(
     if body_expected && !body_read.complete() {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    let mut resp = with_request_id(resp, &id).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(X_REQUEST_ID, value);
     }
     super::spelling::respell(&mut resp);
     let log = resp

@@ -1,7 +1,9 @@
 //! `[log] format = "json"`: every line estd writes to its log is one JSON
 //! object, and a request's line carries the same fields as the text format
 //! (status, latency, and the request span's listener, path and principal).
-//! An unknown format is refused at start.
+//! An unknown format is refused at start. Every request has an id: the
+//! caller's `X-Request-Id` if plausible, else a new one, named in the
+//! answer's `X-Request-Id`, in any problem document and in the log.
 
 use estd_testkit::process::*;
 
@@ -71,5 +73,82 @@ fn an_unknown_log_format_is_refused_at_start() {
     assert!(
         err.contains("unknown variant `xml`") && err.contains("format"),
         "the error names the value and the field: {err}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_id_is_taken_or_made_and_named_in_the_answer_the_problem_and_the_log() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = config_with_format(dir.path(), "json");
+    let mut d = Daemon::start(dir.path(), &config, &[], "request-id").expect("start");
+    let root = first_cert(&dir.path().join("certs").join("root-ca.pem"));
+
+    // The caller's id: in the header and in the problem document.
+    let mut admin = TryClient::connect(d.admin, &root, None).await.expect("TLS");
+    let r = admin
+        .send(
+            "GET",
+            "/api/v1/profiles",
+            &[("X-Request-Id", "idm-batch-7.42:a_b")],
+            Vec::new(),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.header("x-request-id"), Some("idm-batch-7.42:a_b"));
+    let doc: serde_json::Value = serde_json::from_slice(&r.body).expect("problem document");
+    assert_eq!(doc["requestId"], "idm-batch-7.42:a_b", "{doc}");
+    assert_eq!(
+        doc["status"], 401,
+        "the document is otherwise intact: {doc}"
+    );
+
+    // An id that is not plausible is not echoed: a new one is made.
+    for bad in [
+        "a".repeat(65),
+        "two words".to_owned(),
+        "<script>".to_owned(),
+    ] {
+        let r = admin
+            .send(
+                "GET",
+                "/api/v1/profiles",
+                &[("X-Request-Id", &bad)],
+                Vec::new(),
+            )
+            .await
+            .expect("answer");
+        let made = r.header("x-request-id").expect("an id").to_owned();
+        assert!(
+            uuid::Uuid::parse_str(&made).is_ok(),
+            "{bad:?} gave {made:?}"
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&r.body).expect("problem document");
+        assert_eq!(doc["requestId"], made.as_str());
+    }
+
+    // Without one, and on an answer that is not a problem: still named.
+    let mut est = TryClient::connect(d.est, &root, None).await.expect("TLS");
+    let r = est
+        .send("GET", "/.well-known/est/cacerts", &[], Vec::new())
+        .await
+        .expect("answer");
+    assert_eq!(r.status, 200);
+    let made = r.header("x-request-id").expect("an id");
+    assert!(uuid::Uuid::parse_str(made).is_ok(), "{made:?}");
+    d.terminate();
+
+    let log = std::fs::read_to_string(&d.stderr).expect("log");
+    let logged = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .any(|v| {
+            v["fields"]["message"] == "request"
+                && v["span"]["request_id"] == "idm-batch-7.42:a_b"
+                && v["fields"]["status"] == 401
+        });
+    assert!(
+        logged,
+        "the caller's id is in the request's log line:\n{log}"
     );
 }
