@@ -74,19 +74,18 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    local p
-    while :; do
-        p=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-    done
-}
 field() { tr ' ' '\n' | sed -n "s/^$1=//p" | head -n 1; }
 
 cd "$WORK"
 stop_server() {
     if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
         kill -TERM "$SERVER_PID" 2>/dev/null || true
+        # 30 s to shut down, then SIGKILL.
+        local i=0
+        while kill -0 "$SERVER_PID" 2>/dev/null && [ $i -lt 300 ]; do
+            sleep 0.1; i=$((i + 1))
+        done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
     fi
     SERVER_PID=
@@ -97,13 +96,12 @@ start_server() {
     local bin=$1 dir=$2
     mkdir -p "$dir"
     cd "$dir"
-    EST=$(free_port); ADMIN=$(free_port); HTTP=$(free_port)
     cat >bench.toml <<EOF
 [server]
-est_listen = "127.0.0.1:$EST"
-admin_listen = "127.0.0.1:$ADMIN"
+est_listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
 [revocation]
-http_listen = "127.0.0.1:$HTTP"
+http_listen = "127.0.0.1:0"
 [rate_limit.client]
 enabled = false
 [rate_limit.label]
@@ -111,12 +109,18 @@ enabled = false
 [log]
 filter = "warn"
 EOF
-    "$bin" --config bench.toml init >init.log 2>&1
+    "$bin" --config bench.toml init >init.log 2>&1 || { log "estd init failed"; cat init.log >&2; exit 1; }
     "$bin" --config bench.toml serve >serve.log 2>&1 &
     SERVER_PID=$!
-    local i=0
-    until curl -sf --cacert certs/root-ca.pem --resolve "localhost:$ADMIN:127.0.0.1" \
-        "https://localhost:$ADMIN/readyz" >/dev/null 2>&1; do
+    # The ports are the kernel's choice (port 0), read from estd's banner:
+    # "estd: listening est=127.0.0.1:P admin=127.0.0.1:P public=127.0.0.1:P".
+    local i=0 banner=
+    until banner=$(grep -m1 '^estd: listening ' serve.log 2>/dev/null) &&
+        EST=$(sed -n 's/.* est=[0-9.]*:\([0-9]*\).*/\1/p' <<<"$banner") &&
+        ADMIN=$(sed -n 's/.* admin=[0-9.]*:\([0-9]*\).*/\1/p' <<<"$banner") &&
+        [ -n "$EST" ] && [ -n "$ADMIN" ] &&
+        curl -sf --cacert certs/root-ca.pem --resolve "localhost:$ADMIN:127.0.0.1" \
+            "https://localhost:$ADMIN/readyz" >/dev/null 2>&1; do
         i=$((i + 1))
         if [ $i -gt 600 ] || ! kill -0 "$SERVER_PID" 2>/dev/null; then
             log "estd did not become ready"; cat serve.log >&2; exit 1
@@ -151,7 +155,7 @@ for mode in $MODES; do
         # The server's peak resident set (VmHWM), read before it stops.
         peak=$(awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$SERVER_PID/status" 2>/dev/null || echo "?")
         stop_server
-        line=$(grep '^RESULT' "$out.txt")
+        line=$(grep '^RESULT' "$out.txt") || { log "no RESULT line"; cat "$out.log" "$out.txt" >&2; exit 1; }
         printf '%-14s %-9s %10s %8s %8s %16s %8s %8s %8s\n' "$mode" "$who" "$(field rate <<<"$line")" \
             "$(field p50_ms <<<"$line")" "$(field p99_ms <<<"$line")" \
             "$(field server_cpu_us_op <<<"$line")" "$(field full_handshakes <<<"$line")" \

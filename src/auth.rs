@@ -150,7 +150,7 @@ const VERIFIED_CHAINS_MAX: usize = 4096;
 /// Longest a chain's verdict is reused before its signatures are checked again.
 const VERIFIED_CHAIN_TTL: u64 = 600;
 
-/// Chains that verified lately, by the SHA-256 of the chain as presented.
+/// Chains that verified lately, by the SHA-256 of their end-entity certificate.
 ///
 /// A client connects again and again with one certificate (an IdM system, a
 /// device, every resumed session); its chain's signatures are checked once,
@@ -186,16 +186,18 @@ impl VerifiedChains {
     }
 }
 
-/// SHA-256 over the chain as presented, each certificate length-prefixed.
-fn chain_key(chain: &[CertificateDer<'static>]) -> [u8; 32] {
-    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    for der in chain {
-        ctx.update(&(der.len() as u64).to_be_bytes());
-        ctx.update(der.as_ref());
-    }
+/// SHA-256 of the end-entity certificate. Not of the whole chain as
+/// presented: a holder could then make endless distinct entries by adding
+/// certificates webpki ignores. A certificate that chained to an anchor once
+/// still does, whatever else is sent with it, as long as its path is valid
+/// (`good_until`).
+fn chain_key(chain: &[CertificateDer<'static>]) -> Option<[u8; 32]> {
+    let ee = chain.first()?;
     let mut key = [0u8; 32];
-    key.copy_from_slice(ctx.finish().as_ref());
-    key
+    key.copy_from_slice(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, ee.as_ref()).as_ref(),
+    );
+    Some(key)
 }
 
 /// notAfter of a DER certificate; `None` if it does not parse.
@@ -291,20 +293,22 @@ impl ClientTrust {
     /// a chain that verified lately is not verified again ([`VerifiedChains`]).
     pub fn verify(&self, chain: &[CertificateDer<'static>]) -> Result<ClientCert, CertRejection> {
         let now = unix(SystemTime::now());
-        let key = chain_key(chain);
+        let key = chain_key(chain).ok_or(CertRejection::Untrusted)?;
         if let Some(cert) = self.verified.get(&key, now) {
             return Ok(cert);
         }
         let (cert, path_not_after) = self.verify_now(chain)?;
         let good_until = path_not_after.min(now.saturating_add(VERIFIED_CHAIN_TTL));
-        self.verified.put(
-            key,
-            VerifiedChain {
-                cert: cert.clone(),
-                good_until,
-            },
-            now,
-        );
+        if good_until > now {
+            self.verified.put(
+                key,
+                VerifiedChain {
+                    cert: cert.clone(),
+                    good_until,
+                },
+                now,
+            );
+        }
         Ok(cert)
     }
 
@@ -343,11 +347,12 @@ impl ClientTrust {
         let anchor_subject = path.anchor().subject.as_ref();
         let cert = Certificate::from_der(ee_der).map_err(|_| CertRejection::Malformed)?;
         let not_after = unix(cert.tbs_certificate.validity.not_after.to_system_time());
-        let mut path_not_after = not_after;
-        for i in path.intermediate_certificates() {
-            let ends = not_after_of(i.der().as_ref()).ok_or(CertRejection::Malformed)?;
-            path_not_after = path_not_after.min(ends);
-        }
+        // An intermediate x509-cert cannot read (webpki is more lenient)
+        // leaves nothing to remember: 0 makes the verdict good for now only.
+        let path_not_after = path
+            .intermediate_certificates()
+            .map(|i| not_after_of(i.der().as_ref()).unwrap_or(0))
+            .fold(not_after, u64::min);
         if self
             .own_root_subjects
             .iter()
@@ -555,15 +560,15 @@ mod tests {
     }
 
     #[test]
-    fn the_chain_key_tells_chains_apart_by_their_parts() {
-        let a = CertificateDer::from(vec![1u8, 2, 3]);
-        let b = CertificateDer::from(vec![4u8]);
-        let ab = CertificateDer::from(vec![1u8, 2, 3, 4]);
-        assert_ne!(chain_key(&[a.clone(), b.clone()]), chain_key(&[ab]));
-        assert_ne!(
-            chain_key(&[a.clone(), b.clone()]),
-            chain_key(&[b, a.clone()])
-        );
-        assert_eq!(chain_key(std::slice::from_ref(&a)), chain_key(&[a]));
+    fn the_chain_key_is_the_end_entity_whatever_comes_with_it() {
+        let ee = CertificateDer::from(vec![1u8, 2, 3]);
+        let junk = CertificateDer::from(vec![4u8]);
+        let other = CertificateDer::from(vec![1u8, 2, 4]);
+        let alone = chain_key(std::slice::from_ref(&ee));
+        assert!(alone.is_some());
+        assert_eq!(alone, chain_key(&[ee.clone(), junk.clone()]));
+        assert_ne!(alone, chain_key(&[other, junk.clone()]));
+        assert_ne!(alone, chain_key(&[junk, ee]));
+        assert_eq!(chain_key(&[]), None);
     }
 }
