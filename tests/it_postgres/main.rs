@@ -45,6 +45,8 @@ mod interop;
 mod lifecycle;
 #[path = "../it/limits.rs"]
 mod limits;
+#[path = "../it/log_format.rs"]
+mod log_format;
 #[path = "../it/notifications.rs"]
 mod notifications;
 #[path = "../it/ocsp_load.rs"]
