@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
-use rustls::ServerConfig;
 
 use crate::auth::{ClientTrust, TrustError};
 use crate::ca::{bootstrap, layout};
@@ -13,11 +13,12 @@ use crate::ca::{CaError, CaSet};
 use crate::config::Config;
 use crate::files::FileError;
 use crate::metrics::Metrics;
-use crate::model::{now_unix, CertKind, CertRecord, CertStatus};
+use crate::model::now_unix;
 use crate::revocation::Revocation;
 use crate::seed::{self, DemoIdentity};
+use crate::service::infrastructure::{self, Refreshed};
 use crate::store::{Store, StoreError};
-use crate::tls;
+use crate::tls::LiveTls;
 
 /// Everything a request handler may use. Cheap to share behind an `Arc`.
 pub struct App {
@@ -27,16 +28,23 @@ pub struct App {
     pub ca: Arc<CaSet>,
     /// The store (the engine behind it is the store module's business).
     pub store: Arc<dyn Store>,
-    /// Client-certificate trust.
-    pub trust: ClientTrust,
+    /// Client-certificate trust (replaced whole by a reload).
+    pub trust: ArcSwap<ClientTrust>,
+    /// The TLS settings of the EST and admin listeners, and estd's identity.
+    pub tls: Arc<LiveTls>,
+    /// The configuration most recently accepted, at start or by a reload:
+    /// its live sections (`[tls]`, `[smtp]`, `[rate_limit]`, `[log]
+    /// filter`) are in force; the rest is as `config` (see `crate::reload`).
+    pub live: ArcSwap<Config>,
     /// Metrics.
     pub metrics: Metrics,
     /// `/cacerts` body, encoded once by the EST handler that serves it.
     pub cacerts_body: std::sync::OnceLock<Bytes>,
     /// CRL and OCSP.
     pub revocation: Revocation,
-    /// Request rate limits on the EST and plain-HTTP listeners.
-    pub limits: crate::ratelimit::RateLimits,
+    /// Request rate limits on the EST and plain-HTTP listeners (replaced
+    /// whole by a reload).
+    pub limits: ArcSwap<crate::ratelimit::RateLimits>,
     /// How many OCSP requests are answered at once.
     pub ocsp_gate: crate::revocation::OcspGate,
 }
@@ -71,6 +79,9 @@ pub enum InitError {
     /// TLS configuration.
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
+    /// estd's TLS certificate.
+    #[error(transparent)]
+    Identity(#[from] crate::service::infrastructure::IdentityError),
     /// Trust anchors.
     #[error(transparent)]
     Trust(#[from] TrustError),
@@ -92,8 +103,6 @@ pub enum InitError {
 pub struct Initialised {
     /// The shared state.
     pub app: Arc<App>,
-    /// TLS config for both listeners.
-    pub tls: Arc<ServerConfig>,
     /// Whether the CA was created now.
     pub created_ca: bool,
     /// The demo identity, if demo data is enabled.
@@ -121,15 +130,12 @@ impl App {
         crate::files::create_dir_all(&config.paths.data_dir)?;
         let store = crate::store::open(&config.store, &config.paths.data_dir)?;
 
-        let tls_material = bootstrap::load_or_create_tls(&certs_dir, ca.active())?;
-        if let Some(issued) = &tls_material.issued {
-            // estd's own TLS certificate is a certificate of this CA like any other.
-            record_infrastructure(&store, issued, "CN=localhost", "estd-tls-server")?;
-        }
+        let (identity, loaded_from) =
+            infrastructure::initial(&store, ca.active(), &config.tls, &certs_dir)?;
         let (revocation, ocsp_issued) =
             Revocation::init(&config.revocation, &certs_dir, &ca, &store)?;
         for issued in &ocsp_issued {
-            record_infrastructure(
+            infrastructure::record_own_certificate(
                 &store,
                 issued,
                 "O=estd, CN=estd OCSP Responder",
@@ -145,12 +151,18 @@ impl App {
         store.flush()?;
 
         let trust = ClientTrust::new(&ca, &config.tls.client_anchors)?;
-        let tls = tls::server_config(
-            tls_material.chain,
-            tls_material.key,
+        let tls = Arc::new(LiveTls::new(
+            identity,
+            loaded_from,
             trust.hints().to_vec(),
             config.tls.min_version,
-        )?;
+        )?);
+        // A certificate of estd's own that nears expiry or names other names
+        // is renewed before the first client sees it.
+        match infrastructure::refresh(&store, ca.active(), &tls, &config.tls, &certs_dir)? {
+            Refreshed::Unchanged => {}
+            done => tracing::info!(?done, "estd's TLS certificate"),
+        }
         let metrics = Metrics::new()?;
         metrics.stored.set(store.cert_count() as i64);
         if revocation.crl_due(now_unix()) {
@@ -164,19 +176,20 @@ impl App {
         let ocsp_gate =
             crate::revocation::OcspGate::new(config.revocation.ocsp_signing_concurrency);
         let app = Arc::new(App {
-            limits,
+            limits: ArcSwap::from_pointee(limits),
             ocsp_gate,
+            tls,
+            live: ArcSwap::from_pointee(config.clone()),
             config,
             ca,
             store,
-            trust,
+            trust: ArcSwap::from_pointee(trust),
             metrics,
             cacerts_body: std::sync::OnceLock::new(),
             revocation,
         });
         Ok(Initialised {
             app,
-            tls,
             created_ca: material.created,
             demo,
             admin_token,
@@ -213,33 +226,6 @@ fn bind_public_if_needed(config: &mut Config) -> Result<Option<std::net::TcpList
     let port = listener.local_addr().map_err(bind_err)?.port();
     config.resolve_public_urls(port)?;
     Ok(Some(listener))
-}
-
-/// Records one of estd's own certificates (TLS server, OCSP responder) in the
-/// store, so that OCSP and serial uniqueness cover it like any other.
-pub fn record_infrastructure(
-    store: &Arc<dyn Store>,
-    issued: &crate::ca::IssuedCert,
-    subject: &str,
-    role: &str,
-) -> Result<(), StoreError> {
-    store.insert_new_cert(&CertRecord {
-        serial: issued.serial,
-        der: issued.der.clone(),
-        subject: subject.into(),
-        profile_id: role.into(),
-        cvr: String::new(),
-        kind: CertKind::System,
-        rights: vec![],
-        issued_at: now_unix(),
-        not_after: issued.not_after,
-        status: CertStatus::Issued,
-        renews: None,
-        renewed_by: None,
-        order_id: None,
-        published: false,
-        email: None,
-    })
 }
 
 /// The trust anchor file clients should pin.

@@ -62,7 +62,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Listeners and connection limits.
@@ -171,7 +171,7 @@ impl CertificatePoliciesConfig {
 }
 
 /// `[rate_limit]`: token buckets on the EST listener, one set per kind of key.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Seconds between sweeps that forget keys whose bucket is full again.
@@ -189,7 +189,7 @@ pub struct RateLimitConfig {
 }
 
 /// One token bucket: `burst` requests at once, refilled at `per_second`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BucketConfig {
     /// `false` switches this kind of limit off.
@@ -201,7 +201,7 @@ pub struct BucketConfig {
 }
 
 /// `[revocation]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevocationConfig {
     /// Plain-HTTP listener for the CRL and OCSP (relying parties fetch them without TLS).
@@ -219,7 +219,7 @@ pub struct RevocationConfig {
 }
 
 /// `[orders]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrdersConfig {
     /// Days a one-time code stays valid.
@@ -254,7 +254,7 @@ impl Default for AdminTokensConfig {
 }
 
 /// `[smtp]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpConfig {
     /// Deliver by SMTP.
@@ -270,7 +270,7 @@ pub struct SmtpConfig {
 }
 
 /// `[notices]`: the texts of notices (the sender is `smtp.from`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoticesConfig {
     /// Where the links in notices point: `http(s)://host[:port][/path]`,
@@ -298,7 +298,7 @@ impl NoticesConfig {
 
 /// `[email_validation]`: an organisation or system certificate carrying an
 /// e-mail address is issued only once the address was confirmed.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmailValidationConfig {
     /// `false` issues without confirmation (as before the check existed).
@@ -323,7 +323,7 @@ impl EmailValidationConfig {
 
 /// `[people]`: how people are invited and log in, and the terms a user
 /// accepts before a certificate is issued in the browser.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeopleConfig {
     /// Where people log in, activate and collect: `https://host[:port]`.
@@ -411,7 +411,7 @@ fn base_url_problem(url: &str) -> Option<&'static str> {
 }
 
 /// `[server]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// EST listener address.
@@ -472,7 +472,7 @@ impl ServerConfig {
 }
 
 /// `[paths]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PathsConfig {
     /// Generated material.
@@ -482,7 +482,7 @@ pub struct PathsConfig {
 }
 
 /// `[store]`: where estd keeps its records.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// The engine: the embedded sled (files under `paths.data_dir`), or a
@@ -532,7 +532,7 @@ pub enum CaKeyAlgorithm {
 }
 
 /// `[ca]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaConfig {
     /// Key algorithm of a newly created CA.
@@ -567,7 +567,7 @@ pub struct CaConfig {
 }
 
 /// `[ca.key]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaKeyConfig {
     /// The issuing key in a PKCS#11 token.
@@ -576,7 +576,7 @@ pub struct CaKeyConfig {
 }
 
 /// `[ca.key] pkcs11 = { module, token_label, key_label, pin_env | pin_file }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pkcs11KeyConfig {
     /// The PKCS#11 module (shared library), e.g. /usr/lib/softhsm/libsofthsm2.so.
@@ -608,7 +608,7 @@ pub enum TlsMinVersion {
 }
 
 /// `[tls]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// Oldest TLS version.
@@ -616,10 +616,120 @@ pub struct TlsConfig {
     /// Foreign CAs whose client certificates are accepted, each bound to an organisation.
     #[serde(default)]
     pub client_anchors: Vec<ClientAnchorConfig>,
+    /// The names clients use to reach estd (DNS names and IP addresses):
+    /// the subjectAltNames of estd's own TLS certificate.
+    pub server_names: Vec<String>,
+    /// Days estd's own TLS certificate is valid.
+    pub certificate_days: u32,
+    /// estd issues itself a new TLS certificate when fewer days than this remain.
+    pub renew_before_days: u32,
+    /// A certificate chain (PEM, the server's first) from another CA, used
+    /// instead of one estd issues itself; reloaded when the file changes.
+    #[serde(default)]
+    pub certificate: Option<PathBuf>,
+    /// The private key (PEM) of `certificate`.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// How often estd looks whether its TLS certificate is due for renewal
+    /// or its files changed, seconds.
+    pub check_interval_secs: u64,
+}
+
+/// One name in `[tls] server_names`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ServerName {
+    /// A DNS name, lower case.
+    Dns(String),
+    /// An IP address.
+    Ip(std::net::IpAddr),
+}
+
+impl ServerName {
+    /// Reads one configured name: an IP address, else a DNS name.
+    pub fn parse(text: &str) -> Result<ServerName, String> {
+        if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+            return Ok(ServerName::Ip(ip));
+        }
+        match rustls::pki_types::DnsName::try_from(text) {
+            Ok(_) if !text.is_empty() && text.len() <= 253 => {
+                Ok(ServerName::Dns(text.to_ascii_lowercase()))
+            }
+            _ => Err(format!(
+                "tls.server_names: {text:?} is neither a DNS name nor an IP address"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ServerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerName::Dns(d) => f.write_str(d),
+            ServerName::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+impl TlsConfig {
+    /// The configured server names, read.
+    pub fn names(&self) -> Result<Vec<ServerName>, String> {
+        let mut names = self
+            .server_names
+            .iter()
+            .map(|n| ServerName::parse(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Where estd's TLS identity comes from.
+    pub fn identity_source(&self) -> Result<TlsIdentitySource, String> {
+        match (&self.certificate, &self.key) {
+            (Some(certificate), Some(key)) => Ok(TlsIdentitySource::Files {
+                certificate: certificate.clone(),
+                key: key.clone(),
+            }),
+            (None, None) => Ok(TlsIdentitySource::OwnCa),
+            _ => Err("tls.certificate and tls.key are set together, or neither".into()),
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        self.identity_source()?;
+        let names = self.names()?;
+        if names.is_empty() {
+            return Err("tls.server_names names at least one DNS name or IP address".into());
+        }
+        if self.certificate_days == 0 || self.renew_before_days >= self.certificate_days {
+            return Err(format!(
+                "tls.renew_before_days ({}) must be less than tls.certificate_days ({}), and certificate_days at least 1",
+                self.renew_before_days, self.certificate_days
+            ));
+        }
+        if self.check_interval_secs == 0 {
+            return Err("tls.check_interval_secs is at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Where estd's own TLS certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsIdentitySource {
+    /// estd issues it from its own CA, for `server_names`, and renews it.
+    OwnCa,
+    /// Files from another CA, which the operator renews.
+    Files {
+        /// The chain, PEM.
+        certificate: PathBuf,
+        /// The key, PEM.
+        key: PathBuf,
+    },
 }
 
 /// One foreign client-certificate trust anchor.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientAnchorConfig {
     /// PEM file with the anchor certificate.
@@ -631,7 +741,7 @@ pub struct ClientAnchorConfig {
 }
 
 /// `[demo]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DemoConfig {
     /// Create the demo data on first start.
@@ -647,7 +757,7 @@ pub struct DemoConfig {
 }
 
 /// `[log]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// tracing filter.
@@ -942,6 +1052,7 @@ impl Config {
                 self.notices.base_url
             )));
         }
+        self.tls.check().map_err(ConfigError::Invalid)?;
         for a in &self.tls.client_anchors {
             if !crate::model::is_valid_cvr(&a.cvr) {
                 return Err(ConfigError::Invalid(format!(
@@ -993,6 +1104,48 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_identity_settings_are_checked() {
+        let c = Config::embedded().expect("embedded config");
+        assert_eq!(
+            c.tls.names().expect("names"),
+            [
+                ServerName::Dns("localhost".into()),
+                ServerName::Ip([127, 0, 0, 1].into())
+            ]
+        );
+        assert_eq!(c.tls.identity_source(), Ok(TlsIdentitySource::OwnCa));
+        let ok = "[tls]\nserver_names = [\"EST.Example.dk\", \"::1\"]\n";
+        let c = Config::from_toml_layers(&[DEFAULT_TOML, ok]).expect("valid");
+        assert_eq!(
+            c.tls.names().expect("names"),
+            [
+                ServerName::Dns("est.example.dk".into()),
+                ServerName::Ip(std::net::Ipv6Addr::LOCALHOST.into())
+            ]
+        );
+        for (bad, says) in [
+            ("[tls]\nserver_names = []\n", "at least one"),
+            ("[tls]\nserver_names = [\"not a name\"]\n", "\"not a name\""),
+            ("[tls]\nserver_names = [\"\"]\n", "neither"),
+            (
+                "[tls]\ncertificate_days = 30\nrenew_before_days = 30\n",
+                "renew_before_days",
+            ),
+            (
+                "[tls]\ncertificate_days = 0\nrenew_before_days = 0\n",
+                "certificate_days",
+            ),
+            ("[tls]\ncheck_interval_secs = 0\n", "check_interval_secs"),
+            ("[tls]\ncertificate = \"/etc/estd/tls.pem\"\n", "together"),
+        ] {
+            let e = Config::from_toml_layers(&[DEFAULT_TOML, bad])
+                .expect_err(bad)
+                .to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn admin_token_lifetimes_are_bounded() {

@@ -153,6 +153,16 @@ pub fn read_private_key(path: &Path) -> Result<Vec<u8>, FileError> {
     }
 }
 
+/// Reads a private key in any PEM form rustls knows (PKCS#8, SEC1, PKCS#1),
+/// as another CA's tooling writes it; refuses one that group or others can read.
+pub fn read_any_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, FileError> {
+    check_private_mode(path)?;
+    PrivateKeyDer::from_pem_file(path).map_err(|source| FileError::Pem {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// Reads every certificate in a PEM file; refuses a file without one.
 pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, FileError> {
     let pem = |source| FileError::Pem {

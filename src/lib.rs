@@ -32,7 +32,13 @@
 //!   they fail with [`service::Error`].
 //! - [`model`] is the domain: ids, organisations, profiles, orders,
 //!   certificates, tokens and audit events, with their states as enums. No I/O.
-//! - [`tls`] builds the rustls config. Client certificates are requested but
+//! - [`reload`] applies a new configuration on SIGHUP: the live sections
+//!   (`[tls]`, `[rate_limit]`, `[smtp]`, `[log] filter`) are swapped whole,
+//!   the rest is named as needing a restart; a config that does not build
+//!   is refused and the old one stays.
+//! - [`tls`] builds the rustls config, and swaps estd's own certificate live
+//!   ([`service::infrastructure`] renews it, or reloads the operator's
+//!   files). Client certificates are requested but
 //!   judged per request by [`auth`], so a bad one gets an HTTP status and a
 //!   reason rather than a TLS alert. Each connection's channel binding (RFC
 //!   9266 `tls-exporter`) is read once after the handshake, for profiles that
@@ -78,6 +84,7 @@ pub mod portal;
 pub mod problem;
 pub mod public;
 pub mod ratelimit;
+pub mod reload;
 pub mod revocation;
 pub mod run;
 pub mod seed;

@@ -238,7 +238,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config);
+    let set_log_filter = init_logging(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -250,7 +250,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve => runtime.block_on(serve(config)),
+        Command::Serve => runtime.block_on(serve(config, cli.config.clone(), set_log_filter)),
         Command::Init => init(config),
         Command::Admin(args) => runtime
             .block_on(estd::admin::cli::run(*args, &mut std::io::stdout().lock()))
@@ -267,18 +267,48 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(config: &Config) {
+/// Installs a new log filter (a reload's `[log] filter`).
+type SetLogFilter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+fn init_logging(config: &Config) -> SetLogFilter {
+    let from_env = std::env::var_os("RUST_LOG").is_some_and(|v| !v.is_empty());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.filter))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let lines = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    fn setter<L, S>(
+        handle: tracing_subscriber::reload::Handle<L, S>,
+        from_env: bool,
+    ) -> SetLogFilter
+    where
+        L: From<tracing_subscriber::EnvFilter> + Send + Sync + 'static,
+        S: 'static,
+    {
+        Box::new(move |text: &str| {
+            if from_env {
+                return Err("RUST_LOG is set, and governs the log filter".into());
+            }
+            let filter = tracing_subscriber::EnvFilter::try_new(text).map_err(|e| e.to_string())?;
+            handle.reload(filter).map_err(|e| e.to_string())
+        })
+    }
     match config.log.format {
-        LogFormat::Text => lines
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        LogFormat::Json => lines.json().with_current_span(true).init(),
+        LogFormat::Text => {
+            let lines = lines
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_filter_reloading();
+            let set = setter(lines.reload_handle(), from_env);
+            lines.init();
+            set
+        }
+        LogFormat::Json => {
+            let lines = lines.json().with_current_span(true).with_filter_reloading();
+            let set = setter(lines.reload_handle(), from_env);
+            lines.init();
+            set
+        }
     }
 }
 
@@ -298,14 +328,21 @@ fn init(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve(
+    config: Config,
+    path: Option<PathBuf>,
+    set_log_filter: SetLogFilter,
+) -> Result<(), Box<dyn std::error::Error>> {
     let init = App::init(config)?;
     let created = init.created_ca;
     let demo = init.demo.clone();
     let token = init.admin_token.clone();
     let server = RunningServer::start(init).await?;
     print_banner(&server, created, demo.as_ref(), &token);
-    wait_for_signal().await;
+    let mut signals = Signals::new();
+    while let Signal::Reload = signals.next().await {
+        reload(&server, path.as_deref(), &set_log_filter).await;
+    }
     tracing::info!("shutting down: finishing in-flight requests");
     match server.shutdown().await {
         Ok(()) => {
@@ -313,6 +350,101 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Err(e) => Err(format!("the store could not be flushed at shutdown: {e}").into()),
+    }
+}
+
+/// SIGHUP: reads the configuration file again and applies what can change
+/// live; says in the log what changed, and what waits for a restart.
+async fn reload(
+    server: &RunningServer,
+    path: Option<&std::path::Path>,
+    set_log_filter: &SetLogFilter,
+) {
+    tracing::info!("SIGHUP: reloading the configuration");
+    let new = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "reload refused: the configuration in force stays");
+            return;
+        }
+    };
+    let app = server.app.clone();
+    let port = server.public_addr.port();
+    let set: &SetLogFilter = set_log_filter;
+    // Issuing a TLS certificate signs and writes files: not on an async worker.
+    let result = tokio::task::block_in_place(|| estd::reload::reload(&app, new, port, set));
+    match result {
+        Ok(report) => {
+            tracing::info!(
+                applied = ?report.applied,
+                needs_restart = ?report.needs_restart,
+                tls_certificate = ?report.tls_identity,
+                "configuration reloaded"
+            );
+            if !report.needs_restart.is_empty() {
+                tracing::warn!(
+                    sections = ?report.needs_restart,
+                    "these changes take effect only at the next start"
+                );
+            }
+            estd::jobs::own_certificates::record_expiries(&app);
+        }
+        Err(e) => tracing::error!(error = %e, "reload refused: the configuration in force stays"),
+    }
+}
+
+/// What a signal asks of the server.
+enum Signal {
+    /// SIGHUP.
+    Reload,
+    /// SIGTERM or Ctrl-C.
+    Stop,
+}
+
+/// The signals estd follows while it serves.
+struct Signals {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Signals {
+                term: signal(SignalKind::terminate()).ok(),
+                hup: signal(SignalKind::hangup()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => Signal::Stop,
+                () = recv(&mut self.term) => Signal::Stop,
+                () = recv(&mut self.hup) => Signal::Reload,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop
+        }
     }
 }
 
@@ -398,26 +530,4 @@ fn print_banner(
         println!("    openssl verify -CAfile chain.pem device.pem");
     }
     println!();
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -5,8 +5,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// At most one log line per this period sums up anonymous refusals.
@@ -29,6 +29,11 @@ pub struct Metrics {
     pub crl_generations: prometheus::IntCounter,
     /// `estd_crl_size_bytes`: size of the current CRL.
     pub crl_size_bytes: IntGauge,
+    /// `estd_certificate_expiry_timestamp_seconds{certificate, generation}`:
+    /// the notAfter of each certificate estd itself depends on (`tls`,
+    /// `ocsp_signer`, `ca_issuing`, `ca_root`), and the nextUpdate of each
+    /// generation's CRL (`crl_next_update`), in Unix seconds.
+    pub expiries: IntGaugeVec,
     /// `estd_rate_limited_total{kind}`: EST requests refused with 429, by the
     /// kind of limit (client, reference, ip, label), never by identity; `public`
     /// counts the plain-HTTP listener's refusals.
@@ -103,6 +108,14 @@ impl Metrics {
         registry.register(Box::new(ocsp_responses.clone()))?;
         registry.register(Box::new(crl_generations.clone()))?;
         registry.register(Box::new(crl_size_bytes.clone()))?;
+        let expiries = IntGaugeVec::new(
+            Opts::new(
+                "estd_certificate_expiry_timestamp_seconds",
+                "When each certificate estd depends on expires (tls, ocsp_signer, ca_issuing, ca_root), and when each CRL's nextUpdate falls (crl_next_update), Unix seconds.",
+            ),
+            &["certificate", "generation"],
+        )?;
+        registry.register(Box::new(expiries.clone()))?;
         let rate_limited = IntCounterVec::new(
             Opts::new(
                 "estd_rate_limited_total",
@@ -177,6 +190,7 @@ impl Metrics {
             ocsp_responses,
             crl_generations,
             crl_size_bytes,
+            expiries,
         })
     }
 

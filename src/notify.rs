@@ -124,7 +124,8 @@ fn retry_delay(failed_attempts: u32) -> Duration {
 /// This does not look at `smtp.enabled`: that switch governs [`run`]; a direct
 /// call always delivers.
 pub async fn deliver_pending(app: &App) -> Result<DeliveryReport, NotifyError> {
-    let smtp = &app.config.smtp;
+    let live = app.live.load_full();
+    let smtp = &live.smtp;
     let sender: Mailbox = smtp
         .from
         .parse()
@@ -326,9 +327,10 @@ fn utc_date(at: UnixSeconds) -> String {
 /// Returns promptly once `shutdown` changes (or its sender is dropped); a
 /// round cut short leaves undelivered notices for the next start.
 pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
-    let interval = Duration::from_secs(app.config.smtp.interval_secs.max(1));
     let mut last_expiry_scan: Option<Instant> = None;
     loop {
+        // Read each round: a reload may change it.
+        let interval = Duration::from_secs(app.live.load().smtp.interval_secs.max(1));
         if *shutdown.borrow_and_update() {
             return;
         }
@@ -358,7 +360,7 @@ async fn one_round(app: &App, last_expiry_scan: &mut Option<Instant>) {
             Err(e) => tracing::error!(error = %e, "writing expiry notices"),
         }
     }
-    if app.config.smtp.enabled {
+    if app.live.load().smtp.enabled {
         match deliver_pending(app).await {
             Ok(report) if report.failed > 0 => {
                 tracing::warn!(?report, "some notices were not delivered");

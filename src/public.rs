@@ -58,7 +58,7 @@ pub async fn handle(
     let ocsp_path = url_path(&app.config.ca.ocsp_url).trim_end_matches('/');
     let path = req.uri().path().to_owned();
     // Counted before anything is read, looked up or signed.
-    let (endpoint, resp) = if let Err(limited) = app.limits.check_public(remote) {
+    let (endpoint, resp) = if let Err(limited) = app.limits.load().check_public(remote) {
         app.metrics
             .rate_limited
             .with_label_values(&[limited.kind.name()])

@@ -86,6 +86,7 @@ pub struct RateLimits {
     label: Option<Keyed<String>>,
     public: Option<Keyed<IpAddr>>,
     clock: Clk,
+    evict_every: Duration,
 }
 
 /// A configuration that cannot be turned into a limiter.
@@ -121,7 +122,13 @@ impl RateLimits {
             label: limiter(Kind::Label, &cfg.label, &clock)?,
             public: limiter(Kind::Public, &cfg.public, &clock)?,
             clock,
+            evict_every: Duration::from_secs(cfg.evict_interval_secs.max(1)),
         })
+    }
+
+    /// How often keys whose bucket refilled are forgotten.
+    pub fn evict_every(&self) -> Duration {
+        self.evict_every
     }
 
     fn one<K: Hash + Eq + Clone>(

@@ -416,6 +416,15 @@ impl Revocation {
         Ok(())
     }
 
+    /// Per generation number: when its OCSP responder certificate expires
+    /// and when its current CRL's nextUpdate falls.
+    pub fn expiries(&self) -> Vec<(u32, UnixSeconds, UnixSeconds)> {
+        self.per_ca
+            .iter()
+            .map(|p| (p.number, p.responder().not_after, p.crl().next_update))
+            .collect()
+    }
+
     /// Replaces each generation's OCSP responder certificate when it nears
     /// expiry. Returns the new certificates, which the caller records in
     /// the store.

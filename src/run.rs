@@ -8,7 +8,6 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 
 use crate::app::{App, Initialised};
 use crate::http::{Answer, Connection, Router};
@@ -55,11 +54,10 @@ impl RunningServer {
             }
             None => TcpListener::bind(app.config.revocation.http_listen).await?,
         };
-        let acceptor = TlsAcceptor::from(init.tls);
         let est = Listener {
             name: "est",
             socket: TcpListener::bind(app.config.server.est_listen).await?,
-            tls: Some(acceptor.clone()),
+            tls: Some(app.tls.clone()),
             router: router(&app, |app, req, conn| async move {
                 est::handle(&app, &conn, req).await
             }),
@@ -67,7 +65,7 @@ impl RunningServer {
         let admin = Listener {
             name: "admin",
             socket: TcpListener::bind(app.config.server.admin_listen).await?,
-            tls: Some(acceptor),
+            tls: Some(app.tls.clone()),
             // The portal's pages and the API share the listener (one origin,
             // so the session cookie serves both).
             router: router(&app, |app, req, conn| async move {

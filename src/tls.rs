@@ -9,7 +9,11 @@ use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
+
+use arc_swap::ArcSwap;
 
 use crate::config::TlsMinVersion;
 
@@ -125,10 +129,122 @@ impl ClientCertVerifier for DeferredClientAuth {
     }
 }
 
-/// Builds the server config once for a listener.
-pub fn server_config(
+/// The certificate and key estd presents, swapped whole when it renews
+/// or its files change; a handshake takes whichever is current.
+#[derive(Debug)]
+struct CurrentIdentity(ArcSwap<Presented>);
+
+/// One identity, and the digest of the operator's files it was read from
+/// (`None`: estd issued it).
+#[derive(Debug)]
+struct Presented {
+    key: Arc<CertifiedKey>,
+    loaded_from: Option<[u8; 32]>,
+}
+
+impl ResolvesServerCert for CurrentIdentity {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.load().key.clone())
+    }
+}
+
+/// A certificate chain (the server's first) and its key, checked to match.
+pub fn certified_key(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+) -> Result<CertifiedKey, rustls::Error> {
+    if chain.is_empty() {
+        return Err(rustls::Error::General("no certificate in the chain".into()));
+    }
+    CertifiedKey::from_der(chain, key, &provider())
+}
+
+/// The TLS settings of both TLS listeners, changed live: estd's identity
+/// (renewal, new files) and the client-certificate hints and oldest version
+/// (a reload). Each accept takes the config current then, so a connection
+/// keeps the settings it was opened with. The session cache and ticket keys
+/// outlive every change, so clients resume across one.
+pub struct LiveTls {
+    identity: Arc<CurrentIdentity>,
+    config: ArcSwap<ServerConfig>,
+    sessions: Arc<dyn rustls::server::StoresServerSessions>,
+    ticketer: Arc<dyn rustls::server::ProducesTickets>,
+}
+
+impl LiveTls {
+    /// Settings with `identity` (read from files with digest `loaded_from`,
+    /// if so), client-certificate `hints` and `min_version`.
+    pub fn new(
+        identity: CertifiedKey,
+        loaded_from: Option<[u8; 32]>,
+        hints: Vec<DistinguishedName>,
+        min_version: TlsMinVersion,
+    ) -> Result<LiveTls, rustls::Error> {
+        let identity = Arc::new(CurrentIdentity(ArcSwap::from_pointee(Presented {
+            key: Arc::new(identity),
+            loaded_from,
+        })));
+        // Resumption for clients that reconnect: a session cache (TLS 1.2) and tickets.
+        let sessions: Arc<dyn rustls::server::StoresServerSessions> =
+            rustls::server::ServerSessionMemoryCache::new(16 * 1024);
+        let ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+        let config = server_config(&identity, &sessions, &ticketer, hints, min_version)?;
+        Ok(LiveTls {
+            identity,
+            config: ArcSwap::new(config),
+            sessions,
+            ticketer,
+        })
+    }
+
+    /// The acceptor for one new connection.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.config.load_full())
+    }
+
+    /// The certificate chain presented now, the server's first.
+    pub fn chain(&self) -> Vec<CertificateDer<'static>> {
+        self.identity.0.load().key.cert.clone()
+    }
+
+    /// The digest of the files the identity in force was read from; `None`
+    /// when estd issued it.
+    pub fn loaded_from(&self) -> Option<[u8; 32]> {
+        self.identity.0.load().loaded_from
+    }
+
+    /// Presents `identity` (read from files with digest `loaded_from`, if
+    /// so) from the next handshake on.
+    pub fn set_identity(&self, identity: CertifiedKey, loaded_from: Option<[u8; 32]>) {
+        self.identity.0.store(Arc::new(Presented {
+            key: Arc::new(identity),
+            loaded_from,
+        }));
+    }
+
+    /// New client-certificate hints and oldest version, from the next
+    /// handshake on.
+    pub fn set_client_settings(
+        &self,
+        hints: Vec<DistinguishedName>,
+        min_version: TlsMinVersion,
+    ) -> Result<(), rustls::Error> {
+        let config = server_config(
+            &self.identity,
+            &self.sessions,
+            &self.ticketer,
+            hints,
+            min_version,
+        )?;
+        self.config.store(config);
+        Ok(())
+    }
+}
+
+fn server_config(
+    identity: &Arc<CurrentIdentity>,
+    sessions: &Arc<dyn rustls::server::StoresServerSessions>,
+    ticketer: &Arc<dyn rustls::server::ProducesTickets>,
     hints: Vec<DistinguishedName>,
     min_version: TlsMinVersion,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
@@ -144,10 +260,9 @@ pub fn server_config(
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)?;
+        .with_cert_resolver(identity.clone());
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    // Resumption for clients that reconnect: a session cache (TLS 1.2) and tickets.
-    config.session_storage = rustls::server::ServerSessionMemoryCache::new(16 * 1024);
-    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+    config.session_storage = sessions.clone();
+    config.ticketer = ticketer.clone();
     Ok(Arc::new(config))
 }

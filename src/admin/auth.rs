@@ -131,7 +131,7 @@ async fn authenticate(
         return token_actor(app.services(), token)?
             .ok_or_else(|| ApiError::Unauthorized("the bearer token is not valid".into()));
     }
-    match conn.client_cert(&app.trust) {
+    match conn.client_cert(&app.trust.load()) {
         None => Err(ApiError::Unauthorized(
             "a bearer token, a session (POST /api/v1/login), or a client certificate with the \
              admin-api right, is required"

@@ -18,7 +18,7 @@ use super::provider::IssuingKey;
 use super::set::generation_urls;
 use super::signer::{Signer, SoftwareSigner};
 use super::{Ca, CaError, CertTemplate, CertUsage, IssuedCert, PublicUrls};
-use crate::config::{CaConfig, CaKeyAlgorithm};
+use crate::config::{CaConfig, CaKeyAlgorithm, ServerName};
 use crate::files::{
     cert_pem, check_private_mode, create_dir_all, key_pem, read_cert, read_certs, read_private_key,
     write_file,
@@ -304,39 +304,81 @@ pub struct TlsMaterial {
     pub issued: Option<IssuedCert>,
 }
 
-/// Loads the TLS server certificate, or issues one for localhost and 127.0.0.1.
-pub fn load_or_create_tls(dir: &Path, ca: &Ca) -> Result<TlsMaterial, CaError> {
+/// estd's own TLS certificate and key in `dir`, if both files are there.
+pub fn load_tls(dir: &Path) -> Result<Option<TlsMaterial>, CaError> {
     let cert_path = dir.join(layout::TLS_CERT);
     let key_path = dir.join(layout::TLS_KEY);
-    let mut issued = None;
     if !cert_path.exists() || !key_path.exists() {
-        let (pkcs8, spki) = generate_p256_key()?;
-        let key = classify_key(&spki).map_err(CaError::GeneratedKey)?;
-        let mut subject = x509_cert::name::Name::default();
-        subject = append_rdn(subject, const_oid::db::rfc4519::CN, "localhost")?;
-        let template = CertTemplate {
-            subject,
-            spki,
-            key,
-            usage: CertUsage::TlsServer,
-            sans: vec![
-                GeneralName::DnsName(der::asn1::Ia5String::new("localhost")?),
-                GeneralName::IpAddress(der::asn1::OctetString::new(vec![127, 0, 0, 1])?),
-            ],
-            validity_days: 397,
-        };
-        let cert = ca.issue(&template)?;
-        write_file(&key_path, key_pem(&pkcs8).as_bytes(), true)?;
-        let pem = format!("{}{}", cert_pem(&cert.der), cert_pem(ca.issuing_der()));
-        write_file(&cert_path, pem.as_bytes(), false)?;
-        issued = Some(cert);
+        return Ok(None);
     }
     let chain = read_certs(&cert_path)?;
     let key = read_private_key(&key_path)?;
-    Ok(TlsMaterial {
+    Ok(Some(TlsMaterial {
         chain,
         key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
-        issued,
+        issued: None,
+    }))
+}
+
+/// Issues estd a new TLS server certificate for `names` (the first DNS name,
+/// else the first address, is its CN), valid `days`, with a new key; writes
+/// both into `dir` (the key 0600), each file replaced whole.
+pub fn issue_tls(
+    dir: &Path,
+    ca: &Ca,
+    names: &[ServerName],
+    days: u32,
+) -> Result<TlsMaterial, CaError> {
+    let (pkcs8, spki) = generate_p256_key()?;
+    let key = classify_key(&spki).map_err(CaError::GeneratedKey)?;
+    let common_name = names
+        .iter()
+        .find_map(|n| match n {
+            ServerName::Dns(d) => Some(d.clone()),
+            ServerName::Ip(_) => None,
+        })
+        .or_else(|| names.first().map(|n| n.to_string()))
+        .unwrap_or_else(|| "estd".into());
+    let subject = append_rdn(
+        x509_cert::name::Name::default(),
+        const_oid::db::rfc4519::CN,
+        &common_name,
+    )?;
+    let sans = names
+        .iter()
+        .map(|n| match n {
+            ServerName::Dns(d) => Ok(GeneralName::DnsName(der::asn1::Ia5String::new(d)?)),
+            ServerName::Ip(std::net::IpAddr::V4(v4)) => Ok(GeneralName::IpAddress(
+                der::asn1::OctetString::new(v4.octets().to_vec())?,
+            )),
+            ServerName::Ip(std::net::IpAddr::V6(v6)) => Ok(GeneralName::IpAddress(
+                der::asn1::OctetString::new(v6.octets().to_vec())?,
+            )),
+        })
+        .collect::<Result<Vec<_>, der::Error>>()?;
+    let template = CertTemplate {
+        subject,
+        spki,
+        key,
+        usage: CertUsage::TlsServer,
+        sans,
+        validity_days: days,
+    };
+    let cert = ca.issue(&template)?;
+    // The certificate first: a crash between the two writes leaves a key
+    // that does not match, which the next start notices and mends by
+    // issuing again, never a key without its certificate on disk.
+    let pem = format!("{}{}", cert_pem(&cert.der), cert_pem(ca.issuing_der()));
+    write_file(&dir.join(layout::TLS_CERT), pem.as_bytes(), false)?;
+    write_file(&dir.join(layout::TLS_KEY), key_pem(&pkcs8).as_bytes(), true)?;
+    let chain = vec![
+        CertificateDer::from(cert.der.clone()),
+        CertificateDer::from(ca.issuing_der().to_vec()),
+    ];
+    Ok(TlsMaterial {
+        chain,
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8)),
+        issued: Some(cert),
     })
 }
 

@@ -254,7 +254,7 @@ pub async fn identify(
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|h| auth::parse_basic(h.as_bytes()));
-    let has_trusted_cert = matches!(conn.client_cert(&app.trust), Some(Ok(_)));
+    let has_trusted_cert = matches!(conn.client_cert(&app.trust.load()), Some(Ok(_)));
     match basic {
         Some(creds) if !has_trusted_cert => {
             log.principal = Some(ActorId::Order(creds.user.clone()).to_string());

@@ -154,7 +154,7 @@ fn rate_limit(
     let ip = conn.remote.ip();
     let trusted = match conn.cert_fingerprint() {
         // Verified once per connection, then cached.
-        Some(fp) => match conn.client_cert(&app.trust) {
+        Some(fp) => match conn.client_cert(&app.trust.load()) {
             Some(Ok(cert)) => Some((fp, cert)),
             _ => None,
         },
@@ -186,7 +186,11 @@ fn rate_limit(
         }
         (None, None) => None,
     };
-    let Err(limited) = app.limits.check(caller, label.unwrap_or(&DEFAULT_LABEL)) else {
+    let Err(limited) = app
+        .limits
+        .load()
+        .check(caller, label.unwrap_or(&DEFAULT_LABEL))
+    else {
         return Ok(());
     };
     app.metrics
@@ -277,7 +281,7 @@ where
 /// Identifies the caller by client certificate. Basic credentials are not a
 /// certificate holder's identity; the one-time-code path handles them.
 pub async fn certificate_principal(app: &App, conn: &Connection) -> Result<Principal, EstError> {
-    match conn.client_cert(&app.trust) {
+    match conn.client_cert(&app.trust.load()) {
         Some(Ok(cert)) => match auth::principal(cert, &app.store, now_unix()).await? {
             Ok(p) => Ok(p),
             Err(rejection) => Err(rejection.into()),

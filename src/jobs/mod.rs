@@ -4,6 +4,7 @@
 
 mod audit_retention;
 mod notify;
+pub mod own_certificates;
 mod rate_limits;
 mod revocation;
 mod store_events;
@@ -22,6 +23,7 @@ pub fn spawn_all(app: &Arc<App>, shutdown: &watch::Receiver<bool>) -> Vec<JoinHa
         tokio::spawn(revocation::run(app.clone(), shutdown.clone())),
         tokio::spawn(audit_retention::run(app.clone(), shutdown.clone())),
         tokio::spawn(rate_limits::run(app.clone(), shutdown.clone())),
+        tokio::spawn(own_certificates::run(app.clone(), shutdown.clone())),
         tokio::spawn(store_events::run(
             app.clone(),
             app.store.events(),

@@ -26,7 +26,7 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
                 }
                 let certs_dir = worker.config.paths.certs_dir.clone();
                 for issued in worker.revocation.renew_responder_if_due(&certs_dir)? {
-                    crate::app::record_infrastructure(
+                    crate::service::infrastructure::record_own_certificate(
                         &worker.store,
                         &issued,
                         "O=estd, CN=estd OCSP Responder",

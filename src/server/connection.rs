@@ -29,7 +29,7 @@ pub(super) async fn run(
     if !first_byte(&tcp, remote, &shared).await {
         return;
     }
-    let Some(acceptor) = shared.tls.clone() else {
+    let Some(acceptor) = shared.tls.as_ref().map(|live| live.acceptor()) else {
         let conn = Arc::new(Connection::plain(remote));
         serve_http(tcp, shared, conn, shutdown).await;
         return;

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use prometheus::IntCounterVec;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
-use tokio_rustls::TlsAcceptor;
 
 use self::sources::{RefusalLog, Sources};
 use crate::config::ServerConfig;
@@ -27,7 +26,7 @@ pub struct Listener {
     /// The bound socket.
     pub socket: TcpListener,
     /// TLS for every connection, or `None` for plain HTTP.
-    pub tls: Option<TlsAcceptor>,
+    pub tls: Option<Arc<crate::tls::LiveTls>>,
     /// Answers its requests.
     pub router: Arc<dyn Router>,
 }
@@ -44,7 +43,7 @@ pub struct ServerMetrics {
 /// What every connection task of one listener shares.
 struct Shared {
     name: &'static str,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<crate::tls::LiveTls>>,
     router: Arc<dyn Router>,
     cfg: ServerConfig,
     metrics: ServerMetrics,

@@ -29,6 +29,7 @@ pub mod email;
 mod enrol;
 mod error;
 mod held;
+pub mod infrastructure;
 mod issue;
 pub mod journal;
 pub mod login;

@@ -173,6 +173,32 @@ impl Daemon {
         self.child.id()
     }
 
+    /// Sends SIGHUP (reload the configuration).
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP failed");
+    }
+
+    /// Waits (up to 60 s) until the log holds `count` lines containing
+    /// `needle`; returns the log.
+    pub fn wait_for_log(&self, needle: &str, count: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+            if log.lines().filter(|l| l.contains(needle)).count() >= count {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {count} log lines with {needle:?} within 60 s:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGKILL: no shutdown path runs, nothing is flushed on the way out.
     pub fn kill9(&mut self) {
         // std's Child::kill sends SIGKILL on Unix.

@@ -43,6 +43,7 @@ mod pg_failure;
 mod portal;
 mod profile_export;
 mod rate_limits;
+mod reload;
 mod resumption;
 mod revocation;
 mod rollover;

@@ -59,6 +59,8 @@ mod portal;
 mod profile_export;
 #[path = "../it/rate_limits.rs"]
 mod rate_limits;
+#[path = "../it/reload.rs"]
+mod reload;
 #[path = "../it/resumption.rs"]
 mod resumption;
 #[path = "../it/revocation.rs"]
