@@ -219,6 +219,23 @@ pub fn csr(cfg: &CaConfig, certs_dir: &Path, next: bool) -> Result<String, CaErr
     .map_err(|e| key_err(format!("encoding the CSR as PEM: {e}")))
 }
 
+/// Whether `signature` over `signed`, of the algorithm `signature_oid`,
+/// verifies under the key `issuer`; `None` when estd cannot verify that
+/// algorithm with that key.
+pub fn signature_verifies(
+    signature_oid: &const_oid::ObjectIdentifier,
+    issuer: &spki::SubjectPublicKeyInfoOwned,
+    signed: &[u8],
+    signature: &BitString,
+) -> Option<bool> {
+    let alg = verifier(signature_oid, issuer)?;
+    Some(
+        UnparsedPublicKey::new(alg, issuer.subject_public_key.raw_bytes())
+            .verify(signed, signature.raw_bytes())
+            .is_ok(),
+    )
+}
+
 /// The aws-lc algorithm that verifies a signature of `signature_oid` made
 /// by the key `issuer`.
 fn verifier(

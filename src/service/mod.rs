@@ -41,6 +41,7 @@ pub mod profiles;
 pub mod queries;
 mod reenrol;
 mod serverkeygen;
+pub mod store_check;
 pub mod tokens;
 
 pub use certificates::{

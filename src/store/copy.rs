@@ -56,7 +56,7 @@ pub enum CopyError {
 }
 
 /// The kind of a record, for counts.
-fn kind(r: &Record) -> &'static str {
+pub fn kind(r: &Record) -> &'static str {
     match r {
         Record::Cert(_) => "certs",
         Record::Revoked(_) => "revoked",

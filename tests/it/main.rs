@@ -53,4 +53,5 @@ mod serverkeygen_csrattrs;
 mod store_contract;
 mod store_resilience;
 mod store_upgrade;
+mod store_verify;
 mod validation;

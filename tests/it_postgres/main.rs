@@ -75,6 +75,8 @@ mod security;
 mod serverkeygen_csrattrs;
 #[path = "../it/store_resilience.rs"]
 mod store_resilience;
+#[path = "../it/store_verify.rs"]
+mod store_verify;
 #[path = "../it/validation.rs"]
 mod validation;
 
