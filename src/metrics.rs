@@ -241,3 +241,68 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// The `estd_…` names in `text`, without a histogram's series suffixes.
+    fn metric_names(text: &str) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while let Some(at) = text[i..].find("estd_") {
+            let start = i + at;
+            let mut end = start;
+            while end < bytes.len() && (bytes[end].is_ascii_lowercase() || bytes[end] == b'_') {
+                end += 1;
+            }
+            let name = &text[start..end];
+            let name = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            names.insert(name.to_owned());
+            i = end;
+        }
+        names
+    }
+
+    #[test]
+    fn the_shipped_alerts_and_dashboard_name_only_metrics_estd_exports() {
+        // The registrations only: this test's own text names metrics too.
+        let source = include_str!("metrics.rs");
+        let registrations = source.split("#[cfg(test)]").next().unwrap_or(source);
+        let exported: BTreeSet<String> = metric_names(registrations)
+            .into_iter()
+            .filter(|n| !n.ends_with('_'))
+            .collect();
+        for (file, text) in [
+            (
+                "deploy/prometheus/estd-alerts.yml",
+                include_str!("../deploy/prometheus/estd-alerts.yml"),
+            ),
+            (
+                "deploy/grafana/estd.json",
+                include_str!("../deploy/grafana/estd.json"),
+            ),
+        ] {
+            let used = metric_names(text);
+            assert!(!used.is_empty(), "{file} names no metric");
+            let unknown: Vec<&String> = used.difference(&exported).collect();
+            assert!(
+                unknown.is_empty(),
+                "{file} names metrics estd does not export: {unknown:?}"
+            );
+        }
+        let alerts = metric_names(include_str!("../deploy/prometheus/estd-alerts.yml"));
+        for needed in [
+            "estd_certificate_expiry_timestamp_seconds",
+            "estd_store_writable",
+            "estd_http_requests_total",
+            "estd_rate_limited_total",
+        ] {
+            assert!(alerts.contains(needed), "an alert watches {needed}");
+        }
+    }
+}
