@@ -38,6 +38,15 @@ enum Command {
     /// next generation.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Print a shell completion script, e.g.
+    /// `estd completions bash > /usr/share/bash-completion/completions/estd`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print estd's man page (roff), e.g. `estd man > estd.1`.
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -235,6 +244,18 @@ fn copy_store(from: &str, to: &str) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Writes generated text to stdout.
+fn print_generated(text: &[u8], what: &str) -> ExitCode {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("estd: writing {what}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `estd store verify`.
 fn verify_store(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
     let data = &config.paths.data_dir;
@@ -278,6 +299,27 @@ fn verify_store(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Generated from the command definition; they need no configuration.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            // Into memory first: the generator panics on a failed write
+            // (a closed pipe, say).
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut command, "estd", &mut script);
+            return print_generated(&script, "the completion script");
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            let mut page = Vec::new();
+            if let Err(e) = clap_mangen::Man::new(command).render(&mut page) {
+                eprintln!("estd: rendering the man page: {e}");
+                return ExitCode::FAILURE;
+            }
+            return print_generated(&page, "the man page");
+        }
+        _ => {}
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -305,6 +347,7 @@ fn main() -> ExitCode {
         Command::Store(StoreCommand::Copy { from, to }) => copy_store(&from, &to),
         Command::Store(StoreCommand::Verify) => verify_store(&config),
         Command::Ca(command) => ca_command(&config, command),
+        Command::Completions { .. } | Command::Man => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

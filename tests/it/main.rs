@@ -21,6 +21,7 @@ mod admin_tokens;
 mod api_user_orders;
 mod browser_smoke;
 mod cert_contents;
+mod cli_docs;
 mod conformance;
 mod connections;
 mod crash;

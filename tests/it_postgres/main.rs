@@ -83,6 +83,10 @@ mod validation;
 /// Modules of `tests/it` that do not run here, and why.
 const NOT_HERE: &[(&str, &str)] = &[
     (
+        "cli_docs",
+        "completions and the man page come from the command line's definition; no store is opened",
+    ),
+    (
         "browser_smoke",
         "tests the browser harness (Chromium over WebDriver) on one page; the activation \
          it drives is tested on PostgreSQL by `people`",
