@@ -38,6 +38,21 @@ enum Command {
     /// next generation.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Ask the running estd to write a backup of its store and certificate
+    /// folder (the CA material, unless the key is in an HSM) to FILE on its
+    /// host, while it serves. Calls the admin API (a server operator's token).
+    Backup(BackupArgs),
+    /// Restore a backup into the configured store and certificate folder,
+    /// both empty, with estd stopped; then check the result as `store
+    /// verify` does.
+    Restore {
+        /// The backup file.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// The environment variable holding the passphrase of an encrypted backup.
+        #[arg(long, value_name = "VAR")]
+        passphrase_env: Option<String>,
+    },
     /// Print a shell completion script, e.g.
     /// `estd completions bash > /usr/share/bash-completion/completions/estd`.
     Completions {
@@ -47,6 +62,126 @@ enum Command {
     },
     /// Print estd's man page (roff), e.g. `estd man > estd.1`.
     Man,
+}
+
+#[derive(clap::Args)]
+struct BackupArgs {
+    /// The new file to write, an absolute path on estd's host.
+    #[arg(long, value_name = "FILE")]
+    to: PathBuf,
+    /// Encrypt it with the passphrase in this environment variable (at
+    /// least 12 characters; age, scrypt).
+    #[arg(long, value_name = "VAR")]
+    passphrase_env: Option<String>,
+    /// Base URL of the admin listener.
+    #[arg(long, value_name = "URL", default_value = "https://127.0.0.1:9443")]
+    url: String,
+    /// Trust anchor (PEM) of the admin listener's TLS certificate.
+    #[arg(long, value_name = "PATH", default_value = "certs/root-ca.pem")]
+    ca: PathBuf,
+    /// File holding a server operator's admin API token.
+    #[arg(long, value_name = "PATH", default_value = "certs/admin-token")]
+    token_file: PathBuf,
+}
+
+/// The passphrase in the environment variable `var`, if one is named.
+fn passphrase_from(var: Option<&str>) -> Result<Option<String>, String> {
+    let Some(var) = var else { return Ok(None) };
+    match std::env::var(var) {
+        Ok(p) if !p.is_empty() => Ok(Some(p)),
+        _ => Err(format!("--passphrase-env {var}: the variable is not set")),
+    }
+}
+
+/// `estd backup`.
+async fn backup(args: BackupArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let to = std::path::absolute(&args.to)?;
+    let passphrase = passphrase_from(args.passphrase_env.as_deref())?;
+    let token = estd::admin::client::read_token_file(&args.token_file)?;
+    let client = estd::admin::client::AdminClient::new(&args.url, &args.ca, Some(&token))?;
+    let mut body = serde_json::json!({ "to": to.display().to_string() });
+    if let Some(p) = passphrase {
+        body["passphrase"] = serde_json::Value::String(p);
+    }
+    let answer = client
+        .call_waiting(
+            http::Method::POST,
+            "/backup",
+            Some(&body),
+            std::time::Duration::from_secs(6 * 3600),
+        )
+        .await?;
+    let written = answer.json()?;
+    println!(
+        "estd: backup written to {} ({} bytes, {}): {} files, records {}, sha256 {}",
+        written["file"].as_str().unwrap_or("?"),
+        written["bytes"],
+        if written["encrypted"] == true {
+            "encrypted"
+        } else {
+            "not encrypted"
+        },
+        written["files"],
+        written["records"],
+        written["sha256"].as_str().unwrap_or("?"),
+    );
+    Ok(())
+}
+
+/// `estd restore`.
+fn restore(
+    config: &Config,
+    from: &std::path::Path,
+    passphrase_env: Option<&str>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let passphrase = passphrase_from(passphrase_env)?.map(age::secrecy::SecretString::from);
+    let data = &config.paths.data_dir;
+    if config.store.engine == estd::config::StoreEngine::Sled && data.join("db").exists() {
+        return Err(format!(
+            "{} holds a store already; restore into an empty folder",
+            data.display()
+        )
+        .into());
+    }
+    let open = || -> std::io::Result<Box<dyn std::io::BufRead>> {
+        Ok(Box::new(std::io::BufReader::new(std::fs::File::open(
+            from,
+        )?)))
+    };
+    // Checked whole before the store is created: a bad file leaves nothing behind.
+    estd::service::backup::check(&open, passphrase.as_ref())?;
+    estd::files::create_dir_all(data)?;
+    let store = estd::store::open(&config.store, data)?;
+    let started = std::time::Instant::now();
+    let summary = estd::service::backup::restore(
+        &open,
+        passphrase.as_ref(),
+        store.as_ref(),
+        &config.paths.certs_dir,
+    )?;
+    println!(
+        "estd: restored {} files into {} and records {:?} into the store ({:.1} s)",
+        summary.files,
+        config.paths.certs_dir.display(),
+        summary.records,
+        started.elapsed().as_secs_f64()
+    );
+    let report = estd::service::store_check::verify(
+        store.as_ref(),
+        &config.paths.certs_dir,
+        estd::model::now_unix(),
+    )?;
+    for finding in &report.findings {
+        println!("finding: {finding}");
+    }
+    if !report.findings.is_empty() {
+        return Err(format!("the restored store has {} findings", report.findings.len()).into());
+    }
+    println!(
+        "estd: restore verified: {} certificates ({} revoked), {} CRLs, no findings",
+        report.certificates, report.revoked, report.crls
+    );
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -347,6 +482,11 @@ fn main() -> ExitCode {
         Command::Store(StoreCommand::Copy { from, to }) => copy_store(&from, &to),
         Command::Store(StoreCommand::Verify) => verify_store(&config),
         Command::Ca(command) => ca_command(&config, command),
+        Command::Backup(args) => runtime.block_on(backup(args)),
+        Command::Restore {
+            from,
+            passphrase_env,
+        } => restore(&config, &from, passphrase_env.as_deref()),
         Command::Completions { .. } | Command::Man => Ok(()),
     };
     match result {

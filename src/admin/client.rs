@@ -250,6 +250,20 @@ impl AdminClient {
             .map_err(|_| ClientError::Exchange(format!("no answer within {CALL_TIMEOUT:?}")))?
     }
 
+    /// [`AdminClient::call`] for a call that may take long (a backup of a
+    /// large store): waits up to `timeout`.
+    pub async fn call_waiting(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<Answer, ClientError> {
+        tokio::time::timeout(timeout, self.exchange(method, path, body))
+            .await
+            .map_err(|_| ClientError::Exchange(format!("no answer within {timeout:?}")))?
+    }
+
     async fn exchange(
         &self,
         method: Method,

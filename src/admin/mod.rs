@@ -14,6 +14,7 @@
 
 mod activate_page;
 pub mod auth;
+mod backup;
 mod certificates;
 pub mod cli;
 pub mod client;
@@ -387,5 +388,6 @@ async fn endpoint(app: &App, actor: &Actor, endpoint: Endpoint, req: &ApiRequest
         E::Notifications => history::notifications(app, actor, req),
         E::GetCrl => crl::get(app, actor, req),
         E::RegenerateCrl => crl::regenerate(app, actor, req).await,
+        E::WriteBackup => backup::write(app, actor, req).await,
     }
 }

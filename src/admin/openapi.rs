@@ -14,6 +14,7 @@ use schemars::{JsonSchema, Schema};
 use serde_json::{json, Map, Value};
 
 use super::auth::SESSION_COOKIE;
+use super::backup::{BackupRequest, BackupWritten};
 use super::certificates::{Revocation, RevokedView};
 use super::crl::CrlInfo;
 use super::history::AuditPage;
@@ -420,6 +421,15 @@ static OPERATIONS: &[(Endpoint, Operation)] = &[
         body: None,
         ok: (200, "The new CRL's number and times.", Content::Json(of::<CrlInfo>)),
         errors: &[(401, "No or invalid credentials."), (403, "Not a server operator.")],
+    }),
+    (E::WriteBackup, Operation {
+        summary: "Write a backup of the store and the certificate folder to a new file on estd's host, while estd serves (server operators only)",
+        description: Some("Every record committed before the call is in it, and the CA material (unless its key is in an HSM). With a passphrase it is encrypted (age, scrypt). `estd restore --from FILE` restores it into an empty store."),
+        tag: "operations",
+        query: &[],
+        body: Some(of::<BackupRequest>),
+        ok: (200, "Written.", Content::Json(of::<BackupWritten>)),
+        errors: &[(400, "The file name or passphrase is not usable, or writing failed."), (401, "No or invalid credentials."), (403, "Not a server operator.")],
     }),
     (E::RevokeToken, Operation {
         summary: "Revoke one of the organisation's admin tokens (operators, or the organisation's own actors); it is refused (401) from then on",
@@ -927,6 +937,7 @@ const TAGS: &[&str] = &[
     "history",
     "public",
     "revocation",
+    "operations",
 ];
 
 #[cfg(test)]

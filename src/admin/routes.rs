@@ -108,6 +108,8 @@ pub enum Endpoint {
     GetCrl,
     /// `POST /crl`.
     RegenerateCrl,
+    /// `POST /backup`.
+    WriteBackup,
     /// `GET /organisations/{cvr}/people`.
     ListPeople,
     /// `POST /organisations/{cvr}/people`.
@@ -175,6 +177,7 @@ impl Endpoint {
             Notifications => "api-notifications",
             PublicCertificates => "api-public",
             GetCrl | RegenerateCrl => "api-crl",
+            WriteBackup => "api-backup",
             ListPeople | InvitePerson | ListOperators | InviteOperator | GetPerson
             | DeactivatePerson | Reinvite => "api-people",
             GetActivation | Activate | Login | Logout | GetSession | Terms => "api-login",
@@ -359,6 +362,7 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/public/certificates", E::PublicCertificates, Public),
     route("GET", "/crl", E::GetCrl, R(ANY_ROLE)),
     route("POST", "/crl", E::RegenerateCrl, R(OPERATOR)),
+    route("POST", "/backup", E::WriteBackup, R(OPERATOR)),
     route("GET", "/terms", E::Terms, Public),
     route("GET", "/activation", E::GetActivation, Public),
     route("POST", "/activation", E::Activate, Public),

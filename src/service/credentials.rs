@@ -390,7 +390,7 @@ const TOKEN_BYTES: usize = 32;
 pub fn random_token() -> Result<String, CredentialError> {
     let mut bytes = Zeroizing::new([0u8; TOKEN_BYTES]);
     aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| CredentialError::Random)?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes.as_ref()))
+    Ok(URL_SAFE_NO_PAD.encode(&bytes[..]))
 }
 
 /// SHA-256 of a token, the form kept in storage: a leaked database then holds

@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::revocation::Revocation;
 use crate::store::Store;
 
+pub mod backup;
 pub mod certificates;
 pub mod codes;
 mod collect;

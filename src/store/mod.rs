@@ -264,7 +264,7 @@ impl ExclusiveGuard {
 
 /// One stored record of any kind, with its key: what `estd store copy`
 /// moves from one engine to another ([`Store::export`], [`Store::import`]).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Record {
     /// A certificate.
     Cert(CertRecord),
@@ -320,6 +320,22 @@ pub enum Record {
     },
 }
 
+/// The layout version of the record codec (what a backup records, so that
+/// only a matching estd restores it).
+pub fn record_version() -> u8 {
+    record::RECORD_VERSION
+}
+
+/// One record in the store's versioned codec (for backups).
+pub fn encode_record(r: &Record) -> Result<Vec<u8>, StoreError> {
+    record::encode(r)
+}
+
+/// A record written by [`encode_record`].
+pub fn decode_record(b: &[u8]) -> Result<Record, StoreError> {
+    record::decode(b)
+}
+
 /// Every stored CRL as export records, or the error that stopped the read.
 pub(crate) fn crl_records(
     crls: Result<Vec<(u32, StoredCrl)>, StoreError>,
@@ -340,7 +356,7 @@ pub(crate) fn email_validation_key(cvr: &str, address: &str) -> String {
 }
 
 /// The counters a store keeps besides its records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Counter {
     /// One-time codes presented for no order with an outstanding code.
     UnmatchedCodes,

@@ -19,6 +19,7 @@ mod admin_api;
 mod admin_cli;
 mod admin_tokens;
 mod api_user_orders;
+mod backup;
 mod browser_smoke;
 mod cert_contents;
 mod cli_docs;

@@ -732,6 +732,7 @@ fn role_table() -> Vec<(&'static str, &'static str, &'static [Who])> {
         ("GET", "/notifications", ADMINS),
         ("GET", "/crl", ADMINS),
         ("POST", "/crl", OP),
+        ("POST", "/backup", OP),
         ("GET", "/session", EVERY),
         ("GET", "/me/orders", EVERY),
         ("POST", "/me/orders/{reference}/pkcs12", EVERY),

@@ -21,6 +21,8 @@ mod admin_cli;
 mod admin_tokens;
 #[path = "../it/api_user_orders.rs"]
 mod api_user_orders;
+#[path = "../it/backup.rs"]
+mod backup;
 #[path = "../it/cert_contents.rs"]
 mod cert_contents;
 #[path = "../it/connections.rs"]
