@@ -102,7 +102,7 @@ impl Committer {
         let prepared = (|| {
             Ok::<_, StoreError>(Job {
                 cert_value: encode(&issuance.cert)?,
-                audit_at_ms: issuance.audit.at_ms as i64,
+                audit_at_ms: super::bigint(issuance.audit.at_ms),
                 audit: encode(&bounded_event(&issuance.audit))?,
                 cert: issuance.cert,
                 order: issuance.order,
@@ -297,7 +297,10 @@ async fn try_batch(
 
     // The writes: one statement per table, all sent at once.
     let cert_serials: Vec<Vec<u8>> = stored.iter().map(|j| j.cert.serial.0.to_vec()).collect();
-    let not_afters: Vec<i64> = stored.iter().map(|j| j.cert.not_after as i64).collect();
+    let not_afters: Vec<i64> = stored
+        .iter()
+        .map(|j| super::bigint(j.cert.not_after))
+        .collect();
     let cert_values: Vec<&[u8]> = stored.iter().map(|j| j.cert_value.as_slice()).collect();
     changed_orders.sort();
     changed_orders.dedup();

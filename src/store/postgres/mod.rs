@@ -139,6 +139,13 @@ pub(super) fn db_error(e: tokio_postgres::Error) -> StoreError {
     StoreError::Unreachable(Arc::new(e))
 }
 
+/// A u64 as a BIGINT parameter. Values past `i64::MAX` (an open upper
+/// bound such as `u64::MAX`) saturate rather than wrap negative, which
+/// would turn "everything" into "nothing".
+pub(super) fn bigint(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
 fn conflict_text(constraint: Option<&str>) -> String {
     match constraint {
         Some("profiles_label") => {
@@ -550,7 +557,7 @@ impl Store for PgStore {
 
     fn insert_new_cert(&self, rec: &CertRecord) -> Result<(), StoreError> {
         let serial = rec.serial.0.to_vec();
-        let not_after = rec.not_after as i64;
+        let not_after = bigint(rec.not_after);
         let value = encode(rec)?;
         self.with(move |mut c| async move {
             let tx = c.transaction().await.map_err(db_error)?;
@@ -630,7 +637,7 @@ impl Store for PgStore {
     }
 
     fn certs_expiring(&self, from: u64, to: u64) -> BoxIter<'_, CertRecord> {
-        Box::new(rows::Expiring::new(self, from as i64, to as i64))
+        Box::new(rows::Expiring::new(self, bigint(from), bigint(to)))
     }
 
     fn certs(&self) -> BoxIter<'_, CertRecord> {
@@ -1124,7 +1131,7 @@ impl Store for PgStore {
              ON CONFLICT (id) DO UPDATE SET delivered = EXCLUDED.delivered, rec = EXCLUDED.rec,
                  claimed_until = 0",
             vec![
-                rows::Param::Int(n.id as i64),
+                rows::Param::Int(bigint(n.id)),
                 rows::Param::Bool(n.delivered_at.is_some()),
                 encode(n)?.into(),
             ],
@@ -1145,8 +1152,8 @@ impl Store for PgStore {
         lease_secs: u64,
         max: usize,
     ) -> Result<Vec<Notification>, StoreError> {
-        let now = now as i64;
-        let until = now.saturating_add(lease_secs as i64);
+        let now = bigint(now);
+        let until = now.saturating_add(bigint(lease_secs));
         let max = max as i64;
         let values = self.with(move |c| async move {
             let rows = c
@@ -1178,7 +1185,10 @@ impl Store for PgStore {
         let event = bounded_event(event);
         self.exec(
             "INSERT INTO audit (at_ms, rec) VALUES ($1, $2)",
-            vec![rows::Param::Int(event.at_ms as i64), encode(&event)?.into()],
+            vec![
+                rows::Param::Int(bigint(event.at_ms)),
+                encode(&event)?.into(),
+            ],
         )
         .map(drop)
     }
@@ -1199,7 +1209,7 @@ impl Store for PgStore {
         // Backwards from `before` (or the end), a database page at a time,
         // until the page is full: a page costs what it skips and returns.
         let mut page = Vec::new();
-        let mut cursor = before.map(|b| b as i64).unwrap_or(i64::MAX);
+        let mut cursor = before.map(bigint).unwrap_or(i64::MAX);
         'pages: while page.len() < limit {
             let rows = self.with(move |c| async move {
                 let stmt = c
@@ -1239,7 +1249,7 @@ impl Store for PgStore {
     fn prune_audit(&self, cutoff_ms: u64, max: usize) -> Result<usize, StoreError> {
         // The oldest records first, stopping at the first one inside the
         // retention (as the embedded engine does).
-        let cutoff = cutoff_ms as i64;
+        let cutoff = bigint(cutoff_ms);
         let max = max as i64;
         let n = self.with(move |c| async move {
             c.execute(

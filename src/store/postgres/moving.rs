@@ -182,12 +182,12 @@ impl Batch {
             match record {
                 Record::Cert(rec) => {
                     b.cert_serials.push(rec.serial.0.to_vec());
-                    b.cert_not_after.push(rec.not_after as i64);
+                    b.cert_not_after.push(super::bigint(rec.not_after));
                     b.cert_values.push(encode(&rec)?);
                 }
                 Record::Audit { id, event } => {
-                    b.audit_ids.push(id as i64);
-                    b.audit_at.push(event.at_ms as i64);
+                    b.audit_ids.push(super::bigint(id));
+                    b.audit_at.push(super::bigint(event.at_ms));
                     b.audit_values.push(encode(&bounded_event(&event))?);
                 }
                 Record::Revoked(e) => b.rows.push((
@@ -238,7 +238,7 @@ impl Batch {
                     "INSERT INTO outbox (id, delivered, rec) VALUES ($1, $2, $3)
                      ON CONFLICT (id) DO UPDATE SET delivered = EXCLUDED.delivered, rec = EXCLUDED.rec",
                     vec![
-                        Key::Int(n.id as i64),
+                        Key::Int(super::bigint(n.id)),
                         Key::Bool(n.delivered_at.is_some()),
                         encode(&n)?.into(),
                     ],
@@ -265,7 +265,7 @@ impl Batch {
                     value,
                 } => b.rows.push((
                     "UPDATE counters SET value = $1 WHERE name = 'unmatched_codes'",
-                    vec![Key::Int(value as i64)],
+                    vec![Key::Int(super::bigint(value))],
                 )),
                 Record::Counter {
                     name: Counter::CrlNumber,
@@ -274,7 +274,7 @@ impl Batch {
                     if value > 0 {
                         b.rows.push((
                             "SELECT setval('crl_number', $1)",
-                            vec![Key::Int(value as i64)],
+                            vec![Key::Int(super::bigint(value))],
                         ));
                     }
                 }
