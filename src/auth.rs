@@ -292,8 +292,19 @@ impl ClientTrust {
     /// Verifies a client chain (end entity first) against the anchors, now;
     /// a chain that verified lately is not verified again ([`VerifiedChains`]).
     pub fn verify(&self, chain: &[CertificateDer<'static>]) -> Result<ClientCert, CertRejection> {
-        let now = unix(SystemTime::now());
         let key = chain_key(chain).ok_or(CertRejection::Untrusted)?;
+        self.verify_keyed(chain, &key)
+    }
+
+    /// [`ClientTrust::verify`], for a caller that already holds the SHA-256
+    /// of the end-entity certificate (the connection does, for rate limits).
+    pub fn verify_keyed(
+        &self,
+        chain: &[CertificateDer<'static>],
+        ee_sha256: &[u8; 32],
+    ) -> Result<ClientCert, CertRejection> {
+        let now = unix(SystemTime::now());
+        let key = *ee_sha256;
         if let Some(cert) = self.verified.get(&key, now) {
             return Ok(cert);
         }

@@ -61,7 +61,10 @@ impl Connection {
     /// if the client sent no certificate.
     pub fn client_cert(&self, trust: &ClientTrust) -> Option<&Result<ClientCert, CertRejection>> {
         let chain = self.peer_chain.as_ref()?;
-        Some(self.verified.get_or_init(|| trust.verify(chain)))
+        Some(self.verified.get_or_init(|| match &self.fingerprint {
+            Some(ee_sha256) => trust.verify_keyed(chain, ee_sha256),
+            None => trust.verify(chain),
+        }))
     }
 
     /// SHA-256 of the client certificate's DER, if the client sent one.
