@@ -11,12 +11,12 @@
 //! truncated or damaged file writes nothing; then to apply it.
 //!
 //! A backup is taken while estd serves, through the store traits, on every
-//! engine. It holds every record committed before it began. A record changed
-//! while it runs may be in either state; the restore settles the one thing
-//! that can then disagree (a revocation seen in the revoked set but not in
-//! the certificate's status, or the reverse: it is applied to both, since a
-//! revocation never comes undone), and then checks the result with
-//! [`super::store_check`].
+//! engine, from [`Store::export`]: the store at one moment, when the backup
+//! began (a `REPEATABLE READ` transaction on PostgreSQL, copy-on-write on
+//! sled). Every record committed before then is in it, none committed after,
+//! so an order and its certificate, or a revocation and its CRL entry, are
+//! both in it or neither. A restore writes the records as they are and then
+//! checks the result with [`super::store_check`].
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -26,8 +26,7 @@ use age::secrecy::SecretString;
 use aws_lc_rs::digest;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{CertStatus, RevocationReason};
-use crate::store::{Record, RevokedEntry, Store, StoreError};
+use crate::store::{Record, Store, StoreError};
 
 /// The first bytes of an unencrypted backup.
 pub const MAGIC: &[u8] = b"estd-backup\n";
@@ -454,7 +453,7 @@ pub fn check(
 
 /// Restores a backup into the empty `store` and the empty (or absent)
 /// `certs_dir`: checks the file whole first, then writes the files and the
-/// records, settles revocations seen half-way, and flushes.
+/// records as they are (a backup is one moment of the store), and flushes.
 pub fn restore(
     open: &dyn Fn() -> io::Result<Box<dyn io::BufRead>>,
     passphrase: Option<&SecretString>,
@@ -513,43 +512,6 @@ pub fn restore(
     if !batch.is_empty() {
         store.import(batch)?;
     }
-    settle_revocations(store)?;
     store.flush()?;
     Ok(summary)
-}
-
-/// A revocation made while the backup ran may have reached the revoked set
-/// but not the certificate's status, or the reverse: applied to both.
-fn settle_revocations(store: &dyn Store) -> Result<(), BackupError> {
-    let entries: BTreeMap<_, _> = store
-        .revoked_entries()
-        .map(|e| e.map(|e| (e.serial, e)))
-        .collect::<Result<_, _>>()?;
-    let mut missing = Vec::new();
-    let mut to_mark = Vec::new();
-    for rec in store.certs() {
-        let rec = rec?;
-        match (&rec.status, entries.get(&rec.serial)) {
-            (CertStatus::Revoked { at, reason }, None) => {
-                missing.push(Record::Revoked(RevokedEntry {
-                    serial: rec.serial,
-                    at: *at,
-                    reason: *reason,
-                }))
-            }
-            (CertStatus::Issued, Some(e)) => to_mark.push((rec.serial, e.at, e.reason)),
-            _ => {}
-        }
-    }
-    if !missing.is_empty() {
-        store.import(missing)?;
-    }
-    for (serial, at, reason) in to_mark {
-        let reason: RevocationReason = reason;
-        store.change_cert(&serial, &mut |rec| {
-            rec.status = CertStatus::Revoked { at, reason };
-            true
-        })?;
-    }
-    Ok(())
 }

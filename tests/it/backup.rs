@@ -166,6 +166,49 @@ async fn a_backup_under_load_restores_every_certificate_answered_before_it_began
             });
             assert_eq!(&rec.der, der, "{serial} byte for byte");
         }
+        // One moment, across records: every issued order has its
+        // certificate, every certificate's order says so, and every
+        // certificate an audit record names is there.
+        let mut orders = 0;
+        for order in store.orders() {
+            let order = order.expect("order");
+            if let estd::model::OrderStatus::Issued { serial } = order.status {
+                orders += 1;
+                let rec = store.cert(&serial).expect("store");
+                assert!(
+                    rec.is_some(),
+                    "order {} names {serial}, which is missing",
+                    order.id
+                );
+            }
+        }
+        let mut certs_with_orders = 0;
+        for rec in store.certs() {
+            let rec = rec.expect("cert");
+            if let Some(id) = &rec.order_id {
+                certs_with_orders += 1;
+                let order = store
+                    .order(id)
+                    .expect("store")
+                    .unwrap_or_else(|| panic!("{} names order {id}, which is missing", rec.serial));
+                assert_eq!(
+                    order.status,
+                    estd::model::OrderStatus::Issued { serial: rec.serial },
+                    "{}'s order says it was issued",
+                    rec.serial
+                );
+            }
+        }
+        assert!(orders >= before.len(), "{orders} issued orders");
+        assert_eq!(orders, certs_with_orders);
+        for event in store.audit_events() {
+            if let Some(serial) = event.expect("audit").serial {
+                assert!(
+                    store.contains_serial(&serial).expect("store"),
+                    "an audit record names {serial}, which is missing"
+                );
+            }
+        }
         let crl = store.crl(1).expect("store").expect("a CRL");
         assert_eq!(
             crl.der, crl_before,

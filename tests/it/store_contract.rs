@@ -14,8 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use estd::model::{
-    now_unix, CertKind, CertRecord, CertStatus, EmailValidation, EmailValidationState,
-    Notification, NotificationKind, RevocationReason, Serial,
+    now_unix, AuditAction, AuditEvent, AuditOutcome, CertKind, CertRecord, CertStatus,
+    EmailValidation, EmailValidationState, Notification, NotificationKind, RevocationReason,
+    Serial,
 };
 use estd::store::{Exclusive, Store, StoreEvent};
 use estd_testkit::postgres;
@@ -292,6 +293,107 @@ async fn email_validations_are_kept_per_organisation_and_address() {
             .email_validation(DEMO_CVR, "b@x.dk")
             .expect("read")
             .is_none());
+    }
+}
+
+fn audit_event(at_ms: u64) -> AuditEvent {
+    AuditEvent {
+        at_ms,
+        actor: "token:contract".into(),
+        action: AuditAction::Configure,
+        outcome: AuditOutcome::Done,
+        cvr: Some(DEMO_CVR.into()),
+        profile_id: None,
+        serial: None,
+        order_id: None,
+        detail: format!("at {at_ms}"),
+    }
+}
+
+/// Every record of an export, as comparable text, sorted.
+fn records(
+    it: impl Iterator<Item = Result<estd::store::Record, estd::store::StoreError>>,
+) -> Vec<String> {
+    let mut all: Vec<String> = it.map(|r| format!("{:?}", r.expect("export"))).collect();
+    all.sort();
+    all
+}
+
+/// An export (what `estd backup` and `estd store copy` read) is the store at
+/// one moment, taken when the export begins: writes made while it is read,
+/// through the other handle (another node, on PostgreSQL), are not in it,
+/// whether they add, change or remove records, and whether the export has
+/// read past their keys yet or not. A fresh export afterwards has them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_is_the_store_at_one_moment_while_writes_go_on() {
+    for p in pairs() {
+        let engine = p.engine;
+        for n in 1..=6 {
+            p.a.insert_new_cert(&cert(n)).expect("cert");
+        }
+        p.a.revoke_cert(
+            &cert(3).serial,
+            RevocationReason::SuspectedMisuse,
+            now_unix(),
+        )
+        .expect("revoke")
+        .expect("issued");
+        p.a.push_notification(notice(1)).expect("notice");
+        let mut v = EmailValidation::pending(DEMO_CVR, "moment@x.dk", [3; 32], 100, 3600);
+        p.a.put_email_validation(&v).expect("validation");
+        let old_ms = 1_000;
+        p.a.audit(&audit_event(old_ms)).expect("audit");
+        p.a.audit(&audit_event(old_ms + 1)).expect("audit");
+        p.a.flush().expect("flush");
+        let at_start = records(p.a.export());
+
+        // Begin, and read the first certificates (in key order: 1 and 2).
+        let mut export = p.a.export();
+        let mut read: Vec<estd::store::Record> = Vec::new();
+        for _ in 0..2 {
+            read.push(export.next().expect("a record").expect("export"));
+        }
+        // Meanwhile, through the other handle: a certificate before the
+        // export's position and one after it; a change to one already read
+        // and one not yet read (a revocation, which also adds a CRL entry);
+        // a new notice; a changed validation; old audit records removed and
+        // a new one added.
+        p.b.insert_new_cert(&cert(0)).expect("cert 0");
+        p.b.insert_new_cert(&cert(9)).expect("cert 9");
+        p.b.change_cert(&cert(1).serial, &mut |c| {
+            c.published = true;
+            true
+        })
+        .expect("change 1");
+        p.b.revoke_cert(&cert(5).serial, RevocationReason::Superseded, now_unix())
+            .expect("revoke 5")
+            .expect("issued");
+        p.b.push_notification(notice(2)).expect("notice");
+        v.confirm(200).expect("confirm");
+        p.b.put_email_validation(&v).expect("validation");
+        assert_eq!(
+            p.b.prune_audit(old_ms + 10, 100).expect("prune"),
+            2,
+            "{engine}"
+        );
+        p.b.audit(&audit_event(now_unix() * 1000)).expect("audit");
+        p.b.flush().expect("flush");
+
+        let mut during: Vec<String> = read.iter().map(|r| format!("{r:?}")).collect();
+        during.extend(records(export));
+        during.sort();
+        assert_eq!(
+            during, at_start,
+            "{engine}: the export holds the store as it was when it began"
+        );
+
+        let after = records(p.a.export());
+        assert_ne!(after, at_start, "{engine}: the writes happened");
+        let has = |needle: &str| after.iter().filter(|r| r.contains(needle)).count();
+        assert_eq!(has("CN=contract 0"), 1, "{engine}: cert 0 in a new export");
+        assert_eq!(has("CN=contract 9"), 1, "{engine}: cert 9 in a new export");
+        assert_eq!(has("detail: \"at 1000\""), 0, "{engine}: pruned audit gone");
+        assert_eq!(has("Revoked(RevokedEntry"), 2, "{engine}: two CRL entries");
     }
 }
 

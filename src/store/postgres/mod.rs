@@ -55,6 +55,29 @@ const CONNECT_WAIT: Duration = Duration::from_secs(2);
 /// Rows fetched per round trip when a list is read.
 const PAGE: i64 = 500;
 
+/// The lists, a page at a time (also read in one snapshot by `moving.rs`).
+const LIST_CERTS: &str =
+    "SELECT serial, rec FROM certs WHERE serial > $1 ORDER BY serial LIMIT 500";
+const LIST_REVOKED: &str =
+    "SELECT serial, rec FROM revoked WHERE serial > $1 ORDER BY serial LIMIT 500";
+const LIST_ORGS: &str = "SELECT cvr, rec FROM orgs WHERE cvr > $1 ORDER BY cvr LIMIT 500";
+const LIST_PROFILES: &str = "SELECT id, rec FROM profiles WHERE id > $1 ORDER BY id LIMIT 500";
+const LIST_ORDERS: &str = "SELECT id, rec FROM orders WHERE id > $1 ORDER BY id LIMIT 500";
+const LIST_EMAIL_VALIDATIONS: &str =
+    "SELECT key, rec FROM email_validations WHERE key > $1 ORDER BY key LIMIT 500";
+const LIST_PEOPLE: &str = "SELECT key, rec FROM people WHERE key > $1 ORDER BY key LIMIT 500";
+const LIST_NOTIFICATIONS: &str = "SELECT id, rec FROM outbox WHERE id > $1 ORDER BY id LIMIT 500";
+const LIST_TOKENS: &str = "SELECT hash, rec FROM tokens WHERE hash > $1 ORDER BY hash LIMIT 500";
+
+/// A row of [`LIST_TOKENS`].
+fn token_row(row: &tokio_postgres::Row) -> Result<([u8; 32], TokenRecord), StoreError> {
+    let hash: [u8; 32] = row
+        .get::<_, &[u8]>(0)
+        .try_into()
+        .map_err(|_| StoreError::Conflict("malformed token key".into()))?;
+    Ok((hash, decode(row.get::<_, &[u8]>(1))?))
+}
+
 /// The advisory lock held while migrating (any fixed 64-bit key).
 const MIGRATION_LOCK: i64 = 0x6573_7464_0001;
 
@@ -641,10 +664,7 @@ impl Store for PgStore {
     }
 
     fn certs(&self) -> BoxIter<'_, CertRecord> {
-        self.list(
-            "SELECT serial, rec FROM certs WHERE serial > $1 ORDER BY serial LIMIT 500",
-            Key::Bytes(Vec::new()),
-        )
+        self.list(LIST_CERTS, Key::Bytes(Vec::new()))
     }
 
     fn revoke_cert(
@@ -713,10 +733,7 @@ impl Store for PgStore {
     }
 
     fn revoked_entries(&self) -> BoxIter<'_, RevokedEntry> {
-        self.list(
-            "SELECT serial, rec FROM revoked WHERE serial > $1 ORDER BY serial LIMIT 500",
-            Key::Bytes(Vec::new()),
-        )
+        self.list(LIST_REVOKED, Key::Bytes(Vec::new()))
     }
 
     fn crl(&self, generation: u32) -> Result<Option<StoredCrl>, StoreError> {
@@ -749,10 +766,7 @@ impl Store for PgStore {
     }
 
     fn orgs(&self) -> BoxIter<'_, Organisation> {
-        self.list(
-            "SELECT cvr, rec FROM orgs WHERE cvr > $1 ORDER BY cvr LIMIT 500",
-            Key::Text(String::new()),
-        )
+        self.list(LIST_ORGS, Key::Text(String::new()))
     }
 
     fn put_org(&self, org: &Organisation) -> Result<(), StoreError> {
@@ -787,10 +801,7 @@ impl Store for PgStore {
     }
 
     fn profiles(&self) -> BoxIter<'_, Profile> {
-        self.list(
-            "SELECT id, rec FROM profiles WHERE id > $1 ORDER BY id LIMIT 500",
-            Key::Text(String::new()),
-        )
+        self.list(LIST_PROFILES, Key::Text(String::new()))
     }
 
     fn put_profile(&self, p: &Profile) -> Result<(), StoreError> {
@@ -894,10 +905,7 @@ impl Store for PgStore {
     }
 
     fn orders(&self) -> BoxIter<'_, Order> {
-        self.list(
-            "SELECT id, rec FROM orders WHERE id > $1 ORDER BY id LIMIT 500",
-            Key::Text(String::new()),
-        )
+        self.list(LIST_ORDERS, Key::Text(String::new()))
     }
 
     fn count_unmatched_code(&self) -> Result<u64, StoreError> {
@@ -965,15 +973,9 @@ impl Store for PgStore {
     fn tokens(&self) -> BoxIter<'_, ([u8; 32], TokenRecord)> {
         Box::new(Paged::new(
             self,
-            "SELECT hash, rec FROM tokens WHERE hash > $1 ORDER BY hash LIMIT 500",
+            LIST_TOKENS,
             Key::Bytes(Vec::new()),
-            |row| {
-                let hash: [u8; 32] = row
-                    .get::<_, &[u8]>(0)
-                    .try_into()
-                    .map_err(|_| StoreError::Conflict("malformed token key".into()))?;
-                Ok((hash, decode(row.get::<_, &[u8]>(1))?))
-            },
+            token_row,
         ))
     }
 
@@ -1021,10 +1023,7 @@ impl Store for PgStore {
     }
 
     fn email_validations(&self) -> BoxIter<'_, EmailValidation> {
-        self.list(
-            "SELECT key, rec FROM email_validations WHERE key > $1 ORDER BY key LIMIT 500",
-            Key::Text(String::new()),
-        )
+        self.list(LIST_EMAIL_VALIDATIONS, Key::Text(String::new()))
     }
 
     fn insert_new_person(&self, p: &Person) -> Result<bool, StoreError> {
@@ -1047,10 +1046,7 @@ impl Store for PgStore {
     }
 
     fn people(&self) -> BoxIter<'_, Person> {
-        self.list(
-            "SELECT key, rec FROM people WHERE key > $1 ORDER BY key LIMIT 500",
-            Key::Text(String::new()),
-        )
+        self.list(LIST_PEOPLE, Key::Text(String::new()))
     }
 
     fn put_session(&self, hash: &[u8; 32], s: &Session) -> Result<(), StoreError> {
@@ -1140,10 +1136,7 @@ impl Store for PgStore {
     }
 
     fn notifications(&self) -> BoxIter<'_, Notification> {
-        self.list(
-            "SELECT id, rec FROM outbox WHERE id > $1 ORDER BY id LIMIT 500",
-            Key::Int(-1),
-        )
+        self.list(LIST_NOTIFICATIONS, Key::Int(-1))
     }
 
     fn claim_notifications(

@@ -1,43 +1,43 @@
 //! Export and import of every record (`estd store copy`), keys and ids kept.
 //! An import is one transaction, with one statement per kind of record.
 
-use super::rows::{Key, Paged};
+use std::sync::Arc;
+
+use tokio_postgres::Row;
+
+use super::rows::{Key, Paged, Pinned};
 use super::PUT_PERSON;
 use super::{db_error, fold, PgStore};
+use super::{token_row, LIST_CERTS, LIST_EMAIL_VALIDATIONS, LIST_NOTIFICATIONS, LIST_ORDERS};
+use super::{LIST_ORGS, LIST_PEOPLE, LIST_PROFILES, LIST_REVOKED, LIST_TOKENS};
 use crate::store::record::{bounded_event, decode, encode};
-use crate::store::{BoxIter, Counter, Record, Store, StoreError, StoredCrl};
+use crate::store::{BoxIter, Counter, Record, StoreError, StoredCrl};
 
 impl PgStore {
+    /// Every record, read in one snapshot (a `REPEATABLE READ` transaction
+    /// on one connection, taken before this returns): records committed
+    /// later, on this node or another, are not in it, and every record in it
+    /// has the records written with it.
     pub(super) fn export_all(&self) -> BoxIter<'_, Record> {
-        let held = Paged::new(
-            self,
-            "SELECT csr_hash, order_id FROM held WHERE csr_hash > $1 ORDER BY csr_hash LIMIT 500",
-            Key::Bytes(Vec::new()),
-            |row| {
-                let csr_hash: [u8; 32] = row
-                    .get::<_, &[u8]>(0)
-                    .try_into()
-                    .map_err(|_| StoreError::Conflict("malformed held-CSR key".into()))?;
-                Ok(Record::Held {
-                    csr_hash,
-                    order_id: row.get(1),
-                })
-            },
-        );
-        let audit = Paged::new(
-            self,
-            "SELECT id, rec FROM audit WHERE id > $1 ORDER BY id LIMIT 500",
-            Key::Int(-1),
-            |row| {
-                Ok(Record::Audit {
-                    id: row.get::<_, i64>(0) as u64,
-                    event: decode(row.get::<_, &[u8]>(1))?,
-                })
-            },
-        );
+        let snap = match Pinned::begin(self) {
+            Ok(snap) => snap,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        fn list<'a, T: Send + 'static>(
+            store: &'a PgStore,
+            snap: &Arc<Pinned>,
+            sql: &'static str,
+            first: Key,
+            row: fn(&Row) -> Result<T, StoreError>,
+        ) -> Paged<'a, T> {
+            Paged::new(store, sql, first, row).in_snapshot(snap)
+        }
+        let text = || Key::Text(String::new());
+        let bytes = || Key::Bytes(Vec::new());
+        let tail_snap = snap.clone();
         let tail = std::iter::once(()).flat_map(move |()| {
-            let crls = crate::store::crl_records(self.crls());
-            let counters: Vec<Result<Record, StoreError>> = match self.counters() {
+            let crls = crate::store::crl_records(self.crls(&tail_snap));
+            let counters: Vec<Result<Record, StoreError>> = match self.counters(&tail_snap) {
                 Ok(c) => c
                     .into_iter()
                     .map(|(name, value)| Ok(Record::Counter { name, value }))
@@ -47,30 +47,71 @@ impl PgStore {
             crls.into_iter().chain(counters)
         });
         Box::new(
-            Store::certs(self)
-                .map(|r| r.map(Record::Cert))
-                .chain(Store::revoked_entries(self).map(|r| r.map(Record::Revoked)))
-                .chain(Store::orgs(self).map(|r| r.map(Record::Org)))
-                .chain(Store::profiles(self).map(|r| r.map(Record::Profile)))
-                .chain(Store::orders(self).map(|r| r.map(Record::Order)))
-                .chain(held)
-                .chain(
-                    Store::tokens(self).map(|r| r.map(|(hash, rec)| Record::Token { hash, rec })),
-                )
-                .chain(Store::notifications(self).map(|r| r.map(Record::Notification)))
-                .chain(Store::email_validations(self).map(|r| r.map(Record::EmailValidation)))
-                .chain(Store::people(self).map(|r| r.map(Record::Person)))
-                .chain(audit)
-                .chain(tail),
+            list(self, &snap, LIST_CERTS, bytes(), |row| {
+                decode(row.get::<_, &[u8]>(1)).map(Record::Cert)
+            })
+            .chain(list(self, &snap, LIST_REVOKED, bytes(), |row| {
+                decode(row.get::<_, &[u8]>(1)).map(Record::Revoked)
+            }))
+            .chain(list(self, &snap, LIST_ORGS, text(), |row| {
+                decode(row.get::<_, &[u8]>(1)).map(Record::Org)
+            }))
+            .chain(list(self, &snap, LIST_PROFILES, text(), |row| {
+                decode(row.get::<_, &[u8]>(1)).map(Record::Profile)
+            }))
+            .chain(list(self, &snap, LIST_ORDERS, text(), |row| {
+                decode(row.get::<_, &[u8]>(1)).map(Record::Order)
+            }))
+            .chain(list(
+                self,
+                &snap,
+                "SELECT csr_hash, order_id FROM held WHERE csr_hash > $1 ORDER BY csr_hash LIMIT 500",
+                bytes(),
+                |row| {
+                    let csr_hash: [u8; 32] = row
+                        .get::<_, &[u8]>(0)
+                        .try_into()
+                        .map_err(|_| StoreError::Conflict("malformed held-CSR key".into()))?;
+                    Ok(Record::Held {
+                        csr_hash,
+                        order_id: row.get(1),
+                    })
+                },
+            ))
+            .chain(list(self, &snap, LIST_TOKENS, bytes(), |row| {
+                token_row(row).map(|(hash, rec)| Record::Token { hash, rec })
+            }))
+            .chain(list(self, &snap, LIST_NOTIFICATIONS, Key::Int(-1), |row| {
+                decode(row.get::<_, &[u8]>(1)).map(Record::Notification)
+            }))
+            .chain(list(self, &snap, LIST_EMAIL_VALIDATIONS, text(), |row| {
+                decode(row.get::<_, &[u8]>(1)).map(Record::EmailValidation)
+            }))
+            .chain(list(self, &snap, LIST_PEOPLE, text(), |row| {
+                decode(row.get::<_, &[u8]>(1)).map(Record::Person)
+            }))
+            .chain(list(
+                self,
+                &snap,
+                "SELECT id, rec FROM audit WHERE id > $1 ORDER BY id LIMIT 500",
+                Key::Int(-1),
+                |row| {
+                    Ok(Record::Audit {
+                        id: row.get::<_, i64>(0) as u64,
+                        event: decode(row.get::<_, &[u8]>(1))?,
+                    })
+                },
+            ))
+            .chain(tail),
         )
     }
 
     /// Every stored CRL with its CA generation, oldest generation first.
-    fn crls(&self) -> Result<Vec<(u32, StoredCrl)>, StoreError> {
-        let rows = self.with(|c| async move {
-            c.query("SELECT generation, rec FROM crls ORDER BY generation", &[])
+    fn crls(&self, snap: &Arc<Pinned>) -> Result<Vec<(u32, StoredCrl)>, StoreError> {
+        let snap = snap.clone();
+        let rows = self.block(async move {
+            snap.query("SELECT generation, rec FROM crls ORDER BY generation", &[])
                 .await
-                .map_err(db_error)
         })?;
         rows.iter()
             .map(|row| {
@@ -81,21 +122,28 @@ impl PgStore {
             .collect()
     }
 
-    fn counters(&self) -> Result<Vec<(Counter, u64)>, StoreError> {
-        self.with(|c| async move {
-            let row = c
-                .query_one(
-                    "SELECT (SELECT value FROM counters WHERE name = 'unmatched_codes'),
-                            (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM crl_number)",
-                    &[],
-                )
-                .await
-                .map_err(db_error)?;
-            Ok(vec![
-                (Counter::UnmatchedCodes, row.get::<_, i64>(0).max(0) as u64),
-                (Counter::CrlNumber, row.get::<_, i64>(1).max(0) as u64),
-            ])
-        })
+    /// The counters. The CRL number is a sequence, which no snapshot holds
+    /// still: it may be ahead of the CRLs read, which only skips numbers.
+    fn counters(&self, snap: &Arc<Pinned>) -> Result<Vec<(Counter, u64)>, StoreError> {
+        let snap = snap.clone();
+        let rows = self.block(async move {
+            snap.query(
+                "SELECT (SELECT value FROM counters WHERE name = 'unmatched_codes'),
+                        (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM crl_number)",
+                &[],
+            )
+            .await
+        })?;
+        let row = rows
+            .first()
+            .ok_or_else(|| StoreError::Conflict("no counters row".into()))?;
+        Ok(vec![
+            (
+                Counter::UnmatchedCodes,
+                row.get::<_, Option<i64>>(0).unwrap_or(0).max(0) as u64,
+            ),
+            (Counter::CrlNumber, row.get::<_, i64>(1).max(0) as u64),
+        ])
     }
 
     pub(super) fn import_all(&self, records: Vec<Record>) -> Result<(), StoreError> {

@@ -2,10 +2,13 @@
 //! runtime, and iterators that read a list a page at a time (so a list of a
 //! million certificates never sits in memory at once).
 
+use std::sync::Arc;
+
+use deadpool_postgres::{ClientWrapper, Object};
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::Row;
 
-use super::{db_error, PgStore};
+use super::{db_error, pool_error, PgStore};
 use crate::model::CertRecord;
 use crate::store::record::decode;
 use crate::store::StoreError;
@@ -68,10 +71,74 @@ fn row_key(row: &Row, like: &Key) -> Key {
     }
 }
 
+/// One connection held in a `REPEATABLE READ READ ONLY` transaction, so that
+/// every statement run through it sees the database as it was when the
+/// transaction took its snapshot (at [`Pinned::begin`]): a backup or a copy
+/// reads one moment, not a page of each.
+///
+/// When the last holder drops it, the connection is taken out of the pool
+/// and closed, which ends the transaction; it never goes back to the pool
+/// with a transaction open.
+pub(super) struct Pinned {
+    conn: tokio::sync::Mutex<Option<Object>>,
+}
+
+impl Pinned {
+    /// Takes a connection from the pool and its snapshot, now.
+    pub(super) fn begin(store: &PgStore) -> Result<Arc<Pinned>, StoreError> {
+        let pool = store.pool.clone();
+        store.block(async move {
+            let pinned = Pinned {
+                conn: tokio::sync::Mutex::new(Some(pool.get().await.map_err(pool_error)?)),
+            };
+            {
+                let conn = pinned.conn.lock().await;
+                let c = conn.as_deref().ok_or(StoreError::Closed)?;
+                // The snapshot is taken by the first statement after BEGIN.
+                c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1")
+                    .await
+                    .map_err(db_error)?;
+            }
+            Ok(Arc::new(pinned))
+        })
+    }
+
+    /// Runs `sql` with `params` in the snapshot.
+    pub(super) async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let conn = self.conn.lock().await;
+        let c = conn.as_deref().ok_or(StoreError::Closed)?;
+        query(c, sql, params).await
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.get_mut().take() {
+            drop(Object::take(conn));
+        }
+    }
+}
+
+/// Runs a statement, prepared once per connection.
+async fn query(
+    c: &ClientWrapper,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, StoreError> {
+    let stmt = c.prepare_cached(sql).await.map_err(db_error)?;
+    c.query(&stmt, params).await.map_err(db_error)
+}
+
 /// A list read in pages by a statement of the form
-/// `SELECT key, … WHERE key > $1 ORDER BY key LIMIT n`.
+/// `SELECT key, … WHERE key > $1 ORDER BY key LIMIT n`: through pooled
+/// connections, or all in one snapshot.
 pub(super) struct Paged<'a, T> {
     store: &'a PgStore,
+    pinned: Option<Arc<Pinned>>,
     sql: &'static str,
     after: Option<Key>,
     buffer: std::vec::IntoIter<Result<T, StoreError>>,
@@ -87,11 +154,20 @@ impl<'a, T: Send + 'static> Paged<'a, T> {
     ) -> Paged<'a, T> {
         Paged {
             store,
+            pinned: None,
             sql,
             after: Some(first),
             buffer: Vec::new().into_iter(),
             decode,
         }
+    }
+}
+
+impl<T> Paged<'_, T> {
+    /// The same list, read in `pinned`'s snapshot.
+    pub(super) fn in_snapshot(mut self, pinned: &Arc<Pinned>) -> Self {
+        self.pinned = Some(pinned.clone());
+        self
     }
 }
 
@@ -105,12 +181,20 @@ impl<T: Send + 'static> Iterator for Paged<'_, T> {
         let after = self.after.take()?;
         let sql = self.sql;
         let decode = self.decode;
-        let page = self.store.with(move |c| async move {
-            let stmt = c.prepare_cached(sql).await.map_err(db_error)?;
-            let rows = c.query(&stmt, &[&after]).await.map_err(db_error)?;
+        let rows = match self.pinned.clone() {
+            None => self.store.with(move |c| async move {
+                let rows = query(&c, sql, &[&after]).await?;
+                Ok((rows, after))
+            }),
+            Some(pinned) => self.store.block(async move {
+                let rows = pinned.query(sql, &[&after]).await?;
+                Ok((rows, after))
+            }),
+        };
+        let page = rows.map(|(rows, after)| {
             let last = rows.last().map(|r| row_key(r, &after));
             let items: Vec<Result<T, StoreError>> = rows.iter().map(decode).collect();
-            Ok((items, last))
+            (items, last)
         });
         match page {
             Err(e) => Some(Err(e)),

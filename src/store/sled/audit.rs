@@ -1,6 +1,7 @@
 //! The audit log: appending, paging backwards, and pruning the oldest.
 
 use super::codec::{audit_at_ms, bounded_event, decode, encode};
+use super::snapshot::Kept;
 use super::SledStore;
 use crate::model::AuditEvent;
 use crate::store::{AuditPage, StoreError};
@@ -12,6 +13,8 @@ impl SledStore {
         // Audit ids come from sled's monotonic counter, so the key order is
         // the order of writing, and so (clock steps aside) of `at_ms`.
         let id = t.db.generate_id()?;
+        let w = self.shared.snapshots.write();
+        w.before(Kept::Audit, &t.audit, &id.to_be_bytes())?;
         t.audit
             .insert(id.to_be_bytes(), encode(&bounded_event(event))?)?;
         Ok(())
@@ -60,16 +63,22 @@ impl SledStore {
         let t = self.trees()?;
         let mut batch = sled::Batch::default();
         let mut removed = 0;
+        let mut keys = Vec::new();
         for item in t.audit.iter().take(max) {
             let (k, v) = item?;
             // `at_ms` is the record's first field: no need to decode the rest.
             if audit_at_ms(&v)? >= cutoff_ms {
                 break;
             }
-            batch.remove(k);
+            batch.remove(k.clone());
+            keys.push(k);
             removed += 1;
         }
         if removed > 0 {
+            let w = self.shared.snapshots.write();
+            for k in &keys {
+                w.before(Kept::Audit, &t.audit, k)?;
+            }
             t.audit.apply_batch(batch)?;
         }
         Ok(removed)

@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use super::codec::{decode, encode};
+use super::snapshot::Kept;
 use super::trees::{expiry_key, read_count, CERT_COUNT_KEY};
 use super::SledStore;
 use crate::model::{CertRecord, Serial};
@@ -13,6 +14,8 @@ impl SledStore {
     pub(super) fn insert_new_cert(&self, rec: &CertRecord) -> Result<(), StoreError> {
         let value = encode(rec)?;
         let t = self.trees()?;
+        let w = self.shared.snapshots.write();
+        w.before(Kept::Certs, &t.certs, &rec.serial.0)?;
         if t.certs
             .compare_and_swap(rec.serial.0, None as Option<&[u8]>, Some(value))?
             .is_err()
@@ -59,6 +62,8 @@ impl SledStore {
                 return Ok(None);
             }
             let new = encode(&rec)?;
+            let w = self.shared.snapshots.write();
+            w.before(Kept::Certs, &t.certs, &serial.0)?;
             if t.certs
                 .compare_and_swap(serial.0, Some(old), Some(new))?
                 .is_ok()

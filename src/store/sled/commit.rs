@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 
 use super::codec::{bounded_event, decode, encode};
 use super::recovery;
+use super::snapshot::{Kept, Snapshots};
 use super::trees::{expiry_key, flush, read_count, Shared, Trees, CERT_COUNT_KEY};
 use crate::model::{CertRecord, CertStatus, Order, Serial};
 use crate::store::{Issuance, IssueOutcome, OrderCheck, OrderWrite, StoreError};
@@ -165,7 +166,7 @@ fn write_batch(shared: &Shared, issues: &[PreparedIssuance]) -> Result<Outcomes,
         let outcomes = if issues.is_empty() {
             Ok(Vec::new())
         } else {
-            write_issuances(&trees, issues)
+            write_issuances(&trees, &shared.snapshots, issues)
         };
         // Flushed even after a failed transaction, so that the failure is
         // sled's to report for the whole batch.
@@ -251,12 +252,26 @@ struct Tx<'a> {
 type Step<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
 /// One transaction for the whole batch; each issuance gets its own outcome.
-fn write_issuances(trees: &Trees, issues: &[PreparedIssuance]) -> Result<Outcomes, StoreError> {
+fn write_issuances(
+    trees: &Trees,
+    snapshots: &Snapshots,
+    issues: &[PreparedIssuance],
+) -> Result<Outcomes, StoreError> {
     // Ids are taken outside the transaction, which may run more than once.
     let audit_ids = issues
         .iter()
         .map(|_| trees.db.generate_id())
         .collect::<Result<Vec<u64>, _>>()?;
+    // Every key the batch may change, kept for an open snapshot.
+    let w = snapshots.write();
+    for (job, audit_id) in issues.iter().zip(&audit_ids) {
+        w.before(Kept::Certs, &trees.certs, &job.serial.0)?;
+        w.before(Kept::Orders, &trees.orders, job.order_id.as_bytes())?;
+        w.before(Kept::Audit, &trees.audit, &audit_id.to_be_bytes())?;
+        if let Some(old) = job.link_renewal {
+            w.before(Kept::Certs, &trees.certs, &old.0)?;
+        }
+    }
     let res = (
         &trees.certs,
         &trees.orders,

@@ -45,6 +45,7 @@ mod orders;
 mod profiles;
 mod recovery;
 mod revocation;
+mod snapshot;
 mod tokens;
 mod trees;
 
@@ -62,6 +63,7 @@ use crate::store::{
     AuditPage, BoxFuture, BoxIter, Exclusive, ExclusiveGuard, Issuance, IssueOutcome,
     PendingIssuance, RevokedEntry, Store, StoreError, StoreEvent, StoreHealth, StoredCrl,
 };
+use snapshot::Kept;
 use trees::{open_trees, Shared, Trees};
 
 /// The sled store; the crate sees it only as `dyn Store`.
@@ -98,6 +100,7 @@ impl SledStore {
             pending: Arc::new(AtomicUsize::new(0)),
             cert_count: AtomicU64::new(count),
             health: health::Health::default(),
+            snapshots: snapshot::Snapshots::default(),
         });
         let (tx, rx) = mpsc::channel::<commit::Job>();
         let committer_shared = shared.clone();
@@ -405,8 +408,10 @@ impl Store for SledStore {
     }
     fn put_email_validation(&self, rec: &EmailValidation) -> Result<(), StoreError> {
         let key = crate::store::email_validation_key(&rec.cvr, &rec.address);
-        self.trees()?
-            .email_validations
+        let t = self.trees()?;
+        let w = self.shared.snapshots.write();
+        w.before(Kept::EmailValidations, &t.email_validations, key.as_bytes())?;
+        t.email_validations
             .insert(key.as_bytes(), codec::encode(rec)?)?;
         Ok(())
     }
@@ -425,9 +430,10 @@ impl Store for SledStore {
         self.values(|t| &t.email_validations, codec::decode)
     }
     fn insert_new_person(&self, p: &Person) -> Result<bool, StoreError> {
-        Ok(self
-            .trees()?
-            .people
+        let t = self.trees()?;
+        let w = self.shared.snapshots.write();
+        w.before(Kept::People, &t.people, p.key().as_bytes())?;
+        Ok(t.people
             .compare_and_swap(
                 p.key().as_bytes(),
                 None as Option<&[u8]>,
@@ -436,9 +442,10 @@ impl Store for SledStore {
             .is_ok())
     }
     fn put_person(&self, p: &Person) -> Result<(), StoreError> {
-        self.trees()?
-            .people
-            .insert(p.key().as_bytes(), codec::encode(p)?)?;
+        let t = self.trees()?;
+        let w = self.shared.snapshots.write();
+        w.before(Kept::People, &t.people, p.key().as_bytes())?;
+        t.people.insert(p.key().as_bytes(), codec::encode(p)?)?;
         Ok(())
     }
     fn person(&self, key: &str) -> Result<Option<Person>, StoreError> {

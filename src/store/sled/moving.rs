@@ -2,84 +2,98 @@
 
 use std::sync::atomic::Ordering;
 
-use super::codec::{decode, encode};
+use super::codec::{decode, decode_profile, decode_token, encode};
 use super::nodes::CRL_NUMBER_KEY;
 use super::orders::UNMATCHED_CODE_KEY;
+use super::snapshot::Kept;
 use super::trees::{expiry_key, read_count, CERT_COUNT_KEY};
 use super::SledStore;
 use crate::model::CertRecord;
 use crate::store::{BoxIter, Counter, Record, Store, StoreError};
 
 impl SledStore {
+    /// Every record as the store held it at one moment, taken before this
+    /// returns, while writes go on (see `snapshot.rs`).
     pub(super) fn export_all(&self) -> BoxIter<'_, Record> {
-        let held = self.keyed(
-            |t| &t.held,
-            |k, v| {
-                let csr_hash: [u8; 32] = k
-                    .try_into()
-                    .map_err(|_| StoreError::Conflict("malformed held-CSR key".into()))?;
-                Ok(Record::Held {
-                    csr_hash,
-                    order_id: String::from_utf8_lossy(v).into_owned(),
-                })
-            },
-        );
-        let audit = self.keyed(
-            |t| &t.audit,
-            |k, v| {
-                let id = <[u8; 8]>::try_from(k)
-                    .map(u64::from_be_bytes)
-                    .map_err(|_| StoreError::Conflict("malformed audit key".into()))?;
-                Ok(Record::Audit {
-                    id,
-                    event: decode(v)?,
-                })
-            },
-        );
-        let tail = std::iter::once(()).flat_map(move |()| {
-            let crls = crate::store::crl_records(self.crls());
-            let counters = self.counters().map(|c| {
-                c.into_iter()
-                    .map(|(name, value)| Record::Counter { name, value })
-            });
-            let counters: Vec<Result<Record, StoreError>> = match counters {
-                Ok(c) => c.map(Ok).collect(),
-                Err(e) => vec![Err(e)],
-            };
-            crls.into_iter().chain(counters)
+        let t = match self.trees() {
+            Ok(t) => t,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        // The CRLs and counters are few: read whole at the start.
+        let (open, (crls, counters)) = self
+            .shared
+            .snapshots
+            .begin(|| (crate::store::crl_records(self.crls()), self.counters()));
+        let snap = open.snapshot.clone();
+        let read = |kept: Kept,
+                    tree: &sled::Tree,
+                    make: fn(&[u8], &[u8]) -> Result<Record, StoreError>| {
+            snap.read(kept, tree)
+                .map(move |item| item.and_then(|(k, v)| make(&k, &v)))
+        };
+        let counters: Vec<Result<Record, StoreError>> = match counters {
+            Ok(c) => c
+                .into_iter()
+                .map(|(name, value)| Ok(Record::Counter { name, value }))
+                .collect(),
+            Err(e) => vec![Err(e)],
+        };
+        // The snapshot stays open until the last record has been read.
+        let close = std::iter::once(open).filter_map(|open| {
+            drop(open);
+            None
         });
         Box::new(
-            Store::certs(self)
-                .map(|r| r.map(Record::Cert))
-                .chain(Store::revoked_entries(self).map(|r| r.map(Record::Revoked)))
-                .chain(Store::orgs(self).map(|r| r.map(Record::Org)))
-                .chain(Store::profiles(self).map(|r| r.map(Record::Profile)))
-                .chain(Store::orders(self).map(|r| r.map(Record::Order)))
-                .chain(held)
-                .chain(
-                    Store::tokens(self).map(|r| r.map(|(hash, rec)| Record::Token { hash, rec })),
-                )
-                .chain(Store::notifications(self).map(|r| r.map(Record::Notification)))
-                .chain(Store::email_validations(self).map(|r| r.map(Record::EmailValidation)))
-                .chain(Store::people(self).map(|r| r.map(Record::Person)))
-                .chain(audit)
-                .chain(tail),
+            read(Kept::Certs, &t.certs, |_, v| decode(v).map(Record::Cert))
+                .chain(read(Kept::Revoked, &t.revoked, |_, v| {
+                    decode(v).map(Record::Revoked)
+                }))
+                .chain(read(Kept::Orgs, &t.orgs, |_, v| decode(v).map(Record::Org)))
+                .chain(read(Kept::Profiles, &t.profiles, |_, v| {
+                    decode_profile(v).map(Record::Profile)
+                }))
+                .chain(read(Kept::Orders, &t.orders, |_, v| {
+                    decode(v).map(Record::Order)
+                }))
+                .chain(read(Kept::Held, &t.held, |k, v| {
+                    let csr_hash: [u8; 32] = k
+                        .try_into()
+                        .map_err(|_| StoreError::Conflict("malformed held-CSR key".into()))?;
+                    Ok(Record::Held {
+                        csr_hash,
+                        order_id: String::from_utf8_lossy(v).into_owned(),
+                    })
+                }))
+                .chain(read(Kept::Tokens, &t.tokens, |k, v| {
+                    Ok(Record::Token {
+                        hash: SledStore::hash_key(k, "token")?,
+                        rec: decode_token(v)?,
+                    })
+                }))
+                .chain(read(Kept::Outbox, &t.outbox, |_, v| {
+                    decode(v).map(Record::Notification)
+                }))
+                .chain(read(
+                    Kept::EmailValidations,
+                    &t.email_validations,
+                    |_, v| decode(v).map(Record::EmailValidation),
+                ))
+                .chain(read(Kept::People, &t.people, |_, v| {
+                    decode(v).map(Record::Person)
+                }))
+                .chain(read(Kept::Audit, &t.audit, |k, v| {
+                    let id = <[u8; 8]>::try_from(k)
+                        .map(u64::from_be_bytes)
+                        .map_err(|_| StoreError::Conflict("malformed audit key".into()))?;
+                    Ok(Record::Audit {
+                        id,
+                        event: decode(v)?,
+                    })
+                }))
+                .chain(crls)
+                .chain(counters)
+                .chain(close),
         )
-    }
-
-    /// Every entry of a tree, turned into a record by `make`.
-    fn keyed(
-        &self,
-        tree: fn(&super::trees::Trees) -> &sled::Tree,
-        make: fn(&[u8], &[u8]) -> Result<Record, StoreError>,
-    ) -> BoxIter<'static, Record> {
-        match self.trees() {
-            Ok(t) => Box::new(tree(&t).iter().map(move |item| {
-                let (k, v) = item?;
-                make(&k, &v)
-            })),
-            Err(e) => Box::new(std::iter::once(Err(e))),
-        }
     }
 
     fn counters(&self) -> Result<Vec<(Counter, u64)>, StoreError> {

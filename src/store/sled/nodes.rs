@@ -61,6 +61,7 @@ impl SledStore {
             Some(v) => decode::<StoredCrl>(&v)?.number,
             None => 0,
         };
+        let _w = self.shared.snapshots.write();
         let v = t.meta.update_and_fetch(CRL_NUMBER_KEY, |v| {
             let next = read_count(v).max(stored) + 1;
             Some(next.to_be_bytes().to_vec())

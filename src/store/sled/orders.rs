@@ -2,6 +2,7 @@
 //! outbox. Issuance itself (certificate and order in one write) is in `commit.rs`.
 
 use super::codec::{decode, decode_token, encode};
+use super::snapshot::Kept;
 use super::trees::read_count;
 use super::SledStore;
 use crate::model::{Notification, Order, TokenRecord};
@@ -18,9 +19,10 @@ impl SledStore {
     /// Inserts a new order; `Ok(false)` if the reference number is taken.
     pub(super) fn insert_new_order(&self, order: &Order) -> Result<bool, StoreError> {
         let v = encode(order)?;
-        Ok(self
-            .trees()?
-            .orders
+        let t = self.trees()?;
+        let w = self.shared.snapshots.write();
+        w.before(Kept::Orders, &t.orders, order.id.as_bytes())?;
+        Ok(t.orders
             .compare_and_swap(order.id.as_bytes(), None as Option<&[u8]>, Some(v))?
             .is_ok())
     }
@@ -49,6 +51,8 @@ impl SledStore {
                 return Ok(Some(None));
             }
             let new = encode(&order)?;
+            let w = self.shared.snapshots.write();
+            w.before(Kept::Orders, &t.orders, id.as_bytes())?;
             if t.orders
                 .compare_and_swap(id.as_bytes(), Some(old), Some(new))?
                 .is_ok()
@@ -61,12 +65,11 @@ impl SledStore {
     /// Counts a code presented for no order with an outstanding code
     /// (durable with the next commit); returns the new count.
     pub(super) fn count_unmatched_code(&self) -> Result<u64, StoreError> {
-        let v = self
-            .trees()?
-            .meta
-            .update_and_fetch(UNMATCHED_CODE_KEY, |v| {
-                Some((read_count(v) + 1).to_be_bytes().to_vec())
-            })?;
+        let t = self.trees()?;
+        let _w = self.shared.snapshots.write();
+        let v = t.meta.update_and_fetch(UNMATCHED_CODE_KEY, |v| {
+            Some((read_count(v) + 1).to_be_bytes().to_vec())
+        })?;
         Ok(read_count(v.as_deref()))
     }
 
@@ -79,7 +82,10 @@ impl SledStore {
 
     /// Remembers the order that holds a CSR (approval-required enrolment).
     pub(super) fn put_held(&self, csr_hash: &[u8; 32], order_id: &str) -> Result<(), StoreError> {
-        self.trees()?.held.insert(csr_hash, order_id.as_bytes())?;
+        let t = self.trees()?;
+        let w = self.shared.snapshots.write();
+        w.before(Kept::Held, &t.held, csr_hash)?;
+        t.held.insert(csr_hash, order_id.as_bytes())?;
         Ok(())
     }
 
@@ -93,7 +99,10 @@ impl SledStore {
 
     /// Stores an admin token's record under the token's hash.
     pub(super) fn put_token(&self, hash: &[u8; 32], rec: &TokenRecord) -> Result<(), StoreError> {
-        self.trees()?.tokens.insert(hash, encode(rec)?)?;
+        let t = self.trees()?;
+        let w = self.shared.snapshots.write();
+        w.before(Kept::Tokens, &t.tokens, hash)?;
+        t.tokens.insert(hash, encode(rec)?)?;
         Ok(())
     }
 
@@ -110,15 +119,18 @@ impl SledStore {
         let t = self.trees()?;
         let id = t.db.generate_id()?;
         n.id = id;
+        let w = self.shared.snapshots.write();
+        w.before(Kept::Outbox, &t.outbox, &id.to_be_bytes())?;
         t.outbox.insert(id.to_be_bytes(), encode(&n)?)?;
         Ok(id)
     }
 
     /// Replaces a notification (delivery bookkeeping).
     pub(super) fn put_notification(&self, n: &Notification) -> Result<(), StoreError> {
-        self.trees()?
-            .outbox
-            .insert(n.id.to_be_bytes(), encode(n)?)?;
+        let t = self.trees()?;
+        let w = self.shared.snapshots.write();
+        w.before(Kept::Outbox, &t.outbox, &n.id.to_be_bytes())?;
+        t.outbox.insert(n.id.to_be_bytes(), encode(n)?)?;
         Ok(())
     }
 }

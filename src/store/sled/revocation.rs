@@ -22,6 +22,7 @@ fn crl_key(generation: u32) -> Vec<u8> {
         [LATER_CRL_PREFIX, generation.to_string().as_bytes()].concat()
     }
 }
+use super::snapshot::Kept;
 use super::SledStore;
 use crate::model::{CertRecord, IllegalTransition, RevocationReason, Serial, UnixSeconds};
 use crate::store::{RevokedEntry, StoreError, StoredCrl};
@@ -35,6 +36,9 @@ impl SledStore {
         at: UnixSeconds,
     ) -> Result<Result<CertRecord, IllegalTransition>, StoreError> {
         let t = self.trees()?;
+        let w = self.shared.snapshots.write();
+        w.before(Kept::Certs, &t.certs, &serial.0)?;
+        w.before(Kept::Revoked, &t.revoked, &serial.0)?;
         let res = (&t.certs, &t.revoked).transaction(|(certs, revoked)| {
             let Some(old) = certs.get(serial.0)? else {
                 return Err(ConflictableTransactionError::Abort(StoreError::Conflict(
@@ -78,9 +82,9 @@ impl SledStore {
     /// Replaces the stored CRL of CA generation `generation` (durable with
     /// the next commit).
     pub(super) fn put_crl(&self, generation: u32, crl: &StoredCrl) -> Result<(), StoreError> {
-        self.trees()?
-            .meta
-            .insert(crl_key(generation), encode(crl)?)?;
+        let t = self.trees()?;
+        let _w = self.shared.snapshots.write();
+        t.meta.insert(crl_key(generation), encode(crl)?)?;
         Ok(())
     }
 

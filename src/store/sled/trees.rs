@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use super::codec::decode;
 use super::health::Health;
+use super::snapshot::Snapshots;
 use super::{labels, migrate};
 use crate::model::{CertRecord, Serial};
 use crate::store::StoreError;
@@ -74,6 +75,8 @@ pub(super) struct Shared {
     /// Stored certificates; mirrors `meta/cert_count`.
     pub(super) cert_count: AtomicU64,
     pub(super) health: Health,
+    /// Open snapshots (a backup or copy under way), which writes keep for.
+    pub(super) snapshots: Snapshots,
 }
 
 impl Shared {
