@@ -4,8 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use der::asn1::Uint;
-use der::Encode;
-use x509_cert::crl::{CertificateList, RevokedCert, TbsCertList};
+use x509_cert::crl::{RevokedCert, TbsCertList};
 use x509_cert::ext::pkix::CrlNumber;
 use x509_cert::ext::Extension;
 use x509_cert::serial_number::SerialNumber;
@@ -55,12 +54,6 @@ impl Ca {
             },
             crl_extensions: Some(vec![self.aki.clone(), number_ext]),
         };
-        let signature = self.sign_tbs(&tbs.to_der()?)?;
-        let crl = CertificateList {
-            tbs_cert_list: tbs,
-            signature_algorithm: self.signer.algorithm().clone(),
-            signature,
-        };
-        Ok(crl.to_der()?)
+        self.sign_tbs(&tbs)
     }
 }

@@ -26,7 +26,7 @@ use aws_lc_rs::digest;
 use const_oid::db::rfc5280;
 use const_oid::{AssociatedOid, ObjectIdentifier};
 use der::asn1::{BitString, Ia5String, OctetString};
-use der::{Decode, Encode};
+use der::{Decode, Encode, Header, Length, Tag};
 use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::certificate::{Certificate, TbsCertificate, Version};
 use x509_cert::ext::pkix::certpolicy::PolicyInformation;
@@ -421,10 +421,24 @@ impl Ca {
         self.signer.cost()
     }
 
-    /// Signs `tbs_der` (a certificate's or CRL's TBS) with the issuing CA's key.
-    fn sign_tbs(&self, tbs_der: &[u8]) -> Result<BitString, CaError> {
-        let signature = self.signer.sign(tbs_der)?;
-        Ok(BitString::from_bytes(&signature)?)
+    /// Signs `tbs` (a certificate's or CRL's TBS) with the issuing CA's key
+    /// and gives the signed structure's DER: `SEQUENCE { tbs, algorithm,
+    /// signature }`. Built from the TBS bytes that were signed, so the
+    /// structure is not encoded a second time (a certificate's encoding was
+    /// about a third of the instructions of building it).
+    fn sign_tbs(&self, tbs: &impl Encode) -> Result<Vec<u8>, CaError> {
+        let tbs = tbs.to_der()?;
+        let signature = BitString::from_bytes(&self.signer.sign(&tbs)?)?;
+        let algorithm = self.signer.algorithm();
+        let body_len = ((Length::try_from(tbs.len())? + algorithm.encoded_len()?)?
+            + signature.encoded_len()?)?;
+        let header = Header::new(Tag::Sequence, body_len)?;
+        let mut der = Vec::with_capacity(usize::try_from((header.encoded_len()? + body_len)?)?);
+        header.encode_to_vec(&mut der)?;
+        der.extend_from_slice(&tbs);
+        algorithm.encode_to_vec(&mut der)?;
+        signature.encode_to_vec(&mut der)?;
+        Ok(der)
     }
 
     /// Signs a certificate for `template` with a fresh serial (see [`new_serial`]).
@@ -490,15 +504,9 @@ impl Ca {
             subject_unique_id: None,
             extensions: Some(extensions),
         };
-        let signature = self.sign_tbs(&tbs.to_der()?)?;
-        let cert = Certificate {
-            tbs_certificate: tbs,
-            signature_algorithm: self.signer.algorithm().clone(),
-            signature,
-        };
         Ok(IssuedCert {
             serial,
-            der: cert.to_der()?,
+            der: self.sign_tbs(&tbs)?,
             not_before: unix(not_before),
             not_after: unix(not_after),
         })
@@ -542,13 +550,7 @@ impl Ca {
             subject_unique_id: None,
             extensions: Some(extensions),
         };
-        let signature = self.sign_tbs(&tbs.to_der()?)?;
-        Ok(Certificate {
-            tbs_certificate: tbs,
-            signature_algorithm: self.signer.algorithm().clone(),
-            signature,
-        }
-        .to_der()?)
+        self.sign_tbs(&tbs)
     }
 }
 
@@ -826,6 +828,8 @@ mod tests {
         assert_eq!(ca.sign_cost(), cost);
         let issued = ca.issue(&leaf_template()).expect("issue");
         let cert = Certificate::from_der(&issued.der).expect("parse");
+        // Assembled from the signed TBS bytes: the same DER as the structure's own encoding.
+        assert_eq!(cert.to_der().expect("encode"), issued.der);
         assert_eq!(cert.tbs_certificate.issuer, ca_cert.tbs_certificate.subject);
         assert_eq!(cert.signature_algorithm, cert.tbs_certificate.signature);
         assert_eq!(
@@ -839,7 +843,9 @@ mod tests {
         let crl = ca
             .sign_crl(1, now, now + Duration::from_secs(3600), &[])
             .expect("CRL");
-        let crl = x509_cert::crl::CertificateList::from_der(&crl).expect("parse CRL");
+        let crl_der = crl;
+        let crl = x509_cert::crl::CertificateList::from_der(&crl_der).expect("parse CRL");
+        assert_eq!(crl.to_der().expect("encode"), crl_der);
         let tbs = crl.tbs_cert_list.to_der().expect("tbs");
         verifies_under(&ca_cert, verify, &tbs, &crl.signature);
     }

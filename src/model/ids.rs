@@ -234,11 +234,17 @@ impl Serial {
 }
 
 impl fmt::Display for Serial {
+    /// 32 upper-case hex digits, written at once: a serial is printed in
+    /// every request's log line and audit record.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02X}")?;
+        const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+        let mut hex = [0u8; 32];
+        for (pair, b) in hex.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0x0f)];
         }
-        Ok(())
+        // Only ASCII digits were written.
+        f.write_str(std::str::from_utf8(&hex).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -326,6 +332,14 @@ mod tests {
     fn serial_hex_round_trip() {
         let s = Serial([0x4a; 16]);
         assert_eq!(Serial::from_hex(&s.to_string()), Some(s));
+        let mut bytes = [0u8; 16];
+        bytes[0] = 0x01;
+        bytes[1] = 0xf0;
+        bytes[15] = 0x9c;
+        assert_eq!(
+            Serial(bytes).to_string(),
+            "01F0000000000000000000000000009C"
+        );
         assert_eq!(Serial::from_hex("zz"), None);
         let lower = s.to_string().to_ascii_lowercase();
         assert_eq!(Serial::from_hex(&lower), Some(s));
