@@ -133,11 +133,16 @@ EOF
         index(line, "???:estd::store::sled::commit::run [") { committer += count($1) }
         index(line, "???:tokio::runtime::scheduler::multi_thread::worker::run [") { workers += count($1) }
         END {
+            # A renamed function would silently count as zero.
+            if (!total || !verify || !issue || !sign || !store || !committer || !workers) {
+                print "a function this script counts by name was not found" > "/dev/stderr"
+                exit 1
+            }
             other = total - workers - committer
             rest = workers - verify - issue - store
             printf "total=%d\ncsr-verify=%d\ncert-build=%d\ncert-sign=%d\nstore-request=%d\ncommitter=%d\nother-threads=%d\nrest=%d\n",
                 total / n, verify / n, (issue - sign) / n, sign / n, store / n, committer / n, other / n, rest / n
-        }' annotate.txt >counts
+        }' annotate.txt >counts || { log "see $dir/annotate.txt"; KEEP=1; exit 1; }
     cd "$WORK"
 }
 

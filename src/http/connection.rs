@@ -1,6 +1,7 @@
 //! One connection's context, shared by the requests made over it.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use rustls::pki_types::CertificateDer;
@@ -18,6 +19,8 @@ pub struct Connection {
     verified: OnceLock<Result<ClientCert, CertRejection>>,
     fingerprint: Option<[u8; 32]>,
     channel_binding: ChannelBinding,
+    /// An answer went out with its request's body unread.
+    body_left_unread: AtomicBool,
 }
 
 impl Connection {
@@ -30,6 +33,7 @@ impl Connection {
             verified: OnceLock::new(),
             fingerprint: None,
             channel_binding: ChannelBinding::Unavailable,
+            body_left_unread: AtomicBool::new(false),
         }
     }
 
@@ -54,6 +58,7 @@ impl Connection {
             verified: OnceLock::new(),
             fingerprint,
             channel_binding: ChannelBinding::of(session),
+            body_left_unread: AtomicBool::new(false),
         }
     }
 
@@ -70,6 +75,18 @@ impl Connection {
     /// SHA-256 of the client certificate's DER, if the client sent one.
     pub fn cert_fingerprint(&self) -> Option<&[u8; 32]> {
         self.fingerprint.as_ref()
+    }
+
+    /// Notes that an answer was sent with its request's body unread: the
+    /// connection then closes, and must read the rest away before it does
+    /// (see `server::connection`).
+    pub fn leave_body_unread(&self) {
+        self.body_left_unread.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether an answer went out with its request's body unread.
+    pub fn body_left_unread(&self) -> bool {
+        self.body_left_unread.load(Ordering::Relaxed)
     }
 
     /// The connection's TLS channel binding, read once after the handshake,

@@ -105,10 +105,14 @@ pub async fn answer(
     let body_read = BodyRead::default();
     let body_expected = !req.body().is_end_stream();
     req.extensions_mut().insert(body_read.clone());
-    let mut resp = router.serve(req, conn).instrument(span.clone()).await;
+    let mut resp = router
+        .serve(req, conn.clone())
+        .instrument(span.clone())
+        .await;
     // Answered with the body unread (refused early: 413, 415, 401, 429...):
     // hyper closes such a connection rather than read on, so say so.
     if body_expected && !body_read.complete() {
+        conn.leave_body_unread();
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use hyper::server::conn::http1;
@@ -102,6 +103,7 @@ async fn serve_http<I>(
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let remote = conn.remote;
+    let closing_conn = conn.clone();
     let activity = Activity::new();
     let io = TokioIo::new(Tracked::new(io, activity.clone()));
     let mut watchdog = Watchdog::new(activity.clone(), &shared.cfg);
@@ -111,7 +113,9 @@ async fn serve_http<I>(
         let shared = shared.clone();
         let conn = conn.clone();
         let in_flight = tracker.begin();
-        async move {
+        // Boxed, so that the connection is Unpin and its I/O can be taken
+        // back when hyper is done (see `close`).
+        Box::pin(async move {
             let resp = crate::http::answer(
                 shared.name,
                 &shared.metrics.requests,
@@ -122,25 +126,25 @@ async fn serve_http<I>(
             .await;
             drop(in_flight);
             Ok::<_, Infallible>(resp)
-        }
+        })
     });
-    let connection = builder.serve_connection(io, service);
-    tokio::pin!(connection);
+    let mut connection = builder.serve_connection(io, service);
     if *shutdown.borrow() {
-        connection.as_mut().graceful_shutdown();
+        Pin::new(&mut connection).graceful_shutdown();
         watchdog.shutting_down();
     }
     loop {
         let deadline = watchdog.deadline();
         tokio::select! {
-            r = connection.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(%remote, error = %e, "connection ended with an error");
+            r = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => {
+                match r {
+                    Ok(()) => close(connection.into_parts().io.into_inner(), &closing_conn).await,
+                    Err(e) => tracing::debug!(%remote, error = %e, "connection ended with an error"),
                 }
                 return;
             }
             _ = shutdown.changed(), if !watchdog.closing() => {
-                connection.as_mut().graceful_shutdown();
+                Pin::new(&mut connection).graceful_shutdown();
                 watchdog.shutting_down();
             }
             // A request finished: the deadline moves.
@@ -150,7 +154,7 @@ async fn serve_http<I>(
                     Verdict::Wait => {}
                     Verdict::CloseIdle => {
                         tracing::debug!(%remote, "closing an idle connection");
-                        connection.as_mut().graceful_shutdown();
+                        Pin::new(&mut connection).graceful_shutdown();
                     }
                     Verdict::Drop => {
                         tracing::debug!(%remote, "request head or shutdown timed out; dropping the connection");
@@ -159,6 +163,49 @@ async fn serve_http<I>(
                 }
             }
         }
+    }
+}
+
+/// Most of an unread request body read away before a connection closes.
+const LINGER_BYTES: u64 = 1024 * 1024;
+
+/// Longest that reading away takes, and longest the close itself may wait
+/// for a slow peer.
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Closes a connection hyper is done with: TLS close_notify and the TCP
+/// write side. When an answer went out with its request body unread (an
+/// early 413, 415 or 401), the rest of that body is then read and thrown
+/// away, up to [`LINGER_BYTES`] or [`LINGER_TIME`]: closing a socket with
+/// unread data makes the kernel send a reset, and a client still sending
+/// its body (curl, for one) then fails with a broken pipe instead of
+/// reading the answer it was sent.
+async fn close<I>(mut io: I, conn: &Connection)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let remote = conn.remote;
+    let deadline = Instant::now() + LINGER_TIME;
+    if let Err(e) = tokio::time::timeout_at(deadline, io.shutdown())
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut)))
+    {
+        tracing::debug!(%remote, error = %e, "closing the connection failed");
+        return;
+    }
+    if !conn.body_left_unread() {
+        return;
+    }
+    let mut rest = (&mut io).take(LINGER_BYTES);
+    match tokio::time::timeout_at(deadline, tokio::io::copy(&mut rest, &mut tokio::io::sink()))
+        .await
+    {
+        Ok(Ok(n)) => tracing::debug!(%remote, bytes = n, "read away the unread request body"),
+        Ok(Err(e)) => {
+            tracing::debug!(%remote, error = %e, "reading away the unread request body failed")
+        }
+        Err(_) => tracing::debug!(%remote, "reading away the unread request body took too long"),
     }
 }
 

@@ -209,6 +209,49 @@ async fn a_silent_new_connection_is_closed_after_the_first_byte_timeout() {
     ts.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_client_still_sending_its_refused_body_gets_the_answer_not_a_reset() {
+    // curl sends a body while the answer comes back: the 413 for a body over
+    // the limit is sent before the body is read. Closing a socket with
+    // unread data resets the connection, and the client's next write fails
+    // (curl: "Send failure: Broken pipe") instead of reading the answer.
+    let dir = tempfile::tempdir().expect("tmp");
+    let ts = TestServer::start(dir.path()).await;
+    const CHUNK: usize = 16 * 1024;
+    const CHUNKS: usize = 16;
+    let mut tls = tls_connect(ts.server.est_addr, &ts.root_der(), None, false).await;
+    let head = format!(
+        "POST {ENROLL} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/pkcs10\r\nContent-Length: {}\r\n\r\n",
+        CHUNK * CHUNKS
+    );
+    tls.write_all(head.as_bytes()).await.expect("head");
+    let chunk = vec![b'A'; CHUNK];
+    tls.write_all(&chunk).await.expect("the first chunk");
+    tls.flush().await.expect("flush");
+    let answer = read_head(&mut tls).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\r\nConnection: close\r\n"), "{answer}");
+    // The rest of the body, after the answer and the server's close: each
+    // write must still be taken (paced, so that a reset would be back).
+    for i in 1..CHUNKS {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let written = async {
+            tls.write_all(&chunk).await?;
+            tls.flush().await
+        }
+        .await;
+        assert!(written.is_ok(), "chunk {i} of the body: {written:?}");
+    }
+    // Then the answer's body and an orderly end, not a reset.
+    let mut rest = Vec::new();
+    let end = tokio::time::timeout(GUARD, tls.read_to_end(&mut rest))
+        .await
+        .expect("the end of the answer");
+    assert!(end.is_ok(), "the connection ended with {end:?}");
+    assert!(!rest.is_empty(), "the answer's body (a problem document)");
+    ts.shutdown().await;
+}
+
 /// Sends `head` over a fresh TLS connection (no body), and returns the answer's
 /// head and whether the server then closed the connection.
 async fn answer_to_head(addr: SocketAddr, root: &[u8], head: &str) -> (String, bool) {
