@@ -55,17 +55,11 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-ESTD=$TARGET/release/estd
-BENCH=$TARGET/release/estd-bench
-log() { echo "compare-engines: $*" >&2; }
+NAME=compare-engines
+# shellcheck source=bench/common.sh
+. "$(dirname "$0")/common.sh"
 
-if [ "$BUILD" = 1 ]; then
-    log "building release (estd, estd-bench)"
-    (cd "$ROOT" && cargo build --release -p estd -p estd-bench)
-fi
-[ -x "$ESTD" ] && [ -x "$BENCH" ] || { log "no $ESTD or $BENCH"; exit 2; }
+build_release
 
 WORK=$(mktemp -d /tmp/estd-compare.XXXXXX)
 chmod 755 "$WORK"
@@ -107,7 +101,6 @@ free_port() {
 }
 
 # field KEY < RESULT-line
-field() { tr ' ' '\n' | sed -n "s/^$1=//p" | head -n 1; }
 
 # --- PostgreSQL ---------------------------------------------------------
 PG_PORT=

@@ -33,19 +33,13 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-ESTD=$TARGET/release/estd
-BENCH=$TARGET/release/estd-bench
-log() { echo "compare-keys: $*" >&2; }
+NAME=compare-keys
+# shellcheck source=bench/common.sh
+. "$(dirname "$0")/common.sh"
 
 MODULE=$(ls /usr/lib/softhsm/libsofthsm2.so /usr/lib/*/softhsm/libsofthsm2.so 2>/dev/null | head -n 1 || true)
 command -v softhsm2-util >/dev/null && [ -n "$MODULE" ] || { log "SoftHSM2 is not installed (apt install softhsm2)"; exit 2; }
-if [ "$BUILD" = 1 ]; then
-    log "building release (estd, estd-bench)"
-    (cd "$ROOT" && cargo build --release -p estd -p estd-bench)
-fi
-[ -x "$ESTD" ] && [ -x "$BENCH" ] || { log "no $ESTD or $BENCH"; exit 2; }
+build_release
 
 WORK=$(mktemp -d /tmp/estd-keys.XXXXXX)
 SERVER_PID=
@@ -68,7 +62,6 @@ free_port() {
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
     done
 }
-field() { tr ' ' '\n' | sed -n "s/^$1=//p" | head -n 1; }
 
 export ESTD_BENCH_TOKEN_PIN=bench-pin-4711
 declare -A R

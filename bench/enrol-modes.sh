@@ -46,17 +46,11 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-ESTD=$TARGET/release/estd
-BENCH=$TARGET/release/estd-bench
-log() { echo "enrol-modes: $*" >&2; }
+NAME=enrol-modes
+# shellcheck source=bench/common.sh
+. "$(dirname "$0")/common.sh"
 
-if [ "$BUILD" = 1 ]; then
-    log "building release (estd, estd-bench)"
-    (cd "$ROOT" && cargo build --release -p estd -p estd-bench)
-fi
-[ -x "$ESTD" ] && [ -x "$BENCH" ] || { log "no $ESTD or $BENCH"; exit 2; }
+build_release
 if [ -n "$BASELINE" ]; then
     [ -x "$BASELINE" ] || { log "no baseline $BASELINE"; exit 2; }
     # Absolute: the servers run in their own directories.
@@ -74,7 +68,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-field() { tr ' ' '\n' | sed -n "s/^$1=//p" | head -n 1; }
 
 cd "$WORK"
 stop_server() {
@@ -96,28 +89,13 @@ start_server() {
     local bin=$1 dir=$2
     mkdir -p "$dir"
     cd "$dir"
-    cat >bench.toml <<EOF
-[server]
-est_listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-[revocation]
-http_listen = "127.0.0.1:0"
-[rate_limit.client]
-enabled = false
-[rate_limit.label]
-enabled = false
-[log]
-filter = "warn"
-EOF
+    bench_config bench.toml
     "$bin" --config bench.toml init >init.log 2>&1 || { log "estd init failed"; cat init.log >&2; exit 1; }
     "$bin" --config bench.toml serve >serve.log 2>&1 &
     SERVER_PID=$!
-    # The ports are the kernel's choice (port 0), read from estd's banner:
-    # "estd: listening est=127.0.0.1:P admin=127.0.0.1:P public=127.0.0.1:P".
-    local i=0 banner=
-    until banner=$(grep -m1 '^estd: listening ' serve.log 2>/dev/null) &&
-        EST=$(sed -n 's/.* est=[0-9.]*:\([0-9]*\).*/\1/p' <<<"$banner") &&
-        ADMIN=$(sed -n 's/.* admin=[0-9.]*:\([0-9]*\).*/\1/p' <<<"$banner") &&
+    # The ports are the kernel's choice (port 0), read from estd's banner.
+    local i=0
+    until EST=$(listening_port est serve.log) && ADMIN=$(listening_port admin serve.log) &&
         [ -n "$EST" ] && [ -n "$ADMIN" ] &&
         curl -sf --cacert certs/root-ca.pem --resolve "localhost:$ADMIN:127.0.0.1" \
             "https://localhost:$ADMIN/readyz" >/dev/null 2>&1; do

@@ -47,19 +47,13 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-ESTD=$TARGET/release/estd
-BENCH=$TARGET/release/estd-bench
-log() { echo "instructions: $*" >&2; }
+NAME=instructions
+# shellcheck source=bench/common.sh
+. "$(dirname "$0")/common.sh"
 
 command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null ||
     { log "needs valgrind (callgrind_annotate, callgrind_control)"; exit 2; }
-if [ "$BUILD" = 1 ]; then
-    log "building release (estd, estd-bench)"
-    (cd "$ROOT" && cargo build --release -p estd -p estd-bench)
-fi
-[ -x "$ESTD" ] && [ -x "$BENCH" ] || { log "no $ESTD or $BENCH"; exit 2; }
+build_release
 if [ -n "$BASELINE" ]; then
     [ -x "$BASELINE" ] || { log "no baseline $BASELINE"; exit 2; }
     BASELINE=$(cd "$(dirname "$BASELINE")" && pwd)/$(basename "$BASELINE")
@@ -81,26 +75,13 @@ measure() {
     local bin=$1 dir=$2
     mkdir -p "$dir"
     cd "$dir"
-    cat >bench.toml <<EOF
-[server]
-est_listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-[revocation]
-http_listen = "127.0.0.1:0"
-[rate_limit.client]
-enabled = false
-[rate_limit.label]
-enabled = false
-[log]
-filter = "warn"
-EOF
+    bench_config bench.toml
     "$bin" --config bench.toml init >init.log 2>&1 || { log "estd init failed"; cat init.log >&2; exit 1; }
     valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
         "$bin" --config bench.toml serve >serve.log 2>&1 &
     SERVER_PID=$!
-    local i=0 banner= est=
-    until banner=$(grep -m1 '^estd: listening ' serve.log 2>/dev/null) &&
-        est=$(sed -n 's/.* est=[0-9.]*:\([0-9]*\).*/\1/p' <<<"$banner") && [ -n "$est" ]; do
+    local i=0 est=
+    until est=$(listening_port est serve.log) && [ -n "$est" ]; do
         i=$((i + 1))
         if [ $i -gt 1200 ] || ! kill -0 "$SERVER_PID" 2>/dev/null; then
             log "estd did not start under callgrind"; cat serve.log >&2; exit 1

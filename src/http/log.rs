@@ -53,7 +53,20 @@ fn request_id(headers: &HeaderMap) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
         })
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+        .unwrap_or_else(new_request_id)
+}
+
+/// A random (version 4) UUID from aws-lc's generator, which runs in user
+/// space: `Uuid::new_v4` asks the kernel (a `getrandom` call) every time,
+/// once per request.
+fn new_request_id() -> String {
+    let mut bytes = [0u8; 16];
+    match aws_lc_rs::rand::fill(&mut bytes) {
+        Ok(()) => uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .to_string(),
+        Err(_) => uuid::Uuid::new_v4().to_string(),
+    }
 }
 
 /// A problem document with the request's id added as `requestId`; any
@@ -150,4 +163,26 @@ pub async fn answer(
         )
     });
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_made_request_id_is_a_random_uuid() {
+        let a = uuid::Uuid::parse_str(&new_request_id()).expect("a UUID");
+        assert_eq!(a.get_version(), Some(uuid::Version::Random));
+        assert_eq!(a.get_variant(), uuid::Variant::RFC4122);
+        assert_ne!(new_request_id(), new_request_id());
+    }
+
+    #[test]
+    fn a_clients_request_id_is_kept_if_it_is_short_and_plain() {
+        let mut headers = HeaderMap::new();
+        headers.insert(&X_REQUEST_ID, HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&headers), "abc-123");
+        headers.insert(&X_REQUEST_ID, HeaderValue::from_static("a b"));
+        assert!(uuid::Uuid::parse_str(&request_id(&headers)).is_ok());
+    }
 }
