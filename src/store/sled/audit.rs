@@ -13,8 +13,10 @@ impl SledStore {
         // Audit ids come from sled's monotonic counter, so the key order is
         // the order of writing, and so (clock steps aside) of `at_ms`.
         let id = t.db.generate_id()?;
-        let w = self.shared.snapshots.write();
-        w.before(Kept::Audit, &t.audit, &id.to_be_bytes())?;
+        let _w = self
+            .shared
+            .snapshots
+            .changing(Kept::Audit, &t.audit, &id.to_be_bytes())?;
         t.audit
             .insert(id.to_be_bytes(), encode(&bounded_event(event))?)?;
         Ok(())

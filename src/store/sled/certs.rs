@@ -14,8 +14,10 @@ impl SledStore {
     pub(super) fn insert_new_cert(&self, rec: &CertRecord) -> Result<(), StoreError> {
         let value = encode(rec)?;
         let t = self.trees()?;
-        let w = self.shared.snapshots.write();
-        w.before(Kept::Certs, &t.certs, &rec.serial.0)?;
+        let _w = self
+            .shared
+            .snapshots
+            .changing(Kept::Certs, &t.certs, &rec.serial.0)?;
         if t.certs
             .compare_and_swap(rec.serial.0, None as Option<&[u8]>, Some(value))?
             .is_err()
@@ -62,8 +64,10 @@ impl SledStore {
                 return Ok(None);
             }
             let new = encode(&rec)?;
-            let w = self.shared.snapshots.write();
-            w.before(Kept::Certs, &t.certs, &serial.0)?;
+            let _w = self
+                .shared
+                .snapshots
+                .changing(Kept::Certs, &t.certs, &serial.0)?;
             if t.certs
                 .compare_and_swap(serial.0, Some(old), Some(new))?
                 .is_ok()

@@ -409,8 +409,11 @@ impl Store for SledStore {
     fn put_email_validation(&self, rec: &EmailValidation) -> Result<(), StoreError> {
         let key = crate::store::email_validation_key(&rec.cvr, &rec.address);
         let t = self.trees()?;
-        let w = self.shared.snapshots.write();
-        w.before(Kept::EmailValidations, &t.email_validations, key.as_bytes())?;
+        let _w = self.shared.snapshots.changing(
+            Kept::EmailValidations,
+            &t.email_validations,
+            key.as_bytes(),
+        )?;
         t.email_validations
             .insert(key.as_bytes(), codec::encode(rec)?)?;
         Ok(())
@@ -431,8 +434,10 @@ impl Store for SledStore {
     }
     fn insert_new_person(&self, p: &Person) -> Result<bool, StoreError> {
         let t = self.trees()?;
-        let w = self.shared.snapshots.write();
-        w.before(Kept::People, &t.people, p.key().as_bytes())?;
+        let _w = self
+            .shared
+            .snapshots
+            .changing(Kept::People, &t.people, p.key().as_bytes())?;
         Ok(t.people
             .compare_and_swap(
                 p.key().as_bytes(),
@@ -443,8 +448,10 @@ impl Store for SledStore {
     }
     fn put_person(&self, p: &Person) -> Result<(), StoreError> {
         let t = self.trees()?;
-        let w = self.shared.snapshots.write();
-        w.before(Kept::People, &t.people, p.key().as_bytes())?;
+        let _w = self
+            .shared
+            .snapshots
+            .changing(Kept::People, &t.people, p.key().as_bytes())?;
         t.people.insert(p.key().as_bytes(), codec::encode(p)?)?;
         Ok(())
     }

@@ -20,8 +20,10 @@ impl SledStore {
     pub(super) fn insert_new_order(&self, order: &Order) -> Result<bool, StoreError> {
         let v = encode(order)?;
         let t = self.trees()?;
-        let w = self.shared.snapshots.write();
-        w.before(Kept::Orders, &t.orders, order.id.as_bytes())?;
+        let _w = self
+            .shared
+            .snapshots
+            .changing(Kept::Orders, &t.orders, order.id.as_bytes())?;
         Ok(t.orders
             .compare_and_swap(order.id.as_bytes(), None as Option<&[u8]>, Some(v))?
             .is_ok())
@@ -51,8 +53,10 @@ impl SledStore {
                 return Ok(Some(None));
             }
             let new = encode(&order)?;
-            let w = self.shared.snapshots.write();
-            w.before(Kept::Orders, &t.orders, id.as_bytes())?;
+            let _w = self
+                .shared
+                .snapshots
+                .changing(Kept::Orders, &t.orders, id.as_bytes())?;
             if t.orders
                 .compare_and_swap(id.as_bytes(), Some(old), Some(new))?
                 .is_ok()
@@ -83,8 +87,10 @@ impl SledStore {
     /// Remembers the order that holds a CSR (approval-required enrolment).
     pub(super) fn put_held(&self, csr_hash: &[u8; 32], order_id: &str) -> Result<(), StoreError> {
         let t = self.trees()?;
-        let w = self.shared.snapshots.write();
-        w.before(Kept::Held, &t.held, csr_hash)?;
+        let _w = self
+            .shared
+            .snapshots
+            .changing(Kept::Held, &t.held, csr_hash)?;
         t.held.insert(csr_hash, order_id.as_bytes())?;
         Ok(())
     }
@@ -100,8 +106,10 @@ impl SledStore {
     /// Stores an admin token's record under the token's hash.
     pub(super) fn put_token(&self, hash: &[u8; 32], rec: &TokenRecord) -> Result<(), StoreError> {
         let t = self.trees()?;
-        let w = self.shared.snapshots.write();
-        w.before(Kept::Tokens, &t.tokens, hash)?;
+        let _w = self
+            .shared
+            .snapshots
+            .changing(Kept::Tokens, &t.tokens, hash)?;
         t.tokens.insert(hash, encode(rec)?)?;
         Ok(())
     }
@@ -119,8 +127,10 @@ impl SledStore {
         let t = self.trees()?;
         let id = t.db.generate_id()?;
         n.id = id;
-        let w = self.shared.snapshots.write();
-        w.before(Kept::Outbox, &t.outbox, &id.to_be_bytes())?;
+        let _w = self
+            .shared
+            .snapshots
+            .changing(Kept::Outbox, &t.outbox, &id.to_be_bytes())?;
         t.outbox.insert(id.to_be_bytes(), encode(&n)?)?;
         Ok(id)
     }
@@ -128,8 +138,10 @@ impl SledStore {
     /// Replaces a notification (delivery bookkeeping).
     pub(super) fn put_notification(&self, n: &Notification) -> Result<(), StoreError> {
         let t = self.trees()?;
-        let w = self.shared.snapshots.write();
-        w.before(Kept::Outbox, &t.outbox, &n.id.to_be_bytes())?;
+        let _w = self
+            .shared
+            .snapshots
+            .changing(Kept::Outbox, &t.outbox, &n.id.to_be_bytes())?;
         t.outbox.insert(n.id.to_be_bytes(), encode(n)?)?;
         Ok(())
     }

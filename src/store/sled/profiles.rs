@@ -23,8 +23,10 @@ impl SledStore {
     /// Creates or replaces an organisation.
     pub(super) fn put_org(&self, org: &Organisation) -> Result<(), StoreError> {
         let t = self.trees()?;
-        let w = self.shared.snapshots.write();
-        w.before(Kept::Orgs, &t.orgs, org.cvr.as_bytes())?;
+        let _w = self
+            .shared
+            .snapshots
+            .changing(Kept::Orgs, &t.orgs, org.cvr.as_bytes())?;
         t.orgs.insert(org.cvr.as_bytes(), encode(org)?)?;
         Ok(())
     }
@@ -33,8 +35,10 @@ impl SledStore {
     pub(super) fn insert_new_org(&self, org: &Organisation) -> Result<bool, StoreError> {
         let value = encode(org)?;
         let t = self.trees()?;
-        let w = self.shared.snapshots.write();
-        w.before(Kept::Orgs, &t.orgs, org.cvr.as_bytes())?;
+        let _w = self
+            .shared
+            .snapshots
+            .changing(Kept::Orgs, &t.orgs, org.cvr.as_bytes())?;
         Ok(t.orgs
             .compare_and_swap(org.cvr.as_bytes(), None as Option<&[u8]>, Some(value))?
             .is_ok())
@@ -53,8 +57,10 @@ impl SledStore {
         let value = encode(p)?;
         let id = p.id.as_bytes();
         let trees = self.trees()?;
-        let w = self.shared.snapshots.write();
-        w.before(Kept::Profiles, &trees.profiles, id)?;
+        let _w = self
+            .shared
+            .snapshots
+            .changing(Kept::Profiles, &trees.profiles, id)?;
         let res = (&trees.profiles, &trees.labels).transaction(|(profiles, labels)| {
             // The key this profile's label has: folded, unless it is an old
             // label kept under its exact spelling (see labels.rs).
@@ -92,8 +98,10 @@ impl SledStore {
     /// whose follow-up failed). Removing a missing profile does nothing.
     pub(super) fn remove_profile(&self, id: &str) -> Result<(), StoreError> {
         let trees = self.trees()?;
-        let w = self.shared.snapshots.write();
-        w.before(Kept::Profiles, &trees.profiles, id.as_bytes())?;
+        let _w = self
+            .shared
+            .snapshots
+            .changing(Kept::Profiles, &trees.profiles, id.as_bytes())?;
         let res = (&trees.profiles, &trees.labels).transaction(|(profiles, labels)| {
             if let Some(old) = profiles.remove(id.as_bytes())? {
                 let old = decode_profile(&old).map_err(ConflictableTransactionError::Abort)?;

@@ -144,6 +144,20 @@ impl Snapshots {
         }
     }
 
+    /// [`Snapshots::write`] for a write that changes one key: keeps the
+    /// key's value for every open snapshot, and returns the guard to hold
+    /// until the change is made.
+    pub(super) fn changing(
+        &self,
+        kept: Kept,
+        tree: &sled::Tree,
+        key: &[u8],
+    ) -> Result<WriteGuard<'_>, StoreError> {
+        let guard = self.write();
+        guard.before(kept, tree, key)?;
+        Ok(guard)
+    }
+
     /// Opens a snapshot once no write is under way; `at_start` runs then,
     /// with no write under way, for what is read whole at the start.
     pub(super) fn begin<T>(&self, at_start: impl FnOnce() -> T) -> (OpenSnapshot<'_>, T) {
