@@ -77,7 +77,10 @@ measure() {
     cd "$dir"
     bench_config bench.toml
     "$bin" --config bench.toml init >init.log 2>&1 || { log "estd init failed"; cat init.log >&2; exit 1; }
-    valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
+    # --fair-sched: valgrind runs one thread at a time, and its default
+    # scheduler can leave the thread that initialises sled's I/O pool waiting
+    # for minutes behind the pool's threads spinning on that initialisation.
+    valgrind --tool=callgrind --fair-sched=yes --callgrind-out-file="$dir/callgrind.out" \
         "$bin" --config bench.toml serve >serve.log 2>&1 &
     SERVER_PID=$!
     local i=0 est=

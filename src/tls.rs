@@ -241,6 +241,9 @@ impl LiveTls {
     }
 }
 
+/// Most TLS 1.3 tickets sent to a client that asks for several.
+const MAX_TLS13_TICKETS: usize = 4;
+
 fn server_config(
     identity: &Arc<CurrentIdentity>,
     sessions: &Arc<dyn rustls::server::StoresServerSessions>,
@@ -264,5 +267,10 @@ fn server_config(
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config.session_storage = sessions.clone();
     config.ticketer = ticketer.clone();
+    // One ticket per handshake is enough for a client that reconnects in
+    // turn (a resumed handshake brings the next one); a client that opens
+    // several connections at once asks for more (RFC 9149).
+    config.send_tls13_tickets = 1;
+    config.max_tls13_tickets = MAX_TLS13_TICKETS;
     Ok(Arc::new(config))
 }

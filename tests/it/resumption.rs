@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use estd_testkit::api::Api;
 use estd_testkit::*;
+use rustls::client::TicketRequest;
 use rustls::client::{Resumption, Tls12Resumption};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, HandshakeKind};
@@ -37,6 +38,16 @@ fn config_for(ts: &TestServer, identity: &Identity, way: Way) -> Arc<ClientConfi
 
 /// A new connection with `config`; how its handshake went, and an HTTP client on it.
 async fn connect(ts: &TestServer, config: &Arc<ClientConfig>) -> (HandshakeKind, Client) {
+    let (kind, tls) = handshake(ts, config).await;
+    (kind, Client::over(tls).await)
+}
+
+/// A new TLS connection with `config`, not read from after its handshake
+/// (so the tickets the server sends after it stay unread).
+async fn handshake(
+    ts: &TestServer,
+    config: &Arc<ClientConfig>,
+) -> (HandshakeKind, tokio_rustls::client::TlsStream<TcpStream>) {
     let tcp = TcpStream::connect(ts.server.est_addr)
         .await
         .expect("connect");
@@ -45,7 +56,7 @@ async fn connect(ts: &TestServer, config: &Arc<ClientConfig>) -> (HandshakeKind,
         .await
         .expect("TLS handshake");
     let kind = tls.get_ref().1.handshake_kind().expect("handshake done");
-    (kind, Client::over(tls).await)
+    (kind, tls)
 }
 
 #[tokio::test]
@@ -111,6 +122,56 @@ async fn a_resumed_session_enrols_and_its_certificate_is_still_checked_per_reque
         let r = c.enroll(ENROLL, &demo_csr("resume-4").1).await;
         assert_refused(&r, 403, "client certificate is revoked");
         assert_eq!(ts.cert_count(), before, "{way:?}: nothing was issued");
+    }
+    ts.shutdown().await;
+}
+
+/// TLS 1.3 tickets: one per handshake, so a client that reconnects in turn
+/// always holds a fresh one; a client that opens several connections at once
+/// asks for more (RFC 9149) and gets up to four.
+#[tokio::test]
+async fn a_client_gets_one_ticket_per_handshake_unless_it_asks_for_more() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ts = TestServer::start(dir.path()).await;
+    let (_, idm) = ts.issue_direct(
+        &demo_org(ts.app()),
+        &profile(&ts, "demo-idm"),
+        "IdM tickets",
+        365,
+    );
+    for (asked, expected) in [(None, 1), (Some(3), 3), (Some(9), 4)] {
+        let mut config = (*config_for(&ts, &idm, Way::Tls13Tickets)).clone();
+        config.send_ticket_request = asked.map(|n| TicketRequest {
+            new_session_count: n,
+            resumption_count: n,
+        });
+        let config = Arc::new(config);
+        let (kind, mut first) = connect(&ts, &config).await;
+        assert_eq!(
+            kind,
+            HandshakeKind::Full,
+            "asked {asked:?}: the first connection"
+        );
+        // The tickets come after the handshake; an answer read brings them in.
+        issued_cert(&first.enroll(ENROLL, &demo_csr("tickets").1).await);
+        // Opened together: none reads the tickets its own handshake brings.
+        let mut kinds = Vec::new();
+        let mut open = Vec::new();
+        for _ in 0..expected + 1 {
+            let (kind, tls) = handshake(&ts, &config).await;
+            kinds.push(kind);
+            open.push(tls);
+        }
+        let resumed = kinds
+            .iter()
+            .filter(|k| **k == HandshakeKind::Resumed)
+            .count();
+        assert_eq!(resumed, expected, "asked {asked:?}: {kinds:?}");
+        assert_eq!(
+            kinds[expected],
+            HandshakeKind::Full,
+            "asked {asked:?}: {kinds:?}"
+        );
     }
     ts.shutdown().await;
 }
