@@ -241,7 +241,7 @@ impl LiveTls {
     }
 }
 
-/// Most TLS 1.3 tickets sent to a client that asks for several.
+/// Most TLS 1.3 tickets sent after a handshake to a client that asks (RFC 9149).
 const MAX_TLS13_TICKETS: usize = 4;
 
 fn server_config(
@@ -267,10 +267,9 @@ fn server_config(
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config.session_storage = sessions.clone();
     config.ticketer = ticketer.clone();
-    // One ticket per handshake is enough for a client that reconnects in
-    // turn (a resumed handshake brings the next one); a client that opens
-    // several connections at once asks for more (RFC 9149).
-    config.send_tls13_tickets = 1;
+    // TLS 1.3 tickets are single-use. Two after each handshake (rustls's
+    // default) keep a pool of connections sharing one session cache
+    // resuming; a client may ask for fewer or more (RFC 9149).
     config.max_tls13_tickets = MAX_TLS13_TICKETS;
     Ok(Arc::new(config))
 }
