@@ -3,6 +3,8 @@
 //! skips the full handshake, yet its client certificate is still judged on
 //! every request, so a certificate revoked after the session began is refused
 //! on a resumed connection, and on a new one whose chain verified before.
+//! Also what else makes a handshake cheaper: the tickets sent, and the suite
+//! the server chooses.
 
 use std::sync::Arc;
 
@@ -172,6 +174,69 @@ async fn a_client_gets_two_tickets_per_handshake_unless_it_asks_for_another_numb
             HandshakeKind::Full,
             "asked {asked:?}: {kinds:?}"
         );
+    }
+    ts.shutdown().await;
+}
+
+/// The server chooses the suite: AES-128-GCM with SHA-256 whenever the client
+/// offers it, whatever the client's order (a cheaper key schedule than
+/// SHA-384's), and any other suite the client offers when it does not.
+#[tokio::test]
+async fn the_server_chooses_aes_128_gcm_when_offered_and_serves_clients_without_it() {
+    use rustls::crypto::aws_lc_rs::cipher_suite as suites;
+    use rustls::CipherSuite as S;
+    let dir = tempfile::tempdir().expect("tmp");
+    let ts = TestServer::start(dir.path()).await;
+    let (_, idm) = ts.issue_direct(
+        &demo_org(ts.app()),
+        &profile(&ts, "demo-idm"),
+        "IdM suites",
+        365,
+    );
+    let cases = [
+        // aws-lc-rs's own order, AES-256-GCM first.
+        (false, None, S::TLS13_AES_128_GCM_SHA256),
+        (true, None, S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256),
+        // Clients that offer one suite only.
+        (
+            false,
+            Some(suites::TLS13_AES_256_GCM_SHA384),
+            S::TLS13_AES_256_GCM_SHA384,
+        ),
+        (
+            false,
+            Some(suites::TLS13_CHACHA20_POLY1305_SHA256),
+            S::TLS13_CHACHA20_POLY1305_SHA256,
+        ),
+        (
+            true,
+            Some(suites::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384),
+            S::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        ),
+    ];
+    for (tls12, only, expected) in cases {
+        let mut provider = estd::tls::provider().as_ref().clone();
+        if let Some(only) = only {
+            provider.cipher_suites = vec![only];
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ts.root_der().into()).expect("root");
+        let version = if tls12 {
+            &rustls::version::TLS12
+        } else {
+            &rustls::version::TLS13
+        };
+        let config = ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[version])
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_client_auth_cert(idm.chain.clone(), idm.key.clone_key())
+            .expect("client cert");
+        let (_, tls) = handshake(&ts, &Arc::new(config)).await;
+        let suite = tls.get_ref().1.negotiated_cipher_suite().map(|s| s.suite());
+        assert_eq!(suite, Some(expected), "TLS 1.2: {tls12}, only {only:?}");
+        let mut c = Client::over(tls).await;
+        issued_cert(&c.enroll(ENROLL, &demo_csr("suites").1).await);
     }
     ts.shutdown().await;
 }
