@@ -38,6 +38,12 @@ fn config_for(ts: &TestServer, identity: &Identity, way: Way) -> Arc<ClientConfi
     Arc::new(config)
 }
 
+/// A certificate of the demo organisation's IdM profile, valid for a year.
+fn idm_system(ts: &TestServer, name: &str) -> Identity {
+    let (_, idm) = ts.issue_direct(&demo_org(ts.app()), &profile(ts, "demo-idm"), name, 365);
+    idm
+}
+
 /// A new connection with `config`; how its handshake went, and an HTTP client on it.
 async fn connect(ts: &TestServer, config: &Arc<ClientConfig>) -> (HandshakeKind, Client) {
     let (kind, tls) = handshake(ts, config).await;
@@ -135,12 +141,7 @@ async fn a_resumed_session_enrols_and_its_certificate_is_still_checked_per_reque
 async fn a_client_gets_two_tickets_per_handshake_unless_it_asks_for_another_number() {
     let dir = tempfile::tempdir().expect("tmp");
     let ts = TestServer::start(dir.path()).await;
-    let (_, idm) = ts.issue_direct(
-        &demo_org(ts.app()),
-        &profile(&ts, "demo-idm"),
-        "IdM tickets",
-        365,
-    );
+    let idm = idm_system(&ts, "IdM tickets");
     for (asked, expected) in [(None, 2), (Some(1), 1), (Some(3), 3), (Some(9), 4)] {
         let mut config = (*config_for(&ts, &idm, Way::Tls13Tickets)).clone();
         config.send_ticket_request = asked.map(|n| TicketRequest {
@@ -187,12 +188,7 @@ async fn the_server_chooses_aes_128_gcm_when_offered_and_serves_clients_without_
     use rustls::CipherSuite as S;
     let dir = tempfile::tempdir().expect("tmp");
     let ts = TestServer::start(dir.path()).await;
-    let (_, idm) = ts.issue_direct(
-        &demo_org(ts.app()),
-        &profile(&ts, "demo-idm"),
-        "IdM suites",
-        365,
-    );
+    let idm = idm_system(&ts, "IdM suites");
     let cases = [
         // aws-lc-rs's own order, AES-256-GCM first.
         (false, None, S::TLS13_AES_128_GCM_SHA256),
