@@ -121,7 +121,8 @@ struct Cli {
     /// Connection handling: keep one connection per worker alive, open a
     /// new connection with a full handshake (no resumption) per request, or
     /// open a new connection per request that resumes an earlier session
-    /// (TLS 1.3 tickets; with --tls12, session ids).
+    /// (TLS 1.3 tickets; with --tls12, session ids; each worker keeps its
+    /// own session cache).
     #[arg(long, value_enum, default_value_t = ConnMode::Reuse)]
     conn: ConnMode,
     /// Key type of the CSRs (and of the re-enrolment identities).
@@ -512,7 +513,13 @@ fn client_config(
         .with_root_certificates(roots.clone())
         .with_client_auth_cert(chain, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    config.resumption = if !resumption {
+    config.resumption = new_session_cache(tls12, resumption);
+    Ok(Arc::new(config))
+}
+
+/// A session cache of its own, or none without resumption.
+fn new_session_cache(tls12: bool, resumption: bool) -> Resumption {
+    if !resumption {
         Resumption::disabled()
     } else if tls12 {
         // Session ids, the TLS 1.2 resumption of clients without tickets
@@ -521,8 +528,21 @@ fn client_config(
             .tls12_resumption(Tls12Resumption::SessionIdOnly)
     } else {
         Resumption::in_memory_sessions(RESUMPTION_CACHE)
-    };
-    Ok(Arc::new(config))
+    }
+}
+
+/// `config` for one worker: with `--conn resume`, a session cache of the
+/// worker's own, so that it resumes with the tickets its own connections
+/// brought. rustls keeps at most eight TLS 1.3 tickets per server in a
+/// cache, and each is used once: sixteen workers sharing one ran short and
+/// made a fifth to a quarter of their handshakes in full.
+fn worker_config(ctx: &Ctx, config: &Arc<ClientConfig>) -> Arc<ClientConfig> {
+    if !ctx.resumption {
+        return config.clone();
+    }
+    let mut own = (**config).clone();
+    own.resumption = new_session_cache(ctx.tls12, ctx.resumption);
+    Arc::new(own)
 }
 
 /// TCP connect, TLS handshake, HTTP/1.1 handshake; the connection driver runs
@@ -1109,8 +1129,8 @@ async fn run(cli: Cli, setup: Setup) -> Result<ExitCode, SetupError> {
 
     let ctx = Arc::new(ctx);
     let plans = match cli.op {
-        Op::Cacerts => cacerts_plans(&idm_config, shares),
-        Op::Enroll => enroll_plans(&idm_config, &generated, shares)?,
+        Op::Cacerts => cacerts_plans(&ctx, &idm_config, shares),
+        Op::Enroll => enroll_plans(&ctx, &idm_config, &generated, shares)?,
         Op::Reenroll => reenroll_plans(&ctx, &idm_config, &generated, shares).await?,
         Op::Fill | Op::Ocsp | Op::Start => Vec::new(),
     };
@@ -1224,10 +1244,10 @@ fn job_specs(op: Op, shares: Shares) -> Result<Vec<(String, bool)>, SetupError> 
 }
 
 /// `cacerts`: every worker asks as the IdM system, with no CSRs.
-fn cacerts_plans(idm_config: &Arc<ClientConfig>, shares: Shares) -> Vec<Worker> {
+fn cacerts_plans(ctx: &Ctx, idm_config: &Arc<ClientConfig>, shares: Shares) -> Vec<Worker> {
     (0..shares.workers)
         .map(|w| Worker {
-            config: idm_config.clone(),
+            config: worker_config(ctx, idm_config),
             jobs: Vec::new(),
             count: shares.share(w) as u64,
             expected_subject: None,
@@ -1237,6 +1257,7 @@ fn cacerts_plans(idm_config: &Arc<ClientConfig>, shares: Shares) -> Vec<Worker> 
 
 /// `enroll`: every worker enrols as the IdM system, with its pool of CSRs.
 fn enroll_plans(
+    ctx: &Ctx,
     idm_config: &Arc<ClientConfig>,
     generated: &[Generated],
     shares: Shares,
@@ -1250,7 +1271,7 @@ fn enroll_plans(
             .map(job_from)
             .collect::<Result<Vec<_>, _>>()?;
         plans.push(Worker {
-            config: idm_config.clone(),
+            config: worker_config(ctx, idm_config),
             jobs,
             count: shares.share(w) as u64,
             expected_subject: None,
