@@ -541,7 +541,7 @@ fn worker_config(ctx: &Ctx, config: &Arc<ClientConfig>) -> Arc<ClientConfig> {
         return config.clone();
     }
     let mut own = (**config).clone();
-    own.resumption = new_session_cache(ctx.tls12, ctx.resumption);
+    own.resumption = new_session_cache(ctx.tls12, true);
     Arc::new(own)
 }
 
